@@ -1,0 +1,36 @@
+// The CUDA backend as the dispatcher sees it: plain C++ declarations, no CUDA headers.
+// Implemented in csrc/cuda/ when CUDA is built, and by csrc/core/cuda_unavailable.cpp
+// (every call answers "not built with CUDA") when it is not.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "arrcoc/status.h"
+
+namespace arrcoc {
+struct TextureParams;
+namespace cuda {
+
+bool compiled() noexcept;
+int device_count() noexcept;  // any CUDA error counts as 0 devices
+std::string device_name(int ordinal) noexcept;
+
+Status set_device(int ordinal) noexcept;
+Status malloc_device(void** ptr, size_t bytes) noexcept;
+void free_device(void* ptr) noexcept;
+Status memset_async(void* ptr, size_t bytes, void* stream) noexcept;
+// Row-by-row host -> device copy of a plane (cudaMemcpy2DAsync).
+Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                            size_t row_bytes, size_t rows, void* stream) noexcept;
+Status event_create(void** event) noexcept;
+void event_destroy(void* event) noexcept;
+Status event_record(void* event, void* stream) noexcept;
+Status stream_wait_event(void* stream, void* event) noexcept;
+Status event_synchronize(void* event) noexcept;
+
+// Queues every pass of the texture stage on `stream`. All pointers in `p` are device memory.
+Status build_texture(const TextureParams& p, void* stream) noexcept;
+
+}  // namespace cuda
+}  // namespace arrcoc

@@ -1,0 +1,31 @@
+// Compiled instead of csrc/cuda/ when the library is built without CUDA: every dispatcher
+// entry exists and answers clearly, so callers never need #ifdefs.
+#include "cuda_backend.h"
+
+namespace arrcoc::cuda {
+namespace {
+Status not_built() {
+  return Status(StatusCode::kNotBuiltWithCuda,
+                "arrcoc was built without CUDA (ARRCOC_CUDA=OFF or no nvcc at build time); "
+                "use device='cpu' or rebuild with nvcc available");
+}
+}  // namespace
+
+bool compiled() noexcept { return false; }
+int device_count() noexcept { return 0; }
+std::string device_name(int) noexcept { return std::string(); }
+Status set_device(int) noexcept { return not_built(); }
+Status malloc_device(void**, size_t) noexcept { return not_built(); }
+void free_device(void*) noexcept {}
+Status memset_async(void*, size_t, void*) noexcept { return not_built(); }
+Status copy_plane_to_device(void*, size_t, const void*, size_t, size_t, size_t, void*) noexcept {
+  return not_built();
+}
+Status event_create(void**) noexcept { return not_built(); }
+void event_destroy(void*) noexcept {}
+Status event_record(void*, void*) noexcept { return not_built(); }
+Status stream_wait_event(void*, void*) noexcept { return not_built(); }
+Status event_synchronize(void*) noexcept { return not_built(); }
+Status build_texture(const TextureParams&, void*) noexcept { return not_built(); }
+
+}  // namespace arrcoc::cuda

@@ -1,0 +1,79 @@
+#include "frame_checks.h"
+
+#include <string>
+
+namespace arrcoc {
+
+int pixel_format_planes(PixelFormat f) noexcept {
+  switch (f) {
+    case PixelFormat::kNV12: return 2;
+    case PixelFormat::kYUV420P: return 3;
+    default: return 1;
+  }
+}
+
+int pixel_format_bytes_per_pixel(PixelFormat f) noexcept {
+  switch (f) {
+    case PixelFormat::kRGB24:
+    case PixelFormat::kBGR24: return 3;
+    case PixelFormat::kRGBA32:
+    case PixelFormat::kBGRA32: return 4;
+    default: return 1;
+  }
+}
+
+const char* pixel_format_name(PixelFormat f) noexcept {
+  switch (f) {
+    case PixelFormat::kRGB24: return "rgb24";
+    case PixelFormat::kBGR24: return "bgr24";
+    case PixelFormat::kRGBA32: return "rgba32";
+    case PixelFormat::kBGRA32: return "bgra32";
+    case PixelFormat::kGRAY8: return "gray8";
+    case PixelFormat::kNV12: return "nv12";
+    case PixelFormat::kYUV420P: return "yuv420p";
+  }
+  return nullptr;
+}
+
+int64_t plane_row_bytes(PixelFormat f, int plane, int32_t width) noexcept {
+  const int64_t cw = (static_cast<int64_t>(width) + 1) / 2;
+  if (plane == 0) return static_cast<int64_t>(width) * pixel_format_bytes_per_pixel(f);
+  return f == PixelFormat::kNV12 ? 2 * cw : cw;
+}
+
+int64_t plane_rows(PixelFormat, int plane, int32_t height) noexcept {
+  return plane == 0 ? height : (static_cast<int64_t>(height) + 1) / 2;
+}
+
+Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height, const char* what) noexcept {
+  const std::string w = what;
+  if (pixel_format_name(f.format) == nullptr)
+    return Status(StatusCode::kInvalidArgument,
+                  w + ": unknown pixel format " + std::to_string(static_cast<int>(f.format)) +
+                      "; expected rgb24, bgr24, rgba32, bgra32, gray8, nv12 or yuv420p");
+  if (f.device != Device::kCPU && f.device != Device::kCUDA)
+    return Status(StatusCode::kInvalidArgument, w + ": unknown device " + std::to_string(static_cast<int>(f.device)));
+  if (f.width < 1 || f.height < 1)
+    return Status(StatusCode::kInvalidArgument, w + ": size " + std::to_string(f.width) + "x" +
+                                                    std::to_string(f.height) + " is empty; expected at least 1x1");
+  if (f.width > max_width || f.height > max_height)
+    return Status(StatusCode::kOutOfRange, w + ": size " + std::to_string(f.width) + "x" + std::to_string(f.height) +
+                                               " exceeds the maximum " + std::to_string(max_width) + "x" +
+                                               std::to_string(max_height) + " this object was created for");
+  const int np = pixel_format_planes(f.format);
+  for (int k = 0; k < np; ++k) {
+    if (f.planes[k] == nullptr)
+      return Status(StatusCode::kInvalidArgument, w + ": plane " + std::to_string(k) + " of " +
+                                                      pixel_format_name(f.format) + " is null");
+    const int64_t need = plane_row_bytes(f.format, k, f.width);
+    if (f.row_stride[k] < need)
+      return Status(StatusCode::kInvalidArgument,
+                    w + ": plane " + std::to_string(k) + " row stride " + std::to_string(f.row_stride[k]) +
+                        " bytes is smaller than one row (" + std::to_string(need) + " bytes for " +
+                        std::to_string(f.width) + " " + pixel_format_name(f.format) +
+                        " pixels); negative or overlapping strides are not supported");
+  }
+  return Status::Ok();
+}
+
+}  // namespace arrcoc

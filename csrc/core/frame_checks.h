@@ -1,0 +1,20 @@
+// Validation of FrameView and plane geometry per pixel format (internal).
+#pragma once
+
+#include <cstdint>
+
+#include "arrcoc/frame.h"
+#include "arrcoc/status.h"
+
+namespace arrcoc {
+
+// Bytes of one row of plane `plane` of a `width`-pixel frame.
+int64_t plane_row_bytes(PixelFormat f, int plane, int32_t width) noexcept;
+// Rows of plane `plane` of a `height`-pixel frame (chroma of 4:2:0 rounds up).
+int64_t plane_rows(PixelFormat f, int plane, int32_t height) noexcept;
+
+// Checks format, size (1..max), plane pointers and row strides. `what` names the argument
+// in messages ("frame").
+Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height, const char* what) noexcept;
+
+}  // namespace arrcoc

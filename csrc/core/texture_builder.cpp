@@ -1,0 +1,320 @@
+// The texture stage's dispatcher: validates, owns all memory (allocated once at creation),
+// keeps the previous frame's state for motion, and runs the CPU or CUDA backend.
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cpu/texture_cpu.h"
+#include "../shared/texture_params.h"
+#include "arrcoc/texture.h"
+#include "cuda_backend.h"
+#include "frame_checks.h"
+
+namespace arrcoc {
+
+constexpr int32_t kMaxDimension = 16384;
+
+int dtype_size(DType t) noexcept { return t == DType::kFloat16 ? 2 : 4; }
+
+int TextureView::plane_index(int channel, int level) noexcept {
+  if (channel < 0 || channel >= kNumChannels || level < 0 || level >= kNumLevels) return -1;
+  if (channel_base_level(channel) > level) return -1;
+  int idx = 0;
+  for (int c = 0; c < channel; ++c) idx += channel_base_level(c) <= level ? 1 : 0;
+  return idx;
+}
+
+int64_t TextureView::plane_offset(int channel, int level) const noexcept {
+  const int idx = plane_index(channel, level);
+  if (idx < 0) return -1;
+  return levels[level].offset + static_cast<int64_t>(idx) * levels[level].width * levels[level].height;
+}
+
+int64_t TextureView::total_elements() const noexcept {
+  const LevelLayout& last = levels[kNumLevels - 1];
+  return last.offset + static_cast<int64_t>(last.num_planes) * last.width * last.height;
+}
+
+void texture_layout(int32_t width, int32_t height, LevelLayout out[kNumLevels]) noexcept {
+  int64_t offset = 0;
+  int32_t w = width, h = height;
+  for (int k = 0; k < kNumLevels; ++k) {
+    int planes = 0;
+    for (int c = 0; c < kNumChannels; ++c) planes += channel_base_level(c) <= k ? 1 : 0;
+    out[k].width = w;
+    out[k].height = h;
+    out[k].offset = offset;
+    out[k].num_planes = planes;
+    offset += static_cast<int64_t>(planes) * w * h;
+    w = (w + 1) / 2;  // round up: odd sizes keep their last row/column
+    h = (h + 1) / 2;
+  }
+}
+
+// ------------------------------------------------------------------ memory
+
+namespace {
+
+// One allocation on the builder's device; freed with the builder.
+class Arena {
+ public:
+  explicit Arena(Device d) : device_(d) {}
+  ~Arena() {
+    for (void* p : blocks_) device_ == Device::kCPU ? std::free(p) : cuda::free_device(p);
+  }
+  Status alloc(size_t bytes, void** out) {
+    bytes = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+    void* p = nullptr;
+    if (device_ == Device::kCPU) {
+      p = std::aligned_alloc(64, bytes);
+      if (!p) return Status(StatusCode::kOutOfMemory, "host allocation of " + std::to_string(bytes) + " bytes failed");
+    } else {
+      Status s = cuda::malloc_device(&p, bytes);
+      if (!s.ok()) return s;
+    }
+    blocks_.push_back(p);
+    *out = p;
+    return Status::Ok();
+  }
+  template <typename T>
+  Status alloc_n(size_t n, T** out) {
+    void* p = nullptr;
+    Status s = alloc(n * sizeof(T), &p);
+    *out = static_cast<T*>(p);
+    return s;
+  }
+
+ private:
+  Device device_;
+  std::vector<void*> blocks_;
+};
+
+Status check_config(const TextureConfig& c) {
+  if (c.max_width < 1 || c.max_width > kMaxDimension || c.max_height < 1 || c.max_height > kMaxDimension)
+    return Status(StatusCode::kOutOfRange, "max size " + std::to_string(c.max_width) + "x" +
+                                               std::to_string(c.max_height) + " is out of range; expected 1.." +
+                                               std::to_string(kMaxDimension) + " in each dimension");
+  if (c.dtype != DType::kFloat16 && c.dtype != DType::kFloat32)
+    return Status(StatusCode::kInvalidArgument, "dtype must be float16 or float32");
+  if (c.device != Device::kCPU && c.device != Device::kCUDA)
+    return Status(StatusCode::kInvalidArgument, "device must be cpu or cuda");
+  if (c.num_threads < 0 || c.num_threads > 1024)
+    return Status(StatusCode::kOutOfRange, "num_threads " + std::to_string(c.num_threads) +
+                                               " is out of range; expected 0 (all cores)..1024");
+  if (!(c.fixation_x >= 0.0f && c.fixation_x <= 1.0f && c.fixation_y >= 0.0f && c.fixation_y <= 1.0f))
+    return Status(StatusCode::kOutOfRange, "fixation (" + std::to_string(c.fixation_x) + ", " +
+                                               std::to_string(c.fixation_y) + ") must lie in [0,1] x [0,1]");
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct TextureBuilder::Impl {
+  explicit Impl(const TextureConfig& c) : config(c), arena(c.device) {}
+  ~Impl() { cuda::event_destroy(done_event); }
+
+  TextureConfig config;
+  Arena arena;
+  LevelLayout max_layout[kNumLevels];
+  void* out = nullptr;
+  float* feature[3][kNumLevels] = {};
+  float* lum_prev = nullptr;  // swapped with feature[0][0] after each frame
+  float* mag = nullptr;
+  float* diff = nullptr;
+  float* hsum[4] = {};
+  uint64_t* hbins = nullptr;
+  uint8_t* bins = nullptr;
+  uint8_t* y8 = nullptr;
+  uint16_t* ysum = nullptr;
+  uint16_t* ysum_prev = nullptr;
+  uint8_t* staging = nullptr;  // CUDA: device copy of host frames
+  size_t staging_bytes = 0;
+  void* done_event = nullptr;  // CUDA: recorded after the last build
+  void* last_stream = nullptr;
+
+  bool has_prev = false;
+  int32_t prev_width = 0, prev_height = 0;
+  uint64_t frame_index = 0;
+
+  Status allocate() {
+    texture_layout(config.max_width, config.max_height, max_layout);
+    TextureView v;
+    std::copy(max_layout, max_layout + kNumLevels, v.levels);
+    const size_t n0 = static_cast<size_t>(config.max_width) * config.max_height;
+    Status s = arena.alloc(static_cast<size_t>(v.total_elements()) * dtype_size(config.dtype), &out);
+    for (int f = 0; f < 3 && s.ok(); ++f)
+      for (int k = 0; k < kNumLevels && s.ok(); ++k)
+        s = arena.alloc_n(static_cast<size_t>(max_layout[k].width) * max_layout[k].height, &feature[f][k]);
+    if (s.ok()) s = arena.alloc_n(n0, &lum_prev);
+    if (s.ok()) s = arena.alloc_n(n0, &mag);
+    if (s.ok()) s = arena.alloc_n(n0, &diff);
+    for (int t = 0; t < 4 && s.ok(); ++t) s = arena.alloc_n(n0, &hsum[t]);
+    if (s.ok()) s = arena.alloc_n(n0, &hbins);
+    if (s.ok()) s = arena.alloc_n(n0, &bins);
+    if (s.ok()) s = arena.alloc_n(n0, &y8);
+    const size_t n2 = static_cast<size_t>(max_layout[2].width) * max_layout[2].height;
+    if (s.ok()) s = arena.alloc_n(n2, &ysum);
+    if (s.ok()) s = arena.alloc_n(n2, &ysum_prev);
+    if (s.ok() && config.device == Device::kCUDA) {
+      // Largest frame: 4 bytes per pixel (rgba) >= any other format's planes.
+      staging_bytes = n0 * 4 + 64;
+      s = arena.alloc_n(staging_bytes, &staging);
+      if (s.ok()) s = cuda::event_create(&done_event);
+    }
+    return s;
+  }
+
+  // Host frame -> staging buffer on the device; rewrites `f` to point at the copy.
+  Status upload(FrameView* f, void* stream) {
+    const int np = pixel_format_planes(f->format);
+    uint8_t* dst = staging;
+    for (int k = 0; k < np; ++k) {
+      const int64_t rb = plane_row_bytes(f->format, k, f->width);
+      const int64_t rows = plane_rows(f->format, k, f->height);
+      Status s = cuda::copy_plane_to_device(dst, rb, f->planes[k], f->row_stride[k], rb, rows, stream);
+      if (!s.ok()) return s;
+      f->planes[k] = dst;
+      f->row_stride[k] = rb;
+      dst += rb * rows;
+    }
+    f->device = Device::kCUDA;
+    return Status::Ok();
+  }
+
+  Status build(const FrameView& frame_in, TextureView* view) {
+    if (!view) return Status(StatusCode::kInvalidArgument, "out (TextureView*) is null");
+    Status s = validate_frame(frame_in, config.max_width, config.max_height, "frame");
+    if (!s.ok()) return s;
+    FrameView frame = frame_in;
+    if (frame.device == Device::kCUDA && config.device == Device::kCPU)
+      return Status(StatusCode::kInvalidArgument,
+                    "frame is in CUDA memory but the builder runs on the CPU; create it with device=cuda "
+                    "or copy the frame to the host");
+    if (config.device == Device::kCUDA) {
+      if (!(s = cuda::set_device(config.cuda_device)).ok()) return s;
+      if (frame.device == Device::kCPU && !(s = upload(&frame, frame.cuda_stream)).ok()) return s;
+    }
+
+    TextureParams p{};
+    p.frame = frame;
+    p.width = frame.width;
+    p.height = frame.height;
+    texture_layout(frame.width, frame.height, p.levels);
+    p.out = out;
+    p.dtype = config.dtype;
+    p.fixation_x = config.fixation_x;
+    p.fixation_y = config.fixation_y;
+    p.motion_valid = has_prev && prev_width == frame.width && prev_height == frame.height;
+    for (int f = 0; f < 3; ++f)
+      for (int k = 0; k < kNumLevels; ++k) p.feature[f][k] = feature[f][k];
+    p.lum_prev = lum_prev;
+    p.mag = mag;
+    p.diff = diff;
+    for (int t = 0; t < 4; ++t) p.hsum[t] = hsum[t];
+    p.hbins = hbins;
+    p.bins = bins;
+    p.y8 = y8;
+    p.ysum = ysum;
+    p.ysum_prev = ysum_prev;
+    p.num_threads = config.num_threads > 0 ? config.num_threads
+                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+
+    if (config.device == Device::kCPU) {
+      s = cpu::build_texture(p);
+    } else {
+      s = cuda::build_texture(p, frame.cuda_stream);
+      if (s.ok()) s = cuda::event_record(done_event, frame.cuda_stream);
+      last_stream = frame.cuda_stream;
+    }
+    if (!s.ok()) {
+      has_prev = false;  // state is unknown after a failure: no motion next frame
+      return s;
+    }
+
+    // This frame becomes the previous one (pointer swaps, no copies).
+    std::swap(feature[0][0], lum_prev);
+    std::swap(ysum, ysum_prev);
+    has_prev = true;
+    prev_width = frame.width;
+    prev_height = frame.height;
+    ++frame_index;
+
+    TextureView v;
+    v.data = out;
+    v.device = config.device;
+    v.dtype = config.dtype;
+    v.width = frame.width;
+    v.height = frame.height;
+    std::copy(p.levels, p.levels + kNumLevels, v.levels);
+    v.motion_valid = p.motion_valid;
+    v.frame_index = frame_index;
+    *view = v;
+    return Status::Ok();
+  }
+};
+
+// ------------------------------------------------------------------ public boundary
+// Every public entry point is noexcept and turns anything thrown inside into a Status.
+
+#define ARRCOC_GUARD(body)                                                         \
+  try {                                                                            \
+    body                                                                           \
+  } catch (const std::bad_alloc&) {                                                \
+    return Status(StatusCode::kOutOfMemory, "out of host memory");                 \
+  } catch (const std::exception& e) {                                              \
+    return Status(StatusCode::kInternal, std::string("internal error: ") + e.what()); \
+  } catch (...) {                                                                  \
+    return Status(StatusCode::kInternal, "internal error (unknown exception)");    \
+  }
+
+TextureBuilder::TextureBuilder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TextureBuilder::~TextureBuilder() = default;
+
+Status TextureBuilder::create(const TextureConfig& config, std::unique_ptr<TextureBuilder>* out) noexcept {
+  ARRCOC_GUARD({
+    if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<TextureBuilder>*) is null");
+    Status s = check_config(config);
+    if (!s.ok()) return s;
+    if (config.device == Device::kCUDA) {
+      if (!cuda::compiled()) return cuda::set_device(0);  // "not built with CUDA"
+      if (!(s = cuda::set_device(config.cuda_device)).ok()) return s;
+    }
+    auto impl = std::make_unique<Impl>(config);
+    if (!(s = impl->allocate()).ok()) return s;
+    out->reset(new TextureBuilder(std::move(impl)));
+    return Status::Ok();
+  })
+}
+
+Status TextureBuilder::build(const FrameView& frame, TextureView* out) noexcept {
+  ARRCOC_GUARD({ return impl_->build(frame, out); })
+}
+
+void TextureBuilder::reset() noexcept { impl_->has_prev = false; }
+
+Status TextureBuilder::set_fixation(float x, float y) noexcept {
+  if (!(x >= 0.0f && x <= 1.0f && y >= 0.0f && y <= 1.0f))
+    return Status(StatusCode::kOutOfRange, "fixation (" + std::to_string(x) + ", " + std::to_string(y) +
+                                               ") must lie in [0,1] x [0,1]");
+  impl_->config.fixation_x = x;
+  impl_->config.fixation_y = y;
+  return Status::Ok();
+}
+
+Status TextureBuilder::wait_on_stream(void* stream) noexcept {
+  if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
+  return cuda::stream_wait_event(stream, impl_->done_event);
+}
+
+Status TextureBuilder::synchronize() noexcept {
+  if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
+  return cuda::event_synchronize(impl_->done_event);
+}
+
+const TextureConfig& TextureBuilder::config() const noexcept { return impl_->config; }
+
+}  // namespace arrcoc

@@ -1,0 +1,97 @@
+// Thin, checked wrappers over the CUDA runtime for the dispatcher (csrc/core/cuda_backend.h).
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../core/cuda_backend.h"
+#include "cuda_check.h"
+
+namespace arrcoc::cuda {
+
+Status check(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status::Ok();
+  return Status(StatusCode::kCudaError,
+                std::string(what) + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+}
+
+bool compiled() noexcept { return true; }
+
+int device_count() noexcept {
+  int n = 0;
+  // Without a driver this returns cudaErrorInsufficientDriver, not cudaErrorNoDevice:
+  // any error means "no GPU". Clear the sticky error so later calls are not confused.
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+std::string device_name(int ordinal) noexcept {
+  if (ordinal < 0 || ordinal >= device_count()) return std::string();
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, ordinal) != cudaSuccess) return std::string();
+  return std::string(prop.name);
+}
+
+Status set_device(int ordinal) noexcept {
+  const int n = device_count();
+  if (n == 0)
+    return Status(StatusCode::kNoCudaDevice,
+                  "device='cuda' was requested but no CUDA device is usable (no GPU, or no driver)");
+  if (ordinal < 0 || ordinal >= n)
+    return Status(StatusCode::kOutOfRange, "cuda_device " + std::to_string(ordinal) +
+                                               " does not exist; this machine has " + std::to_string(n));
+  return check(cudaSetDevice(ordinal), "cudaSetDevice");
+}
+
+Status malloc_device(void** ptr, size_t bytes) noexcept {
+  const cudaError_t err = cudaMalloc(ptr, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return Status(StatusCode::kOutOfMemory, "cudaMalloc of " + std::to_string(bytes) + " bytes failed");
+  }
+  return check(err, "cudaMalloc");
+}
+
+void free_device(void* ptr) noexcept {
+  if (ptr) cudaFree(ptr);
+}
+
+Status memset_async(void* ptr, size_t bytes, void* stream) noexcept {
+  return check(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
+}
+
+Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                            size_t row_bytes, size_t rows, void* stream) noexcept {
+  return check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyHostToDevice,
+                                 static_cast<cudaStream_t>(stream)),
+               "cudaMemcpy2DAsync (frame upload)");
+}
+
+Status event_create(void** event) noexcept {
+  cudaEvent_t e = nullptr;
+  Status s = check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  *event = e;
+  return s;
+}
+
+void event_destroy(void* event) noexcept {
+  if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+Status event_record(void* event, void* stream) noexcept {
+  return check(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)),
+               "cudaEventRecord");
+}
+
+Status stream_wait_event(void* stream, void* event) noexcept {
+  return check(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(event), 0),
+               "cudaStreamWaitEvent");
+}
+
+Status event_synchronize(void* event) noexcept {
+  return check(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
+}
+
+}  // namespace arrcoc::cuda

@@ -1,0 +1,8 @@
+// Umbrella header of the arrcoc C++ API. Includes no CUDA headers.
+#pragma once
+
+#include "arrcoc/channels.h"
+#include "arrcoc/frame.h"
+#include "arrcoc/runtime.h"
+#include "arrcoc/status.h"
+#include "arrcoc/texture.h"

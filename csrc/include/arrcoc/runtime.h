@@ -1,0 +1,23 @@
+// What this build of arrcoc can do and what the machine offers, without CUDA headers.
+#pragma once
+
+#include <string>
+
+#include "arrcoc/status.h"
+
+namespace arrcoc {
+
+// Version of the library ("0.1.0").
+const char* version() noexcept;
+
+// True when the CUDA backend was compiled into this library.
+bool built_with_cuda() noexcept;
+
+// Number of usable CUDA devices. Any CUDA error here (no driver: cudaErrorInsufficientDriver,
+// no device, ...) counts as 0 devices. Always 0 when built without CUDA.
+int cuda_device_count() noexcept;
+
+// Name of CUDA device `ordinal` ("NVIDIA H100 80GB HBM3"), or "" if there is none.
+std::string cuda_device_name(int ordinal) noexcept;
+
+}  // namespace arrcoc

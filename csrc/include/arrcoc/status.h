@@ -1,0 +1,40 @@
+// Error reporting for the public API: every call that can fail returns a Status.
+// No exception ever leaves a public function (they are all noexcept), so a C++ host
+// that embeds arrcoc is never taken down by bad input.
+#pragma once
+
+#include <string>
+#include <utility>
+
+namespace arrcoc {
+
+enum class StatusCode : int {
+  kOk = 0,
+  kInvalidArgument = 1,  // wrong format, dtype, shape, stride or value
+  kOutOfRange = 2,       // a size or coordinate outside what the object was created for
+  kNotBuiltWithCuda = 3, // CUDA requested but this build has no CUDA backend
+  kNoCudaDevice = 4,     // CUDA backend built, but no usable GPU / driver at run time
+  kCudaError = 5,        // a CUDA runtime call or kernel launch failed
+  kOutOfMemory = 6,      // an allocation at creation time failed
+  kInternal = 7,         // a bug in arrcoc: please report it
+};
+
+class Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status Ok() { return Status(); }
+
+  bool ok() const noexcept { return code_ == StatusCode::kOk; }
+  StatusCode code() const noexcept { return code_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+// Name of a status code ("InvalidArgument", ...), for logs.
+const char* status_code_name(StatusCode code) noexcept;
+
+}  // namespace arrcoc

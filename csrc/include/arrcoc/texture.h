@@ -1,0 +1,100 @@
+// Stage 1: frame -> 40-channel texture array with a 5-level mip pyramid.
+//
+// A TextureBuilder is created once with the largest frame it will see; it allocates all
+// of its memory then and nothing per frame afterwards (CV-CUDA style). build() may be
+// called with any frame up to that size. The returned TextureView points into the
+// builder's memory and stays valid until the next build() or reset().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "arrcoc/channels.h"
+#include "arrcoc/frame.h"
+#include "arrcoc/status.h"
+
+namespace arrcoc {
+
+enum class DType : int32_t {
+  kFloat16 = 0,  // IEEE binary16, round to nearest even
+  kFloat32 = 1,
+};
+
+int dtype_size(DType t) noexcept;
+
+struct TextureConfig {
+  int32_t max_width = 1920;    // largest frame width build() accepts, 1..16384
+  int32_t max_height = 1080;   // largest frame height build() accepts, 1..16384
+  DType dtype = DType::kFloat16;
+  Device device = Device::kCPU;
+  int32_t cuda_device = 0;     // CUDA device ordinal when device == kCUDA
+  int32_t num_threads = 0;     // CPU worker threads; 0 = all hardware threads
+  float fixation_x = 0.5f;     // fixation point for eccentricity, in [0,1] of the width
+  float fixation_y = 0.5f;     // ... and of the height
+};
+
+// Geometry of one mip level inside the texture buffer.
+struct LevelLayout {
+  int32_t width = 0;         // texels: ceil(frame_width / 2^level)
+  int32_t height = 0;
+  int64_t offset = 0;        // element offset of the level's first plane in the buffer
+  int32_t num_planes = 0;    // channels stored at this level (base level <= this level)
+};
+
+// A read-only view of one built texture array. Memory layout: levels one after another;
+// inside a level, one contiguous width x height plane (row pitch = width) per stored
+// channel, in channel order. plane_index() maps (channel, level) to the plane.
+struct TextureView {
+  void* data = nullptr;      // buffer start (host or device memory, per `device`)
+  Device device = Device::kCPU;
+  DType dtype = DType::kFloat16;
+  int32_t width = 0;         // frame width (level 0)
+  int32_t height = 0;
+  LevelLayout levels[kNumLevels];
+  bool motion_valid = false;  // false on the first frame, after reset() and after a size change
+  uint64_t frame_index = 0;   // frames built since creation (1 for the first)
+
+  // Plane index of `channel` at `level` within that level, or -1 if it is not stored there.
+  static int plane_index(int channel, int level) noexcept;
+  // Element offset of that plane in the buffer, or -1 if it is not stored there.
+  int64_t plane_offset(int channel, int level) const noexcept;
+  int64_t total_elements() const noexcept;
+};
+
+// Compute the layout of the texture of a width x height frame (no allocation).
+void texture_layout(int32_t width, int32_t height, LevelLayout out[kNumLevels]) noexcept;
+
+class TextureBuilder {
+ public:
+  // Validates the config and allocates everything the builder will ever need.
+  static Status create(const TextureConfig& config, std::unique_ptr<TextureBuilder>* out) noexcept;
+  ~TextureBuilder();
+  TextureBuilder(const TextureBuilder&) = delete;
+  TextureBuilder& operator=(const TextureBuilder&) = delete;
+
+  // Builds the texture of `frame`. On the CUDA backend the work is queued on
+  // frame.cuda_stream (host frames are first copied on that stream); call
+  // synchronize() or wait_on_stream() before reading the result from another stream.
+  Status build(const FrameView& frame, TextureView* out) noexcept;
+
+  // Forget the previous frame: the next build reports no motion.
+  void reset() noexcept;
+
+  // Fixation point for the eccentricity channel, in [0,1] of width and height.
+  Status set_fixation(float x, float y) noexcept;
+
+  // CUDA: make `stream` wait until the last build() has finished (no host sync).
+  // CPU: no-op.
+  Status wait_on_stream(void* cuda_stream) noexcept;
+  // Block the host until the last build() has finished.
+  Status synchronize() noexcept;
+
+  const TextureConfig& config() const noexcept;
+
+  struct Impl;
+ private:
+  explicit TextureBuilder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace arrcoc

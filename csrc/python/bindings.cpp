@@ -1,0 +1,343 @@
+// pybind11 glue: the module arrcoc_rt._arrcoc. Thin by design: argument checking with
+// user-facing messages lives in python/arrcoc_rt/, this file converts types, releases the
+// GIL around kernels, maps Status to exceptions and speaks DLPack (pybind11 has no caster).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "arrcoc/arrcoc.h"
+#include "dlpack_abi.h"
+
+namespace py = pybind11;
+using namespace arrcoc;
+
+namespace {
+
+// Status -> Python exception. Bad input of any kind is a ValueError (the Python layer has
+// already raised TypeError for wrong types); failures of the machine are RuntimeError.
+void throw_if_error(const Status& s) {
+  if (s.ok()) return;
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+    case StatusCode::kNotBuiltWithCuda:
+    case StatusCode::kNoCudaDevice:
+      throw py::value_error(s.message());
+    case StatusCode::kOutOfMemory:
+      throw std::bad_alloc();
+    default:
+      throw std::runtime_error(std::string(status_code_name(s.code())) + ": " + s.message());
+  }
+}
+
+// ------------------------------------------------------------------ DLPack producer
+
+struct ExportCtx {
+  std::vector<int64_t> shape, strides;
+  PyObject* owner;  // keeps the memory's owner alive
+};
+
+template <typename Managed>
+void delete_managed(Managed* m) {
+  auto* ctx = static_cast<ExportCtx*>(m->manager_ctx);
+  // The consumer may call this from any thread, or after the interpreter is gone.
+  if (Py_IsInitialized()) {
+    PyGILState_STATE st = PyGILState_Ensure();
+    Py_XDECREF(ctx->owner);
+    PyGILState_Release(st);
+  }
+  delete ctx;
+  delete m;
+}
+
+template <typename Managed>
+void capsule_destructor(PyObject* cap, const char* name) {
+  // Only an unconsumed capsule still owns its tensor (consumers rename it "used_...").
+  if (PyCapsule_IsValid(cap, name)) {
+    auto* m = static_cast<Managed*>(PyCapsule_GetPointer(cap, name));
+    if (m && m->deleter) m->deleter(m);
+  }
+}
+
+// A strided view of builder memory that any DLPack / CUDA-array-interface consumer can take
+// zero-copy (torch.from_dlpack, cupy.from_dlpack, numpy.from_dlpack for CPU memory).
+class DeviceArray {
+ public:
+  DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, DType dtype, Device device, int device_id,
+              py::object owner, std::shared_ptr<TextureBuilder> sync)
+      : ptr_(ptr), shape_(std::move(shape)), dtype_(dtype), device_(device), device_id_(device_id),
+        owner_(std::move(owner)), sync_(std::move(sync)) {
+    strides_.assign(shape_.size(), 1);
+    for (int i = static_cast<int>(shape_.size()) - 2; i >= 0; --i) strides_[i] = strides_[i + 1] * shape_[i + 1];
+  }
+
+  py::tuple dlpack_device() const {
+    return py::make_tuple(device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU, device_id_);
+  }
+
+  py::object dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy) {
+    if (!copy.is_none() && copy.cast<bool>())
+      throw py::buffer_error("arrcoc DeviceArray exports zero-copy only (copy=True is not supported)");
+    if (!dl_device.is_none()) {
+      auto t = dl_device.cast<py::tuple>();
+      if (t[0].cast<int>() != (device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU))
+        throw py::buffer_error("arrcoc DeviceArray cannot export to another device");
+    }
+    if (device_ == Device::kCUDA && sync_) {
+      // stream: None/1 = legacy default, 2 = per-thread default, -1 = no sync, else a handle.
+      intptr_t s = stream.is_none() ? 1 : stream.cast<intptr_t>();
+      if (s == 0) s = 1;
+      if (s != -1) throw_if_error(sync_->wait_on_stream(reinterpret_cast<void*>(s)));
+    }
+    bool versioned = false;
+    if (!max_version.is_none()) versioned = max_version.cast<py::tuple>()[0].cast<int>() >= 1;
+
+    auto* ctx = new ExportCtx{shape_, strides_, owner_.ptr()};
+    Py_INCREF(ctx->owner);
+    dlpack::Tensor t{};
+    t.data = reinterpret_cast<void*>(ptr_);
+    t.device = {device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU, device_id_};
+    t.ndim = static_cast<int32_t>(shape_.size());
+    t.dtype = {dlpack::kDLFloat, static_cast<uint8_t>(dtype_size(dtype_) * 8), 1};
+    t.shape = ctx->shape.data();
+    t.strides = ctx->strides.data();
+    t.byte_offset = 0;
+    if (versioned) {
+      auto* m = new dlpack::ManagedTensorVersioned{};
+      m->version = {1, 0};
+      m->manager_ctx = ctx;
+      m->deleter = &delete_managed<dlpack::ManagedTensorVersioned>;
+      m->flags = dlpack::kFlagReadOnly;
+      m->dl_tensor = t;
+      return py::reinterpret_steal<py::object>(PyCapsule_New(m, "dltensor_versioned", [](PyObject* c) {
+        capsule_destructor<dlpack::ManagedTensorVersioned>(c, "dltensor_versioned");
+      }));
+    }
+    auto* m = new dlpack::ManagedTensor{};
+    m->dl_tensor = t;
+    m->manager_ctx = ctx;
+    m->deleter = &delete_managed<dlpack::ManagedTensor>;
+    return py::reinterpret_steal<py::object>(
+        PyCapsule_New(m, "dltensor", [](PyObject* c) { capsule_destructor<dlpack::ManagedTensor>(c, "dltensor"); }));
+  }
+
+  py::dict cuda_array_interface() const {
+    if (device_ != Device::kCUDA) throw py::attribute_error("__cuda_array_interface__ is only defined for CUDA memory");
+    // Consumers honour this by synchronizing on the host; synchronize here so the data is ready.
+    if (sync_) throw_if_error(sync_->synchronize());
+    py::dict d;
+    py::list shape;
+    for (auto s : shape_) shape.append(s);
+    d["shape"] = py::tuple(shape);
+    d["typestr"] = dtype_ == DType::kFloat16 ? "<f2" : "<f4";
+    d["data"] = py::make_tuple(ptr_, true);
+    d["strides"] = py::none();
+    d["version"] = 3;
+    d["stream"] = py::none();
+    return d;
+  }
+
+  py::tuple shape() const {
+    py::list l;
+    for (auto s : shape_) l.append(s);
+    return py::tuple(l);
+  }
+  std::string dtype() const { return dtype_ == DType::kFloat16 ? "float16" : "float32"; }
+  std::string device() const { return device_ == Device::kCUDA ? "cuda:" + std::to_string(device_id_) : "cpu"; }
+  uintptr_t data_ptr() const { return ptr_; }
+
+ private:
+  uintptr_t ptr_;
+  std::vector<int64_t> shape_, strides_;
+  DType dtype_;
+  Device device_;
+  int device_id_;
+  py::object owner_;
+  std::shared_ptr<TextureBuilder> sync_;
+};
+
+// ------------------------------------------------------------------ DLPack consumer
+
+// Reads a DLPack capsule without consuming it: the producer's capsule destructor frees the
+// tensor once the caller drops the capsule (which it keeps alive while we read the memory).
+py::dict dlpack_tensor_info(py::capsule cap) {
+  const dlpack::Tensor* t = nullptr;
+  bool readonly = false;
+  PyObject* c = cap.ptr();
+  if (PyCapsule_IsValid(c, "dltensor_versioned")) {
+    auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(c, "dltensor_versioned"));
+    if (m->version.major != 1)
+      throw py::value_error("unsupported DLPack major version " + std::to_string(m->version.major) + "; expected 1");
+    t = &m->dl_tensor;
+    readonly = (m->flags & dlpack::kFlagReadOnly) != 0;
+  } else if (PyCapsule_IsValid(c, "dltensor")) {
+    t = &static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(c, "dltensor"))->dl_tensor;
+  } else {
+    throw py::value_error("not a DLPack capsule (expected a 'dltensor' or 'dltensor_versioned' capsule that "
+                          "has not been consumed yet)");
+  }
+  py::dict d;
+  d["data"] = reinterpret_cast<uintptr_t>(static_cast<const char*>(t->data) + t->byte_offset);
+  d["device_type"] = t->device.device_type;
+  d["device_id"] = t->device.device_id;
+  py::list shape, strides;
+  for (int i = 0; i < t->ndim; ++i) {
+    shape.append(t->shape[i]);
+    if (t->strides) strides.append(t->strides[i]);
+  }
+  d["shape"] = py::tuple(shape);
+  d["strides"] = t->strides ? py::object(py::tuple(strides)) : py::object(py::none());
+  d["dtype"] = py::make_tuple(static_cast<int>(t->dtype.code), static_cast<int>(t->dtype.bits),
+                              static_cast<int>(t->dtype.lanes));
+  d["readonly"] = readonly;
+  return d;
+}
+
+// ------------------------------------------------------------------ TextureBuilder
+
+class PyTextureBuilder {
+ public:
+  PyTextureBuilder(int max_width, int max_height, const std::string& dtype, const std::string& device,
+                   int cuda_device, int num_threads, float fixation_x, float fixation_y) {
+    TextureConfig c;
+    c.max_width = max_width;
+    c.max_height = max_height;
+    c.dtype = dtype == "float32" ? DType::kFloat32 : DType::kFloat16;
+    c.device = device == "cuda" ? Device::kCUDA : Device::kCPU;
+    c.cuda_device = cuda_device;
+    c.num_threads = num_threads;
+    c.fixation_x = fixation_x;
+    c.fixation_y = fixation_y;
+    std::unique_ptr<TextureBuilder> b;
+    throw_if_error(TextureBuilder::create(c, &b));
+    builder_ = std::shared_ptr<TextureBuilder>(std::move(b));
+  }
+
+  py::dict build(std::vector<uintptr_t> planes, std::vector<int64_t> strides, int width, int height, int format,
+                 int device, uintptr_t stream) {
+    FrameView f;
+    for (size_t k = 0; k < planes.size() && k < 3; ++k) {
+      f.planes[k] = reinterpret_cast<const uint8_t*>(planes[k]);
+      f.row_stride[k] = k < strides.size() ? strides[k] : 0;
+    }
+    f.width = width;
+    f.height = height;
+    f.format = static_cast<PixelFormat>(format);
+    f.device = static_cast<Device>(device);
+    f.cuda_stream = reinterpret_cast<void*>(stream);
+    TextureView v;
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(mutex_);
+      s = builder_->build(f, &v);
+    }
+    throw_if_error(s);
+    py::dict d;
+    py::list levels;
+    for (int k = 0; k < kNumLevels; ++k)
+      levels.append(py::make_tuple(v.levels[k].width, v.levels[k].height, v.levels[k].offset, v.levels[k].num_planes));
+    d["width"] = v.width;
+    d["height"] = v.height;
+    d["levels"] = levels;
+    d["motion_valid"] = v.motion_valid;
+    d["frame_index"] = v.frame_index;
+    d["data"] = reinterpret_cast<uintptr_t>(v.data);
+    return d;
+  }
+
+  // A zero-copy view of `shape` elements at element `offset` of the texture buffer.
+  py::object view(py::object self, uintptr_t data, int64_t offset, std::vector<int64_t> shape) {
+    const TextureConfig& c = builder_->config();
+    const int es = dtype_size(c.dtype);
+    const uintptr_t ptr = data + static_cast<uintptr_t>(offset) * es;
+    if (c.device == Device::kCPU) {
+      std::vector<py::ssize_t> st(shape.size(), es);
+      for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * shape[i + 1];
+      py::dtype dt(c.dtype == DType::kFloat16 ? "float16" : "float32");
+      py::array a(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()), st, reinterpret_cast<void*>(ptr), self);
+      return std::move(a);
+    }
+    return py::cast(DeviceArray(ptr, shape, c.dtype, c.device, c.cuda_device, self, builder_));
+  }
+
+  void reset() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    builder_->reset();
+  }
+  void set_fixation(float x, float y) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    throw_if_error(builder_->set_fixation(x, y));
+  }
+  void synchronize() {
+    py::gil_scoped_release nogil;
+    throw_if_error(builder_->synchronize());
+  }
+
+ private:
+  std::shared_ptr<TextureBuilder> builder_;
+  std::mutex mutex_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_arrcoc, m) {
+  m.doc() = "arrcoc C++/CUDA core (internal; use the arrcoc_rt package)";
+  m.def("version", [] { return std::string(version()); });
+  m.def("built_with_cuda", &built_with_cuda);
+  m.def("cuda_device_count", &cuda_device_count);
+  m.def("cuda_device_name", &cuda_device_name);
+  m.def("channel_name", [](int c) {
+    const char* n = channel_name(c);
+    if (!n) throw py::index_error("channel index out of range 0..39");
+    return std::string(n);
+  });
+  m.def("channel_base_level", [](int c) { return channel_base_level(c); });
+  m.def("plane_index", &TextureView::plane_index);
+  m.def("pixel_format_name", [](int f) {
+    const char* n = pixel_format_name(static_cast<PixelFormat>(f));
+    return n ? std::string(n) : std::string();
+  });
+  m.attr("NUM_CHANNELS") = kNumChannels;
+  m.attr("NUM_LEVELS") = kNumLevels;
+  m.def("dlpack_tensor_info", &dlpack_tensor_info);
+  m.def(
+      "_export_host_memory_for_test",
+      [](py::array_t<float, py::array::c_style> a) {
+        // Exercises the DLPack producer on host memory (CI has no GPU).
+        std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
+        return DeviceArray(reinterpret_cast<uintptr_t>(a.data()), shape, DType::kFloat32, Device::kCPU, 0, a, nullptr);
+      },
+      py::arg("array").noconvert());
+
+  py::class_<DeviceArray>(m, "DeviceArray", "Zero-copy view of arrcoc device memory (DLPack / CUDA array interface)")
+      .def("__dlpack__", &DeviceArray::dlpack, py::kw_only(), py::arg("stream") = py::none(),
+           py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+      .def("__dlpack_device__", &DeviceArray::dlpack_device)
+      .def_property_readonly("__cuda_array_interface__", &DeviceArray::cuda_array_interface)
+      .def_property_readonly("shape", &DeviceArray::shape)
+      .def_property_readonly("dtype", &DeviceArray::dtype)
+      .def_property_readonly("device", &DeviceArray::device)
+      .def_property_readonly("data_ptr", &DeviceArray::data_ptr)
+      .def("__repr__", [](const DeviceArray& a) {
+        return "DeviceArray(shape=" + py::str(a.shape()).cast<std::string>() + ", dtype=" + a.dtype() +
+               ", device=" + a.device() + ")";
+      });
+
+  py::class_<PyTextureBuilder>(m, "TextureBuilder")
+      .def(py::init<int, int, const std::string&, const std::string&, int, int, float, float>(), py::arg("max_width"),
+           py::arg("max_height"), py::arg("dtype"), py::arg("device"), py::arg("cuda_device"), py::arg("num_threads"),
+           py::arg("fixation_x"), py::arg("fixation_y"))
+      .def("build", &PyTextureBuilder::build)
+      .def("view", [](py::object self, uintptr_t data, int64_t offset, std::vector<int64_t> shape) {
+        return self.cast<PyTextureBuilder&>().view(self, data, offset, std::move(shape));
+      })
+      .def("reset", &PyTextureBuilder::reset)
+      .def("set_fixation", &PyTextureBuilder::set_fixation)
+      .def("synchronize", &PyTextureBuilder::synchronize);
+}

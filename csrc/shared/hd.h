@@ -1,0 +1,31 @@
+// Portability macros for code compiled both by the host compiler and by nvcc.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define ARRCOC_HD __host__ __device__ __forceinline__
+#else
+#define ARRCOC_HD inline
+#endif
+
+namespace arrcoc::math {
+
+ARRCOC_HD int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+ARRCOC_HD float minf(float a, float b) { return a < b ? a : b; }
+ARRCOC_HD float maxf(float a, float b) { return a > b ? a : b; }
+ARRCOC_HD float absf(float a) { return a < 0.0f ? -a : a; }
+
+ARRCOC_HD uint32_t float_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  return u;
+}
+ARRCOC_HD float bits_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+}  // namespace arrcoc::math

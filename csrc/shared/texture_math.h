@@ -1,0 +1,260 @@
+// Per-element formulas of the texture stage, written once and called by the CPU loops
+// (csrc/cpu/texture_cpu.cpp) and the CUDA kernels (csrc/cuda/texture_cuda.cu). The float64
+// reference (python/arrcoc_rt/reference.py) implements the same formulas; docs/CHANNELS.md
+// states them. Only launch, tiling and looping code is backend-specific.
+#pragma once
+
+#include <math.h>
+
+#include "arrcoc/frame.h"
+#include "half.h"
+#include "hd.h"
+
+namespace arrcoc::math {
+
+// ---------------------------------------------------------------- input pixels
+
+struct Rgb8 {
+  int r, g, b;
+};
+
+// BT.601 limited range, integer fixed point (the classic 8-bit formulation), so every
+// backend and the NumPy reference produce the same bytes.
+ARRCOC_HD Rgb8 yuv_to_rgb8(int y, int u, int v) {
+  const int c = y - 16, d = u - 128, e = v - 128;
+  Rgb8 o;
+  o.r = clampi((298 * c + 409 * e + 128) >> 8, 0, 255);
+  o.g = clampi((298 * c - 100 * d - 208 * e + 128) >> 8, 0, 255);
+  o.b = clampi((298 * c + 516 * d + 128) >> 8, 0, 255);
+  return o;
+}
+
+ARRCOC_HD Rgb8 load_rgb8(const FrameView& f, int x, int y) {
+  const uint8_t* row = f.planes[0] + static_cast<int64_t>(y) * f.row_stride[0];
+  Rgb8 o;
+  switch (f.format) {
+    case PixelFormat::kRGB24: o.r = row[3 * x]; o.g = row[3 * x + 1]; o.b = row[3 * x + 2]; return o;
+    case PixelFormat::kBGR24: o.b = row[3 * x]; o.g = row[3 * x + 1]; o.r = row[3 * x + 2]; return o;
+    case PixelFormat::kRGBA32: o.r = row[4 * x]; o.g = row[4 * x + 1]; o.b = row[4 * x + 2]; return o;
+    case PixelFormat::kBGRA32: o.b = row[4 * x]; o.g = row[4 * x + 1]; o.r = row[4 * x + 2]; return o;
+    case PixelFormat::kGRAY8: o.r = o.g = o.b = row[x]; return o;
+    case PixelFormat::kNV12: {
+      const uint8_t* uv = f.planes[1] + static_cast<int64_t>(y >> 1) * f.row_stride[1] + 2 * (x >> 1);
+      return yuv_to_rgb8(row[x], uv[0], uv[1]);
+    }
+    case PixelFormat::kYUV420P: {
+      const int64_t co = static_cast<int64_t>(y >> 1);
+      return yuv_to_rgb8(row[x], f.planes[1][co * f.row_stride[1] + (x >> 1)],
+                         f.planes[2][co * f.row_stride[2] + (x >> 1)]);
+    }
+  }
+  o.r = o.g = o.b = 0;
+  return o;
+}
+
+// Integer luma (BT.601 weights in 8.8 fixed point); used where exactness matters:
+// the entropy histogram and block matching.
+ARRCOC_HD int luma8(Rgb8 c) { return (77 * c.r + 150 * c.g + 29 * c.b + 128) >> 8; }
+
+constexpr int kEntropyBins = 8;                   // luma8 >> 5
+ARRCOC_HD int entropy_bin(int y8) { return y8 >> 5; }
+
+// ---------------------------------------------------------------- point channels
+
+struct PointChannels {
+  float r, g, b;  // ch 0..2, in [0,1]
+  float lum;      // ch 3
+  float rg, by;   // ch 15, 16: opponent colours
+};
+
+ARRCOC_HD PointChannels point_channels(Rgb8 c) {
+  PointChannels p;
+  p.r = static_cast<float>(c.r) / 255.0f;
+  p.g = static_cast<float>(c.g) / 255.0f;
+  p.b = static_cast<float>(c.b) / 255.0f;
+  p.lum = 0.299f * p.r + 0.587f * p.g + 0.114f * p.b;
+  p.rg = p.r - p.g;
+  p.by = p.b - 0.5f * (p.r + p.g);
+  return p;
+}
+
+// ch 5: distance of the pixel centre from the fixation point in frame-normalized
+// coordinates, divided by the centre-to-corner distance sqrt(0.5), clamped to 1.
+ARRCOC_HD float eccentricity(int x, int y, int w, int h, float fx, float fy) {
+  const float du = (static_cast<float>(x) + 0.5f) / static_cast<float>(w) - fx;
+  const float dv = (static_cast<float>(y) + 0.5f) / static_cast<float>(h) - fy;
+  return minf(1.0f, sqrtf(du * du + dv * dv) * 1.41421356237f);
+}
+
+// ---------------------------------------------------------------- 3x3 neighbourhood
+
+// Reads with edge replication (clamped coordinates), as the reference's np.pad(mode="edge").
+ARRCOC_HD float at_clamped(const float* p, int w, int h, int x, int y) {
+  return p[static_cast<int64_t>(clampi(y, 0, h - 1)) * w + clampi(x, 0, w - 1)];
+}
+
+struct Gradient {
+  float gx, gy;   // ch 6, 7: Sobel / 8, in [-1, 1]
+  float mag;      // ch 8
+  float highpass; // ch 9: |4-neighbour Laplacian| / 4, in [0, 1]
+};
+
+ARRCOC_HD Gradient gradient_3x3(const float* L, int w, int h, int x, int y) {
+  const float a = at_clamped(L, w, h, x - 1, y - 1), b = at_clamped(L, w, h, x, y - 1),
+              c = at_clamped(L, w, h, x + 1, y - 1), d = at_clamped(L, w, h, x - 1, y),
+              e = at_clamped(L, w, h, x, y), f = at_clamped(L, w, h, x + 1, y),
+              g = at_clamped(L, w, h, x - 1, y + 1), k = at_clamped(L, w, h, x, y + 1),
+              l = at_clamped(L, w, h, x + 1, y + 1);
+  Gradient o;
+  o.gx = ((c + 2.0f * f + l) - (a + 2.0f * d + g)) * 0.125f;
+  o.gy = ((g + 2.0f * k + l) - (a + 2.0f * b + c)) * 0.125f;
+  o.mag = sqrtf(o.gx * o.gx + o.gy * o.gy);
+  o.highpass = absf(b + d + f + k - 4.0f * e) * 0.25f;
+  return o;
+}
+
+// ---------------------------------------------------------------- 5x5 box statistics
+// The 5x5 windows (edge-replicated) are computed separably: a horizontal 5-tap sum, then a
+// vertical one. The terms summed per pixel:
+constexpr int kBoxRadius = 2;
+constexpr int kBoxTaps = 2 * kBoxRadius + 1;
+constexpr float kBoxArea = 25.0f;
+constexpr float kContrastShift = 0.5f;  // moments of (L - 0.5): 4x less cancellation than of L
+
+struct BoxTerms {
+  float l;     // L - 0.5
+  float l2;    // (L - 0.5)^2
+  float mag;   // gradient magnitude
+  float diff;  // |L - L_prev| (0 without a previous frame)
+};
+
+// One luma bin as a 5-bit counter in a 64-bit word: a 5x5 window (25 samples) never
+// overflows a field, so the histogram is summed with plain integer adds, exactly.
+ARRCOC_HD uint64_t bin_one_hot(int bin) { return 1ull << (5 * bin); }
+
+ARRCOC_HD float local_std(float sum_l, float sum_l2) {
+  const float m = sum_l / kBoxArea;
+  return sqrtf(maxf(0.0f, sum_l2 / kBoxArea - m * m));
+}
+
+// ch 14: Shannon entropy of the 8-bin histogram of a 5x5 window, divided by log2(8).
+ARRCOC_HD float entropy_from_packed(uint64_t packed) {
+  float s = 0.0f;
+  for (int b = 0; b < kEntropyBins; ++b) {
+    const int c = static_cast<int>((packed >> (5 * b)) & 31u);
+    if (c > 1) s += static_cast<float>(c) * log2f(static_cast<float>(c));
+  }
+  const float h = 4.64385618977f - s / kBoxArea;  // log2(25) - sum(c log2 c)/25
+  return maxf(0.0f, h) * (1.0f / 3.0f);
+}
+
+// ---------------------------------------------------------------- mip pyramid
+
+// Level k+1 texel (i, j) = mean of the 2x2 block (2i..2i+1, 2j..2j+1) of level k; rows and
+// columns past the edge of an odd-sized level replicate the last one, which equals the
+// mean of the texels that exist.
+template <typename T>
+ARRCOC_HD float mip_box2(const T* src, int sw, int sh, int i, int j) {
+  const int x0 = 2 * j, x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
+  const int y0 = 2 * i, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
+  const T* r0 = src + static_cast<int64_t>(y0) * sw;
+  const T* r1 = src + static_cast<int64_t>(y1) * sw;
+  return ((load_texel(r0 + x0) + load_texel(r0 + x1)) + (load_texel(r1 + x0) + load_texel(r1 + x1))) *
+         0.25f;
+}
+
+// Bilinear sample of a w x h plane at texel coordinates (x, y) (texel centres at integers),
+// edge-replicated.
+ARRCOC_HD float sample_bilinear(const float* p, int w, int h, float x, float y) {
+  const float xf = floorf(x), yf = floorf(y);
+  const float tx = x - xf, ty = y - yf;
+  const int x0 = static_cast<int>(xf), y0 = static_cast<int>(yf);
+  const float a = at_clamped(p, w, h, x0, y0), b = at_clamped(p, w, h, x0 + 1, y0);
+  const float c = at_clamped(p, w, h, x0, y0 + 1), d = at_clamped(p, w, h, x0 + 1, y0 + 1);
+  const float top = a + (b - a) * tx, bottom = c + (d - c) * tx;
+  return top + (bottom - top) * ty;
+}
+
+// Where the centre of texel (i, j) of level `from` falls in texel coordinates of level `to`.
+ARRCOC_HD float level_coord(int index, int from, int to) {
+  return (static_cast<float>(index) + 0.5f) * ldexpf(1.0f, from - to) - 0.5f;
+}
+
+// ---------------------------------------------------------------- saliency (ch 11, level 1)
+
+// Float32 pyramids of the three saliency features: luminance, R-G, B-Y.
+struct FeaturePyramids {
+  const float* level[3][5];  // [feature][level]
+  int width[5];
+  int height[5];
+};
+
+// Centre-surround (Itti-Koch style) at level 1: centres at levels 1 and 2, surrounds two
+// levels coarser (3 and 4); opponent features are weighted 1/2 so each term is in [0,1].
+ARRCOC_HD float saliency_level1(const FeaturePyramids& P, int i, int j) {
+  const float weight[3] = {1.0f, 0.5f, 0.5f};
+  float acc = 0.0f;
+  for (int f = 0; f < 3; ++f) {
+    const float c1 = P.level[f][1][static_cast<int64_t>(i) * P.width[1] + j];
+    const float c2 = sample_bilinear(P.level[f][2], P.width[2], P.height[2], level_coord(j, 1, 2),
+                                     level_coord(i, 1, 2));
+    const float s3 = sample_bilinear(P.level[f][3], P.width[3], P.height[3], level_coord(j, 1, 3),
+                                     level_coord(i, 1, 3));
+    const float s4 = sample_bilinear(P.level[f][4], P.width[4], P.height[4], level_coord(j, 1, 4),
+                                     level_coord(i, 1, 4));
+    acc += weight[f] * 0.5f * (absf(c1 - s3) + absf(c2 - s4));
+  }
+  return acc * (1.0f / 3.0f);
+}
+
+// ---------------------------------------------------------------- motion vectors (ch 35, 36)
+
+constexpr int kMotionSearchRadius = 4;  // level-2 texels = +-16 pixels at level 0
+constexpr int kMotionBlock = 4;         // level-2 texels per block side = one 16-pixel patch
+
+// Level-2 luma for block matching: integer sum of luma8 over the 4x4 pixel block,
+// edge-replicated (0..4080, exact).
+ARRCOC_HD int luma_sum_4x4(const uint8_t* y8, int w, int h, int i, int j) {
+  int s = 0;
+  for (int dy = 0; dy < 4; ++dy) {
+    const uint8_t* row = y8 + static_cast<int64_t>(clampi(4 * i + dy, 0, h - 1)) * w;
+    for (int dx = 0; dx < 4; ++dx) s += row[clampi(4 * j + dx, 0, w - 1)];
+  }
+  return s;
+}
+
+// Full search of block (bi, bj) of the current level-2 luma in the previous one.
+// Exact integer SAD; ties go to the shorter displacement, then to the first in scan order,
+// so every backend picks the same vector. Returns the motion in level-0 pixels: content at
+// p now was at p - motion in the previous frame.
+ARRCOC_HD void block_match(const uint16_t* cur, const uint16_t* prev, int w2, int h2, int bi,
+                           int bj, float* mx, float* my) {
+  const int i0 = bi * kMotionBlock, j0 = bj * kMotionBlock;
+  const int i1 = i0 + kMotionBlock < h2 ? i0 + kMotionBlock : h2;
+  const int j1 = j0 + kMotionBlock < w2 ? j0 + kMotionBlock : w2;
+  int best_sad = 0x7fffffff, best_d2 = 0x7fffffff, best_dx = 0, best_dy = 0;
+  for (int dy = -kMotionSearchRadius; dy <= kMotionSearchRadius; ++dy) {
+    for (int dx = -kMotionSearchRadius; dx <= kMotionSearchRadius; ++dx) {
+      int sad = 0;
+      for (int i = i0; i < i1; ++i) {
+        const uint16_t* pr = prev + static_cast<int64_t>(clampi(i + dy, 0, h2 - 1)) * w2;
+        const uint16_t* cr = cur + static_cast<int64_t>(i) * w2;
+        for (int j = j0; j < j1; ++j) {
+          const int d = static_cast<int>(cr[j]) - static_cast<int>(pr[clampi(j + dx, 0, w2 - 1)]);
+          sad += d < 0 ? -d : d;
+        }
+      }
+      const int d2 = dx * dx + dy * dy;
+      if (sad < best_sad || (sad == best_sad && d2 < best_d2)) {
+        best_sad = sad;
+        best_d2 = d2;
+        best_dx = dx;
+        best_dy = dy;
+      }
+    }
+  }
+  *mx = static_cast<float>(-4 * best_dx);
+  *my = static_cast<float>(-4 * best_dy);
+}
+
+}  // namespace arrcoc::math

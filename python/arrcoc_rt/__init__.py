@@ -1,0 +1,42 @@
+"""arrcoc_rt: decides, frame by frame, where a frozen vision-language model should look.
+
+Stage 1 (this release): the 40-channel texture array with mipmaps, on the CPU and on CUDA.
+
+    >>> import numpy as np, arrcoc_rt
+    >>> builder = arrcoc_rt.TextureBuilder(640, 480)          # device="auto", dtype="float16"
+    >>> tex = builder.build(np.zeros((480, 640, 3), np.uint8))
+    >>> tex.channel(arrcoc_rt.Channel.LUMINANCE).shape
+    (480, 640)
+"""
+
+from . import reference
+from ._native import version as _version
+from .channels import Channel, base_level, channel_index
+from .devices import cuda_available, cuda_built, devices, info
+from .frames import PIXEL_FORMATS
+from .texture import Texture, TextureBuilder
+
+__version__ = _version()
+
+__all__ = [
+    "Channel",
+    "PIXEL_FORMATS",
+    "Texture",
+    "TextureBuilder",
+    "base_level",
+    "channel_index",
+    "cmake_prefix_path",
+    "cuda_available",
+    "cuda_built",
+    "devices",
+    "info",
+    "reference",
+]
+
+
+def cmake_prefix_path() -> str:
+    """Folder to put on CMAKE_PREFIX_PATH so a C++ project can `find_package(arrcoc)` the
+    library that ships inside this package."""
+    import os
+
+    return os.path.dirname(os.path.abspath(__file__))

@@ -1,0 +1,221 @@
+"""Turning what users hand us (NumPy arrays, DLPack / CUDA-array-interface tensors from torch or
+CuPy, planar YUV tuples) into plane pointers for the C++ core, zero-copy.
+
+Every problem raises TypeError (wrong kind of object or dtype) or ValueError (wrong shape,
+stride, size or format) naming the argument, what it was and what was expected. Nothing is
+silently cast or copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _native
+
+PIXEL_FORMATS = ("rgb24", "bgr24", "rgba32", "bgra32", "gray8", "nv12", "yuv420p")
+_FORMAT_CODE = {name: i for i, name in enumerate(PIXEL_FORMATS)}
+_CHANNELS = {"rgb24": 3, "bgr24": 3, "rgba32": 4, "bgra32": 4}
+
+DEVICE_CPU, DEVICE_CUDA = 0, 1
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+
+
+@dataclass
+class ArrayDesc:
+    """A strided uint8 array anywhere: pointer, shape, byte strides, device."""
+
+    ptr: int
+    shape: tuple
+    strides: tuple  # bytes
+    device: int  # DEVICE_CPU / DEVICE_CUDA
+    device_id: int
+    keepalive: Any = None
+
+
+@dataclass
+class FrameSpec:
+    """Plane pointers + geometry, ready for the C++ FrameView."""
+
+    planes: list
+    row_strides: list
+    width: int
+    height: int
+    pixel_format: str
+    device: int
+    device_id: int
+    keepalive: list = field(default_factory=list)
+
+    @property
+    def format_code(self) -> int:
+        return _FORMAT_CODE[self.pixel_format]
+
+
+def stream_handle(stream) -> int:
+    """CUDA stream handle as an int: None -> 0 (legacy default), an int, or an object with
+    ``cuda_stream`` (torch) or ``ptr`` (CuPy)."""
+    if stream is None:
+        return 0
+    if isinstance(stream, (int, np.integer)):
+        return int(stream)
+    for attr in ("cuda_stream", "ptr"):
+        if hasattr(stream, attr):
+            return int(getattr(stream, attr))
+    raise TypeError(f"stream: expected None, an int handle, a torch.cuda.Stream or a cupy Stream; got {type(stream).__name__}")
+
+
+def _dtype_name(code_bits_lanes) -> str:
+    code, bits, lanes = code_bits_lanes
+    kind = {0: "int", 1: "uint", 2: "float", 4: "bfloat", 6: "bool"}.get(code, f"code{code}")
+    return f"{kind}{bits}" + (f"x{lanes}" if lanes != 1 else "")
+
+
+def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
+    """ArrayDesc of a NumPy array or a DLPack / __cuda_array_interface__ producer (uint8 only)."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype != np.uint8:
+            raise TypeError(f"{name}: dtype {obj.dtype} is not supported; expected uint8 pixels "
+                            "(convert explicitly, e.g. (x * 255).round().astype(np.uint8))")
+        return ArrayDesc(obj.__array_interface__["data"][0], obj.shape, obj.strides, DEVICE_CPU, 0, obj)
+
+    dl_dev = None
+    if hasattr(obj, "__dlpack_device__"):
+        dl_dev = tuple(int(v) for v in obj.__dlpack_device__())
+    cai = getattr(obj, "__cuda_array_interface__", None) if dl_dev is None or dl_dev[0] != _DL_CPU else None
+    if cai is not None:
+        typestr = cai["typestr"]
+        if typestr not in ("|u1", "<u1", ">u1"):
+            raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected uint8 ('|u1')")
+        shape = tuple(int(s) for s in cai["shape"])
+        strides = cai.get("strides")
+        if strides is None:  # C-contiguous
+            strides, acc = [], 1
+            for s in reversed(shape):
+                strides.insert(0, acc)
+                acc *= s
+        dev_id = dl_dev[1] if dl_dev else 0
+        return ArrayDesc(int(cai["data"][0]), shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
+
+    if dl_dev is not None and hasattr(obj, "__dlpack__"):
+        if dl_dev[0] not in (_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED):
+            raise ValueError(f"{name}: DLPack device type {dl_dev[0]} is not supported; expected CPU or CUDA memory")
+        on_cuda = dl_dev[0] in (_DL_CUDA, _DL_CUDA_MANAGED)
+        try:
+            # CPU producers take stream=None; for CUDA, 1 means the legacy default stream.
+            cap = obj.__dlpack__(stream=(stream or 1) if on_cuda else None)
+        except RuntimeError as e:
+            raise TypeError(f"{name}: the tensor refused DLPack export ({e}); for a torch tensor that "
+                            "requires grad, pass tensor.detach()") from e
+        info = _native.dlpack_tensor_info(cap)
+        if tuple(info["dtype"]) != (1, 8, 1):
+            raise TypeError(f"{name}: dtype {_dtype_name(info['dtype'])} is not supported; expected uint8")
+        shape = tuple(int(s) for s in info["shape"])
+        if info["strides"] is None:
+            strides, acc = [], 1
+            for s in reversed(shape):
+                strides.insert(0, acc)
+                acc *= s
+        else:
+            strides = list(info["strides"])  # elements == bytes for uint8
+        return ArrayDesc(int(info["data"]), shape, tuple(int(s) for s in strides),
+                         DEVICE_CUDA if on_cuda else DEVICE_CPU, int(info["device_id"]), (obj, cap))
+
+    if hasattr(obj, "__array_interface__"):
+        return describe_array(np.asarray(obj), name, stream)
+    raise TypeError(f"{name}: expected a NumPy array, a DLPack tensor (torch, CuPy, ...) or an object with "
+                    f"__cuda_array_interface__; got {type(obj).__name__}")
+
+
+def _plane(desc: ArrayDesc, name: str, row_bytes: int) -> int:
+    """Checks that a (rows, cols[, k]) uint8 plane has packed pixels and a usable row stride;
+    returns the row stride in bytes. Strides of size-1 dimensions do not matter."""
+    shape, strides = desc.shape, desc.strides
+    expected = [None] * len(shape)
+    if len(shape) == 3:
+        expected[2], expected[1] = 1, shape[2]
+    else:
+        expected[1] = 1
+    for axis in range(len(shape)):
+        if shape[axis] > 1 and strides[axis] < 0:
+            raise ValueError(f"{name}: negative strides {strides} are not supported; "
+                             "pass a positively strided array (e.g. np.ascontiguousarray(x))")
+        if axis > 0 and shape[axis] > 1 and strides[axis] != expected[axis]:
+            want = ", ".join(str(e) for e in expected[1:])
+            raise ValueError(f"{name}: strides {strides} (bytes) do not describe packed pixels; expected "
+                             f"(row_stride, {want}); pass np.ascontiguousarray(x) or a tensor made .contiguous()")
+    if shape[0] == 1:
+        return int(row_bytes)
+    if strides[0] < row_bytes:
+        raise ValueError(f"{name}: row stride {strides[0]} bytes is smaller than one row ({row_bytes} bytes); "
+                         "rows must not overlap")
+    return int(strides[0])
+
+
+def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stream: int = 0) -> FrameSpec:
+    """Describe ``frame`` for the core. Packed frames: H x W (gray8), H x W x 3 (rgb24 / bgr24),
+    H x W x 4 (rgba32 / bgra32). Planar YUV 4:2:0: a tuple (Y, UV) for nv12 with UV of shape
+    (ceil(H/2), ceil(W/2), 2) or (ceil(H/2), 2*ceil(W/2)), or (Y, U, V) for yuv420p."""
+    if pixel_format is not None and pixel_format not in PIXEL_FORMATS:
+        raise ValueError(f"pixel_format: {pixel_format!r} is not supported; expected one of {', '.join(PIXEL_FORMATS)}")
+
+    if pixel_format in ("nv12", "yuv420p"):
+        n = 2 if pixel_format == "nv12" else 3
+        if not isinstance(frame, (tuple, list)) or len(frame) != n:
+            raise TypeError(f"{name}: pixel_format {pixel_format!r} takes a tuple of {n} planes "
+                            f"({'(Y, UV)' if n == 2 else '(Y, U, V)'}); got {type(frame).__name__}")
+        descs = [describe_array(p, f"{name}[{i}]", stream) for i, p in enumerate(frame)]
+        y = descs[0]
+        if len(y.shape) != 2:
+            raise ValueError(f"{name}[0] (Y plane): expected 2 dimensions (H, W); got shape {y.shape}")
+        h, w = y.shape
+        _check_size(w, h, name)
+        ch, cw = (h + 1) // 2, (w + 1) // 2
+        rows, strides = [y], [_plane(y, f"{name}[0]", w)]
+        for i, d in enumerate(descs[1:], start=1):
+            if pixel_format == "nv12":
+                ok = d.shape in ((ch, cw, 2), (ch, 2 * cw))
+                expect = f"({ch}, {cw}, 2) or ({ch}, {2 * cw})"
+                rb = 2 * cw
+            else:
+                ok = d.shape == (ch, cw)
+                expect = f"({ch}, {cw})"
+                rb = cw
+            if not ok:
+                raise ValueError(f"{name}[{i}] (chroma plane): shape {d.shape} does not fit a {w}x{h} "
+                                 f"{pixel_format} frame; expected {expect}")
+            if d.device != y.device:
+                raise ValueError(f"{name}[{i}]: planes must all be on one device")
+            rows.append(d)
+            strides.append(_plane(d, f"{name}[{i}]", rb))
+        return FrameSpec([d.ptr for d in rows], strides, w, h, pixel_format, y.device, y.device_id,
+                         [d.keepalive for d in rows])
+
+    d = describe_array(frame, name, stream)
+    if len(d.shape) == 2:
+        fmt = pixel_format or "gray8"
+        if fmt != "gray8":
+            raise ValueError(f"{name}: a 2-D array (H, W) is gray8; pixel_format {fmt!r} needs "
+                             f"shape (H, W, {_CHANNELS.get(fmt, '?')})")
+        h, w = d.shape
+        _check_size(w, h, name)
+        return FrameSpec([d.ptr], [_plane(d, name, w)], w, h, fmt, d.device, d.device_id, [d.keepalive])
+    if len(d.shape) != 3:
+        raise ValueError(f"{name}: expected shape (H, W), (H, W, 3) or (H, W, 4); got {len(d.shape)} "
+                         f"dimensions {d.shape}")
+    h, w, c = d.shape
+    if c not in (3, 4):
+        raise ValueError(f"{name}: {c} channels is not supported; expected 3 (rgb24/bgr24) or 4 (rgba32/bgra32) "
+                         f"in shape (H, W, C); got {d.shape}")
+    fmt = pixel_format or ("rgb24" if c == 3 else "rgba32")
+    if _CHANNELS.get(fmt) != c:
+        raise ValueError(f"{name}: pixel_format {fmt!r} needs {_CHANNELS.get(fmt, 'planar')} channels; "
+                         f"got shape {d.shape}")
+    _check_size(w, h, name)
+    return FrameSpec([d.ptr], [_plane(d, name, w * c)], w, h, fmt, d.device, d.device_id, [d.keepalive])
+
+
+def _check_size(w: int, h: int, name: str) -> None:
+    if w < 1 or h < 1:
+        raise ValueError(f"{name}: size {w}x{h} is empty; expected at least 1x1 pixels")

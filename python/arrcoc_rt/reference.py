@@ -1,0 +1,286 @@
+"""Float64 NumPy reference of every stage: the test oracle.
+
+Plain, vectorized NumPy written from the formulas in docs/CHANNELS.md, independent of the
+C++ code. Integer parts (pixel-format conversion, integer luma, the entropy histogram and
+block matching) are exact, so backends must match them bit for bit; float parts are float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NUM_CHANNELS = 40
+NUM_LEVELS = 5
+
+_LEVEL0 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 15, 16)
+_NOT_YET_COMPUTED = (13, *range(17, 35), 37, 38, 39)
+
+
+def channel_base_level(c: int) -> int:
+    """Finest mip level at which channel ``c`` is stored (mirrors csrc/include/arrcoc/channels.h)."""
+    return 1 if c == 11 else 2 if c == 13 else 4 if c >= 17 else 0
+
+
+def level_sizes(width: int, height: int) -> list[tuple[int, int]]:
+    """(width, height) of levels 0..4: each half the one above, rounding up."""
+    sizes = []
+    w, h = width, height
+    for _ in range(NUM_LEVELS):
+        sizes.append((w, h))
+        w, h = (w + 1) // 2, (h + 1) // 2
+    return sizes
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def yuv_to_rgb8(y, u, v) -> np.ndarray:
+    """BT.601 limited range, 8.8 fixed point, exactly as csrc/shared/texture_math.h."""
+    c = y.astype(np.int64) - 16
+    d = u.astype(np.int64) - 128
+    e = v.astype(np.int64) - 128
+    r = np.clip((298 * c + 409 * e + 128) >> 8, 0, 255)
+    g = np.clip((298 * c - 100 * d - 208 * e + 128) >> 8, 0, 255)
+    b = np.clip((298 * c + 516 * d + 128) >> 8, 0, 255)
+    return np.stack([r, g, b], axis=-1)
+
+
+def frame_to_rgb8(frame, pixel_format: str | None = None) -> np.ndarray:
+    """Any supported frame (NumPy arrays only) -> H x W x 3 int64 RGB."""
+    if pixel_format in ("nv12", "yuv420p"):
+        y = np.asarray(frame[0])
+        h, w = y.shape
+        if pixel_format == "nv12":
+            uv = np.asarray(frame[1]).reshape(y.shape[0] // 2 + y.shape[0] % 2, -1)
+            u, v = uv[:, 0::2], uv[:, 1::2]
+        else:
+            u, v = np.asarray(frame[1]), np.asarray(frame[2])
+        up = np.repeat(np.repeat(u, 2, axis=0), 2, axis=1)[:h, :w]
+        vp = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)[:h, :w]
+        return yuv_to_rgb8(y, up, vp)
+    a = np.asarray(frame)
+    if a.ndim == 2:
+        return np.repeat(a[..., None].astype(np.int64), 3, axis=2)
+    a = a.astype(np.int64)
+    if pixel_format in ("bgr24", "bgra32"):
+        return a[..., [2, 1, 0]]
+    return a[..., :3]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _pad(a, r):
+    return np.pad(a, r, mode="edge")
+
+
+def _box5_sum(a):
+    """Sum over the edge-replicated 5x5 window of each element."""
+    h, w = a.shape
+    p = _pad(a, 2)
+    out = np.zeros_like(a, dtype=np.result_type(a, np.float64) if a.dtype.kind == "f" else np.int64)
+    for dy in range(5):
+        for dx in range(5):
+            out = out + p[dy : dy + h, dx : dx + w]
+    return out
+
+
+def mip_down(a: np.ndarray) -> np.ndarray:
+    """One 2x2 box level down; odd sizes replicate their last row/column (= mean of what exists)."""
+    if a.shape[-2] % 2:
+        a = np.concatenate([a, a[..., -1:, :]], axis=-2)
+    if a.shape[-1] % 2:
+        a = np.concatenate([a, a[..., :, -1:]], axis=-1)
+    return 0.25 * ((a[..., 0::2, 0::2] + a[..., 0::2, 1::2]) + (a[..., 1::2, 0::2] + a[..., 1::2, 1::2]))
+
+
+def level_coord(index, src_level: int, dst_level: int):
+    """Texel coordinate in ``dst_level`` of the centre of texel ``index`` of ``src_level``."""
+    return (np.asarray(index, dtype=np.float64) + 0.5) * 2.0 ** (src_level - dst_level) - 0.5
+
+
+def sample_bilinear(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Bilinear samples of plane ``p`` on the grid ys x xs (texel centres at integers), edge-replicated."""
+    h, w = p.shape
+    x0 = np.floor(xs)
+    y0 = np.floor(ys)
+    tx = (xs - x0)[None, :]
+    ty = (ys - y0)[:, None]
+    xa = np.clip(x0.astype(np.int64), 0, w - 1)
+    xb = np.clip(x0.astype(np.int64) + 1, 0, w - 1)
+    ya = np.clip(y0.astype(np.int64), 0, h - 1)
+    yb = np.clip(y0.astype(np.int64) + 1, 0, h - 1)
+    a, b = p[np.ix_(ya, xa)], p[np.ix_(ya, xb)]
+    c, d = p[np.ix_(yb, xa)], p[np.ix_(yb, xb)]
+    top = a + (b - a) * tx
+    bottom = c + (d - c) * tx
+    return top + (bottom - top) * ty
+
+
+def upsample_to_level(plane: np.ndarray, src_level: int, dst_level: int, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resampling of a level-``src_level`` plane onto the texel grid of ``dst_level``."""
+    w, h = size
+    return sample_bilinear(plane, level_coord(np.arange(w), dst_level, src_level),
+                           level_coord(np.arange(h), dst_level, src_level))
+
+
+# ----------------------------------------------------------------------------- channels
+
+
+def point_channels(rgb8: np.ndarray):
+    rgb = rgb8.astype(np.float64) / 255.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    lum = 0.299 * r + 0.587 * g + 0.114 * b
+    return r, g, b, lum, r - g, b - 0.5 * (r + g)
+
+
+def luma8(rgb8: np.ndarray) -> np.ndarray:
+    return (77 * rgb8[..., 0] + 150 * rgb8[..., 1] + 29 * rgb8[..., 2] + 128) >> 8
+
+
+def eccentricity(width: int, height: int, fixation=(0.5, 0.5)) -> np.ndarray:
+    du = (np.arange(width) + 0.5) / width - fixation[0]
+    dv = (np.arange(height) + 0.5) / height - fixation[1]
+    return np.minimum(1.0, np.sqrt(du[None, :] ** 2 + dv[:, None] ** 2) * np.sqrt(2.0))
+
+
+def gradients(lum: np.ndarray):
+    """Sobel/8 gx, gy, magnitude and |4-neighbour Laplacian|/4, edge-replicated."""
+    h, w = lum.shape
+    p = _pad(lum, 1)
+
+    def s(dy, dx):
+        return p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    gx = ((s(-1, 1) + 2 * s(0, 1) + s(1, 1)) - (s(-1, -1) + 2 * s(0, -1) + s(1, -1))) / 8.0
+    gy = ((s(1, -1) + 2 * s(1, 0) + s(1, 1)) - (s(-1, -1) + 2 * s(-1, 0) + s(-1, 1))) / 8.0
+    hp = np.abs(s(-1, 0) + s(0, -1) + s(0, 1) + s(1, 0) - 4 * lum) / 4.0
+    return gx, gy, np.sqrt(gx * gx + gy * gy), hp
+
+
+def local_contrast(lum: np.ndarray) -> np.ndarray:
+    """Standard deviation of luminance over the edge-replicated 5x5 window."""
+    m = _box5_sum(lum - 0.5) / 25.0
+    m2 = _box5_sum((lum - 0.5) ** 2) / 25.0
+    return np.sqrt(np.maximum(0.0, m2 - m * m))
+
+
+def local_entropy(y8: np.ndarray) -> np.ndarray:
+    """Entropy of the 8-bin histogram of luma8 >> 5 over the 5x5 window, divided by log2(8)."""
+    bins = y8 >> 5
+    s = np.zeros(y8.shape, dtype=np.float64)
+    for b in range(8):
+        c = _box5_sum((bins == b).astype(np.int64)).astype(np.float64)
+        s += np.where(c > 1, c * np.log2(np.maximum(c, 1.0)), 0.0)
+    return np.maximum(0.0, np.log2(25.0) - s / 25.0) / 3.0
+
+
+def saliency_level1(pyramids) -> np.ndarray:
+    """Centre-surround saliency at level 1; ``pyramids[f][k]`` for f in (L, R-G, B-Y)."""
+    h1, w1 = pyramids[0][1].shape
+    acc = np.zeros((h1, w1))
+    for f, weight in zip(range(3), (1.0, 0.5, 0.5)):
+        P = pyramids[f]
+        c1 = P[1]
+        c2 = upsample_to_level(P[2], 2, 1, (w1, h1))
+        s3 = upsample_to_level(P[3], 3, 1, (w1, h1))
+        s4 = upsample_to_level(P[4], 4, 1, (w1, h1))
+        acc += weight * 0.5 * (np.abs(c1 - s3) + np.abs(c2 - s4))
+    return acc / 3.0
+
+
+def luma_sums_level2(y8: np.ndarray) -> np.ndarray:
+    """Exact sums of luma8 over 4x4 pixel blocks (edge-replicated) = level-2 luma for matching."""
+    h, w = y8.shape
+    h2, w2 = (h + 3) // 4, (w + 3) // 4
+    p = np.pad(y8.astype(np.int64), ((0, 4 * h2 - h), (0, 4 * w2 - w)), mode="edge")
+    return p.reshape(h2, 4, w2, 4).sum(axis=(1, 3))
+
+
+def block_match(cur: np.ndarray, prev: np.ndarray, radius: int = 4, block: int = 4):
+    """Integer full-search SAD of 4x4-texel blocks; ties to the shorter, then the first vector.
+
+    Returns (mx, my) per block in level-0 pixels (motion = -displacement * 4).
+    """
+    h2, w2 = cur.shape
+    hb, wb = -(-h2 // block), -(-w2 // block)
+    rows, cols = np.arange(h2), np.arange(w2)
+    best = np.full((hb, wb), np.iinfo(np.int64).max)
+    best_d2 = np.full((hb, wb), np.iinfo(np.int64).max)
+    bdx = np.zeros((hb, wb), np.int64)
+    bdy = np.zeros((hb, wb), np.int64)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            shifted = prev[np.ix_(np.clip(rows + dy, 0, h2 - 1), np.clip(cols + dx, 0, w2 - 1))]
+            ad = np.abs(cur - shifted)
+            ad = np.pad(ad, ((0, hb * block - h2), (0, wb * block - w2)))  # zeros: partial blocks
+            sad = ad.reshape(hb, block, wb, block).sum(axis=(1, 3))
+            d2 = dx * dx + dy * dy
+            better = (sad < best) | ((sad == best) & (d2 < best_d2))
+            best = np.where(better, sad, best)
+            best_d2 = np.where(better, d2, best_d2)
+            bdx = np.where(better, dx, bdx)
+            bdy = np.where(better, dy, bdy)
+    return (-4 * bdx).astype(np.float64), (-4 * bdy).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+@dataclass
+class ReferenceTexture:
+    """``levels[k][c]`` is the float64 plane of channel ``c`` at level ``k`` (stored ones only)."""
+
+    width: int
+    height: int
+    levels: list[dict[int, np.ndarray]]
+    motion_valid: bool
+    state: dict = field(repr=False, default_factory=dict)
+
+    def channel(self, c: int, level: int = 0) -> np.ndarray:
+        return self.levels[level][int(c)]
+
+
+def build_texture(frame, pixel_format: str | None = None, previous: ReferenceTexture | None = None,
+                  fixation=(0.5, 0.5)) -> ReferenceTexture:
+    """Reference texture array of ``frame``; pass the previous result as ``previous`` for motion."""
+    rgb8 = frame_to_rgb8(frame, pixel_format)
+    h, w = rgb8.shape[:2]
+    sizes = level_sizes(w, h)
+    r, g, b, lum, rg, by = point_channels(rgb8)
+    y8 = luma8(rgb8)
+    gx, gy, mag, hp = gradients(lum)
+    motion_valid = previous is not None and (previous.width, previous.height) == (w, h)
+    diff = np.abs(lum - previous.state["lum"]) if motion_valid else np.zeros_like(lum)
+
+    L0 = {0: r, 1: g, 2: b, 3: lum, 4: local_contrast(lum), 5: eccentricity(w, h, fixation), 6: gx, 7: gy,
+          8: mag, 9: hp, 10: _box5_sum(diff) / 25.0, 12: _box5_sum(mag) / 25.0, 14: local_entropy(y8),
+          15: rg, 16: by}
+    levels: list[dict[int, np.ndarray]] = [dict(L0)]
+
+    pyr = [[lum], [rg], [by]]
+    for k in range(1, NUM_LEVELS):
+        for f in range(3):
+            pyr[f].append(mip_down(pyr[f][k - 1]))
+    for k in range(1, NUM_LEVELS):
+        lev = {c: mip_down(levels[k - 1][c]) for c in _LEVEL0}
+        if k == 1:
+            lev[11] = saliency_level1(pyr)
+        else:
+            lev[11] = mip_down(levels[k - 1][11])
+        levels.append(lev)
+
+    ysum = luma_sums_level2(y8)
+    w4, h4 = sizes[4]
+    if motion_valid:
+        mx, my = block_match(ysum, previous.state["ysum"])
+    else:
+        mx = my = np.zeros((h4, w4))
+    levels[4][35], levels[4][36] = mx, my
+    for c in _NOT_YET_COMPUTED:
+        for k in range(channel_base_level(c), NUM_LEVELS):
+            wk, hk = sizes[k]
+            levels[k][c] = np.zeros((hk, wk))
+    return ReferenceTexture(w, h, levels, motion_valid, {"lum": lum, "ysum": ysum})

@@ -1,0 +1,185 @@
+"""Stage 1 from Python: TextureBuilder (created once for a maximum size) and Texture views."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _native
+from .channels import Channel, base_level, channel_index
+from .devices import resolve_device
+from .frames import DEVICE_CUDA, frame_spec, stream_handle
+
+NUM_LEVELS = _native.NUM_LEVELS
+MAX_DIMENSION = 16384
+
+
+def _positive_int(value, name: str, hi: int = MAX_DIMENSION) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int; got bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int; got {type(value).__name__}") from None
+    if not 1 <= v <= hi:
+        raise ValueError(f"{name}: {v} is out of range; expected 1..{hi}")
+    return v
+
+
+def _fixation(fixation) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in fixation)
+    except (TypeError, ValueError):
+        raise TypeError(f"fixation: expected a pair (x, y) of floats in [0, 1]; got {fixation!r}") from None
+    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):  # also rejects NaN
+        raise ValueError(f"fixation: ({x}, {y}) must lie in [0, 1] x [0, 1] (fractions of width and height)")
+    return x, y
+
+
+class Texture:
+    """One built texture array: 40 channels x 5 mip levels (see docs/CHANNELS.md).
+
+    Arrays returned here are zero-copy views of the builder's memory (NumPy on the CPU; objects
+    with ``__dlpack__`` on CUDA, for torch.from_dlpack / cupy.from_dlpack). They are overwritten
+    by the builder's next ``build()``: copy what you keep. Using a Texture after that raises.
+    """
+
+    def __init__(self, builder: "TextureBuilder", info: dict, generation: int):
+        self._builder = builder
+        self._info = info
+        self._generation = generation
+        self.width: int = info["width"]
+        self.height: int = info["height"]
+        self.motion_valid: bool = info["motion_valid"]
+        self.frame_index: int = info["frame_index"]
+
+    @property
+    def device(self) -> str:
+        return self._builder.device
+
+    @property
+    def dtype(self) -> str:
+        return self._builder.dtype
+
+    @property
+    def level_sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of levels 0..4."""
+        return [(w, h) for (w, h, _, _) in self._info["levels"]]
+
+    def _check_fresh(self) -> None:
+        if self._generation != self._builder._generation:
+            raise RuntimeError("this Texture was overwritten by a later build(); "
+                               "copy the arrays you need before building the next frame")
+
+    def _level_index(self, level) -> int:
+        try:
+            k = operator.index(level)
+        except TypeError:
+            raise TypeError(f"level: expected an int 0..{NUM_LEVELS - 1}; got {type(level).__name__}") from None
+        if not 0 <= k < NUM_LEVELS:
+            raise ValueError(f"level: {k} is out of range; expected 0..{NUM_LEVELS - 1}")
+        return k
+
+    @staticmethod
+    def channels_at(level: int) -> list[Channel]:
+        """Channels stored at ``level``, in the order of the planes of ``level(level)``."""
+        return [Channel(c) for c in range(_native.NUM_CHANNELS) if _native.channel_base_level(c) <= level]
+
+    def level(self, level: int):
+        """All planes stored at ``level`` as one [planes, height, width] array (zero-copy);
+        ``Texture.channels_at(level)`` names the planes."""
+        self._check_fresh()
+        k = self._level_index(level)
+        w, h, offset, planes = self._info["levels"][k]
+        return self._builder._native.view(self._info["data"], offset, [planes, h, w])
+
+    def channel(self, channel, level: int = 0):
+        """Plane of one channel (Channel, index or name) at ``level``: [height, width], zero-copy."""
+        self._check_fresh()
+        c = channel_index(channel)
+        k = self._level_index(level)
+        b = base_level(c)
+        if k < b:
+            raise ValueError(f"channel {Channel(c).name.lower()} is stored from level {b} on (it is defined on a "
+                             f"coarser grid); ask for level >= {b}, or upsample with "
+                             "arrcoc_rt.reference.upsample_to_level")
+        w, h, offset, _ = self._info["levels"][k]
+        plane = _native.plane_index(c, k)
+        return self._builder._native.view(self._info["data"], offset + plane * w * h, [h, w])
+
+    def to_numpy(self, level: int = 0) -> dict:
+        """{Channel: float32 NumPy copy} of every channel stored at ``level`` (host copies; CPU only)."""
+        if self.device != "cpu":
+            raise ValueError("to_numpy: the texture is in CUDA memory; use channel()/level() with "
+                             "torch.from_dlpack or cupy.from_dlpack")
+        return {c: np.asarray(self.channel(c, level), dtype=np.float32) for c in self.channels_at(level)}
+
+    def __repr__(self) -> str:
+        return (f"Texture({self.width}x{self.height}, dtype={self.dtype}, device={self.device}, "
+                f"frame_index={self.frame_index}, motion_valid={self.motion_valid})")
+
+
+class TextureBuilder:
+    """Builds the 40-channel texture array with mipmaps, frame after frame.
+
+    Created once with the largest frame size it will see (all memory is allocated here, nothing
+    per frame); ``build()`` accepts any frame up to that size. It keeps the previous frame's
+    luminance for the motion channels; ``reset()`` forgets it (e.g. at a scene cut).
+
+    Args:
+        width, height: maximum frame size, 1..16384.
+        device: 'auto' (CUDA if built and a GPU is usable, else CPU), 'cpu', 'cuda' or 'cuda:N'.
+        dtype: storage type of the texture, 'float16' (default) or 'float32'.
+        fixation: eccentricity centre (x, y) in fractions of width and height.
+        num_threads: CPU worker threads, 0 = all cores.
+    """
+
+    def __init__(self, width: int, height: int, device: str = "auto", dtype: str = "float16", *,
+                 fixation=(0.5, 0.5), num_threads: int = 0):
+        self.max_width = _positive_int(width, "width")
+        self.max_height = _positive_int(height, "height")
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype: {dtype!r} is not supported; expected 'float16' or 'float32'")
+        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or not 0 <= num_threads <= 1024:
+            raise ValueError(f"num_threads: expected an int 0..1024 (0 = all cores); got {num_threads!r}")
+        fx, fy = _fixation(fixation)
+        self.device, self.cuda_device = resolve_device(device)
+        self.dtype = dtype
+        self._native = _native.TextureBuilder(self.max_width, self.max_height, dtype, self.device,
+                                              self.cuda_device, int(num_threads), fx, fy)
+        self._generation = 0
+
+    def build(self, frame, *, pixel_format: str | None = None, stream=None) -> Texture:
+        """Texture of ``frame``: a NumPy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, uint8), a
+        torch/CuPy tensor (DLPack or CUDA array interface, zero-copy), or a tuple of planes for
+        ``pixel_format='nv12'`` / ``'yuv420p'``. ``pixel_format`` also selects 'bgr24' / 'bgra32'.
+        On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
+        handle = stream_handle(stream)
+        spec = frame_spec(frame, pixel_format, "frame", handle)
+        if spec.width > self.max_width or spec.height > self.max_height:
+            raise ValueError(f"frame: size {spec.width}x{spec.height} is larger than this builder's maximum "
+                             f"{self.max_width}x{self.max_height}; create a TextureBuilder for the larger size")
+        if spec.device == DEVICE_CUDA and self.device != "cuda":
+            raise ValueError("frame: it is in CUDA memory but this builder runs on the CPU; create the builder "
+                             "with device='cuda' (or copy the frame to the host)")
+        info = self._native.build(spec.planes, spec.row_strides, spec.width, spec.height, spec.format_code,
+                                  spec.device, handle)
+        self._generation += 1
+        return Texture(self, info, self._generation)
+
+    def reset(self) -> None:
+        """Forget the previous frame: the next texture has no motion (motion_valid False)."""
+        self._native.reset()
+
+    def set_fixation(self, x: float, y: float) -> None:
+        """Move the eccentricity centre (fractions of width and height)."""
+        fx, fy = _fixation((x, y))
+        self._native.set_fixation(fx, fy)
+
+    def synchronize(self) -> None:
+        """Wait until the last build has finished (CUDA; no-op on the CPU)."""
+        self._native.synchronize()
+
+    def __repr__(self) -> str:
+        return f"TextureBuilder({self.max_width}x{self.max_height}, device={self.device!r}, dtype={self.dtype!r})"
