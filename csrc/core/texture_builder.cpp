@@ -125,7 +125,10 @@ struct TextureBuilder::Impl {
   float* lum_prev = nullptr;  // swapped with feature[0][0] after each frame
   float* mag = nullptr;
   float* diff = nullptr;
-  float* hsum[4] = {};
+  int32_t* hsum_y = nullptr;
+  int32_t* hsum_y2 = nullptr;
+  float* hsum_mag = nullptr;
+  float* hsum_diff = nullptr;
   uint64_t* hbins = nullptr;
   uint8_t* bins = nullptr;
   uint8_t* y8 = nullptr;
@@ -152,7 +155,10 @@ struct TextureBuilder::Impl {
     if (s.ok()) s = arena.alloc_n(n0, &lum_prev);
     if (s.ok()) s = arena.alloc_n(n0, &mag);
     if (s.ok()) s = arena.alloc_n(n0, &diff);
-    for (int t = 0; t < 4 && s.ok(); ++t) s = arena.alloc_n(n0, &hsum[t]);
+    if (s.ok()) s = arena.alloc_n(n0, &hsum_y);
+    if (s.ok()) s = arena.alloc_n(n0, &hsum_y2);
+    if (s.ok()) s = arena.alloc_n(n0, &hsum_mag);
+    if (s.ok()) s = arena.alloc_n(n0, &hsum_diff);
     if (s.ok()) s = arena.alloc_n(n0, &hbins);
     if (s.ok()) s = arena.alloc_n(n0, &bins);
     if (s.ok()) s = arena.alloc_n(n0, &y8);
@@ -214,7 +220,10 @@ struct TextureBuilder::Impl {
     p.lum_prev = lum_prev;
     p.mag = mag;
     p.diff = diff;
-    for (int t = 0; t < 4; ++t) p.hsum[t] = hsum[t];
+    p.hsum_y = hsum_y;
+    p.hsum_y2 = hsum_y2;
+    p.hsum_mag = hsum_mag;
+    p.hsum_diff = hsum_diff;
     p.hbins = hbins;
     p.bins = bins;
     p.y8 = y8;

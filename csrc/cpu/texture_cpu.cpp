@@ -84,21 +84,22 @@ void build_level0(const TextureParams& p) {
   parallel_rows(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for (int x = 0; x < w; ++x) {
-      float sl = 0.0f, sl2 = 0.0f, sm = 0.0f, sd = 0.0f;
+      int sy = 0, sy2 = 0;
+      float sm = 0.0f, sd = 0.0f;
       uint64_t sb = 0;
       for (int d = -kBoxRadius; d <= kBoxRadius; ++d) {
         const int64_t j = row + clampi(x + d, 0, w - 1);
-        const float l = L[j] - kContrastShift;
-        sl += l;
-        sl2 += l * l;
+        const int y8 = p.y8[j];
+        sy += y8;
+        sy2 += y8 * y8;
         sm += p.mag[j];
         sd += p.diff[j];
         sb += bin_one_hot(p.bins[j]);
       }
-      p.hsum[0][row + x] = sl;
-      p.hsum[1][row + x] = sl2;
-      p.hsum[2][row + x] = sm;
-      p.hsum[3][row + x] = sd;
+      p.hsum_y[row + x] = sy;
+      p.hsum_y2[row + x] = sy2;
+      p.hsum_mag[row + x] = sm;
+      p.hsum_diff[row + x] = sd;
       p.hbins[row + x] = sb;
     }
   });
@@ -108,18 +109,19 @@ void build_level0(const TextureParams& p) {
     int64_t rows[kBoxTaps];
     for (int d = 0; d < kBoxTaps; ++d) rows[d] = static_cast<int64_t>(clampi(y + d - kBoxRadius, 0, h - 1)) * w;
     for (int x = 0; x < w; ++x) {
-      float sl = 0.0f, sl2 = 0.0f, sm = 0.0f, sd = 0.0f;
+      int sy = 0, sy2 = 0;
+      float sm = 0.0f, sd = 0.0f;
       uint64_t sb = 0;
       for (int d = 0; d < kBoxTaps; ++d) {
         const int64_t j = rows[d] + x;
-        sl += p.hsum[0][j];
-        sl2 += p.hsum[1][j];
-        sm += p.hsum[2][j];
-        sd += p.hsum[3][j];
+        sy += p.hsum_y[j];
+        sy2 += p.hsum_y2[j];
+        sm += p.hsum_mag[j];
+        sd += p.hsum_diff[j];
         sb += p.hbins[j];
       }
       const int64_t i = static_cast<int64_t>(y) * w + x;
-      store_texel(contrast + i, local_std(sl, sl2));
+      store_texel(contrast + i, local_contrast(sy, sy2));
       store_texel(edge + i, sm / kBoxArea);
       store_texel(motion + i, sd / kBoxArea);
       store_texel(entropy + i, entropy_from_packed(sb));

@@ -66,22 +66,22 @@ __global__ void hsum_kernel(TextureParams p) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.width || y >= p.height) return;
   const int64_t row = static_cast<int64_t>(y) * p.width;
-  const float* L = p.feature[0][0];
-  float sl = 0.0f, sl2 = 0.0f, sm = 0.0f, sd = 0.0f;
+  int sy = 0, sy2 = 0;
+  float sm = 0.0f, sd = 0.0f;
   uint64_t sb = 0;
   for (int d = -kBoxRadius; d <= kBoxRadius; ++d) {
     const int64_t j = row + clampi(x + d, 0, p.width - 1);
-    const float l = L[j] - kContrastShift;
-    sl += l;
-    sl2 += l * l;
+    const int y8 = p.y8[j];
+    sy += y8;
+    sy2 += y8 * y8;
     sm += p.mag[j];
     sd += p.diff[j];
     sb += bin_one_hot(p.bins[j]);
   }
-  p.hsum[0][row + x] = sl;
-  p.hsum[1][row + x] = sl2;
-  p.hsum[2][row + x] = sm;
-  p.hsum[3][row + x] = sd;
+  p.hsum_y[row + x] = sy;
+  p.hsum_y2[row + x] = sy2;
+  p.hsum_mag[row + x] = sm;
+  p.hsum_diff[row + x] = sd;
   p.hbins[row + x] = sb;
 }
 
@@ -89,18 +89,19 @@ template <typename T>
 __global__ void vsum_kernel(TextureParams p, Level0Planes<T> o) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.width || y >= p.height) return;
-  float sl = 0.0f, sl2 = 0.0f, sm = 0.0f, sd = 0.0f;
+  int sy = 0, sy2 = 0;
+      float sm = 0.0f, sd = 0.0f;
   uint64_t sb = 0;
   for (int d = -kBoxRadius; d <= kBoxRadius; ++d) {
     const int64_t j = static_cast<int64_t>(clampi(y + d, 0, p.height - 1)) * p.width + x;
-    sl += p.hsum[0][j];
-    sl2 += p.hsum[1][j];
-    sm += p.hsum[2][j];
-    sd += p.hsum[3][j];
+    sy += p.hsum_y[j];
+    sy2 += p.hsum_y2[j];
+    sm += p.hsum_mag[j];
+    sd += p.hsum_diff[j];
     sb += p.hbins[j];
   }
   const int64_t i = static_cast<int64_t>(y) * p.width + x;
-  store_texel(o.contrast + i, local_std(sl, sl2));
+  store_texel(o.contrast + i, local_contrast(sy, sy2));
   store_texel(o.edge + i, sm / kBoxArea);
   store_texel(o.motion + i, sd / kBoxArea);
   store_texel(o.entropy + i, entropy_from_packed(sb));

@@ -77,7 +77,7 @@ class DeviceArray {
   }
 
   py::tuple dlpack_device() const {
-    return py::make_tuple(device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU, device_id_);
+    return py::make_tuple(static_cast<int>(device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU), device_id_);
   }
 
   py::object dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy) {

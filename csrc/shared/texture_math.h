@@ -119,22 +119,19 @@ ARRCOC_HD Gradient gradient_3x3(const float* L, int w, int h, int x, int y) {
 constexpr int kBoxRadius = 2;
 constexpr int kBoxTaps = 2 * kBoxRadius + 1;
 constexpr float kBoxArea = 25.0f;
-constexpr float kContrastShift = 0.5f;  // moments of (L - 0.5): 4x less cancellation than of L
-
-struct BoxTerms {
-  float l;     // L - 0.5
-  float l2;    // (L - 0.5)^2
-  float mag;   // gradient magnitude
-  float diff;  // |L - L_prev| (0 without a previous frame)
-};
+// Summed per pixel: integer luma8 and its square (exact in int32: <= 25 * 255^2), gradient
+// magnitude and |L - L_prev| (float), and the packed luma-bin one-hot (uint64).
 
 // One luma bin as a 5-bit counter in a 64-bit word: a 5x5 window (25 samples) never
 // overflows a field, so the histogram is summed with plain integer adds, exactly.
 ARRCOC_HD uint64_t bin_one_hot(int bin) { return 1ull << (5 * bin); }
 
-ARRCOC_HD float local_std(float sum_l, float sum_l2) {
-  const float m = sum_l / kBoxArea;
-  return sqrtf(maxf(0.0f, sum_l2 / kBoxArea - m * m));
+// ch 4: standard deviation of luma8 over the 5x5 window, / 255. From exact integer moments:
+// 625 * variance = 25 * sum(y^2) - sum(y)^2, so only the final square root rounds (float
+// moments of float luminance lose ~1e-4 to cancellation in flat regions).
+ARRCOC_HD float local_contrast(int sum_y, int sum_y2) {
+  const int64_t n = 25 * static_cast<int64_t>(sum_y2) - static_cast<int64_t>(sum_y) * sum_y;
+  return sqrtf(static_cast<float>(n)) * (1.0f / (25.0f * 255.0f));
 }
 
 // ch 14: Shannon entropy of the 8-bin histogram of a 5x5 window, divided by log2(8).

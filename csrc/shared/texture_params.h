@@ -22,7 +22,10 @@ struct TextureParams {
   const float* lum_prev;            // previous frame's level-0 luminance
   float* mag;                       // gradient magnitude (input of edge density)
   float* diff;                      // |L - L_prev|
-  float* hsum[4];                   // horizontal 5-tap sums of BoxTerms (l, l2, mag, diff)
+  int32_t* hsum_y;                  // horizontal 5-tap sums of luma8
+  int32_t* hsum_y2;                 // ... of luma8^2
+  float* hsum_mag;                  // ... of gradient magnitude
+  float* hsum_diff;                 // ... of |L - L_prev|
   uint64_t* hbins;                  // horizontal 5-tap sums of packed luma-bin one-hots
   uint8_t* bins;                    // luma bin per pixel (0..7)
   uint8_t* y8;                      // integer luma per pixel

@@ -105,7 +105,7 @@ def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
         try:
             # CPU producers take stream=None; for CUDA, 1 means the legacy default stream.
             cap = obj.__dlpack__(stream=(stream or 1) if on_cuda else None)
-        except RuntimeError as e:
+        except (RuntimeError, BufferError) as e:
             raise TypeError(f"{name}: the tensor refused DLPack export ({e}); for a torch tensor that "
                             "requires grad, pass tensor.detach()") from e
         info = _native.dlpack_tensor_info(cap)
@@ -163,8 +163,9 @@ def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stre
     if pixel_format in ("nv12", "yuv420p"):
         n = 2 if pixel_format == "nv12" else 3
         if not isinstance(frame, (tuple, list)) or len(frame) != n:
-            raise TypeError(f"{name}: pixel_format {pixel_format!r} takes a tuple of {n} planes "
-                            f"({'(Y, UV)' if n == 2 else '(Y, U, V)'}); got {type(frame).__name__}")
+            planes = "(Y, UV)" if n == 2 else "(Y, U, V)"
+            raise TypeError(f"{name}: pixel_format {pixel_format!r} takes a tuple of {n} planes {planes}; "
+                            f"got {type(frame).__name__}")
         descs = [describe_array(p, f"{name}[{i}]", stream) for i, p in enumerate(frame)]
         y = descs[0]
         if len(y.shape) != 2:
@@ -209,6 +210,8 @@ def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stre
         raise ValueError(f"{name}: {c} channels is not supported; expected 3 (rgb24/bgr24) or 4 (rgba32/bgra32) "
                          f"in shape (H, W, C); got {d.shape}")
     fmt = pixel_format or ("rgb24" if c == 3 else "rgba32")
+    if fmt == "gray8":
+        raise ValueError(f"{name}: pixel_format 'gray8' needs a 2-D array (H, W); got shape {d.shape}")
     if _CHANNELS.get(fmt) != c:
         raise ValueError(f"{name}: pixel_format {fmt!r} needs {_CHANNELS.get(fmt, 'planar')} channels; "
                          f"got shape {d.shape}")

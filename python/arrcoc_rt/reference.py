@@ -160,11 +160,12 @@ def gradients(lum: np.ndarray):
     return gx, gy, np.sqrt(gx * gx + gy * gy), hp
 
 
-def local_contrast(lum: np.ndarray) -> np.ndarray:
-    """Standard deviation of luminance over the edge-replicated 5x5 window."""
-    m = _box5_sum(lum - 0.5) / 25.0
-    m2 = _box5_sum((lum - 0.5) ** 2) / 25.0
-    return np.sqrt(np.maximum(0.0, m2 - m * m))
+def local_contrast(y8: np.ndarray) -> np.ndarray:
+    """Standard deviation of luma8 over the edge-replicated 5x5 window, / 255 (exact integer moments)."""
+    y = y8.astype(np.int64)
+    s1 = _box5_sum(y)
+    s2 = _box5_sum(y * y)
+    return np.sqrt((25 * s2 - s1 * s1).astype(np.float64)) / (25.0 * 255.0)
 
 
 def local_entropy(y8: np.ndarray) -> np.ndarray:
@@ -255,7 +256,7 @@ def build_texture(frame, pixel_format: str | None = None, previous: ReferenceTex
     motion_valid = previous is not None and (previous.width, previous.height) == (w, h)
     diff = np.abs(lum - previous.state["lum"]) if motion_valid else np.zeros_like(lum)
 
-    L0 = {0: r, 1: g, 2: b, 3: lum, 4: local_contrast(lum), 5: eccentricity(w, h, fixation), 6: gx, 7: gy,
+    L0 = {0: r, 1: g, 2: b, 3: lum, 4: local_contrast(y8), 5: eccentricity(w, h, fixation), 6: gx, 7: gy,
           8: mag, 9: hp, 10: _box5_sum(diff) / 25.0, 12: _box5_sum(mag) / 25.0, 14: local_entropy(y8),
           15: rg, 16: by}
     levels: list[dict[int, np.ndarray]] = [dict(L0)]

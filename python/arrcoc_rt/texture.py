@@ -92,7 +92,7 @@ class Texture:
         self._check_fresh()
         k = self._level_index(level)
         w, h, offset, planes = self._info["levels"][k]
-        return self._builder._native.view(self._info["data"], offset, [planes, h, w])
+        return self._read_only(self._builder._native.view(self._info["data"], offset, [planes, h, w]))
 
     def channel(self, channel, level: int = 0):
         """Plane of one channel (Channel, index or name) at ``level``: [height, width], zero-copy."""
@@ -106,7 +106,13 @@ class Texture:
                              "arrcoc_rt.reference.upsample_to_level")
         w, h, offset, _ = self._info["levels"][k]
         plane = _native.plane_index(c, k)
-        return self._builder._native.view(self._info["data"], offset + plane * w * h, [h, w])
+        return self._read_only(self._builder._native.view(self._info["data"], offset + plane * w * h, [h, w]))
+
+    @staticmethod
+    def _read_only(a):
+        if isinstance(a, np.ndarray):  # views of the builder's memory: writing would corrupt it
+            a.flags.writeable = False
+        return a
 
     def to_numpy(self, level: int = 0) -> dict:
         """{Channel: float32 NumPy copy} of every channel stored at ``level`` (host copies; CPU only)."""

@@ -1,1 +1,183 @@
-int main(){return 0;}
+// C++ API tests (ctest): error statuses for bad input, layout, and known values, with no
+// Python involved. Plain asserts with messages; exits non-zero on the first failure.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arrcoc/arrcoc.h"
+
+namespace {
+
+int g_checks = 0, g_failures = 0;
+
+void check(bool ok, const std::string& what) {
+  ++g_checks;
+  if (!ok) {
+    ++g_failures;
+    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
+  }
+}
+
+void check_status(const arrcoc::Status& s, arrcoc::StatusCode want, const std::string& what,
+                  const char* must_mention = nullptr) {
+  const bool code_ok = s.code() == want;
+  const bool text_ok = !must_mention || s.message().find(must_mention) != std::string::npos;
+  check(code_ok && text_ok, what + ": got " + arrcoc::status_code_name(s.code()) + " \"" + s.message() + "\", want " +
+                                arrcoc::status_code_name(want) + (must_mention ? std::string(" mentioning '") + must_mention + "'" : ""));
+}
+
+arrcoc::FrameView rgb_frame(const std::vector<uint8_t>& px, int w, int h) {
+  arrcoc::FrameView f;
+  f.planes[0] = px.data();
+  f.row_stride[0] = 3 * w;
+  f.width = w;
+  f.height = h;
+  f.format = arrcoc::PixelFormat::kRGB24;
+  return f;
+}
+
+float texel(const arrcoc::TextureView& v, arrcoc::Channel c, int level, int x, int y) {
+  const int64_t off = v.plane_offset(static_cast<int>(c), level);
+  const int64_t i = off + static_cast<int64_t>(y) * v.levels[level].width + x;
+  return static_cast<const float*>(v.data)[i];
+}
+
+void test_config_errors() {
+  using arrcoc::StatusCode;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  arrcoc::TextureConfig c;
+  c.max_width = 0;
+  check_status(arrcoc::TextureBuilder::create(c, &b), StatusCode::kOutOfRange, "max_width 0", "max size");
+  c = arrcoc::TextureConfig();
+  c.max_height = 20000;
+  check_status(arrcoc::TextureBuilder::create(c, &b), StatusCode::kOutOfRange, "max_height 20000");
+  c = arrcoc::TextureConfig();
+  c.fixation_x = NAN;
+  check_status(arrcoc::TextureBuilder::create(c, &b), StatusCode::kOutOfRange, "NaN fixation", "fixation");
+  c = arrcoc::TextureConfig();
+  c.num_threads = -3;
+  check_status(arrcoc::TextureBuilder::create(c, &b), StatusCode::kOutOfRange, "num_threads -3", "num_threads");
+  check_status(arrcoc::TextureBuilder::create(arrcoc::TextureConfig(), nullptr), StatusCode::kInvalidArgument,
+               "null out");
+  c = arrcoc::TextureConfig();
+  c.device = arrcoc::Device::kCUDA;
+  const arrcoc::Status s = arrcoc::TextureBuilder::create(c, &b);
+  if (!arrcoc::built_with_cuda())
+    check_status(s, StatusCode::kNotBuiltWithCuda, "CUDA builder in a CPU-only build", "built without CUDA");
+  else if (arrcoc::cuda_device_count() == 0)
+    check_status(s, StatusCode::kNoCudaDevice, "CUDA builder without a GPU", "no CUDA device");
+  check(b == nullptr || s.ok(), "failed create leaves the output empty");
+}
+
+void test_frame_errors() {
+  using arrcoc::StatusCode;
+  arrcoc::TextureConfig c;
+  c.max_width = 64;
+  c.max_height = 48;
+  c.dtype = arrcoc::DType::kFloat32;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check_status(arrcoc::TextureBuilder::create(c, &b), StatusCode::kOk, "create 64x48");
+  if (!b) return;
+  std::vector<uint8_t> px(64 * 48 * 3, 100);
+  arrcoc::TextureView v;
+
+  arrcoc::FrameView f = rgb_frame(px, 64, 48);
+  f.planes[0] = nullptr;
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "null plane", "plane 0");
+  f = rgb_frame(px, 64, 48);
+  f.row_stride[0] = 100;
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "short row stride", "row stride 100");
+  f.row_stride[0] = -192;
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "negative row stride", "negative");
+  f = rgb_frame(px, 65, 48);
+  f.row_stride[0] = 3 * 65;
+  check_status(b->build(f, &v), StatusCode::kOutOfRange, "frame wider than max", "exceeds the maximum 64x48");
+  f = rgb_frame(px, 0, 48);
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "zero width", "empty");
+  f = rgb_frame(px, 64, 48);
+  f.format = static_cast<arrcoc::PixelFormat>(42);
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "unknown pixel format", "unknown pixel format 42");
+  f = rgb_frame(px, 64, 48);
+  f.format = arrcoc::PixelFormat::kNV12;
+  f.row_stride[0] = 64;
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "nv12 without a UV plane", "plane 1");
+  f = rgb_frame(px, 64, 48);
+  f.device = arrcoc::Device::kCUDA;
+  check_status(b->build(f, &v), StatusCode::kInvalidArgument, "CUDA frame on a CPU builder", "CUDA memory");
+  check_status(b->build(rgb_frame(px, 64, 48), nullptr), StatusCode::kInvalidArgument, "null out view");
+  check_status(b->set_fixation(2.0f, 0.5f), StatusCode::kOutOfRange, "fixation outside [0,1]");
+  // after all of that, the builder still works
+  check_status(b->build(rgb_frame(px, 64, 48), &v), StatusCode::kOk, "build after errors");
+}
+
+void test_values_and_layout() {
+  arrcoc::TextureConfig c;
+  c.max_width = 33;
+  c.max_height = 17;
+  c.dtype = arrcoc::DType::kFloat32;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check(arrcoc::TextureBuilder::create(c, &b).ok(), "create 33x17");
+  std::vector<uint8_t> px(33 * 17 * 3);
+  for (size_t i = 0; i < px.size(); i += 3) {  // a flat grey picture
+    px[i] = 51;
+    px[i + 1] = 51;
+    px[i + 2] = 51;
+  }
+  arrcoc::TextureView v;
+  check(b->build(rgb_frame(px, 33, 17), &v).ok(), "build grey");
+  check(v.levels[4].width == 3 && v.levels[4].height == 2, "level 4 of 33x17 is 3x2 (rounding up)");
+  check(v.levels[0].num_planes == 15 && v.levels[1].num_planes == 16 && v.levels[4].num_planes == 40,
+        "planes per level 15/16/../40");
+  check(arrcoc::TextureView::plane_index(11, 0) == -1 && v.plane_offset(11, 0) == -1, "saliency not at level 0");
+  check(arrcoc::TextureView::plane_index(39, 4) == 39, "relevance is plane 39 at level 4");
+  check(std::fabs(texel(v, arrcoc::Channel::kRed, 0, 5, 5) - 0.2f) < 1e-7f, "red = 51/255");
+  check(std::fabs(texel(v, arrcoc::Channel::kLuminance, 2, 1, 1) - 0.2f) < 1e-6f, "luminance mip of flat = 0.2");
+  check(texel(v, arrcoc::Channel::kGradMagnitude, 0, 0, 0) == 0.0f, "no gradient in a flat picture");
+  check(texel(v, arrcoc::Channel::kEntropy, 0, 10, 10) == 0.0f, "no entropy in a flat picture");
+  check(texel(v, arrcoc::Channel::kLocalContrast, 0, 10, 10) == 0.0f, "no contrast in a flat picture");
+  check(texel(v, arrcoc::Channel::kEccentricity, 0, 16, 8) < 0.05f, "eccentricity ~0 at the centre");
+  check(texel(v, arrcoc::Channel::kEccentricity, 0, 0, 0) > 0.9f, "eccentricity ~1 at a corner");
+  check(!v.motion_valid && v.frame_index == 1, "first frame has no motion");
+  check(b->build(rgb_frame(px, 33, 17), &v).ok() && v.motion_valid, "second frame has motion");
+  check(texel(v, arrcoc::Channel::kMotion, 0, 3, 3) == 0.0f, "no motion between identical frames");
+  b->reset();
+  check(b->build(rgb_frame(px, 33, 17), &v).ok() && !v.motion_valid, "reset forgets the previous frame");
+}
+
+void test_motion_vectors() {
+  const int w = 128, h = 96;
+  arrcoc::TextureConfig c;
+  c.max_width = w;
+  c.max_height = h;
+  c.dtype = arrcoc::DType::kFloat32;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check(arrcoc::TextureBuilder::create(c, &b).ok(), "create 128x96");
+  auto pattern = [](int x, int y) { return static_cast<uint8_t>((x * 37 + y * 91 + (x * y) % 53) * 7 % 251); };
+  std::vector<uint8_t> f1(w * h * 3), f2(w * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int k = 0; k < 3; ++k) {
+        f1[(y * w + x) * 3 + k] = pattern(x + 100, y + 100 + k);
+        f2[(y * w + x) * 3 + k] = pattern(x + 100 - 8, y + 100 + k);  // content moved 8 px right
+      }
+  arrcoc::TextureView v;
+  check(b->build(rgb_frame(f1, w, h), &v).ok() && b->build(rgb_frame(f2, w, h), &v).ok(), "build pair");
+  check(texel(v, arrcoc::Channel::kMotionX, 4, 3, 3) == 8.0f, "motion_x = +8 px");
+  check(texel(v, arrcoc::Channel::kMotionY, 4, 3, 3) == 0.0f, "motion_y = 0");
+}
+
+}  // namespace
+
+int main() {
+  std::printf("arrcoc %s, CUDA built: %s, CUDA devices: %d\n", arrcoc::version(),
+              arrcoc::built_with_cuda() ? "yes" : "no", arrcoc::cuda_device_count());
+  test_config_errors();
+  test_frame_errors();
+  test_values_and_layout();
+  test_motion_vectors();
+  std::printf("%d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,141 @@
+"""Shared test helpers: backends to run on, real images, fresh random frames, tolerances.
+
+Tolerances (why):
+- float32 storage: relative L2 error <= 1e-4 and max abs error <= 2e-4 per channel and level
+  against the float64 reference. Observed ~3e-7 relative; float32 arithmetic over at most 25-term
+  sums cannot explain more than ~1e-6, while any formula or indexing mistake costs >= 1e-2. The
+  max-abs bound catches a wrong border row that an L2 norm over a big image would hide; it is
+  2e-4 because local contrast is a square root of a float32 variance (sqrt(1e-8) = 1e-4).
+- float16 storage: flash-attention's rule. A plain float16 implementation (the reference rounded
+  to float16 at each level, each mip level averaged from the stored float16 level above, as
+  our kernels do) has some error against float64; ours may be at most 2x that (+1e-6 for
+  channels where the plain error is exactly zero).
+- Exact channels (motion vectors: integer SAD on integer luma) must match bit for bit.
+- NaN/inf never passes: outputs are poisoned with NaN before each build and every element of
+  every stored plane is checked.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt import reference as R
+
+
+def devices() -> list:
+    """Backends to parametrize over: 'cpu' always, 'cuda' marked needs_cuda (skips without a GPU)."""
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if arrcoc_rt.cuda_available():
+        return
+    reason = ("no usable CUDA GPU" if arrcoc_rt.cuda_built() else "arrcoc_rt was built without CUDA")
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "needs_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh random generator per test and run; the seed is printed so failures reproduce."""
+    seed = int.from_bytes(os.urandom(4), "little") if "ARRCOC_TEST_SEED" not in os.environ \
+        else int(os.environ["ARRCOC_TEST_SEED"])
+    print(f"{request.node.name}: ARRCOC_TEST_SEED={seed}")
+    return np.random.default_rng(seed)
+
+
+def real_image(name: str) -> np.ndarray:
+    data = pytest.importorskip("skimage.data")
+    img = getattr(data, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+
+
+REAL_IMAGES = ["astronaut", "coffee", "chelsea", "rocket"]
+
+
+def to_numpy(a) -> np.ndarray:
+    """Texture arrays from any backend as float64 NumPy."""
+    if isinstance(a, np.ndarray):
+        return a.astype(np.float64)
+    torch = pytest.importorskip("torch")
+    return torch.from_dlpack(a).cpu().double().numpy()
+
+
+def rel_l2(out: np.ndarray, ref: np.ndarray, floor: float = 1e-3) -> float:
+    """||out - ref|| / max(||ref||, floor * sqrt(n)): relative, with an absolute floor for ~zero planes."""
+    return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), floor * np.sqrt(ref.size)))
+
+
+def plain_float16(ref: R.ReferenceTexture) -> list[dict]:
+    """What a plain float16 implementation stores: each level rounded to float16, mips of
+    mipmapped channels averaged from the stored float16 level above."""
+    out = []
+    for k, lev in enumerate(ref.levels):
+        cur = {}
+        for c, plane in lev.items():
+            b = R.channel_base_level(c)
+            if k > b and c < 17 and c != 13:
+                plane = R.mip_down(out[k - 1][c].astype(np.float64))
+            cur[c] = plane.astype(np.float16)
+        out.append(cur)
+    return out
+
+
+def poison(builder: arrcoc_rt.TextureBuilder, tex: arrcoc_rt.Texture | None = None) -> None:
+    """Fill the builder's whole texture buffer with NaN (catches unwritten elements).
+
+    Pass a texture the builder made to keep its motion history; without one, a 1x1 probe frame is
+    built to find the buffer and the history is reset."""
+    if tex is None:
+        tex = builder.build(np.zeros((1, 1, 3), np.uint8))
+        builder.reset()
+    sizes = R.level_sizes(builder.max_width, builder.max_height)
+    total = sum(len(arrcoc_rt.Texture.channels_at(k)) * w * h for k, (w, h) in enumerate(sizes))
+    buf = builder._native.view(tex._info["data"], 0, [total])
+    if builder.device == "cpu":
+        buf[...] = np.nan
+    else:
+        torch = pytest.importorskip("torch")
+        torch.from_dlpack(buf).fill_(float("nan"))
+
+
+def compare_texture(tex: arrcoc_rt.Texture, ref: R.ReferenceTexture, dtype: str, context: str = "") -> None:
+    """Every stored channel at every level against the reference, with the tolerances above."""
+    plain = plain_float16(ref) if dtype == "float16" else None
+    failures = []
+    for k in range(R.NUM_LEVELS):
+        for c in arrcoc_rt.Texture.channels_at(k):
+            out = to_numpy(tex.channel(c, k))
+            want = ref.channel(c, k)
+            name = f"{c.name.lower()}@L{k}"
+            if out.shape != want.shape:
+                failures.append(f"{name}: shape {out.shape} != {want.shape}")
+                continue
+            if not np.all(np.isfinite(out)):
+                failures.append(f"{name}: {np.count_nonzero(~np.isfinite(out))} non-finite elements (unwritten?)")
+                continue
+            if c in (arrcoc_rt.Channel.MOTION_X, arrcoc_rt.Channel.MOTION_Y):
+                if not np.array_equal(out, want):
+                    failures.append(f"{name}: motion vectors differ in {np.count_nonzero(out != want)} blocks")
+                continue
+            err = rel_l2(out, want)
+            maxabs = float(np.max(np.abs(out - want))) if out.size else 0.0
+            if dtype == "float32":
+                if err > 1e-4 or maxabs > 2e-4:
+                    failures.append(f"{name}: rel L2 {err:.2e} (limit 1e-4), max abs {maxabs:.2e} (limit 2e-4)")
+            else:
+                p = plain[k][int(c)].astype(np.float64)
+                perr = rel_l2(p, want)
+                pmax = float(np.max(np.abs(p - want))) if p.size else 0.0
+                if err > 2 * perr + 1e-6 or maxabs > 2 * pmax + 1e-6:
+                    failures.append(f"{name}: rel L2 {err:.2e} vs plain float16 {perr:.2e}; "
+                                    f"max abs {maxabs:.2e} vs {pmax:.2e} (limit 2x)")
+    assert not failures, f"{context}: " + "; ".join(failures)

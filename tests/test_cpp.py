@@ -1,0 +1,66 @@
+"""The C++ side without Python: ctest of the public API on a CPU-only build (which also checks
+that every CUDA entry point says "not built with CUDA"), `cmake --install` and a host project
+that find_package(arrcoc)s the installed library — and the one shipped inside the wheel."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import arrcoc_rt
+
+ROOT = Path(__file__).resolve().parents[1]
+CMAKE = shutil.which("cmake")
+pytestmark = pytest.mark.skipif(CMAKE is None, reason="cmake not found")
+
+
+def _run(args, **kw):
+    r = subprocess.run(args, capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r.stdout
+
+
+def _generator():
+    return ["-G", "Ninja"] if shutil.which("ninja") else []
+
+
+@pytest.fixture(scope="module")
+def cpu_only_install(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cpp")
+    build, prefix = tmp / "build", tmp / "prefix"
+    _run([CMAKE, "-S", ROOT, "-B", build, *_generator(), "-DARRCOC_CUDA=OFF", "-DARRCOC_BUILD_TESTS=ON",
+          "-DARRCOC_PYTHON=OFF", "-DCMAKE_BUILD_TYPE=Release"])
+    _run([CMAKE, "--build", build, "--parallel", str(os.cpu_count() or 2)])
+    _run([CMAKE, "--install", build, "--prefix", prefix])
+    return build, prefix
+
+
+def test_ctest(cpu_only_install):
+    build, _ = cpu_only_install
+    out = _run(["ctest", "--test-dir", build, "--output-on-failure"])
+    assert "100% tests passed" in out
+
+
+def _consumer(prefix, tmp_path):
+    build = tmp_path / "consumer"
+    _run([CMAKE, "-S", ROOT / "tests" / "cpp" / "consumer", "-B", build, *_generator(),
+          f"-DCMAKE_PREFIX_PATH={prefix}"])
+    _run([CMAKE, "--build", build])
+    return _run([build / "arrcoc_consumer"])
+
+
+def test_find_package_from_cmake_install(cpu_only_install, tmp_path):
+    _, prefix = cpu_only_install
+    assert (prefix / "include" / "arrcoc" / "arrcoc.h").exists()
+    out = _consumer(prefix, tmp_path)
+    assert "texture 320x240" in out and "oversized frame -> OutOfRange" in out
+
+
+def test_find_package_from_the_python_package(tmp_path):
+    prefix = Path(arrcoc_rt.cmake_prefix_path())
+    if not (prefix / "lib" / "cmake" / "arrcoc" / "arrcocConfig.cmake").exists():
+        pytest.skip("this arrcoc_rt install carries no CMake package (editable install?)")
+    out = _consumer(prefix, tmp_path)
+    assert f"arrcoc {arrcoc_rt.__version__}" in out
