@@ -19,10 +19,12 @@ std::string device_name(int ordinal) noexcept;
 Status set_device(int ordinal) noexcept;
 Status malloc_device(void** ptr, size_t bytes) noexcept;
 void free_device(void* ptr) noexcept;
-Status memset_async(void* ptr, size_t bytes, void* stream) noexcept;
+Status memset_async(void* ptr, int value, size_t bytes, void* stream) noexcept;
 // Row-by-row host -> device copy of a plane (cudaMemcpy2DAsync).
 Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
                             size_t row_bytes, size_t rows, void* stream) noexcept;
+// Blocking device -> host copy (waits for all work queued before it on the legacy stream).
+Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept;
 Status event_create(void** event) noexcept;
 void event_destroy(void* event) noexcept;
 Status event_record(void* event, void* stream) noexcept;

@@ -17,10 +17,11 @@ std::string device_name(int) noexcept { return std::string(); }
 Status set_device(int) noexcept { return not_built(); }
 Status malloc_device(void**, size_t) noexcept { return not_built(); }
 void free_device(void*) noexcept {}
-Status memset_async(void*, size_t, void*) noexcept { return not_built(); }
+Status memset_async(void*, int, size_t, void*) noexcept { return not_built(); }
 Status copy_plane_to_device(void*, size_t, const void*, size_t, size_t, size_t, void*) noexcept {
   return not_built();
 }
+Status copy_to_host(void*, const void*, size_t) noexcept { return not_built(); }
 Status event_create(void**) noexcept { return not_built(); }
 void event_destroy(void*) noexcept {}
 Status event_record(void*, void*) noexcept { return not_built(); }

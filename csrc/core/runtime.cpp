@@ -21,6 +21,10 @@ std::string cuda_device_name(int ordinal) noexcept {
   }
 }
 
+Status cuda_copy_to_host(void* dst, const void* src, size_t bytes) noexcept {
+  return cuda::copy_to_host(dst, src, bytes);
+}
+
 const char* status_code_name(StatusCode code) noexcept {
   switch (code) {
     case StatusCode::kOk: return "Ok";

@@ -2,6 +2,7 @@
 // keeps the previous frame's state for motion, and runs the CPU or CUDA backend.
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -288,6 +289,13 @@ Status TextureBuilder::create(const TextureConfig& config, std::unique_ptr<Textu
     if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<TextureBuilder>*) is null");
     Status s = check_config(config);
     if (!s.ok()) return s;
+#if defined(ARRCOC_CPU_X86_64_V3)
+    if (config.device == Device::kCPU &&
+        !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+      return Status(StatusCode::kInvalidArgument,
+                    "this CPU lacks AVX2/FMA/F16C, which this build's CPU backend needs (x86-64-v3); "
+                    "rebuild with -DARRCOC_CPU_BASELINE=OFF (env CMAKE_ARGS) or use device='cuda'");
+#endif
     if (config.device == Device::kCUDA) {
       if (!cuda::compiled()) return cuda::set_device(0);  // "not built with CUDA"
       if (!(s = cuda::set_device(config.cuda_device)).ok()) return s;
@@ -322,6 +330,19 @@ Status TextureBuilder::wait_on_stream(void* stream) noexcept {
 Status TextureBuilder::synchronize() noexcept {
   if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
   return cuda::event_synchronize(impl_->done_event);
+}
+
+Status TextureBuilder::poison_output() noexcept {
+  TextureView v;
+  std::copy(impl_->max_layout, impl_->max_layout + kNumLevels, v.levels);
+  const size_t bytes = static_cast<size_t>(v.total_elements()) * dtype_size(impl_->config.dtype);
+  if (impl_->config.device == Device::kCPU) {
+    std::memset(impl_->out, 0xFF, bytes);
+    return Status::Ok();
+  }
+  Status s = cuda::memset_async(impl_->out, 0xFF, bytes, nullptr);
+  if (s.ok()) s = cuda::event_record(impl_->done_event, nullptr);
+  return s.ok() ? cuda::event_synchronize(impl_->done_event) : s;
 }
 
 const TextureConfig& TextureBuilder::config() const noexcept { return impl_->config; }

@@ -58,8 +58,8 @@ void free_device(void* ptr) noexcept {
   if (ptr) cudaFree(ptr);
 }
 
-Status memset_async(void* ptr, size_t bytes, void* stream) noexcept {
-  return check(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
+Status memset_async(void* ptr, int value, size_t bytes, void* stream) noexcept {
+  return check(cudaMemsetAsync(ptr, value, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
 }
 
 Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
@@ -67,6 +67,10 @@ Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t
   return check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyHostToDevice,
                                  static_cast<cudaStream_t>(stream)),
                "cudaMemcpy2DAsync (frame upload)");
+}
+
+Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept {
+  return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (device to host)");
 }
 
 Status event_create(void** event) noexcept {

@@ -5,12 +5,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "arrcoc/arrcoc.h"
+#include "../shared/half.h"
 #include "dlpack_abi.h"
 
 namespace py = pybind11;
@@ -140,6 +142,19 @@ class DeviceArray {
     d["version"] = 3;
     d["stream"] = py::none();
     return d;
+  }
+
+  // A host copy as a NumPy array (waits for the builder's last build first).
+  py::array numpy() const {
+    py::dtype dt(dtype_ == DType::kFloat16 ? "float16" : "float32");
+    py::array out(dt, std::vector<py::ssize_t>(shape_.begin(), shape_.end()));
+    if (device_ == Device::kCPU) {
+      std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes());
+      return out;
+    }
+    if (sync_) throw_if_error(sync_->synchronize());
+    throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes()));
+    return out;
   }
 
   py::tuple shape() const {
@@ -274,6 +289,10 @@ class PyTextureBuilder {
     std::lock_guard<std::mutex> lock(mutex_);
     throw_if_error(builder_->set_fixation(x, y));
   }
+  void poison_output() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    throw_if_error(builder_->poison_output());
+  }
   void synchronize() {
     py::gil_scoped_release nogil;
     throw_if_error(builder_->synchronize());
@@ -315,11 +334,30 @@ PYBIND11_MODULE(_arrcoc, m) {
       },
       py::arg("array").noconvert());
 
+  // The host half conversions of csrc/shared/half.h, for exhaustive tests against NumPy.
+  m.def(
+      "_float_to_half_bits_for_test",
+      [](py::array_t<float, py::array::c_style> a) {
+        py::array_t<uint16_t> out(a.size());
+        for (py::ssize_t i = 0; i < a.size(); ++i) out.mutable_data()[i] = math::float_to_half_bits(a.data()[i]);
+        return out;
+      },
+      py::arg("values").noconvert());
+  m.def(
+      "_half_bits_to_float_for_test",
+      [](py::array_t<uint16_t, py::array::c_style> a) {
+        py::array_t<float> out(a.size());
+        for (py::ssize_t i = 0; i < a.size(); ++i) out.mutable_data()[i] = math::half_bits_to_float(a.data()[i]);
+        return out;
+      },
+      py::arg("bits").noconvert());
+
   py::class_<DeviceArray>(m, "DeviceArray", "Zero-copy view of arrcoc device memory (DLPack / CUDA array interface)")
       .def("__dlpack__", &DeviceArray::dlpack, py::kw_only(), py::arg("stream") = py::none(),
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__", &DeviceArray::dlpack_device)
       .def_property_readonly("__cuda_array_interface__", &DeviceArray::cuda_array_interface)
+      .def("numpy", &DeviceArray::numpy, "Host copy as a NumPy array (synchronizes)")
       .def_property_readonly("shape", &DeviceArray::shape)
       .def_property_readonly("dtype", &DeviceArray::dtype)
       .def_property_readonly("device", &DeviceArray::device)
@@ -339,5 +377,6 @@ PYBIND11_MODULE(_arrcoc, m) {
       })
       .def("reset", &PyTextureBuilder::reset)
       .def("set_fixation", &PyTextureBuilder::set_fixation)
+      .def("poison_output", &PyTextureBuilder::poison_output)
       .def("synchronize", &PyTextureBuilder::synchronize);
 }

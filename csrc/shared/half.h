@@ -7,6 +7,8 @@
 
 #if defined(__CUDA_ARCH__)
 #include <cuda_fp16.h>
+#elif defined(__F16C__)
+#include <immintrin.h>  // the CPU backend is built for x86-64-v3: hardware conversions
 #endif
 
 namespace arrcoc::math {
@@ -14,42 +16,48 @@ namespace arrcoc::math {
 ARRCOC_HD uint16_t float_to_half_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __half_as_ushort(__float2half_rn(f));
+#elif defined(__F16C__)
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
 #else
-  const uint32_t x = float_bits(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t a = x & 0x7fffffffu;
-  if (a >= 0x7f800000u) return static_cast<uint16_t>(sign | (a > 0x7f800000u ? 0x7e00u : 0x7c00u));
-  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
-  if (a < 0x38800000u) {                                               // half subnormal or zero
-    if (a < 0x33000000u) return static_cast<uint16_t>(sign);          // below 2^-25: zero
-    const uint32_t m = (a & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126u - (a >> 23);                           // 14..24
-    uint32_t r = m >> shift;
-    const uint32_t rem = m & ((1u << shift) - 1u);
-    const uint32_t halfway = 1u << (shift - 1u);
-    if (rem > halfway || (rem == halfway && (r & 1u))) ++r;
-    return static_cast<uint16_t>(sign | r);
+  // F. Giesen's float_to_half_fast3_rtne: round-to-nearest-even with one float add for
+  // subnormals and an integer rounding bias for normals; few, predictable branches.
+  uint32_t u = float_bits(f);
+  const uint32_t sign = u & 0x80000000u;
+  u ^= sign;
+  uint32_t o;
+  if (u >= 0x47800000u) {                         // >= 65536 (after rounding: inf) or inf/NaN
+    o = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  } else if (u < 0x38800000u) {                   // result subnormal or zero
+    const float denorm_magic = bits_float(((127u - 15u) + (23u - 10u) + 1u) << 23);
+    o = float_bits(bits_float(u) + denorm_magic) - float_bits(denorm_magic);
+  } else {
+    const uint32_t mant_odd = (u >> 13) & 1u;
+    u += (static_cast<uint32_t>(15 - 127) << 23) + 0xfffu + mant_odd;
+    o = u >> 13;                                  // a carry out of 65504 gives inf, as RNE requires
   }
-  uint32_t h = (a - 0x38000000u) >> 13;  // rebias exponent 127 -> 15
-  const uint32_t rem = a & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // carry may bump the exponent: correct
-  return static_cast<uint16_t>(sign | h);
+  return static_cast<uint16_t>(o | (sign >> 16));
 #endif
 }
 
 ARRCOC_HD float half_bits_to_float(uint16_t h) {
 #if defined(__CUDA_ARCH__)
   return __half2float(__ushort_as_half(h));
+#elif defined(__F16C__)
+  return _cvtsh_ss(h);
 #else
-  const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
-  const uint32_t e = (h >> 10) & 0x1fu;
-  const uint32_t m = h & 0x3ffu;
-  if (e == 0) {
-    const float v = static_cast<float>(m) * 5.9604644775390625e-8f;  // m * 2^-24, exact
-    return sign ? -v : v;
+  // Giesen's half_to_float: shift exponent/mantissa into place, fix up inf/NaN and
+  // renormalize subnormals with one float subtraction.
+  const uint32_t shifted_exp = 0x7c00u << 13;
+  uint32_t o = (static_cast<uint32_t>(h) & 0x7fffu) << 13;
+  const uint32_t exp = shifted_exp & o;
+  o += (127u - 15u) << 23;
+  if (exp == shifted_exp) {
+    o += (128u - 16u) << 23;                      // inf/NaN
+  } else if (exp == 0) {
+    o += 1u << 23;                                // subnormal: renormalize
+    o = float_bits(bits_float(o) - bits_float(113u << 23));
   }
-  if (e == 31) return bits_float(sign | 0x7f800000u | (m << 13));
-  return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+  return bits_float(o | ((static_cast<uint32_t>(h) & 0x8000u) << 16));
 #endif
 }
 

@@ -99,18 +99,24 @@ struct Gradient {
   float highpass; // ch 9: |4-neighbour Laplacian| / 4, in [0, 1]
 };
 
-ARRCOC_HD Gradient gradient_3x3(const float* L, int w, int h, int x, int y) {
-  const float a = at_clamped(L, w, h, x - 1, y - 1), b = at_clamped(L, w, h, x, y - 1),
-              c = at_clamped(L, w, h, x + 1, y - 1), d = at_clamped(L, w, h, x - 1, y),
-              e = at_clamped(L, w, h, x, y), f = at_clamped(L, w, h, x + 1, y),
-              g = at_clamped(L, w, h, x - 1, y + 1), k = at_clamped(L, w, h, x, y + 1),
-              l = at_clamped(L, w, h, x + 1, y + 1);
+// The 3x3 stencil on three (already edge-clamped) rows and columns xm <= x <= xp.
+ARRCOC_HD Gradient gradient_3x3_rows(const float* up, const float* mid, const float* down, int xm, int x, int xp) {
+  const float a = up[xm], b = up[x], c = up[xp];
+  const float d = mid[xm], e = mid[x], f = mid[xp];
+  const float g = down[xm], k = down[x], l = down[xp];
   Gradient o;
   o.gx = ((c + 2.0f * f + l) - (a + 2.0f * d + g)) * 0.125f;
   o.gy = ((g + 2.0f * k + l) - (a + 2.0f * b + c)) * 0.125f;
   o.mag = sqrtf(o.gx * o.gx + o.gy * o.gy);
   o.highpass = absf(b + d + f + k - 4.0f * e) * 0.25f;
   return o;
+}
+
+ARRCOC_HD Gradient gradient_3x3(const float* L, int w, int h, int x, int y) {
+  const float* mid = L + static_cast<int64_t>(y) * w;
+  const float* up = L + static_cast<int64_t>(clampi(y - 1, 0, h - 1)) * w;
+  const float* down = L + static_cast<int64_t>(clampi(y + 1, 0, h - 1)) * w;
+  return gradient_3x3_rows(up, mid, down, clampi(x - 1, 0, w - 1), x, clampi(x + 1, 0, w - 1));
 }
 
 // ---------------------------------------------------------------- 5x5 box statistics
@@ -134,13 +140,41 @@ ARRCOC_HD float local_contrast(int sum_y, int sum_y2) {
   return sqrtf(static_cast<float>(n)) * (1.0f / (25.0f * 255.0f));
 }
 
+// c * log2(c) for the counts 0..25 a 5x5 window can hold (a table: no log per pixel).
+ARRCOC_HD float count_log2_count(int c) {
+  switch (c) {
+    case 2: return 2.0f;
+    case 3: return 4.7548875f;
+    case 4: return 8.0f;
+    case 5: return 11.6096405f;
+    case 6: return 15.509775f;
+    case 7: return 19.6514845f;
+    case 8: return 24.0f;
+    case 9: return 28.529325f;
+    case 10: return 33.2192809f;
+    case 11: return 38.0537478f;
+    case 12: return 43.01955f;
+    case 13: return 48.1057163f;
+    case 14: return 53.3029689f;
+    case 15: return 58.6033589f;
+    case 16: return 64.0f;
+    case 17: return 69.4868683f;
+    case 18: return 75.05865f;
+    case 19: return 80.7106228f;
+    case 20: return 86.4385619f;
+    case 21: return 92.2386659f;
+    case 22: return 98.1074956f;
+    case 23: return 104.041925f;
+    case 24: return 110.0391f;
+    case 25: return 116.096405f;
+    default: return 0.0f;  // 0 and 1
+  }
+}
+
 // ch 14: Shannon entropy of the 8-bin histogram of a 5x5 window, divided by log2(8).
 ARRCOC_HD float entropy_from_packed(uint64_t packed) {
   float s = 0.0f;
-  for (int b = 0; b < kEntropyBins; ++b) {
-    const int c = static_cast<int>((packed >> (5 * b)) & 31u);
-    if (c > 1) s += static_cast<float>(c) * log2f(static_cast<float>(c));
-  }
+  for (int b = 0; b < kEntropyBins; ++b) s += count_log2_count(static_cast<int>((packed >> (5 * b)) & 31u));
   const float h = 4.64385618977f - s / kBoxArea;  // log2(25) - sum(c log2 c)/25
   return maxf(0.0f, h) * (1.0f / 3.0f);
 }
@@ -150,14 +184,17 @@ ARRCOC_HD float entropy_from_packed(uint64_t packed) {
 // Level k+1 texel (i, j) = mean of the 2x2 block (2i..2i+1, 2j..2j+1) of level k; rows and
 // columns past the edge of an odd-sized level replicate the last one, which equals the
 // mean of the texels that exist.
+ARRCOC_HD float box2(float top_left, float top_right, float bottom_left, float bottom_right) {
+  return ((top_left + top_right) + (bottom_left + bottom_right)) * 0.25f;
+}
+
 template <typename T>
 ARRCOC_HD float mip_box2(const T* src, int sw, int sh, int i, int j) {
   const int x0 = 2 * j, x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
   const int y0 = 2 * i, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
   const T* r0 = src + static_cast<int64_t>(y0) * sw;
   const T* r1 = src + static_cast<int64_t>(y1) * sw;
-  return ((load_texel(r0 + x0) + load_texel(r0 + x1)) + (load_texel(r1 + x0) + load_texel(r1 + x1))) *
-         0.25f;
+  return box2(load_texel(r0 + x0), load_texel(r0 + x1), load_texel(r1 + x0), load_texel(r1 + x1));
 }
 
 // Bilinear sample of a w x h plane at texel coordinates (x, y) (texel centres at integers),

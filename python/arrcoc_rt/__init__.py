@@ -12,9 +12,9 @@ Stage 1 (this release): the 40-channel texture array with mipmaps, on the CPU an
 from . import reference
 from ._native import version as _version
 from .channels import Channel, base_level, channel_index
-from .devices import cuda_available, cuda_built, devices, info
+from .runtime import cuda_available, cuda_built, devices, info
 from .frames import PIXEL_FORMATS
-from .texture import Texture, TextureBuilder
+from .texture import Texture, TextureBuilder, to_host
 
 __version__ = _version()
 
@@ -31,6 +31,7 @@ __all__ = [
     "devices",
     "info",
     "reference",
+    "to_host",
 ]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _native
 from .channels import Channel, base_level, channel_index
-from .devices import resolve_device
+from .runtime import resolve_device
 from .frames import DEVICE_CUDA, frame_spec, stream_handle
 
 NUM_LEVELS = _native.NUM_LEVELS
@@ -35,6 +35,12 @@ def _fixation(fixation) -> tuple[float, float]:
     if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):  # also rejects NaN
         raise ValueError(f"fixation: ({x}, {y}) must lie in [0, 1] x [0, 1] (fractions of width and height)")
     return x, y
+
+
+def to_host(array) -> np.ndarray:
+    """A texture array from either backend as a NumPy array: CPU views pass through (zero-copy),
+    CUDA arrays are copied to the host after the build has finished."""
+    return array if isinstance(array, np.ndarray) else array.numpy()
 
 
 class Texture:

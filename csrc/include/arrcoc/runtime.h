@@ -1,6 +1,7 @@
 // What this build of arrcoc can do and what the machine offers, without CUDA headers.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "arrcoc/status.h"
@@ -19,5 +20,10 @@ int cuda_device_count() noexcept;
 
 // Name of CUDA device `ordinal` ("NVIDIA H100 80GB HBM3"), or "" if there is none.
 std::string cuda_device_name(int ordinal) noexcept;
+
+// Blocking copy of `bytes` from CUDA device memory to host memory (ordered after work on the
+// legacy default stream; synchronize a builder first if it ran on another stream).
+// NotBuiltWithCuda in a CPU-only build.
+Status cuda_copy_to_host(void* dst, const void* src, size_t bytes) noexcept;
 
 }  // namespace arrcoc

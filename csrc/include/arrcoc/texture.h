@@ -86,6 +86,10 @@ class TextureBuilder {
   // CUDA: make `stream` wait until the last build() has finished (no host sync).
   // CPU: no-op.
   Status wait_on_stream(void* cuda_stream) noexcept;
+  // Fill the whole output buffer with 0xFF bytes (NaN in float16 and float32), so a test can
+  // check that build() writes every element it reports. Not for the per-frame path.
+  Status poison_output() noexcept;
+
   // Block the host until the last build() has finished.
   Status synchronize() noexcept;
 
