@@ -121,3 +121,12 @@ def test_torch_frames(builder):
     g = f.float().requires_grad_()
     with pytest.raises(TypeError, match=r"refused DLPack export|dtype float32"):
         builder.build(g)
+
+
+def test_cuda_backend_was_compiled_when_ci_expects_it():
+    """CI sets ARRCOC_EXPECT_CUDA_BUILD=1 where nvcc exists: the CUDA backend must be in."""
+    import os
+
+    if os.environ.get("ARRCOC_EXPECT_CUDA_BUILD") != "1":
+        pytest.skip("not a build that must contain CUDA")
+    assert arrcoc_rt.cuda_built()
