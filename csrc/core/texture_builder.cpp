@@ -121,24 +121,10 @@ struct TextureBuilder::Impl {
   TextureConfig config;
   Arena arena;
   LevelLayout max_layout[kNumLevels];
-  void* out = nullptr;
-  float* feature[3][kNumLevels] = {};
-  float* lum_prev = nullptr;  // swapped with feature[0][0] after each frame
-  float* mag = nullptr;
-  float* diff = nullptr;
-  int32_t* hsum_y = nullptr;
-  int32_t* hsum_y2 = nullptr;
-  float* hsum_mag = nullptr;
-  float* hsum_diff = nullptr;
-  uint64_t* hbins = nullptr;
-  uint8_t* bins = nullptr;
-  uint8_t* y8 = nullptr;
-  uint16_t* ysum = nullptr;
-  uint16_t* ysum_prev = nullptr;
+  // Every buffer pointer, allocated once; build() copies it and fills in the per-frame fields.
+  TextureParams buffers{};
   uint8_t* staging = nullptr;  // CUDA: device copy of host frames
-  size_t staging_bytes = 0;
   void* done_event = nullptr;  // CUDA: recorded after the last build
-  void* last_stream = nullptr;
 
   bool has_prev = false;
   int32_t prev_width = 0, prev_height = 0;
@@ -149,34 +135,34 @@ struct TextureBuilder::Impl {
     TextureView v;
     std::copy(max_layout, max_layout + kNumLevels, v.levels);
     const size_t n0 = static_cast<size_t>(config.max_width) * config.max_height;
-    Status s = arena.alloc(static_cast<size_t>(v.total_elements()) * dtype_size(config.dtype), &out);
+    const size_t n2 = static_cast<size_t>(max_layout[2].width) * max_layout[2].height;
+    TextureParams& b = buffers;
+    Status s = arena.alloc(static_cast<size_t>(v.total_elements()) * dtype_size(config.dtype), &b.out);
     for (int f = 0; f < 3 && s.ok(); ++f)
       for (int k = 0; k < kNumLevels && s.ok(); ++k)
-        s = arena.alloc_n(static_cast<size_t>(max_layout[k].width) * max_layout[k].height, &feature[f][k]);
-    if (s.ok()) s = arena.alloc_n(n0, &lum_prev);
-    if (s.ok()) s = arena.alloc_n(n0, &mag);
-    if (s.ok()) s = arena.alloc_n(n0, &diff);
-    if (s.ok()) s = arena.alloc_n(n0, &hsum_y);
-    if (s.ok()) s = arena.alloc_n(n0, &hsum_y2);
-    if (s.ok()) s = arena.alloc_n(n0, &hsum_mag);
-    if (s.ok()) s = arena.alloc_n(n0, &hsum_diff);
-    if (s.ok()) s = arena.alloc_n(n0, &hbins);
-    if (s.ok()) s = arena.alloc_n(n0, &bins);
-    if (s.ok()) s = arena.alloc_n(n0, &y8);
-    const size_t n2 = static_cast<size_t>(max_layout[2].width) * max_layout[2].height;
-    if (s.ok()) s = arena.alloc_n(n2, &ysum);
-    if (s.ok()) s = arena.alloc_n(n2, &ysum_prev);
+        s = arena.alloc_n(static_cast<size_t>(max_layout[k].width) * max_layout[k].height, &b.feature[f][k]);
+    if (s.ok()) s = arena.alloc_n(n0, &b.lum_prev);
+    if (s.ok()) s = arena.alloc_n(n0, &b.mag);
+    if (s.ok()) s = arena.alloc_n(n0, &b.diff);
+    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_y);
+    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_y2);
+    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_mag);
+    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_diff);
+    if (s.ok()) s = arena.alloc_n(n0, &b.hbins);
+    if (s.ok()) s = arena.alloc_n(n0, &b.bins);
+    if (s.ok()) s = arena.alloc_n(n0, &b.y8);
+    if (s.ok()) s = arena.alloc_n(n2, &b.ysum);
+    if (s.ok()) s = arena.alloc_n(n2, &b.ysum_prev);
     if (s.ok() && config.device == Device::kCUDA) {
       // Largest frame: 4 bytes per pixel (rgba) >= any other format's planes.
-      staging_bytes = n0 * 4 + 64;
-      s = arena.alloc_n(staging_bytes, &staging);
+      s = arena.alloc_n(n0 * 4 + 64, &staging);
       if (s.ok()) s = cuda::event_create(&done_event);
     }
     return s;
   }
 
   // Host frame -> staging buffer on the device; rewrites `f` to point at the copy.
-  Status upload(FrameView* f, void* stream) {
+  Status upload(FrameView* f, void* stream) const {
     const int np = pixel_format_planes(f->format);
     uint8_t* dst = staging;
     for (int k = 0; k < np; ++k) {
@@ -206,30 +192,15 @@ struct TextureBuilder::Impl {
       if (frame.device == Device::kCPU && !(s = upload(&frame, frame.cuda_stream)).ok()) return s;
     }
 
-    TextureParams p{};
+    TextureParams p = buffers;
     p.frame = frame;
     p.width = frame.width;
     p.height = frame.height;
     texture_layout(frame.width, frame.height, p.levels);
-    p.out = out;
     p.dtype = config.dtype;
     p.fixation_x = config.fixation_x;
     p.fixation_y = config.fixation_y;
     p.motion_valid = has_prev && prev_width == frame.width && prev_height == frame.height;
-    for (int f = 0; f < 3; ++f)
-      for (int k = 0; k < kNumLevels; ++k) p.feature[f][k] = feature[f][k];
-    p.lum_prev = lum_prev;
-    p.mag = mag;
-    p.diff = diff;
-    p.hsum_y = hsum_y;
-    p.hsum_y2 = hsum_y2;
-    p.hsum_mag = hsum_mag;
-    p.hsum_diff = hsum_diff;
-    p.hbins = hbins;
-    p.bins = bins;
-    p.y8 = y8;
-    p.ysum = ysum;
-    p.ysum_prev = ysum_prev;
     p.num_threads = config.num_threads > 0 ? config.num_threads
                                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
@@ -238,7 +209,6 @@ struct TextureBuilder::Impl {
     } else {
       s = cuda::build_texture(p, frame.cuda_stream);
       if (s.ok()) s = cuda::event_record(done_event, frame.cuda_stream);
-      last_stream = frame.cuda_stream;
     }
     if (!s.ok()) {
       has_prev = false;  // state is unknown after a failure: no motion next frame
@@ -246,15 +216,15 @@ struct TextureBuilder::Impl {
     }
 
     // This frame becomes the previous one (pointer swaps, no copies).
-    std::swap(feature[0][0], lum_prev);
-    std::swap(ysum, ysum_prev);
+    std::swap(buffers.feature[0][0], buffers.lum_prev);
+    std::swap(buffers.ysum, buffers.ysum_prev);
     has_prev = true;
     prev_width = frame.width;
     prev_height = frame.height;
     ++frame_index;
 
     TextureView v;
-    v.data = out;
+    v.data = buffers.out;
     v.device = config.device;
     v.dtype = config.dtype;
     v.width = frame.width;
@@ -337,10 +307,10 @@ Status TextureBuilder::poison_output() noexcept {
   std::copy(impl_->max_layout, impl_->max_layout + kNumLevels, v.levels);
   const size_t bytes = static_cast<size_t>(v.total_elements()) * dtype_size(impl_->config.dtype);
   if (impl_->config.device == Device::kCPU) {
-    std::memset(impl_->out, 0xFF, bytes);
+    std::memset(impl_->buffers.out, 0xFF, bytes);
     return Status::Ok();
   }
-  Status s = cuda::memset_async(impl_->out, 0xFF, bytes, nullptr);
+  Status s = cuda::memset_async(impl_->buffers.out, 0xFF, bytes, nullptr);
   if (s.ok()) s = cuda::event_record(impl_->done_event, nullptr);
   return s.ok() ? cuda::event_synchronize(impl_->done_event) : s;
 }

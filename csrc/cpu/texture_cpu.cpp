@@ -138,64 +138,30 @@ void build_level0(const TextureParams& p) {
   });
 
   // Pass 3: horizontal 5-tap sums of the box terms. Columns whose window lies inside the
-  // row skip the clamping (and vectorize); the outer ones clamp.
+  // row skip the clamping (and vectorize better); the outer ones clamp.
   parallel_rows(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
-    auto sums = [&](int x, auto column) {
-      int sy = 0, sy2 = 0;
-      float sm = 0.0f, sd = 0.0f;
-      uint64_t sb = 0;
-      for (int d = -kBoxRadius; d <= kBoxRadius; ++d) {
-        const int64_t j = row + column(x + d);
-        const int y8 = p.y8[j];
-        sy += y8;
-        sy2 += y8 * y8;
-        sm += p.mag[j];
-        sd += p.diff[j];
-        sb += bin_one_hot(p.bins[j]);
-      }
-      p.hsum_y[row + x] = sy;
-      p.hsum_y2[row + x] = sy2;
-      p.hsum_mag[row + x] = sm;
-      p.hsum_diff[row + x] = sd;
-      p.hbins[row + x] = sb;
-    };
-    auto clamped = [w](int x) { return clampi(x, 0, w - 1); };
-    auto inside = [](int x) { return x; };
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);
-    for (int x = 0; x < lo; ++x) sums(x, clamped);
-    for (int x = lo; x < hi; ++x) sums(x, inside);
-    for (int x = hi; x < w; ++x) sums(x, clamped);
+    for (int x = 0; x < lo; ++x) horizontal_box_sums(p, row, x, ClampedColumn{w});
+    for (int x = lo; x < hi; ++x) horizontal_box_sums(p, row, x, InsideColumn{});
+    for (int x = hi; x < w; ++x) horizontal_box_sums(p, row, x, ClampedColumn{w});
   });
 
   // Pass 4: vertical 5-tap sums -> contrast, edge density, motion, entropy.
   parallel_rows(h, nt, [&](int y) {
-    int64_t rows[kBoxTaps];
-    for (int d = 0; d < kBoxTaps; ++d) rows[d] = static_cast<int64_t>(clampi(y + d - kBoxRadius, 0, h - 1)) * w;
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bc[kChunk], be[kChunk], bm[kChunk], bt[kChunk];
       uint64_t packed[kChunk];
       for (int k = 0; k < n; ++k) {
-        const int x = x0 + k;
-        int sy = 0, sy2 = 0;
-        float sm = 0.0f, sd = 0.0f;
-        uint64_t sb = 0;
-        for (int d = 0; d < kBoxTaps; ++d) {
-          const int64_t j = rows[d] + x;
-          sy += p.hsum_y[j];
-          sy2 += p.hsum_y2[j];
-          sm += p.hsum_mag[j];
-          sd += p.hsum_diff[j];
-          sb += p.hbins[j];
-        }
-        bc[k] = local_contrast(sy, sy2);
-        be[k] = sm / kBoxArea;
-        bm[k] = sd / kBoxArea;
-        packed[k] = sb;
+        const BoxSums s = vertical_box_sums(p, x0 + k, y);
+        bc[k] = local_contrast(s.y, s.y2);
+        be[k] = s.mag / kBoxArea;
+        bm[k] = s.diff / kBoxArea;
+        packed[k] = s.bins;
       }
-      for (int k = 0; k < n; ++k) bt[k] = entropy_from_packed(packed[k]);  // table lookups: kept
-                                                                             // out of the SIMD loop
+      // entropy's table lookups stay out of the loop above, which then vectorizes
+      for (int k = 0; k < n; ++k) bt[k] = entropy_from_packed(packed[k]);
       store_row(bc, contrast + row + x0, n);
       store_row(be, edge + row + x0, n);
       store_row(bm, motion + row + x0, n);

@@ -65,46 +65,19 @@ __global__ void gradient_kernel(TextureParams p, Level0Planes<T> o) {
 __global__ void hsum_kernel(TextureParams p) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.width || y >= p.height) return;
-  const int64_t row = static_cast<int64_t>(y) * p.width;
-  int sy = 0, sy2 = 0;
-  float sm = 0.0f, sd = 0.0f;
-  uint64_t sb = 0;
-  for (int d = -kBoxRadius; d <= kBoxRadius; ++d) {
-    const int64_t j = row + clampi(x + d, 0, p.width - 1);
-    const int y8 = p.y8[j];
-    sy += y8;
-    sy2 += y8 * y8;
-    sm += p.mag[j];
-    sd += p.diff[j];
-    sb += bin_one_hot(p.bins[j]);
-  }
-  p.hsum_y[row + x] = sy;
-  p.hsum_y2[row + x] = sy2;
-  p.hsum_mag[row + x] = sm;
-  p.hsum_diff[row + x] = sd;
-  p.hbins[row + x] = sb;
+  horizontal_box_sums(p, static_cast<int64_t>(y) * p.width, x, ClampedColumn{p.width});
 }
 
 template <typename T>
 __global__ void vsum_kernel(TextureParams p, Level0Planes<T> o) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.width || y >= p.height) return;
-  int sy = 0, sy2 = 0;
-      float sm = 0.0f, sd = 0.0f;
-  uint64_t sb = 0;
-  for (int d = -kBoxRadius; d <= kBoxRadius; ++d) {
-    const int64_t j = static_cast<int64_t>(clampi(y + d, 0, p.height - 1)) * p.width + x;
-    sy += p.hsum_y[j];
-    sy2 += p.hsum_y2[j];
-    sm += p.hsum_mag[j];
-    sd += p.hsum_diff[j];
-    sb += p.hbins[j];
-  }
+  const BoxSums s = vertical_box_sums(p, x, y);
   const int64_t i = static_cast<int64_t>(y) * p.width + x;
-  store_texel(o.contrast + i, local_contrast(sy, sy2));
-  store_texel(o.edge + i, sm / kBoxArea);
-  store_texel(o.motion + i, sd / kBoxArea);
-  store_texel(o.entropy + i, entropy_from_packed(sb));
+  store_texel(o.contrast + i, local_contrast(s.y, s.y2));
+  store_texel(o.edge + i, s.mag / kBoxArea);
+  store_texel(o.motion + i, s.diff / kBoxArea);
+  store_texel(o.entropy + i, entropy_from_packed(s.bins));
 }
 
 __global__ void feature_mip_kernel(TextureParams p, int k) {

@@ -19,7 +19,7 @@ struct TextureParams {
 
   // Scratch, float32 unless noted; level-0 planes are width x height, pitch = width.
   float* feature[3][kNumLevels];    // pyramids of luminance, R-G, B-Y (saliency inputs)
-  const float* lum_prev;            // previous frame's level-0 luminance
+  float* lum_prev;                  // previous frame's level-0 luminance (read only in the passes)
   float* mag;                       // gradient magnitude (input of edge density)
   float* diff;                      // |L - L_prev|
   int32_t* hsum_y;                  // horizontal 5-tap sums of luma8
@@ -30,7 +30,7 @@ struct TextureParams {
   uint8_t* bins;                    // luma bin per pixel (0..7)
   uint8_t* y8;                      // integer luma per pixel
   uint16_t* ysum;                   // level-2 integer luma sums, this frame
-  const uint16_t* ysum_prev;        // ... and the previous frame
+  uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
 
   int32_t num_threads;              // CPU backend: worker threads
 };
@@ -40,6 +40,57 @@ struct TextureParams {
 constexpr int kLevel0Computed[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 15, 16};
 constexpr int kNotYetComputed[] = {13, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
                                    29, 30, 31, 32, 33, 34, 37, 38, 39};
+
+// Sums of the 5x5-window terms over 5 taps (horizontal pass) or of 5 horizontal sums (vertical).
+struct BoxSums {
+  int y = 0, y2 = 0;      // luma8, luma8^2 (exact)
+  float mag = 0.0f;       // gradient magnitude
+  float diff = 0.0f;      // |L - L_prev|
+  uint64_t bins = 0;      // packed luma-bin histogram (exact)
+};
+
+// Column mappings for the horizontal pass: clamped at the row's ends, identity inside.
+struct ClampedColumn {
+  int width;
+  ARRCOC_HD int operator()(int x) const { return math::clampi(x, 0, width - 1); }
+};
+struct InsideColumn {
+  ARRCOC_HD int operator()(int x) const { return x; }
+};
+
+// Horizontal 5-tap sums at (x, row) of the per-pixel terms, written to the hsum scratch.
+template <typename Column>
+ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int x, Column column) {
+  BoxSums s;
+  for (int d = -math::kBoxRadius; d <= math::kBoxRadius; ++d) {
+    const int64_t j = row + column(x + d);
+    const int y8 = p.y8[j];
+    s.y += y8;
+    s.y2 += y8 * y8;
+    s.mag += p.mag[j];
+    s.diff += p.diff[j];
+    s.bins += math::bin_one_hot(p.bins[j]);
+  }
+  p.hsum_y[row + x] = s.y;
+  p.hsum_y2[row + x] = s.y2;
+  p.hsum_mag[row + x] = s.mag;
+  p.hsum_diff[row + x] = s.diff;
+  p.hbins[row + x] = s.bins;
+}
+
+// Vertical 5-tap sums at (x, y) of the horizontal sums (rows edge-clamped).
+ARRCOC_HD BoxSums vertical_box_sums(const TextureParams& p, int x, int y) {
+  BoxSums s;
+  for (int d = -math::kBoxRadius; d <= math::kBoxRadius; ++d) {
+    const int64_t j = static_cast<int64_t>(math::clampi(y + d, 0, p.height - 1)) * p.width + x;
+    s.y += p.hsum_y[j];
+    s.y2 += p.hsum_y2[j];
+    s.mag += p.hsum_mag[j];
+    s.diff += p.hsum_diff[j];
+    s.bins += p.hbins[j];
+  }
+  return s;
+}
 
 // Channels whose mip levels the texture stage computes (from their base level down).
 constexpr bool mipmapped_by_texture_stage(int c) { return c < 17 && c != 13; }
