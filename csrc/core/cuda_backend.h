@@ -10,6 +10,7 @@
 
 namespace arrcoc {
 struct TextureParams;
+struct CascadeParams;
 namespace cuda {
 
 bool compiled() noexcept;
@@ -33,6 +34,9 @@ Status event_synchronize(void* event) noexcept;
 
 // Queues every pass of the texture stage on `stream`. All pointers in `p` are device memory.
 Status build_texture(const TextureParams& p, void* stream) noexcept;
+
+// Queues the cluster-first cascade on `stream`. All pointers in `p` are device memory.
+Status run_cascade(const CascadeParams& p, void* stream) noexcept;
 
 }  // namespace cuda
 }  // namespace arrcoc

@@ -28,5 +28,6 @@ Status event_record(void*, void*) noexcept { return not_built(); }
 Status stream_wait_event(void*, void*) noexcept { return not_built(); }
 Status event_synchronize(void*) noexcept { return not_built(); }
 Status build_texture(const TextureParams&, void*) noexcept { return not_built(); }
+Status run_cascade(const CascadeParams&, void*) noexcept { return not_built(); }
 
 }  // namespace arrcoc::cuda

@@ -13,6 +13,8 @@
 #include "../shared/texture_params.h"
 #include "arrcoc/texture.h"
 #include "cuda_backend.h"
+#include "arena.h"
+#include "guard.h"
 #include "frame_checks.h"
 
 namespace arrcoc {
@@ -59,40 +61,6 @@ void texture_layout(int32_t width, int32_t height, LevelLayout out[kNumLevels]) 
 // ------------------------------------------------------------------ memory
 
 namespace {
-
-// One allocation on the builder's device; freed with the builder.
-class Arena {
- public:
-  explicit Arena(Device d) : device_(d) {}
-  ~Arena() {
-    for (void* p : blocks_) device_ == Device::kCPU ? std::free(p) : cuda::free_device(p);
-  }
-  Status alloc(size_t bytes, void** out) {
-    bytes = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-    void* p = nullptr;
-    if (device_ == Device::kCPU) {
-      p = std::aligned_alloc(64, bytes);
-      if (!p) return Status(StatusCode::kOutOfMemory, "host allocation of " + std::to_string(bytes) + " bytes failed");
-    } else {
-      Status s = cuda::malloc_device(&p, bytes);
-      if (!s.ok()) return s;
-    }
-    blocks_.push_back(p);
-    *out = p;
-    return Status::Ok();
-  }
-  template <typename T>
-  Status alloc_n(size_t n, T** out) {
-    void* p = nullptr;
-    Status s = alloc(n * sizeof(T), &p);
-    *out = static_cast<T*>(p);
-    return s;
-  }
-
- private:
-  Device device_;
-  std::vector<void*> blocks_;
-};
 
 Status check_config(const TextureConfig& c) {
   if (c.max_width < 1 || c.max_width > kMaxDimension || c.max_height < 1 || c.max_height > kMaxDimension)
@@ -238,18 +206,7 @@ struct TextureBuilder::Impl {
 };
 
 // ------------------------------------------------------------------ public boundary
-// Every public entry point is noexcept and turns anything thrown inside into a Status.
-
-#define ARRCOC_GUARD(body)                                                         \
-  try {                                                                            \
-    body                                                                           \
-  } catch (const std::bad_alloc&) {                                                \
-    return Status(StatusCode::kOutOfMemory, "out of host memory");                 \
-  } catch (const std::exception& e) {                                              \
-    return Status(StatusCode::kInternal, std::string("internal error: ") + e.what()); \
-  } catch (...) {                                                                  \
-    return Status(StatusCode::kInternal, "internal error (unknown exception)");    \
-  }
+// Every public entry point is noexcept; ARRCOC_GUARD turns anything thrown inside into a Status.
 
 TextureBuilder::TextureBuilder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TextureBuilder::~TextureBuilder() = default;
@@ -266,10 +223,7 @@ Status TextureBuilder::create(const TextureConfig& config, std::unique_ptr<Textu
                     "this CPU lacks AVX2/FMA/F16C, which this build's CPU backend needs (x86-64-v3); "
                     "rebuild with -DARRCOC_CPU_BASELINE=OFF (env CMAKE_ARGS) or use device='cuda'");
 #endif
-    if (config.device == Device::kCUDA) {
-      if (!cuda::compiled()) return cuda::set_device(0);  // "not built with CUDA"
-      if (!(s = cuda::set_device(config.cuda_device)).ok()) return s;
-    }
+    if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
     auto impl = std::make_unique<Impl>(config);
     if (!(s = impl->allocate()).ok()) return s;
     out->reset(new TextureBuilder(std::move(impl)));

@@ -253,6 +253,7 @@ class PyTextureBuilder {
       s = builder_->build(f, &v);
     }
     throw_if_error(s);
+    last_ = v;
     py::dict d;
     py::list levels;
     for (int k = 0; k < kNumLevels; ++k)
@@ -285,6 +286,8 @@ class PyTextureBuilder {
     std::lock_guard<std::mutex> lock(mutex_);
     builder_->reset();
   }
+  const TextureView& last_texture() const { return last_; }
+  std::mutex& mutex() { return mutex_; }
   void set_fixation(float x, float y) {
     std::lock_guard<std::mutex> lock(mutex_);
     throw_if_error(builder_->set_fixation(x, y));
@@ -301,6 +304,71 @@ class PyTextureBuilder {
  private:
   std::shared_ptr<TextureBuilder> builder_;
   std::mutex mutex_;
+  TextureView last_;
+};
+
+// ------------------------------------------------------------------ ClusterCascade
+
+class PyClusterCascade {
+ public:
+  explicit PyClusterCascade(const py::dict& kw) {
+    CascadeConfig c;
+    c.max_width = kw["max_width"].cast<int>();
+    c.max_height = kw["max_height"].cast<int>();
+    c.num_seeds = kw["num_seeds"].cast<int>();
+    c.iterations = kw["iterations"].cast<int>();
+    c.compactness = kw["compactness"].cast<float>();
+    c.top_clusters = kw["top_clusters"].cast<int>();
+    c.patches_per_cluster = kw["patches_per_cluster"].cast<int>();
+    c.motion_weight = kw["motion_weight"].cast<float>();
+    c.query_weight = kw["query_weight"].cast<float>();
+    c.device = kw["device"].cast<std::string>() == "cuda" ? Device::kCUDA : Device::kCPU;
+    c.cuda_device = kw["cuda_device"].cast<int>();
+    c.num_threads = kw["num_threads"].cast<int>();
+    std::unique_ptr<ClusterCascade> p;
+    throw_if_error(ClusterCascade::create(c, &p));
+    cascade_ = std::move(p);
+  }
+
+  // Runs on the texture the builder made last; returns sizes and result pointers.
+  py::dict run(PyTextureBuilder& builder, uintptr_t stream) {
+    CascadeView v;
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(builder.mutex());
+      s = cascade_->run(builder.last_texture(), &v, reinterpret_cast<void*>(stream));
+    }
+    throw_if_error(s);
+    py::dict d;
+    d["num_clusters"] = v.num_clusters;
+    d["grid"] = py::make_tuple(v.grid_x, v.grid_y);
+    d["level2"] = py::make_tuple(v.level2_width, v.level2_height);
+    d["patch_grid"] = py::make_tuple(v.patch_grid_width, v.patch_grid_height);
+    d["labels"] = reinterpret_cast<uintptr_t>(v.labels);
+    d["cluster_scores"] = reinterpret_cast<uintptr_t>(v.cluster_scores);
+    d["kept_clusters"] = reinterpret_cast<uintptr_t>(v.kept_clusters);
+    d["candidate_patch"] = reinterpret_cast<uintptr_t>(v.candidate_patch);
+    d["capacity"] = v.capacity;
+    return d;
+  }
+
+  // Host copy (CPU: plain copy; CUDA: after synchronize) of `count` elements at `ptr`.
+  py::array fetch(uintptr_t ptr, py::ssize_t count, const std::string& dtype) {
+    py::dtype dt(dtype);
+    py::array out(dt, std::vector<py::ssize_t>{count});
+    const size_t bytes = static_cast<size_t>(count) * dt.itemsize();
+    if (cascade_->config().device == Device::kCPU) {
+      std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes);
+    } else {
+      throw_if_error(cascade_->synchronize());
+      throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes));
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<ClusterCascade> cascade_;
 };
 
 }  // namespace
@@ -379,4 +447,9 @@ PYBIND11_MODULE(_arrcoc, m) {
       .def("set_fixation", &PyTextureBuilder::set_fixation)
       .def("poison_output", &PyTextureBuilder::poison_output)
       .def("synchronize", &PyTextureBuilder::synchronize);
+
+  py::class_<PyClusterCascade>(m, "ClusterCascade")
+      .def(py::init<const py::dict&>())
+      .def("run", &PyClusterCascade::run)
+      .def("fetch", &PyClusterCascade::fetch);
 }

@@ -17,6 +17,23 @@ ARRCOC_HD float minf(float a, float b) { return a < b ? a : b; }
 ARRCOC_HD float maxf(float a, float b) { return a > b ? a : b; }
 ARRCOC_HD float absf(float a) { return a < 0.0f ? -a : a; }
 
+// Multiply / add that are never fused into an FMA (device intrinsics; host code using them is
+// compiled with -ffp-contract=off), for results that must be bit-identical on every backend.
+ARRCOC_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+ARRCOC_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
 ARRCOC_HD uint32_t float_bits(float f) {
   uint32_t u;
   memcpy(&u, &f, sizeof(u));

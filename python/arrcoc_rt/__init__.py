@@ -10,6 +10,7 @@ Stage 1 (this release): the 40-channel texture array with mipmaps, on the CPU an
 """
 
 from . import reference
+from .cascade import CascadeResult, ClusterCascade
 from ._native import version as _version
 from .channels import Channel, base_level, channel_index
 from .runtime import cuda_available, cuda_built, devices, info
@@ -19,7 +20,9 @@ from .texture import Texture, TextureBuilder, to_host
 __version__ = _version()
 
 __all__ = [
+    "CascadeResult",
     "Channel",
+    "ClusterCascade",
     "PIXEL_FORMATS",
     "Texture",
     "TextureBuilder",

@@ -76,6 +76,9 @@ def _cmd_texture(args) -> int:
         raise SystemExit(f"arrcoc-rt: error: {e}") from None
     out = Path(args.out)
     (out / "channels").mkdir(parents=True, exist_ok=True)
+    from .cascade import ClusterCascade
+
+    cascade = ClusterCascade(w, h, device=builder.device)
     times = []
     for f in frames:
         if f.shape[:2] != (h, w):
@@ -84,6 +87,7 @@ def _cmd_texture(args) -> int:
         tex = builder.build(f)
         builder.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
+        result = cascade.run(tex)  # fills channel 13 (cluster ids)
     sheet = contact_sheet(tex, f"arrcoc_rt texture of {source}: {w}x{h}, frame {tex.frame_index}, "
                                f"{builder.device}, {builder.dtype}")
     sheet_path = out / "contact_sheet.png"
@@ -96,6 +100,8 @@ def _cmd_texture(args) -> int:
     print(f"backend: {builder.device}, storage {builder.dtype}; build time per frame: "
           + ", ".join(f"{t:.2f} ms" for t in times) + " (first includes warm-up)")
     print(f"motion between the last two frames: {'yes' if tex.motion_valid else 'no (single frame)'}")
+    print(f"cluster cascade: {result.grid[0] * result.grid[1]} clusters, kept {list(result.kept_clusters)}, "
+          f"{len(result.candidate_patches())} candidate patches")
     print(f"wrote {sheet_path} (all 40 channels + mip levels), {out / 'channels'}/ (one PNG per channel), "
           f"{out / 'input.png'}")
     return 0

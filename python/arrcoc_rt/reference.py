@@ -285,3 +285,121 @@ def build_texture(frame, pixel_format: str | None = None, previous: ReferenceTex
             wk, hk = sizes[k]
             levels[k][c] = np.zeros((hk, wk))
     return ReferenceTexture(w, h, levels, motion_valid, {"lum": lum, "ysum": ysum})
+
+
+# ----------------------------------------------------------------------------- stage 2: cascade
+
+_COLOUR_SCALE, _COLOUR_OFFSET, _POS, _STAT = 1024, 2048, 16, 1 << 20
+
+
+def _stat_fixed(v):
+    return np.rint(np.asarray(v, np.float32) * np.float32(_STAT)).astype(np.int64)
+
+
+def seed_grid(seeds: int, w2: int, h2: int) -> tuple[int, int]:
+    """Seed grid (gx, gy) with float32 arithmetic, as csrc/shared/cascade_math.h."""
+    x = int(np.rint(np.sqrt(np.float32(seeds) * np.float32(w2) / np.float32(h2))))
+    x = min(max(x, 1), w2)
+    y = min(max(int(np.rint(np.float32(seeds) / np.float32(x))), 1), h2)
+    return x, y
+
+
+@dataclass
+class ReferenceCascade:
+    labels: np.ndarray          # [h2, w2] cluster id per level-2 texel
+    cluster_scores: np.ndarray  # [gx*gy] float32, -1 for empty clusters
+    kept_clusters: np.ndarray   # [top_clusters], -1 padding
+    candidates: np.ndarray      # [top_clusters, patches_per_cluster], -1 padding
+    grid: tuple
+
+
+def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, top_clusters=10,
+                    patches_per_cluster=50, motion_weight=1.0, query_weight=1.0) -> ReferenceCascade:
+    """Stage 2 on texture planes: ``planes[(channel, level)]`` as float32 arrays for channels
+    3, 15, 16, 11, 5, 10 at level 2 and 11, 10, 33 at level 4 (take them from a backend's texture,
+    so both see the same input). Integer SLIC, exact sums, unique patch keys: backends must match
+    this bit for bit."""
+    L2 = [planes[(c, 2)] for c in (3, 15, 16)]
+    h2, w2 = L2[0].shape
+    h4, w4 = planes[(11, 4)].shape
+    colour = np.stack([np.rint(np.asarray(p, np.float32) * np.float32(_COLOUR_SCALE)).astype(np.int64) + _COLOUR_OFFSET
+                       for p in L2])  # [3, h2, w2]
+    gx, gy = seed_grid(num_seeds, w2, h2)
+    n = gx * gy
+    s16_sq = int(round(256.0 * w2 * h2 / (gx * gy)))
+    m_sq = int(round((float(np.float32(compactness)) * _COLOUR_SCALE) ** 2))
+    ii, jj = np.mgrid[0:h2, 0:w2]
+    cx, cy = jj * gx // w2, ii * gy // h2
+    x16, y16 = jj * _POS + _POS // 2, ii * _POS + _POS // 2
+
+    a, b = np.divmod(np.arange(n), gx)
+    sx = ((2 * b + 1) * w2 * _POS) // (2 * gx)
+    sy = ((2 * a + 1) * h2 * _POS) // (2 * gy)
+    sc = colour[:, sy // _POS, sx // _POS].copy()  # [3, n]
+
+    def assign():
+        best = np.full((h2, w2), -1, np.int64)
+        best_d = np.zeros((h2, w2), np.int64)
+        for da in (-1, 0, 1):
+            for db in (-1, 0, 1):
+                ca, cb = cy + da, cx + db
+                ok = (ca >= 0) & (ca < gy) & (cb >= 0) & (cb < gx)
+                k = np.where(ok, ca * gx + cb, 0)
+                dc = colour - sc[:, k]
+                dp = (x16 - sx[k]) ** 2 + (y16 - sy[k]) ** 2
+                d = s16_sq * (dc ** 2).sum(axis=0) + m_sq * dp
+                better = ok & ((best < 0) | (d < best_d))  # candidates come in increasing k: ties keep the lower
+                best = np.where(better, k, best)
+                best_d = np.where(better, d, best_d)
+        return best
+
+    for _ in range(iterations):
+        labels = assign()
+        flat = labels.ravel()
+        count = np.bincount(flat, minlength=n).astype(np.int64)
+        nz = count > 0
+
+        def mean(values):
+            s = np.zeros(n, np.int64)
+            np.add.at(s, flat, values.ravel())
+            return (s + count // 2) // np.maximum(count, 1)
+
+        for c in range(3):
+            sc[c] = np.where(nz, mean(colour[c]), sc[c])
+        sx = np.where(nz, mean(x16), sx)
+        sy = np.where(nz, mean(y16), sy)
+    labels = assign()
+
+    flat = labels.ravel()
+    count = np.bincount(flat, minlength=n).astype(np.int64)
+    q_at_texel = planes[(33, 4)][np.minimum(ii >> 2, h4 - 1), np.minimum(jj >> 2, w4 - 1)]
+    sums = []
+    for v in (planes[(11, 2)], planes[(5, 2)], planes[(10, 2)], q_at_texel):
+        s = np.zeros(n, np.int64)
+        np.add.at(s, flat, _stat_fixed(v).ravel())
+        sums.append(s)
+    f32 = np.float32
+    scores = np.full(n, -1.0, np.float32)
+    for k in np.nonzero(count)[0]:
+        denom = float(count[k]) * _STAT
+        sal, ecc, mot, qry = (f32(float(s[k]) / denom) for s in sums)
+        foveal = f32(f32(1.0) + (-(f32(0.5) * ecc)))
+        scores[k] = f32(f32(sal * foveal) + f32(f32(motion_weight) * mot)) + f32(f32(query_weight) * qry)
+    order = sorted(np.nonzero(count)[0], key=lambda k: (-scores[k], k))
+    kept = np.full(top_clusters, -1, np.int64)
+    kept[: min(top_clusters, len(order))] = order[:top_clusters]
+
+    bi, bj = np.mgrid[0:h4, 0:w4]
+    patch_cluster = labels[np.minimum(4 * bi + 2, h2 - 1), np.minimum(4 * bj + 2, w2 - 1)].ravel()
+    s = (planes[(11, 4)].astype(np.float32) + f32(motion_weight) * planes[(10, 4)].astype(np.float32)) \
+        + f32(query_weight) * planes[(33, 4)].astype(np.float32)
+    keys = (_stat_fixed(np.maximum(s, f32(0))).ravel().astype(np.uint64) << np.uint64(22)) \
+        | (np.uint64(0x3FFFFF) - np.arange(h4 * w4, dtype=np.uint64))
+    cand = np.full((top_clusters, patches_per_cluster), -1, np.int64)
+    for r, k in enumerate(kept):
+        if k < 0:
+            break
+        members = np.nonzero(patch_cluster == k)[0]
+        take = members[np.argsort(keys[members])[::-1]][:patches_per_cluster]  # keys are unique
+        cand[r, : len(take)] = take
+    return ReferenceCascade(labels.astype(np.int32), scores, kept.astype(np.int32), cand.astype(np.int32), (gx, gy))

@@ -169,6 +169,50 @@ void test_motion_vectors() {
   check(texel(v, arrcoc::Channel::kMotionY, 4, 3, 3) == 0.0f, "motion_y = 0");
 }
 
+void test_cascade() {
+  using arrcoc::StatusCode;
+  std::unique_ptr<arrcoc::ClusterCascade> c;
+  arrcoc::CascadeConfig cc;
+  cc.num_seeds = 0;
+  check_status(arrcoc::ClusterCascade::create(cc, &c), StatusCode::kOutOfRange, "num_seeds 0", "num_seeds");
+  cc = arrcoc::CascadeConfig();
+  cc.compactness = -1.0f;
+  check_status(arrcoc::ClusterCascade::create(cc, &c), StatusCode::kOutOfRange, "negative compactness", "compactness");
+
+  const int w = 160, h = 96;
+  arrcoc::TextureConfig tc;
+  tc.max_width = w;
+  tc.max_height = h;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check(arrcoc::TextureBuilder::create(tc, &b).ok(), "create texture builder 160x96");
+  cc = arrcoc::CascadeConfig();
+  cc.max_width = w;
+  cc.max_height = h;
+  cc.num_seeds = 12;
+  cc.top_clusters = 3;
+  cc.patches_per_cluster = 4;
+  check_status(arrcoc::ClusterCascade::create(cc, &c), StatusCode::kOk, "create cascade 160x96");
+  std::vector<uint8_t> px(w * h * 3, 60);
+  for (int y = 30; y < 60; ++y)
+    for (int x = 100; x < 140; ++x) px[(y * w + x) * 3] = 250;  // a red block
+  arrcoc::TextureView tex;
+  arrcoc::CascadeView out;
+  check(b->build(rgb_frame(px, w, h), &tex).ok(), "build for cascade");
+  check_status(c->run(tex, nullptr), StatusCode::kInvalidArgument, "cascade with null out");
+  check_status(c->run(tex, &out), StatusCode::kOk, "cascade run");
+  check(out.capacity == 12 && out.kept_clusters[0] >= 0 && out.candidate_patch[0] >= 0, "cascade keeps a cluster and a patch");
+  const int best = out.candidate_patch[0], bx = best % out.patch_grid_width, by = best / out.patch_grid_width;
+  check(bx * 16 + 8 >= 96 && bx * 16 + 8 <= 144 && by * 16 + 8 >= 24 && by * 16 + 8 <= 64,
+        "the best candidate patch lies on the salient block");
+  tc.max_width = 400;
+  tc.max_height = 300;
+  std::unique_ptr<arrcoc::TextureBuilder> big;
+  check(arrcoc::TextureBuilder::create(tc, &big).ok(), "create 400x300");
+  std::vector<uint8_t> px2(400 * 300 * 3, 1);
+  check(big->build(rgb_frame(px2, 400, 300), &tex).ok(), "build 400x300");
+  check_status(c->run(tex, &out), StatusCode::kOutOfRange, "texture larger than the cascade", "exceeds the maximum");
+}
+
 }  // namespace
 
 int main() {
@@ -178,6 +222,7 @@ int main() {
   test_frame_errors();
   test_values_and_layout();
   test_motion_vectors();
+  test_cascade();
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,0 +1,106 @@
+// Per-element formulas of the cluster-first cascade (stage 2), called by
+// csrc/cpu/cascade_cpu.cpp and csrc/cuda/cascade_cuda.cu; the float64/integer reference is
+// arrcoc_rt.reference.cluster_cascade. The core is integer arithmetic (fixed-point colour and
+// positions, int64 distances, integer means), so every backend and the reference assign the
+// same texels to the same clusters and select the same candidates from the same texture.
+#pragma once
+
+#include <math.h>
+
+#include "half.h"
+#include "hd.h"
+
+namespace arrcoc::math {
+
+constexpr int kClusterLevel = 2;      // SLIC runs on level-2 texels (4x4 pixels)
+constexpr int kColourScale = 1024;    // colour features in 1/1024 units ...
+constexpr int kColourOffset = 2048;   // ... offset so they are >= 0 (R-G, B-Y are in [-1, 1])
+constexpr int kPosScale = 16;         // seed positions in 1/16 texel
+constexpr int kMaxSeeds = 256;
+constexpr int kStatScale = 1 << 20;   // cluster statistics in 1/2^20 units (exact integer sums)
+
+// Fixed-point colour feature of one texel value (round half to even, as np.rint / lrintf).
+ARRCOC_HD int colour_fixed(float v) {
+  return static_cast<int>(rintf(v * static_cast<float>(kColourScale))) + kColourOffset;
+}
+ARRCOC_HD int64_t stat_fixed(float v) {
+  return static_cast<int64_t>(rintf(v * static_cast<float>(kStatScale)));
+}
+
+// Seed grid: gx x gy cells over a w2 x h2 level, about `seeds` cells, never more than texels.
+ARRCOC_HD void seed_grid(int seeds, int w2, int h2, int* gx, int* gy) {
+  int x = static_cast<int>(rintf(sqrtf(static_cast<float>(seeds) * static_cast<float>(w2) / static_cast<float>(h2))));
+  x = clampi(x, 1, w2);
+  int y = clampi(static_cast<int>(rintf(static_cast<float>(seeds) / static_cast<float>(x))), 1, h2);
+  *gx = x;
+  *gy = y;
+}
+
+// Grid cell of texel (i, j).
+ARRCOC_HD int cell_x(int j, int w2, int gx) { return static_cast<int>(static_cast<int64_t>(j) * gx / w2); }
+ARRCOC_HD int cell_y(int i, int h2, int gy) { return static_cast<int>(static_cast<int64_t>(i) * gy / h2); }
+
+// Initial seed of cell (a, b): its centre, in 1/16 texel.
+ARRCOC_HD int seed_x16(int b, int w2, int gx) { return static_cast<int>((static_cast<int64_t>(2 * b + 1) * w2 * kPosScale) / (2 * gx)); }
+ARRCOC_HD int seed_y16(int a, int h2, int gy) { return static_cast<int>((static_cast<int64_t>(2 * a + 1) * h2 * kPosScale) / (2 * gy)); }
+
+struct Seed {
+  int x16, y16;  // position, 1/16 texel
+  int c[3];      // colour (L, R-G, B-Y), fixed point + offset
+};
+
+// SLIC distance scaled by S^2 so it stays integral: S16^2 * |dc|^2 + M^2 * |dp16|^2, where S16 is
+// the grid spacing in 1/16 texel and M the compactness in colour units.
+ARRCOC_HD int64_t slic_distance(const Seed& s, const int c[3], int x16, int y16, int64_t s16_sq, int64_t m_sq) {
+  const int64_t d0 = c[0] - s.c[0], d1 = c[1] - s.c[1], d2 = c[2] - s.c[2];
+  const int64_t dx = x16 - s.x16, dy = y16 - s.y16;
+  return s16_sq * (d0 * d0 + d1 * d1 + d2 * d2) + m_sq * (dx * dx + dy * dy);
+}
+
+// Label of texel (i, j): the nearest seed among those of the 3x3 grid cells around its cell;
+// ties go to the lower seed index.
+ARRCOC_HD int slic_assign(const Seed* seeds, int gx, int gy, int w2, int h2, const int c[3], int i, int j,
+                          int64_t s16_sq, int64_t m_sq) {
+  const int cx = cell_x(j, w2, gx), cy = cell_y(i, h2, gy);
+  const int x16 = j * kPosScale + kPosScale / 2, y16 = i * kPosScale + kPosScale / 2;
+  int best = -1;
+  int64_t best_d = 0;
+  for (int a = (cy > 0 ? cy - 1 : 0); a <= (cy + 1 < gy ? cy + 1 : gy - 1); ++a)
+    for (int b = (cx > 0 ? cx - 1 : 0); b <= (cx + 1 < gx ? cx + 1 : gx - 1); ++b) {
+      const int k = a * gx + b;
+      const int64_t d = slic_distance(seeds[k], c, x16, y16, s16_sq, m_sq);
+      if (best < 0 || d < best_d || (d == best_d && k < best)) {
+        best = k;
+        best_d = d;
+      }
+    }
+  return best;
+}
+
+// Integer mean, rounding half up (all sums are >= 0).
+ARRCOC_HD int mean_round(int64_t sum, int64_t count) { return static_cast<int>((sum + count / 2) / count); }
+
+// Cluster score from exact sums: mean saliency x (1 - 0.5 mean eccentricity)
+// + w_motion * mean motion + w_query * mean query similarity. Means are correctly rounded
+// divisions of exact integers; the rest uses unfused float operations, so the score is the
+// same bits on every backend and in the reference.
+ARRCOC_HD float cluster_score(const int64_t sums[4], int64_t count, float w_motion, float w_query) {
+  if (count == 0) return -1.0f;
+  const double n = static_cast<double>(count) * kStatScale;
+  const float sal = static_cast<float>(static_cast<double>(sums[0]) / n);
+  const float ecc = static_cast<float>(static_cast<double>(sums[1]) / n);
+  const float mot = static_cast<float>(static_cast<double>(sums[2]) / n);
+  const float qry = static_cast<float>(static_cast<double>(sums[3]) / n);
+  const float foveal = add_rn(1.0f, -mul_rn(0.5f, ecc));
+  return add_rn(add_rn(mul_rn(sal, foveal), mul_rn(w_motion, mot)), mul_rn(w_query, qry));
+}
+
+// Cheap per-patch score (level-4 texel) as a unique sort key: higher score first, then lower
+// patch index. score = saliency + w_motion * motion + w_query * query similarity.
+ARRCOC_HD uint64_t patch_key(float saliency, float motion, float query, float w_motion, float w_query, int patch) {
+  const float s = add_rn(add_rn(saliency, mul_rn(w_motion, motion)), mul_rn(w_query, query));
+  const int64_t q = stat_fixed(maxf(0.0f, s));  // >= 0, < 2^40 for any sane weights
+  return (static_cast<uint64_t>(q) << 22) | static_cast<uint64_t>(0x3fffff - patch);
+}
+
+}  // namespace arrcoc::math

@@ -1,0 +1,155 @@
+// Parameter block of the cluster-first cascade, filled by csrc/core/cascade.cpp and read by
+// both backends. Scratch is allocated once at creation for the maximum frame size.
+#pragma once
+
+#include "arrcoc/cascade.h"
+#include "cascade_math.h"
+
+namespace arrcoc {
+
+struct CascadeParams {
+  DType dtype;                       // element type of the texture planes below
+  // texture planes read (level 2: 4x4 pixels per texel; level 4: 16x16-pixel patches)
+  const void* lum2;                  // ch 3 at level 2
+  const void* rg2;                   // ch 15 at level 2
+  const void* by2;                   // ch 16 at level 2
+  const void* sal2;                  // ch 11 at level 2
+  const void* ecc2;                  // ch 5 at level 2
+  const void* mot2;                  // ch 10 at level 2
+  const void* sal4;                  // ch 11 at level 4
+  const void* mot4;                  // ch 10 at level 4
+  const void* qry4;                  // ch 33 at level 4
+  void* cluster_out[3];              // ch 13 at levels 2, 3, 4 (written)
+  int32_t w2, h2, w3, h3, w4, h4;    // level sizes
+  int32_t gx, gy;                    // seed grid
+  int64_t s16_sq;                    // (grid spacing in 1/16 texel)^2
+  int64_t m_sq;                      // (compactness in colour units)^2
+  int32_t iterations;
+  int32_t top_k;                     // clusters kept
+  int32_t per_cluster;               // candidates per kept cluster
+  float w_motion, w_query;
+  int32_t num_threads;               // CPU backend
+
+  // scratch / outputs
+  int32_t* colour;                   // [3][w2*h2] fixed-point colour features
+  int32_t* labels;                   // [w2*h2] cluster id per level-2 texel
+  math::Seed* seeds;                 // [kMaxSeeds]
+  unsigned long long* seed_sums;     // [kMaxSeeds][6] count, c0, c1, c2, x16, y16 (int64 bits)
+  unsigned long long* stat_sums;     // [kMaxSeeds][5] count, saliency, eccentricity, motion, query
+  float* scores;                     // [kMaxSeeds]
+  int32_t* kept;                     // [top_k] best clusters, -1 padding
+  uint64_t* patch_keys;              // [w4*h4]
+  int32_t* patch_cluster;            // [w4*h4]
+  int32_t* candidates;               // [top_k*per_cluster], -1 padding
+  int32_t* members;                  // [w4*h4] CPU: patches of one cluster, for partial_sort
+};
+
+constexpr int kSeedSums = 6;
+constexpr int kStatSums = 5;
+
+// Typed texel read of a plane given as const void*.
+template <typename T>
+ARRCOC_HD float texel_at(const void* plane, int64_t i) {
+  return math::load_texel(static_cast<const T*>(plane) + i);
+}
+
+template <typename T>
+ARRCOC_HD void cascade_features(const CascadeParams& p, int64_t i) {
+  const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
+  p.colour[i] = math::colour_fixed(texel_at<T>(p.lum2, i));
+  p.colour[n + i] = math::colour_fixed(texel_at<T>(p.rg2, i));
+  p.colour[2 * n + i] = math::colour_fixed(texel_at<T>(p.by2, i));
+}
+
+ARRCOC_HD void init_seed(const CascadeParams& p, int k) {
+  const int a = k / p.gx, b = k % p.gx;
+  math::Seed s;
+  s.x16 = math::seed_x16(b, p.w2, p.gx);
+  s.y16 = math::seed_y16(a, p.h2, p.gy);
+  const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
+  const int64_t i = static_cast<int64_t>(s.y16 / math::kPosScale) * p.w2 + s.x16 / math::kPosScale;
+  for (int c = 0; c < 3; ++c) s.c[c] = p.colour[c * n + i];
+  p.seeds[k] = s;
+}
+
+ARRCOC_HD int assign_texel(const CascadeParams& p, int i, int j) {
+  const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
+  const int64_t idx = static_cast<int64_t>(i) * p.w2 + j;
+  const int c[3] = {p.colour[idx], p.colour[n + idx], p.colour[2 * n + idx]};
+  return math::slic_assign(p.seeds, p.gx, p.gy, p.w2, p.h2, c, i, j, p.s16_sq, p.m_sq);
+}
+
+// Seed k from its sums (unchanged when no texel chose it).
+ARRCOC_HD void update_seed(const CascadeParams& p, int k) {
+  const unsigned long long* s = p.seed_sums + static_cast<int64_t>(k) * kSeedSums;
+  const int64_t count = static_cast<int64_t>(s[0]);
+  if (count == 0) return;
+  math::Seed& seed = p.seeds[k];
+  for (int c = 0; c < 3; ++c) seed.c[c] = math::mean_round(static_cast<int64_t>(s[1 + c]), count);
+  seed.x16 = math::mean_round(static_cast<int64_t>(s[4]), count);
+  seed.y16 = math::mean_round(static_cast<int64_t>(s[5]), count);
+}
+
+// Terms one texel adds to its seed's sums (texel centre in 1/16 texel).
+ARRCOC_HD void seed_terms(const CascadeParams& p, int i, int j, unsigned long long out[kSeedSums]) {
+  const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
+  const int64_t idx = static_cast<int64_t>(i) * p.w2 + j;
+  out[0] = 1;
+  for (int c = 0; c < 3; ++c) out[1 + c] = static_cast<unsigned long long>(p.colour[c * n + idx]);
+  out[4] = static_cast<unsigned long long>(j * math::kPosScale + math::kPosScale / 2);
+  out[5] = static_cast<unsigned long long>(i * math::kPosScale + math::kPosScale / 2);
+}
+
+// Terms one level-2 texel adds to its cluster's statistics (fixed point, two's complement).
+template <typename T>
+ARRCOC_HD void stat_terms(const CascadeParams& p, int i, int j, unsigned long long out[kStatSums]) {
+  const int64_t idx = static_cast<int64_t>(i) * p.w2 + j;
+  const int64_t q = static_cast<int64_t>(math::clampi(i >> 2, 0, p.h4 - 1)) * p.w4 + math::clampi(j >> 2, 0, p.w4 - 1);
+  out[0] = 1;
+  out[1] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.sal2, idx)));
+  out[2] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.ecc2, idx)));
+  out[3] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.mot2, idx)));
+  out[4] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.qry4, q)));
+}
+
+ARRCOC_HD float score_cluster(const CascadeParams& p, int k) {
+  const unsigned long long* s = p.stat_sums + static_cast<int64_t>(k) * kStatSums;
+  const int64_t sums[4] = {static_cast<int64_t>(s[1]), static_cast<int64_t>(s[2]), static_cast<int64_t>(s[3]),
+                           static_cast<int64_t>(s[4])};
+  return math::cluster_score(sums, static_cast<int64_t>(s[0]), p.w_motion, p.w_query);
+}
+
+// The top_k non-empty clusters by (score desc, id asc); -1 padding. Sequential and tiny
+// (<= 256 clusters): one host loop on the CPU, one thread on CUDA.
+ARRCOC_HD void rank_clusters(const CascadeParams& p) {
+  const int n = p.gx * p.gy;
+  for (int r = 0; r < p.top_k; ++r) {
+    int best = -1;
+    for (int k = 0; k < n; ++k) {
+      if (p.stat_sums[static_cast<int64_t>(k) * kStatSums] == 0) continue;  // empty
+      bool taken = false;
+      for (int q = 0; q < r; ++q) taken = taken || p.kept[q] == k;
+      if (taken) continue;
+      if (best < 0 || p.scores[k] > p.scores[best]) best = k;  // strict: ties keep the lower id
+    }
+    p.kept[r] = best;
+  }
+}
+
+// Cluster and sort key of patch (bi, bj): the cluster at the patch's centre texel of level 2.
+template <typename T>
+ARRCOC_HD void patch_cluster_and_key(const CascadeParams& p, int bi, int bj) {
+  const int64_t q = static_cast<int64_t>(bi) * p.w4 + bj;
+  const int i = math::clampi(4 * bi + 2, 0, p.h2 - 1), j = math::clampi(4 * bj + 2, 0, p.w2 - 1);
+  p.patch_cluster[q] = p.labels[static_cast<int64_t>(i) * p.w2 + j];
+  p.patch_keys[q] = math::patch_key(texel_at<T>(p.sal4, q), texel_at<T>(p.mot4, q), texel_at<T>(p.qry4, q),
+                                    p.w_motion, p.w_query, static_cast<int>(q));
+}
+
+// Cluster id (as a float texel) of texel (i, j) at level 2 + `step` (0, 1, 2): the id of its
+// top-left level-2 texel (ids are labels, so they are not averaged).
+ARRCOC_HD int cluster_at_level(const CascadeParams& p, int step, int i, int j) {
+  return p.labels[static_cast<int64_t>(i << step) * p.w2 + (j << step)];
+}
+
+}  // namespace arrcoc

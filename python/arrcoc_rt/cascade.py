@@ -1,0 +1,101 @@
+"""Stage 2 from Python: the cluster-first cascade (see docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _native
+from .runtime import resolve_device
+from .texture import Texture, _positive_int
+from .frames import stream_handle
+
+# name: (default, low, high, kind) — documented ranges, checked here with clear messages
+CASCADE_DEFAULTS = {
+    "num_seeds": (48, 1, 256, int),
+    "iterations": (3, 1, 20, int),
+    "compactness": (0.1, 0.0, 10.0, float),  # (0, 10]
+    "top_clusters": (10, 1, 256, int),
+    "patches_per_cluster": (50, 1, 4096, int),
+    "motion_weight": (1.0, 0.0, 100.0, float),
+    "query_weight": (1.0, 0.0, 100.0, float),
+}
+
+
+def _check_knob(name, value):
+    default, lo, hi, kind = CASCADE_DEFAULTS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number; got {type(value).__name__}")
+    if kind is int and int(value) != value:
+        raise TypeError(f"{name}: expected an int; got {value!r}")
+    v = kind(value)
+    bad = not math.isfinite(v) or v < lo or v > hi or (name == "compactness" and v <= 0)
+    if bad:
+        rng = "(0, 10]" if name == "compactness" else f"{lo}..{hi}" if kind is int else f"[{lo}, {hi}]"
+        raise ValueError(f"{name}: {value!r} is out of range; expected {rng}")
+    return v
+
+
+@dataclass
+class CascadeResult:
+    """Host copies of one cascade run."""
+
+    labels: np.ndarray          # [h2, w2] int32 cluster id per level-2 texel (4x4 pixels)
+    cluster_scores: np.ndarray  # [num_clusters] float32, -1 for empty clusters
+    kept_clusters: np.ndarray   # [top_clusters] int32, best first, -1 padding
+    candidates: np.ndarray      # [top_clusters, patches_per_cluster] int32 patch ids, -1 padding
+    grid: tuple                 # seed grid (gx, gy)
+    patch_grid: tuple           # (w4, h4): patch id = row * w4 + column
+
+    def candidate_patches(self) -> np.ndarray:
+        """All candidate patch ids, best cluster first (padding removed)."""
+        c = self.candidates.ravel()
+        return c[c >= 0]
+
+
+class ClusterCascade:
+    """Clusters a texture at level 2 (SLIC-like), writes channel 13, keeps the best clusters
+    and takes their best patches as candidates. Created once for a maximum frame size.
+
+    Knobs (defaults, ranges): num_seeds 48 (1..256), iterations 3 (1..20), compactness 0.1
+    ((0, 10]: colour distance worth one seed spacing), top_clusters 10 (1..256),
+    patches_per_cluster 50 (1..4096), motion_weight 1.0 and query_weight 1.0 ([0, 100]).
+    """
+
+    def __init__(self, width: int, height: int, device: str = "auto", *, num_threads: int = 0, **knobs):
+        unknown = set(knobs) - set(CASCADE_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown cascade option(s) {sorted(unknown)}; expected {sorted(CASCADE_DEFAULTS)}")
+        cfg = {k: _check_knob(k, knobs.get(k, d[0])) for k, d in CASCADE_DEFAULTS.items()}
+        self.max_width = _positive_int(width, "width")
+        self.max_height = _positive_int(height, "height")
+        self.device, self.cuda_device = resolve_device(device)
+        self.config = cfg
+        self._native = _native.ClusterCascade(dict(cfg, max_width=self.max_width, max_height=self.max_height,
+                                                   device=self.device, cuda_device=self.cuda_device,
+                                                   num_threads=int(num_threads)))
+
+    def run(self, texture: Texture, *, stream=None) -> CascadeResult:
+        """Runs on ``texture`` (the newest one of its builder, on the same device)."""
+        if not isinstance(texture, Texture):
+            raise TypeError(f"texture: expected an arrcoc_rt.Texture; got {type(texture).__name__}")
+        texture._check_fresh()
+        if texture.device != self.device:
+            raise ValueError(f"texture: it is on {texture.device!r} but this cascade runs on {self.device!r}")
+        if texture.width > self.max_width or texture.height > self.max_height:
+            raise ValueError(f"texture: size {texture.width}x{texture.height} exceeds this cascade's maximum "
+                             f"{self.max_width}x{self.max_height}")
+        r = self._native.run(texture._builder._native, stream_handle(stream))
+        (w2, h2), (w4, h4), n = r["level2"], r["patch_grid"], r["num_clusters"]
+        k, p = self.config["top_clusters"], self.config["patches_per_cluster"]
+        fetch = self._native.fetch
+        return CascadeResult(
+            labels=fetch(r["labels"], w2 * h2, "int32").reshape(h2, w2),
+            cluster_scores=fetch(r["cluster_scores"], n, "float32"),
+            kept_clusters=fetch(r["kept_clusters"], k, "int32"),
+            candidates=fetch(r["candidate_patch"], k * p, "int32").reshape(k, p),
+            grid=tuple(r["grid"]),
+            patch_grid=(w4, h4),
+        )
