@@ -11,6 +11,7 @@
 namespace arrcoc {
 struct TextureParams;
 struct CascadeParams;
+struct AllocateParams;
 namespace cuda {
 
 bool compiled() noexcept;
@@ -26,17 +27,29 @@ Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t
                             size_t row_bytes, size_t rows, void* stream) noexcept;
 // Blocking device -> host copy (waits for all work queued before it on the legacy stream).
 Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept;
+// Blocking host -> device copy (used at creation and for weights, not per frame).
+Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept;
 Status event_create(void** event) noexcept;
 void event_destroy(void* event) noexcept;
 Status event_record(void* event, void* stream) noexcept;
 Status stream_wait_event(void* stream, void* event) noexcept;
 Status event_synchronize(void* event) noexcept;
 
+// Converts `n` float32 values (device memory) into a texture plane of `dtype` on `stream`.
+Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stream) noexcept;
+
 // Queues every pass of the texture stage on `stream`. All pointers in `p` are device memory.
 Status build_texture(const TextureParams& p, void* stream) noexcept;
 
 // Queues the cluster-first cascade on `stream`. All pointers in `p` are device memory.
 Status run_cascade(const CascadeParams& p, void* stream) noexcept;
+
+// Feature gather of the token pack (see TokenAllocator::gather_features).
+Status gather_features(const float* features, int channels, int h, int w, const float* positions,
+                       const int32_t* levels, int tokens, int width, int height, float* out, void* stream) noexcept;
+
+// Queues stages 3-6 on `stream`. All pointers in `p` are device memory.
+Status run_allocation(const AllocateParams& p, void* stream) noexcept;
 
 }  // namespace cuda
 }  // namespace arrcoc

@@ -28,6 +28,13 @@ Status event_record(void*, void*) noexcept { return not_built(); }
 Status stream_wait_event(void*, void*) noexcept { return not_built(); }
 Status event_synchronize(void*) noexcept { return not_built(); }
 Status build_texture(const TextureParams&, void*) noexcept { return not_built(); }
+Status store_plane(const float*, void*, int64_t, int, void*) noexcept { return not_built(); }
 Status run_cascade(const CascadeParams&, void*) noexcept { return not_built(); }
+Status run_allocation(const AllocateParams&, void*) noexcept { return not_built(); }
+Status gather_features(const float*, int, int, int, const float*, const int32_t*, int, int, int, float*,
+                       void*) noexcept {
+  return not_built();
+}
+Status copy_to_device(void*, const void*, size_t) noexcept { return not_built(); }
 
 }  // namespace arrcoc::cuda

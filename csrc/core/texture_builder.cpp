@@ -2,6 +2,7 @@
 // keeps the previous frame's state for motion, and runs the CPU or CUDA backend.
 #include <algorithm>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -92,6 +93,9 @@ struct TextureBuilder::Impl {
   // Every buffer pointer, allocated once; build() copies it and fills in the per-frame fields.
   TextureParams buffers{};
   uint8_t* staging = nullptr;  // CUDA: device copy of host frames
+  float* patch_staging = nullptr;  // CUDA: set_patch_channel's values on the device
+  TextureView last{};          // the last built texture
+  void* last_stream = nullptr;
   void* done_event = nullptr;  // CUDA: recorded after the last build
 
   bool has_prev = false;
@@ -124,6 +128,7 @@ struct TextureBuilder::Impl {
     if (s.ok() && config.device == Device::kCUDA) {
       // Largest frame: 4 bytes per pixel (rgba) >= any other format's planes.
       s = arena.alloc_n(n0 * 4 + 64, &staging);
+      if (s.ok()) s = arena.alloc_n(static_cast<size_t>(max_layout[4].width) * max_layout[4].height, &patch_staging);
       if (s.ok()) s = cuda::event_create(&done_event);
     }
     return s;
@@ -200,6 +205,8 @@ struct TextureBuilder::Impl {
     std::copy(p.levels, p.levels + kNumLevels, v.levels);
     v.motion_valid = p.motion_valid;
     v.frame_index = frame_index;
+    last = v;
+    last_stream = frame.cuda_stream;
     *view = v;
     return Status::Ok();
   }
@@ -254,6 +261,38 @@ Status TextureBuilder::wait_on_stream(void* stream) noexcept {
 Status TextureBuilder::synchronize() noexcept {
   if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
   return cuda::event_synchronize(impl_->done_event);
+}
+
+Status TextureBuilder::set_patch_channel(int channel, const float* values) noexcept {
+  ARRCOC_GUARD({
+    Impl& m = *impl_;
+    if (m.frame_index == 0) return Status(StatusCode::kInvalidArgument, "set_patch_channel: no texture built yet");
+    if (channel < 0 || channel >= kNumChannels || channel_base_level(channel) != kPatchLevel)
+      return Status(StatusCode::kInvalidArgument, "set_patch_channel: channel " + std::to_string(channel) +
+                                                      " is not a patch-grid channel (17..39)");
+    if (!values) return Status(StatusCode::kInvalidArgument, "set_patch_channel: values is null");
+    const LevelLayout& L = m.last.levels[kPatchLevel];
+    const int64_t n = static_cast<int64_t>(L.width) * L.height;
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(values[i]))
+        return Status(StatusCode::kInvalidArgument, "set_patch_channel: values contain NaN or inf (at " +
+                                                        std::to_string(i) + ")");
+    const size_t es = static_cast<size_t>(dtype_size(m.config.dtype));
+    void* dst = static_cast<char*>(m.buffers.out) + m.last.plane_offset(channel, kPatchLevel) * es;
+    if (m.config.device == Device::kCPU) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (m.config.dtype == DType::kFloat16)
+          math::store_texel(static_cast<uint16_t*>(dst) + i, values[i]);
+        else
+          math::store_texel(static_cast<float*>(dst) + i, values[i]);
+      }
+      return Status::Ok();
+    }
+    Status s = cuda::set_device(m.config.cuda_device);
+    if (s.ok()) s = cuda::copy_to_device(m.patch_staging, values, static_cast<size_t>(n) * sizeof(float));
+    if (s.ok()) s = cuda::store_plane(m.patch_staging, dst, n, static_cast<int>(m.config.dtype), m.last_stream);
+    return s;
+  })
 }
 
 Status TextureBuilder::poison_output() noexcept {

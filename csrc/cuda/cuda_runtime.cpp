@@ -73,6 +73,10 @@ Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept {
   return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (device to host)");
 }
 
+Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept {
+  return check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");
+}
+
 Status event_create(void** event) noexcept {
   cudaEvent_t e = nullptr;
   Status s = check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");

@@ -206,7 +206,23 @@ Status build_typed(const TextureParams& p, cudaStream_t stream) {
   return Status::Ok();
 }
 
+template <typename T>
+__global__ void store_plane_kernel(const float* src, T* dst, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) store_texel(dst + i, src[i]);
+}
+
 }  // namespace
+
+Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stream) noexcept {
+  const int blocks = static_cast<int>((n + 255) / 256);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (dtype == static_cast<int>(DType::kFloat16))
+    store_plane_kernel<<<blocks, 256, 0, s>>>(src, static_cast<uint16_t*>(dst), n);
+  else
+    store_plane_kernel<<<blocks, 256, 0, s>>>(src, static_cast<float*>(dst), n);
+  return check(cudaGetLastError(), "store_plane_kernel launch");
+}
 
 Status build_texture(const TextureParams& p, void* stream) noexcept {
   cudaStream_t s = static_cast<cudaStream_t>(stream);

@@ -292,6 +292,14 @@ class PyTextureBuilder {
     std::lock_guard<std::mutex> lock(mutex_);
     throw_if_error(builder_->set_fixation(x, y));
   }
+  void set_patch_channel(int channel, py::array_t<float, py::array::c_style | py::array::forcecast> values) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const LevelLayout& L = last_.levels[kPatchLevel];
+    if (values.ndim() != 2 || values.shape(0) != L.height || values.shape(1) != L.width)
+      throw py::value_error("values: expected shape (" + std::to_string(L.height) + ", " + std::to_string(L.width) +
+                            ") (the patch grid of the last frame)");
+    throw_if_error(builder_->set_patch_channel(channel, values.data()));
+  }
   void poison_output() {
     std::lock_guard<std::mutex> lock(mutex_);
     throw_if_error(builder_->poison_output());
@@ -306,6 +314,19 @@ class PyTextureBuilder {
   std::mutex mutex_;
   TextureView last_;
 };
+
+// Host copy of `count` elements of `dtype` at `ptr` (device memory for CUDA; the caller has
+// synchronized the producer).
+py::array host_copy(uintptr_t ptr, py::ssize_t count, const std::string& dtype, Device device) {
+  py::dtype dt(dtype);
+  py::array out(dt, std::vector<py::ssize_t>{count});
+  const size_t bytes = static_cast<size_t>(count) * dt.itemsize();
+  if (device == Device::kCPU)
+    std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes);
+  else
+    throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes));
+  return out;
+}
 
 // ------------------------------------------------------------------ ClusterCascade
 
@@ -330,6 +351,8 @@ class PyClusterCascade {
     cascade_ = std::move(p);
   }
 
+  const CascadeView& last_view() const { return last_; }
+
   // Runs on the texture the builder made last; returns sizes and result pointers.
   py::dict run(PyTextureBuilder& builder, uintptr_t stream) {
     CascadeView v;
@@ -340,6 +363,7 @@ class PyClusterCascade {
       s = cascade_->run(builder.last_texture(), &v, reinterpret_cast<void*>(stream));
     }
     throw_if_error(s);
+    last_ = v;
     py::dict d;
     d["num_clusters"] = v.num_clusters;
     d["grid"] = py::make_tuple(v.grid_x, v.grid_y);
@@ -353,22 +377,142 @@ class PyClusterCascade {
     return d;
   }
 
-  // Host copy (CPU: plain copy; CUDA: after synchronize) of `count` elements at `ptr`.
   py::array fetch(uintptr_t ptr, py::ssize_t count, const std::string& dtype) {
-    py::dtype dt(dtype);
-    py::array out(dt, std::vector<py::ssize_t>{count});
-    const size_t bytes = static_cast<size_t>(count) * dt.itemsize();
-    if (cascade_->config().device == Device::kCPU) {
-      std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes);
-    } else {
-      throw_if_error(cascade_->synchronize());
-      throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes));
-    }
-    return out;
+    if (cascade_->config().device == Device::kCUDA) throw_if_error(cascade_->synchronize());
+    return host_copy(ptr, count, dtype, cascade_->config().device);
   }
 
  private:
   std::unique_ptr<ClusterCascade> cascade_;
+  CascadeView last_;
+};
+
+// ------------------------------------------------------------------ TokenAllocator
+
+BalanceWeights weights_from_dict(const py::dict& d) {
+  BalanceWeights w;
+  auto copy = [&](const char* key, float* dst, size_t n) {
+    auto a = d[key].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
+    if (static_cast<size_t>(a.size()) != n)
+      throw py::value_error(std::string("weights: ") + key + " has " + std::to_string(a.size()) + " values; expected " +
+                            std::to_string(n));
+    std::memcpy(dst, a.data(), n * sizeof(float));
+  };
+  copy("W1", w.W1, 384);
+  copy("b1", w.b1, 128);
+  copy("ln_gamma", w.ln_gamma, 128);
+  copy("ln_beta", w.ln_beta, 128);
+  copy("W2", w.W2, 64 * 128);
+  copy("b2", w.b2, 64);
+  copy("W3", w.W3, 64);
+  copy("b3", &w.b3, 1);
+  copy("lambda_logits", w.lambda_logits, 3);
+  copy("mix", w.mix, 3);
+  return w;
+}
+
+py::dict weights_to_dict(const BalanceWeights& w) {
+  py::dict d;
+  auto put = [&](const char* key, const float* src, std::vector<py::ssize_t> shape) {
+    py::array_t<float> a(shape);
+    std::memcpy(a.mutable_data(), src, a.size() * sizeof(float));
+    d[key] = a;
+  };
+  put("W1", w.W1, {128, 3});
+  put("b1", w.b1, {128});
+  put("ln_gamma", w.ln_gamma, {128});
+  put("ln_beta", w.ln_beta, {128});
+  put("W2", w.W2, {64, 128});
+  put("b2", w.b2, {64});
+  put("W3", w.W3, {1, 64});
+  put("b3", &w.b3, {1});
+  put("lambda_logits", w.lambda_logits, {3});
+  put("mix", w.mix, {3});
+  return d;
+}
+
+class PyTokenAllocator {
+ public:
+  explicit PyTokenAllocator(const py::dict& kw) {
+    AllocatorConfig c;
+    c.max_width = kw["max_width"].cast<int>();
+    c.max_height = kw["max_height"].cast<int>();
+    c.max_candidates = kw["max_candidates"].cast<int>();
+    c.gestalt_x = kw["gestalt_x"].cast<int>();
+    c.gestalt_y = kw["gestalt_y"].cast<int>();
+    c.gestalt_lod = kw["gestalt_lod"].cast<int>();
+    c.saccades = kw["saccades"].cast<int>();
+    c.total_budget = kw["total_budget"].cast<int>();
+    c.steepness = kw["steepness"].cast<float>();
+    c.offset = kw["offset"].cast<float>();
+    c.strategy = static_cast<SaccadeStrategy>(kw["strategy"].cast<int>());
+    c.seed = kw["seed"].cast<uint32_t>();
+    c.decay = kw["decay"].cast<float>();
+    c.motion_boost = kw["motion_boost"].cast<float>();
+    c.motion_threshold = kw["motion_threshold"].cast<float>();
+    c.cut_motion = kw["cut_motion"].cast<float>();
+    c.cut_share = kw["cut_share"].cast<float>();
+    c.gestalt_overlap = kw["gestalt_overlap"].cast<bool>();
+    c.glimpse_size = kw["glimpse_size"].cast<int>();
+    c.device = kw["device"].cast<std::string>() == "cuda" ? Device::kCUDA : Device::kCPU;
+    c.cuda_device = kw["cuda_device"].cast<int>();
+    c.num_threads = kw["num_threads"].cast<int>();
+    std::unique_ptr<TokenAllocator> a;
+    throw_if_error(TokenAllocator::create(c, &a));
+    alloc_ = std::move(a);
+  }
+
+  void set_weights(const py::dict& d) { throw_if_error(alloc_->set_weights(weights_from_dict(d))); }
+
+  py::dict run(PyTextureBuilder& builder, PyClusterCascade& cascade, bool has_query, uintptr_t stream) {
+    TokenPack v;
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(builder.mutex());
+      s = alloc_->run(builder.last_texture(), cascade.last_view(), has_query, &v, reinterpret_cast<void*>(stream));
+    }
+    throw_if_error(s);
+    if (v.device == Device::kCUDA) throw_if_error(alloc_->synchronize());
+    const Device d = v.device;
+    const py::ssize_t N = v.num_tokens, P = v.glimpse_size, C = v.candidate_capacity;
+    const py::ssize_t np = static_cast<py::ssize_t>(v.patch_grid_width) * v.patch_grid_height;
+    auto u = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr); };
+    py::dict r;
+    r["positions"] = host_copy(u(v.positions), 2 * N, "float32", d).attr("reshape")(N, 2);
+    r["levels"] = host_copy(u(v.levels), N, "int32", d);
+    r["budgets"] = host_copy(u(v.budgets), N, "int32", d);
+    r["kinds"] = host_copy(u(v.kinds), N, "int32", d);
+    r["patches"] = host_copy(u(v.patches), N, "int32", d);
+    r["scores"] = host_copy(u(v.scores), N, "float32", d);
+    r["glimpses"] = host_copy(u(v.glimpses), N * 3 * P * P, "float32", d).attr("reshape")(N, 3, P, P);
+    r["relevance"] = host_copy(u(v.relevance), np, "float32", d).attr("reshape")(v.patch_grid_height, v.patch_grid_width);
+    r["homunculus"] = host_copy(u(v.homunculus), np, "float32", d).attr("reshape")(v.patch_grid_height, v.patch_grid_width);
+    r["scene_cut"] = host_copy(u(v.scene_cut), 1, "int32", d);
+    r["num_saccades"] = host_copy(u(v.num_saccades), 1, "int32", d);
+    for (auto [name, ptr] : {std::pair<const char*, const float*>{"info", v.info}, {"salience", v.salience},
+                             {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
+                             {"candidate_relevance", v.candidate_relevance}})
+      r[name] = host_copy(u(ptr), C, "float32", d);
+    r["num_gestalt"] = v.num_gestalt;
+    return r;
+  }
+
+  void reset() { alloc_->reset(); }
+
+  // Pointers are validated by the Python layer (dtype float32, contiguous, device, shapes).
+  void gather(uintptr_t features, int channels, int h, int w, uintptr_t out, uintptr_t stream) {
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      s = alloc_->gather_features(reinterpret_cast<const float*>(features), channels, h, w,
+                                  reinterpret_cast<float*>(out), reinterpret_cast<void*>(stream));
+    }
+    throw_if_error(s);
+  }
+
+ private:
+  std::unique_ptr<TokenAllocator> alloc_;
 };
 
 }  // namespace
@@ -446,10 +590,19 @@ PYBIND11_MODULE(_arrcoc, m) {
       .def("reset", &PyTextureBuilder::reset)
       .def("set_fixation", &PyTextureBuilder::set_fixation)
       .def("poison_output", &PyTextureBuilder::poison_output)
+      .def("set_patch_channel", &PyTextureBuilder::set_patch_channel)
       .def("synchronize", &PyTextureBuilder::synchronize);
 
   py::class_<PyClusterCascade>(m, "ClusterCascade")
       .def(py::init<const py::dict&>())
       .def("run", &PyClusterCascade::run)
       .def("fetch", &PyClusterCascade::fetch);
+
+  py::class_<PyTokenAllocator>(m, "TokenAllocator")
+      .def(py::init<const py::dict&>())
+      .def("set_weights", &PyTokenAllocator::set_weights)
+      .def("run", &PyTokenAllocator::run)
+      .def("reset", &PyTokenAllocator::reset)
+      .def("gather", &PyTokenAllocator::gather);
+  m.def("default_balance_weights", [] { return weights_to_dict(default_balance_weights()); });
 }

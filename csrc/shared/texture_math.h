@@ -89,8 +89,9 @@ ARRCOC_HD float eccentricity(int x, int y, int w, int h, float fx, float fy) {
 // ---------------------------------------------------------------- 3x3 neighbourhood
 
 // Reads with edge replication (clamped coordinates), as the reference's np.pad(mode="edge").
-ARRCOC_HD float at_clamped(const float* p, int w, int h, int x, int y) {
-  return p[static_cast<int64_t>(clampi(y, 0, h - 1)) * w + clampi(x, 0, w - 1)];
+template <typename T>
+ARRCOC_HD float at_clamped(const T* p, int w, int h, int x, int y) {
+  return load_texel(p + static_cast<int64_t>(clampi(y, 0, h - 1)) * w + clampi(x, 0, w - 1));
 }
 
 struct Gradient {
@@ -197,9 +198,10 @@ ARRCOC_HD float mip_box2(const T* src, int sw, int sh, int i, int j) {
   return box2(load_texel(r0 + x0), load_texel(r0 + x1), load_texel(r1 + x0), load_texel(r1 + x1));
 }
 
-// Bilinear sample of a w x h plane at texel coordinates (x, y) (texel centres at integers),
-// edge-replicated.
-ARRCOC_HD float sample_bilinear(const float* p, int w, int h, float x, float y) {
+// Bilinear sample of a w x h plane (float or float16 bits) at texel coordinates (x, y) (texel
+// centres at integers), edge-replicated.
+template <typename T>
+ARRCOC_HD float sample_bilinear(const T* p, int w, int h, float x, float y) {
   const float xf = floorf(x), yf = floorf(y);
   const float tx = x - xf, ty = y - yf;
   const int x0 = static_cast<int>(xf), y0 = static_cast<int>(yf);

@@ -15,6 +15,8 @@ from ._native import version as _version
 from .channels import Channel, base_level, channel_index
 from .runtime import cuda_available, cuda_built, devices, info
 from .frames import PIXEL_FORMATS
+from .pipeline import FrameResult, Pipeline
+from .weights import default_weights, load_weights, save_weights
 from .texture import Texture, TextureBuilder, to_host
 
 __version__ = _version()
@@ -23,7 +25,9 @@ __all__ = [
     "CascadeResult",
     "Channel",
     "ClusterCascade",
+    "FrameResult",
     "PIXEL_FORMATS",
+    "Pipeline",
     "Texture",
     "TextureBuilder",
     "base_level",
@@ -31,9 +35,12 @@ __all__ = [
     "cmake_prefix_path",
     "cuda_available",
     "cuda_built",
+    "default_weights",
     "devices",
     "info",
+    "load_weights",
     "reference",
+    "save_weights",
     "to_host",
 ]
 

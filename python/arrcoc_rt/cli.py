@@ -100,7 +100,7 @@ def _cmd_texture(args) -> int:
     print(f"backend: {builder.device}, storage {builder.dtype}; build time per frame: "
           + ", ".join(f"{t:.2f} ms" for t in times) + " (first includes warm-up)")
     print(f"motion between the last two frames: {'yes' if tex.motion_valid else 'no (single frame)'}")
-    print(f"cluster cascade: {result.grid[0] * result.grid[1]} clusters, kept {list(result.kept_clusters)}, "
+    print(f"cluster cascade: {result.grid[0] * result.grid[1]} clusters, kept {result.kept_clusters.tolist()}, "
           f"{len(result.candidate_patches())} candidate patches")
     print(f"wrote {sheet_path} (all 40 channels + mip levels), {out / 'channels'}/ (one PNG per channel), "
           f"{out / 'input.png'}")

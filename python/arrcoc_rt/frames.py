@@ -72,12 +72,16 @@ def _dtype_name(code_bits_lanes) -> str:
     return f"{kind}{bits}" + (f"x{lanes}" if lanes != 1 else "")
 
 
-def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
-    """ArrayDesc of a NumPy array or a DLPack / __cuda_array_interface__ producer (uint8 only)."""
+_DTYPES = {"uint8": (np.uint8, ("|u1", "<u1", ">u1"), (1, 8, 1)), "float32": (np.float32, ("<f4",), (2, 32, 1))}
+
+
+def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> ArrayDesc:
+    """ArrayDesc of a NumPy array or a DLPack / __cuda_array_interface__ producer of ``dtype``."""
+    np_dtype, typestrs, dl_dtype = _DTYPES[dtype]
     if isinstance(obj, np.ndarray):
-        if obj.dtype != np.uint8:
-            raise TypeError(f"{name}: dtype {obj.dtype} is not supported; expected uint8 pixels "
-                            "(convert explicitly, e.g. (x * 255).round().astype(np.uint8))")
+        if obj.dtype != np_dtype:
+            hint = " pixels (convert explicitly, e.g. (x * 255).round().astype(np.uint8))" if dtype == "uint8" else ""
+            raise TypeError(f"{name}: dtype {obj.dtype} is not supported; expected {dtype}{hint}")
         return ArrayDesc(obj.__array_interface__["data"][0], obj.shape, obj.strides, DEVICE_CPU, 0, obj)
 
     dl_dev = None
@@ -86,8 +90,8 @@ def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
     cai = getattr(obj, "__cuda_array_interface__", None) if dl_dev is None or dl_dev[0] != _DL_CPU else None
     if cai is not None:
         typestr = cai["typestr"]
-        if typestr not in ("|u1", "<u1", ">u1"):
-            raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected uint8 ('|u1')")
+        if typestr not in typestrs:
+            raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected {dtype} ({typestrs[0]!r})")
         shape = tuple(int(s) for s in cai["shape"])
         strides = cai.get("strides")
         if strides is None:  # C-contiguous
@@ -96,6 +100,9 @@ def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
                 strides.insert(0, acc)
                 acc *= s
         dev_id = dl_dev[1] if dl_dev else 0
+        itemsize = np.dtype(np_dtype).itemsize
+        if cai.get("strides") is None:
+            strides = [s * itemsize for s in strides]
         return ArrayDesc(int(cai["data"][0]), shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
 
     if dl_dev is not None and hasattr(obj, "__dlpack__"):
@@ -109,8 +116,9 @@ def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
             raise TypeError(f"{name}: the tensor refused DLPack export ({e}); for a torch tensor that "
                             "requires grad, pass tensor.detach()") from e
         info = _native.dlpack_tensor_info(cap)
-        if tuple(info["dtype"]) != (1, 8, 1):
-            raise TypeError(f"{name}: dtype {_dtype_name(info['dtype'])} is not supported; expected uint8")
+        if tuple(info["dtype"]) != dl_dtype:
+            raise TypeError(f"{name}: dtype {_dtype_name(info['dtype'])} is not supported; expected {dtype}")
+        itemsize = np.dtype(np_dtype).itemsize
         shape = tuple(int(s) for s in info["shape"])
         if info["strides"] is None:
             strides, acc = [], 1
@@ -118,12 +126,12 @@ def describe_array(obj, name: str, stream: int = 0) -> ArrayDesc:
                 strides.insert(0, acc)
                 acc *= s
         else:
-            strides = list(info["strides"])  # elements == bytes for uint8
-        return ArrayDesc(int(info["data"]), shape, tuple(int(s) for s in strides),
+            strides = list(info["strides"])
+        return ArrayDesc(int(info["data"]), shape, tuple(int(s) * itemsize for s in strides),
                          DEVICE_CUDA if on_cuda else DEVICE_CPU, int(info["device_id"]), (obj, cap))
 
     if hasattr(obj, "__array_interface__"):
-        return describe_array(np.asarray(obj), name, stream)
+        return describe_array(np.asarray(obj), name, stream, dtype)
     raise TypeError(f"{name}: expected a NumPy array, a DLPack tensor (torch, CuPy, ...) or an object with "
                     f"__cuda_array_interface__; got {type(obj).__name__}")
 

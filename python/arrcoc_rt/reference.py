@@ -403,3 +403,259 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
         take = members[np.argsort(keys[members])[::-1]][:patches_per_cluster]  # keys are unique
         cand[r, : len(take)] = take
     return ReferenceCascade(labels.astype(np.int32), scores, kept.astype(np.int32), cand.astype(np.int32), (gx, gy))
+
+
+# ----------------------------------------------------------------------------- stages 3-5: scores, balance, temporal, allocation
+
+LODS = (64, 128, 256, 384, 400)
+LOD_LEVEL = {400: 0, 384: 1, 256: 1, 128: 2, 64: 3}
+PATCH = 16
+
+
+def robust_normalize(x: np.ndarray) -> np.ndarray:
+    """(x - p10) / (p90 - p10) clamped to [0, 1], where pq is the sorted value at index
+    floor(q * (n - 1)) (q = 1/10, 9/10); 0.5 everywhere when p90 == p10."""
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    if n == 0:
+        return x
+    s = np.sort(x)
+    lo, hi = s[(n - 1) // 10], s[(9 * (n - 1)) // 10]
+    if hi <= lo:
+        return np.full(n, 0.5)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+
+
+def three_scores(level4: dict, patches: np.ndarray, has_query: bool):
+    """Information, salience and query relevance of candidate patches, each in [0, 1].
+    ``level4[c]`` is the level-4 plane of channel c (flattened by patch id)."""
+    g = {c: np.asarray(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
+    info = (robust_normalize(g[14]) + robust_normalize(g[12]) + robust_normalize(g[9])) / 3.0
+    sal = (robust_normalize(g[11]) + (1.0 - g[5]) + robust_normalize(g[10])) / 3.0
+    query = robust_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
+    return info, sal, query
+
+
+def mlp_raw(weights: dict, info, sal, query) -> np.ndarray:
+    w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    x = np.stack([info, sal, query], axis=-1)
+    h = x @ w["W1"].T + w["b1"]
+    mu = h.mean(-1, keepdims=True)
+    var = ((h - mu) ** 2).mean(-1, keepdims=True)
+    h = np.maximum((h - mu) / np.sqrt(var + 1e-5) * w["ln_gamma"] + w["ln_beta"], 0.0)
+    h = np.maximum(h @ w["W2"].T + w["b2"], 0.0)
+    return 1.0 / (1.0 + np.exp(-(h @ w["W3"].T + w["b3"])[:, 0]))
+
+
+def spatial_diversity(raw: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Distance (patch units) of each candidate to the nearest of the K best by raw
+    (K = max(1, min(50, n // 5)), ties to the lower index), divided by the largest such distance."""
+    n = len(raw)
+    k = max(1, min(50, n // 5))
+    best = sorted(range(n), key=lambda i: (-raw[i], i))[:k]
+    d = np.sqrt((px[:, None] - px[best][None, :]) ** 2 + (py[:, None] - py[best][None, :]) ** 2).min(axis=1)
+    m = d.max() if n else 0.0
+    return d / m if m > 0 else np.zeros(n)
+
+
+def hash_unit(seed: int, frame: int, patch) -> np.ndarray:
+    """Deterministic uniform [0, 1) per patch for the 'random' strategy (32-bit integer hash)."""
+    x = (np.asarray(patch, np.uint64) * np.uint64(0x9E3779B1) + np.uint64(seed) * np.uint64(0x85EBCA77)
+         + np.uint64(frame) * np.uint64(0xC2B2AE3D)) & np.uint64(0xFFFFFFFF)
+    for shift, mul in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x ^= x >> np.uint64(shift)
+        x = (x * np.uint64(mul)) & np.uint64(0xFFFFFFFF)
+    x ^= x >> np.uint64(16)
+    return (x >> np.uint64(8)).astype(np.float64) / float(1 << 24)
+
+
+def saccade_budget(s, steepness: float, offset: float) -> np.ndarray:
+    kappa = 4.0 / (1.0 + np.exp(-steepness)) + 0.5
+    return 64.0 + 336.0 * np.clip(np.power(np.clip(s, 0.0, 1.0), kappa) + offset, 0.0, 1.0)
+
+
+def quantize_lod(b) -> np.ndarray:
+    """Largest level of detail in {64, 128, 256, 384, 400} not above b (b >= 64)."""
+    b = np.asarray(b, np.float64)
+    out = np.full(b.shape, 64, np.int64)
+    for lod in LODS[1:]:
+        out = np.where(b >= lod, lod, out)
+    return out
+
+
+@dataclass
+class ReferenceAllocation:
+    """One frame of stages 3-5 (float64). Token arrays have G + S entries: gestalt first."""
+
+    info: np.ndarray          # per candidate
+    salience: np.ndarray
+    query: np.ndarray
+    raw: np.ndarray
+    diversity: np.ndarray
+    balanced: np.ndarray
+    relevance: np.ndarray     # per candidate, after temporal blending
+    key: np.ndarray           # per candidate, the strategy's selection key
+    selected: np.ndarray      # candidate indices of the saccades, best first
+    budget_raw: np.ndarray    # per selected saccade, before quantization (after scaling)
+    positions: np.ndarray     # [G+S, 2] token centres (x, y) in pixels; -1 for padding
+    levels: np.ndarray        # [G+S] mip level; -1 for padding
+    budgets: np.ndarray       # [G+S] level of detail; 0 for padding
+    kinds: np.ndarray         # [G+S] 0 gestalt, 1 saccade, -1 padding
+    scores: np.ndarray        # [G+S]
+    token_patch: np.ndarray   # [G+S] patch id of each token (-1 for padding)
+    relevance_map: np.ndarray  # [h4, w4] relevance carried to the next frame (channel 39)
+    cached: np.ndarray        # [h4, w4] previous relevance warped by motion (channel 34)
+    scene_cut: bool
+
+
+def gestalt_tokens(width: int, height: int, grid=(16, 16)):
+    """Centres (x, y) of the uniform gestalt grid, row-major."""
+    gx, gy = grid
+    xs = (np.arange(gx) + 0.5) * width / gx
+    ys = (np.arange(gy) + 0.5) * height / gy
+    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+
+
+def patch_centre(patch, w4: int, width: int, height: int):
+    """Centre (x, y) of the existing part of a patch (edge patches are partial)."""
+    bi, bj = np.divmod(np.asarray(patch), w4)
+    x0, y0 = PATCH * bj, PATCH * bi
+    return (x0 + np.minimum(x0 + PATCH, width)) / 2.0, (y0 + np.minimum(y0 + PATCH, height)) / 2.0
+
+
+def scene_cut(motion_level0: np.ndarray, motion_valid: bool, threshold=0.2, share=0.5) -> bool:
+    return bool(motion_valid and np.count_nonzero(np.asarray(motion_level0) > threshold) > share * motion_level0.size)
+
+
+def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.ndarray:
+    """Previous relevance grid moved along the motion vectors (nearest patch, edge-clamped)."""
+    h4, w4 = prev.shape
+    bi, bj = np.mgrid[0:h4, 0:w4]
+    si = np.clip(np.floor(bi - mvy / PATCH + 0.5).astype(np.int64), 0, h4 - 1)
+    sj = np.clip(np.floor(bj - mvx / PATCH + 0.5).astype(np.int64), 0, w4 - 1)
+    return prev[si, sj]
+
+
+def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool, candidates, width: int,
+                    height: int, weights: dict, previous_relevance=None, has_query=False, frame_index=0,
+                    gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=0.0,
+                    offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
+                    gestalt_overlap=True, cut_motion=0.2, cut_share=0.5) -> ReferenceAllocation:
+    """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
+    11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored)."""
+    h4, w4 = np.asarray(level4[11]).shape
+    cand = np.asarray([c for c in np.asarray(candidates).ravel() if c >= 0], np.int64)
+    n = len(cand)
+    info, sal, query = three_scores(level4, cand, has_query)
+    raw = mlp_raw(weights, info, sal, query) if n else np.zeros(0)
+    py, px = np.divmod(cand, w4)
+    div = spatial_diversity(raw, px.astype(np.float64), py.astype(np.float64)) if n else np.zeros(0)
+    lam = 1.0 / (1.0 + np.exp(-np.asarray(weights["lambda_logits"], np.float64)))
+    mix = np.asarray(weights["mix"], np.float64)
+    t1 = lam[0] * info + (1 - lam[0]) * query
+    t2 = lam[1] * sal + (1 - lam[1]) * (1 - sal)
+    t3 = raw + (1 - lam[2]) * 0.3 * div
+    b = mix[0] * t1 + mix[1] * t2 + mix[2] * t3
+    balanced = (b - b.min()) / (b.max() - b.min()) if n and b.max() > b.min() else np.full(n, 0.5)
+
+    cut = scene_cut(motion_level0, motion_valid, cut_motion, cut_share)
+    mvx = np.asarray(level4[35], np.float64)
+    mvy = np.asarray(level4[36], np.float64)
+    has_prev = previous_relevance is not None and np.asarray(previous_relevance).shape == (h4, w4) and not cut
+    cached = warp_relevance(np.asarray(previous_relevance, np.float64), mvx, mvy) if has_prev else np.zeros((h4, w4))
+    rel = decay * cached.ravel()[cand] + (1 - decay) * balanced if has_prev else balanced.copy()
+    if not cut:
+        rel = rel + np.where(np.asarray(level4[10], np.float64).ravel()[cand] > motion_threshold, motion_boost, 0.0)
+    rel = np.clip(rel, 0.0, 1.0)
+
+    key = {"balanced": rel, "saliency": sal, "query": query,
+           "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]
+    gest = gestalt_tokens(width, height, gestalt_grid)
+    G = len(gest)
+    gest_patch = (np.minimum(gest[:, 1] // PATCH, h4 - 1) * w4 + np.minimum(gest[:, 0] // PATCH, w4 - 1)).astype(np.int64)
+    eligible = [i for i in range(n) if gestalt_overlap or cand[i] not in set(gest_patch.tolist())]
+    order = sorted(eligible, key=lambda i: (-key[i], i))[:saccades]
+    budget = saccade_budget(key[order], steepness, offset) if order else np.zeros(0)
+    room = total_budget - G * gestalt_lod
+    if budget.sum() > room:
+        budget = np.maximum(64.0, budget * (room / budget.sum()))
+    lod = quantize_lod(budget)
+    keep = len(order)
+    while keep and lod[:keep].sum() > room:
+        keep -= 1  # drop the lowest-scoring saccade
+    order, budget, lod = order[:keep], budget[:keep], lod[:keep]
+
+    N = G + saccades
+    positions = np.full((N, 2), -1.0)
+    levels = np.full(N, -1, np.int64)
+    budgets = np.zeros(N, np.int64)
+    kinds = np.full(N, -1, np.int64)
+    scores = np.zeros(N)
+    token_patch = np.full(N, -1, np.int64)
+    positions[:G] = gest
+    levels[:G] = LOD_LEVEL[gestalt_lod]
+    budgets[:G] = gestalt_lod
+    kinds[:G] = 0
+    token_patch[:G] = gest_patch
+    scores[:G] = 0.0
+    if keep:
+        cx, cy = patch_centre(cand[order], w4, width, height)
+        positions[G:G + keep, 0], positions[G:G + keep, 1] = cx, cy
+        levels[G:G + keep] = [LOD_LEVEL[int(v)] for v in lod]
+        budgets[G:G + keep] = lod
+        kinds[G:G + keep] = 1
+        scores[G:G + keep] = key[order]
+        token_patch[G:G + keep] = cand[order]
+
+    new_rel = decay * cached if has_prev else np.zeros((h4, w4))
+    new_rel = new_rel.ravel()
+    new_rel[cand] = rel
+    return ReferenceAllocation(info, sal, query, raw, div, balanced, rel, key, np.asarray(order, np.int64), budget,
+                               positions, levels, budgets, kinds, scores, token_patch, new_rel.reshape(h4, w4),
+                               cached, cut)
+
+
+# ----------------------------------------------------------------------------- stage 6: gather
+
+
+def glimpses(rgb_levels, positions, levels, size: int = 16) -> np.ndarray:
+    """[N, 3, P, P] bilinear samples of R, G, B at each token's level, covering P * 2^level pixels
+    around its centre; ``rgb_levels[k]`` is the [3, h_k, w_k] colour of level k. Padding -> 0."""
+    out = np.zeros((len(levels), 3, size, size))
+    offs = np.arange(size) + 0.5 - size / 2.0
+    for t, (pos, lev) in enumerate(zip(positions, levels)):
+        if lev < 0:
+            continue
+        scale = float(1 << int(lev))
+        xs = (pos[0] + offs * scale) / scale - 0.5
+        ys = (pos[1] + offs * scale) / scale - 0.5
+        for c in range(3):
+            out[t, c] = sample_bilinear(np.asarray(rgb_levels[lev][c], np.float64), xs, ys)
+    return out
+
+
+def gather_features(features: np.ndarray, positions, levels, width: int, height: int) -> np.ndarray:
+    """[N, C]: each token's feature from a dense [C, h, w] map over the frame, averaged over the
+    2^level x 2^level cells around the token's cell (clamped to the map). Padding -> 0."""
+    f = np.asarray(features, np.float64)
+    C, h, w = f.shape
+    out = np.zeros((len(levels), C))
+    for t, (pos, lev) in enumerate(zip(positions, levels)):
+        if lev < 0:
+            continue
+        n = 1 << int(lev)
+        ci = min(int(pos[1] * h / height), h - 1)
+        cj = min(int(pos[0] * w / width), w - 1)
+        i0 = min(max(ci - n // 2, 0), max(h - n, 0))
+        j0 = min(max(cj - n // 2, 0), max(w - n, 0))
+        out[t] = f[:, i0:i0 + n, j0:j0 + n].mean(axis=(1, 2))
+    return out
+
+
+def homunculus(token_patch, budgets, h4: int, w4: int) -> np.ndarray:
+    """Budget (levels of detail) per patch: the sum over the tokens in each patch."""
+    m = np.zeros(h4 * w4)
+    for p, b in zip(token_patch, budgets):
+        if p >= 0:
+            m[p] += b
+    return m.reshape(h4, w4)

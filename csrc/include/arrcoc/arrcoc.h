@@ -1,6 +1,7 @@
 // Umbrella header of the arrcoc C++ API. Includes no CUDA headers.
 #pragma once
 
+#include "arrcoc/allocate.h"
 #include "arrcoc/cascade.h"
 #include "arrcoc/channels.h"
 #include "arrcoc/frame.h"

@@ -86,6 +86,12 @@ class TextureBuilder {
   // CUDA: make `stream` wait until the last build() has finished (no host sync).
   // CPU: no-op.
   Status wait_on_stream(void* cuda_stream) noexcept;
+  // Write channel `channel` (one stored from level 4, the patch grid: semantics, query
+  // similarity, ...) of the last built texture at level 4 from `values`: host float32, row-major
+  // [h4, w4] of the current frame. Converted to the texture's dtype; on CUDA queued on the last
+  // build's stream. Rejects NaN/inf.
+  Status set_patch_channel(int channel, const float* values) noexcept;
+
   // Fill the whole output buffer with 0xFF bytes (NaN in float16 and float32), so a test can
   // check that build() writes every element it reports. Not for the per-frame path.
   Status poison_output() noexcept;

@@ -1,0 +1,320 @@
+// Dispatcher of stages 3-6: validation, memory (allocated once), carried relevance, weights,
+// backend choice.
+#include "arrcoc/allocate.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "../cpu/allocate_cpu.h"
+#include "../shared/allocate_params.h"
+#include "arena.h"
+#include "guard.h"
+
+namespace arrcoc {
+
+BalanceWeights default_balance_weights() noexcept {
+  // raw = mean(info, salience, query) within ~1.5e-3: +-m on two first-layer units (LayerNorm mean
+  // exactly 0; the small scale keeps it linear), 63 ReLU hinges building logit(m), the final
+  // sigmoid undoing it. See python/arrcoc_rt/weights.py.
+  BalanceWeights w;
+  std::memset(&w, 0, sizeof(w));
+  const double scale = 1e-3, eps = 1e-5;
+  auto g = [&](double m) {
+    const double u = scale * m;
+    return u / std::sqrt(2.0 * u * u / 128.0 + eps);
+  };
+  auto logit = [](double m) {
+    m = std::min(0.995, std::max(0.005, m));
+    return std::log(m / (1.0 - m));
+  };
+  for (int c = 0; c < 3; ++c) {
+    w.W1[c] = static_cast<float>(scale / 3.0);
+    w.W1[3 + c] = static_cast<float>(-scale / 3.0);
+  }
+  for (int k = 0; k < 128; ++k) w.ln_gamma[k] = 1.0f;
+  constexpr int kKnots = 63;
+  double gk[kKnots + 1], target[kKnots + 1], slope_prev = 0.0;
+  for (int k = 0; k <= kKnots; ++k) {
+    const double t = static_cast<double>(k) / kKnots;
+    gk[k] = g(t);
+    target[k] = logit(t);
+  }
+  for (int k = 0; k < kKnots; ++k) {
+    w.W2[k * 128] = 1.0f;
+    w.b2[k] = static_cast<float>(-gk[k]);
+    const double slope = (target[k + 1] - target[k]) / (gk[k + 1] - gk[k]);
+    w.W3[k] = static_cast<float>(slope - slope_prev);
+    slope_prev = slope;
+  }
+  w.b3 = static_cast<float>(target[0]);
+  w.mix[0] = 0.4f;
+  w.mix[1] = 0.3f;
+  w.mix[2] = 0.3f;
+  return w;
+}
+
+namespace {
+
+Status bad(StatusCode code, const std::string& msg) { return Status(code, msg); }
+
+Status check_config(const AllocatorConfig& c) {
+  auto range = [](const char* name, double v, double lo, double hi) {
+    return bad(StatusCode::kOutOfRange, std::string(name) + " " + std::to_string(v) + " is out of range; expected [" +
+                                            std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  };
+  if (c.max_width < 1 || c.max_width > 16384) return range("max_width", c.max_width, 1, 16384);
+  if (c.max_height < 1 || c.max_height > 16384) return range("max_height", c.max_height, 1, 16384);
+  if (c.max_candidates < 1 || c.max_candidates > 1024) return range("max_candidates", c.max_candidates, 1, 1024);
+  if (c.gestalt_x < 1 || c.gestalt_x > 64) return range("gestalt_x", c.gestalt_x, 1, 64);
+  if (c.gestalt_y < 1 || c.gestalt_y > 64) return range("gestalt_y", c.gestalt_y, 1, 64);
+  if (c.gestalt_lod != 64 && c.gestalt_lod != 128 && c.gestalt_lod != 256 && c.gestalt_lod != 384 && c.gestalt_lod != 400)
+    return bad(StatusCode::kInvalidArgument, "gestalt_lod " + std::to_string(c.gestalt_lod) +
+                                                 " is not a level of detail; expected 64, 128, 256, 384 or 400");
+  if (c.saccades < 0 || c.saccades > 1024) return range("saccades", c.saccades, 0, 1024);
+  const int64_t gestalt = static_cast<int64_t>(c.gestalt_x) * c.gestalt_y * c.gestalt_lod;
+  if (c.total_budget < gestalt || c.total_budget > 10000000)
+    return bad(StatusCode::kOutOfRange, "total_budget " + std::to_string(c.total_budget) +
+                                            " is out of range; expected at least the gestalt tokens' " +
+                                            std::to_string(gestalt) + " and at most 10000000");
+  if (!(std::fabs(c.steepness) <= 20.0f)) return range("steepness", c.steepness, -20, 20);
+  if (!(std::fabs(c.offset) <= 1.0f)) return range("offset", c.offset, -1, 1);
+  if (static_cast<int>(c.strategy) < 0 || static_cast<int>(c.strategy) > 3)
+    return bad(StatusCode::kInvalidArgument, "strategy must be balanced, random, saliency or query");
+  const float unit[] = {c.decay, c.motion_boost, c.motion_threshold, c.cut_motion, c.cut_share};
+  const char* names[] = {"decay", "motion_boost", "motion_threshold", "cut_motion", "cut_share"};
+  for (int i = 0; i < 5; ++i)
+    if (!(unit[i] >= 0.0f && unit[i] <= 1.0f)) return range(names[i], unit[i], 0, 1);
+  if (c.glimpse_size < 1 || c.glimpse_size > 64) return range("glimpse_size", c.glimpse_size, 1, 64);
+  if (c.num_threads < 0 || c.num_threads > 1024) return range("num_threads", c.num_threads, 0, 1024);
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct TokenAllocator::Impl {
+  explicit Impl(const AllocatorConfig& c) : config(c), arena(c.device) {}
+  ~Impl() { cuda::event_destroy(done_event); }
+
+  AllocatorConfig config;
+  Arena arena;
+  AllocateParams buffers{};
+  BalanceWeights* weights = nullptr;  // on the device
+  float* rel[2] = {nullptr, nullptr};  // relevance grids: previous / new, swapped each frame
+  bool has_history = false;
+  int32_t hist_w4 = 0, hist_h4 = 0;
+  int32_t last_width = 0, last_height = 0;  // frame size of the last run
+  uint32_t frame_index = 0;
+  void* done_event = nullptr;
+  bool ran = false;
+
+  Status allocate() {
+    LevelLayout L[kNumLevels];
+    texture_layout(config.max_width, config.max_height, L);
+    const size_t n4 = static_cast<size_t>(L[4].width) * L[4].height;
+    const size_t cap = static_cast<size_t>(config.max_candidates);
+    const size_t ntok = static_cast<size_t>(config.gestalt_x) * config.gestalt_y + config.saccades;
+    const size_t P = static_cast<size_t>(config.glimpse_size);
+    AllocateParams& b = buffers;
+    Status s = arena.alloc_n(1, &weights);
+    for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &rel[i]);
+    if (s.ok()) s = arena.alloc_n(n4, &b.cached);
+    if (s.ok()) s = arena.alloc_n(n4, &b.homunculus);
+    for (int32_t** a : {&b.cand, &b.slot_of, &b.eligible, &b.ranked})
+      if (s.ok()) s = arena.alloc_n(cap, a);
+    for (int f = 0; f < kNumFeat && s.ok(); ++f) s = arena.alloc_n(cap, &b.feat[f]);
+    for (float** a : {&b.info, &b.sal, &b.query, &b.raw, &b.div, &b.bal, &b.rel, &b.key, &b.slot_info, &b.slot_sal,
+                      &b.slot_query, &b.slot_raw, &b.slot_bal, &b.slot_rel})
+      if (s.ok()) s = arena.alloc_n(cap, a);
+    if (s.ok()) s = arena.alloc_n(2 * kNumComp, &b.lohi);
+    if (s.ok()) s = arena.alloc_n(4, &b.counters);
+    if (s.ok()) s = arena.alloc_n(50, &b.kbest);
+    const size_t sac = std::max<size_t>(1, static_cast<size_t>(config.saccades));
+    if (s.ok()) s = arena.alloc_n(sac, &b.order);
+    if (s.ok()) s = arena.alloc_n(sac, &b.budget);
+    if (s.ok()) s = arena.alloc_n(sac, &b.lod);
+    if (s.ok()) s = arena.alloc_n(2 * ntok, &b.positions);
+    for (int32_t** a : {&b.levels, &b.budgets, &b.kinds, &b.patches})
+      if (s.ok()) s = arena.alloc_n(ntok, a);
+    if (s.ok()) s = arena.alloc_n(ntok, &b.scores);
+    if (s.ok()) s = arena.alloc_n(ntok * 3 * P * P, &b.glimpses);
+    if (s.ok() && config.device == Device::kCUDA) s = cuda::event_create(&done_event);
+    if (s.ok()) s = set_weights(default_balance_weights());
+    return s;
+  }
+
+  Status set_weights(const BalanceWeights& w) {
+    const float* f = reinterpret_cast<const float*>(&w);
+    for (size_t i = 0; i < sizeof(BalanceWeights) / sizeof(float); ++i)
+      if (!std::isfinite(f[i]))
+        return bad(StatusCode::kInvalidArgument, "weights contain NaN or inf (float " + std::to_string(i) + ")");
+    if (config.device == Device::kCPU) {
+      *weights = w;
+      return Status::Ok();
+    }
+    return cuda::copy_to_device(weights, &w, sizeof(BalanceWeights));
+  }
+
+  Status run(const TextureView& t, const CascadeView& c, bool has_query, TokenPack* out, void* stream) {
+    if (!out) return bad(StatusCode::kInvalidArgument, "out (TokenPack*) is null");
+    if (!t.data) return bad(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
+    if (t.device != config.device || c.device != config.device)
+      return bad(StatusCode::kInvalidArgument, "texture and cascade must be on the allocator's device");
+    if (t.width > config.max_width || t.height > config.max_height)
+      return bad(StatusCode::kOutOfRange, "texture: size " + std::to_string(t.width) + "x" + std::to_string(t.height) +
+                                              " exceeds the maximum " + std::to_string(config.max_width) + "x" +
+                                              std::to_string(config.max_height) + " the allocator was created for");
+    if (!c.candidate_patch || c.capacity > config.max_candidates)
+      return bad(StatusCode::kOutOfRange, "cascade: " + std::to_string(c.capacity) +
+                                              " candidate slots exceed the allocator's max_candidates " +
+                                              std::to_string(config.max_candidates));
+    if (c.patch_grid_width != t.levels[4].width || c.patch_grid_height != t.levels[4].height)
+      return bad(StatusCode::kInvalidArgument, "cascade: it was run on a texture of another size");
+    Status s = prepare_device(config.device, config.cuda_device);
+    if (!s.ok()) return s;
+
+    AllocateParams p = buffers;
+    p.dtype = t.dtype;
+    const size_t es = static_cast<size_t>(dtype_size(t.dtype));
+    auto plane = [&](int ch, int level) { return static_cast<char*>(t.data) + t.plane_offset(ch, level) * es; };
+    for (int f = 0; f < kNumFeat; ++f) p.feat4[f] = plane(kFeatureChannel[f], 4);
+    p.mvx4 = plane(35, 4);
+    p.mvy4 = plane(36, 4);
+    p.motion0 = plane(10, 0);
+    p.out_cached4 = plane(34, 4);
+    p.out_info4 = plane(37, 4);
+    p.out_sal4 = plane(38, 4);
+    p.out_rel4 = plane(39, 4);
+    for (int k = 0; k < kNumLevels; ++k) {
+      for (int ch = 0; ch < 3; ++ch) p.rgb[k][ch] = plane(ch, k);
+      p.lw[k] = t.levels[k].width;
+      p.lh[k] = t.levels[k].height;
+    }
+    p.width = t.width;
+    p.height = t.height;
+    p.w4 = t.levels[4].width;
+    p.h4 = t.levels[4].height;
+    p.slots = c.candidate_patch;
+    p.capacity = c.capacity;
+    p.has_query = has_query;
+    p.motion_valid = t.motion_valid;
+    p.frame_index = frame_index;
+    p.weights = weights;
+    p.cfg = config;
+    p.num_gestalt = config.gestalt_x * config.gestalt_y;
+    p.num_tokens = p.num_gestalt + config.saccades;
+    p.room = config.total_budget - p.num_gestalt * config.gestalt_lod;
+    p.has_history = has_history && hist_w4 == p.w4 && hist_h4 == p.h4;
+    p.prev_rel = rel[0];
+    p.new_rel = rel[1];
+    p.num_threads = config.num_threads > 0 ? config.num_threads
+                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    if (config.device == Device::kCPU) {
+      s = cpu::run_allocation(p);
+    } else {
+      s = cuda::run_allocation(p, stream);
+      if (s.ok()) s = cuda::event_record(done_event, stream);
+    }
+    if (!s.ok()) {
+      has_history = false;
+      return s;
+    }
+    ran = true;
+    std::swap(rel[0], rel[1]);  // this frame's relevance is the next frame's history
+    has_history = true;
+    hist_w4 = p.w4;
+    hist_h4 = p.h4;
+    last_width = p.width;
+    last_height = p.height;
+    ++frame_index;
+
+    TokenPack v;
+    v.device = config.device;
+    v.num_tokens = p.num_tokens;
+    v.num_gestalt = p.num_gestalt;
+    v.glimpse_size = config.glimpse_size;
+    v.patch_grid_width = p.w4;
+    v.patch_grid_height = p.h4;
+    v.positions = p.positions;
+    v.levels = p.levels;
+    v.budgets = p.budgets;
+    v.kinds = p.kinds;
+    v.patches = p.patches;
+    v.scores = p.scores;
+    v.glimpses = p.glimpses;
+    v.relevance = rel[0];
+    v.homunculus = p.homunculus;
+    v.scene_cut = p.counters + 1;
+    v.num_saccades = p.counters + 2;
+    v.info = p.slot_info;
+    v.salience = p.slot_sal;
+    v.query = p.slot_query;
+    v.raw = p.slot_raw;
+    v.balanced = p.slot_bal;
+    v.candidate_relevance = p.slot_rel;
+    v.candidate_capacity = p.capacity;
+    *out = v;
+    return Status::Ok();
+  }
+};
+
+TokenAllocator::TokenAllocator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TokenAllocator::~TokenAllocator() = default;
+
+Status TokenAllocator::create(const AllocatorConfig& config, std::unique_ptr<TokenAllocator>* out) noexcept {
+  ARRCOC_GUARD({
+    if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<TokenAllocator>*) is null");
+    Status s = check_config(config);
+    if (!s.ok()) return s;
+    if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
+    auto impl = std::make_unique<Impl>(config);
+    if (!(s = impl->allocate()).ok()) return s;
+    out->reset(new TokenAllocator(std::move(impl)));
+    return Status::Ok();
+  })
+}
+
+Status TokenAllocator::set_weights(const BalanceWeights& weights) noexcept {
+  ARRCOC_GUARD({ return impl_->set_weights(weights); })
+}
+
+Status TokenAllocator::run(const TextureView& texture, const CascadeView& cascade, bool has_query, TokenPack* out,
+                           void* cuda_stream) noexcept {
+  ARRCOC_GUARD({ return impl_->run(texture, cascade, has_query, out, cuda_stream); })
+}
+
+Status TokenAllocator::gather_features(const float* features, int channels, int height, int width, float* out,
+                                       void* cuda_stream) noexcept {
+  ARRCOC_GUARD({
+    const Impl& m = *impl_;
+    if (!m.ran) return Status(StatusCode::kInvalidArgument, "gather_features: run() has not produced tokens yet");
+    if (!features || !out) return Status(StatusCode::kInvalidArgument, "gather_features: features or out is null");
+    if (channels < 1 || height < 1 || width < 1 || channels > 65536 || height > 32768 || width > 32768)
+      return Status(StatusCode::kOutOfRange, "gather_features: feature map [" + std::to_string(channels) + ", " +
+                                                 std::to_string(height) + ", " + std::to_string(width) +
+                                                 "] is out of range; expected C, h, w >= 1");
+    const AllocateParams& p = m.buffers;
+    const int N = m.config.gestalt_x * m.config.gestalt_y + m.config.saccades;
+    if (m.config.device == Device::kCUDA)
+      return cuda::gather_features(features, channels, height, width, p.positions, p.levels, N, m.last_width,
+                                   m.last_height, out, cuda_stream);
+    for (int t = 0; t < N; ++t)
+      for (int c = 0; c < channels; ++c)
+        out[static_cast<int64_t>(t) * channels + c] =
+            math::gather_feature(features, c, height, width, p.positions[2 * t], p.positions[2 * t + 1], p.levels[t],
+                                 m.last_width, m.last_height);
+    return Status::Ok();
+  })
+}
+
+void TokenAllocator::reset() noexcept { impl_->has_history = false; }
+
+Status TokenAllocator::synchronize() noexcept {
+  if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
+  return cuda::event_synchronize(impl_->done_event);
+}
+
+const AllocatorConfig& TokenAllocator::config() const noexcept { return impl_->config; }
+
+}  // namespace arrcoc

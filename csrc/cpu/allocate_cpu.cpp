@@ -1,0 +1,154 @@
+// CPU backend of stages 3-6: per-candidate and per-token steps call csrc/shared/allocate_params.h;
+// ordering statistics use nth_element / partial_sort (the CUDA backend ranks by counting, which
+// gives the same values and the same order).
+#include "allocate_cpu.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "../shared/allocate_params.h"
+
+namespace arrcoc::cpu {
+namespace {
+
+template <typename F>
+void parallel_for(int n, int threads, F&& body) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(threads) if (n > 64)
+  for (int i = 0; i < n; ++i) body(i);
+#else
+  (void)threads;
+  for (int i = 0; i < n; ++i) body(i);
+#endif
+}
+
+// Value at sorted index k of values[0..n), using `tmp` (n floats) as scratch.
+float sorted_at(const float* values, int n, int k, float* tmp) {
+  std::copy(values, values + n, tmp);
+  std::nth_element(tmp, tmp + k, tmp + n);
+  return tmp[k];
+}
+
+// The first `take` of indices[0..n) ranked by value (desc, then index).
+void rank_first(int32_t* indices, int n, int take, const float* value) {
+  std::partial_sort(indices, indices + take, indices + n,
+                    [&](int a, int b) { return ranks_before(value[a], a, value[b], b); });
+}
+
+template <typename T>
+void run_typed(const AllocateParams& p) {
+  const int nt = p.num_threads, npatch = p.w4 * p.h4;
+  // Scene cut: the share of level-0 pixels with strong motion.
+  int64_t moving = 0;
+  if (p.motion_valid) {
+    const int64_t n0 = static_cast<int64_t>(p.width) * p.height;
+    for (int64_t i = 0; i < n0; ++i) moving += plane_value<T>(p.motion0, i) > p.cfg.cut_motion ? 1 : 0;
+  }
+  const bool cut = is_scene_cut(p, moving);
+  parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });
+
+  // Candidates in cascade order.
+  int n = 0;
+  for (int s = 0; s < p.capacity; ++s)
+    if (p.slots[s] >= 0) {
+      p.cand[n] = p.slots[s];
+      p.slot_of[n] = s;
+      ++n;
+    }
+  for (int i = 0; i < n; ++i) load_features<T>(p, i);
+
+  // Stage 3: robust bounds per component, then the three scores and the MLP.
+  for (int c = 0; c < kNumComp; ++c) {
+    const float* v = p.feat[component_feature(c)];
+    p.lohi[2 * c] = n ? sorted_at(v, n, math::low_index(n), p.div) : 0.0f;  // div: scratch until below
+    p.lohi[2 * c + 1] = n ? sorted_at(v, n, math::high_index(n), p.div) : 0.0f;
+  }
+  parallel_for(n, nt, [&](int i) { three_scores(p, i); });
+
+  // Stage 4 (fused): diversity, opponent mix, normalization, temporal blend, selection, budgets.
+  const int k = std::min(math::diversity_k(n), n);
+  for (int i = 0; i < n; ++i) p.ranked[i] = i;
+  rank_first(p.ranked, n, k, p.raw);
+  std::copy(p.ranked, p.ranked + k, p.kbest);
+  float dmax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    p.div[i] = nearest_best_distance(p, i, k);
+    dmax = std::max(dmax, p.div[i]);
+  }
+  float bmin = 3.0e38f, bmax = -3.0e38f;
+  for (int i = 0; i < n; ++i) {
+    p.div[i] = dmax > 0.0f ? p.div[i] / dmax : 0.0f;
+    p.bal[i] = math::opponent_mix(*p.weights, p.info[i], p.sal[i], p.query[i], p.raw[i], p.div[i]);
+    bmin = std::min(bmin, p.bal[i]);
+    bmax = std::max(bmax, p.bal[i]);
+  }
+  for (int i = 0; i < n; ++i) {
+    p.bal[i] = bmax > bmin ? (p.bal[i] - bmin) / (bmax - bmin) : 0.5f;
+    relevance_and_key<T>(p, i, cut);
+  }
+  int ne = 0;
+  for (int i = 0; i < n; ++i)
+    if (p.eligible[i]) p.ranked[ne++] = i;
+  const int take = std::min(p.cfg.saccades, ne);
+  rank_first(p.ranked, ne, take, p.key);
+  std::copy(p.ranked, p.ranked + take, p.order);
+  double total = 0.0;
+  for (int s = 0; s < take; ++s) {
+    p.budget[s] = math::saccade_budget(p.key[p.order[s]], p.cfg.steepness, p.cfg.offset);
+    total += p.budget[s];
+  }
+  const float scale = total > p.room ? static_cast<float>(p.room / total) : 1.0f;
+  int64_t lods = 0;
+  for (int s = 0; s < take; ++s) {
+    if (scale < 1.0f) p.budget[s] = std::max(64.0f, p.budget[s] * scale);
+    p.lod[s] = math::quantize_lod(p.budget[s]);
+    lods += p.lod[s];
+  }
+  int kept = take;
+  while (kept > 0 && lods > p.room) lods -= p.lod[--kept];  // drop the lowest-scoring saccades
+
+  // Outputs: counters, per-slot scores, relevance carried on, texture channels 37-39.
+  p.counters[0] = n;
+  p.counters[1] = cut ? 1 : 0;
+  p.counters[2] = kept;
+  p.counters[3] = static_cast<int32_t>(std::min<int64_t>(moving, 0x7fffffff));
+  for (float* a : {p.slot_info, p.slot_sal, p.slot_query, p.slot_raw, p.slot_bal, p.slot_rel})
+    std::fill(a, a + p.capacity, 0.0f);
+  for (int i = 0; i < n; ++i) {
+    const int s = p.slot_of[i], q = p.cand[i];
+    p.slot_info[s] = p.info[i];
+    p.slot_sal[s] = p.sal[i];
+    p.slot_query[s] = p.query[i];
+    p.slot_raw[s] = p.raw[i];
+    p.slot_bal[s] = p.bal[i];
+    p.slot_rel[s] = p.rel[i];
+    p.new_rel[q] = p.rel[i];
+    math::store_texel(static_cast<T*>(p.out_info4) + q, p.info[i]);
+    math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);
+  }
+  for (int q = 0; q < npatch; ++q) math::store_texel(static_cast<T*>(p.out_rel4) + q, p.new_rel[q]);
+
+  // Stage 6: tokens, homunculus, glimpses.
+  for (int t = 0; t < p.num_tokens; ++t) write_token<T>(p, t, kept);
+  for (int t = 0; t < p.num_tokens; ++t)
+    if (p.patches[t] >= 0) p.homunculus[p.patches[t]] += static_cast<float>(p.budgets[t]);
+  const int P = p.cfg.glimpse_size;
+  parallel_for(p.num_tokens, nt, [&](int t) {
+    float* g = p.glimpses + static_cast<int64_t>(t) * 3 * P * P;
+    for (int c = 0; c < 3; ++c)
+      for (int v = 0; v < P; ++v)
+        for (int u = 0; u < P; ++u) g[(c * P + v) * P + u] = glimpse_sample<T>(p, t, c, v, u);
+  });
+}
+
+}  // namespace
+
+Status run_allocation(const AllocateParams& p) noexcept {
+  if (p.dtype == DType::kFloat16)
+    run_typed<uint16_t>(p);
+  else
+    run_typed<float>(p);
+  return Status::Ok();
+}
+
+}  // namespace arrcoc::cpu

@@ -1,0 +1,221 @@
+// CUDA backend of stages 3-6. The balance/temporal/allocation step is one fused kernel: a single
+// block of up to 1024 threads, one per candidate; percentiles and rankings by rank counting
+// (same values and order as the CPU's nth_element / partial_sort), sums by block reductions.
+// Per-patch and per-token work runs in small grid kernels. Everything is on the caller's stream.
+#include <cuda_runtime.h>
+
+#include "../core/cuda_backend.h"
+#include "../shared/allocate_params.h"
+#include "cuda_check.h"
+
+namespace arrcoc::cuda {
+namespace {
+
+constexpr int kFused = 1024;  // threads of the fused kernel (>= max_candidates)
+constexpr int kBlock = 256;
+inline int blocks_for(int64_t n) { return static_cast<int>((n + kBlock - 1) / kBlock); }
+
+template <typename T>
+__global__ void motion_count_kernel(AllocateParams p) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (p.motion_valid && i < static_cast<int64_t>(p.width) * p.height && plane_value<T>(p.motion0, i) > p.cfg.cut_motion)
+    atomicAdd(p.counters + 3, 1);
+}
+
+template <typename T>
+__global__ void carry_kernel(AllocateParams p) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q < p.w4 * p.h4) carry_patch<T>(p, q, is_scene_cut(p, p.counters[3]));
+}
+
+// Rank of element i by value (desc, then index) among the first n, counting only `mask`ed ones.
+__device__ int rank_of(const float* value, const int32_t* mask, int n, int i) {
+  int r = 0;
+  for (int j = 0; j < n; ++j)
+    if ((!mask || mask[j]) && ranks_before(value[j], j, value[i], i)) ++r;
+  return r;
+}
+
+template <typename V, typename Op>
+__device__ V block_reduce(V v, V* shared, Op op) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] = op(shared[threadIdx.x], shared[threadIdx.x + s]);
+    __syncthreads();
+  }
+  const V out = shared[0];
+  __syncthreads();
+  return out;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p) {
+  __shared__ double dred[kFused];
+  __shared__ float fred[kFused];
+  __shared__ int n_shared;
+  const int i = threadIdx.x;
+  const bool cut = is_scene_cut(p, p.counters[3]);
+  if (i == 0) {
+    int n = 0;
+    for (int s = 0; s < p.capacity; ++s)
+      if (p.slots[s] >= 0) {
+        p.cand[n] = p.slots[s];
+        p.slot_of[n] = s;
+        ++n;
+      }
+    n_shared = n;
+  }
+  __syncthreads();
+  const int n = n_shared;
+  const bool mine = i < n;
+  if (mine) load_features<T>(p, i);
+  __syncthreads();
+
+  // robust bounds: the elements whose ascending rank is low_index / high_index
+  for (int c = 0; c < kNumComp; ++c) {
+    const float* v = p.feat[component_feature(c)];
+    if (mine) {
+      int r = 0;
+      for (int j = 0; j < n; ++j) r += (v[j] < v[i] || (v[j] == v[i] && j < i)) ? 1 : 0;
+      if (r == math::low_index(n)) p.lohi[2 * c] = v[i];
+      if (r == math::high_index(n)) p.lohi[2 * c + 1] = v[i];
+    }
+  }
+  __syncthreads();
+  if (mine) three_scores(p, i);
+  __syncthreads();
+
+  const int k = min(math::diversity_k(n), n);
+  if (mine) {
+    const int r = rank_of(p.raw, nullptr, n, i);
+    if (r < k) p.kbest[r] = i;
+  }
+  __syncthreads();
+  if (mine) p.div[i] = nearest_best_distance(p, i, k);
+  const float dmax = block_reduce(mine ? p.div[i] : 0.0f, fred, [](float a, float b) { return fmaxf(a, b); });
+  if (mine) {
+    p.div[i] = dmax > 0.0f ? p.div[i] / dmax : 0.0f;
+    p.bal[i] = math::opponent_mix(*p.weights, p.info[i], p.sal[i], p.query[i], p.raw[i], p.div[i]);
+  }
+  const float bmin = block_reduce(mine ? p.bal[i] : 3.0e38f, fred, [](float a, float b) { return fminf(a, b); });
+  const float bmax = block_reduce(mine ? p.bal[i] : -3.0e38f, fred, [](float a, float b) { return fmaxf(a, b); });
+  if (mine) {
+    p.bal[i] = bmax > bmin ? (p.bal[i] - bmin) / (bmax - bmin) : 0.5f;
+    relevance_and_key<T>(p, i, cut);
+  }
+  __syncthreads();
+
+  const int ne = static_cast<int>(block_reduce(static_cast<double>(mine && p.eligible[i]), dred,
+                                               [](double a, double b) { return a + b; }));
+  const int take = min(p.cfg.saccades, ne);
+  if (mine && p.eligible[i]) {
+    const int r = rank_of(p.key, p.eligible, n, i);
+    if (r < take) p.order[r] = i;
+  }
+  __syncthreads();
+  double b = 0.0;
+  if (i < take) {
+    p.budget[i] = math::saccade_budget(p.key[p.order[i]], p.cfg.steepness, p.cfg.offset);
+    b = p.budget[i];
+  }
+  const double total = block_reduce(b, dred, [](double x, double y) { return x + y; });
+  const float scale = total > p.room ? static_cast<float>(p.room / total) : 1.0f;
+  double lod = 0.0;
+  if (i < take) {
+    if (scale < 1.0f) p.budget[i] = fmaxf(64.0f, p.budget[i] * scale);
+    p.lod[i] = math::quantize_lod(p.budget[i]);
+    lod = p.lod[i];
+  }
+  const double lods = block_reduce(lod, dred, [](double x, double y) { return x + y; });
+  if (i == 0) {
+    int kept = take;
+    int64_t sum = static_cast<int64_t>(lods);
+    while (kept > 0 && sum > p.room) sum -= p.lod[--kept];  // drop the lowest-scoring saccades
+    p.counters[0] = n;
+    p.counters[1] = cut ? 1 : 0;
+    p.counters[2] = kept;
+  }
+  for (int s = i; s < p.capacity; s += blockDim.x) {
+    p.slot_info[s] = p.slot_sal[s] = p.slot_query[s] = p.slot_raw[s] = p.slot_bal[s] = p.slot_rel[s] = 0.0f;
+  }
+  __syncthreads();
+  if (mine) {
+    const int s = p.slot_of[i], q = p.cand[i];
+    p.slot_info[s] = p.info[i];
+    p.slot_sal[s] = p.sal[i];
+    p.slot_query[s] = p.query[i];
+    p.slot_raw[s] = p.raw[i];
+    p.slot_bal[s] = p.bal[i];
+    p.slot_rel[s] = p.rel[i];
+    p.new_rel[q] = p.rel[i];
+    math::store_texel(static_cast<T*>(p.out_info4) + q, p.info[i]);
+    math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);
+  }
+  for (int t = i; t < p.num_tokens; t += blockDim.x) write_token<T>(p, t, p.counters[2]);
+}
+
+template <typename T>
+__global__ void finish_patches_kernel(AllocateParams p) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q < p.w4 * p.h4) math::store_texel(static_cast<T*>(p.out_rel4) + q, p.new_rel[q]);
+}
+
+__global__ void homunculus_kernel(AllocateParams p) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < p.num_tokens && p.patches[t] >= 0) atomicAdd(p.homunculus + p.patches[t], static_cast<float>(p.budgets[t]));
+}
+
+template <typename T>
+__global__ void glimpse_kernel(AllocateParams p) {
+  const int P = p.cfg.glimpse_size;
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= static_cast<int64_t>(p.num_tokens) * 3 * P * P) return;
+  const int u = static_cast<int>(e % P), v = static_cast<int>((e / P) % P), c = static_cast<int>((e / (P * P)) % 3);
+  const int t = static_cast<int>(e / (3 * P * P));
+  p.glimpses[e] = glimpse_sample<T>(p, t, c, v, u);
+}
+
+template <typename T>
+Status run_typed(const AllocateParams& p, cudaStream_t st) {
+  Status s = check(cudaMemsetAsync(p.counters, 0, 4 * sizeof(int32_t), st), "cudaMemsetAsync");
+  if (!s.ok()) return s;
+  const int npatch = p.w4 * p.h4;
+  const int P = p.cfg.glimpse_size;
+  motion_count_kernel<T><<<blocks_for(static_cast<int64_t>(p.width) * p.height), kBlock, 0, st>>>(p);
+  if (!(s = check(cudaGetLastError(), "motion_count_kernel launch")).ok()) return s;
+  carry_kernel<T><<<blocks_for(npatch), kBlock, 0, st>>>(p);
+  if (!(s = check(cudaGetLastError(), "carry_kernel launch")).ok()) return s;
+  fused_allocate_kernel<T><<<1, kFused, 0, st>>>(p);
+  if (!(s = check(cudaGetLastError(), "fused_allocate_kernel launch")).ok()) return s;
+  finish_patches_kernel<T><<<blocks_for(npatch), kBlock, 0, st>>>(p);
+  if (!(s = check(cudaGetLastError(), "finish_patches_kernel launch")).ok()) return s;
+  homunculus_kernel<<<blocks_for(p.num_tokens), kBlock, 0, st>>>(p);
+  if (!(s = check(cudaGetLastError(), "homunculus_kernel launch")).ok()) return s;
+  glimpse_kernel<T><<<blocks_for(static_cast<int64_t>(p.num_tokens) * 3 * P * P), kBlock, 0, st>>>(p);
+  return check(cudaGetLastError(), "glimpse_kernel launch");
+}
+
+__global__ void gather_kernel(const float* features, int C, int h, int w, const float* positions,
+                              const int32_t* levels, int tokens, int width, int height, float* out) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= static_cast<int64_t>(tokens) * C) return;
+  const int t = static_cast<int>(e / C), c = static_cast<int>(e % C);
+  out[e] = math::gather_feature(features, c, h, w, positions[2 * t], positions[2 * t + 1], levels[t], width, height);
+}
+
+}  // namespace
+
+Status gather_features(const float* features, int channels, int h, int w, const float* positions,
+                       const int32_t* levels, int tokens, int width, int height, float* out, void* stream) noexcept {
+  gather_kernel<<<blocks_for(static_cast<int64_t>(tokens) * channels), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+      features, channels, h, w, positions, levels, tokens, width, height, out);
+  return check(cudaGetLastError(), "gather_kernel launch");
+}
+
+Status run_allocation(const AllocateParams& p, void* stream) noexcept {
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  return p.dtype == DType::kFloat16 ? run_typed<uint16_t>(p, st) : run_typed<float>(p, st);
+}
+
+}  // namespace arrcoc::cuda

@@ -1,0 +1,134 @@
+// Stages 3-6: the three ways of knowing per candidate, opponent-processing balance, temporal
+// blending and token allocation (one fused step), and gathering of pixel glimpses.
+//
+// Output: a fixed-size pack of N = gestalt_x * gestalt_y + saccades tokens (gestalt first,
+// missing saccades padded with kind -1), so the CUDA path needs no host synchronization.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "arrcoc/cascade.h"
+#include "arrcoc/frame.h"
+#include "arrcoc/status.h"
+#include "arrcoc/texture.h"
+
+namespace arrcoc {
+
+enum class SaccadeStrategy : int32_t {
+  kBalanced = 0,  // relevance after balancing and temporal blending (default)
+  kRandom = 1,    // seeded uniform order (for running-back experiments)
+  kSaliency = 2,  // bottom-up salience score only
+  kQuery = 3,     // query relevance only
+};
+
+// Balancer parameters; python/arrcoc_rt/weights.py documents them and the file formats.
+struct BalanceWeights {
+  float W1[128 * 3];
+  float b1[128];
+  float ln_gamma[128];
+  float ln_beta[128];
+  float W2[64 * 128];
+  float b2[64];
+  float W3[64];
+  float b3;
+  float lambda_logits[3];
+  float mix[3];
+};
+
+struct AllocatorConfig {
+  int32_t max_width = 1920;          // largest frame, 1..16384
+  int32_t max_height = 1080;
+  int32_t max_candidates = 500;      // cascade capacity (top_clusters * patches_per_cluster), 1..1024
+  int32_t gestalt_x = 16;            // gestalt grid, 1..64 each
+  int32_t gestalt_y = 16;
+  int32_t gestalt_lod = 64;          // level of detail of gestalt tokens: 64, 128, 256, 384 or 400
+  int32_t saccades = 273;            // saccade slots, 0..1024
+  int32_t total_budget = 100000;     // all tokens' levels of detail, >= gestalt count * gestalt_lod
+  float steepness = 0.0f;            // kappa = 4 sigmoid(steepness) + 0.5, [-20, 20]
+  float offset = 0.0f;               // budget curve offset, [-1, 1]
+  SaccadeStrategy strategy = SaccadeStrategy::kBalanced;
+  uint32_t seed = 0;                 // for kRandom
+  float decay = 0.8f;                // weight of the carried relevance, [0, 1]
+  float motion_boost = 0.8f;         // added where motion > motion_threshold, [0, 1]
+  float motion_threshold = 0.2f;     // [0, 1]
+  // Scene cut: more than cut_share of the pixels have motion (ch 10) above cut_motion. Measured on
+  // photo pairs: real cuts put 63-65% of pixels above 0.2, camera pans of up to 32 px at most 43%;
+  // (0.5, 0.3) would miss real cuts (only 7-9% of pixels exceed 0.5). [0, 1] each.
+  float cut_motion = 0.2f;
+  float cut_share = 0.5f;
+  bool gestalt_overlap = true;       // false: no saccade on a patch holding a gestalt centre
+  int32_t glimpse_size = 16;         // P: glimpses are P x P, 1..64
+  Device device = Device::kCPU;
+  int32_t cuda_device = 0;
+  int32_t num_threads = 0;
+};
+
+// One frame's token pack; pointers into the allocator's memory (host or device per `device`),
+// valid until its next run(). Per-candidate arrays follow the cascade's slots.
+struct TokenPack {
+  Device device = Device::kCPU;
+  int32_t num_tokens = 0;            // N = gestalt tokens + saccade slots
+  int32_t num_gestalt = 0;
+  int32_t glimpse_size = 0;
+  int32_t patch_grid_width = 0, patch_grid_height = 0;
+  const float* positions = nullptr;  // [N, 2] centre (x, y) in pixels; -1 for padding
+  const int32_t* levels = nullptr;   // [N] mip level; -1 for padding
+  const int32_t* budgets = nullptr;  // [N] level of detail; 0 for padding
+  const int32_t* kinds = nullptr;    // [N] 0 gestalt, 1 saccade, -1 padding
+  const int32_t* patches = nullptr;  // [N] patch id; -1 for padding
+  const float* scores = nullptr;     // [N] selection key of saccades, 0 for gestalt
+  const float* glimpses = nullptr;   // [N, 3, P, P] RGB in [0, 1] at each token's level; 0 for padding
+  const float* relevance = nullptr;  // [h4 * w4] relevance carried to the next frame (= channel 39)
+  const float* homunculus = nullptr; // [h4 * w4] levels of detail per patch
+  const int32_t* scene_cut = nullptr;  // [1] 1 when this frame was a scene cut
+  const int32_t* num_saccades = nullptr;  // [1] saccades placed (<= saccades)
+  // per cascade slot (-1 slots hold 0): the three scores, raw MLP output, balanced, relevance
+  const float* info = nullptr;
+  const float* salience = nullptr;
+  const float* query = nullptr;
+  const float* raw = nullptr;
+  const float* balanced = nullptr;
+  const float* candidate_relevance = nullptr;
+  int32_t candidate_capacity = 0;
+};
+
+// The untrained default: raw = mean of the three scores (within ~1.5e-3), each opponent dial
+// at 0.5, mix (0.4, 0.3, 0.3).
+BalanceWeights default_balance_weights() noexcept;
+
+class TokenAllocator {
+ public:
+  static Status create(const AllocatorConfig& config, std::unique_ptr<TokenAllocator>* out) noexcept;
+  ~TokenAllocator();
+  TokenAllocator(const TokenAllocator&) = delete;
+  TokenAllocator& operator=(const TokenAllocator&) = delete;
+
+  // Replace the balancer parameters (default: the untrained "mean of the three scores" MLP,
+  // which the Python package supplies; a C++ host passes its own). Rejects NaN/inf.
+  Status set_weights(const BalanceWeights& weights) noexcept;
+
+  // One frame: reads the texture (levels 0, 4 and the colour at every level) and the cascade's
+  // candidates, writes texture channels 34, 37, 38, 39 and the token pack.
+  Status run(const TextureView& texture, const CascadeView& cascade, bool has_query, TokenPack* out,
+             void* cuda_stream = nullptr) noexcept;
+
+  // Running back: each token of the last run() gets the mean of `features` (float32 [C, h, w],
+  // row-major, covering the whole frame, on the allocator's device) over the 2^level x 2^level
+  // cells around its centre; written to `out` ([N, C], same device). Padding tokens get 0.
+  Status gather_features(const float* features, int channels, int height, int width, float* out,
+                         void* cuda_stream = nullptr) noexcept;
+
+  // Forget the carried relevance (the next frame starts fresh).
+  void reset() noexcept;
+  Status synchronize() noexcept;
+  const AllocatorConfig& config() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit TokenAllocator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace arrcoc

@@ -1,0 +1,171 @@
+// Per-element formulas of stages 3-6 (three scores, opponent balancing, temporal blending,
+// token allocation, gathering), called by csrc/cpu/allocate_cpu.cpp and
+// csrc/cuda/allocate_cuda.cu. The float64 reference is arrcoc_rt.reference.allocate_tokens /
+// glimpses / gather_features; docs/ARCHITECTURE.md states the algorithm.
+#pragma once
+
+#include <math.h>
+
+#include "arrcoc/allocate.h"
+#include "hd.h"
+
+namespace arrcoc::math {
+
+constexpr int kPatch = 16;           // pixels per patch side (= one level-4 texel)
+constexpr int kHidden1 = 128;
+constexpr int kHidden2 = 64;
+constexpr float kLayerNormEps = 1e-5f;
+constexpr int kNumLods = 5;
+
+// Balancer parameters: the public struct (csrc/include/arrcoc/allocate.h).
+using BalanceWeightsData = ::arrcoc::BalanceWeights;
+
+ARRCOC_HD float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// Index of the q-th "percentile" in a sorted list of n: floor(q * (n - 1)) for q = 1/10, 9/10.
+ARRCOC_HD int low_index(int n) { return (n - 1) / 10; }
+ARRCOC_HD int high_index(int n) { return (9 * (n - 1)) / 10; }
+
+// Robust min-max: (x - lo) / (hi - lo) clamped to [0, 1]; 0.5 when the spread is zero.
+ARRCOC_HD float robust_unit(float x, float lo, float hi) {
+  if (!(hi > lo)) return 0.5f;
+  return minf(1.0f, maxf(0.0f, (x - lo) / (hi - lo)));
+}
+
+// raw = sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3) for x = (info, salience, query).
+ARRCOC_HD float balance_mlp(const BalanceWeightsData& w, float info, float sal, float query) {
+  float h1[kHidden1];
+  float mean = 0.0f;
+  for (int k = 0; k < kHidden1; ++k) {
+    h1[k] = w.W1[3 * k] * info + w.W1[3 * k + 1] * sal + w.W1[3 * k + 2] * query + w.b1[k];
+    mean += h1[k];
+  }
+  mean /= static_cast<float>(kHidden1);
+  float var = 0.0f;
+  for (int k = 0; k < kHidden1; ++k) var += (h1[k] - mean) * (h1[k] - mean);
+  const float inv = 1.0f / sqrtf(var / static_cast<float>(kHidden1) + kLayerNormEps);
+  for (int k = 0; k < kHidden1; ++k) h1[k] = maxf(0.0f, (h1[k] - mean) * inv * w.ln_gamma[k] + w.ln_beta[k]);
+  float out = w.b3;
+  for (int j = 0; j < kHidden2; ++j) {
+    float a = w.b2[j];
+    const float* row = w.W2 + j * kHidden1;
+    for (int k = 0; k < kHidden1; ++k) a += row[k] * h1[k];
+    out += w.W3[j] * maxf(0.0f, a);
+  }
+  return sigmoidf(out);
+}
+
+// Number of best candidates the spatial diversity is measured against.
+ARRCOC_HD int diversity_k(int n) {
+  const int k = n / 5 < 50 ? n / 5 : 50;
+  return k < 1 ? 1 : k;
+}
+
+// Opponent processing: compress/particularize (T1), exploit/explore (T2), focus/diversify (T3),
+// mixed. `diversity` is already divided by the frame's largest value.
+ARRCOC_HD float opponent_mix(const BalanceWeightsData& w, float info, float sal, float query, float raw,
+                             float diversity) {
+  const float l1 = sigmoidf(w.lambda_logits[0]), l2 = sigmoidf(w.lambda_logits[1]), l3 = sigmoidf(w.lambda_logits[2]);
+  const float t1 = l1 * info + (1.0f - l1) * query;
+  const float t2 = l2 * sal + (1.0f - l2) * (1.0f - sal);
+  const float t3 = raw + (1.0f - l3) * 0.3f * diversity;
+  return w.mix[0] * t1 + w.mix[1] * t2 + w.mix[2] * t3;
+}
+
+// Temporal blending of one candidate's balanced score with the warped previous relevance,
+// plus the motion boost; clamped to [0, 1]. `has_prev` is false at a scene cut or without history.
+ARRCOC_HD float blend_relevance(float balanced, float cached, bool has_prev, bool cut, float motion, float decay,
+                                float boost, float motion_threshold) {
+  float r = has_prev ? decay * cached + (1.0f - decay) * balanced : balanced;
+  if (!cut && motion > motion_threshold) r += boost;
+  return minf(1.0f, maxf(0.0f, r));
+}
+
+// Source patch of patch (bi, bj) when content moved by (mx, my) pixels: nearest, edge-clamped.
+ARRCOC_HD int warp_source(int bi, int bj, float mx, float my, int w4, int h4) {
+  const int si = clampi(static_cast<int>(floorf(static_cast<float>(bi) - my / kPatch + 0.5f)), 0, h4 - 1);
+  const int sj = clampi(static_cast<int>(floorf(static_cast<float>(bj) - mx / kPatch + 0.5f)), 0, w4 - 1);
+  return si * w4 + sj;
+}
+
+// Uniform [0, 1) per (seed, frame, patch) for the 'random' strategy (32-bit integer hash).
+ARRCOC_HD float hash_unit(uint32_t seed, uint32_t frame, uint32_t patch) {
+  uint32_t x = patch * 0x9E3779B1u + seed * 0x85EBCA77u + frame * 0xC2B2AE3Du;
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
+}
+
+// b = 64 + 336 clamp(s^kappa + offset, 0, 1), kappa = 4 sigmoid(steepness) + 0.5.
+ARRCOC_HD float saccade_budget(float s, float steepness, float offset) {
+  const float kappa = 4.0f * sigmoidf(steepness) + 0.5f;
+  const float v = powf(minf(1.0f, maxf(0.0f, s)), kappa) + offset;
+  return 64.0f + 336.0f * minf(1.0f, maxf(0.0f, v));
+}
+
+// Largest level of detail in {64, 128, 256, 384, 400} not above b.
+ARRCOC_HD int quantize_lod(float b) {
+  return b >= 400.0f ? 400 : b >= 384.0f ? 384 : b >= 256.0f ? 256 : b >= 128.0f ? 128 : 64;
+}
+
+// Mip level of a level of detail: 400 -> 0, 384/256 -> 1, 128 -> 2, 64 -> 3.
+ARRCOC_HD int lod_level(int lod) { return lod >= 400 ? 0 : lod >= 256 ? 1 : lod >= 128 ? 2 : 3; }
+
+// Centre of the existing part of patch p (edge patches are partial), in pixels.
+ARRCOC_HD void patch_centre(int p, int w4, int width, int height, float* x, float* y) {
+  const int bi = p / w4, bj = p % w4;
+  const int x0 = kPatch * bj, y0 = kPatch * bi;
+  const int x1 = x0 + kPatch < width ? x0 + kPatch : width;
+  const int y1 = y0 + kPatch < height ? y0 + kPatch : height;
+  *x = 0.5f * static_cast<float>(x0 + x1);
+  *y = 0.5f * static_cast<float>(y0 + y1);
+}
+
+// Centre of gestalt token t of a gx x gy grid over the frame (row-major).
+ARRCOC_HD void gestalt_centre(int t, int gx, int gy, int width, int height, float* x, float* y) {
+  *x = (static_cast<float>(t % gx) + 0.5f) * static_cast<float>(width) / static_cast<float>(gx);
+  *y = (static_cast<float>(t / gx) + 0.5f) * static_cast<float>(height) / static_cast<float>(gy);
+}
+
+// Patch containing pixel position (x, y).
+ARRCOC_HD int patch_of(float x, float y, int w4, int h4) {
+  return clampi(static_cast<int>(y) / kPatch, 0, h4 - 1) * w4 + clampi(static_cast<int>(x) / kPatch, 0, w4 - 1);
+}
+
+// Level-`level` texel coordinate of glimpse sample u (0..P-1) around a centre at `c` pixels.
+ARRCOC_HD float glimpse_coord(float c, int u, int size, int level) {
+  const float scale = static_cast<float>(1 << level);
+  return (c + (static_cast<float>(u) + 0.5f - 0.5f * static_cast<float>(size)) * scale) / scale - 0.5f;
+}
+
+// Window of a token in a dense [C, h, w] feature map over a width x height frame: the
+// 2^level x 2^level cells around the token's cell, clamped to the map. Returns the side n.
+ARRCOC_HD int feature_window(float x, float y, int level, int width, int height, int h, int w, int* i0, int* j0) {
+  int n = 1 << level;
+  n = n < h ? n : h;
+  const int nw = (1 << level) < w ? (1 << level) : w;
+  const int ci = clampi(static_cast<int>(y * static_cast<float>(h) / static_cast<float>(height)), 0, h - 1);
+  const int cj = clampi(static_cast<int>(x * static_cast<float>(w) / static_cast<float>(width)), 0, w - 1);
+  *i0 = clampi(ci - (1 << level) / 2, 0, h - n);
+  *j0 = clampi(cj - (1 << level) / 2, 0, w - nw);
+  return n * 65536 + nw;  // rows in the high half, columns in the low half
+}
+
+// Mean of feature channel c over token (x, y, level)'s window; 0 for padding (level < 0).
+ARRCOC_HD float gather_feature(const float* features, int c, int h, int w, float x, float y, int level, int width,
+                               int height) {
+  if (level < 0) return 0.0f;
+  int i0, j0;
+  const int packed = feature_window(x, y, level, width, height, h, w, &i0, &j0);
+  const int nr = packed >> 16, nc = packed & 0xffff;
+  const float* plane = features + static_cast<int64_t>(c) * h * w;
+  float s = 0.0f;
+  for (int i = i0; i < i0 + nr; ++i)
+    for (int j = j0; j < j0 + nc; ++j) s += plane[static_cast<int64_t>(i) * w + j];
+  return s / static_cast<float>(nr * nc);
+}
+
+}  // namespace arrcoc::math

@@ -1,0 +1,213 @@
+// Parameter block of stages 3-6, filled by csrc/core/allocate.cpp and read by both backends,
+// plus the per-candidate and per-token steps both backends call. Only ordering statistics
+// (percentiles, top-k, sums) are computed differently: nth_element/sort on the CPU, rank
+// counting and block reductions on CUDA; they give the same values.
+#pragma once
+
+#include "allocate_math.h"
+#include "arrcoc/allocate.h"
+#include "half.h"
+#include "texture_math.h"
+
+namespace arrcoc {
+
+enum Feature { kFeatEcc = 0, kFeatHighPass, kFeatMotion, kFeatSaliency, kFeatEdge, kFeatEntropy, kFeatQuery, kNumFeat };
+constexpr int kFeatureChannel[kNumFeat] = {5, 9, 10, 11, 12, 14, 33};
+// Components with a robust normalization (ecc enters as 1 - ecc): index into lohi pairs.
+enum Component { kCompEntropy = 0, kCompEdge, kCompHighPass, kCompSaliency, kCompMotion, kCompQuery, kNumComp };
+ARRCOC_HD int component_feature(int c) {
+  switch (c) {
+    case kCompEntropy: return kFeatEntropy;
+    case kCompEdge: return kFeatEdge;
+    case kCompHighPass: return kFeatHighPass;
+    case kCompSaliency: return kFeatSaliency;
+    case kCompMotion: return kFeatMotion;
+    default: return kFeatQuery;
+  }
+}
+
+struct AllocateParams {
+  DType dtype;                          // texture element type
+  const void* feat4[kNumFeat];          // level-4 planes of the features (kFeatureChannel)
+  const void* mvx4;                     // ch 35 at level 4
+  const void* mvy4;                     // ch 36 at level 4
+  const void* motion0;                  // ch 10 at level 0 (scene cut)
+  void* out_cached4;                    // ch 34 at level 4 (written)
+  void* out_info4;                      // ch 37 at level 4 (written)
+  void* out_sal4;                       // ch 38 at level 4 (written)
+  void* out_rel4;                       // ch 39 at level 4 (written)
+  const void* rgb[kNumLevels][3];       // ch 0..2 at every level (glimpses)
+  int32_t lw[kNumLevels], lh[kNumLevels];
+  int32_t width, height, w4, h4;
+  const int32_t* slots;                 // cascade candidates, capacity entries, -1 padding
+  int32_t capacity;
+  bool has_query, motion_valid;
+  uint32_t frame_index;
+  const BalanceWeights* weights;        // on the backend's device
+  AllocatorConfig cfg;                  // knobs (the device fields are unused here)
+  int32_t num_gestalt;                  // gestalt_x * gestalt_y
+  int32_t num_tokens;                   // num_gestalt + saccades
+  int32_t room;                         // total_budget - num_gestalt * gestalt_lod
+
+  const float* prev_rel;                // [w4*h4] relevance of the previous frame (valid when has_history)
+  bool has_history;                     // previous frame exists with the same patch grid
+  float* new_rel;                       // [w4*h4] relevance carried to the next frame
+  float* cached;                        // [w4*h4] warped previous relevance
+
+  // per candidate (compacted order), capacity entries each
+  int32_t* cand;                        // patch id
+  int32_t* slot_of;                     // cascade slot
+  float* feat[kNumFeat];                // raw feature values
+  float* info; float* sal; float* query; float* raw; float* div; float* bal; float* rel; float* key;
+  int32_t* eligible;                    // 1 if the candidate may become a saccade
+  int32_t* ranked;                      // CPU: candidate indices being ranked (scratch)
+  float* lohi;                          // [2 * kNumComp] robust normalization bounds
+  int32_t* counters;                    // [0] n, [1] scene cut, [2] saccades kept, [3] level-0 motion count
+  int32_t* kbest;                       // [50] candidates with the best raw
+  int32_t* order;                       // [saccades] selected candidates, best first
+  float* budget;                        // [saccades] budgets after scaling
+  int32_t* lod;                         // [saccades] quantized levels of detail
+
+  // per-slot outputs (capacity entries)
+  float *slot_info, *slot_sal, *slot_query, *slot_raw, *slot_bal, *slot_rel;
+  // token pack (num_tokens entries; glimpses num_tokens * 3 * P * P)
+  float* positions; int32_t* levels; int32_t* budgets; int32_t* kinds; int32_t* patches; float* scores;
+  float* glimpses;
+  float* homunculus;                    // [w4*h4]
+  int32_t num_threads;
+};
+
+template <typename T>
+ARRCOC_HD float plane_value(const void* plane, int64_t i) {
+  return math::load_texel(static_cast<const T*>(plane) + i);
+}
+
+// Scene cut of this frame from the count of level-0 pixels with motion above cut_motion.
+ARRCOC_HD bool is_scene_cut(const AllocateParams& p, int64_t count) {
+  return p.motion_valid && static_cast<double>(count) > static_cast<double>(p.cfg.cut_share) * p.width * p.height;
+}
+
+// Per patch: the warped previous relevance (ch 34) and the decayed carry-over of new_rel.
+template <typename T>
+ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
+  const bool has_prev = p.has_history && !cut;
+  float c = 0.0f;
+  if (has_prev) {
+    const float mx = plane_value<T>(p.mvx4, q), my = plane_value<T>(p.mvy4, q);
+    c = p.prev_rel[math::warp_source(q / p.w4, q % p.w4, mx, my, p.w4, p.h4)];
+  }
+  p.cached[q] = c;
+  p.new_rel[q] = has_prev ? p.cfg.decay * c : 0.0f;
+  math::store_texel(static_cast<T*>(p.out_cached4) + q, c);
+  math::store_texel(static_cast<T*>(p.out_info4) + q, 0.0f);
+  math::store_texel(static_cast<T*>(p.out_sal4) + q, 0.0f);
+  p.homunculus[q] = 0.0f;
+}
+
+template <typename T>
+ARRCOC_HD void load_features(const AllocateParams& p, int i) {
+  const int q = p.cand[i];
+  for (int f = 0; f < kNumFeat; ++f) p.feat[f][i] = plane_value<T>(p.feat4[f], q);
+}
+
+// Does a gestalt centre fall inside patch q?
+ARRCOC_HD bool patch_has_gestalt(const AllocateParams& p, int q) {
+  const int bi = q / p.w4, bj = q % p.w4;
+  bool col = false, row = false;
+  for (int a = 0; a < p.cfg.gestalt_x; ++a) {
+    float x, y;
+    math::gestalt_centre(a, p.cfg.gestalt_x, p.cfg.gestalt_y, p.width, p.height, &x, &y);
+    col = col || math::patch_of(x, 0.0f, p.w4, p.h4) % p.w4 == bj;
+  }
+  for (int b = 0; b < p.cfg.gestalt_y; ++b) {
+    float x, y;
+    math::gestalt_centre(b * p.cfg.gestalt_x, p.cfg.gestalt_x, p.cfg.gestalt_y, p.width, p.height, &x, &y);
+    row = row || math::patch_of(0.0f, y, p.w4, p.h4) / p.w4 == bi;
+  }
+  return col && row;
+}
+
+// The three ways of knowing of candidate i (lohi holds the frame's robust bounds).
+ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
+  auto unit = [&](int comp) {
+    return math::robust_unit(p.feat[component_feature(comp)][i], p.lohi[2 * comp], p.lohi[2 * comp + 1]);
+  };
+  p.info[i] = (unit(kCompEntropy) + unit(kCompEdge) + unit(kCompHighPass)) / 3.0f;
+  p.sal[i] = (unit(kCompSaliency) + (1.0f - p.feat[kFeatEcc][i]) + unit(kCompMotion)) / 3.0f;
+  p.query[i] = p.has_query ? unit(kCompQuery) : 0.5f;
+  p.raw[i] = math::balance_mlp(*p.weights, p.info[i], p.sal[i], p.query[i]);
+}
+
+// Distance (patch units) from candidate i to the nearest of the k best by raw.
+ARRCOC_HD float nearest_best_distance(const AllocateParams& p, int i, int k) {
+  const int q = p.cand[i];
+  const float x = static_cast<float>(q % p.w4), y = static_cast<float>(q / p.w4);
+  float best = 3.0e38f;
+  for (int m = 0; m < k; ++m) {
+    const int o = p.cand[p.kbest[m]];
+    const float dx = x - static_cast<float>(o % p.w4), dy = y - static_cast<float>(o / p.w4);
+    best = math::minf(best, sqrtf(dx * dx + dy * dy));
+  }
+  return best;
+}
+
+// Relevance after temporal blending, and the strategy's selection key, of candidate i.
+template <typename T>
+ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
+  const int q = p.cand[i];
+  p.rel[i] = math::blend_relevance(p.bal[i], p.cached[q], p.has_history && !cut, cut, p.feat[kFeatMotion][i],
+                                   p.cfg.decay, p.cfg.motion_boost, p.cfg.motion_threshold);
+  switch (p.cfg.strategy) {
+    case SaccadeStrategy::kRandom: p.key[i] = math::hash_unit(p.cfg.seed, p.frame_index, static_cast<uint32_t>(q)); break;
+    case SaccadeStrategy::kSaliency: p.key[i] = p.sal[i]; break;
+    case SaccadeStrategy::kQuery: p.key[i] = p.query[i]; break;
+    default: p.key[i] = p.rel[i]; break;
+  }
+  p.eligible[i] = (p.cfg.gestalt_overlap || !patch_has_gestalt(p, q)) ? 1 : 0;
+}
+
+// True when candidate a comes before candidate b in a ranking by value (desc, then index).
+ARRCOC_HD bool ranks_before(float va, int a, float vb, int b) { return va > vb || (va == vb && a < b); }
+
+// Writes token t of the pack (gestalt tokens first, then saccade slot t - G).
+template <typename T>
+ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept) {
+  const int G = p.num_gestalt;
+  float x = -1.0f, y = -1.0f, score = 0.0f;
+  int level = -1, budget = 0, kind = -1, patch = -1;
+  if (t < G) {
+    math::gestalt_centre(t, p.cfg.gestalt_x, p.cfg.gestalt_y, p.width, p.height, &x, &y);
+    level = math::lod_level(p.cfg.gestalt_lod);
+    budget = p.cfg.gestalt_lod;
+    kind = 0;
+    patch = math::patch_of(x, y, p.w4, p.h4);
+  } else if (t - G < kept) {
+    const int s = t - G, i = p.order[s];
+    patch = p.cand[i];
+    math::patch_centre(patch, p.w4, p.width, p.height, &x, &y);
+    budget = p.lod[s];
+    level = math::lod_level(budget);
+    kind = 1;
+    score = p.key[i];
+  }
+  p.positions[2 * t] = x;
+  p.positions[2 * t + 1] = y;
+  p.levels[t] = level;
+  p.budgets[t] = budget;
+  p.kinds[t] = kind;
+  p.patches[t] = patch;
+  p.scores[t] = score;
+}
+
+// One glimpse sample: token t, colour c, row v, column u (0 for padding).
+template <typename T>
+ARRCOC_HD float glimpse_sample(const AllocateParams& p, int t, int c, int v, int u) {
+  const int level = p.levels[t];
+  if (level < 0) return 0.0f;
+  const int P = p.cfg.glimpse_size;
+  const float xs = math::glimpse_coord(p.positions[2 * t], u, P, level);
+  const float ys = math::glimpse_coord(p.positions[2 * t + 1], v, P, level);
+  return math::sample_bilinear(static_cast<const T*>(p.rgb[level][c]), p.lw[level], p.lh[level], xs, ys);
+}
+
+}  // namespace arrcoc

@@ -1,0 +1,243 @@
+"""The relevance pipeline from Python: texture -> cluster cascade -> three scores -> fused
+balance / temporal blend / allocation -> gathered token pack (see docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import _native
+from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
+from .frames import describe_array, stream_handle
+from .texture import Texture, TextureBuilder
+from .weights import default_weights, load_weights, validate
+
+STRATEGIES = ("balanced", "random", "saliency", "query")
+LODS = (64, 128, 256, 384, 400)
+
+# name: (default, low, high, kind); documented in the Pipeline docstring
+ALLOCATOR_DEFAULTS = {
+    "gestalt_x": (16, 1, 64, int),
+    "gestalt_y": (16, 1, 64, int),
+    "saccades": (273, 0, 1024, int),
+    "total_budget": (100_000, 1, 10_000_000, int),
+    "steepness": (0.0, -20.0, 20.0, float),
+    "offset": (0.0, -1.0, 1.0, float),
+    "seed": (0, 0, 2**32 - 1, int),
+    "decay": (0.8, 0.0, 1.0, float),
+    "motion_boost": (0.8, 0.0, 1.0, float),
+    "motion_threshold": (0.2, 0.0, 1.0, float),
+    "cut_motion": (0.2, 0.0, 1.0, float),
+    "cut_share": (0.5, 0.0, 1.0, float),
+    "glimpse_size": (16, 1, 64, int),
+}
+
+
+def _check(name, value, spec):
+    default, lo, hi, kind = spec
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number; got {type(value).__name__}")
+    if kind is int and int(value) != value:
+        raise TypeError(f"{name}: expected an int; got {value!r}")
+    v = kind(value)
+    if not math.isfinite(v) or v < lo or v > hi:
+        raise ValueError(f"{name}: {value!r} is out of range; expected {lo}..{hi}" if kind is int
+                         else f"{name}: {value!r} is out of range; expected [{lo}, {hi}]")
+    return v
+
+
+@dataclass
+class FrameResult:
+    """One processed frame. Token arrays have N = gestalt + saccade slots entries, gestalt first;
+    missing saccades are padding (kind -1, level -1, budget 0)."""
+
+    frame_index: int
+    tokens: np.ndarray        # [N, 3, P, P] float32 RGB glimpses at each token's mip level
+    positions: np.ndarray     # [N, 2] float32 centre (x, y) in pixels
+    levels: np.ndarray        # [N] int32 mip level (400 -> 0, 256/384 -> 1, 128 -> 2, 64 -> 3)
+    budgets: np.ndarray       # [N] int32 level of detail (64..400)
+    kinds: np.ndarray         # [N] int32: 0 gestalt, 1 saccade, -1 padding
+    scores: np.ndarray        # [N] float32 selection key of saccades
+    patches: np.ndarray       # [N] int32 patch id (row * patch_grid[0] + column)
+    relevance: np.ndarray     # [h4, w4] float32 relevance map carried to the next frame
+    homunculus: np.ndarray    # [h4, w4] float32 levels of detail per patch
+    scene_cut: bool
+    num_saccades: int
+    candidates: np.ndarray    # [slots] int32 candidate patches from the cascade (-1 padding)
+    info: np.ndarray          # [slots] per candidate: information (propositional)
+    salience: np.ndarray      # [slots] salience (perspectival)
+    query: np.ndarray         # [slots] query relevance (participatory)
+    balanced: np.ndarray      # [slots] after opponent processing
+    timings: dict = field(default_factory=dict)  # ms per stage
+    motion_valid: bool = False
+    texture: Texture | None = None
+    _pipeline: "Pipeline | None" = field(default=None, repr=False)
+
+    @property
+    def saccade_mask(self) -> np.ndarray:
+        return self.kinds == 1
+
+    def gather_features(self, features, out=None):
+        """Running back: [N, C] features of the model's own encoder for each token, the mean of
+        ``features`` ([C, h, w] float32 over the whole frame) over the 2^level x 2^level cells around
+        the token. CPU: NumPy in and out. CUDA: a CUDA tensor in, and ``out`` a CUDA float32 [N, C]."""
+        return self._pipeline._gather(self, features, out)
+
+
+class Pipeline:
+    """Where should a frozen VLM look? One object per stream, created for a maximum frame size.
+
+    ``process(frame, query=None)`` runs, per frame: the 40-channel texture, the cluster cascade,
+    the three scores, the fused balance / temporal blend / allocation, and the glimpse gather.
+
+    Config (defaults; ranges): patch 16 (only 16: one patch = one level-4 texel); cascade:
+    num_seeds 48 (1..256), iterations 3 (1..20), compactness 0.1 ((0, 10]), top_clusters 10
+    (1..256), patches_per_cluster 50 (1..4096; top_clusters * patches_per_cluster <= 1024),
+    motion_weight 1.0 and query_weight 1.0 ([0, 100]); allocation: gestalt_x = gestalt_y = 16
+    (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * 64),
+    steepness 0 ([-20, 20]), offset 0 ([-1, 1]), strategy 'balanced' | 'random' | 'saliency' |
+    'query', seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share
+    0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion > cut_motion), gestalt_overlap True, glimpse_size 16 (1..64); weights: None (the untrained
+    default), a path (.npz / .json) or a dict (see arrcoc_rt.weights).
+    """
+
+    def __init__(self, width: int, height: int, device: str = "auto", *, dtype: str = "float16", weights=None,
+                 num_threads: int = 0, patch: int = 16, strategy: str = "balanced", gestalt_lod: int = 64,
+                 gestalt_overlap: bool = True, **config):
+        if patch != 16:
+            raise ValueError(f"patch: {patch!r} is not supported; expected 16 (one patch is one level-4 texel)")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if gestalt_lod not in LODS:
+            raise ValueError(f"gestalt_lod: {gestalt_lod!r} is not a level of detail; expected one of {LODS}")
+        if not isinstance(gestalt_overlap, bool):
+            raise TypeError(f"gestalt_overlap: expected a bool; got {type(gestalt_overlap).__name__}")
+        unknown = set(config) - set(CASCADE_DEFAULTS) - set(ALLOCATOR_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)}; expected {sorted(set(CASCADE_DEFAULTS) | set(ALLOCATOR_DEFAULTS))}")
+        cascade_cfg = {k: _check_knob(k, config[k]) for k in CASCADE_DEFAULTS if k in config}
+        alloc_cfg = {k: _check(k, config.get(k, spec[0]), spec) for k, spec in ALLOCATOR_DEFAULTS.items()}
+        gestalt = alloc_cfg["gestalt_x"] * alloc_cfg["gestalt_y"]
+        if alloc_cfg["total_budget"] < gestalt * gestalt_lod:
+            raise ValueError(f"total_budget: {alloc_cfg['total_budget']} cannot hold the {gestalt} gestalt tokens of "
+                             f"{gestalt_lod} ({gestalt * gestalt_lod}); raise it or shrink the gestalt grid")
+        self.texture_builder = TextureBuilder(width, height, device, dtype, num_threads=num_threads)
+        self.device = self.texture_builder.device
+        self.width, self.height = self.texture_builder.max_width, self.texture_builder.max_height
+        self.cascade = ClusterCascade(width, height, self.device, num_threads=num_threads, **cascade_cfg)
+        slots = self.cascade.config["top_clusters"] * self.cascade.config["patches_per_cluster"]
+        if slots > 1024:
+            raise ValueError(f"top_clusters * patches_per_cluster = {slots} candidates; expected at most 1024")
+        self.config = dict(self.cascade.config, **alloc_cfg, strategy=strategy, gestalt_lod=gestalt_lod,
+                           gestalt_overlap=gestalt_overlap, patch=16)
+        self._allocator = _native.TokenAllocator(dict(
+            alloc_cfg, max_width=self.width, max_height=self.height, max_candidates=slots, gestalt_lod=gestalt_lod,
+            strategy=STRATEGIES.index(strategy), gestalt_overlap=gestalt_overlap, device=self.device,
+            cuda_device=self.texture_builder.cuda_device, num_threads=int(num_threads)))
+        self.set_weights(weights)
+        self._frames = 0
+
+    # ------------------------------------------------------------------ configuration
+    def set_weights(self, weights=None) -> None:
+        """Balancer parameters: None (untrained default), a .npz/.json path, or a dict."""
+        if weights is None:
+            w = default_weights()
+        elif isinstance(weights, (str, Path)):
+            w = load_weights(weights)
+        else:
+            w = validate(weights)
+        self._allocator.set_weights(w)
+        self.weights = w
+
+    def reset(self) -> None:
+        """Forget all temporal state (motion history and carried relevance)."""
+        self.texture_builder.reset()
+        self._allocator.reset()
+
+    # ------------------------------------------------------------------ per frame
+    def _query_map(self, query, tex: Texture):
+        """A similarity map for channel 33 on the patch grid, from a [h4, w4] or [H, W] array."""
+        if query is None:
+            return None
+        if isinstance(query, str):
+            raise TypeError("query: text queries need a semantic encoder (CLIP/SigLIP), which this pipeline "
+                            "does not have yet; pass a similarity map (H x W or patch grid) instead")
+        q = np.asarray(query)
+        if q.dtype.kind not in "fiu":
+            raise TypeError(f"query: dtype {q.dtype} is not numeric; expected a float similarity map")
+        q = q.astype(np.float32)
+        w4, h4 = tex.level_sizes[4]
+        if q.ndim == 1:
+            raise TypeError("query: a query vector needs the semantic channels (17..32) of an encoder, which this "
+                            "pipeline does not have yet; pass a similarity map (H x W or patch grid) instead")
+        if q.ndim != 2:
+            raise ValueError(f"query: expected a 2-D similarity map; got shape {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise ValueError("query: the similarity map contains NaN or inf")
+        if q.shape == (h4, w4):
+            return np.ascontiguousarray(q)
+        if q.shape == (tex.height, tex.width):  # mean over each 16x16 patch (partial at the edges)
+            pad = np.pad(q, ((0, 16 * h4 - tex.height), (0, 16 * w4 - tex.width)), mode="edge")
+            return np.ascontiguousarray(pad.reshape(h4, 16, w4, 16).mean(axis=(1, 3)), np.float32)
+        raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({tex.height}, "
+                         f"{tex.width}) nor its patch grid ({h4}, {w4})")
+
+    def process(self, frame, query=None, *, pixel_format: str | None = None, stream=None) -> FrameResult:
+        """One frame -> FrameResult. ``query``: None (neutral), or a similarity map over the frame
+        ([H, W]) or its patch grid ([ceil(H/16), ceil(W/16)])."""
+        t = {}
+        t0 = time.perf_counter()
+        tex = self.texture_builder.build(frame, pixel_format=pixel_format, stream=stream)
+        qmap = self._query_map(query, tex)
+        if qmap is not None:
+            self.texture_builder._native.set_patch_channel(33, qmap)
+        self.texture_builder.synchronize()
+        t1 = time.perf_counter()
+        rc = self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
+        t2 = time.perf_counter()
+        r = self._allocator.run(self.texture_builder._native, self.cascade._native, qmap is not None,
+                                stream_handle(stream))
+        t3 = time.perf_counter()
+        t.update(texture=(t1 - t0) * 1e3, cascade=(t2 - t1) * 1e3, allocate_and_gather=(t3 - t2) * 1e3,
+                 total=(t3 - t0) * 1e3)
+        candidates = self.cascade._native.fetch(rc["candidate_patch"], rc["capacity"], "int32")
+        self._frames += 1
+        return FrameResult(
+            frame_index=tex.frame_index - 1, tokens=r["glimpses"], positions=r["positions"], levels=r["levels"],
+            budgets=r["budgets"], kinds=r["kinds"], scores=r["scores"], patches=r["patches"],
+            relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
+            num_saccades=int(r["num_saccades"][0]), candidates=candidates, info=r["info"],
+            salience=r["salience"], query=r["query"], balanced=r["balanced"], timings=t,
+            motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
+
+    def _gather(self, result: FrameResult, features, out):
+        if result.texture is not None:
+            result.texture._check_fresh()
+        n = len(result.kinds)
+        if self.device == "cpu":
+            f = np.asarray(features)
+            if f.dtype != np.float32:
+                raise TypeError(f"features: dtype {f.dtype} is not supported; expected float32")
+            if f.ndim != 3:
+                raise ValueError(f"features: expected shape [C, h, w]; got {f.shape}")
+            f = np.ascontiguousarray(f)
+            if not np.all(np.isfinite(f)):
+                raise ValueError("features: contains NaN or inf")
+            res = np.empty((n, f.shape[0]), np.float32)
+            self._allocator.gather(f.__array_interface__["data"][0], f.shape[0], f.shape[1], f.shape[2],
+                                   res.__array_interface__["data"][0], 0)
+            return res
+        d = describe_array(features, "features", dtype="float32")
+        if out is None:
+            raise ValueError("out: on CUDA pass a float32 CUDA tensor of shape [N, C] to receive the features")
+        o = describe_array(out, "out", dtype="float32")
+        if d.device != 1 or o.device != 1:
+            raise ValueError("features/out: this pipeline runs on CUDA; pass CUDA tensors")
+        if len(d.shape) != 3 or tuple(o.shape) != (n, d.shape[0]):
+            raise ValueError(f"features/out: expected [C, h, w] and [{n}, C]; got {d.shape} and {o.shape}")
+        self._allocator.gather(d.ptr, d.shape[0], d.shape[1], d.shape[2], o.ptr, 0)
+        return out

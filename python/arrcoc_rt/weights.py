@@ -1,0 +1,94 @@
+"""Parameters of the opponent-processing balancer: load, save, validate, and the untrained default.
+
+The balancer computes, per candidate with scores x = (info, salience, query) in [0, 1]:
+
+    h1  = ReLU(LayerNorm(W1 x + b1) * ln_gamma + ln_beta)      W1 [128, 3]   (LayerNorm eps 1e-5)
+    h2  = ReLU(W2 h1 + b2)                                     W2 [64, 128]
+    raw = sigmoid(W3 h2 + b3)                                  W3 [1, 64]
+    lambda_i = sigmoid(lambda_logits[i])                       3 opponent dials
+    balanced = mix . (T1, T2, T3), then min-max over the frame's candidates   mix [3]
+
+File formats (both hold exactly these keys): ``.npz`` (``np.savez``) or ``.json`` (lists of numbers):
+``W1, b1, ln_gamma, ln_beta, W2, b2, W3, b3, lambda_logits, mix``.
+
+Untrained default (``default_weights()``): raw equals the **mean of the three scores** to within
+1.5e-3 on [0, 1]: the first layer puts m = mean(x) and -m on two units (the other 126 are zero), so the
+LayerNorm's mean is exactly 0; a small first-layer scale keeps it in its linear regime (its eps
+dominates); 63 ReLU hinges of the second layer then build a piecewise-linear logit(m) that the final
+sigmoid undoes. lambda_logits = 0 (each dial at 0.5), mix = (0.4, 0.3, 0.3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+HIDDEN1, HIDDEN2 = 128, 64
+LN_EPS = 1e-5
+SHAPES = {
+    "W1": (HIDDEN1, 3), "b1": (HIDDEN1,), "ln_gamma": (HIDDEN1,), "ln_beta": (HIDDEN1,),
+    "W2": (HIDDEN2, HIDDEN1), "b2": (HIDDEN2,), "W3": (1, HIDDEN2), "b3": (1,),
+    "lambda_logits": (3,), "mix": (3,),
+}
+
+
+def default_weights() -> dict:
+    """The untrained default described in the module docstring (float32 arrays). Built by the
+    C++ core (arrcoc::default_balance_weights), the one place that constructs it."""
+    from . import _native
+
+    return validate(_native.default_balance_weights(), "default weights")
+
+
+def validate(weights: dict, source: str = "weights") -> dict:
+    """Checks keys, shapes and finiteness; returns float32 C-contiguous copies."""
+    if not isinstance(weights, dict):
+        raise TypeError(f"{source}: expected a dict of arrays; got {type(weights).__name__}")
+    missing = sorted(set(SHAPES) - set(weights))
+    extra = sorted(set(weights) - set(SHAPES))
+    if missing or extra:
+        raise ValueError(f"{source}: keys do not match; missing {missing}, unexpected {extra}; "
+                         f"expected exactly {sorted(SHAPES)}")
+    out = {}
+    for k, shape in SHAPES.items():
+        a = np.asarray(weights[k])
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"{source}: {k} has dtype {a.dtype}; expected numbers")
+        a = np.ascontiguousarray(a, np.float32)
+        if a.shape != shape:
+            raise ValueError(f"{source}: {k} has shape {a.shape}; expected {shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{source}: {k} contains NaN or inf")
+        out[k] = a
+    return out
+
+
+def load_weights(path) -> dict:
+    """Balancer parameters from an .npz or .json file (see the module docstring)."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"weights: file {str(p)!r} does not exist")
+    if p.suffix == ".npz":
+        with np.load(p) as z:
+            return validate({k: z[k] for k in z.files}, str(p))
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"weights: {str(p)!r} is not valid JSON: {e}") from None
+        return validate({k: np.asarray(v, np.float64) for k, v in data.items()} if isinstance(data, dict) else data,
+                        str(p))
+    raise ValueError(f"weights: {str(p)!r} has suffix {p.suffix!r}; expected .npz or .json")
+
+
+def save_weights(weights: dict, path) -> None:
+    w = validate(weights)
+    p = Path(path)
+    if p.suffix == ".npz":
+        np.savez(p, **w)
+    elif p.suffix == ".json":
+        p.write_text(json.dumps({k: v.tolist() for k, v in w.items()}))
+    else:
+        raise ValueError(f"weights: {str(p)!r} has suffix {p.suffix!r}; expected .npz or .json")
