@@ -8,9 +8,9 @@
 
 #include "arrcoc/status.h"
 
-#define ARRCOC_GUARD(body)                                                         \
+#define ARRCOC_GUARD(...)                                                         \
   try {                                                                            \
-    body                                                                           \
+    __VA_ARGS__                                                                    \
   } catch (const std::bad_alloc&) {                                                \
     return Status(StatusCode::kOutOfMemory, "out of host memory");                 \
   } catch (const std::exception& e) {                                              \

@@ -213,6 +213,45 @@ void test_cascade() {
   check_status(c->run(tex, &out), StatusCode::kOutOfRange, "texture larger than the cascade", "exceeds the maximum");
 }
 
+void test_pipeline_end_to_end() {
+  using arrcoc::StatusCode;
+  arrcoc::PipelineConfig pc;
+  pc.texture.max_width = 320;
+  pc.texture.max_height = 240;
+  pc.allocator.total_budget = 100;  // cannot hold 256 gestalt tokens
+  std::unique_ptr<arrcoc::Pipeline> pipe;
+  check_status(arrcoc::Pipeline::create(pc, &pipe), StatusCode::kOutOfRange, "pipeline with a tiny budget",
+               "total_budget");
+  pc.allocator.total_budget = 60000;
+  check_status(arrcoc::Pipeline::create(pc, &pipe), StatusCode::kOk, "create pipeline 320x240");
+  if (!pipe) return;
+  std::vector<uint8_t> px(320 * 240 * 3, 80);
+  arrcoc::PipelineResult r;
+  for (int f = 0; f < 3; ++f) {
+    for (int y = 100; y < 132; ++y)
+      for (int x = 40 + 10 * f; x < 72 + 10 * f; ++x) px[(y * 320 + x) * 3 + 1] = 250;
+    check_status(pipe->process(rgb_frame(px, 320, 240), nullptr, &r), StatusCode::kOk, "process frame");
+  }
+  const arrcoc::TokenPack& t = r.tokens;
+  check(t.num_tokens == 256 + 273 && t.num_gestalt == 256, "529 tokens, 256 gestalt");
+  long long total = 0;
+  int saccades = 0;
+  for (int i = 0; i < t.num_tokens; ++i) {
+    total += t.budgets[i];
+    saccades += t.kinds[i] == 1;
+  }
+  check(total <= 60000, "total budget respected");
+  check(saccades == *t.num_saccades && saccades > 0, "saccades placed and counted");
+  check(r.stage_ms[0] > 0.0 && r.stage_ms[2] > 0.0, "stage timings measured");
+  std::vector<float> q(static_cast<size_t>(t.patch_grid_width) * t.patch_grid_height, 0.0f);
+  q[0] = NAN;
+  check_status(pipe->process(rgb_frame(px, 320, 240), q.data(), &r), StatusCode::kInvalidArgument,
+               "NaN in the query map", "NaN");
+  arrcoc::BalanceWeights w = arrcoc::default_balance_weights();
+  w.mix[1] = INFINITY;
+  check_status(pipe->set_weights(w), StatusCode::kInvalidArgument, "infinite weights", "NaN or inf");
+}
+
 }  // namespace
 
 int main() {
@@ -223,6 +262,7 @@ int main() {
   test_values_and_layout();
   test_motion_vectors();
   test_cascade();
+  test_pipeline_end_to_end();
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

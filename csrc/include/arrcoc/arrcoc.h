@@ -5,6 +5,7 @@
 #include "arrcoc/cascade.h"
 #include "arrcoc/channels.h"
 #include "arrcoc/frame.h"
+#include "arrcoc/pipeline.h"
 #include "arrcoc/runtime.h"
 #include "arrcoc/status.h"
 #include "arrcoc/texture.h"

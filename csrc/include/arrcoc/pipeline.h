@@ -1,0 +1,52 @@
+// The whole front end in one object: texture -> cluster cascade -> three scores -> fused
+// balance/temporal/allocation -> glimpses. Created once for a maximum frame size; process() per frame.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "arrcoc/allocate.h"
+#include "arrcoc/cascade.h"
+#include "arrcoc/frame.h"
+#include "arrcoc/status.h"
+#include "arrcoc/texture.h"
+
+namespace arrcoc {
+
+struct PipelineConfig {
+  // Maximum frame size, device, dtype and threads are taken from `texture` and applied to every
+  // stage; the cascade's and allocator's own max-size/device fields are ignored.
+  TextureConfig texture;
+  CascadeConfig cascade;
+  AllocatorConfig allocator;
+  // Synchronize after each stage on CUDA so the per-stage timings are real (costs a little).
+  bool synchronize_stages = false;
+};
+
+struct PipelineResult {
+  TextureView texture;   // the frame's texture (channels 13, 33, 34, 37-39 filled by the stages)
+  CascadeView cascade;   // clusters and candidates
+  TokenPack tokens;      // the token pack for the VLM
+  double stage_ms[3] = {0.0, 0.0, 0.0};  // texture, cascade, allocate+gather (host clock)
+};
+
+class Pipeline {
+ public:
+  static Status create(const PipelineConfig& config, std::unique_ptr<Pipeline>* out) noexcept;
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // One frame. `query_map` (nullable): host float32 similarity per patch, [ceil(h/16), ceil(w/16)].
+  Status process(const FrameView& frame, const float* query_map, PipelineResult* out) noexcept;
+  Status set_weights(const BalanceWeights& weights) noexcept;
+  void reset() noexcept;  // forget motion history and carried relevance
+
+  struct Impl;
+
+ private:
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace arrcoc
