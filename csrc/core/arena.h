@@ -46,10 +46,19 @@ class Arena {
   std::vector<void*> blocks_;
 };
 
-// An operator about to run on `device`: Ok for the CPU; for CUDA, the device must be compiled in,
-// present, and current.
+// An operator about to run on `device`. CPU: the processor must have what the CPU backend was
+// compiled for (x86-64-v3 by default: AVX2, FMA, F16C) - an error status, not a crash, if not.
+// CUDA: the backend must be compiled in, the device present, and made current.
 inline Status prepare_device(Device device, int ordinal) {
-  if (device == Device::kCPU) return Status::Ok();
+  if (device == Device::kCPU) {
+#if defined(ARRCOC_CPU_X86_64_V3)
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+      return Status(StatusCode::kInvalidArgument,
+                    "this CPU lacks AVX2/FMA/F16C, which this build's CPU backend needs (x86-64-v3); "
+                    "rebuild with -DARRCOC_CPU_BASELINE=OFF (env CMAKE_ARGS) or use device='cuda'");
+#endif
+    return Status::Ok();
+  }
   if (!cuda::compiled()) return cuda::set_device(0);  // answers "not built with CUDA"
   return cuda::set_device(ordinal);
 }

@@ -223,13 +223,6 @@ Status TextureBuilder::create(const TextureConfig& config, std::unique_ptr<Textu
     if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<TextureBuilder>*) is null");
     Status s = check_config(config);
     if (!s.ok()) return s;
-#if defined(ARRCOC_CPU_X86_64_V3)
-    if (config.device == Device::kCPU &&
-        !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
-      return Status(StatusCode::kInvalidArgument,
-                    "this CPU lacks AVX2/FMA/F16C, which this build's CPU backend needs (x86-64-v3); "
-                    "rebuild with -DARRCOC_CPU_BASELINE=OFF (env CMAKE_ARGS) or use device='cuda'");
-#endif
     if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
     auto impl = std::make_unique<Impl>(config);
     if (!(s = impl->allocate()).ok()) return s;
