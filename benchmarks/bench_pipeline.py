@@ -1,0 +1,77 @@
+"""The whole front end (Pipeline.process: texture, cascade, scores + fused allocation, glimpses)
+at 640x480, 1280x720 and 1920x1080, with per-stage medians in extra_info; and the float64 NumPy
+reference of the same stages at 640x480 for the ratio."""
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt import reference as R
+from conftest import SIZES, record
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
+
+
+def _stage_medians(timings):
+    return {k: round(float(np.median([t[k] for t in timings])), 3) for k in timings[0]}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_pipeline_cpu(benchmark, frames, size):
+    benchmark.group = f"pipeline {size}"
+    w, h = SIZES[size]
+    pipe = arrcoc_rt.Pipeline(w, h, "cpu")
+    f1, f2 = frames[size]
+    pipe.process(f1)
+    timings, state = [], {"i": 0}
+
+    def run():
+        state["i"] += 1
+        timings.append(pipe.process(f2 if state["i"] % 2 else f1).timings)
+
+    benchmark.pedantic(run, rounds=20, warmup_rounds=2, iterations=1)
+    benchmark.extra_info["stage_median_ms"] = _stage_medians(timings)
+    record(benchmark, benchmark.group, "arrcoc-cpu", 0)
+
+
+@pytest.mark.skipif(not arrcoc_rt.cuda_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("size", list(SIZES))
+def test_pipeline_cuda(benchmark, frames, size):
+    torch = pytest.importorskip("torch")
+    benchmark.group = f"pipeline {size}"
+    w, h = SIZES[size]
+    pipe = arrcoc_rt.Pipeline(w, h, "cuda")
+    gpu = [torch.from_numpy(f).cuda() for f in frames[size]]
+    for _ in range(10):
+        pipe.process(gpu[0])
+    timings, state = [], {"i": 0}
+
+    def run():
+        state["i"] += 1
+        timings.append(pipe.process(gpu[state["i"] % 2]).timings)
+
+    benchmark.pedantic(run, rounds=50, warmup_rounds=5, iterations=1)
+    benchmark.extra_info["stage_median_ms"] = _stage_medians(timings)
+    record(benchmark, benchmark.group, "arrcoc-cuda", 0)
+
+
+def test_pipeline_numpy_reference_640(benchmark, frames):
+    """What the same stages cost in plain NumPy (the float64 reference), one frame pair."""
+    benchmark.group = "pipeline 640x480"
+    f1, f2 = frames["640x480"]
+    pipe = arrcoc_rt.Pipeline(640, 480, "cpu")
+    weights = pipe.weights
+    prev = R.build_texture(f1)
+
+    def run():
+        t = R.build_texture(f2, previous=prev)
+        planes = {(c, k): t.channel(c, k).astype(np.float32) for c, k in
+                  [(3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (11, 4), (10, 4), (33, 4)]}
+        cas = R.cluster_cascade(planes)
+        level4 = {c: t.channel(c, 4) for c in (5, 9, 10, 11, 12, 14, 33, 35, 36)}
+        a = R.allocate_tokens(level4, t.channel(10, 0), True, cas.candidates, 640, 480, weights)
+        rgb = [np.stack([t.channel(c, k) for c in range(3)]) for k in range(5)]
+        R.glimpses(rgb, a.positions, a.levels)
+
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)
+    record(benchmark, benchmark.group, "numpy-reference-float64", 0)
