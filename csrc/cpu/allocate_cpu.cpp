@@ -6,21 +6,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "parallel.h"
 #include "../shared/allocate_params.h"
 
 namespace arrcoc::cpu {
 namespace {
-
-template <typename F>
-void parallel_for(int n, int threads, F&& body) {
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(threads) if (n > 64)
-  for (int i = 0; i < n; ++i) body(i);
-#else
-  (void)threads;
-  for (int i = 0; i < n; ++i) body(i);
-#endif
-}
 
 // Value at sorted index k of values[0..n), using `tmp` (n floats) as scratch.
 float sorted_at(const float* values, int n, int k, float* tmp) {
@@ -112,20 +102,8 @@ void run_typed(const AllocateParams& p) {
   p.counters[1] = cut ? 1 : 0;
   p.counters[2] = kept;
   p.counters[3] = static_cast<int32_t>(std::min<int64_t>(moving, 0x7fffffff));
-  for (float* a : {p.slot_info, p.slot_sal, p.slot_query, p.slot_raw, p.slot_bal, p.slot_rel})
-    std::fill(a, a + p.capacity, 0.0f);
-  for (int i = 0; i < n; ++i) {
-    const int s = p.slot_of[i], q = p.cand[i];
-    p.slot_info[s] = p.info[i];
-    p.slot_sal[s] = p.sal[i];
-    p.slot_query[s] = p.query[i];
-    p.slot_raw[s] = p.raw[i];
-    p.slot_bal[s] = p.bal[i];
-    p.slot_rel[s] = p.rel[i];
-    p.new_rel[q] = p.rel[i];
-    math::store_texel(static_cast<T*>(p.out_info4) + q, p.info[i]);
-    math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);
-  }
+  for (int s = 0; s < p.capacity; ++s) clear_slot(p, s);
+  for (int i = 0; i < n; ++i) publish_candidate<T>(p, i);
   for (int q = 0; q < npatch; ++q) math::store_texel(static_cast<T*>(p.out_rel4) + q, p.new_rel[q]);
 
   // Stage 6: tokens, homunculus, glimpses.

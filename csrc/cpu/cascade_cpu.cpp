@@ -6,32 +6,22 @@
 #include <algorithm>
 #include <cstring>
 
+#include "parallel.h"
 #include "../shared/cascade_params.h"
 
 namespace arrcoc::cpu {
 namespace {
 
-template <typename F>
-void parallel_rows(int n, int threads, F&& body) {
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(threads) if (n > 16)
-  for (int r = 0; r < n; ++r) body(r);
-#else
-  (void)threads;
-  for (int r = 0; r < n; ++r) body(r);
-#endif
-}
-
 template <typename T>
 void run_typed(const CascadeParams& p) {
   const int nt = p.num_threads, w2 = p.w2, h2 = p.h2, nseeds = p.gx * p.gy;
-  parallel_rows(h2, nt, [&](int i) {
+  parallel_for(h2, nt, [&](int i) {
     for (int j = 0; j < w2; ++j) cascade_features<T>(p, static_cast<int64_t>(i) * w2 + j);
   });
   for (int k = 0; k < nseeds; ++k) init_seed(p, k);
 
   auto assign_all = [&] {
-    parallel_rows(h2, nt, [&](int i) {
+    parallel_for(h2, nt, [&](int i) {
       for (int j = 0; j < w2; ++j) p.labels[static_cast<int64_t>(i) * w2 + j] = assign_texel(p, i, j);
     });
   };
@@ -52,7 +42,7 @@ void run_typed(const CascadeParams& p) {
   // Channel 13 at levels 2, 3, 4.
   const int ws[3] = {p.w2, p.w3, p.w4}, hs[3] = {p.h2, p.h3, p.h4};
   for (int step = 0; step < 3; ++step)
-    parallel_rows(hs[step], nt, [&](int i) {
+    parallel_for(hs[step], nt, [&](int i) {
       T* row = static_cast<T*>(p.cluster_out[step]) + static_cast<int64_t>(i) * ws[step];
       for (int j = 0; j < ws[step]; ++j)
         math::store_texel(row + j, static_cast<float>(cluster_at_level(p, step, i, j)));
@@ -71,7 +61,7 @@ void run_typed(const CascadeParams& p) {
   rank_clusters(p);
 
   // Candidates: the best patches of each kept cluster (keys are unique: no ties).
-  parallel_rows(p.h4, nt, [&](int bi) {
+  parallel_for(p.h4, nt, [&](int bi) {
     for (int bj = 0; bj < p.w4; ++bj) patch_cluster_and_key<T>(p, bi, bj);
   });
   std::fill(p.candidates, p.candidates + static_cast<int64_t>(p.top_k) * p.per_cluster, -1);

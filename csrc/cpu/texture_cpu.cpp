@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "parallel.h"
 #include "../shared/texture_params.h"
 
 #if defined(__F16C__)
@@ -21,18 +22,6 @@ namespace {
 using namespace arrcoc::math;
 
 constexpr int kChunk = 256;  // pixels per row chunk (stack buffers of kChunk floats)
-
-// Run body(row) for rows [0, n) on the configured number of threads.
-template <typename F>
-void parallel_rows(int n, int threads, F&& body) {
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(threads) if (n > 8)
-  for (int r = 0; r < n; ++r) body(r);
-#else
-  (void)threads;
-  for (int r = 0; r < n; ++r) body(r);
-#endif
-}
 
 // Bulk conversions between float rows and stored texels.
 inline void store_row(const float* src, float* dst, int n) { std::memcpy(dst, src, sizeof(float) * n); }
@@ -82,7 +71,7 @@ void build_level0(const TextureParams& p) {
   float* L = p.feature[0][0];
 
   // Pass 1: point channels from the frame's pixels.
-  parallel_rows(h, nt, [&](int y) {
+  parallel_for(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk];
@@ -113,7 +102,7 @@ void build_level0(const TextureParams& p) {
   });
 
   // Pass 2: 3x3 derivatives and the frame difference.
-  parallel_rows(h, nt, [&](int y) {
+  parallel_for(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bx[kChunk], by[kChunk], bh[kChunk];
@@ -139,7 +128,7 @@ void build_level0(const TextureParams& p) {
 
   // Pass 3: horizontal 5-tap sums of the box terms. Columns whose window lies inside the
   // row skip the clamping (and vectorize better); the outer ones clamp.
-  parallel_rows(h, nt, [&](int y) {
+  parallel_for(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);
     for (int x = 0; x < lo; ++x) horizontal_box_sums(p, row, x, ClampedColumn{w});
@@ -148,7 +137,7 @@ void build_level0(const TextureParams& p) {
   });
 
   // Pass 4: vertical 5-tap sums -> contrast, edge density, motion, entropy.
-  parallel_rows(h, nt, [&](int y) {
+  parallel_for(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bc[kChunk], be[kChunk], bm[kChunk], bt[kChunk];
@@ -196,7 +185,7 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   for (int k = 1; k < kNumLevels; ++k) {
     const LevelLayout& s = p.levels[k - 1];
     const LevelLayout& d = p.levels[k];
-    parallel_rows(3 * d.height, nt, [&](int r) {
+    parallel_for(3 * d.height, nt, [&](int r) {
       const int f = r / d.height;
       mip_row(p.feature[f][k - 1], s.width, s.height, p.feature[f][k], d.width, r % d.height);
     });
@@ -204,7 +193,7 @@ void build_pyramids_and_coarse(const TextureParams& p) {
 
   // Level-2 integer luma for block matching.
   const LevelLayout& l2 = p.levels[2];
-  parallel_rows(l2.height, nt, [&](int i) {
+  parallel_for(l2.height, nt, [&](int i) {
     for (int j = 0; j < l2.width; ++j)
       p.ysum[static_cast<int64_t>(i) * l2.width + j] =
           static_cast<uint16_t>(luma_sum_4x4(p.y8, p.width, p.height, i, j));
@@ -220,7 +209,7 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   }
   T* sal = texture_plane<T>(p, 11, 1);
   const LevelLayout& l1 = p.levels[1];
-  parallel_rows(l1.height, nt, [&](int i) {
+  parallel_for(l1.height, nt, [&](int i) {
     const int64_t row = static_cast<int64_t>(i) * l1.width;
     for_chunks(l1.width, [&](int j0, int n) {
       float buf[kChunk];
@@ -237,7 +226,7 @@ void build_pyramids_and_coarse(const TextureParams& p) {
     int nc = 0;
     for (int c = 0; c < kNumChannels; ++c)
       if (mipmapped_by_texture_stage(c) && channel_base_level(c) < k) chans[nc++] = c;
-    parallel_rows(nc * d.height, nt, [&](int r) {
+    parallel_for(nc * d.height, nt, [&](int r) {
       const int c = chans[r / d.height];
       mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, r % d.height);
     });
@@ -247,7 +236,7 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   const LevelLayout& l4 = p.levels[4];
   T* mvx = texture_plane<T>(p, 35, 4);
   T* mvy = texture_plane<T>(p, 36, 4);
-  parallel_rows(l4.height, nt, [&](int bi) {
+  parallel_for(l4.height, nt, [&](int bi) {
     const int64_t row = static_cast<int64_t>(bi) * l4.width;
     for_chunks(l4.width, [&](int j0, int n) {
       float bx[kChunk], by[kChunk];

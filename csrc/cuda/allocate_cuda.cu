@@ -136,22 +136,9 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
     p.counters[1] = cut ? 1 : 0;
     p.counters[2] = kept;
   }
-  for (int s = i; s < p.capacity; s += blockDim.x) {
-    p.slot_info[s] = p.slot_sal[s] = p.slot_query[s] = p.slot_raw[s] = p.slot_bal[s] = p.slot_rel[s] = 0.0f;
-  }
+  for (int s = i; s < p.capacity; s += blockDim.x) clear_slot(p, s);
   __syncthreads();
-  if (mine) {
-    const int s = p.slot_of[i], q = p.cand[i];
-    p.slot_info[s] = p.info[i];
-    p.slot_sal[s] = p.sal[i];
-    p.slot_query[s] = p.query[i];
-    p.slot_raw[s] = p.raw[i];
-    p.slot_bal[s] = p.bal[i];
-    p.slot_rel[s] = p.rel[i];
-    p.new_rel[q] = p.rel[i];
-    math::store_texel(static_cast<T*>(p.out_info4) + q, p.info[i]);
-    math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);
-  }
+  if (mine) publish_candidate<T>(p, i);
   for (int t = i; t < p.num_tokens; t += blockDim.x) write_token<T>(p, t, p.counters[2]);
 }
 

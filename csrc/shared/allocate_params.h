@@ -169,6 +169,27 @@ ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
 // True when candidate a comes before candidate b in a ranking by value (desc, then index).
 ARRCOC_HD bool ranks_before(float va, int a, float vb, int b) { return va > vb || (va == vb && a < b); }
 
+// Clears cascade slot s of the per-slot outputs (slots without a candidate read 0).
+ARRCOC_HD void clear_slot(const AllocateParams& p, int s) {
+  p.slot_info[s] = p.slot_sal[s] = p.slot_query[s] = p.slot_raw[s] = p.slot_bal[s] = p.slot_rel[s] = 0.0f;
+}
+
+// Publishes candidate i: its scores in its cascade slot, its relevance in the carried map, and
+// texture channels 37 and 38 at its patch.
+template <typename T>
+ARRCOC_HD void publish_candidate(const AllocateParams& p, int i) {
+  const int s = p.slot_of[i], q = p.cand[i];
+  p.slot_info[s] = p.info[i];
+  p.slot_sal[s] = p.sal[i];
+  p.slot_query[s] = p.query[i];
+  p.slot_raw[s] = p.raw[i];
+  p.slot_bal[s] = p.bal[i];
+  p.slot_rel[s] = p.rel[i];
+  p.new_rel[q] = p.rel[i];
+  math::store_texel(static_cast<T*>(p.out_info4) + q, p.info[i]);
+  math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);
+}
+
 // Writes token t of the pack (gestalt tokens first, then saccade slot t - G).
 template <typename T>
 ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept) {
