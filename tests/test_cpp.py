@@ -43,12 +43,11 @@ def test_ctest(cpu_only_install):
     assert "100% tests passed" in out
 
 
-def _consumer(prefix, tmp_path):
-    build = tmp_path / "consumer"
-    _run([CMAKE, "-S", ROOT / "tests" / "cpp" / "consumer", "-B", build, *_generator(),
-          f"-DCMAKE_PREFIX_PATH={prefix}"])
+def _consumer(prefix, tmp_path, project=ROOT / "tests" / "cpp" / "consumer", exe="arrcoc_consumer", args=()):
+    build = tmp_path / exe
+    _run([CMAKE, "-S", project, "-B", build, *_generator(), f"-DCMAKE_PREFIX_PATH={prefix}"])
     _run([CMAKE, "--build", build])
-    return _run([build / "arrcoc_consumer"])
+    return _run([build / exe, *args])
 
 
 def test_find_package_from_cmake_install(cpu_only_install, tmp_path):
@@ -64,3 +63,11 @@ def test_find_package_from_the_python_package(tmp_path):
         pytest.skip("this arrcoc_rt install carries no CMake package (editable install?)")
     out = _consumer(prefix, tmp_path)
     assert f"arrcoc {arrcoc_rt.__version__}" in out
+
+
+def test_cpp_host_example(cpu_only_install, tmp_path):
+    """examples/cpp_host: the whole pipeline from C++ through find_package, no Python."""
+    _, prefix = cpu_only_install
+    out = _consumer(prefix, tmp_path, ROOT / "examples" / "cpp_host", "arrcoc_cpp_host", ("4", "320", "240"))
+    lines = [l for l in out.splitlines() if l.startswith("frame ")]
+    assert len(lines) == 4 and all("saccades" in l and "top token" in l for l in lines), out

@@ -16,6 +16,8 @@ from .channels import Channel, base_level, channel_index
 from .runtime import cuda_available, cuda_built, devices, info
 from .frames import PIXEL_FORMATS
 from .pipeline import FrameResult, Pipeline
+from .sources import SourceError, open
+from .stream import Stream
 from .weights import default_weights, load_weights, save_weights
 from .texture import Texture, TextureBuilder, to_host
 
@@ -28,6 +30,8 @@ __all__ = [
     "FrameResult",
     "PIXEL_FORMATS",
     "Pipeline",
+    "SourceError",
+    "Stream",
     "Texture",
     "TextureBuilder",
     "base_level",
@@ -39,6 +43,7 @@ __all__ = [
     "devices",
     "info",
     "load_weights",
+    "open",
     "reference",
     "save_weights",
     "to_host",

@@ -1,12 +1,16 @@
 """The `arrcoc-rt` command line.
 
+    arrcoc-rt demo                       the main job on a built-in clip: overlay video + summary
+    arrcoc-rt run SOURCE [--out overlay.mp4] [--jsonl tokens.jsonl]   a file, URL, webcam or image folder
+    arrcoc-rt bench [INPUT]              per-stage latency table (p50/p95/p99, fps), CPU and GPU
     arrcoc-rt info                       version, build, devices
-    arrcoc-rt texture [INPUT] --out DIR  the texture stage on an image, a video or the built-in sample
+    arrcoc-rt texture [INPUT] --out DIR  the texture stage's 40 channels as pictures
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -107,9 +111,213 @@ def _cmd_texture(args) -> int:
     return 0
 
 
+def _percentiles(values) -> str:
+    v = np.asarray(values, np.float64)
+    return f"p50 {np.percentile(v, 50):.2f}  p95 {np.percentile(v, 95):.2f}  p99 {np.percentile(v, 99):.2f} ms"
+
+
+def _error(msg: str) -> SystemExit:
+    return SystemExit(f"arrcoc-rt: error: {msg}")
+
+
+def _stream_options(args) -> dict:
+    if getattr(args, "query", None):
+        raise _error("--query TEXT needs a semantic encoder (CLIP/SigLIP), which this version does not have yet")
+    if getattr(args, "query_image", None):
+        raise _error("--query-image needs a semantic encoder, which this version does not have yet")
+    return {}
+
+
+def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
+    """Runs the stream over frames; returns per-frame timings and results' summaries."""
+    import json
+
+    timings, cuts, saccades = [], [], []
+    t_start = time.perf_counter()
+    out = open(jsonl, "w") if jsonl else None
+    try:
+        for frame in frames_iter:
+            t0 = time.perf_counter()
+            r = stream.process(frame)
+            timings.append(dict(r.timings, wall=(time.perf_counter() - t0) * 1e3))
+            saccades.append(r.num_saccades)
+            if r.scene_cut:
+                cuts.append(r.frame_index)
+            if writer is not None:
+                rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
+                writer.write(rgb, r)
+            if out is not None:
+                keep = r.kinds >= 0
+                out.write(json.dumps({
+                    "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut,
+                    "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "level": int(lv), "budget": int(b),
+                                "kind": "saccade" if k == 1 else "gestalt", "score": round(float(s), 5)}
+                               for (x, y), lv, b, k, s in zip(r.positions[keep], r.levels[keep], r.budgets[keep],
+                                                               r.kinds[keep], r.scores[keep])]}) + "\n")
+            if progress:
+                n = len(timings)
+                fps = n / max(time.perf_counter() - t_start, 1e-9)
+                bar = ""
+                if total:
+                    done = int(30 * min(n, total) / total)
+                    bar = "[" + "#" * done + "." * (30 - done) + f"] {n}/{total} "
+                sys.stderr.write(f"\r{bar}frames {n}  {fps:.1f} fps  {timings[-1]['wall']:.1f} ms/frame ")
+                sys.stderr.flush()
+    finally:
+        if out is not None:
+            out.close()
+        if progress and timings:
+            sys.stderr.write("\n")
+    return timings, cuts, saccades
+
+
+def _summary(timings, cuts, saccades, extra: str = "") -> str:
+    if not timings:
+        return "no frames processed" + extra
+    return (f"frames: {len(timings)}; saccades per frame: mean {np.mean(saccades):.1f}\n"
+            f"latency (end to end): {_percentiles([t['wall'] for t in timings])}\n"
+            f"scene cuts at frames: {cuts}" + extra)
+
+
+def _cmd_demo(args) -> int:
+    import json
+
+    from .samples import demo_clip
+    from .stream import Stream
+    from .visualize import OverlayWriter
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = demo_clip()
+    try:
+        stream = Stream(device=args.device)
+    except ValueError as e:
+        raise _error(str(e)) from None
+    writer = OverlayWriter(out / "overlay.mp4", fps=12)
+    try:
+        timings, cuts, saccades = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
+                                               sys.stderr.isatty())
+    finally:
+        writer.close()
+    from PIL import Image
+
+    from .visualize import overlay
+
+    summary = {
+        "frames": len(timings), "tokens_per_frame": int(stream.pipeline.config["gestalt_x"] * stream.pipeline.config["gestalt_y"]
+                                + stream.pipeline.config["saccades"]),
+        "device": stream.pipeline.device, "saccades_mean": float(np.mean(saccades)),
+        "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
+        "stage_median_ms": {k: float(np.median([t[k] for t in timings])) for k in ("texture", "cascade",
+                                                                                    "allocate_and_gather")},
+        "scene_cuts": cuts, "expected_scene_cuts": [24],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    r = Stream(device=args.device).process(frames[0])
+    Image.fromarray(overlay(frames[0], r)).save(out / "overlay_first.png")
+    print(f"arrcoc-rt demo: built-in clip, {len(frames)} frames of 640x360 with a scene cut at frame 24, "
+          f"on {summary['device']}")
+    print(_summary(timings, cuts, saccades))
+    print(f"wrote {out / 'overlay.mp4'}, {out / 'overlay_first.png'}, {out / 'tokens.jsonl'}, {out / 'summary.json'}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .sources import SourceError, open as open_source
+    from .stream import Stream
+    from .visualize import OverlayWriter
+
+    _stream_options(args)
+    source = int(args.source) if args.source.isdigit() else args.source
+    try:
+        src = open_source(source, drop_oldest=True) if args.drop_oldest else open_source(source)
+    except (SourceError, ValueError) as e:
+        raise _error(str(e)) from None
+    try:
+        stream = Stream(device=args.device)
+    except ValueError as e:
+        raise _error(str(e)) from None
+    fps = 30.0
+    if hasattr(src, "stream") and src.stream.average_rate:
+        fps = float(src.stream.average_rate)
+    writer = OverlayWriter(args.out, fps=fps) if args.out else None
+    frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
+    interrupted = False
+    timings = cuts = saccades = []
+    try:
+        timings, cuts, saccades = _process_all(frames, stream, writer, args.jsonl, getattr(src, "frame_count", 0),
+                                               not args.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        interrupted = True
+    except SourceError as e:
+        raise _error(str(e)) from None
+    finally:
+        if writer is not None:
+            writer.close()
+        src.close()
+    st = src.stats
+    print(_summary(timings, cuts, saccades,
+                   f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
+                   f"{st.dropped} frames dropped" + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
+    return 130 if interrupted else 0
+
+
+def _cmd_bench(args) -> int:
+    from .pipeline import Pipeline
+    from .runtime import cuda_available
+    from .samples import sample_frames
+
+    if args.input:
+        frames = _read_frames(Path(args.input), 2)
+        if len(frames) == 1:
+            frames = frames * 2
+    else:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise _error(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
+        frames = sample_frames(w, h, 2)
+    h, w = frames[0].shape[:2]
+    devices = ["cpu"] + (["cuda"] if cuda_available() else [])
+    print(f"arrcoc-rt bench: {w}x{h}, {args.frames} frames per device (after 3 warm-up frames)")
+    print(f"{'device':6s} {'stage':20s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
+    for dev in devices:
+        pipe = Pipeline(w, h, dev)
+        for i in range(3):
+            pipe.process(frames[i % 2])
+        ts = [pipe.process(frames[i % 2]).timings for i in range(args.frames)]
+        for key in ("texture", "cascade", "allocate_and_gather", "total"):
+            v = [t[key] for t in ts]
+            print(f"{dev:6s} {key:20s} {np.percentile(v, 50):8.2f} {np.percentile(v, 95):8.2f} {np.percentile(v, 99):8.2f}")
+        print(f"{dev:6s} {'fps (p50)':20s} {1000.0 / np.percentile([t['total'] for t in ts], 50):8.1f}")
+    if not cuda_available():
+        print("(no CUDA GPU here: CPU only)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arrcoc-rt", description="Where should a frozen VLM look? (arrcoc_rt)")
     sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="the main job on a built-in clip (no downloads): overlay video and summary")
+    d.add_argument("--out", default="arrcoc-demo", help="output folder (default: arrcoc-demo)")
+    d.add_argument("--device", default="auto")
+    d.set_defaults(func=_cmd_demo)
+    r = sub.add_parser("run", help="process a video file, URL, webcam (/dev/videoN or N) or image folder")
+    r.add_argument("source")
+    r.add_argument("--query", help="text query (needs a semantic encoder: not in this version)")
+    r.add_argument("--query-image", help="exemplar image query (needs a semantic encoder: not in this version)")
+    r.add_argument("--out", help="overlay video to write (.mp4)")
+    r.add_argument("--jsonl", help="tokens per frame, one JSON object per line")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--max-frames", type=int, default=None)
+    r.add_argument("--drop-oldest", action="store_true", help="live sources: drop the oldest frame when behind")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+    b = sub.add_parser("bench", help="per-stage latency table (p50/p95/p99, fps) on CPU and GPU if present")
+    b.add_argument("input", nargs="?", help="image or video (default: synthetic frames)")
+    b.add_argument("--size", default="640x480", help="synthetic frame size (default 640x480)")
+    b.add_argument("--frames", type=int, default=30)
+    b.set_defaults(func=_cmd_bench)
     sub.add_parser("info", help="version, build (CUDA compiled?), GPUs found").set_defaults(func=_cmd_info)
     t = sub.add_parser("texture", help="build the 40-channel texture array and write PNGs of it")
     t.add_argument("input", nargs="?", help="image or video file (default: a built-in synthetic sample)")

@@ -75,6 +75,9 @@ class FrameResult:
     timings: dict = field(default_factory=dict)  # ms per stage
     motion_valid: bool = False
     texture: Texture | None = None
+    pts: float | None = None   # presentation time in seconds (pts * time_base), when known
+    resized: bool = False      # Stream: the frame size or pixel format changed here (state was reset)
+    vlm_output: object = None  # Stream: what the vlm callable returned for this frame
     _pipeline: "Pipeline | None" = field(default=None, repr=False)
 
     @property

@@ -35,3 +35,26 @@ def sample_frames(width: int = 640, height: int = 480, count: int = 2, step=(8, 
         f[disc] = (1.0, 0.95, 0.6)
         frames.append(np.clip(np.round(f * 255), 0, 255).astype(np.uint8))
     return frames
+
+
+def demo_clip(width: int = 640, height: int = 360, frames: int = 48, cut_at: int = 24) -> list[np.ndarray]:
+    """A deterministic clip with motion, text and a scene cut at frame ``cut_at``: first the
+    sample scene (a disc moving across, a text board), then a night scene with two lit squares
+    moving in opposite directions and a striped sign."""
+    day = sample_frames(width, height, count=cut_at, step=(6, 0))
+    y, x = np.mgrid[0:height, 0:width]
+    night_base = np.zeros((height, width, 3))
+    night_base[..., 2] = 0.12 + 0.1 * y / height
+    night_base[..., 1] = 0.05
+    sign = (np.abs(x - 0.75 * width) < 0.1 * width) & (np.abs(y - 0.25 * height) < 0.08 * height)
+    night_base[sign & ((x // 5) % 2 == 0)] = (0.9, 0.9, 0.3)
+    out = list(day)
+    for i in range(frames - cut_at):
+        f = night_base.copy()
+        s = max(4, min(width, height) // 10)
+        ax, ay = int(0.1 * width) + 5 * i, int(0.6 * height)
+        bx, by = int(0.8 * width) - 5 * i, int(0.75 * height)
+        f[ay:ay + s, max(ax, 0):max(ax + s, 0)] = (1.0, 0.3, 0.2)
+        f[by:by + s, max(bx, 0):max(bx + s, 0)] = (0.3, 1.0, 0.4)
+        out.append(np.clip(np.round(f * 255), 0, 255).astype(np.uint8))
+    return out

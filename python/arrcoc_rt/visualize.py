@@ -77,3 +77,106 @@ def save_channels(tex: Texture, folder) -> list:
         Image.fromarray(to_rgb8(plane, c in SIGNED)).save(p)
         paths.append(p)
     return paths
+
+
+# ----------------------------------------------------------------------------- token overlays
+
+LOD_COLOURS = {400: (230, 40, 40), 384: (240, 130, 30), 256: (240, 220, 40), 128: (60, 200, 80), 64: (60, 140, 240)}
+
+
+def overlay(frame_rgb: np.ndarray, result, *, heat_alpha: float = 0.45, patch: int = 16) -> np.ndarray:
+    """The frame with the allocation drawn on it: the homunculus (levels of detail per patch) as a
+    red heat map, each saccade as a box of its glimpse's extent coloured by level of detail (legend
+    in the corner), gestalt tokens as small grey dots, and a red frame plus "SCENE CUT" on cuts."""
+    img = np.asarray(frame_rgb, dtype=np.float32)
+    h, w = img.shape[:2]
+    hom = np.asarray(result.homunculus, np.float32)
+    if hom.max() > 0:
+        heat = np.kron(hom / hom.max(), np.ones((patch, patch), np.float32))[:h, :w]
+        img[..., 0] = img[..., 0] * (1 - heat_alpha * heat) + 255 * heat_alpha * heat
+        img[..., 1] *= 1 - 0.6 * heat_alpha * heat
+        img[..., 2] *= 1 - 0.6 * heat_alpha * heat
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    P = result.tokens.shape[-1]
+    for (x, y), kind, lod, level in zip(result.positions, result.kinds, result.budgets, result.levels):
+        if kind == 0:
+            draw.point((float(x), float(y)), fill=(200, 200, 200))
+        elif kind == 1:
+            half = P * (1 << int(level)) / 2
+            draw.rectangle((x - half, y - half, x + half - 1, y + half - 1), outline=LOD_COLOURS.get(int(lod)))
+    font = ImageFont.load_default()
+    for k, (lod, col) in enumerate(sorted(LOD_COLOURS.items(), reverse=True)):
+        draw.rectangle((4, 4 + 12 * k, 12, 12 + 12 * k), fill=col)
+        draw.text((15, 2 + 12 * k), str(lod), fill=(255, 255, 255), font=font)
+    draw.text((4, h - 14), f"frame {result.frame_index}  saccades {result.num_saccades}", fill=(255, 255, 255),
+              font=font)
+    if result.scene_cut:
+        draw.rectangle((0, 0, w - 1, h - 1), outline=(255, 0, 0), width=4)
+        draw.text((w // 2 - 30, 6), "SCENE CUT", fill=(255, 60, 60), font=font)
+    return np.asarray(pil)
+
+
+class OverlayWriter:
+    """Writes overlays to an MP4 (PyAV, MPEG-4 part 2: always available) and/or PNGs per frame."""
+
+    def __init__(self, path=None, png_folder=None, fps: float = 30.0):
+        self.path, self.png_folder, self.fps = path, png_folder, fps
+        self._container = self._stream = None
+        self.frames = 0
+        if png_folder is not None:
+            from pathlib import Path
+
+            Path(png_folder).mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame_rgb, result) -> np.ndarray:
+        img = overlay(frame_rgb, result)
+        if self.png_folder is not None:
+            from pathlib import Path
+
+            Image.fromarray(img).save(Path(self.png_folder) / f"overlay_{self.frames:05d}.png")
+        if self.path is not None:
+            import av
+            from fractions import Fraction
+
+            h, w = img.shape[:2]
+            if self._container is None:
+                self._container = av.open(str(self.path), "w")
+                self._stream = self._container.add_stream("mpeg4", rate=Fraction(self.fps).limit_denominator(1001))
+                self._stream.width, self._stream.height = w + (w % 2), h + (h % 2)
+                self._stream.pix_fmt = "yuv420p"
+                self._stream.bit_rate = 4_000_000
+            sw, sh = self._stream.width, self._stream.height
+            if (w, h) != (sw, sh):  # odd sizes and mid-stream size changes: fit the first frame's size
+                img = np.asarray(Image.fromarray(img).resize((sw, sh)))
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                self._container.mux(packet)
+        self.frames += 1
+        return img
+
+    def close(self) -> None:
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+
+
+def latency_plot(timings: list, path) -> None:
+    """Per-frame latency per stage and saccade counts over a run (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("the plot needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for key in ("texture", "cascade", "allocate_and_gather", "total"):
+        ax.plot([t[key] for t in timings], label=key)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("ms")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,248 @@
+"""Frame sources: video files and URLs (RTSP too), webcams and image folders, through PyAV.
+
+    with arrcoc_rt.open("clip.mp4") as src:
+        for frame in src:            # av.VideoFrame (video) or H x W x 3 uint8 (image folders)
+            ...
+        print(src.stats)             # decoded, corrupt packets, drops, ...
+
+* Files decode with frame threading (fast, a few frames of delay); live sources (rtsp/http(s)
+  streams, webcams) decode without it, for low latency.
+* End of stream flushes the decoder, so no tail frame is lost.
+* Corrupt or truncated data: the bad packet is skipped and counted and decoding goes on; after
+  ``max_consecutive_errors`` bad packets in a row a ``SourceError`` says so. Never a crash.
+* Backpressure: by default the consumer pulls (blocking: nothing is dropped). ``drop_oldest=True``
+  (live sources) reads in a background thread into a queue of ``queue_size`` frames and drops the
+  oldest when the consumer falls behind; every drop is counted in ``stats`` and warned about.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened or has failed for good (too many consecutive errors)."""
+
+
+@dataclass
+class SourceStats:
+    decoded: int = 0              # frames handed to the consumer
+    corrupt_packets: int = 0      # packets skipped because they failed to decode
+    dropped: int = 0              # frames dropped by drop-oldest backpressure
+    errors: list = field(default_factory=list)  # the last few error messages
+
+    def note(self, msg: str) -> None:
+        self.errors = (self.errors + [msg])[-5:]
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise SourceError("video sources need PyAV: pip install 'arrcoc_rt[video]'") from None
+    return av
+
+
+class VideoSource:
+    """Decoded frames of a file, URL or device (see the module docstring)."""
+
+    def __init__(self, url: str, *, live: bool | None = None, format: str | None = None, options=None,
+                 timeout=(10.0, 10.0), max_consecutive_errors: int = 10, drop_oldest: bool = False,
+                 queue_size: int = 4):
+        av = _av()
+        self.url = str(url)
+        self.live = live if live is not None else (self.url.startswith(LIVE_PREFIXES) or format is not None)
+        if drop_oldest and not self.live:
+            raise ValueError("drop_oldest: only for live sources; a file is read as fast as it is consumed")
+        if max_consecutive_errors < 1:
+            raise ValueError(f"max_consecutive_errors: {max_consecutive_errors} must be >= 1")
+        if queue_size < 1:
+            raise ValueError(f"queue_size: {queue_size} must be >= 1")
+        opts = dict(options or {})
+        if self.url.startswith(("rtsp://", "rtsps://")):
+            opts.setdefault("rtsp_transport", "tcp")
+        self.stats = SourceStats()
+        self._max_errors = max_consecutive_errors
+        try:
+            self.container = av.open(self.url, format=format, options=opts, timeout=timeout)
+        except (av.error.FFmpegError, OSError) as e:
+            raise SourceError(f"cannot open {self.url!r}: {e}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceError(f"{self.url!r} has no video stream")
+        self.stream = self.container.streams.video[0]
+        if not self.live:
+            self.stream.thread_type = "AUTO"  # frame threading for files; the flush returns every frame
+        self.frame_count = int(self.stream.frames or 0)  # from the container; 0 when unknown
+        self._drop_oldest = drop_oldest
+        self._queue: collections.deque = collections.deque()
+        self._queue_size = queue_size
+        self._cond = threading.Condition()
+        self._done = False
+        self._failure: Exception | None = None
+        self._thread = None
+        self._closed = False
+
+    def _decode(self):
+        """Decoded frames, skipping (and counting) bad packets; flushes at the end."""
+        av = _av()
+        consecutive = 0
+        demux = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.EOFError:
+                break
+            except (av.error.InvalidDataError, av.error.FFmpegError) as e:  # broken container data
+                consecutive += 1
+                self.stats.corrupt_packets += 1
+                self.stats.note(str(e))
+                if consecutive >= self._max_errors:
+                    raise SourceError(f"{self.url!r}: {consecutive} consecutive unreadable packets; last: {e}") from None
+                continue
+            try:
+                frames = packet.decode()  # the final empty packet flushes the decoder
+            except (av.error.InvalidDataError, av.error.FFmpegError) as e:
+                consecutive += 1
+                self.stats.corrupt_packets += 1
+                self.stats.note(str(e))
+                if consecutive >= self._max_errors:
+                    raise SourceError(f"{self.url!r}: {consecutive} consecutive undecodable packets; last: {e}") from None
+                continue
+            if frames:
+                consecutive = 0
+            for f in frames:
+                yield f
+
+    def _reader(self):
+        try:
+            for f in self._decode():
+                with self._cond:
+                    if self._closed:
+                        return
+                    if len(self._queue) >= self._queue_size:
+                        self._queue.popleft()
+                        self.stats.dropped += 1
+                    self._queue.append(f)
+                    self._cond.notify()
+        except Exception as e:  # handed to the consumer
+            self._failure = e
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def __iter__(self):
+        if not self._drop_oldest:
+            for f in self._decode():
+                self.stats.decoded += 1
+                yield f
+            return
+        self._thread = threading.Thread(target=self._reader, name="arrcoc-source", daemon=True)
+        self._thread.start()
+        warned = 0
+        while True:
+            with self._cond:
+                while not self._queue and not self._done:
+                    self._cond.wait(0.5)
+                if self._queue:
+                    f = self._queue.popleft()
+                elif self._failure is not None:
+                    raise self._failure
+                else:
+                    return
+            if self.stats.dropped > warned:
+                warnings.warn(f"{self.url!r}: dropped {self.stats.dropped - warned} frame(s) (drop_oldest: the "
+                              "consumer is slower than the source)", RuntimeWarning, stacklevel=2)
+                warned = self.stats.dropped
+            self.stats.decoded += 1
+            yield f
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ImageFolderSource:
+    """Images of a folder in name order, as H x W x 3 uint8 RGB arrays; unreadable files are
+    skipped and counted (SourceError after ``max_consecutive_errors`` in a row)."""
+
+    def __init__(self, folder, *, max_consecutive_errors: int = 10):
+        self.folder = Path(folder)
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"{str(self.folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.frame_count = len(self.files)
+        self.live = False
+        self.stats = SourceStats()
+        self._max_errors = max_consecutive_errors
+
+    def __iter__(self):
+        from PIL import Image, UnidentifiedImageError
+
+        consecutive = 0
+        for p in self.files:
+            try:
+                with Image.open(p) as im:
+                    a = np.asarray(im.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as e:
+                consecutive += 1
+                self.stats.corrupt_packets += 1
+                self.stats.note(f"{p.name}: {e}")
+                if consecutive >= self._max_errors:
+                    raise SourceError(f"{str(self.folder)!r}: {consecutive} unreadable images in a row") from None
+                continue
+            consecutive = 0
+            self.stats.decoded += 1
+            yield a
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", **kwargs):
+    """A frame source for ``source``: a video file, a URL (rtsp:// with TCP transport and timeouts),
+    a webcam ("/dev/video0" or an int index, v4l2), or a folder of images. Keyword arguments go to
+    VideoSource (live, options, timeout, max_consecutive_errors, drop_oldest, queue_size)."""
+    if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
+        device = f"/dev/video{source}" if isinstance(source, int) else source
+        options = dict(kwargs.pop("options", None) or {})
+        if webcam_size:
+            options["video_size"] = f"{webcam_size[0]}x{webcam_size[1]}"
+        if webcam_rate:
+            options["framerate"] = str(webcam_rate)
+        if webcam_format:
+            options["input_format"] = webcam_format
+        return VideoSource(device, format="v4l2", options=options, live=True, **kwargs)
+    p = Path(str(source))
+    if p.is_dir():
+        return ImageFolderSource(p, **{k: v for k, v in kwargs.items() if k == "max_consecutive_errors"})
+    if not str(source).startswith(LIVE_PREFIXES) and not p.exists():
+        raise SourceError(f"{str(source)!r} does not exist (expected a video file, a URL, a webcam or an image folder)")
+    return VideoSource(str(source), **kwargs)

@@ -1,0 +1,131 @@
+"""``Stream``: frames in, token packs out, frame after frame, for hours.
+
+    with arrcoc_rt.Stream(query=None, device="auto") as stream:
+        for frame in arrcoc_rt.open("clip.mp4"):
+            result = stream.process(frame)      # FrameResult with frame_index, pts, tokens, ...
+
+Accepted frames: ``av.VideoFrame`` (yuv420p and nv12 go to our own conversion kernel straight from
+the decoder's planes, rgb24/bgr24 likewise; other formats are converted by PyAV first), NumPy
+H x W x 3/4 or H x W uint8, and torch/CuPy tensors (zero-copy; GPU frames stay on the GPU).
+
+Thread safety: one Stream per thread is safe, and Streams in different threads run in parallel
+(kernels release the GIL). One Stream must not be used from two threads at once: its frames are
+ordered (motion, temporal blending) and its results are views of its own buffers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .pipeline import FrameResult, Pipeline
+
+_ZERO_COPY_FORMATS = ("yuv420p", "nv12", "rgb24", "bgr24")
+
+
+def _plane_array(plane, rows: int, row_bytes: int) -> np.ndarray:
+    """A row-padded (rows, row_bytes) uint8 view of a PyAV plane, zero-copy."""
+    return np.ndarray((rows, row_bytes), np.uint8, buffer=plane, strides=(plane.line_size, 1))
+
+
+def frame_from_av(frame):
+    """(frame, pixel_format, pts_seconds) for Pipeline.process from an av.VideoFrame."""
+    fmt = frame.format.name
+    if fmt not in _ZERO_COPY_FORMATS:
+        frame = frame.reformat(format="rgb24")  # one conversion by PyAV (e.g. yuvj420p, yuv444p)
+        fmt = "rgb24"
+    w, h = frame.width, frame.height
+    pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base is not None else None
+    if fmt in ("rgb24", "bgr24"):
+        p = frame.planes[0]
+        return np.ndarray((h, w, 3), np.uint8, buffer=p, strides=(p.line_size, 3, 1)), fmt, pts
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    y = _plane_array(frame.planes[0], h, w)
+    if fmt == "nv12":
+        return (y, _plane_array(frame.planes[1], ch, 2 * cw)), fmt, pts
+    return (y, _plane_array(frame.planes[1], ch, cw), _plane_array(frame.planes[2], ch, cw)), fmt, pts
+
+
+class Stream:
+    """A Pipeline that follows a stream: created at the first frame's size, rebuilt (state reset,
+    ``result.resized`` set) when the size grows beyond it, reset when the size or pixel format
+    changes.
+
+    Args:
+        query: a similarity map over the frame or its patch grid (see Pipeline.process), or None.
+        device: 'auto' | 'cpu' | 'cuda' | 'cuda:N'.
+        budget: total token budget (levels of detail); default 100000.
+        encoder: a semantic encoder (text/exemplar queries) - not available yet; must be None.
+        vlm: optional callable(FrameResult) -> anything, called per frame; its return value is
+            ``result.vlm_output``.
+        **pipeline_config: any Pipeline option (strategy, saccades, decay, weights, dtype, ...).
+    """
+
+    def __init__(self, query=None, device: str = "auto", budget: int | None = None, encoder=None, vlm=None,
+                 **pipeline_config):
+        if encoder is not None:
+            raise TypeError("encoder: semantic encoders (builtin, CLIP, SigLIP) are not available in this version; "
+                            "pass encoder=None and a similarity map as query")
+        if vlm is not None and not callable(vlm):
+            raise TypeError(f"vlm: expected a callable taking a FrameResult; got {type(vlm).__name__}")
+        if budget is not None:
+            pipeline_config["total_budget"] = budget
+        self.device = device
+        self.vlm = vlm
+        self._config = pipeline_config
+        self._pipeline: Pipeline | None = None
+        self._query = query
+        self._last_geometry = None
+        self.frames = 0
+        Pipeline(16, 16, "cpu", **pipeline_config)  # validate the options now, not at the first frame
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self._pipeline
+
+    def set_query(self, query) -> None:
+        """Change the query from the next frame on (None for no query)."""
+        self._query = query
+
+    def reset(self) -> None:
+        """Forget motion history and carried relevance (the next frame starts fresh)."""
+        if self._pipeline is not None:
+            self._pipeline.reset()
+
+    def process(self, frame) -> FrameResult:
+        pts = None
+        pixel_format = None
+        if type(frame).__module__.startswith("av.") and hasattr(frame, "planes"):
+            frame, pixel_format, pts = frame_from_av(frame)
+        if isinstance(frame, tuple):
+            h, w = frame[0].shape[:2]
+        else:
+            shape = getattr(frame, "shape", None)
+            if shape is None or len(shape) < 2:
+                raise TypeError(f"frame: expected an av.VideoFrame, an array or a tensor; got {type(frame).__name__}")
+            h, w = int(shape[0]), int(shape[1])
+        geometry = (w, h, pixel_format)
+        resized = self._last_geometry is not None and geometry != self._last_geometry
+        p = self._pipeline
+        if p is None or w > p.width or h > p.height:
+            self._pipeline = Pipeline(max(w, p.width if p else 0), max(h, p.height if p else 0), self.device,
+                                      **self._config)
+        elif resized:
+            self._pipeline.reset()
+        self._last_geometry = geometry
+        result = self._pipeline.process(frame, query=self._query, pixel_format=pixel_format)
+        result.pts = pts
+        result.resized = resized
+        result.frame_index = self.frames
+        self.frames += 1
+        if self.vlm is not None:
+            result.vlm_output = self.vlm(result)
+        return result
+
+    def close(self) -> None:
+        self._pipeline = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,203 @@
+"""Streaming: Stream over real video encoded in the test with PyAV, sources (files, image
+folders, truncated and corrupted data, drop-oldest), resolution changes, the CLI and examples."""
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt.samples import sample_frames
+
+av = pytest.importorskip("av")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_video(path, frames, codec="mpeg4", rate=10, container_format=None):
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w", format=container_format) as c:
+        s = c.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
+@pytest.mark.parametrize("size", [(97, 65), (320, 240), (33, 17)], ids=["97x65", "320x240", "33x17"])
+def test_stream_over_a_file_counts_every_frame_with_pts(tmp_path, size):
+    w, h = size
+    frames = sample_frames(w, h, 25)
+    path = write_video(tmp_path / "clip.mp4", frames)
+    with arrcoc_rt.open(path) as src, arrcoc_rt.Stream(device="cpu") as stream:
+        results = [stream.process(f) for f in src]
+        assert src.stats.decoded == len(frames) == src.frame_count == len(results)  # flushed: no tail loss
+        assert src.stats.corrupt_packets == 0 and src.stats.dropped == 0
+    assert [r.frame_index for r in results] == list(range(25))
+    np.testing.assert_allclose([r.pts for r in results], np.arange(25) / 10.0)
+    assert all(r.tokens.shape[0] == 529 for r in results)
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "nv12", "rgb24", "bgr24", "yuv444p"])
+def test_av_frames_of_every_format_match_numpy(fmt):
+    """Decoder planes go to our own conversion kernel zero-copy; the result equals processing the
+    same picture converted to RGB (exactly for RGB formats, within YUV rounding for YUV ones)."""
+    rgb = sample_frames(64, 48, 1)[0]
+    vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
+    a = arrcoc_rt.Stream(device="cpu").process(vf)
+    ref = vf.to_ndarray(format="rgb24") if fmt in ("rgb24", "bgr24", "yuv444p") else None
+    if ref is not None:
+        b = arrcoc_rt.Stream(device="cpu").process(ref)
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+    else:
+        # our BT.601 limited-range conversion vs the original picture: close, not identical
+        lum = np.asarray(a.texture.channel("luminance"), np.float32)
+        want = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255
+        assert np.abs(lum - want).mean() < 0.02
+
+
+def test_resolution_and_format_change_mid_stream():
+    stream = arrcoc_rt.Stream(device="cpu")
+    small = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p") for f in sample_frames(64, 48, 3)]
+    big = [av.VideoFrame.from_ndarray(f, format="rgb24") for f in sample_frames(160, 96, 3)]
+    results = [stream.process(f) for f in small + big + small]
+    assert [r.resized for r in results] == [False, False, False, True, False, False, True, False, False]
+    assert [r.motion_valid for r in results] == [False, True, True, False, True, True, False, True, True]
+    assert results[4].tokens.shape == results[0].tokens.shape
+    assert stream.pipeline.width == 160  # grown once, then reused for the smaller frames
+
+
+def test_truncated_and_corrupted_files_never_crash(tmp_path):
+    frames = sample_frames(128, 96, 40)
+    path = write_video(tmp_path / "clip.ts", frames, container_format="mpegts")
+    data = path.read_bytes()
+    (tmp_path / "truncated.ts").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(len(data) // 4, 3 * len(data) // 4, 40):
+        corrupt[pos:pos + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    (tmp_path / "corrupt.ts").write_bytes(bytes(corrupt))
+    for name in ("truncated.ts", "corrupt.ts"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with arrcoc_rt.open(tmp_path / name) as src:
+                stream = arrcoc_rt.Stream(device="cpu")
+                n = sum(1 for f in src if stream.process(f) is not None)
+                assert 0 < n <= 40 and src.stats.decoded == n
+    (tmp_path / "noise.mp4").write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(arrcoc_rt.SourceError, match="cannot open"):
+        arrcoc_rt.open(tmp_path / "noise.mp4")
+    with pytest.raises(arrcoc_rt.SourceError, match="does not exist"):
+        arrcoc_rt.open(tmp_path / "missing.mp4")
+
+
+def test_consecutive_errors_give_a_clear_error(tmp_path):
+    frames = sample_frames(64, 48, 30)
+    path = write_video(tmp_path / "clip.ts", frames, container_format="mpegts")
+    data = bytearray(path.read_bytes())
+    data[2000:] = bytes(len(data) - 2000)  # everything after the start is zeros
+    (tmp_path / "dead.ts").write_bytes(bytes(data))
+    src = arrcoc_rt.open(tmp_path / "dead.ts", max_consecutive_errors=1)
+    try:
+        n = 0
+        with pytest.raises(arrcoc_rt.SourceError, match="consecutive"):
+            for _ in src:
+                n += 1
+    except pytest.fail.Exception:
+        # some demuxers simply stop at zeros (end of data) instead of failing: then nothing is lost silently
+        assert src.stats.decoded == n
+    finally:
+        src.close()
+
+
+def test_drop_oldest_counts_every_drop(tmp_path):
+    import time
+
+    frames = sample_frames(64, 48, 30)
+    path = write_video(tmp_path / "clip.mp4", frames)
+    src = arrcoc_rt.open(path, live=True, drop_oldest=True, queue_size=2)
+    got = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in src:
+            got += 1
+            time.sleep(0.02)  # a slow consumer
+    src.close()
+    assert got + src.stats.dropped == 30, (got, src.stats)
+    assert src.stats.dropped > 0 and any("dropped" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="only for live sources"):
+        arrcoc_rt.open(path, drop_oldest=True)
+
+
+def test_image_folder_source(tmp_path):
+    from PIL import Image
+
+    for i, f in enumerate(sample_frames(50, 40, 4)):
+        Image.fromarray(f).save(tmp_path / f"{i:03d}.png")
+    (tmp_path / "999.png").write_bytes(b"broken")
+    with arrcoc_rt.open(tmp_path) as src:
+        stream = arrcoc_rt.Stream(device="cpu")
+        rs = [stream.process(f) for f in src]
+    assert len(rs) == 4 and src.stats.corrupt_packets == 1 and rs[-1].pts is None
+
+
+def test_stream_options_and_vlm_hook():
+    seen = []
+    stream = arrcoc_rt.Stream(device="cpu", budget=50000, vlm=lambda r: seen.append(r.num_saccades) or "answer")
+    r = stream.process(sample_frames(64, 48, 1)[0])
+    assert r.vlm_output == "answer" and seen == [r.num_saccades] and r.budgets.sum() <= 50000
+    with pytest.raises(TypeError, match="semantic encoders"):
+        arrcoc_rt.Stream(encoder="clip")
+    with pytest.raises(TypeError, match="vlm: expected a callable"):
+        arrcoc_rt.Stream(vlm="gpt")
+    with pytest.raises(ValueError, match="decay"):
+        arrcoc_rt.Stream(decay=3.0)
+    with pytest.raises(TypeError, match="expected an av.VideoFrame, an array or a tensor"):
+        stream.process("frame.png")
+
+
+def _cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_cli_demo(tmp_path):
+    r = _cli(["demo", "--out", "demo", "--device", "cpu"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "scene cuts at frames: [24]" in r.stdout and "latency (end to end): p50" in r.stdout
+    with av.open(str(tmp_path / "demo" / "overlay.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 48
+    import json
+
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["scene_cuts"] == [24] and summary["tokens_per_frame"] == 529
+    assert len((tmp_path / "demo" / "tokens.jsonl").read_text().splitlines()) == 48
+
+
+def test_cli_run_and_bench(tmp_path):
+    write_video(tmp_path / "in.mp4", sample_frames(96, 64, 12))
+    r = _cli(["run", "in.mp4", "--out", "ov.mp4", "--jsonl", "t.jsonl", "--device", "cpu"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "frames: 12" in r.stdout and "12 frames decoded, 0 corrupt packets skipped, 0 frames dropped" in r.stdout
+    with av.open(str(tmp_path / "ov.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 12
+    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 12
+    r = _cli(["run", "in.mp4", "--query", "a red car"], tmp_path)
+    assert r.returncode != 0 and "needs a semantic encoder" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(["run", "missing.mp4"], tmp_path)
+    assert r.returncode != 0 and "does not exist" in r.stderr
+    r = _cli(["bench", "--size", "160x120", "--frames", "5"], tmp_path)
+    assert r.returncode == 0 and "fps (p50)" in r.stdout and "allocate_and_gather" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("example", ["stream_video.py", "torch_gpu_frames.py"])
+def test_examples_run(tmp_path, example):
+    if example == "torch_gpu_frames.py":
+        pytest.importorskip("torch")
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / example)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "frames" in r.stdout
