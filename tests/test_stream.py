@@ -201,3 +201,26 @@ def test_examples_run(tmp_path, example):
                        cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "frames" in r.stdout
+
+
+def test_cli_ctrl_c_prints_a_summary(tmp_path):
+    """SIGINT mid-run: exit code 130 and a summary of what was processed, no traceback."""
+    import signal
+    import time
+
+    frames = sample_frames(320, 240, 2) * 300
+    write_video(tmp_path / "long.mp4", frames)
+    p = subprocess.Popen([sys.executable, "-m", "arrcoc_rt.cli", "run", "long.mp4", "--device", "cpu", "--quiet"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (out, err)
+    assert "interrupted (Ctrl-C)" in out and "frames:" in out and "Traceback" not in err
+
+
+def test_cli_png_dir(tmp_path):
+    write_video(tmp_path / "in.mp4", sample_frames(64, 48, 3))
+    r = _cli(["run", "in.mp4", "--png-dir", "png", "--device", "cpu"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "png").glob("overlay_*.png"))) == 3

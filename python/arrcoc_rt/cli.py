@@ -129,12 +129,14 @@ def _stream_options(args) -> dict:
 
 
 def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
-    """Runs the stream over frames; returns per-frame timings and results' summaries."""
+    """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts and
+    whether Ctrl-C stopped it (what was processed until then is kept)."""
     import json
 
     timings, cuts, saccades = [], [], []
     t_start = time.perf_counter()
     out = open(jsonl, "w") if jsonl else None
+    interrupted = False
     try:
         for frame in frames_iter:
             t0 = time.perf_counter()
@@ -163,12 +165,24 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                     bar = "[" + "#" * done + "." * (30 - done) + f"] {n}/{total} "
                 sys.stderr.write(f"\r{bar}frames {n}  {fps:.1f} fps  {timings[-1]['wall']:.1f} ms/frame ")
                 sys.stderr.flush()
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if out is not None:
             out.close()
         if progress and timings:
             sys.stderr.write("\n")
-    return timings, cuts, saccades
+    return timings, cuts, saccades, interrupted
+
+
+def _plot(timings, path) -> None:
+    from .visualize import latency_plot
+
+    try:
+        latency_plot(timings, path)
+        print(f"wrote {path}")
+    except RuntimeError as e:  # matplotlib missing: say so, the run itself succeeded
+        print(f"no plot: {e}", file=sys.stderr)
 
 
 def _summary(timings, cuts, saccades, extra: str = "") -> str:
@@ -195,8 +209,8 @@ def _cmd_demo(args) -> int:
         raise _error(str(e)) from None
     writer = OverlayWriter(out / "overlay.mp4", fps=12)
     try:
-        timings, cuts, saccades = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
-                                               sys.stderr.isatty())
+        timings, cuts, saccades, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
+                                                  sys.stderr.isatty())
     finally:
         writer.close()
     from PIL import Image
@@ -213,6 +227,12 @@ def _cmd_demo(args) -> int:
         "scene_cuts": cuts, "expected_scene_cuts": [24],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        import matplotlib  # noqa: F401
+
+        _plot(timings, out / "latency.png")
+    except ImportError:
+        pass
     r = Stream(device=args.device).process(frames[0])
     Image.fromarray(overlay(frames[0], r)).save(out / "overlay_first.png")
     print(f"arrcoc-rt demo: built-in clip, {len(frames)} frames of 640x360 with a scene cut at frame 24, "
@@ -240,21 +260,20 @@ def _cmd_run(args) -> int:
     fps = 30.0
     if hasattr(src, "stream") and src.stream.average_rate:
         fps = float(src.stream.average_rate)
-    writer = OverlayWriter(args.out, fps=fps) if args.out else None
+    writer = OverlayWriter(args.out, png_folder=args.png_dir, fps=fps) if (args.out or args.png_dir) else None
     frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
-    interrupted = False
-    timings = cuts = saccades = []
     try:
-        timings, cuts, saccades = _process_all(frames, stream, writer, args.jsonl, getattr(src, "frame_count", 0),
-                                               not args.quiet and sys.stderr.isatty())
-    except KeyboardInterrupt:
-        interrupted = True
+        timings, cuts, saccades, interrupted = _process_all(frames, stream, writer, args.jsonl,
+                                                            getattr(src, "frame_count", 0),
+                                                            not args.quiet and sys.stderr.isatty())
     except SourceError as e:
         raise _error(str(e)) from None
     finally:
         if writer is not None:
             writer.close()
         src.close()
+    if args.plot and timings:
+        _plot(timings, args.plot)
     st = src.stats
     print(_summary(timings, cuts, saccades,
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
@@ -308,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--query-image", help="exemplar image query (needs a semantic encoder: not in this version)")
     r.add_argument("--out", help="overlay video to write (.mp4)")
     r.add_argument("--jsonl", help="tokens per frame, one JSON object per line")
+    r.add_argument("--png-dir", help="also write one overlay PNG per frame into this folder")
+    r.add_argument("--plot", help="latency per stage over the run, as a PNG (needs matplotlib)")
     r.add_argument("--device", default="auto")
     r.add_argument("--max-frames", type=int, default=None)
     r.add_argument("--drop-oldest", action="store_true", help="live sources: drop the oldest frame when behind")
