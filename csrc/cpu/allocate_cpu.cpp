@@ -37,14 +37,7 @@ void run_typed(const AllocateParams& p) {
   const bool cut = is_scene_cut(p, moving);
   parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });
 
-  // Candidates in cascade order.
-  int n = 0;
-  for (int s = 0; s < p.capacity; ++s)
-    if (p.slots[s] >= 0) {
-      p.cand[n] = p.slots[s];
-      p.slot_of[n] = s;
-      ++n;
-    }
+  const int n = compact_candidates(p);
   for (int i = 0; i < n; ++i) load_features<T>(p, i);
 
   // Stage 3: robust bounds per component, then the three scores and the MLP.

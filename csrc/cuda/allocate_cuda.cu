@@ -56,16 +56,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   __shared__ int n_shared;
   const int i = threadIdx.x;
   const bool cut = is_scene_cut(p, p.counters[3]);
-  if (i == 0) {
-    int n = 0;
-    for (int s = 0; s < p.capacity; ++s)
-      if (p.slots[s] >= 0) {
-        p.cand[n] = p.slots[s];
-        p.slot_of[n] = s;
-        ++n;
-      }
-    n_shared = n;
-  }
+  if (i == 0) n_shared = compact_candidates(p);
   __syncthreads();
   const int n = n_shared;
   const bool mine = i < n;

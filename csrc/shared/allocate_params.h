@@ -104,6 +104,18 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   p.homunculus[q] = 0.0f;
 }
 
+// Candidates of the cascade's slots in slot order (padding skipped); returns their number.
+ARRCOC_HD int compact_candidates(const AllocateParams& p) {
+  int n = 0;
+  for (int s = 0; s < p.capacity; ++s)
+    if (p.slots[s] >= 0) {
+      p.cand[n] = p.slots[s];
+      p.slot_of[n] = s;
+      ++n;
+    }
+  return n;
+}
+
 template <typename T>
 ARRCOC_HD void load_features(const AllocateParams& p, int i) {
   const int q = p.cand[i];

@@ -53,7 +53,8 @@ def _check(name, value, spec):
 @dataclass
 class FrameResult:
     """One processed frame. Token arrays have N = gestalt + saccade slots entries, gestalt first;
-    missing saccades are padding (kind -1, level -1, budget 0)."""
+    missing saccades are padding (kind -1, level -1, budget 0). The arrays are host copies, safe
+    to keep; ``texture`` is a zero-copy view, valid until the next frame."""
 
     frame_index: int
     tokens: np.ndarray        # [N, 3, P, P] float32 RGB glimpses at each token's mip level
@@ -72,7 +73,8 @@ class FrameResult:
     salience: np.ndarray      # [slots] salience (perspectival)
     query: np.ndarray         # [slots] query relevance (participatory)
     balanced: np.ndarray      # [slots] after opponent processing
-    timings: dict = field(default_factory=dict)  # ms per stage
+    timings: dict = field(default_factory=dict)  # ms per stage (host clock; on CUDA the first two are
+    #                                              enqueue times, the last includes the wait for results)
     motion_valid: bool = False
     texture: Texture | None = None
     pts: float | None = None   # presentation time in seconds (pts * time_base), when known
@@ -198,7 +200,6 @@ class Pipeline:
         qmap = self._query_map(query, tex)
         if qmap is not None:
             self.texture_builder._native.set_patch_channel(33, qmap)
-        self.texture_builder.synchronize()
         t1 = time.perf_counter()
         rc = self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
         t2 = time.perf_counter()
