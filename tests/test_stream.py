@@ -149,7 +149,7 @@ def test_stream_options_and_vlm_hook():
     stream = arrcoc_rt.Stream(device="cpu", budget=50000, vlm=lambda r: seen.append(r.num_saccades) or "answer")
     r = stream.process(sample_frames(64, 48, 1)[0])
     assert r.vlm_output == "answer" and seen == [r.num_saccades] and r.budgets.sum() <= 50000
-    with pytest.raises(TypeError, match="semantic encoders"):
+    with pytest.raises(ValueError, match="encoder: 'clip' is not understood"):
         arrcoc_rt.Stream(encoder="clip")
     with pytest.raises(TypeError, match="vlm: expected a callable"):
         arrcoc_rt.Stream(vlm="gpt")
@@ -186,7 +186,12 @@ def test_cli_run_and_bench(tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == 12
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 12
     r = _cli(["run", "in.mp4", "--query", "a red car"], tmp_path)
-    assert r.returncode != 0 and "needs a semantic encoder" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode != 0 and "needs a text encoder" in r.stderr and "Traceback" not in r.stderr
+    from PIL import Image
+
+    Image.fromarray(sample_frames(96, 64, 1)[0][20:50, 20:60]).save(tmp_path / "crop.png")
+    r = _cli(["run", "in.mp4", "--query-image", "crop.png", "--device", "cpu"], tmp_path)
+    assert r.returncode == 0 and "frames: 12" in r.stdout, r.stderr
     r = _cli(["run", "missing.mp4"], tmp_path)
     assert r.returncode != 0 and "does not exist" in r.stderr
     r = _cli(["bench", "--size", "160x120", "--frames", "5"], tmp_path)

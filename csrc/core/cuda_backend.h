@@ -12,6 +12,7 @@ namespace arrcoc {
 struct TextureParams;
 struct CascadeParams;
 struct AllocateParams;
+struct SemanticParams;
 namespace cuda {
 
 bool compiled() noexcept;
@@ -47,6 +48,10 @@ Status run_cascade(const CascadeParams& p, void* stream) noexcept;
 // Feature gather of the token pack (see TokenAllocator::gather_features).
 Status gather_features(const float* features, int channels, int h, int w, const float* positions,
                        const int32_t* levels, int tokens, int width, int height, float* out, void* stream) noexcept;
+
+// The semantic stage (see SemanticEncoder).
+Status encode_semantic(const SemanticParams& p, void* stream) noexcept;
+Status write_semantic_channels(const SemanticParams& p, void* stream) noexcept;
 
 // Queues stages 3-6 on `stream`. All pointers in `p` are device memory.
 Status run_allocation(const AllocateParams& p, void* stream) noexcept;

@@ -387,6 +387,75 @@ class PyClusterCascade {
   CascadeView last_;
 };
 
+// ------------------------------------------------------------------ SemanticEncoder
+
+class PySemanticEncoder {
+ public:
+  PySemanticEncoder(int max_width, int max_height, const std::string& device, int cuda_device, int num_threads) {
+    SemanticConfig c;
+    c.max_width = max_width;
+    c.max_height = max_height;
+    c.max_dims = kBuiltinDescriptorDims;
+    c.device = device == "cuda" ? Device::kCUDA : Device::kCPU;
+    c.cuda_device = cuda_device;
+    c.num_threads = num_threads;
+    std::unique_ptr<SemanticEncoder> e;
+    throw_if_error(SemanticEncoder::create(c, &e));
+    enc_ = std::move(e);
+    device_ = c.device;
+  }
+
+  void encode(PyTextureBuilder& builder, bool carry, uintptr_t stream) {
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(builder.mutex());
+      s = enc_->encode(builder.last_texture(), carry, &features_, reinterpret_cast<void*>(stream));
+      tex_ = builder.last_texture();
+    }
+    throw_if_error(s);
+  }
+
+  // Host copy of the last descriptors: [32, h4, w4].
+  py::array features() {
+    if (!features_) throw py::value_error("no descriptors yet: call encode first");
+    const LevelLayout& L = tex_.levels[kPatchLevel];
+    py::array out = host_copy(reinterpret_cast<uintptr_t>(features_),
+                              static_cast<py::ssize_t>(kBuiltinDescriptorDims) * L.width * L.height, "float32", device_);
+    return out.attr("reshape")(kBuiltinDescriptorDims, L.height, L.width);
+  }
+
+  void write(PyTextureBuilder& builder, py::object query, py::object mean, py::object components, uintptr_t stream) {
+    using F = py::array_t<float, py::array::c_style | py::array::forcecast>;
+    F q, m, c;
+    if (!query.is_none()) {
+      q = query.cast<F>();
+      if (q.size() == 0 || q.size() % kBuiltinDescriptorDims != 0)
+        throw py::value_error("query: expected [K, 32] vectors for the built-in encoder; got " +
+                              std::to_string(q.size()) + " values");
+    }
+    if (!mean.is_none()) m = mean.cast<F>();
+    if (!components.is_none()) c = components.cast<F>();
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(builder.mutex());
+      s = enc_->write_channels(builder.last_texture(), features_, kBuiltinDescriptorDims,
+                               query.is_none() ? nullptr : q.data(),
+                               query.is_none() ? 0 : static_cast<int>(q.size() / kBuiltinDescriptorDims),
+                               mean.is_none() ? nullptr : m.data(),
+                               components.is_none() ? nullptr : c.data(), reinterpret_cast<void*>(stream));
+    }
+    throw_if_error(s);
+  }
+
+ private:
+  std::unique_ptr<SemanticEncoder> enc_;
+  const float* features_ = nullptr;
+  TextureView tex_;
+  Device device_ = Device::kCPU;
+};
+
 // ------------------------------------------------------------------ TokenAllocator
 
 BalanceWeights weights_from_dict(const py::dict& d) {
@@ -605,4 +674,11 @@ PYBIND11_MODULE(_arrcoc, m) {
       .def("reset", &PyTokenAllocator::reset)
       .def("gather", &PyTokenAllocator::gather);
   m.def("default_balance_weights", [] { return weights_to_dict(default_balance_weights()); });
+
+  py::class_<PySemanticEncoder>(m, "SemanticEncoder")
+      .def(py::init<int, int, const std::string&, int, int>())
+      .def("encode", &PySemanticEncoder::encode)
+      .def("features", &PySemanticEncoder::features)
+      .def("write", &PySemanticEncoder::write);
+  m.attr("BUILTIN_DESCRIPTOR_DIMS") = kBuiltinDescriptorDims;
 }

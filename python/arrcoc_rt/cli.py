@@ -121,11 +121,19 @@ def _error(msg: str) -> SystemExit:
 
 
 def _stream_options(args) -> dict:
-    if getattr(args, "query", None):
-        raise _error("--query TEXT needs a semantic encoder (CLIP/SigLIP), which this version does not have yet")
-    if getattr(args, "query_image", None):
-        raise _error("--query-image needs a semantic encoder, which this version does not have yet")
-    return {}
+    """Query and encoder options for Stream from --query / --query-image / --encoder."""
+    if args.query and args.query_image:
+        raise _error("give --query or --query-image, not both")
+    if args.query and not args.encoder.startswith(("clip:", "siglip:")):
+        raise _error("--query TEXT needs a text encoder (--encoder clip:PATH or siglip:PATH); the built-in "
+                     "encoder understands exemplar images (--query-image)")
+    if args.encoder.startswith(("clip:", "siglip:")):
+        raise _error(f"--encoder {args.encoder}: CLIP/SigLIP checkpoints are not supported in this version yet")
+    if args.encoder != "builtin":
+        raise _error(f"--encoder {args.encoder!r}: expected builtin, clip:PATH or siglip:PATH")
+    if args.query_image and not Path(args.query_image).exists():
+        raise _error(f"--query-image {args.query_image!r} does not exist")
+    return {"query": args.query_image, "encoder": "builtin" if args.query_image else None}
 
 
 def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
@@ -247,15 +255,15 @@ def _cmd_run(args) -> int:
     from .stream import Stream
     from .visualize import OverlayWriter
 
-    _stream_options(args)
+    options = _stream_options(args)
     source = int(args.source) if args.source.isdigit() else args.source
     try:
         src = open_source(source, drop_oldest=True) if args.drop_oldest else open_source(source)
     except (SourceError, ValueError) as e:
         raise _error(str(e)) from None
     try:
-        stream = Stream(device=args.device)
-    except ValueError as e:
+        stream = Stream(device=args.device, **options)
+    except (ValueError, TypeError) as e:
         raise _error(str(e)) from None
     fps = 30.0
     if hasattr(src, "stream") and src.stream.average_rate:
@@ -323,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
     r = sub.add_parser("run", help="process a video file, URL, webcam (/dev/videoN or N) or image folder")
     r.add_argument("source")
-    r.add_argument("--query", help="text query (needs a semantic encoder: not in this version)")
-    r.add_argument("--query-image", help="exemplar image query (needs a semantic encoder: not in this version)")
+    r.add_argument("--query", help="text query (needs --encoder clip:PATH or siglip:PATH)")
+    r.add_argument("--query-image", help="exemplar image: look for this object (built-in encoder)")
+    r.add_argument("--encoder", default="builtin", help="builtin (default) | clip:PATH | siglip:PATH")
     r.add_argument("--out", help="overlay video to write (.mp4)")
     r.add_argument("--jsonl", help="tokens per frame, one JSON object per line")
     r.add_argument("--png-dir", help="also write one overlay PNG per frame into this folder")

@@ -112,7 +112,8 @@ class Pipeline:
 
     def __init__(self, width: int, height: int, device: str = "auto", *, dtype: str = "float16", weights=None,
                  num_threads: int = 0, patch: int = 16, strategy: str = "balanced", gestalt_lod: int = 64,
-                 gestalt_overlap: bool = True, **config):
+                 gestalt_overlap: bool = True, encoder=None, encoder_every: int = 1, pca_frames: int = 8,
+                 pca=None, **config):
         if patch != 16:
             raise ValueError(f"patch: {patch!r} is not supported; expected 16 (one patch is one level-4 texel)")
         if strategy not in STRATEGIES:
@@ -145,6 +146,25 @@ class Pipeline:
             cuda_device=self.texture_builder.cuda_device, num_threads=int(num_threads)))
         self.set_weights(weights)
         self._frames = 0
+        # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
+        # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
+        from .encoders import PCA16, make_encoder
+
+        if isinstance(encoder_every, bool) or not isinstance(encoder_every, int) or not 1 <= encoder_every <= 1000:
+            raise ValueError(f"encoder_every: {encoder_every!r} is out of range; expected an int 1..1000")
+        if isinstance(pca_frames, bool) or not isinstance(pca_frames, int) or not 0 <= pca_frames <= 10000:
+            raise ValueError(f"pca_frames: {pca_frames!r} is out of range; expected an int 0..10000")
+        self.encoder = make_encoder(encoder, self.device)
+        self.encoder_every = encoder_every
+        self._sem = self.encoder.native(self.width, self.height) if self.encoder is not None else None
+        if pca is not None and self.encoder is None:
+            raise ValueError("pca: a projection needs an encoder (encoder='builtin')")
+        self.pca = PCA16.load(pca) if isinstance(pca, (str, Path)) else (pca if pca is not None else
+                                                                          (PCA16(self.encoder.dims) if self.encoder else None))
+        self._pca_frames = 0 if isinstance(pca, (str, Path)) or pca is not None else pca_frames
+        self._since_encode = 0
+        self._query_key = None
+        self._query_value = (None, None)  # (kind, value): ('map' | 'vector', array)
 
     # ------------------------------------------------------------------ configuration
     def set_weights(self, weights=None) -> None:
@@ -162,23 +182,60 @@ class Pipeline:
         """Forget all temporal state (motion history and carried relevance)."""
         self.texture_builder.reset()
         self._allocator.reset()
+        self._since_encode = 0
+
+    def _resolve_query(self, query):
+        """('map', array) | ('vector', [C]) | (None, None), cached while the same query is given."""
+        key = query if isinstance(query, (str, Path)) else id(query)
+        if query is not None and key == self._query_key:
+            return self._query_value
+        kind, value = None, None
+        if query is None:
+            pass
+        elif isinstance(query, Path) or (isinstance(query, str) and Path(query).suffix.lower() in
+                                          (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")):
+            kind, value = "vector", self._need_encoder("an exemplar image").encode_exemplar(query)
+        elif isinstance(query, str):
+            if self.encoder is None:
+                raise TypeError("query: text queries need a semantic encoder; create the pipeline with "
+                                "encoder='clip:PATH' or 'siglip:PATH' (or pass a similarity map)")
+            kind, value = "vector", np.asarray(self.encoder.encode_text(query), np.float32)
+        else:
+            a = np.asarray(query)
+            if a.ndim == 3 and a.dtype == np.uint8:
+                kind, value = "vector", self._need_encoder("an exemplar image").encode_exemplar(a)
+            elif a.ndim == 1:
+                enc = self._need_encoder("a query vector")
+                if a.dtype.kind not in "fiu":
+                    raise TypeError(f"query: vector dtype {a.dtype} is not numeric")
+                a = a[None, :]
+                if a.shape[1] != enc.dims:
+                    raise ValueError(f"query: vector of length {a.shape[1]}; the {enc.name} encoder's features have "
+                                     f"{enc.dims} dimensions")
+                if not np.all(np.isfinite(a)):
+                    raise ValueError("query: the vector contains NaN or inf")
+                kind, value = "vector", a.astype(np.float32)
+            else:
+                kind, value = "map", query
+        self._query_key, self._query_value = key, (kind, value)
+        return kind, value
+
+    def _need_encoder(self, what: str):
+        if self.encoder is None:
+            raise TypeError(f"query: {what} needs a semantic encoder; create the pipeline with encoder='builtin' "
+                            "(or pass a similarity map)")
+        return self.encoder
 
     # ------------------------------------------------------------------ per frame
     def _query_map(self, query, tex: Texture):
         """A similarity map for channel 33 on the patch grid, from a [h4, w4] or [H, W] array."""
         if query is None:
             return None
-        if isinstance(query, str):
-            raise TypeError("query: text queries need a semantic encoder (CLIP/SigLIP), which this pipeline "
-                            "does not have yet; pass a similarity map (H x W or patch grid) instead")
         q = np.asarray(query)
         if q.dtype.kind not in "fiu":
             raise TypeError(f"query: dtype {q.dtype} is not numeric; expected a float similarity map")
         q = q.astype(np.float32)
         w4, h4 = tex.level_sizes[4]
-        if q.ndim == 1:
-            raise TypeError("query: a query vector needs the semantic channels (17..32) of an encoder, which this "
-                            "pipeline does not have yet; pass a similarity map (H x W or patch grid) instead")
         if q.ndim != 2:
             raise ValueError(f"query: expected a 2-D similarity map; got shape {q.shape}")
         if not np.all(np.isfinite(q)):
@@ -195,15 +252,30 @@ class Pipeline:
         """One frame -> FrameResult. ``query``: None (neutral), or a similarity map over the frame
         ([H, W]) or its patch grid ([ceil(H/16), ceil(W/16)])."""
         t = {}
+        kind, qvalue = self._resolve_query(query)
         t0 = time.perf_counter()
         tex = self.texture_builder.build(frame, pixel_format=pixel_format, stream=stream)
-        qmap = self._query_map(query, tex)
+        if self._sem is not None:
+            carry = tex.motion_valid and 0 < self._since_encode < self.encoder_every
+            self._sem.encode(self.texture_builder._native, carry, stream_handle(stream))
+            self._since_encode = 1 if not carry else self._since_encode + 1
+            if self._since_encode >= self.encoder_every:
+                self._since_encode = 0
+            if self._pca_frames > 0 and not carry:
+                self.pca.partial_fit(self._sem.features())
+                self._pca_frames -= 1
+            self._sem.write(self.texture_builder._native, qvalue if kind == "vector" else None,
+                            self.pca.mean, self.pca.components, stream_handle(stream))
+        elif kind == "vector":
+            raise TypeError("query: a query vector needs an encoder")
+        qmap = self._query_map(qvalue, tex) if kind == "map" else None
         if qmap is not None:
             self.texture_builder._native.set_patch_channel(33, qmap)
+        has_query = qmap is not None or kind == "vector"
         t1 = time.perf_counter()
         rc = self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
         t2 = time.perf_counter()
-        r = self._allocator.run(self.texture_builder._native, self.cascade._native, qmap is not None,
+        r = self._allocator.run(self.texture_builder._native, self.cascade._native, has_query,
                                 stream_handle(stream))
         t3 = time.perf_counter()
         t.update(texture=(t1 - t0) * 1e3, cascade=(t2 - t1) * 1e3, allocate_and_gather=(t3 - t2) * 1e3,

@@ -659,3 +659,49 @@ def homunculus(token_patch, budgets, h4: int, w4: int) -> np.ndarray:
         if p >= 0:
             m[p] += b
     return m.reshape(h4, w4)
+
+
+# ----------------------------------------------------------------------------- semantics
+
+
+def patch_descriptors(level1: dict) -> np.ndarray:
+    """[32, h4, w4] built-in descriptors from the level-1 planes ``level1[c]`` (c = 3, 6, 7, 8, 15, 16):
+    per 8x8 texels, histograms of opponent colours (4x4), gradient orientation (8, magnitude
+    weighted) and luminance (8); each normalized, square-rooted and scaled by 1/sqrt(3)."""
+    rg, by, gx, gy, mag, lum = (np.asarray(level1[c], np.float64) for c in (15, 16, 6, 7, 8, 3))
+    h1, w1 = rg.shape
+    h4, w4 = (h1 + 7) // 8, (w1 + 7) // 8
+    edges = np.array([-0.5, 0.0, 0.5])
+    colour = np.searchsorted(edges, rg, side="right") * 4 + np.searchsorted(edges, by, side="right")
+    ang = np.arctan2(gy, gx)
+    ang = np.where(ang < 0, ang + np.pi, ang)
+    orient = np.clip((ang * (8 / np.pi)).astype(np.int64), 0, 7)
+    lbin = np.clip((lum * 8).astype(np.int64), 0, 7)
+    out = np.zeros((32, h4, w4))
+    for bi in range(h4):
+        for bj in range(w4):
+            sl = (slice(8 * bi, min(8 * bi + 8, h1)), slice(8 * bj, min(8 * bj + 8, w1)))
+            n = colour[sl].size
+            m = mag[sl]
+            out[:16, bi, bj] = np.bincount(colour[sl].ravel(), minlength=16) / n
+            out[16:24, bi, bj] = np.bincount(orient[sl].ravel(), weights=m.ravel(), minlength=8) / (m.sum() + 1e-6)
+            out[24:, bi, bj] = np.bincount(lbin[sl].ravel(), minlength=8) / n
+    return np.sqrt(out) / np.sqrt(3.0)
+
+
+def similarity_map(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """[h, w]: the largest cosine similarity of each position's features ([C, h, w]) with any query ([K, C])."""
+    f = np.asarray(features, np.float64)
+    q = np.atleast_2d(np.asarray(queries, np.float64))
+    fn = np.linalg.norm(f, axis=0)
+    qn = np.linalg.norm(q, axis=1)
+    dots = np.tensordot(q, f, axes=(1, 0))  # [K, h, w]
+    denom = qn[:, None, None] * fn[None]
+    cos = np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0.0)
+    return cos.max(axis=0)
+
+
+def semantic_projection(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """[16, h, w] = components . (features - mean) at every position."""
+    f = np.asarray(features, np.float64) - np.asarray(mean, np.float64)[:, None, None]
+    return np.tensordot(np.asarray(components, np.float64), f, axes=(1, 0))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .encoders import make_encoder
 from .pipeline import FrameResult, Pipeline
 
 _ZERO_COPY_FORMATS = ("yuv420p", "nv12", "rgb24", "bgr24")
@@ -45,16 +46,22 @@ def frame_from_av(frame):
     return (y, _plane_array(frame.planes[1], ch, cw), _plane_array(frame.planes[2], ch, cw)), fmt, pts
 
 
+def _is_similarity_map(query) -> bool:
+    a = np.asarray(query) if not isinstance(query, str) else None
+    return a is not None and a.ndim == 2
+
+
 class Stream:
     """A Pipeline that follows a stream: created at the first frame's size, rebuilt (state reset,
     ``result.resized`` set) when the size grows beyond it, reset when the size or pixel format
     changes.
 
     Args:
-        query: a similarity map over the frame or its patch grid (see Pipeline.process), or None.
+        query: an exemplar image (H x W x 3 uint8 or a path), a feature vector, a similarity map over
+            the frame or its patch grid, text (needs a CLIP/SigLIP encoder), or None.
         device: 'auto' | 'cpu' | 'cuda' | 'cuda:N'.
         budget: total token budget (levels of detail); default 100000.
-        encoder: a semantic encoder (text/exemplar queries) - not available yet; must be None.
+        encoder: 'builtin' (weight-free, the default when the query needs one) or an Encoder object.
         vlm: optional callable(FrameResult) -> anything, called per frame; its return value is
             ``result.vlm_output``.
         **pipeline_config: any Pipeline option (strategy, saccades, decay, weights, dtype, ...).
@@ -62,13 +69,13 @@ class Stream:
 
     def __init__(self, query=None, device: str = "auto", budget: int | None = None, encoder=None, vlm=None,
                  **pipeline_config):
-        if encoder is not None:
-            raise TypeError("encoder: semantic encoders (builtin, CLIP, SigLIP) are not available in this version; "
-                            "pass encoder=None and a similarity map as query")
         if vlm is not None and not callable(vlm):
             raise TypeError(f"vlm: expected a callable taking a FrameResult; got {type(vlm).__name__}")
         if budget is not None:
             pipeline_config["total_budget"] = budget
+        if encoder is None and query is not None and not _is_similarity_map(query):
+            encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
+        pipeline_config["encoder"] = encoder
         self.device = device
         self.vlm = vlm
         self._config = pipeline_config
@@ -76,7 +83,8 @@ class Stream:
         self._query = query
         self._last_geometry = None
         self.frames = 0
-        Pipeline(16, 16, "cpu", **pipeline_config)  # validate the options now, not at the first frame
+        Pipeline(16, 16, "cpu", **dict(pipeline_config, encoder=None))  # validate the options now
+        make_encoder(encoder, "cpu")
 
     @property
     def pipeline(self) -> Pipeline | None:

@@ -7,5 +7,6 @@
 #include "arrcoc/frame.h"
 #include "arrcoc/pipeline.h"
 #include "arrcoc/runtime.h"
+#include "arrcoc/semantic.h"
 #include "arrcoc/status.h"
 #include "arrcoc/texture.h"

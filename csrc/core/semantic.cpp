@@ -1,0 +1,166 @@
+// Dispatcher of the semantic stage: validation, memory (allocated once), backend choice.
+#include "arrcoc/semantic.h"
+
+#include <cmath>
+#include <string>
+#include <thread>
+
+#include "../cpu/semantic_cpu.h"
+#include "../shared/semantic_params.h"
+#include "arena.h"
+#include "guard.h"
+
+namespace arrcoc {
+
+struct SemanticEncoder::Impl {
+  explicit Impl(const SemanticConfig& c) : config(c), arena(c.device) {}
+  SemanticConfig config;
+  Arena arena;
+  float* features[2] = {nullptr, nullptr};  // this frame / previous frame descriptors
+  float* query = nullptr;                   // device copies of the host vectors (CUDA)
+  float* mean = nullptr;
+  float* components = nullptr;
+  bool has_previous = false;
+  int32_t prev_w4 = 0, prev_h4 = 0;
+
+  int threads() const {
+    return config.num_threads > 0 ? config.num_threads
+                                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+
+  SemanticParams base(const TextureView& t) const {
+    SemanticParams p{};
+    p.dtype = t.dtype;
+    const size_t es = static_cast<size_t>(dtype_size(t.dtype));
+    auto plane = [&](int ch, int level) { return static_cast<char*>(t.data) + t.plane_offset(ch, level) * es; };
+    const int l1[6] = {15, 16, 6, 7, 8, 3};
+    for (int k = 0; k < 6; ++k) p.l1[k] = plane(l1[k], 1);
+    p.w1 = t.levels[1].width;
+    p.h1 = t.levels[1].height;
+    p.w4 = t.levels[4].width;
+    p.h4 = t.levels[4].height;
+    p.mvx4 = plane(35, 4);
+    p.mvy4 = plane(36, 4);
+    for (int c = 0; c < kSemanticComponents; ++c) p.out_semantic[c] = plane(17 + c, 4);
+    p.out_query = plane(33, 4);
+    p.num_threads = threads();
+    return p;
+  }
+
+  Status check_texture(const TextureView& t) const {
+    if (!t.data) return Status(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
+    if (t.device != config.device)
+      return Status(StatusCode::kInvalidArgument, "texture: it is not on the encoder's device");
+    if (t.width > config.max_width || t.height > config.max_height)
+      return Status(StatusCode::kOutOfRange, "texture: size " + std::to_string(t.width) + "x" +
+                                                 std::to_string(t.height) + " exceeds the encoder's maximum " +
+                                                 std::to_string(config.max_width) + "x" +
+                                                 std::to_string(config.max_height));
+    return prepare_device(config.device, config.cuda_device);
+  }
+
+  // Host vector -> the encoder's device (CUDA: a blocking copy into memory allocated at creation).
+  Status stage(const float* host, float* device_buf, size_t n, const float** out) const {
+    *out = nullptr;
+    if (!host) return Status::Ok();
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(host[i])) return Status(StatusCode::kInvalidArgument, "a query/projection value is NaN or inf");
+    if (config.device == Device::kCPU) {
+      *out = host;
+      return Status::Ok();
+    }
+    *out = device_buf;
+    return cuda::copy_to_device(device_buf, host, n * sizeof(float));
+  }
+};
+
+SemanticEncoder::SemanticEncoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SemanticEncoder::~SemanticEncoder() = default;
+
+Status SemanticEncoder::create(const SemanticConfig& config, std::unique_ptr<SemanticEncoder>* out) noexcept {
+  ARRCOC_GUARD({
+    if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<SemanticEncoder>*) is null");
+    if (config.max_width < 1 || config.max_width > 16384 || config.max_height < 1 || config.max_height > 16384)
+      return Status(StatusCode::kOutOfRange, "max size is out of range; expected 1..16384 each");
+    if (config.max_queries < 1 || config.max_queries > 1024)
+      return Status(StatusCode::kOutOfRange, "max_queries " + std::to_string(config.max_queries) +
+                                                 " is out of range; expected 1..1024");
+    if (config.max_dims < 1 || config.max_dims > 8192)
+      return Status(StatusCode::kOutOfRange, "max_dims " + std::to_string(config.max_dims) +
+                                                 " is out of range; expected 1..8192");
+    Status s = prepare_device(config.device, config.cuda_device);
+    if (!s.ok()) return s;
+    auto impl = std::make_unique<Impl>(config);
+    LevelLayout L[kNumLevels];
+    texture_layout(config.max_width, config.max_height, L);
+    const size_t n4 = static_cast<size_t>(L[4].width) * L[4].height;
+    for (int k = 0; k < 2 && s.ok(); ++k) s = impl->arena.alloc_n(n4 * kBuiltinDescriptorDims, &impl->features[k]);
+    const size_t d = static_cast<size_t>(config.max_dims);
+    if (s.ok()) s = impl->arena.alloc_n(d * static_cast<size_t>(config.max_queries), &impl->query);
+    if (s.ok()) s = impl->arena.alloc_n(d, &impl->mean);
+    if (s.ok()) s = impl->arena.alloc_n(d * kSemanticComponents, &impl->components);
+    if (!s.ok()) return s;
+    out->reset(new SemanticEncoder(std::move(impl)));
+    return Status::Ok();
+  })
+}
+
+Status SemanticEncoder::encode(const TextureView& texture, bool carry, const float** features,
+                               void* cuda_stream) noexcept {
+  ARRCOC_GUARD({
+    Impl& m = *impl_;
+    if (!features) return Status(StatusCode::kInvalidArgument, "features (const float**) is null");
+    Status s = m.check_texture(texture);
+    if (!s.ok()) return s;
+    SemanticParams p = m.base(texture);
+    const bool can_carry = m.has_previous && m.prev_w4 == p.w4 && m.prev_h4 == p.h4;
+    if (carry && !can_carry)
+      return Status(StatusCode::kInvalidArgument,
+                    "encode: nothing to carry (no previous descriptors of this patch grid); encode this frame");
+    std::swap(m.features[0], m.features[1]);  // [1] = previous
+    p.features = m.features[0];
+    p.previous = m.features[1];
+    p.carry = carry;
+    s = m.config.device == Device::kCPU ? cpu::encode_semantic(p) : cuda::encode_semantic(p, cuda_stream);
+    if (!s.ok()) {
+      m.has_previous = false;
+      return s;
+    }
+    m.has_previous = true;
+    m.prev_w4 = p.w4;
+    m.prev_h4 = p.h4;
+    *features = m.features[0];
+    return Status::Ok();
+  })
+}
+
+Status SemanticEncoder::write_channels(const TextureView& texture, const float* features, int dims,
+                                       const float* query, int num_queries, const float* mean,
+                                       const float* components, void* cuda_stream) noexcept {
+  ARRCOC_GUARD({
+    Impl& m = *impl_;
+    Status s = m.check_texture(texture);
+    if (!s.ok()) return s;
+    if (!features) return Status(StatusCode::kInvalidArgument, "features is null");
+    if (dims < 1 || dims > m.config.max_dims)
+      return Status(StatusCode::kOutOfRange, "dims " + std::to_string(dims) + " is out of range; expected 1.." +
+                                                 std::to_string(m.config.max_dims));
+    if (query && (num_queries < 1 || num_queries > m.config.max_queries))
+      return Status(StatusCode::kOutOfRange, "num_queries " + std::to_string(num_queries) +
+                                                 " is out of range; expected 1.." + std::to_string(m.config.max_queries));
+    if ((mean == nullptr) != (components == nullptr))
+      return Status(StatusCode::kInvalidArgument, "mean and components go together (both or neither)");
+    SemanticParams p = m.base(texture);
+    p.in_features = features;
+    p.dims = dims;
+    p.num_queries = query ? num_queries : 0;
+    if (!(s = m.stage(query, m.query, static_cast<size_t>(dims) * p.num_queries, &p.query)).ok()) return s;
+    if (!(s = m.stage(mean, m.mean, dims, &p.mean)).ok()) return s;
+    if (!(s = m.stage(components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components)).ok())
+      return s;
+    return m.config.device == Device::kCPU ? cpu::write_semantic_channels(p)
+                                           : cuda::write_semantic_channels(p, cuda_stream);
+  })
+}
+
+}  // namespace arrcoc

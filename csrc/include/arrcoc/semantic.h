@@ -1,0 +1,56 @@
+// Query-aware relevance: the built-in, weight-free semantic encoder (per-patch colour-opponent,
+// gradient-orientation and luminance histograms, 32 dims; csrc/shared/semantic_math.h) and the
+// semantic channels of the texture: 17..32 (a 16-component projection, e.g. PCA) and 33 (cosine
+// similarity to the query).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "arrcoc/frame.h"
+#include "arrcoc/status.h"
+#include "arrcoc/texture.h"
+
+namespace arrcoc {
+
+constexpr int kBuiltinDescriptorDims = 32;
+constexpr int kSemanticComponents = 16;
+
+struct SemanticConfig {
+  int32_t max_width = 1920;   // largest frame, 1..16384
+  int32_t max_height = 1080;
+  int32_t max_dims = 1024;    // largest feature dimension given to write_channels, 1..8192
+  int32_t max_queries = 64;   // most query vectors at once (an exemplar's patches), 1..1024
+  Device device = Device::kCPU;
+  int32_t cuda_device = 0;
+  int32_t num_threads = 0;
+};
+
+class SemanticEncoder {
+ public:
+  static Status create(const SemanticConfig& config, std::unique_ptr<SemanticEncoder>* out) noexcept;
+  ~SemanticEncoder();
+  SemanticEncoder(const SemanticEncoder&) = delete;
+  SemanticEncoder& operator=(const SemanticEncoder&) = delete;
+
+  // Built-in descriptors of every patch of `texture` ([32, h4, w4] float32, on the device, in the
+  // encoder's memory; valid until the next encode). With `carry`, no new encoding: the previous
+  // frame's descriptors are moved along the texture's motion vectors (patch grid must match).
+  Status encode(const TextureView& texture, bool carry, const float** features, void* cuda_stream = nullptr) noexcept;
+
+  // Writes texture channel 33 = the largest cosine similarity of each patch's features with the
+  // `num_queries` query vectors (host, [num_queries, dims]; nullptr writes 0) and channels 17..32 = components . (features - mean)
+  // (host: mean [dims], components [16, dims]; nullptr writes 0). `features`: [dims, h4, w4] float32
+  // on the encoder's device (e.g. from encode(), or an encoder's features resampled to the grid).
+  Status write_channels(const TextureView& texture, const float* features, int dims, const float* query,
+                        int num_queries, const float* mean, const float* components,
+                        void* cuda_stream = nullptr) noexcept;
+
+  struct Impl;
+
+ private:
+  explicit SemanticEncoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace arrcoc
