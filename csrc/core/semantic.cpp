@@ -1,6 +1,7 @@
 // Dispatcher of the semantic stage: validation, memory (allocated once), backend choice.
 #include "arrcoc/semantic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@ struct SemanticEncoder::Impl {
   float* query = nullptr;                   // device copies of the host vectors (CUDA)
   float* mean = nullptr;
   float* components = nullptr;
+  float* external = nullptr;                // [max_dims, h4, w4] uploaded features
   bool has_previous = false;
   int32_t prev_w4 = 0, prev_h4 = 0;
 
@@ -99,6 +101,7 @@ Status SemanticEncoder::create(const SemanticConfig& config, std::unique_ptr<Sem
     if (s.ok()) s = impl->arena.alloc_n(d * static_cast<size_t>(config.max_queries), &impl->query);
     if (s.ok()) s = impl->arena.alloc_n(d, &impl->mean);
     if (s.ok()) s = impl->arena.alloc_n(d * kSemanticComponents, &impl->components);
+    if (s.ok()) s = impl->arena.alloc_n(d * n4, &impl->external);
     if (!s.ok()) return s;
     out->reset(new SemanticEncoder(std::move(impl)));
     return Status::Ok();
@@ -130,6 +133,28 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
     m.prev_w4 = p.w4;
     m.prev_h4 = p.h4;
     *features = m.features[0];
+    return Status::Ok();
+  })
+}
+
+Status SemanticEncoder::upload_features(const TextureView& texture, const float* host, int dims,
+                                        const float** features) noexcept {
+  ARRCOC_GUARD({
+    Impl& m = *impl_;
+    Status s = m.check_texture(texture);
+    if (!s.ok()) return s;
+    if (!host || !features) return Status(StatusCode::kInvalidArgument, "upload_features: null pointer");
+    if (dims < 1 || dims > m.config.max_dims)
+      return Status(StatusCode::kOutOfRange, "dims " + std::to_string(dims) + " is out of range; expected 1.." +
+                                                 std::to_string(m.config.max_dims));
+    const size_t n = static_cast<size_t>(dims) * texture.levels[kPatchLevel].width * texture.levels[kPatchLevel].height;
+    const float* staged = nullptr;
+    if (!(s = m.stage(host, m.external, n, &staged)).ok()) return s;
+    if (m.config.device == Device::kCPU) {
+      std::copy(host, host + n, m.external);
+      staged = m.external;
+    }
+    *features = staged;
     return Status::Ok();
   })
 }

@@ -127,13 +127,13 @@ def _stream_options(args) -> dict:
     if args.query and not args.encoder.startswith(("clip:", "siglip:")):
         raise _error("--query TEXT needs a text encoder (--encoder clip:PATH or siglip:PATH); the built-in "
                      "encoder understands exemplar images (--query-image)")
-    if args.encoder.startswith(("clip:", "siglip:")):
-        raise _error(f"--encoder {args.encoder}: CLIP/SigLIP checkpoints are not supported in this version yet")
-    if args.encoder != "builtin":
+    if args.encoder != "builtin" and not args.encoder.startswith(("clip:", "siglip:")):
         raise _error(f"--encoder {args.encoder!r}: expected builtin, clip:PATH or siglip:PATH")
     if args.query_image and not Path(args.query_image).exists():
         raise _error(f"--query-image {args.query_image!r} does not exist")
-    return {"query": args.query_image, "encoder": "builtin" if args.query_image else None}
+    query = args.query or args.query_image
+    encoder = args.encoder if (query or args.encoder != "builtin") else None
+    return {"query": query, "encoder": encoder}
 
 
 def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):

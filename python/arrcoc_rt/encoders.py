@@ -36,10 +36,6 @@ class BuiltinEncoder:
         self.device, self.cuda_device = resolve_device(device)
         self.num_threads = num_threads
 
-    def native(self, width: int, height: int):
-        """The kernel object for frames up to width x height (one per Pipeline)."""
-        return _native.SemanticEncoder(width, height, self.device, self.cuda_device, self.num_threads)
-
     def encode_image(self, frame) -> np.ndarray:
         """[32, h4, w4] descriptors of a frame (host array)."""
         from .texture import TextureBuilder
@@ -49,7 +45,7 @@ class BuiltinEncoder:
             raise TypeError(f"frame: expected an H x W x 3 uint8 image; got {a.dtype} {a.shape}")
         b = TextureBuilder(a.shape[1], a.shape[0], "cpu", "float32")
         b.build(a)
-        enc = _native.SemanticEncoder(a.shape[1], a.shape[0], "cpu", 0, self.num_threads)
+        enc = _native.SemanticEncoder(a.shape[1], a.shape[0], "cpu", 0, self.num_threads, DIMS)
         enc.encode(b._native, False, 0)
         return enc.features()
 
@@ -122,16 +118,116 @@ class PCA16:
         return p
 
 
+_DEFAULT_NORM = {"clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+                 "siglip": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+
+
+class HFEncoder:
+    """CLIP or SigLIP from a local checkpoint folder through Hugging Face transformers (no network:
+    ``from_pretrained(path, local_files_only=True)``); float16 on a GPU, float32 on the CPU.
+
+    Dense features in the joint image-text space: the vision tower's last patch tokens, through the
+    post-LayerNorm and (CLIP) the visual projection — the MaskCLIP recipe — on the model's own patch
+    grid; resampled to arrcoc's patch grid by the Pipeline. Text: ``get_text_features``. Exemplars:
+    ``get_image_features`` of the exemplar (the pooled embedding, one vector)."""
+
+    def __init__(self, path, kind: str = "clip", device: str = "auto"):
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise ValueError("encoder: CLIP/SigLIP needs torch and transformers: pip install torch==2.13.0 "
+                             "transformers") from None
+        p = Path(path)
+        if not p.is_dir():
+            raise ValueError(f"encoder: {kind} checkpoint folder {str(p)!r} does not exist")
+        try:
+            self.model = AutoModel.from_pretrained(str(p), local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"encoder: cannot load a {kind} checkpoint from {str(p)!r}: {e}") from None
+        if self.model.config.model_type != kind:
+            raise ValueError(f"encoder: {str(p)!r} holds a {self.model.config.model_type!r} model, not {kind!r}")
+        self.kind, self.name = kind, kind
+        dev, ordinal = resolve_device(device)
+        self.torch_device = f"cuda:{ordinal}" if dev == "cuda" and torch.cuda.is_available() else "cpu"
+        self.dtype = torch.float16 if self.torch_device.startswith("cuda") else torch.float32
+        self.model = self.model.to(self.torch_device, self.dtype).eval()
+        vc = self.model.config.vision_config
+        self.image_size, self.patch = int(vc.image_size), int(vc.patch_size)
+        self.dims = int(self.model.config.projection_dim) if kind == "clip" else int(vc.hidden_size)
+        mean, std = _DEFAULT_NORM[kind]
+        pp = p / "preprocessor_config.json"
+        if pp.exists():
+            import json
+
+            cfg = json.loads(pp.read_text())
+            mean, std = cfg.get("image_mean", mean), cfg.get("image_std", std)
+        self._mean = torch.tensor(mean, dtype=self.dtype, device=self.torch_device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=self.dtype, device=self.torch_device).view(1, 3, 1, 1)
+        self._torch = torch
+
+    def _pixels(self, image):
+        from PIL import Image
+
+        a = np.asarray(image)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise TypeError(f"image: expected H x W x 3 uint8; got {a.dtype} {a.shape}")
+        im = Image.fromarray(np.ascontiguousarray(a)).resize((self.image_size, self.image_size), Image.BICUBIC)
+        t = self._torch.from_numpy(np.asarray(im).copy()).to(self.torch_device).permute(2, 0, 1)[None]
+        return (t.to(self.dtype) / 255.0 - self._mean) / self._std
+
+    @staticmethod
+    def _tensor(out):
+        return out if hasattr(out, "shape") else (out.pooler_output if hasattr(out, "pooler_output") else out[0])
+
+    def encode_image(self, frame) -> np.ndarray:
+        """[C, g, g] dense features on the model's patch grid (g = image_size / patch_size)."""
+        with self._torch.no_grad():
+            vm = self.model.vision_model
+            tokens = vm(pixel_values=self._pixels(frame)).last_hidden_state
+            g = self.image_size // self.patch
+            if self.kind == "clip":
+                tokens = self.model.visual_projection(vm.post_layernorm(tokens[:, 1:]))  # drop the class token
+            tokens = tokens[0, -g * g:].float()
+        return tokens.T.reshape(-1, g, g).cpu().numpy()
+
+    def encode_text(self, text: str) -> np.ndarray:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("query: the text query is empty")
+        batch = self.tokenizer([text], padding="max_length" if self.kind == "siglip" else True, truncation=True,
+                               max_length=self.model.config.text_config.max_position_embeddings, return_tensors="pt")
+        batch = {k: v.to(self.torch_device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        with self._torch.no_grad():
+            out = self._tensor(self.model.get_text_features(**batch))
+        return out[0].float().cpu().numpy()
+
+    def encode_exemplar(self, image) -> np.ndarray:
+        if isinstance(image, (str, Path)):
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(image) as im:
+                    image = np.asarray(im.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as e:
+                raise ValueError(f"query: cannot read the exemplar image {str(image)!r}: {e}") from None
+        with self._torch.no_grad():
+            out = self._tensor(self.model.get_image_features(pixel_values=self._pixels(image)))
+        return out.float().cpu().numpy().reshape(1, -1)
+
+
+
 def make_encoder(spec, device: str = "auto"):
-    """None -> None; 'builtin' -> BuiltinEncoder; an object with encode_image -> itself."""
+    """None -> None; 'builtin' -> BuiltinEncoder; 'clip:PATH' / 'siglip:PATH' -> HFEncoder; an object
+    with encode_image -> itself."""
     if spec is None:
         return None
     if isinstance(spec, str):
         if spec == "builtin":
             return BuiltinEncoder(device)
         if spec.startswith(("clip:", "siglip:")):
-            raise ValueError(f"encoder: {spec!r}: CLIP/SigLIP checkpoints are not supported in this version yet; "
-                             "use encoder='builtin'")
+            kind, path = spec.split(":", 1)
+            return HFEncoder(path, kind, device)
         raise ValueError(f"encoder: {spec!r} is not understood; expected 'builtin' (or an Encoder object)")
     if not hasattr(spec, "encode_image"):
         raise TypeError(f"encoder: expected 'builtin' or an object with encode_image(); got {type(spec).__name__}")

@@ -148,7 +148,7 @@ class Pipeline:
         self._frames = 0
         # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
         # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
-        from .encoders import PCA16, make_encoder
+        from .encoders import PCA16, BuiltinEncoder, make_encoder
 
         if isinstance(encoder_every, bool) or not isinstance(encoder_every, int) or not 1 <= encoder_every <= 1000:
             raise ValueError(f"encoder_every: {encoder_every!r} is out of range; expected an int 1..1000")
@@ -156,7 +156,11 @@ class Pipeline:
             raise ValueError(f"pca_frames: {pca_frames!r} is out of range; expected an int 0..10000")
         self.encoder = make_encoder(encoder, self.device)
         self.encoder_every = encoder_every
-        self._sem = self.encoder.native(self.width, self.height) if self.encoder is not None else None
+        self._builtin = isinstance(self.encoder, BuiltinEncoder)
+        self._sem = (_native.SemanticEncoder(self.width, self.height, self.device, self.texture_builder.cuda_device,
+                                             int(num_threads), int(self.encoder.dims))
+                     if self.encoder is not None else None)
+        self._features = None  # external (e.g. CLIP) features on the patch grid, host
         if pca is not None and self.encoder is None:
             raise ValueError("pca: a projection needs an encoder (encoder='builtin')")
         self.pca = PCA16.load(pca) if isinstance(pca, (str, Path)) else (pca if pca is not None else
@@ -220,6 +224,27 @@ class Pipeline:
         self._query_key, self._query_value = key, (kind, value)
         return kind, value
 
+    def _external_features(self, tex, carry: bool) -> np.ndarray:
+        """An external encoder's features on the patch grid: encoded from the frame's colour
+        (channels 0-2, so any input format or device works), resampled bilinearly from the model's
+        grid; on carry frames the previous ones moved along the motion vectors."""
+        from .reference import sample_bilinear, warp_relevance
+        from .texture import to_host
+
+        w4, h4 = tex.level_sizes[4]
+        if carry and self._features is not None and self._features.shape[1:] == (h4, w4):
+            mvx = to_host(tex.channel(35, 4)).astype(np.float64)
+            mvy = to_host(tex.channel(36, 4)).astype(np.float64)
+            self._features = np.stack([warp_relevance(c, mvx, mvy) for c in self._features]).astype(np.float32)
+            return self._features
+        rgb = np.stack([to_host(tex.channel(c, 0)).astype(np.float32) for c in range(3)], axis=-1)
+        f = np.asarray(self.encoder.encode_image(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)), np.float64)
+        g_h, g_w = f.shape[1:]
+        xs = (np.arange(w4) + 0.5) * 16.0 / tex.width * g_w - 0.5
+        ys = (np.arange(h4) + 0.5) * 16.0 / tex.height * g_h - 0.5
+        self._features = np.stack([sample_bilinear(c, xs, ys) for c in f]).astype(np.float32)
+        return self._features
+
     def _need_encoder(self, what: str):
         if self.encoder is None:
             raise TypeError(f"query: {what} needs a semantic encoder; create the pipeline with encoder='builtin' "
@@ -257,12 +282,17 @@ class Pipeline:
         tex = self.texture_builder.build(frame, pixel_format=pixel_format, stream=stream)
         if self._sem is not None:
             carry = tex.motion_valid and 0 < self._since_encode < self.encoder_every
-            self._sem.encode(self.texture_builder._native, carry, stream_handle(stream))
+            if self._builtin:
+                self._sem.encode(self.texture_builder._native, carry, stream_handle(stream))
+                features = self._sem.features() if (self._pca_frames > 0 and not carry) else None
+            else:
+                features = self._external_features(tex, carry)
+                self._sem.set_features(self.texture_builder._native, features)
             self._since_encode = 1 if not carry else self._since_encode + 1
             if self._since_encode >= self.encoder_every:
                 self._since_encode = 0
             if self._pca_frames > 0 and not carry:
-                self.pca.partial_fit(self._sem.features())
+                self.pca.partial_fit(features)
                 self._pca_frames -= 1
             self._sem.write(self.texture_builder._native, qvalue if kind == "vector" else None,
                             self.pca.mean, self.pca.components, stream_handle(stream))
