@@ -251,7 +251,7 @@ def test_bad_queries():
     f = np.zeros((48, 64, 3), np.uint8)
     with pytest.raises(TypeError, match="text queries need a semantic encoder"):
         pipe.process(f, query="a cat")
-    with pytest.raises(TypeError, match="query vector needs the semantic channels"):
+    with pytest.raises(TypeError, match="a query vector needs a semantic encoder; create the pipeline with encoder="):
         pipe.process(f, query=np.ones(512, np.float32))
     with pytest.raises(ValueError, match=r"shape \(10, 10\) fits neither the frame \(48, 64\) nor its patch grid \(3, 4\)"):
         pipe.process(f, query=np.ones((10, 10)))
