@@ -260,3 +260,21 @@ def test_bad_queries():
     with pytest.raises(ValueError, match="NaN or inf"):
         pipe.process(f, query=q)
     assert pipe.process(f, query=np.ones((3, 4))).num_saccades >= 0
+
+
+@pytest.mark.parametrize("device", devices())
+def test_zero_copy_outputs_equal_the_copies(device):
+    frames = [real_image("coffee")] * 2
+    h, w = frames[0].shape[:2]
+    a, b = arrcoc_rt.Pipeline(w, h, device), arrcoc_rt.Pipeline(w, h, device)
+    for f in frames:
+        ra, rb = a.process(f), b.process(f, copy=False)
+        for name in ("tokens", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance",
+                     "homunculus", "info", "balanced"):
+            np.testing.assert_array_equal(getattr(ra, name), host(getattr(rb, name)), err_msg=name)
+        assert ra.scene_cut == rb.scene_cut and ra.num_saccades == rb.num_saccades
+    if device == "cpu":
+        view = rb.tokens
+        assert not view.flags.writeable
+        again = b.process(frames[0], copy=False)
+        assert np.shares_memory(view, again.tokens), "views alias the allocator's buffers (valid until the next frame)"

@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,8 +71,9 @@ void capsule_destructor(PyObject* cap, const char* name) {
 // zero-copy (torch.from_dlpack, cupy.from_dlpack, numpy.from_dlpack for CPU memory).
 class DeviceArray {
  public:
-  DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, DType dtype, Device device, int device_id,
-              py::object owner, std::shared_ptr<TextureBuilder> sync)
+  // dtype: "float16", "float32" or "int32". `sync` (optional) is what __dlpack__ waits on.
+  DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, std::string dtype, Device device, int device_id,
+              py::object owner, std::function<Status(void*)> sync)
       : ptr_(ptr), shape_(std::move(shape)), dtype_(dtype), device_(device), device_id_(device_id),
         owner_(std::move(owner)), sync_(std::move(sync)) {
     strides_.assign(shape_.size(), 1);
@@ -94,7 +96,7 @@ class DeviceArray {
       // stream: None/1 = legacy default, 2 = per-thread default, -1 = no sync, else a handle.
       intptr_t s = stream.is_none() ? 1 : stream.cast<intptr_t>();
       if (s == 0) s = 1;
-      if (s != -1) throw_if_error(sync_->wait_on_stream(reinterpret_cast<void*>(s)));
+      if (s != -1) throw_if_error(sync_(reinterpret_cast<void*>(s)));
     }
     bool versioned = false;
     if (!max_version.is_none()) versioned = max_version.cast<py::tuple>()[0].cast<int>() >= 1;
@@ -105,7 +107,7 @@ class DeviceArray {
     t.data = reinterpret_cast<void*>(ptr_);
     t.device = {device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU, device_id_};
     t.ndim = static_cast<int32_t>(shape_.size());
-    t.dtype = {dlpack::kDLFloat, static_cast<uint8_t>(dtype_size(dtype_) * 8), 1};
+    t.dtype = {dtype_ == "int32" ? dlpack::kDLInt : dlpack::kDLFloat, static_cast<uint8_t>(itemsize() * 8), 1};
     t.shape = ctx->shape.data();
     t.strides = ctx->strides.data();
     t.byte_offset = 0;
@@ -131,12 +133,12 @@ class DeviceArray {
   py::dict cuda_array_interface() const {
     if (device_ != Device::kCUDA) throw py::attribute_error("__cuda_array_interface__ is only defined for CUDA memory");
     // Consumers honour this by synchronizing on the host; synchronize here so the data is ready.
-    if (sync_) throw_if_error(sync_->synchronize());
+    if (sync_) throw_if_error(sync_(nullptr));
     py::dict d;
     py::list shape;
     for (auto s : shape_) shape.append(s);
     d["shape"] = py::tuple(shape);
-    d["typestr"] = dtype_ == DType::kFloat16 ? "<f2" : "<f4";
+    d["typestr"] = dtype_ == "float16" ? "<f2" : dtype_ == "int32" ? "<i4" : "<f4";
     d["data"] = py::make_tuple(ptr_, true);
     d["strides"] = py::none();
     d["version"] = 3;
@@ -146,13 +148,13 @@ class DeviceArray {
 
   // A host copy as a NumPy array (waits for the builder's last build first).
   py::array numpy() const {
-    py::dtype dt(dtype_ == DType::kFloat16 ? "float16" : "float32");
+    py::dtype dt(dtype_);
     py::array out(dt, std::vector<py::ssize_t>(shape_.begin(), shape_.end()));
     if (device_ == Device::kCPU) {
       std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes());
       return out;
     }
-    if (sync_) throw_if_error(sync_->synchronize());
+    if (sync_) throw_if_error(sync_(nullptr));
     throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes()));
     return out;
   }
@@ -162,18 +164,19 @@ class DeviceArray {
     for (auto s : shape_) l.append(s);
     return py::tuple(l);
   }
-  std::string dtype() const { return dtype_ == DType::kFloat16 ? "float16" : "float32"; }
+  std::string dtype() const { return dtype_; }
+  int itemsize() const { return dtype_ == "float16" ? 2 : 4; }
   std::string device() const { return device_ == Device::kCUDA ? "cuda:" + std::to_string(device_id_) : "cpu"; }
   uintptr_t data_ptr() const { return ptr_; }
 
  private:
   uintptr_t ptr_;
   std::vector<int64_t> shape_, strides_;
-  DType dtype_;
+  std::string dtype_;
   Device device_;
   int device_id_;
   py::object owner_;
-  std::shared_ptr<TextureBuilder> sync_;
+  std::function<Status(void*)> sync_;  // stream to wait on (nullptr: block the host)
 };
 
 // ------------------------------------------------------------------ DLPack consumer
@@ -279,7 +282,11 @@ class PyTextureBuilder {
       py::array a(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()), st, reinterpret_cast<void*>(ptr), self);
       return std::move(a);
     }
-    return py::cast(DeviceArray(ptr, shape, c.dtype, c.device, c.cuda_device, self, builder_));
+    std::shared_ptr<TextureBuilder> b = builder_;
+    return py::cast(DeviceArray(ptr, shape, c.dtype == DType::kFloat16 ? "float16" : "float32", c.device,
+                                c.cuda_device, self, [b](void* stream) {
+                                  return stream ? b->wait_on_stream(stream) : b->synchronize();
+                                }));
   }
 
   void reset() {
@@ -470,6 +477,9 @@ class PySemanticEncoder {
 
 // ------------------------------------------------------------------ TokenAllocator
 
+using PyBuilderRef = PyTextureBuilder&;
+using PyCascadeRef = PyClusterCascade&;
+
 BalanceWeights weights_from_dict(const py::dict& d) {
   BalanceWeights w;
   auto copy = [&](const char* key, float* dst, size_t n) {
@@ -545,7 +555,10 @@ class PyTokenAllocator {
 
   void set_weights(const py::dict& d) { throw_if_error(alloc_->set_weights(weights_from_dict(d))); }
 
-  py::dict run(PyTextureBuilder& builder, PyClusterCascade& cascade, bool has_query, uintptr_t stream) {
+  // copy=true: host copies (safe to keep). copy=false: zero-copy views of the allocator's memory
+  // (read-only NumPy on the CPU, DeviceArray on CUDA), valid until the next run.
+  py::dict run(py::object self, PyTextureBuilder& builder, PyClusterCascade& cascade, bool has_query,
+               uintptr_t stream, bool copy) {
     TokenPack v;
     Status s;
     {
@@ -554,27 +567,41 @@ class PyTokenAllocator {
       s = alloc_->run(builder.last_texture(), cascade.last_view(), has_query, &v, reinterpret_cast<void*>(stream));
     }
     throw_if_error(s);
-    if (v.device == Device::kCUDA) throw_if_error(alloc_->synchronize());
     const Device d = v.device;
+    if (d == Device::kCUDA && copy) throw_if_error(alloc_->synchronize());
     const py::ssize_t N = v.num_tokens, P = v.glimpse_size, C = v.candidate_capacity;
-    const py::ssize_t np = static_cast<py::ssize_t>(v.patch_grid_width) * v.patch_grid_height;
-    auto u = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr); };
+    const py::ssize_t h4 = v.patch_grid_height, w4 = v.patch_grid_width;
+    TokenAllocator* alloc = alloc_.get();
+    const int device_id = alloc_->config().cuda_device;
+    auto out = [&](const void* ptr, std::vector<int64_t> shape, const char* dtype) -> py::object {
+      py::ssize_t n = 1;
+      for (auto e : shape) n *= e;
+      if (copy) return host_copy(reinterpret_cast<uintptr_t>(ptr), n, dtype, d).attr("reshape")(py::cast(shape));
+      if (d == Device::kCPU) {
+        py::array a(py::dtype(dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()), ptr, self);
+        py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+        return std::move(a);
+      }
+      return py::cast(DeviceArray(reinterpret_cast<uintptr_t>(ptr), shape, dtype, d, device_id, self,
+                                  [alloc](void*) { return alloc->synchronize(); }));
+    };
     py::dict r;
-    r["positions"] = host_copy(u(v.positions), 2 * N, "float32", d).attr("reshape")(N, 2);
-    r["levels"] = host_copy(u(v.levels), N, "int32", d);
-    r["budgets"] = host_copy(u(v.budgets), N, "int32", d);
-    r["kinds"] = host_copy(u(v.kinds), N, "int32", d);
-    r["patches"] = host_copy(u(v.patches), N, "int32", d);
-    r["scores"] = host_copy(u(v.scores), N, "float32", d);
-    r["glimpses"] = host_copy(u(v.glimpses), N * 3 * P * P, "float32", d).attr("reshape")(N, 3, P, P);
-    r["relevance"] = host_copy(u(v.relevance), np, "float32", d).attr("reshape")(v.patch_grid_height, v.patch_grid_width);
-    r["homunculus"] = host_copy(u(v.homunculus), np, "float32", d).attr("reshape")(v.patch_grid_height, v.patch_grid_width);
-    r["scene_cut"] = host_copy(u(v.scene_cut), 1, "int32", d);
-    r["num_saccades"] = host_copy(u(v.num_saccades), 1, "int32", d);
+    r["positions"] = out(v.positions, {N, 2}, "float32");
+    r["levels"] = out(v.levels, {N}, "int32");
+    r["budgets"] = out(v.budgets, {N}, "int32");
+    r["kinds"] = out(v.kinds, {N}, "int32");
+    r["patches"] = out(v.patches, {N}, "int32");
+    r["scores"] = out(v.scores, {N}, "float32");
+    r["glimpses"] = out(v.glimpses, {N, 3, P, P}, "float32");
+    r["relevance"] = out(v.relevance, {h4, w4}, "float32");
+    r["homunculus"] = out(v.homunculus, {h4, w4}, "float32");
+    if (d == Device::kCUDA && !copy) throw_if_error(alloc_->synchronize());  // the two flags below
+    r["scene_cut"] = host_copy(reinterpret_cast<uintptr_t>(v.scene_cut), 1, "int32", d);
+    r["num_saccades"] = host_copy(reinterpret_cast<uintptr_t>(v.num_saccades), 1, "int32", d);
     for (auto [name, ptr] : {std::pair<const char*, const float*>{"info", v.info}, {"salience", v.salience},
                              {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
                              {"candidate_relevance", v.candidate_relevance}})
-      r[name] = host_copy(u(ptr), C, "float32", d);
+      r[name] = out(ptr, {C}, "float32");
     r["num_gestalt"] = v.num_gestalt;
     return r;
   }
@@ -623,7 +650,7 @@ PYBIND11_MODULE(_arrcoc, m) {
       [](py::array_t<float, py::array::c_style> a) {
         // Exercises the DLPack producer on host memory (CI has no GPU).
         std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
-        return DeviceArray(reinterpret_cast<uintptr_t>(a.data()), shape, DType::kFloat32, Device::kCPU, 0, a, nullptr);
+        return DeviceArray(reinterpret_cast<uintptr_t>(a.data()), shape, "float32", Device::kCPU, 0, a, nullptr);
       },
       py::arg("array").noconvert());
 
@@ -682,7 +709,9 @@ PYBIND11_MODULE(_arrcoc, m) {
   py::class_<PyTokenAllocator>(m, "TokenAllocator")
       .def(py::init<const py::dict&>())
       .def("set_weights", &PyTokenAllocator::set_weights)
-      .def("run", &PyTokenAllocator::run)
+      .def("run", [](py::object self, PyBuilderRef b, PyCascadeRef c, bool q, uintptr_t s, bool copy) {
+        return self.cast<PyTokenAllocator&>().run(self, b, c, q, s, copy);
+      })
       .def("reset", &PyTokenAllocator::reset)
       .def("gather", &PyTokenAllocator::gather);
   m.def("default_balance_weights", [] { return weights_to_dict(default_balance_weights()); });

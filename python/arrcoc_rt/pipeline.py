@@ -273,9 +273,12 @@ class Pipeline:
         raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({tex.height}, "
                          f"{tex.width}) nor its patch grid ({h4}, {w4})")
 
-    def process(self, frame, query=None, *, pixel_format: str | None = None, stream=None) -> FrameResult:
-        """One frame -> FrameResult. ``query``: None (neutral), or a similarity map over the frame
-        ([H, W]) or its patch grid ([ceil(H/16), ceil(W/16)])."""
+    def process(self, frame, query=None, *, pixel_format: str | None = None, stream=None,
+                copy: bool = True) -> FrameResult:
+        """One frame -> FrameResult. ``query``: None (neutral), an exemplar image or vector (with an
+        encoder), text (CLIP/SigLIP), or a similarity map over the frame ([H, W]) or its patch grid.
+        ``copy=False``: the token arrays are zero-copy views (read-only NumPy on the CPU, DLPack
+        ``DeviceArray`` on CUDA, e.g. ``torch.from_dlpack``), valid until the next ``process``."""
         t = {}
         kind, qvalue = self._resolve_query(query)
         t0 = time.perf_counter()
@@ -306,7 +309,7 @@ class Pipeline:
         rc = self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
         t2 = time.perf_counter()
         r = self._allocator.run(self.texture_builder._native, self.cascade._native, has_query,
-                                stream_handle(stream))
+                                stream_handle(stream), bool(copy))
         t3 = time.perf_counter()
         t.update(texture=(t1 - t0) * 1e3, cascade=(t2 - t1) * 1e3, allocate_and_gather=(t3 - t2) * 1e3,
                  total=(t3 - t0) * 1e3)
