@@ -176,6 +176,7 @@ struct TextureBuilder::Impl {
     p.motion_valid = has_prev && prev_width == frame.width && prev_height == frame.height;
     p.num_threads = config.num_threads > 0 ? config.num_threads
                                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    p.scratch_pixels = static_cast<int64_t>(config.max_width) * config.max_height;
 
     if (config.device == Device::kCPU) {
       s = cpu::build_texture(p);

@@ -126,24 +126,23 @@ void build_level0(const TextureParams& p) {
     });
   });
 
-  // Pass 3: horizontal 5-tap sums of the box terms. Columns whose window lies inside the
-  // row skip the clamping (and vectorize better); the outer ones clamp.
-  parallel_for(h, nt, [&](int y) {
-    const int64_t row = static_cast<int64_t>(y) * w;
+  // Passes 3+4, fused per band of rows: horizontal 5-tap sums go into a 5-row ring buffer
+  // (kept in cache; the hsum scratch holds one ring per band) and the vertical sums read it.
+  // Same sums in the same order as the two-pass form (and the CUDA kernels).
+  auto horizontal_row = [&](int src_y, int64_t out_row) {
+    const int64_t row = static_cast<int64_t>(src_y) * w;
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);
-    for (int x = 0; x < lo; ++x) horizontal_box_sums(p, row, x, ClampedColumn{w});
-    for (int x = lo; x < hi; ++x) horizontal_box_sums(p, row, x, InsideColumn{});
-    for (int x = hi; x < w; ++x) horizontal_box_sums(p, row, x, ClampedColumn{w});
-  });
-
-  // Pass 4: vertical 5-tap sums -> contrast, edge density, motion, entropy.
-  parallel_for(h, nt, [&](int y) {
+    for (int x = 0; x < lo; ++x) horizontal_box_sums(p, row, out_row, x, ClampedColumn{w});
+    for (int x = lo; x < hi; ++x) horizontal_box_sums(p, row, out_row, x, InsideColumn{});
+    for (int x = hi; x < w; ++x) horizontal_box_sums(p, row, out_row, x, ClampedColumn{w});
+  };
+  auto vertical_row = [&](int y, const int64_t rows[kBoxTaps]) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bc[kChunk], be[kChunk], bm[kChunk], bt[kChunk];
       uint64_t packed[kChunk];
       for (int k = 0; k < n; ++k) {
-        const BoxSums s = vertical_box_sums(p, x0 + k, y);
+        const BoxSums s = vertical_box_sums_rows(p, rows, x0 + k);
         bc[k] = local_contrast(s.y, s.y2);
         be[k] = s.mag / kBoxArea;
         bm[k] = s.diff / kBoxArea;
@@ -156,6 +155,20 @@ void build_level0(const TextureParams& p) {
       store_row(bm, motion + row + x0, n);
       store_row(bt, entropy + row + x0, n);
     });
+  };
+  const int bands = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(nt), h, p.scratch_pixels / w / kBoxTaps}));
+  parallel_for(bands, nt, [&](int b) {
+    const int y0 = static_cast<int>(static_cast<int64_t>(h) * b / bands);
+    const int y1 = static_cast<int>(static_cast<int64_t>(h) * (b + 1) / bands);
+    const int64_t ring = static_cast<int64_t>(b) * kBoxTaps * w;
+    auto slot = [&](int yy) { return ring + static_cast<int64_t>(((yy % kBoxTaps) + kBoxTaps) % kBoxTaps) * w; };
+    for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal_row(clampi(y0 + d, 0, h - 1), slot(y0 + d));
+    for (int y = y0; y < y1; ++y) {
+      int64_t rows[kBoxTaps];
+      for (int d = 0; d < kBoxTaps; ++d) rows[d] = slot(y + d - kBoxRadius);
+      vertical_row(y, rows);
+      if (y + 1 < y1) horizontal_row(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
+    }
   });
 }
 

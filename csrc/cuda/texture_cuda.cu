@@ -65,7 +65,8 @@ __global__ void gradient_kernel(TextureParams p, Level0Planes<T> o) {
 __global__ void hsum_kernel(TextureParams p) {
   const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
   if (x >= p.width || y >= p.height) return;
-  horizontal_box_sums(p, static_cast<int64_t>(y) * p.width, x, ClampedColumn{p.width});
+  const int64_t row = static_cast<int64_t>(y) * p.width;
+  horizontal_box_sums(p, row, row, x, ClampedColumn{p.width});
 }
 
 template <typename T>

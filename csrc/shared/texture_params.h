@@ -33,6 +33,7 @@ struct TextureParams {
   uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
 
   int32_t num_threads;              // CPU backend: worker threads
+  int64_t scratch_pixels;           // elements of each hsum_* buffer (max_width * max_height)
 };
 
 // Channels computed by the level-0 passes, and the ones filled by later stages
@@ -58,9 +59,10 @@ struct InsideColumn {
   ARRCOC_HD int operator()(int x) const { return x; }
 };
 
-// Horizontal 5-tap sums at (x, row) of the per-pixel terms, written to the hsum scratch.
+// Horizontal 5-tap sums at column x of the input row starting at `row` (y * width), written at
+// `out_row + x` of the hsum scratch (out_row = row, or a ring-buffer row on the CPU).
 template <typename Column>
-ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int x, Column column) {
+ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int64_t out_row, int x, Column column) {
   BoxSums s;
   for (int d = -math::kBoxRadius; d <= math::kBoxRadius; ++d) {
     const int64_t j = row + column(x + d);
@@ -71,18 +73,19 @@ ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int x, C
     s.diff += p.diff[j];
     s.bins += math::bin_one_hot(p.bins[j]);
   }
-  p.hsum_y[row + x] = s.y;
-  p.hsum_y2[row + x] = s.y2;
-  p.hsum_mag[row + x] = s.mag;
-  p.hsum_diff[row + x] = s.diff;
-  p.hbins[row + x] = s.bins;
+  p.hsum_y[out_row + x] = s.y;
+  p.hsum_y2[out_row + x] = s.y2;
+  p.hsum_mag[out_row + x] = s.mag;
+  p.hsum_diff[out_row + x] = s.diff;
+  p.hbins[out_row + x] = s.bins;
 }
 
-// Vertical 5-tap sums at (x, y) of the horizontal sums (rows edge-clamped).
-ARRCOC_HD BoxSums vertical_box_sums(const TextureParams& p, int x, int y) {
+// Vertical 5-tap sums at column x of the five horizontal-sum rows starting at rows[0..4]
+// (the rows y-2 .. y+2, edge-clamped), added in that order.
+ARRCOC_HD BoxSums vertical_box_sums_rows(const TextureParams& p, const int64_t rows[math::kBoxTaps], int x) {
   BoxSums s;
-  for (int d = -math::kBoxRadius; d <= math::kBoxRadius; ++d) {
-    const int64_t j = static_cast<int64_t>(math::clampi(y + d, 0, p.height - 1)) * p.width + x;
+  for (int d = 0; d < math::kBoxTaps; ++d) {
+    const int64_t j = rows[d] + x;
     s.y += p.hsum_y[j];
     s.y2 += p.hsum_y2[j];
     s.mag += p.hsum_mag[j];
@@ -90,6 +93,14 @@ ARRCOC_HD BoxSums vertical_box_sums(const TextureParams& p, int x, int y) {
     s.bins += p.hbins[j];
   }
   return s;
+}
+
+// Vertical 5-tap sums at (x, y) when the horizontal sums of every row are stored at y * width.
+ARRCOC_HD BoxSums vertical_box_sums(const TextureParams& p, int x, int y) {
+  int64_t rows[math::kBoxTaps];
+  for (int d = 0; d < math::kBoxTaps; ++d)
+    rows[d] = static_cast<int64_t>(math::clampi(y + d - math::kBoxRadius, 0, p.height - 1)) * p.width;
+  return vertical_box_sums_rows(p, rows, x);
 }
 
 // Channels whose mip levels the texture stage computes (from their base level down).
