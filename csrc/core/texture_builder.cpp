@@ -102,6 +102,11 @@ struct TextureBuilder::Impl {
   int32_t prev_width = 0, prev_height = 0;
   uint64_t frame_index = 0;
 
+  int threads() const {
+    return config.num_threads > 0 ? config.num_threads
+                                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+
   Status allocate() {
     texture_layout(config.max_width, config.max_height, max_layout);
     TextureView v;
@@ -116,11 +121,14 @@ struct TextureBuilder::Impl {
     if (s.ok()) s = arena.alloc_n(n0, &b.lum_prev);
     if (s.ok()) s = arena.alloc_n(n0, &b.mag);
     if (s.ok()) s = arena.alloc_n(n0, &b.diff);
-    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_y);
-    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_y2);
-    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_mag);
-    if (s.ok()) s = arena.alloc_n(n0, &b.hsum_diff);
-    if (s.ok()) s = arena.alloc_n(n0, &b.hbins);
+    // Horizontal sums: a full frame (CUDA) or, on the CPU, at least one 5-row ring per thread.
+    b.scratch_pixels = static_cast<int64_t>(std::max<size_t>(n0, static_cast<size_t>(config.max_width) * 5 * threads()));
+    const size_t nh = static_cast<size_t>(b.scratch_pixels);
+    if (s.ok()) s = arena.alloc_n(nh, &b.hsum_y);
+    if (s.ok()) s = arena.alloc_n(nh, &b.hsum_y2);
+    if (s.ok()) s = arena.alloc_n(nh, &b.hsum_mag);
+    if (s.ok()) s = arena.alloc_n(nh, &b.hsum_diff);
+    if (s.ok()) s = arena.alloc_n(nh, &b.hbins);
     if (s.ok()) s = arena.alloc_n(n0, &b.bins);
     if (s.ok()) s = arena.alloc_n(n0, &b.y8);
     if (s.ok()) s = arena.alloc_n(n2, &b.ysum);
@@ -174,9 +182,7 @@ struct TextureBuilder::Impl {
     p.fixation_x = config.fixation_x;
     p.fixation_y = config.fixation_y;
     p.motion_valid = has_prev && prev_width == frame.width && prev_height == frame.height;
-    p.num_threads = config.num_threads > 0 ? config.num_threads
-                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    p.scratch_pixels = static_cast<int64_t>(config.max_width) * config.max_height;
+    p.num_threads = threads();
 
     if (config.device == Device::kCPU) {
       s = cpu::build_texture(p);

@@ -33,7 +33,8 @@ struct TextureParams {
   uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
 
   int32_t num_threads;              // CPU backend: worker threads
-  int64_t scratch_pixels;           // elements of each hsum_* buffer (max_width * max_height)
+  int64_t scratch_pixels;           // elements of each hsum_* buffer (>= max_width * max_height and
+                                    // >= 5 rows of max_width per CPU thread)
 };
 
 // Channels computed by the level-0 passes, and the ones filled by later stages
