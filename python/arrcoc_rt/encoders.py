@@ -26,6 +26,19 @@ from .runtime import resolve_device
 DIMS = _native.BUILTIN_DESCRIPTOR_DIMS
 
 
+def read_exemplar(image):
+    """An exemplar given as an array passes through; a path is read as RGB (clear error if not)."""
+    if isinstance(image, (str, Path)):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(image) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise ValueError(f"query: cannot read the exemplar image {str(image)!r}: {e}") from None
+    return image
+
+
 class BuiltinEncoder:
     """Weight-free per-patch descriptors (see the module docstring)."""
 
@@ -54,14 +67,7 @@ class BuiltinEncoder:
     def encode_exemplar(self, image) -> np.ndarray:
         """[K, 32] query vectors: the descriptors of the exemplar's patches (K <= 64, evenly
         subsampled). A frame patch's similarity is its best match among them."""
-        if isinstance(image, (str, Path)):
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(image) as im:
-                    image = np.asarray(im.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as e:
-                raise ValueError(f"query: cannot read the exemplar image {str(image)!r}: {e}") from None
+        image = read_exemplar(image)
         a = np.asarray(image)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
             raise TypeError(f"query: an exemplar image must be H x W x 3 uint8; got {a.dtype} {a.shape}")
@@ -203,14 +209,7 @@ class HFEncoder:
         return out[0].float().cpu().numpy()
 
     def encode_exemplar(self, image) -> np.ndarray:
-        if isinstance(image, (str, Path)):
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(image) as im:
-                    image = np.asarray(im.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as e:
-                raise ValueError(f"query: cannot read the exemplar image {str(image)!r}: {e}") from None
+        image = read_exemplar(image)
         with self._torch.no_grad():
             out = self._tensor(self.model.get_image_features(pixel_values=self._pixels(image)))
         return out.float().cpu().numpy().reshape(1, -1)
