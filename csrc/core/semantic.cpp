@@ -15,6 +15,8 @@ namespace arrcoc {
 
 struct SemanticEncoder::Impl {
   explicit Impl(const SemanticConfig& c) : config(c), arena(c.device) {}
+  ~Impl() { cuda::event_destroy(done_event); }
+  void* done_event = nullptr;  // CUDA: recorded after each encode / write_channels
   SemanticConfig config;
   Arena arena;
   float* features[2] = {nullptr, nullptr};  // this frame / previous frame descriptors
@@ -102,6 +104,7 @@ Status SemanticEncoder::create(const SemanticConfig& config, std::unique_ptr<Sem
     if (s.ok()) s = impl->arena.alloc_n(d, &impl->mean);
     if (s.ok()) s = impl->arena.alloc_n(d * kSemanticComponents, &impl->components);
     if (s.ok()) s = impl->arena.alloc_n(d * n4, &impl->external);
+    if (s.ok() && config.device == Device::kCUDA) s = cuda::event_create(&impl->done_event);
     if (!s.ok()) return s;
     out->reset(new SemanticEncoder(std::move(impl)));
     return Status::Ok();
@@ -125,6 +128,7 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
     p.previous = m.features[1];
     p.carry = carry;
     s = m.config.device == Device::kCPU ? cpu::encode_semantic(p) : cuda::encode_semantic(p, cuda_stream);
+    if (s.ok() && m.config.device == Device::kCUDA) s = cuda::event_record(m.done_event, cuda_stream);
     if (!s.ok()) {
       m.has_previous = false;
       return s;
@@ -183,9 +187,15 @@ Status SemanticEncoder::write_channels(const TextureView& texture, const float* 
     if (!(s = m.stage(mean, m.mean, dims, &p.mean)).ok()) return s;
     if (!(s = m.stage(components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components)).ok())
       return s;
-    return m.config.device == Device::kCPU ? cpu::write_semantic_channels(p)
-                                           : cuda::write_semantic_channels(p, cuda_stream);
+    if (m.config.device == Device::kCPU) return cpu::write_semantic_channels(p);
+    s = cuda::write_semantic_channels(p, cuda_stream);
+    return s.ok() ? cuda::event_record(m.done_event, cuda_stream) : s;
   })
+}
+
+Status SemanticEncoder::synchronize() noexcept {
+  if (impl_->config.device == Device::kCPU || !impl_->has_previous) return Status::Ok();
+  return cuda::event_synchronize(impl_->done_event);
 }
 
 }  // namespace arrcoc

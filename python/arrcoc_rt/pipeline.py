@@ -287,10 +287,7 @@ class Pipeline:
             carry = tex.motion_valid and 0 < self._since_encode < self.encoder_every
             if self._builtin:
                 self._sem.encode(self.texture_builder._native, carry, stream_handle(stream))
-                features = None
-                if self._pca_frames > 0 and not carry:
-                    self.texture_builder.synchronize()  # CUDA: the caller's stream may not be the legacy one
-                    features = self._sem.features()
+                features = self._sem.features() if (self._pca_frames > 0 and not carry) else None
             else:
                 features = self._external_features(tex, carry)
                 self._sem.set_features(self.texture_builder._native, features)

@@ -46,6 +46,9 @@ class SemanticEncoder {
                         int num_queries, const float* mean, const float* components,
                         void* cuda_stream = nullptr) noexcept;
 
+  // Block the host until the last encode() / write_channels() has finished (CUDA; no-op on the CPU).
+  Status synchronize() noexcept;
+
   // Copies host features ([dims, h4, w4] float32 of the last texture's patch grid, e.g. a CLIP
   // encoder's, resampled) into the encoder's memory and returns them for write_channels.
   Status upload_features(const TextureView& texture, const float* host, int dims, const float** features) noexcept;
