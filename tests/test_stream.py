@@ -235,3 +235,18 @@ def test_cli_png_dir(tmp_path):
     r = _cli(["run", "in.mp4", "--png-dir", "png", "--device", "cpu"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "png").glob("overlay_*.png"))) == 3
+
+
+def test_resolution_change_inside_a_file(tmp_path):
+    """Two MPEG-TS segments of different sizes in one file: every frame decodes, the stream
+    notices the change at the first frame of the second segment, and nothing crashes."""
+    write_video(tmp_path / "a.ts", sample_frames(96, 64, 8), container_format="mpegts")
+    write_video(tmp_path / "b.ts", sample_frames(160, 112, 8), container_format="mpegts")
+    (tmp_path / "ab.ts").write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    stream = arrcoc_rt.Stream(device="cpu")
+    with arrcoc_rt.open(tmp_path / "ab.ts") as src:
+        results = [(f.width, stream.process(f)) for f in src]
+    assert src.stats.decoded == 16 and src.stats.corrupt_packets == 0
+    assert [w for w, _ in results] == [96] * 8 + [160] * 8
+    assert [r.resized for _, r in results] == [False] * 8 + [True] + [False] * 7
+    assert results[8][1].texture.width == 160 and not results[8][1].motion_valid and results[9][1].motion_valid
