@@ -208,8 +208,7 @@ struct TokenAllocator::Impl {
     p.has_history = has_history && hist_w4 == p.w4 && hist_h4 == p.h4;
     p.prev_rel = rel[0];
     p.new_rel = rel[1];
-    p.num_threads = config.num_threads > 0 ? config.num_threads
-                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
       s = cpu::run_allocation(p);
     } else {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "arrcoc/frame.h"
@@ -45,6 +46,11 @@ class Arena {
   Device device_;
   std::vector<void*> blocks_;
 };
+
+// CPU worker threads for a config's num_threads (0 = all hardware threads).
+inline int worker_threads(int num_threads) {
+  return num_threads > 0 ? num_threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
 
 // An operator about to run on `device`. CPU: the processor must have what the CPU backend was
 // compiled for (x86-64-v3 by default: AVX2, FMA, F16C) - an error status, not a crash, if not.

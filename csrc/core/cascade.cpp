@@ -117,8 +117,7 @@ struct ClusterCascade::Impl {
     p.per_cluster = config.patches_per_cluster;
     p.w_motion = config.motion_weight;
     p.w_query = config.query_weight;
-    p.num_threads = config.num_threads > 0 ? config.num_threads
-                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
       s = cpu::run_cascade(p);
     } else {

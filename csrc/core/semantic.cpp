@@ -27,10 +27,7 @@ struct SemanticEncoder::Impl {
   bool has_previous = false;
   int32_t prev_w4 = 0, prev_h4 = 0;
 
-  int threads() const {
-    return config.num_threads > 0 ? config.num_threads
-                                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  }
+  int threads() const { return worker_threads(config.num_threads); }
 
   SemanticParams base(const TextureView& t) const {
     SemanticParams p{};

@@ -102,10 +102,7 @@ struct TextureBuilder::Impl {
   int32_t prev_width = 0, prev_height = 0;
   uint64_t frame_index = 0;
 
-  int threads() const {
-    return config.num_threads > 0 ? config.num_threads
-                                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  }
+  int threads() const { return worker_threads(config.num_threads); }
 
   Status allocate() {
     texture_layout(config.max_width, config.max_height, max_layout);
