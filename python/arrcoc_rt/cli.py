@@ -223,8 +223,6 @@ def _cmd_demo(args) -> int:
         writer.close()
     from PIL import Image
 
-    from .visualize import overlay
-
     summary = {
         "frames": len(timings), "tokens_per_frame": int(stream.pipeline.config["gestalt_x"] * stream.pipeline.config["gestalt_y"]
                                 + stream.pipeline.config["saccades"]),
@@ -241,8 +239,7 @@ def _cmd_demo(args) -> int:
         _plot(timings, out / "latency.png")
     except ImportError:
         pass
-    r = Stream(device=args.device).process(frames[0])
-    Image.fromarray(overlay(frames[0], r)).save(out / "overlay_first.png")
+    Image.fromarray(writer.first).save(out / "overlay_first.png")
     print(f"arrcoc-rt demo: built-in clip, {len(frames)} frames of 640x360 with a scene cut at frame 24, "
           f"on {summary['device']}")
     print(_summary(timings, cuts, saccades))

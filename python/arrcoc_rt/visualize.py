@@ -124,6 +124,7 @@ class OverlayWriter:
         self.path, self.png_folder, self.fps = path, png_folder, fps
         self._container = self._stream = None
         self.frames = 0
+        self.first = None  # the first overlay drawn (RGB array)
         if png_folder is not None:
             from pathlib import Path
 
@@ -131,6 +132,8 @@ class OverlayWriter:
 
     def write(self, frame_rgb, result) -> np.ndarray:
         img = overlay(frame_rgb, result)
+        if self.first is None:
+            self.first = img
         if self.png_folder is not None:
             from pathlib import Path
 
