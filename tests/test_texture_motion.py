@@ -44,6 +44,24 @@ def test_motion_vectors_recover_a_known_shift(device, shift, rng):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("levels", [2, 3, 256])
+def test_motion_vectors_follow_the_tie_rule_like_the_reference(device, levels, rng):
+    """Frames of few grey levels make many equal SADs: every backend (and the CPU's SIMD path for
+    blocks away from the edges) must break the ties exactly as the reference does."""
+    h, w = 131, 203  # interior and edge blocks, partial blocks at the right and bottom
+    grey = (rng.integers(0, levels, (h, w)) * (255 // max(levels - 1, 1))).astype(np.uint8)
+    f1 = np.repeat(grey[:, :, None], 3, axis=2)
+    f2 = np.roll(f1, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
+    f2[::5] = f1[::5]  # partly static, so displacements compete
+    b = arrcoc_rt.TextureBuilder(w, h, device, "float32")
+    b.build(f1)
+    t = b.build(f2)
+    ref = R.build_texture(f2, previous=R.build_texture(f1))
+    np.testing.assert_array_equal(to_numpy(t.channel(Channel.MOTION_X, 4)), ref.channel(35, 4))
+    np.testing.assert_array_equal(to_numpy(t.channel(Channel.MOTION_Y, 4)), ref.channel(36, 4))
+
+
+@pytest.mark.parametrize("device", devices())
 def test_moving_object_lights_up_motion_only_where_it_moves(device):
     h, w = 96, 128
     f1 = np.full((h, w, 3), 40, np.uint8)

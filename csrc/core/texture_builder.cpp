@@ -130,6 +130,8 @@ struct TextureBuilder::Impl {
     if (s.ok()) s = arena.alloc_n(n0, &b.y8);
     if (s.ok()) s = arena.alloc_n(n2, &b.ysum);
     if (s.ok()) s = arena.alloc_n(n2, &b.ysum_prev);
+    if (s.ok() && config.device == Device::kCPU)
+      s = arena.alloc_n(static_cast<size_t>(max_layout[1].width), &b.saliency_x_taps);
     if (s.ok() && config.device == Device::kCUDA) {
       // Largest frame: 4 bytes per pixel (rgba) >= any other format's planes.
       s = arena.alloc_n(n0 * 4 + 64, &staging);

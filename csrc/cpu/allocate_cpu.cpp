@@ -106,9 +106,30 @@ void run_typed(const AllocateParams& p) {
   const int P = p.cfg.glimpse_size;
   parallel_for(p.num_tokens, nt, [&](int t) {
     float* g = p.glimpses + static_cast<int64_t>(t) * 3 * P * P;
-    for (int c = 0; c < 3; ++c)
-      for (int v = 0; v < P; ++v)
-        for (int u = 0; u < P; ++u) g[(c * P + v) * P + u] = glimpse_sample<T>(p, t, c, v, u);
+    const int level = p.levels[t];
+    if (level < 0) {
+      std::fill(g, g + 3 * P * P, 0.0f);
+      return;
+    }
+    // The taps are separable: 2P per token, shared by the P^2 samples of each colour plane.
+    math::BilinearTap tx[64], ty[64];  // glimpse_size <= 64, checked at creation
+    for (int u = 0; u < P; ++u) {
+      tx[u] = glimpse_tap(p, t, 0, u);
+      ty[u] = glimpse_tap(p, t, 1, u);
+    }
+    const int w = p.lw[level];
+    for (int c = 0; c < 3; ++c) {
+      const T* plane = static_cast<const T*>(p.rgb[level][c]);
+      for (int v = 0; v < P; ++v) {
+        const T* r0 = plane + static_cast<int64_t>(ty[v].i0) * w;
+        const T* r1 = plane + static_cast<int64_t>(ty[v].i1) * w;
+        float* out = g + (c * P + v) * P;
+        for (int u = 0; u < P; ++u)
+          out[u] = math::bilinear_mix(math::load_texel(r0 + tx[u].i0), math::load_texel(r0 + tx[u].i1),
+                                      math::load_texel(r1 + tx[u].i0), math::load_texel(r1 + tx[u].i1), tx[u].t,
+                                      ty[v].t);
+      }
+    }
   });
 }
 

@@ -12,6 +12,49 @@
 namespace arrcoc::cpu {
 namespace {
 
+// Labels of level-2 row i; the same labels as assign_texel() for every texel. Texels of one
+// grid cell share their 3x3 candidate seeds, so each run of texels is scored seed by seed (seeds
+// in increasing index, strictly smaller distance wins: ties keep the lower index, as in
+// slic_assign), an inner loop over texels that the compiler vectorizes.
+void assign_row(const CascadeParams& p, int i) {
+  constexpr int kRun = 128;
+  const int w2 = p.w2, h2 = p.h2, gx = p.gx, gy = p.gy;
+  const int64_t n = static_cast<int64_t>(w2) * h2, row = static_cast<int64_t>(i) * w2;
+  const int32_t* c0 = p.colour + row;
+  const int32_t* c1 = p.colour + n + row;
+  const int32_t* c2 = p.colour + 2 * n + row;
+  const int64_t s16_sq = p.s16_sq, m_sq = p.m_sq;
+  const int cy = math::cell_y(i, h2, gy);
+  const int a0 = cy > 0 ? cy - 1 : 0, a1 = cy + 1 < gy ? cy + 1 : gy - 1;
+  const int y16 = i * math::kPosScale + math::kPosScale / 2;
+  int64_t best_d[kRun];
+  int32_t best_k[kRun];
+  for (int js = 0; js < w2;) {
+    const int cx = math::cell_x(js, w2, gx);
+    int je = js + 1;
+    while (je < w2 && je - js < kRun && math::cell_x(je, w2, gx) == cx) ++je;
+    const int b0 = cx > 0 ? cx - 1 : 0, b1 = cx + 1 < gx ? cx + 1 : gx - 1;
+    const int len = je - js;
+    bool first = true;
+    for (int a = a0; a <= a1; ++a)
+      for (int b = b0; b <= b1; ++b) {
+        const int k = a * gx + b;
+        const math::Seed s = p.seeds[k];
+        for (int t = 0; t < len; ++t) {
+          const int j = js + t;
+          const int c[3] = {c0[j], c1[j], c2[j]};
+          const int64_t d = math::slic_distance(s, c, j * math::kPosScale + math::kPosScale / 2, y16, s16_sq, m_sq);
+          const bool take = first || d < best_d[t];
+          best_d[t] = take ? d : best_d[t];
+          best_k[t] = take ? k : best_k[t];
+        }
+        first = false;
+      }
+    std::memcpy(p.labels + row + js, best_k, sizeof(int32_t) * len);
+    js = je;
+  }
+}
+
 template <typename T>
 void run_typed(const CascadeParams& p) {
   const int nt = p.num_threads, w2 = p.w2, h2 = p.h2, nseeds = p.gx * p.gy;
@@ -21,9 +64,7 @@ void run_typed(const CascadeParams& p) {
   for (int k = 0; k < nseeds; ++k) init_seed(p, k);
 
   auto assign_all = [&] {
-    parallel_for(h2, nt, [&](int i) {
-      for (int j = 0; j < w2; ++j) p.labels[static_cast<int64_t>(i) * w2 + j] = assign_texel(p, i, j);
-    });
+    parallel_for(h2, nt, [&](int i) { assign_row(p, i); });
   };
   for (int it = 0; it < p.iterations; ++it) {
     assign_all();

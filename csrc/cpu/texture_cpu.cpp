@@ -12,7 +12,7 @@
 #include "parallel.h"
 #include "../shared/texture_params.h"
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -50,15 +50,66 @@ inline void for_chunks(int w, F&& body) {
   for (int x0 = 0; x0 < w; x0 += kChunk) body(x0, std::min(kChunk, w - x0));
 }
 
-template <typename T>
-void build_level0(const TextureParams& p) {
+// Pass 1 (point channels) for frames of pixel format F: one instantiation per format, so the
+// pixel loads carry no per-pixel format switch and the loop vectorizes.
+template <typename T, PixelFormat F>
+void point_pass(const TextureParams& p) {
   const int w = p.width, h = p.height, nt = p.num_threads;
   T* red = texture_plane<T>(p, 0, 0);
   T* green = texture_plane<T>(p, 1, 0);
   T* blue = texture_plane<T>(p, 2, 0);
   T* lum = texture_plane<T>(p, 3, 0);
-  T* contrast = texture_plane<T>(p, 4, 0);
   T* ecc = texture_plane<T>(p, 5, 0);
+  T* opp_rg = texture_plane<T>(p, 15, 0);
+  T* opp_by = texture_plane<T>(p, 16, 0);
+  // Locals, not p's fields, inside the loop: stores through uint8_t* may alias anything, which
+  // would make the compiler reload every field of p per pixel.
+  const FrameView frame = p.frame;
+  const float fx = p.fixation_x, fy = p.fixation_y;
+  float* const feat[3] = {p.feature[0][0], p.feature[1][0], p.feature[2][0]};
+  uint8_t* const y8s = p.y8;
+  uint8_t* const bins = p.bins;
+  parallel_for(h, nt, [&](int y) {
+    const int64_t row = static_cast<int64_t>(y) * w;
+    for_chunks(w, [&](int x0, int n) {
+      float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
+      uint8_t yv[kChunk], bv[kChunk];
+      for (int k = 0; k < n; ++k) {
+        const int x = x0 + k;
+        const Rgb8 c = load_rgb8_as<F>(frame, x, y);
+        const PointChannels pc = point_channels(c);
+        r[k] = pc.r;
+        g[k] = pc.g;
+        b[k] = pc.b;
+        e[k] = eccentricity(x, y, w, h, fx, fy);
+        l[k] = pc.lum;
+        rg[k] = pc.rg;
+        by[k] = pc.by;
+        const int y8 = luma8(c);
+        yv[k] = static_cast<uint8_t>(y8);
+        bv[k] = static_cast<uint8_t>(entropy_bin(y8));
+      }
+      const int64_t i = row + x0;
+      std::memcpy(feat[0] + i, l, sizeof(float) * n);
+      std::memcpy(feat[1] + i, rg, sizeof(float) * n);
+      std::memcpy(feat[2] + i, by, sizeof(float) * n);
+      std::memcpy(y8s + i, yv, n);
+      std::memcpy(bins + i, bv, n);
+      store_row(r, red + i, n);
+      store_row(g, green + i, n);
+      store_row(b, blue + i, n);
+      store_row(l, lum + i, n);
+      store_row(rg, opp_rg + i, n);
+      store_row(by, opp_by + i, n);
+      store_row(e, ecc + i, n);
+    });
+  });
+}
+
+template <typename T>
+void build_level0(const TextureParams& p) {
+  const int w = p.width, h = p.height, nt = p.num_threads;
+  T* contrast = texture_plane<T>(p, 4, 0);
   T* gx = texture_plane<T>(p, 6, 0);
   T* gy = texture_plane<T>(p, 7, 0);
   T* gmag = texture_plane<T>(p, 8, 0);
@@ -66,40 +117,18 @@ void build_level0(const TextureParams& p) {
   T* motion = texture_plane<T>(p, 10, 0);
   T* edge = texture_plane<T>(p, 12, 0);
   T* entropy = texture_plane<T>(p, 14, 0);
-  T* opp_rg = texture_plane<T>(p, 15, 0);
-  T* opp_by = texture_plane<T>(p, 16, 0);
-  float* L = p.feature[0][0];
+  const float* L = p.feature[0][0];
 
   // Pass 1: point channels from the frame's pixels.
-  parallel_for(h, nt, [&](int y) {
-    const int64_t row = static_cast<int64_t>(y) * w;
-    for_chunks(w, [&](int x0, int n) {
-      float r[kChunk], g[kChunk], b[kChunk], e[kChunk];
-      for (int k = 0; k < n; ++k) {
-        const int x = x0 + k;
-        const int64_t i = row + x;
-        const Rgb8 c = load_rgb8(p.frame, x, y);
-        const PointChannels pc = point_channels(c);
-        r[k] = pc.r;
-        g[k] = pc.g;
-        b[k] = pc.b;
-        e[k] = eccentricity(x, y, w, h, p.fixation_x, p.fixation_y);
-        L[i] = pc.lum;
-        p.feature[1][0][i] = pc.rg;
-        p.feature[2][0][i] = pc.by;
-        const int y8 = luma8(c);
-        p.y8[i] = static_cast<uint8_t>(y8);
-        p.bins[i] = static_cast<uint8_t>(entropy_bin(y8));
-      }
-      store_row(r, red + row + x0, n);
-      store_row(g, green + row + x0, n);
-      store_row(b, blue + row + x0, n);
-      store_row(L + row + x0, lum + row + x0, n);
-      store_row(p.feature[1][0] + row + x0, opp_rg + row + x0, n);
-      store_row(p.feature[2][0] + row + x0, opp_by + row + x0, n);
-      store_row(e, ecc + row + x0, n);
-    });
-  });
+  switch (p.frame.format) {
+    case PixelFormat::kRGB24: point_pass<T, PixelFormat::kRGB24>(p); break;
+    case PixelFormat::kBGR24: point_pass<T, PixelFormat::kBGR24>(p); break;
+    case PixelFormat::kRGBA32: point_pass<T, PixelFormat::kRGBA32>(p); break;
+    case PixelFormat::kBGRA32: point_pass<T, PixelFormat::kBGRA32>(p); break;
+    case PixelFormat::kGRAY8: point_pass<T, PixelFormat::kGRAY8>(p); break;
+    case PixelFormat::kNV12: point_pass<T, PixelFormat::kNV12>(p); break;
+    case PixelFormat::kYUV420P: point_pass<T, PixelFormat::kYUV420P>(p); break;
+  }
 
   // Pass 2: 3x3 derivatives and the frame difference.
   parallel_for(h, nt, [&](int y) {
@@ -172,6 +201,59 @@ void build_level0(const TextureParams& p) {
   });
 }
 
+// Block matching of a block whose whole search window lies inside the level (no clamping): the
+// 81 SADs by AVX2 (16-bit lanes over the displacements; values <= 4080, so every difference and
+// every 16-term sum (<= 65280) is exact in uint16), then the shared tie rule in the same scan
+// order as block_match(). Returns false (nothing written) when the window touches an edge.
+inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int w2, int h2, int bi, int bj, float* mx,
+                                 float* my) {
+#if defined(__AVX2__)
+  constexpr int R = kMotionSearchRadius, B = kMotionBlock, D = 2 * R + 1;
+  const int i0 = bi * B, j0 = bj * B;
+  // The loads read columns j0 - R .. j0 + B - 1 + R (two 8-lane loads per block column, the
+  // second one column further on) and rows i0 - R .. i0 + B - 1 + R.
+  if (i0 - R < 0 || i0 + B + R > h2 || j0 - R < 0 || j0 + B + R > w2) return false;
+  int sads[D * D];
+  for (int dy = -R; dy <= R; ++dy) {
+    __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();  // dx = -R..R-1 and -R+1..R
+    for (int i = 0; i < B; ++i) {
+      const uint16_t* cr = cur + static_cast<int64_t>(i0 + i) * w2 + j0;
+      const uint16_t* pr = prev + static_cast<int64_t>(i0 + i + dy) * w2 + j0 - R;
+      for (int j = 0; j < B; ++j) {
+        const __m128i c = _mm_set1_epi16(static_cast<short>(cr[j]));
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pr + j));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pr + j + 1));
+        lo = _mm_add_epi16(lo, _mm_abs_epi16(_mm_sub_epi16(c, a)));
+        hi = _mm_add_epi16(hi, _mm_abs_epi16(_mm_sub_epi16(c, b)));
+      }
+    }
+    alignas(16) uint16_t l[8], h[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(l), lo);
+    _mm_store_si128(reinterpret_cast<__m128i*>(h), hi);
+    int* row = sads + (dy + R) * D;
+    for (int k = 0; k < 2 * R; ++k) row[k] = l[k];
+    row[2 * R] = h[2 * R - 1];
+  }
+  int best_sad = 0x7fffffff, best_d2 = 0x7fffffff, best_dx = 0, best_dy = 0;
+  for (int dy = -R; dy <= R; ++dy)
+    for (int dx = -R; dx <= R; ++dx) {
+      const int sad = sads[(dy + R) * D + dx + R], d2 = dx * dx + dy * dy;
+      if (better_match(sad, d2, best_sad, best_d2)) {
+        best_sad = sad;
+        best_d2 = d2;
+        best_dx = dx;
+        best_dy = dy;
+      }
+    }
+  *mx = static_cast<float>(-4 * best_dx);
+  *my = static_cast<float>(-4 * best_dy);
+  return true;
+#else
+  (void)cur, (void)prev, (void)w2, (void)h2, (void)bi, (void)bj, (void)mx, (void)my;
+  return false;
+#endif
+}
+
 // One mip level of a plane, from the stored level above: rows of the source are loaded in
 // float chunks, the 2x2 box is the shared box2().
 template <typename T>
@@ -222,11 +304,13 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   }
   T* sal = texture_plane<T>(p, 11, 1);
   const LevelLayout& l1 = p.levels[1];
+  for (int j = 0; j < l1.width; ++j) p.saliency_x_taps[j] = saliency_taps(j, fp.width);
   parallel_for(l1.height, nt, [&](int i) {
     const int64_t row = static_cast<int64_t>(i) * l1.width;
+    const SaliencyTaps ty = saliency_taps(i, fp.height);
     for_chunks(l1.width, [&](int j0, int n) {
       float buf[kChunk];
-      for (int k = 0; k < n; ++k) buf[k] = saliency_level1(fp, i, j0 + k);
+      for (int k = 0; k < n; ++k) buf[k] = saliency_from_taps(fp, i, j0 + k, p.saliency_x_taps[j0 + k], ty);
       store_row(buf, sal + row + j0, n);
     });
   });
@@ -255,7 +339,9 @@ void build_pyramids_and_coarse(const TextureParams& p) {
       float bx[kChunk], by[kChunk];
       for (int k = 0; k < n; ++k) {
         bx[k] = by[k] = 0.0f;
-        if (p.motion_valid) block_match(p.ysum, p.ysum_prev, l2.width, l2.height, bi, j0 + k, &bx[k], &by[k]);
+        if (p.motion_valid &&
+            !block_match_interior(p.ysum, p.ysum_prev, l2.width, l2.height, bi, j0 + k, &bx[k], &by[k]))
+          block_match(p.ysum, p.ysum_prev, l2.width, l2.height, bi, j0 + k, &bx[k], &by[k]);
       }
       store_row(bx, mvx + row + j0, n);
       store_row(by, mvy + row + j0, n);

@@ -232,15 +232,25 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept) {
   p.scores[t] = score;
 }
 
+// One axis of token t's glimpse sample u: the texel taps along x (axis 0) or y (axis 1) at the
+// token's level (which must be >= 0). Separable, so the CPU computes 2P taps per token, not P^2.
+ARRCOC_HD math::BilinearTap glimpse_tap(const AllocateParams& p, int t, int axis, int u) {
+  const int level = p.levels[t];
+  const float coord = math::glimpse_coord(p.positions[2 * t + axis], u, p.cfg.glimpse_size, level);
+  return math::bilinear_tap(coord, axis ? p.lh[level] : p.lw[level]);
+}
+
 // One glimpse sample: token t, colour c, row v, column u (0 for padding).
 template <typename T>
 ARRCOC_HD float glimpse_sample(const AllocateParams& p, int t, int c, int v, int u) {
-  const int level = p.levels[t];
-  if (level < 0) return 0.0f;
-  const int P = p.cfg.glimpse_size;
-  const float xs = math::glimpse_coord(p.positions[2 * t], u, P, level);
-  const float ys = math::glimpse_coord(p.positions[2 * t + 1], v, P, level);
-  return math::sample_bilinear(static_cast<const T*>(p.rgb[level][c]), p.lw[level], p.lh[level], xs, ys);
+  if (p.levels[t] < 0) return 0.0f;
+  const math::BilinearTap tx = glimpse_tap(p, t, 0, u), ty = glimpse_tap(p, t, 1, v);
+  const T* plane = static_cast<const T*>(p.rgb[p.levels[t]][c]);
+  const int w = p.lw[p.levels[t]];
+  const T* r0 = plane + static_cast<int64_t>(ty.i0) * w;
+  const T* r1 = plane + static_cast<int64_t>(ty.i1) * w;
+  return math::bilinear_mix(math::load_texel(r0 + tx.i0), math::load_texel(r0 + tx.i1), math::load_texel(r1 + tx.i0),
+                            math::load_texel(r1 + tx.i1), tx.t, ty.t);
 }
 
 }  // namespace arrcoc

@@ -29,27 +29,44 @@ ARRCOC_HD Rgb8 yuv_to_rgb8(int y, int u, int v) {
   return o;
 }
 
-ARRCOC_HD Rgb8 load_rgb8(const FrameView& f, int x, int y) {
+// Pixel (x, y) of a frame whose format is known at compile time (the CPU instantiates one
+// loop per format, which then vectorizes); load_rgb8 below dispatches at run time.
+template <PixelFormat F>
+ARRCOC_HD Rgb8 load_rgb8_as(const FrameView& f, int x, int y) {
   const uint8_t* row = f.planes[0] + static_cast<int64_t>(y) * f.row_stride[0];
   Rgb8 o;
-  switch (f.format) {
-    case PixelFormat::kRGB24: o.r = row[3 * x]; o.g = row[3 * x + 1]; o.b = row[3 * x + 2]; return o;
-    case PixelFormat::kBGR24: o.b = row[3 * x]; o.g = row[3 * x + 1]; o.r = row[3 * x + 2]; return o;
-    case PixelFormat::kRGBA32: o.r = row[4 * x]; o.g = row[4 * x + 1]; o.b = row[4 * x + 2]; return o;
-    case PixelFormat::kBGRA32: o.b = row[4 * x]; o.g = row[4 * x + 1]; o.r = row[4 * x + 2]; return o;
-    case PixelFormat::kGRAY8: o.r = o.g = o.b = row[x]; return o;
-    case PixelFormat::kNV12: {
-      const uint8_t* uv = f.planes[1] + static_cast<int64_t>(y >> 1) * f.row_stride[1] + 2 * (x >> 1);
-      return yuv_to_rgb8(row[x], uv[0], uv[1]);
-    }
-    case PixelFormat::kYUV420P: {
-      const int64_t co = static_cast<int64_t>(y >> 1);
-      return yuv_to_rgb8(row[x], f.planes[1][co * f.row_stride[1] + (x >> 1)],
-                         f.planes[2][co * f.row_stride[2] + (x >> 1)]);
-    }
+  if constexpr (F == PixelFormat::kRGB24) {
+    o.r = row[3 * x]; o.g = row[3 * x + 1]; o.b = row[3 * x + 2];
+  } else if constexpr (F == PixelFormat::kBGR24) {
+    o.b = row[3 * x]; o.g = row[3 * x + 1]; o.r = row[3 * x + 2];
+  } else if constexpr (F == PixelFormat::kRGBA32) {
+    o.r = row[4 * x]; o.g = row[4 * x + 1]; o.b = row[4 * x + 2];
+  } else if constexpr (F == PixelFormat::kBGRA32) {
+    o.b = row[4 * x]; o.g = row[4 * x + 1]; o.r = row[4 * x + 2];
+  } else if constexpr (F == PixelFormat::kGRAY8) {
+    o.r = o.g = o.b = row[x];
+  } else if constexpr (F == PixelFormat::kNV12) {
+    const uint8_t* uv = f.planes[1] + static_cast<int64_t>(y >> 1) * f.row_stride[1] + 2 * (x >> 1);
+    o = yuv_to_rgb8(row[x], uv[0], uv[1]);
+  } else {
+    static_assert(F == PixelFormat::kYUV420P, "unhandled pixel format");
+    const int64_t co = static_cast<int64_t>(y >> 1);
+    o = yuv_to_rgb8(row[x], f.planes[1][co * f.row_stride[1] + (x >> 1)], f.planes[2][co * f.row_stride[2] + (x >> 1)]);
   }
-  o.r = o.g = o.b = 0;
   return o;
+}
+
+ARRCOC_HD Rgb8 load_rgb8(const FrameView& f, int x, int y) {
+  switch (f.format) {
+    case PixelFormat::kRGB24: return load_rgb8_as<PixelFormat::kRGB24>(f, x, y);
+    case PixelFormat::kBGR24: return load_rgb8_as<PixelFormat::kBGR24>(f, x, y);
+    case PixelFormat::kRGBA32: return load_rgb8_as<PixelFormat::kRGBA32>(f, x, y);
+    case PixelFormat::kBGRA32: return load_rgb8_as<PixelFormat::kBGRA32>(f, x, y);
+    case PixelFormat::kGRAY8: return load_rgb8_as<PixelFormat::kGRAY8>(f, x, y);
+    case PixelFormat::kNV12: return load_rgb8_as<PixelFormat::kNV12>(f, x, y);
+    case PixelFormat::kYUV420P: return load_rgb8_as<PixelFormat::kYUV420P>(f, x, y);
+  }
+  return Rgb8{0, 0, 0};
 }
 
 // Integer luma (BT.601 weights in 8.8 fixed point); used where exactness matters:
@@ -198,17 +215,33 @@ ARRCOC_HD float mip_box2(const T* src, int sw, int sh, int i, int j) {
   return box2(load_texel(r0 + x0), load_texel(r0 + x1), load_texel(r1 + x0), load_texel(r1 + x1));
 }
 
+// One axis of a bilinear sample at texel coordinate x (texel centres at integers) on an axis of n
+// texels: the two edge-replicated texel indices around x and the weight of the second.
+struct BilinearTap {
+  int i0, i1;
+  float t;
+};
+ARRCOC_HD BilinearTap bilinear_tap(float x, int n) {
+  const float xf = floorf(x);
+  const int x0 = static_cast<int>(xf);
+  return BilinearTap{clampi(x0, 0, n - 1), clampi(x0 + 1, 0, n - 1), x - xf};
+}
+
+// Bilinear mix of the four corners a (x0, y0), b (x1, y0), c (x0, y1), d (x1, y1).
+ARRCOC_HD float bilinear_mix(float a, float b, float c, float d, float tx, float ty) {
+  const float top = a + (b - a) * tx, bottom = c + (d - c) * tx;
+  return top + (bottom - top) * ty;
+}
+
 // Bilinear sample of a w x h plane (float or float16 bits) at texel coordinates (x, y) (texel
 // centres at integers), edge-replicated.
 template <typename T>
 ARRCOC_HD float sample_bilinear(const T* p, int w, int h, float x, float y) {
-  const float xf = floorf(x), yf = floorf(y);
-  const float tx = x - xf, ty = y - yf;
-  const int x0 = static_cast<int>(xf), y0 = static_cast<int>(yf);
-  const float a = at_clamped(p, w, h, x0, y0), b = at_clamped(p, w, h, x0 + 1, y0);
-  const float c = at_clamped(p, w, h, x0, y0 + 1), d = at_clamped(p, w, h, x0 + 1, y0 + 1);
-  const float top = a + (b - a) * tx, bottom = c + (d - c) * tx;
-  return top + (bottom - top) * ty;
+  const BilinearTap tx = bilinear_tap(x, w), ty = bilinear_tap(y, h);
+  const T* r0 = p + static_cast<int64_t>(ty.i0) * w;
+  const T* r1 = p + static_cast<int64_t>(ty.i1) * w;
+  return bilinear_mix(load_texel(r0 + tx.i0), load_texel(r0 + tx.i1), load_texel(r1 + tx.i0), load_texel(r1 + tx.i1),
+                      tx.t, ty.t);
 }
 
 // Where the centre of texel (i, j) of level `from` falls in texel coordinates of level `to`.
@@ -225,22 +258,41 @@ struct FeaturePyramids {
   int height[5];
 };
 
-// Centre-surround (Itti-Koch style) at level 1: centres at levels 1 and 2, surrounds two
-// levels coarser (3 and 4); opponent features are weighted 1/2 so each term is in [0,1].
-ARRCOC_HD float saliency_level1(const FeaturePyramids& P, int i, int j) {
+// Where level-1 texel index `index` samples levels 2, 3, 4 along one axis of n[2..4] texels.
+// Separable: a row's taps along x are shared by every row (the CPU computes them once).
+struct SaliencyTaps {
+  BilinearTap at[3];  // levels 2, 3, 4
+};
+ARRCOC_HD SaliencyTaps saliency_taps(int index, const int n[5]) {
+  SaliencyTaps t;
+  for (int k = 2; k < 5; ++k) t.at[k - 2] = bilinear_tap(level_coord(index, 1, k), n[k]);
+  return t;
+}
+
+// Centre-surround (Itti-Koch style) at level-1 texel (i, j) given its taps: centres at levels 1
+// and 2, surrounds two levels coarser (3 and 4); opponent features are weighted 1/2 so each term
+// is in [0,1].
+ARRCOC_HD float saliency_from_taps(const FeaturePyramids& P, int i, int j, const SaliencyTaps& tx,
+                                   const SaliencyTaps& ty) {
   const float weight[3] = {1.0f, 0.5f, 0.5f};
   float acc = 0.0f;
   for (int f = 0; f < 3; ++f) {
+    float s[3];  // levels 2, 3, 4
+    for (int k = 0; k < 3; ++k) {
+      const float* plane = P.level[f][k + 2];
+      const int w = P.width[k + 2];
+      const float* r0 = plane + static_cast<int64_t>(ty.at[k].i0) * w;
+      const float* r1 = plane + static_cast<int64_t>(ty.at[k].i1) * w;
+      s[k] = bilinear_mix(r0[tx.at[k].i0], r0[tx.at[k].i1], r1[tx.at[k].i0], r1[tx.at[k].i1], tx.at[k].t, ty.at[k].t);
+    }
     const float c1 = P.level[f][1][static_cast<int64_t>(i) * P.width[1] + j];
-    const float c2 = sample_bilinear(P.level[f][2], P.width[2], P.height[2], level_coord(j, 1, 2),
-                                     level_coord(i, 1, 2));
-    const float s3 = sample_bilinear(P.level[f][3], P.width[3], P.height[3], level_coord(j, 1, 3),
-                                     level_coord(i, 1, 3));
-    const float s4 = sample_bilinear(P.level[f][4], P.width[4], P.height[4], level_coord(j, 1, 4),
-                                     level_coord(i, 1, 4));
-    acc += weight[f] * 0.5f * (absf(c1 - s3) + absf(c2 - s4));
+    acc += weight[f] * 0.5f * (absf(c1 - s[1]) + absf(s[0] - s[2]));
   }
   return acc * (1.0f / 3.0f);
+}
+
+ARRCOC_HD float saliency_level1(const FeaturePyramids& P, int i, int j) {
+  return saliency_from_taps(P, i, j, saliency_taps(j, P.width), saliency_taps(i, P.height));
 }
 
 // ---------------------------------------------------------------- motion vectors (ch 35, 36)
@@ -257,6 +309,12 @@ ARRCOC_HD int luma_sum_4x4(const uint8_t* y8, int w, int h, int i, int j) {
     for (int dx = 0; dx < 4; ++dx) s += row[clampi(4 * j + dx, 0, w - 1)];
   }
   return s;
+}
+
+// Block-matching tie rule: a lower SAD wins; equal SADs go to the shorter displacement (d2 =
+// dx^2 + dy^2); still equal, the candidate seen first in scan order (dy outer, dx inner) stays.
+ARRCOC_HD bool better_match(int sad, int d2, int best_sad, int best_d2) {
+  return sad < best_sad || (sad == best_sad && d2 < best_d2);
 }
 
 // Full search of block (bi, bj) of the current level-2 luma in the previous one.
@@ -281,7 +339,7 @@ ARRCOC_HD void block_match(const uint16_t* cur, const uint16_t* prev, int w2, in
         }
       }
       const int d2 = dx * dx + dy * dy;
-      if (sad < best_sad || (sad == best_sad && d2 < best_d2)) {
+      if (better_match(sad, d2, best_sad, best_d2)) {
         best_sad = sad;
         best_d2 = d2;
         best_dx = dx;

@@ -31,6 +31,7 @@ struct TextureParams {
   uint8_t* y8;                      // integer luma per pixel
   uint16_t* ysum;                   // level-2 integer luma sums, this frame
   uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
+  math::SaliencyTaps* saliency_x_taps;  // CPU: level-1 width; where each column samples levels 2-4
 
   int32_t num_threads;              // CPU backend: worker threads
   int64_t scratch_pixels;           // elements of each hsum_* buffer (>= max_width * max_height and
