@@ -44,6 +44,15 @@ inline void load_row(const uint16_t* src, float* dst, int n) {
   for (; i < n; ++i) dst[i] = half_bits_to_float(src[i]);
 }
 
+// count_log2_count() for every 5-bit field value, as an array the CPU loops can index.
+struct CountLog2CountTable {
+  float value[32];
+  CountLog2CountTable() {
+    for (int c = 0; c < 32; ++c) value[c] = count_log2_count(c);
+  }
+};
+const CountLog2CountTable kCountLog2Count;
+
 // Calls body(x0, n) for each chunk [x0, x0 + n) of a w-pixel row.
 template <typename F>
 inline void for_chunks(int w, F&& body) {
@@ -130,28 +139,42 @@ void build_level0(const TextureParams& p) {
     case PixelFormat::kYUV420P: point_pass<T, PixelFormat::kYUV420P>(p); break;
   }
 
-  // Pass 2: 3x3 derivatives and the frame difference.
+  // Pass 2: 3x3 derivatives and the frame difference (p's fields copied to locals, as in pass 1).
+  float* const mag = p.mag;
+  float* const diff = p.diff;
+  const float* const lum_prev = p.lum_prev;
+  const bool motion_valid = p.motion_valid;
   parallel_for(h, nt, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
-      float bx[kChunk], by[kChunk], bh[kChunk];
+      float bx[kChunk], by[kChunk], bh[kChunk], bm[kChunk];
       const float* mid = L + row;
       const float* up = L + static_cast<int64_t>(std::max(y - 1, 0)) * w;
       const float* down = L + static_cast<int64_t>(std::min(y + 1, h - 1)) * w;
-      for (int k = 0; k < n; ++k) {
-        const int x = x0 + k;
-        const int64_t i = row + x;
-        const Gradient g = gradient_3x3_rows(up, mid, down, std::max(x - 1, 0), x, std::min(x + 1, w - 1));
+      auto at = [&](int k, int xm, int xp) {
+        const Gradient g = gradient_3x3_rows(up, mid, down, xm, x0 + k, xp);
         bx[k] = g.gx;
         by[k] = g.gy;
         bh[k] = g.highpass;
-        p.mag[i] = g.mag;
-        p.diff[i] = p.motion_valid ? absf(L[i] - p.lum_prev[i]) : 0.0f;
-      }
-      store_row(bx, gx + row + x0, n);
-      store_row(by, gy + row + x0, n);
-      store_row(p.mag + row + x0, gmag + row + x0, n);
-      store_row(bh, hp + row + x0, n);
+        bm[k] = g.mag;
+      };
+      // the row's first and last pixels clamp their neighbours; the loop between does not
+      // (contiguous loads: it vectorizes)
+      int k = 0;
+      if (x0 == 0) at(k++, 0, std::min(1, w - 1));
+      const int end = x0 + n == w ? n - 1 : n;
+      for (; k < end; ++k) at(k, x0 + k - 1, x0 + k + 1);
+      if (k < n) at(k, x0 + k - 1, x0 + k);
+      const int64_t i = row + x0;
+      std::memcpy(mag + i, bm, sizeof(float) * n);
+      if (motion_valid)
+        for (int q = 0; q < n; ++q) diff[i + q] = absf(L[i + q] - lum_prev[i + q]);
+      else
+        std::fill(diff + i, diff + i + n, 0.0f);
+      store_row(bx, gx + i, n);
+      store_row(by, gy + i, n);
+      store_row(bm, gmag + i, n);
+      store_row(bh, hp + i, n);
     });
   });
 
@@ -162,7 +185,25 @@ void build_level0(const TextureParams& p) {
     const int64_t row = static_cast<int64_t>(src_y) * w;
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);
     for (int x = 0; x < lo; ++x) horizontal_box_sums(p, row, out_row, x, ClampedColumn{w});
-    for (int x = lo; x < hi; ++x) horizontal_box_sums(p, row, out_row, x, InsideColumn{});
+    // Inside: one loop per sum (the unused ones are dead code), each of one element type, into
+    // stack chunks copied out afterwards: GCC vectorizes none of this as one mixed-width loop
+    // writing through p's pointers, and each of these loops fully.
+    for (int x0 = lo; x0 < hi; x0 += kChunk) {
+      const int n = std::min(kChunk, hi - x0);
+      int32_t sy[kChunk], sy2[kChunk];
+      float sm[kChunk], sd[kChunk];
+      uint64_t sb[kChunk];
+      for (int k = 0; k < n; ++k) sy[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).y;
+      for (int k = 0; k < n; ++k) sy2[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).y2;
+      for (int k = 0; k < n; ++k) sm[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).mag;
+      for (int k = 0; k < n; ++k) sd[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).diff;
+      for (int k = 0; k < n; ++k) sb[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).bins;
+      std::memcpy(p.hsum_y + out_row + x0, sy, sizeof(int32_t) * n);
+      std::memcpy(p.hsum_y2 + out_row + x0, sy2, sizeof(int32_t) * n);
+      std::memcpy(p.hsum_mag + out_row + x0, sm, sizeof(float) * n);
+      std::memcpy(p.hsum_diff + out_row + x0, sd, sizeof(float) * n);
+      std::memcpy(p.hbins + out_row + x0, sb, sizeof(uint64_t) * n);
+    }
     for (int x = hi; x < w; ++x) horizontal_box_sums(p, row, out_row, x, ClampedColumn{w});
   };
   auto vertical_row = [&](int y, const int64_t rows[kBoxTaps]) {
@@ -170,15 +211,21 @@ void build_level0(const TextureParams& p) {
     for_chunks(w, [&](int x0, int n) {
       float bc[kChunk], be[kChunk], bm[kChunk], bt[kChunk];
       uint64_t packed[kChunk];
+      // one loop per element type, as in horizontal_row (the unused sums are dead code)
       for (int k = 0; k < n; ++k) {
         const BoxSums s = vertical_box_sums_rows(p, rows, x0 + k);
         bc[k] = local_contrast(s.y, s.y2);
-        be[k] = s.mag / kBoxArea;
-        bm[k] = s.diff / kBoxArea;
-        packed[k] = s.bins;
       }
-      // entropy's table lookups stay out of the loop above, which then vectorizes
-      for (int k = 0; k < n; ++k) bt[k] = entropy_from_packed(packed[k]);
+      for (int k = 0; k < n; ++k) be[k] = vertical_box_sums_rows(p, rows, x0 + k).mag / kBoxArea;
+      for (int k = 0; k < n; ++k) bm[k] = vertical_box_sums_rows(p, rows, x0 + k).diff / kBoxArea;
+      for (int k = 0; k < n; ++k) packed[k] = vertical_box_sums_rows(p, rows, x0 + k).bins;
+      // entropy: the same sum as entropy_from_packed(), with count_log2_count() read from a
+      // table (gathers), out of the loop above, which then vectorizes
+      for (int k = 0; k < n; ++k) {
+        float s = 0.0f;
+        for (int bin = 0; bin < kEntropyBins; ++bin) s += kCountLog2Count.value[packed_bin_count(packed[k], bin)];
+        bt[k] = entropy_from_sum(s);
+      }
       store_row(bc, contrast + row + x0, n);
       store_row(be, edge + row + x0, n);
       store_row(bm, motion + row + x0, n);

@@ -154,7 +154,7 @@ ARRCOC_HD uint64_t bin_one_hot(int bin) { return 1ull << (5 * bin); }
 // 625 * variance = 25 * sum(y^2) - sum(y)^2, so only the final square root rounds (float
 // moments of float luminance lose ~1e-4 to cancellation in flat regions).
 ARRCOC_HD float local_contrast(int sum_y, int sum_y2) {
-  const int64_t n = 25 * static_cast<int64_t>(sum_y2) - static_cast<int64_t>(sum_y) * sum_y;
+  const int n = 25 * sum_y2 - sum_y * sum_y;  // both terms <= 25^2 * 255^2 < 2^31: exact in int32
   return sqrtf(static_cast<float>(n)) * (1.0f / (25.0f * 255.0f));
 }
 
@@ -190,11 +190,16 @@ ARRCOC_HD float count_log2_count(int c) {
 }
 
 // ch 14: Shannon entropy of the 8-bin histogram of a 5x5 window, divided by log2(8).
-ARRCOC_HD float entropy_from_packed(uint64_t packed) {
-  float s = 0.0f;
-  for (int b = 0; b < kEntropyBins; ++b) s += count_log2_count(static_cast<int>((packed >> (5 * b)) & 31u));
+// From s = sum over the bins of c log2 c (added in bin order 0..7):
+ARRCOC_HD float entropy_from_sum(float s) {
   const float h = 4.64385618977f - s / kBoxArea;  // log2(25) - sum(c log2 c)/25
   return maxf(0.0f, h) * (1.0f / 3.0f);
+}
+ARRCOC_HD uint32_t packed_bin_count(uint64_t packed, int bin) { return static_cast<uint32_t>((packed >> (5 * bin)) & 31u); }
+ARRCOC_HD float entropy_from_packed(uint64_t packed) {
+  float s = 0.0f;
+  for (int b = 0; b < kEntropyBins; ++b) s += count_log2_count(static_cast<int>(packed_bin_count(packed, b)));
+  return entropy_from_sum(s);
 }
 
 // ---------------------------------------------------------------- mip pyramid

@@ -61,10 +61,9 @@ struct InsideColumn {
   ARRCOC_HD int operator()(int x) const { return x; }
 };
 
-// Horizontal 5-tap sums at column x of the input row starting at `row` (y * width), written at
-// `out_row + x` of the hsum scratch (out_row = row, or a ring-buffer row on the CPU).
+// Horizontal 5-tap sums at column x of the input row starting at `row` (y * width).
 template <typename Column>
-ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int64_t out_row, int x, Column column) {
+ARRCOC_HD BoxSums horizontal_box_sums_at(const TextureParams& p, int64_t row, int x, Column column) {
   BoxSums s;
   for (int d = -math::kBoxRadius; d <= math::kBoxRadius; ++d) {
     const int64_t j = row + column(x + d);
@@ -75,6 +74,13 @@ ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int64_t 
     s.diff += p.diff[j];
     s.bins += math::bin_one_hot(p.bins[j]);
   }
+  return s;
+}
+
+// ... written at `out_row + x` of the hsum scratch (out_row = row, or a ring-buffer row on the CPU).
+template <typename Column>
+ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int64_t out_row, int x, Column column) {
+  const BoxSums s = horizontal_box_sums_at(p, row, x, column);
   p.hsum_y[out_row + x] = s.y;
   p.hsum_y2[out_row + x] = s.y2;
   p.hsum_mag[out_row + x] = s.mag;
