@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -100,7 +101,7 @@ struct TokenAllocator::Impl {
   AllocatorConfig config;
   Arena arena;
   AllocateParams buffers{};
-  BalanceWeights* weights = nullptr;  // on the device
+  math::BalanceWeightsData* weights = nullptr;  // on the device
   float* rel[2] = {nullptr, nullptr};  // relevance grids: previous / new, swapped each frame
   bool has_history = false;
   int32_t hist_w4 = 0, hist_h4 = 0;
@@ -150,10 +151,12 @@ struct TokenAllocator::Impl {
       if (!std::isfinite(f[i]))
         return bad(StatusCode::kInvalidArgument, "weights contain NaN or inf (float " + std::to_string(i) + ")");
     if (config.device == Device::kCPU) {
-      *weights = w;
+      math::pack_balance_weights(w, weights);
       return Status::Ok();
     }
-    return cuda::copy_to_device(weights, &w, sizeof(BalanceWeights));
+    auto packed = std::make_unique<math::BalanceWeightsData>();
+    math::pack_balance_weights(w, packed.get());
+    return cuda::copy_to_device(weights, packed.get(), sizeof(math::BalanceWeightsData));
   }
 
   Status run(const TextureView& t, const CascadeView& c, bool has_query, TokenPack* out, void* stream) {

@@ -61,7 +61,7 @@ void run_typed(const AllocateParams& p) {
   float bmin = 3.0e38f, bmax = -3.0e38f;
   for (int i = 0; i < n; ++i) {
     p.div[i] = dmax > 0.0f ? p.div[i] / dmax : 0.0f;
-    p.bal[i] = math::opponent_mix(*p.weights, p.info[i], p.sal[i], p.query[i], p.raw[i], p.div[i]);
+    p.bal[i] = math::opponent_mix(p.weights->w, p.info[i], p.sal[i], p.query[i], p.raw[i], p.div[i]);
     bmin = std::min(bmin, p.bal[i]);
     bmax = std::max(bmax, p.bal[i]);
   }

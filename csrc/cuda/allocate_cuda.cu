@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   const float dmax = block_reduce(mine ? p.div[i] : 0.0f, fred, [](float a, float b) { return fmaxf(a, b); });
   if (mine) {
     p.div[i] = dmax > 0.0f ? p.div[i] / dmax : 0.0f;
-    p.bal[i] = math::opponent_mix(*p.weights, p.info[i], p.sal[i], p.query[i], p.raw[i], p.div[i]);
+    p.bal[i] = math::opponent_mix(p.weights->w, p.info[i], p.sal[i], p.query[i], p.raw[i], p.div[i]);
   }
   const float bmin = block_reduce(mine ? p.bal[i] : 3.0e38f, fred, [](float a, float b) { return fminf(a, b); });
   const float bmax = block_reduce(mine ? p.bal[i] : -3.0e38f, fred, [](float a, float b) { return fmaxf(a, b); });

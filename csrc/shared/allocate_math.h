@@ -17,8 +17,19 @@ constexpr int kHidden2 = 64;
 constexpr float kLayerNormEps = 1e-5f;
 constexpr int kNumLods = 5;
 
-// Balancer parameters: the public struct (csrc/include/arrcoc/allocate.h).
-using BalanceWeightsData = ::arrcoc::BalanceWeights;
+// Balancer parameters as the kernels read them: the public struct (csrc/include/arrcoc/allocate.h)
+// plus W2 transposed (k-major), so the 128 -> 64 layer is 128 updates of 64 independent sums
+// (vector lanes on the CPU) while each sum still adds its terms in the order k = 0..127.
+struct BalanceWeightsData {
+  ::arrcoc::BalanceWeights w;
+  float W2T[kHidden1 * kHidden2];  // W2T[k * kHidden2 + j] = w.W2[j * kHidden1 + k]
+};
+
+inline void pack_balance_weights(const ::arrcoc::BalanceWeights& w, BalanceWeightsData* out) {
+  out->w = w;
+  for (int j = 0; j < kHidden2; ++j)
+    for (int k = 0; k < kHidden1; ++k) out->W2T[k * kHidden2 + j] = w.W2[j * kHidden1 + k];
+}
 
 ARRCOC_HD float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -33,7 +44,8 @@ ARRCOC_HD float robust_unit(float x, float lo, float hi) {
 }
 
 // raw = sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3) for x = (info, salience, query).
-ARRCOC_HD float balance_mlp(const BalanceWeightsData& w, float info, float sal, float query) {
+ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, float query) {
+  const ::arrcoc::BalanceWeights& w = d.w;
   float h1[kHidden1];
   float mean = 0.0f;
   for (int k = 0; k < kHidden1; ++k) {
@@ -45,13 +57,14 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& w, float info, float sal, 
   for (int k = 0; k < kHidden1; ++k) var += (h1[k] - mean) * (h1[k] - mean);
   const float inv = 1.0f / sqrtf(var / static_cast<float>(kHidden1) + kLayerNormEps);
   for (int k = 0; k < kHidden1; ++k) h1[k] = maxf(0.0f, (h1[k] - mean) * inv * w.ln_gamma[k] + w.ln_beta[k]);
-  float out = w.b3;
-  for (int j = 0; j < kHidden2; ++j) {
-    float a = w.b2[j];
-    const float* row = w.W2 + j * kHidden1;
-    for (int k = 0; k < kHidden1; ++k) a += row[k] * h1[k];
-    out += w.W3[j] * maxf(0.0f, a);
+  float a[kHidden2];
+  for (int j = 0; j < kHidden2; ++j) a[j] = w.b2[j];
+  for (int k = 0; k < kHidden1; ++k) {
+    const float* col = d.W2T + k * kHidden2;
+    for (int j = 0; j < kHidden2; ++j) a[j] += col[j] * h1[k];
   }
+  float out = w.b3;
+  for (int j = 0; j < kHidden2; ++j) out += w.W3[j] * maxf(0.0f, a[j]);
   return sigmoidf(out);
 }
 
@@ -63,7 +76,7 @@ ARRCOC_HD int diversity_k(int n) {
 
 // Opponent processing: compress/particularize (T1), exploit/explore (T2), focus/diversify (T3),
 // mixed. `diversity` is already divided by the frame's largest value.
-ARRCOC_HD float opponent_mix(const BalanceWeightsData& w, float info, float sal, float query, float raw,
+ARRCOC_HD float opponent_mix(const ::arrcoc::BalanceWeights& w, float info, float sal, float query, float raw,
                              float diversity) {
   const float l1 = sigmoidf(w.lambda_logits[0]), l2 = sigmoidf(w.lambda_logits[1]), l3 = sigmoidf(w.lambda_logits[2]);
   const float t1 = l1 * info + (1.0f - l1) * query;

@@ -43,7 +43,7 @@ struct AllocateParams {
   int32_t capacity;
   bool has_query, motion_valid;
   uint32_t frame_index;
-  const BalanceWeights* weights;        // on the backend's device
+  const math::BalanceWeightsData* weights;  // on the backend's device
   AllocatorConfig cfg;                  // knobs (the device fields are unused here)
   int32_t num_gestalt;                  // gestalt_x * gestalt_y
   int32_t num_tokens;                   // num_gestalt + saccades
