@@ -117,6 +117,28 @@ def test_invariants(rng):
     np.testing.assert_array_equal(a.tokens, b.tokens)
 
 
+@pytest.mark.parametrize("size", [(333, 211), (64, 9)], ids=["333x211", "64x9"])
+def test_cpu_results_do_not_depend_on_the_thread_count(size, rng):
+    """Rows are split between threads (the fused box-filter pass in bands with their own ring
+    buffers): every output must be the same bits with 1, 2, 3 or 7 threads."""
+    w, h = size
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2)]
+    frames[1][: h // 2] = frames[0][: h // 2]
+    runs = []
+    for threads in (1, 2, 3, 7):
+        pipe = arrcoc_rt.Pipeline(w, h, "cpu", num_threads=threads)
+        out = [pipe.process(f) for f in frames]
+        tex = out[-1].texture
+        runs.append(([host(tex.channel(c, k)).copy() for k in range(5) for c in arrcoc_rt.Texture.channels_at(k)],
+                     [(r.patches, r.budgets, r.scores, r.tokens, r.relevance) for r in out]))
+    for threads, (planes, results) in zip((2, 3, 7), runs[1:]):
+        for a, b in zip(runs[0][0], planes):
+            np.testing.assert_array_equal(a, b, err_msg=f"texture, {threads} threads")
+        for ra, rb in zip(runs[0][1], results):
+            for a, b in zip(ra, rb):
+                np.testing.assert_array_equal(a, b, err_msg=f"result, {threads} threads")
+
+
 def _allocation_vector(r, shape):
     v = np.zeros(shape[0] * shape[1])
     np.add.at(v, r.patches[r.kinds == 1], r.budgets[r.kinds == 1])

@@ -232,6 +232,7 @@ void build_level0(const TextureParams& p) {
       store_row(bt, entropy + row + x0, n);
     });
   };
+  // One band (and ring) per thread; each band recomputes the 4 horizontal rows around it.
   const int bands = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(nt), h, p.scratch_pixels / w / kBoxTaps}));
   parallel_for(bands, nt, [&](int b) {
     const int y0 = static_cast<int>(static_cast<int64_t>(h) * b / bands);
@@ -245,7 +246,7 @@ void build_level0(const TextureParams& p) {
       vertical_row(y, rows);
       if (y + 1 < y1) horizontal_row(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
     }
-  });
+  }, /*min_parallel=*/2);  // only nt iterations: below the default minimum
 }
 
 // Block matching of a block whose whole search window lies inside the level (no clamping): the
