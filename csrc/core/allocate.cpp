@@ -140,6 +140,7 @@ struct TokenAllocator::Impl {
       if (s.ok()) s = arena.alloc_n(ntok, a);
     if (s.ok()) s = arena.alloc_n(ntok, &b.scores);
     if (s.ok()) s = arena.alloc_n(ntok * 3 * P * P, &b.glimpses);
+    if (s.ok() && config.device == Device::kCPU) s = arena.alloc_n(static_cast<size_t>(config.max_height), &b.row_counts);
     if (s.ok() && config.device == Device::kCUDA) s = cuda::event_create(&done_event);
     if (s.ok()) s = set_weights(default_balance_weights());
     return s;

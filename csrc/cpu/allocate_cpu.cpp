@@ -31,8 +31,18 @@ void run_typed(const AllocateParams& p) {
   // Scene cut: the share of level-0 pixels with strong motion.
   int64_t moving = 0;
   if (p.motion_valid) {
-    const int64_t n0 = static_cast<int64_t>(p.width) * p.height;
-    for (int64_t i = 0; i < n0; ++i) moving += plane_value<T>(p.motion0, i) > p.cfg.cut_motion ? 1 : 0;
+    // Per-row counts summed afterwards (integers: exact in any order); rows in parallel.
+    const int w = p.width;
+    const T* motion0 = static_cast<const T*>(p.motion0);
+    const float cut_motion = p.cfg.cut_motion;
+    int32_t* row_counts = p.row_counts;
+    parallel_for(p.height, nt, [&](int y) {
+      const T* row = motion0 + static_cast<int64_t>(y) * w;
+      int32_t c = 0;
+      for (int x = 0; x < w; ++x) c += math::load_texel(row + x) > cut_motion ? 1 : 0;
+      row_counts[y] = c;
+    });
+    for (int y = 0; y < p.height; ++y) moving += row_counts[y];
   }
   const bool cut = is_scene_cut(p, moving);
   parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });

@@ -32,6 +32,7 @@ struct AllocateParams {
   const void* mvx4;                     // ch 35 at level 4
   const void* mvy4;                     // ch 36 at level 4
   const void* motion0;                  // ch 10 at level 0 (scene cut)
+  int32_t* row_counts;                  // CPU: [max_height] moving pixels per row of motion0
   void* out_cached4;                    // ch 34 at level 4 (written)
   void* out_info4;                      // ch 37 at level 4 (written)
   void* out_sal4;                       // ch 38 at level 4 (written)
