@@ -1,6 +1,7 @@
 // Dispatcher of the cluster-first cascade: validation, memory (allocated once), backend choice.
 #include "arrcoc/cascade.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <thread>
@@ -68,6 +69,9 @@ struct ClusterCascade::Impl {
     if (s.ok()) s = arena.alloc_n(n4, &b.patch_cluster);
     if (s.ok()) s = arena.alloc_n(cap, &b.candidates);
     if (s.ok()) s = arena.alloc_n(n4, &b.members);
+    if (s.ok() && config.device == Device::kCPU)  // per-thread partial sums (see cascade_cpu.cpp)
+      s = arena.alloc_n(static_cast<size_t>(worker_threads(config.num_threads)) * math::kMaxSeeds *
+                            std::max(kSeedSums, kStatSums), &b.partial_sums);
     if (s.ok() && config.device == Device::kCUDA) s = cuda::event_create(&done_event);
     return s;
   }

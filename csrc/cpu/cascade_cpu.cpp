@@ -55,6 +55,33 @@ void assign_row(const CascadeParams& p, int i) {
   }
 }
 
+// sums[k][0..ns) = sum over the level-2 texels labelled k of terms(i, j, out[ns]). Rows are split
+// into one band per thread, each summing into its own slice of p.partial_sums; the slices are then
+// added. Integer sums: the same result in any order (and the same as the CUDA atomics).
+template <int ns, typename Terms>
+void sum_by_label(const CascadeParams& p, unsigned long long* sums, Terms terms) {
+  const int nseeds = p.gx * p.gy, h2 = p.h2, w2 = p.w2;
+  const int bands = std::max(1, std::min(p.num_threads, h2));
+  parallel_for(bands, p.num_threads, [&](int b) {
+    unsigned long long* part = p.partial_sums + static_cast<int64_t>(b) * math::kMaxSeeds * ns;
+    std::memset(part, 0, sizeof(unsigned long long) * ns * nseeds);
+    const int i0 = static_cast<int>(static_cast<int64_t>(h2) * b / bands);
+    const int i1 = static_cast<int>(static_cast<int64_t>(h2) * (b + 1) / bands);
+    for (int i = i0; i < i1; ++i)
+      for (int j = 0; j < w2; ++j) {
+        unsigned long long t[ns];
+        terms(i, j, t);
+        unsigned long long* s = part + static_cast<int64_t>(p.labels[static_cast<int64_t>(i) * w2 + j]) * ns;
+        for (int c = 0; c < ns; ++c) s[c] += t[c];
+      }
+  }, /*min_parallel=*/2);
+  std::memset(sums, 0, sizeof(unsigned long long) * ns * nseeds);
+  for (int b = 0; b < bands; ++b) {
+    const unsigned long long* part = p.partial_sums + static_cast<int64_t>(b) * math::kMaxSeeds * ns;
+    for (int k = 0; k < ns * nseeds; ++k) sums[k] += part[k];
+  }
+}
+
 template <typename T>
 void run_typed(const CascadeParams& p) {
   const int nt = p.num_threads, w2 = p.w2, h2 = p.h2, nseeds = p.gx * p.gy;
@@ -68,14 +95,7 @@ void run_typed(const CascadeParams& p) {
   };
   for (int it = 0; it < p.iterations; ++it) {
     assign_all();
-    std::memset(p.seed_sums, 0, sizeof(unsigned long long) * kSeedSums * nseeds);
-    for (int i = 0; i < h2; ++i)
-      for (int j = 0; j < w2; ++j) {
-        unsigned long long t[kSeedSums];
-        seed_terms(p, i, j, t);
-        unsigned long long* s = p.seed_sums + static_cast<int64_t>(p.labels[static_cast<int64_t>(i) * w2 + j]) * kSeedSums;
-        for (int c = 0; c < kSeedSums; ++c) s[c] += t[c];
-      }
+    sum_by_label<kSeedSums>(p, p.seed_sums, [&](int i, int j, unsigned long long* t) { seed_terms(p, i, j, t); });
     for (int k = 0; k < nseeds; ++k) update_seed(p, k);
   }
   assign_all();
@@ -90,14 +110,7 @@ void run_typed(const CascadeParams& p) {
     });
 
   // Cluster statistics, scores, the kept clusters.
-  std::memset(p.stat_sums, 0, sizeof(unsigned long long) * kStatSums * nseeds);
-  for (int i = 0; i < h2; ++i)
-    for (int j = 0; j < w2; ++j) {
-      unsigned long long t[kStatSums];
-      stat_terms<T>(p, i, j, t);
-      unsigned long long* s = p.stat_sums + static_cast<int64_t>(p.labels[static_cast<int64_t>(i) * w2 + j]) * kStatSums;
-      for (int c = 0; c < kStatSums; ++c) s[c] += t[c];
-    }
+  sum_by_label<kStatSums>(p, p.stat_sums, [&](int i, int j, unsigned long long* t) { stat_terms<T>(p, i, j, t); });
   for (int k = 0; k < nseeds; ++k) p.scores[k] = score_cluster(p, k);
   rank_clusters(p);
 

@@ -42,6 +42,7 @@ struct CascadeParams {
   int32_t* patch_cluster;            // [w4*h4]
   int32_t* candidates;               // [top_k*per_cluster], -1 padding
   int32_t* members;                  // [w4*h4] CPU: patches of one cluster, for partial_sort
+  unsigned long long* partial_sums;  // CPU: [num_threads][kMaxSeeds][max(kSeedSums, kStatSums)]
 };
 
 constexpr int kSeedSums = 6;
