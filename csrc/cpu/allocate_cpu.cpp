@@ -130,15 +130,9 @@ void run_typed(const AllocateParams& p) {
     const int w = p.lw[level];
     for (int c = 0; c < 3; ++c) {
       const T* plane = static_cast<const T*>(p.rgb[level][c]);
-      for (int v = 0; v < P; ++v) {
-        const T* r0 = plane + static_cast<int64_t>(ty[v].i0) * w;
-        const T* r1 = plane + static_cast<int64_t>(ty[v].i1) * w;
-        float* out = g + (c * P + v) * P;
-        for (int u = 0; u < P; ++u)
-          out[u] = math::bilinear_mix(math::load_texel(r0 + tx[u].i0), math::load_texel(r0 + tx[u].i1),
-                                      math::load_texel(r1 + tx[u].i0), math::load_texel(r1 + tx[u].i1), tx[u].t,
-                                      ty[v].t);
-      }
+      float* out = g + c * P * P;
+      for (int v = 0; v < P; ++v)
+        for (int u = 0; u < P; ++u) out[v * P + u] = math::sample_taps(plane, w, tx[u], ty[v]);
     }
   });
 }

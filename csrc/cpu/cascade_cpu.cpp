@@ -25,7 +25,8 @@ void assign_row(const CascadeParams& p, int i) {
   const int32_t* c2 = p.colour + 2 * n + row;
   const int64_t s16_sq = p.s16_sq, m_sq = p.m_sq;
   const int cy = math::cell_y(i, h2, gy);
-  const int a0 = cy > 0 ? cy - 1 : 0, a1 = cy + 1 < gy ? cy + 1 : gy - 1;
+  int a0, a1;
+  math::neighbour_cells(cy, gy, &a0, &a1);
   const int y16 = i * math::kPosScale + math::kPosScale / 2;
   int64_t best_d[kRun];
   int32_t best_k[kRun];
@@ -33,7 +34,8 @@ void assign_row(const CascadeParams& p, int i) {
     const int cx = math::cell_x(js, w2, gx);
     int je = js + 1;
     while (je < w2 && je - js < kRun && math::cell_x(je, w2, gx) == cx) ++je;
-    const int b0 = cx > 0 ? cx - 1 : 0, b1 = cx + 1 < gx ? cx + 1 : gx - 1;
+    int b0, b1;
+    math::neighbour_cells(cx, gx, &b0, &b1);
     const int len = je - js;
     bool first = true;
     for (int a = a0; a <= a1; ++a)

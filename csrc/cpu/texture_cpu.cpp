@@ -129,15 +129,7 @@ void build_level0(const TextureParams& p) {
   const float* L = p.feature[0][0];
 
   // Pass 1: point channels from the frame's pixels.
-  switch (p.frame.format) {
-    case PixelFormat::kRGB24: point_pass<T, PixelFormat::kRGB24>(p); break;
-    case PixelFormat::kBGR24: point_pass<T, PixelFormat::kBGR24>(p); break;
-    case PixelFormat::kRGBA32: point_pass<T, PixelFormat::kRGBA32>(p); break;
-    case PixelFormat::kBGRA32: point_pass<T, PixelFormat::kBGRA32>(p); break;
-    case PixelFormat::kGRAY8: point_pass<T, PixelFormat::kGRAY8>(p); break;
-    case PixelFormat::kNV12: point_pass<T, PixelFormat::kNV12>(p); break;
-    case PixelFormat::kYUV420P: point_pass<T, PixelFormat::kYUV420P>(p); break;
-  }
+  dispatch_pixel_format(p.frame.format, [&](auto tag) { point_pass<T, decltype(tag)::value>(p); });
 
   // Pass 2: 3x3 derivatives and the frame difference (p's fields copied to locals, as in pass 1).
   float* const mag = p.mag;
@@ -251,7 +243,7 @@ void build_level0(const TextureParams& p) {
 
 // Block matching of a block whose whole search window lies inside the level (no clamping): the
 // 81 SADs by AVX2 (16-bit lanes over the displacements; values <= 4080, so every difference and
-// every 16-term sum (<= 65280) is exact in uint16), then the shared tie rule in the same scan
+// every 16-term sum (<= 65280) is exact in uint16), then offered to MotionMatch in the same scan
 // order as block_match(). Returns false (nothing written) when the window touches an edge.
 inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int w2, int h2, int bi, int bj, float* mx,
                                  float* my) {
@@ -282,19 +274,10 @@ inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int 
     for (int k = 0; k < 2 * R; ++k) row[k] = l[k];
     row[2 * R] = h[2 * R - 1];
   }
-  int best_sad = 0x7fffffff, best_d2 = 0x7fffffff, best_dx = 0, best_dy = 0;
+  MotionMatch best;
   for (int dy = -R; dy <= R; ++dy)
-    for (int dx = -R; dx <= R; ++dx) {
-      const int sad = sads[(dy + R) * D + dx + R], d2 = dx * dx + dy * dy;
-      if (better_match(sad, d2, best_sad, best_d2)) {
-        best_sad = sad;
-        best_d2 = d2;
-        best_dx = dx;
-        best_dy = dy;
-      }
-    }
-  *mx = static_cast<float>(-4 * best_dx);
-  *my = static_cast<float>(-4 * best_dy);
+    for (int dx = -R; dx <= R; ++dx) best.offer(sads[(dy + R) * D + dx + R], dx, dy);
+  best.write(mx, my);
   return true;
 #else
   (void)cur, (void)prev, (void)w2, (void)h2, (void)bi, (void)bj, (void)mx, (void)my;

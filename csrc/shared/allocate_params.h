@@ -246,12 +246,7 @@ template <typename T>
 ARRCOC_HD float glimpse_sample(const AllocateParams& p, int t, int c, int v, int u) {
   if (p.levels[t] < 0) return 0.0f;
   const math::BilinearTap tx = glimpse_tap(p, t, 0, u), ty = glimpse_tap(p, t, 1, v);
-  const T* plane = static_cast<const T*>(p.rgb[p.levels[t]][c]);
-  const int w = p.lw[p.levels[t]];
-  const T* r0 = plane + static_cast<int64_t>(ty.i0) * w;
-  const T* r1 = plane + static_cast<int64_t>(ty.i1) * w;
-  return math::bilinear_mix(math::load_texel(r0 + tx.i0), math::load_texel(r0 + tx.i1), math::load_texel(r1 + tx.i0),
-                            math::load_texel(r1 + tx.i1), tx.t, ty.t);
+  return math::sample_taps(static_cast<const T*>(p.rgb[p.levels[t]][c]), p.lw[p.levels[t]], tx, ty);
 }
 
 }  // namespace arrcoc

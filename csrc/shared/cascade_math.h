@@ -60,14 +60,23 @@ ARRCOC_HD int64_t slic_distance(const Seed& s, const int c[3], int x16, int y16,
 
 // Label of texel (i, j): the nearest seed among those of the 3x3 grid cells around its cell;
 // ties go to the lower seed index.
+// The grid cells a texel of cell `c` (of `g` along one axis) compares against: c-1..c+1, clipped.
+ARRCOC_HD void neighbour_cells(int c, int g, int* lo, int* hi) {
+  *lo = c > 0 ? c - 1 : 0;
+  *hi = c + 1 < g ? c + 1 : g - 1;
+}
+
 ARRCOC_HD int slic_assign(const Seed* seeds, int gx, int gy, int w2, int h2, const int c[3], int i, int j,
                           int64_t s16_sq, int64_t m_sq) {
   const int cx = cell_x(j, w2, gx), cy = cell_y(i, h2, gy);
   const int x16 = j * kPosScale + kPosScale / 2, y16 = i * kPosScale + kPosScale / 2;
+  int a0, a1, b0, b1;
+  neighbour_cells(cy, gy, &a0, &a1);
+  neighbour_cells(cx, gx, &b0, &b1);
   int best = -1;
   int64_t best_d = 0;
-  for (int a = (cy > 0 ? cy - 1 : 0); a <= (cy + 1 < gy ? cy + 1 : gy - 1); ++a)
-    for (int b = (cx > 0 ? cx - 1 : 0); b <= (cx + 1 < gx ? cx + 1 : gx - 1); ++b) {
+  for (int a = a0; a <= a1; ++a)
+    for (int b = b0; b <= b1; ++b) {
       const int k = a * gx + b;
       const int64_t d = slic_distance(seeds[k], c, x16, y16, s16_sq, m_sq);
       if (best < 0 || d < best_d || (d == best_d && k < best)) {

@@ -56,17 +56,27 @@ ARRCOC_HD Rgb8 load_rgb8_as(const FrameView& f, int x, int y) {
   return o;
 }
 
-ARRCOC_HD Rgb8 load_rgb8(const FrameView& f, int x, int y) {
-  switch (f.format) {
-    case PixelFormat::kRGB24: return load_rgb8_as<PixelFormat::kRGB24>(f, x, y);
-    case PixelFormat::kBGR24: return load_rgb8_as<PixelFormat::kBGR24>(f, x, y);
-    case PixelFormat::kRGBA32: return load_rgb8_as<PixelFormat::kRGBA32>(f, x, y);
-    case PixelFormat::kBGRA32: return load_rgb8_as<PixelFormat::kBGRA32>(f, x, y);
-    case PixelFormat::kGRAY8: return load_rgb8_as<PixelFormat::kGRAY8>(f, x, y);
-    case PixelFormat::kNV12: return load_rgb8_as<PixelFormat::kNV12>(f, x, y);
-    case PixelFormat::kYUV420P: return load_rgb8_as<PixelFormat::kYUV420P>(f, x, y);
+// Calls fn(PixelFormatTag<F>{}) for the run-time format f, so the callee is compiled per format.
+// Formats are validated when a frame comes in (frame_checks.cpp); anything else reads as RGB24.
+template <PixelFormat F>
+struct PixelFormatTag {
+  static constexpr PixelFormat value = F;
+};
+template <typename Fn>
+ARRCOC_HD auto dispatch_pixel_format(PixelFormat f, Fn&& fn) {
+  switch (f) {
+    case PixelFormat::kBGR24: return fn(PixelFormatTag<PixelFormat::kBGR24>{});
+    case PixelFormat::kRGBA32: return fn(PixelFormatTag<PixelFormat::kRGBA32>{});
+    case PixelFormat::kBGRA32: return fn(PixelFormatTag<PixelFormat::kBGRA32>{});
+    case PixelFormat::kGRAY8: return fn(PixelFormatTag<PixelFormat::kGRAY8>{});
+    case PixelFormat::kNV12: return fn(PixelFormatTag<PixelFormat::kNV12>{});
+    case PixelFormat::kYUV420P: return fn(PixelFormatTag<PixelFormat::kYUV420P>{});
+    default: return fn(PixelFormatTag<PixelFormat::kRGB24>{});
   }
-  return Rgb8{0, 0, 0};
+}
+
+ARRCOC_HD Rgb8 load_rgb8(const FrameView& f, int x, int y) {
+  return dispatch_pixel_format(f.format, [&](auto tag) { return load_rgb8_as<decltype(tag)::value>(f, x, y); });
 }
 
 // Integer luma (BT.601 weights in 8.8 fixed point); used where exactness matters:
@@ -238,15 +248,20 @@ ARRCOC_HD float bilinear_mix(float a, float b, float c, float d, float tx, float
   return top + (bottom - top) * ty;
 }
 
-// Bilinear sample of a w x h plane (float or float16 bits) at texel coordinates (x, y) (texel
-// centres at integers), edge-replicated.
+// Bilinear sample of a plane of row pitch w (float or float16 bits) at precomputed taps.
 template <typename T>
-ARRCOC_HD float sample_bilinear(const T* p, int w, int h, float x, float y) {
-  const BilinearTap tx = bilinear_tap(x, w), ty = bilinear_tap(y, h);
+ARRCOC_HD float sample_taps(const T* p, int w, const BilinearTap& tx, const BilinearTap& ty) {
   const T* r0 = p + static_cast<int64_t>(ty.i0) * w;
   const T* r1 = p + static_cast<int64_t>(ty.i1) * w;
   return bilinear_mix(load_texel(r0 + tx.i0), load_texel(r0 + tx.i1), load_texel(r1 + tx.i0), load_texel(r1 + tx.i1),
                       tx.t, ty.t);
+}
+
+// Bilinear sample of a w x h plane at texel coordinates (x, y) (texel centres at integers),
+// edge-replicated.
+template <typename T>
+ARRCOC_HD float sample_bilinear(const T* p, int w, int h, float x, float y) {
+  return sample_taps(p, w, bilinear_tap(x, w), bilinear_tap(y, h));
 }
 
 // Where the centre of texel (i, j) of level `from` falls in texel coordinates of level `to`.
@@ -283,13 +298,7 @@ ARRCOC_HD float saliency_from_taps(const FeaturePyramids& P, int i, int j, const
   float acc = 0.0f;
   for (int f = 0; f < 3; ++f) {
     float s[3];  // levels 2, 3, 4
-    for (int k = 0; k < 3; ++k) {
-      const float* plane = P.level[f][k + 2];
-      const int w = P.width[k + 2];
-      const float* r0 = plane + static_cast<int64_t>(ty.at[k].i0) * w;
-      const float* r1 = plane + static_cast<int64_t>(ty.at[k].i1) * w;
-      s[k] = bilinear_mix(r0[tx.at[k].i0], r0[tx.at[k].i1], r1[tx.at[k].i0], r1[tx.at[k].i1], tx.at[k].t, ty.at[k].t);
-    }
+    for (int k = 0; k < 3; ++k) s[k] = sample_taps(P.level[f][k + 2], P.width[k + 2], tx.at[k], ty.at[k]);
     const float c1 = P.level[f][1][static_cast<int64_t>(i) * P.width[1] + j];
     acc += weight[f] * 0.5f * (absf(c1 - s[1]) + absf(s[0] - s[2]));
   }
@@ -316,11 +325,27 @@ ARRCOC_HD int luma_sum_4x4(const uint8_t* y8, int w, int h, int i, int j) {
   return s;
 }
 
-// Block-matching tie rule: a lower SAD wins; equal SADs go to the shorter displacement (d2 =
-// dx^2 + dy^2); still equal, the candidate seen first in scan order (dy outer, dx inner) stays.
-ARRCOC_HD bool better_match(int sad, int d2, int best_sad, int best_d2) {
-  return sad < best_sad || (sad == best_sad && d2 < best_d2);
-}
+// The best displacement so far of a block-matching search. Tie rule: a lower SAD wins; equal
+// SADs go to the shorter displacement (dx^2 + dy^2); still equal, the candidate offered first
+// (scan order: dy outer, dx inner) stays.
+struct MotionMatch {
+  int sad = 0x7fffffff, d2 = 0x7fffffff, dx = 0, dy = 0;
+  ARRCOC_HD void offer(int candidate_sad, int cdx, int cdy) {
+    const int cd2 = cdx * cdx + cdy * cdy;
+    if (candidate_sad < sad || (candidate_sad == sad && cd2 < d2)) {
+      sad = candidate_sad;
+      d2 = cd2;
+      dx = cdx;
+      dy = cdy;
+    }
+  }
+  // The motion in level-0 pixels (level-2 texels are 4 pixels): content at p now was at
+  // p - motion in the previous frame.
+  ARRCOC_HD void write(float* mx, float* my) const {
+    *mx = static_cast<float>(-4 * dx);
+    *my = static_cast<float>(-4 * dy);
+  }
+};
 
 // Full search of block (bi, bj) of the current level-2 luma in the previous one.
 // Exact integer SAD; ties go to the shorter displacement, then to the first in scan order,
@@ -331,7 +356,7 @@ ARRCOC_HD void block_match(const uint16_t* cur, const uint16_t* prev, int w2, in
   const int i0 = bi * kMotionBlock, j0 = bj * kMotionBlock;
   const int i1 = i0 + kMotionBlock < h2 ? i0 + kMotionBlock : h2;
   const int j1 = j0 + kMotionBlock < w2 ? j0 + kMotionBlock : w2;
-  int best_sad = 0x7fffffff, best_d2 = 0x7fffffff, best_dx = 0, best_dy = 0;
+  MotionMatch best;
   for (int dy = -kMotionSearchRadius; dy <= kMotionSearchRadius; ++dy) {
     for (int dx = -kMotionSearchRadius; dx <= kMotionSearchRadius; ++dx) {
       int sad = 0;
@@ -343,17 +368,10 @@ ARRCOC_HD void block_match(const uint16_t* cur, const uint16_t* prev, int w2, in
           sad += d < 0 ? -d : d;
         }
       }
-      const int d2 = dx * dx + dy * dy;
-      if (better_match(sad, d2, best_sad, best_d2)) {
-        best_sad = sad;
-        best_d2 = d2;
-        best_dx = dx;
-        best_dy = dy;
-      }
+      best.offer(sad, dx, dy);
     }
   }
-  *mx = static_cast<float>(-4 * best_dx);
-  *my = static_cast<float>(-4 * best_dy);
+  best.write(mx, my);
 }
 
 }  // namespace arrcoc::math
