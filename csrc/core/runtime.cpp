@@ -12,6 +12,13 @@ namespace arrcoc {
 
 const char* version() noexcept { return ARRCOC_VERSION; }
 bool built_with_cuda() noexcept { return cuda::compiled(); }
+bool cuda_emulated() noexcept {
+#if defined(ARRCOC_CUDA_EMULATED)
+  return true;
+#else
+  return false;
+#endif
+}
 int cuda_device_count() noexcept { return cuda::device_count(); }
 std::string cuda_device_name(int ordinal) noexcept {
   try {

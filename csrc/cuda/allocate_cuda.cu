@@ -7,6 +7,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/allocate_params.h"
 #include "cuda_check.h"
+#include "launch.cuh"
 
 namespace arrcoc::cuda {
 namespace {
@@ -38,10 +39,11 @@ __device__ int rank_of(const float* value, const int32_t* mask, int n, int i) {
 
 template <typename V, typename Op>
 __device__ V block_reduce(V v, V* shared, Op op) {
-  shared[threadIdx.x] = v;
+  const int t = threadIdx.x;
+  shared[t] = v;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] = op(shared[threadIdx.x], shared[threadIdx.x + s]);
+    if (t < s) shared[t] = op(shared[t], shared[t + s]);
     __syncthreads();
   }
   const V out = shared[0];
@@ -160,17 +162,17 @@ Status run_typed(const AllocateParams& p, cudaStream_t st) {
   if (!s.ok()) return s;
   const int npatch = p.w4 * p.h4;
   const int P = p.cfg.glimpse_size;
-  motion_count_kernel<T><<<blocks_for(static_cast<int64_t>(p.width) * p.height), kBlock, 0, st>>>(p);
+  launch(motion_count_kernel<T>, blocks_for(static_cast<int64_t>(p.width) * p.height), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "motion_count_kernel launch")).ok()) return s;
-  carry_kernel<T><<<blocks_for(npatch), kBlock, 0, st>>>(p);
+  launch(carry_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "carry_kernel launch")).ok()) return s;
-  fused_allocate_kernel<T><<<1, kFused, 0, st>>>(p);
+  launch(fused_allocate_kernel<T>, 1, kFused, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "fused_allocate_kernel launch")).ok()) return s;
-  finish_patches_kernel<T><<<blocks_for(npatch), kBlock, 0, st>>>(p);
+  launch(finish_patches_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "finish_patches_kernel launch")).ok()) return s;
-  homunculus_kernel<<<blocks_for(p.num_tokens), kBlock, 0, st>>>(p);
+  launch(homunculus_kernel, blocks_for(p.num_tokens), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "homunculus_kernel launch")).ok()) return s;
-  glimpse_kernel<T><<<blocks_for(static_cast<int64_t>(p.num_tokens) * 3 * P * P), kBlock, 0, st>>>(p);
+  launch(glimpse_kernel<T>, blocks_for(static_cast<int64_t>(p.num_tokens) * 3 * P * P), kBlock, 0, st)(p);
   return check(cudaGetLastError(), "glimpse_kernel launch");
 }
 
@@ -186,7 +188,7 @@ __global__ void gather_kernel(const float* features, int C, int h, int w, const 
 
 Status gather_features(const float* features, int channels, int h, int w, const float* positions,
                        const int32_t* levels, int tokens, int width, int height, float* out, void* stream) noexcept {
-  gather_kernel<<<blocks_for(static_cast<int64_t>(tokens) * channels), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+  launch(gather_kernel, blocks_for(static_cast<int64_t>(tokens) * channels), kBlock, 0, static_cast<cudaStream_t>(stream))(
       features, channels, h, w, positions, levels, tokens, width, height, out);
   return check(cudaGetLastError(), "gather_kernel launch");
 }

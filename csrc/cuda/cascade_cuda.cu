@@ -7,6 +7,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/cascade_params.h"
 #include "cuda_check.h"
+#include "launch.cuh"
 
 namespace arrcoc::cuda {
 namespace {
@@ -99,7 +100,7 @@ Status run_typed(const CascadeParams& p, cudaStream_t st) {
   const int nseeds = p.gx * p.gy;
   Status s;
 #define ARRCOC_LAUNCH(name, grid, ...)                                         \
-  name<<<(grid), kBlock, 0, st>>>(__VA_ARGS__);                                \
+  launch(name, (grid), kBlock, 0, st)(__VA_ARGS__);                                \
   if (!(s = check(cudaGetLastError(), #name " launch")).ok()) return s;
   ARRCOC_LAUNCH(features_kernel<T>, blocks_for(n2), p)
   ARRCOC_LAUNCH(init_seeds_kernel, blocks_for(nseeds), p)

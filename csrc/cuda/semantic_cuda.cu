@@ -4,6 +4,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/semantic_params.h"
 #include "cuda_check.h"
+#include "launch.cuh"
 
 namespace arrcoc::cuda {
 namespace {
@@ -26,9 +27,9 @@ Status encode_semantic(const SemanticParams& p, void* stream) noexcept {
   const int blocks = (p.w4 * p.h4 + 127) / 128;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (p.dtype == DType::kFloat16)
-    encode_kernel<uint16_t><<<blocks, 128, 0, s>>>(p);
+    launch(encode_kernel<uint16_t>, blocks, 128, 0, s)(p);
   else
-    encode_kernel<float><<<blocks, 128, 0, s>>>(p);
+    launch(encode_kernel<float>, blocks, 128, 0, s)(p);
   return check(cudaGetLastError(), "encode_kernel launch");
 }
 
@@ -36,9 +37,9 @@ Status write_semantic_channels(const SemanticParams& p, void* stream) noexcept {
   const int blocks = (p.w4 * p.h4 + 127) / 128;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (p.dtype == DType::kFloat16)
-    channels_kernel<uint16_t><<<blocks, 128, 0, s>>>(p);
+    launch(channels_kernel<uint16_t>, blocks, 128, 0, s)(p);
   else
-    channels_kernel<float><<<blocks, 128, 0, s>>>(p);
+    launch(channels_kernel<float>, blocks, 128, 0, s)(p);
   return check(cudaGetLastError(), "channels_kernel launch");
 }
 

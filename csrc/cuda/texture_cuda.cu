@@ -6,6 +6,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/texture_params.h"
 #include "cuda_check.h"
+#include "launch.cuh"
 
 namespace arrcoc::cuda {
 namespace {
@@ -151,21 +152,21 @@ Status build_typed(const TextureParams& p, cudaStream_t stream) {
   const dim3 block(kBlockX, kBlockY);
   const dim3 g0 = grid_for(p.width, p.height);
 
-  point_kernel<T><<<g0, block, 0, stream>>>(p, o);
+  launch(point_kernel<T>, g0, block, 0, stream)(p, o);
   Status s = check(cudaGetLastError(), "point_kernel launch");
   if (!s.ok()) return s;
-  gradient_kernel<T><<<g0, block, 0, stream>>>(p, o);
+  launch(gradient_kernel<T>, g0, block, 0, stream)(p, o);
   if (!(s = check(cudaGetLastError(), "gradient_kernel launch")).ok()) return s;
-  hsum_kernel<<<g0, block, 0, stream>>>(p);
+  launch(hsum_kernel, g0, block, 0, stream)(p);
   if (!(s = check(cudaGetLastError(), "hsum_kernel launch")).ok()) return s;
-  vsum_kernel<T><<<g0, block, 0, stream>>>(p, o);
+  launch(vsum_kernel<T>, g0, block, 0, stream)(p, o);
   if (!(s = check(cudaGetLastError(), "vsum_kernel launch")).ok()) return s;
 
   for (int k = 1; k < kNumLevels; ++k) {
-    feature_mip_kernel<<<grid_for(p.levels[k].width, p.levels[k].height, 3), block, 0, stream>>>(p, k);
+    launch(feature_mip_kernel, grid_for(p.levels[k].width, p.levels[k].height, 3), block, 0, stream)(p, k);
     if (!(s = check(cudaGetLastError(), "feature_mip_kernel launch")).ok()) return s;
   }
-  luma_sum_kernel<<<grid_for(p.levels[2].width, p.levels[2].height), block, 0, stream>>>(p);
+  launch(luma_sum_kernel, grid_for(p.levels[2].width, p.levels[2].height), block, 0, stream)(p);
   if (!(s = check(cudaGetLastError(), "luma_sum_kernel launch")).ok()) return s;
 
   FeaturePyramids fp;
@@ -175,7 +176,7 @@ Status build_typed(const TextureParams& p, cudaStream_t stream) {
     fp.width[k] = p.levels[k].width;
     fp.height[k] = p.levels[k].height;
   }
-  saliency_kernel<T><<<grid_for(p.levels[1].width, p.levels[1].height), block, 0, stream>>>(
+  launch(saliency_kernel<T>, grid_for(p.levels[1].width, p.levels[1].height), block, 0, stream)(
       p, fp, texture_plane<T>(p, 11, 1));
   if (!(s = check(cudaGetLastError(), "saliency_kernel launch")).ok()) return s;
 
@@ -188,12 +189,12 @@ Status build_typed(const TextureParams& p, cudaStream_t stream) {
       mp.dst[nc] = texture_plane<T>(p, c, k);
       ++nc;
     }
-    channel_mip_kernel<T><<<grid_for(p.levels[k].width, p.levels[k].height, nc), block, 0, stream>>>(
+    launch(channel_mip_kernel<T>, grid_for(p.levels[k].width, p.levels[k].height, nc), block, 0, stream)(
         mp, p.levels[k - 1].width, p.levels[k - 1].height, p.levels[k].width, p.levels[k].height);
     if (!(s = check(cudaGetLastError(), "channel_mip_kernel launch")).ok()) return s;
   }
 
-  motion_vector_kernel<T><<<grid_for(p.levels[4].width, p.levels[4].height), block, 0, stream>>>(
+  launch(motion_vector_kernel<T>, grid_for(p.levels[4].width, p.levels[4].height), block, 0, stream)(
       p, texture_plane<T>(p, 35, 4), texture_plane<T>(p, 36, 4));
   if (!(s = check(cudaGetLastError(), "motion_vector_kernel launch")).ok()) return s;
 
@@ -219,9 +220,9 @@ Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stre
   const int blocks = static_cast<int>((n + 255) / 256);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (dtype == static_cast<int>(DType::kFloat16))
-    store_plane_kernel<<<blocks, 256, 0, s>>>(src, static_cast<uint16_t*>(dst), n);
+    launch(store_plane_kernel<uint16_t>, blocks, 256, 0, s)(src, static_cast<uint16_t*>(dst), n);
   else
-    store_plane_kernel<<<blocks, 256, 0, s>>>(src, static_cast<float*>(dst), n);
+    launch(store_plane_kernel<float>, blocks, 256, 0, s)(src, static_cast<float*>(dst), n);
   return check(cudaGetLastError(), "store_plane_kernel launch");
 }
 

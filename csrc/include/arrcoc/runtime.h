@@ -13,6 +13,9 @@ const char* version() noexcept;
 
 // True when the CUDA backend was compiled into this library.
 bool built_with_cuda() noexcept;
+// True for a test build whose CUDA device is the CPU emulation (ARRCOC_CUDA=EMULATE): the CUDA
+// backend's code runs, but on the CPU, with no GPU involved. Never true in a released build.
+bool cuda_emulated() noexcept;
 
 // Number of usable CUDA devices. Any CUDA error here (no driver: cudaErrorInsufficientDriver,
 // no device, ...) counts as 0 devices. Always 0 when built without CUDA.
