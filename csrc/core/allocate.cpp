@@ -96,7 +96,12 @@ Status check_config(const AllocatorConfig& c) {
 
 struct TokenAllocator::Impl {
   explicit Impl(const AllocatorConfig& c) : config(c), arena(c.device) {}
-  ~Impl() { cuda::event_destroy(done_event); }
+  ~Impl() {
+    cuda::DeviceGuard on(ordinal());
+    cuda::event_destroy(done_event);
+    arena.release();
+  }
+  int ordinal() const { return guard_ordinal(config.device, config.cuda_device); }
 
   AllocatorConfig config;
   Arena arena;
@@ -108,6 +113,8 @@ struct TokenAllocator::Impl {
   int32_t last_width = 0, last_height = 0;  // frame size of the last run
   uint32_t frame_index = 0;
   void* done_event = nullptr;
+  StreamOrder order;
+  math::BalanceWeightsData host_weights;  // CUDA: the packed weights, copied on the last stream
   bool ran = false;
 
   Status allocate() {
@@ -155,16 +162,26 @@ struct TokenAllocator::Impl {
       math::pack_balance_weights(w, weights);
       return Status::Ok();
     }
-    auto packed = std::make_unique<math::BalanceWeightsData>();
-    math::pack_balance_weights(w, packed.get());
-    return cuda::copy_to_device(weights, packed.get(), sizeof(math::BalanceWeightsData));
+    cuda::DeviceGuard on(ordinal());
+    if (!on.status().ok()) return on.status();
+    math::pack_balance_weights(w, &host_weights);
+    // Before any run: complete now, so the first run on any stream sees them.
+    if (!ran) return cuda::copy_to_device(weights, &host_weights, sizeof(math::BalanceWeightsData));
+    // After: on the last run's stream, so a frame still queued there keeps the weights it was run
+    // with; the done event moves past the copy, so a run on another stream waits for it.
+    Status s = cuda::copy_to_device_async(weights, &host_weights, sizeof(math::BalanceWeightsData), order.last());
+    return s.ok() ? cuda::event_record(done_event, order.last()) : s;
   }
 
   Status run(const TextureView& t, const CascadeView& c, bool has_query, TokenPack* out, void* stream) {
     if (!out) return bad(StatusCode::kInvalidArgument, "out (TokenPack*) is null");
     if (!t.data) return bad(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
-    if (t.device != config.device || c.device != config.device)
-      return bad(StatusCode::kInvalidArgument, "texture and cascade must be on the allocator's device");
+    if (t.device != config.device || c.device != config.device ||
+        (config.device == Device::kCUDA && (t.cuda_device != config.cuda_device || c.cuda_device != config.cuda_device)))
+      return bad(StatusCode::kInvalidArgument, "texture (" + device_label(t.device, t.cuda_device) + ") and cascade (" +
+                                                   device_label(c.device, c.cuda_device) +
+                                                   ") must be on the allocator's device (" +
+                                                   device_label(config.device, config.cuda_device) + ")");
     if (t.width > config.max_width || t.height > config.max_height)
       return bad(StatusCode::kOutOfRange, "texture: size " + std::to_string(t.width) + "x" + std::to_string(t.height) +
                                               " exceeds the maximum " + std::to_string(config.max_width) + "x" +
@@ -175,8 +192,9 @@ struct TokenAllocator::Impl {
                                               std::to_string(config.max_candidates));
     if (c.patch_grid_width != t.levels[4].width || c.patch_grid_height != t.levels[4].height)
       return bad(StatusCode::kInvalidArgument, "cascade: it was run on a texture of another size");
-    Status s = prepare_device(config.device, config.cuda_device);
-    if (!s.ok()) return s;
+    cuda::DeviceGuard on(ordinal());
+    if (!on.status().ok()) return on.status();
+    Status s;
 
     AllocateParams p = buffers;
     p.dtype = t.dtype;
@@ -216,8 +234,10 @@ struct TokenAllocator::Impl {
     if (config.device == Device::kCPU) {
       s = cpu::run_allocation(p);
     } else {
-      s = cuda::run_allocation(p, stream);
+      s = order.before(stream, done_event);
+      if (s.ok()) s = cuda::run_allocation(p, stream);
       if (s.ok()) s = cuda::event_record(done_event, stream);
+      if (s.ok()) order.after(stream);
     }
     if (!s.ok()) {
       has_history = false;
@@ -234,6 +254,7 @@ struct TokenAllocator::Impl {
 
     TokenPack v;
     v.device = config.device;
+    v.cuda_device = config.cuda_device;
     v.num_tokens = p.num_tokens;
     v.num_gestalt = p.num_gestalt;
     v.glimpse_size = config.glimpse_size;
@@ -271,6 +292,7 @@ Status TokenAllocator::create(const AllocatorConfig& config, std::unique_ptr<Tok
     Status s = check_config(config);
     if (!s.ok()) return s;
     if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
+    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
     auto impl = std::make_unique<Impl>(config);
     if (!(s = impl->allocate()).ok()) return s;
     out->reset(new TokenAllocator(std::move(impl)));
@@ -299,9 +321,20 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
                                                  "] is out of range; expected C, h, w >= 1");
     const AllocateParams& p = m.buffers;
     const int N = m.config.gestalt_x * m.config.gestalt_y + m.config.saccades;
-    if (m.config.device == Device::kCUDA)
-      return cuda::gather_features(features, channels, height, width, p.positions, p.levels, N, m.last_width,
-                                   m.last_height, out, cuda_stream);
+    if (m.config.device == Device::kCUDA) {
+      const int fd = cuda::pointer_device(features), od = cuda::pointer_device(out);
+      if (fd != m.config.cuda_device || od != m.config.cuda_device)
+        return Status(StatusCode::kInvalidArgument,
+                      "gather_features: features (" + (fd >= 0 ? device_label(Device::kCUDA, fd) : std::string("host memory")) +
+                          ") and out (" + (od >= 0 ? device_label(Device::kCUDA, od) : std::string("host memory")) +
+                          ") must be on the allocator's device (" + device_label(Device::kCUDA, m.config.cuda_device) + ")");
+      cuda::DeviceGuard on(m.ordinal());
+      if (!on.status().ok()) return on.status();
+      Status s = cuda::stream_wait_event(cuda_stream, m.done_event);  // tokens of the last run
+      return s.ok() ? cuda::gather_features(features, channels, height, width, p.positions, p.levels, N, m.last_width,
+                                            m.last_height, out, cuda_stream)
+                    : s;
+    }
     for (int t = 0; t < N; ++t)
       for (int c = 0; c < channels; ++c)
         out[static_cast<int64_t>(t) * channels + c] =
@@ -315,7 +348,8 @@ void TokenAllocator::reset() noexcept { impl_->has_history = false; }
 
 Status TokenAllocator::synchronize() noexcept {
   if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
-  return cuda::event_synchronize(impl_->done_event);
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
 }
 
 const AllocatorConfig& TokenAllocator::config() const noexcept { return impl_->config; }

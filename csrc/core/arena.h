@@ -17,8 +17,11 @@ namespace arrcoc {
 class Arena {
  public:
   explicit Arena(Device d) : device_(d) {}
-  ~Arena() {
+  ~Arena() { release(); }
+  // Frees everything now (CUDA: call with the arena's device current, see DeviceGuard).
+  void release() {
     for (void* p : blocks_) device_ == Device::kCPU ? std::free(p) : cuda::free_device(p);
+    blocks_.clear();
   }
   Status alloc(size_t bytes, void** out) {
     bytes = std::max<size_t>(64, (bytes + 63) / 64 * 64);
@@ -54,7 +57,8 @@ inline int worker_threads(int num_threads) {
 
 // An operator about to run on `device`. CPU: the processor must have what the CPU backend was
 // compiled for (x86-64-v3 by default: AVX2, FMA, F16C) - an error status, not a crash, if not.
-// CUDA: the backend must be compiled in, the device present, and made current.
+// CUDA: the backend must be compiled in and the device present (the caller's current device is
+// left as it was; operators make theirs current in a DeviceGuard for each call).
 inline Status prepare_device(Device device, int ordinal) {
   if (device == Device::kCPU) {
 #if defined(ARRCOC_CPU_X86_64_V3)
@@ -66,7 +70,35 @@ inline Status prepare_device(Device device, int ordinal) {
     return Status::Ok();
   }
   if (!cuda::compiled()) return cuda::set_device(0);  // answers "not built with CUDA"
-  return cuda::set_device(ordinal);
+  cuda::DeviceGuard check(ordinal);
+  return check.status();
+}
+
+// The ordinal a DeviceGuard takes for an operator: its CUDA device, or -1 (nothing) on the CPU.
+inline int guard_ordinal(Device device, int ordinal) { return device == Device::kCUDA ? ordinal : -1; }
+
+// An operator's buffers are reused from one call to the next. When a call comes on another CUDA
+// stream than the last one, that stream first waits for the last call's work (event).
+class StreamOrder {
+ public:
+  Status before(void* stream, void* done_event) const {
+    if (!used_ || stream == last_) return Status::Ok();
+    return cuda::stream_wait_event(stream, done_event);
+  }
+  void after(void* stream) {
+    last_ = stream;
+    used_ = true;
+  }
+  void* last() const { return last_; }
+
+ private:
+  void* last_ = nullptr;
+  bool used_ = false;
+};
+
+// "cpu" or "cuda:N", for messages.
+inline std::string device_label(Device device, int ordinal) {
+  return device == Device::kCUDA ? "cuda:" + std::to_string(ordinal) : std::string("cpu");
 }
 
 }  // namespace arrcoc

@@ -43,12 +43,18 @@ Status check_config(const CascadeConfig& c) {
 
 struct ClusterCascade::Impl {
   explicit Impl(const CascadeConfig& c) : config(c), arena(c.device) {}
-  ~Impl() { cuda::event_destroy(done_event); }
+  ~Impl() {
+    cuda::DeviceGuard on(ordinal());
+    cuda::event_destroy(done_event);
+    arena.release();
+  }
+  int ordinal() const { return guard_ordinal(config.device, config.cuda_device); }
 
   CascadeConfig config;
   Arena arena;
   CascadeParams buffers{};  // scratch pointers, allocated once
   void* done_event = nullptr;
+  StreamOrder order;
   bool ran = false;
 
   Status allocate() {
@@ -84,13 +90,18 @@ struct ClusterCascade::Impl {
                                                       (t.device == Device::kCUDA ? "cuda" : "cpu") +
                                                       " device but the cascade runs on the " +
                                                       (config.device == Device::kCUDA ? "cuda" : "cpu"));
+    if (t.device == Device::kCUDA && t.cuda_device != config.cuda_device)
+      return Status(StatusCode::kInvalidArgument, "texture: it is on " + device_label(t.device, t.cuda_device) +
+                                                      " but the cascade runs on " +
+                                                      device_label(config.device, config.cuda_device));
     if (t.width < 1 || t.height < 1 || t.width > config.max_width || t.height > config.max_height)
       return Status(StatusCode::kOutOfRange, "texture: size " + std::to_string(t.width) + "x" +
                                                  std::to_string(t.height) + " exceeds the maximum " +
                                                  std::to_string(config.max_width) + "x" +
                                                  std::to_string(config.max_height) + " the cascade was created for");
-    Status s = prepare_device(config.device, config.cuda_device);
-    if (!s.ok()) return s;
+    cuda::DeviceGuard on(ordinal());
+    if (!on.status().ok()) return on.status();
+    Status s;
 
     CascadeParams p = buffers;
     p.dtype = t.dtype;
@@ -125,14 +136,17 @@ struct ClusterCascade::Impl {
     if (config.device == Device::kCPU) {
       s = cpu::run_cascade(p);
     } else {
-      s = cuda::run_cascade(p, stream);
+      s = order.before(stream, done_event);
+      if (s.ok()) s = cuda::run_cascade(p, stream);
       if (s.ok()) s = cuda::event_record(done_event, stream);
+      if (s.ok()) order.after(stream);
     }
     if (!s.ok()) return s;
     ran = true;
 
     CascadeView v;
     v.device = config.device;
+    v.cuda_device = config.cuda_device;
     v.num_clusters = p.gx * p.gy;
     v.grid_x = p.gx;
     v.grid_y = p.gy;
@@ -159,6 +173,7 @@ Status ClusterCascade::create(const CascadeConfig& config, std::unique_ptr<Clust
     Status s = check_config(config);
     if (!s.ok()) return s;
     if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
+    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
     auto impl = std::make_unique<Impl>(config);
     if (!(s = impl->allocate()).ok()) return s;
     out->reset(new ClusterCascade(std::move(impl)));
@@ -172,7 +187,8 @@ Status ClusterCascade::run(const TextureView& texture, CascadeView* out, void* c
 
 Status ClusterCascade::synchronize() noexcept {
   if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
-  return cuda::event_synchronize(impl_->done_event);
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
 }
 
 const CascadeConfig& ClusterCascade::config() const noexcept { return impl_->config; }

@@ -20,6 +20,30 @@ int device_count() noexcept;  // any CUDA error counts as 0 devices
 std::string device_name(int ordinal) noexcept;
 
 Status set_device(int ordinal) noexcept;
+// The calling host thread's current device (0 when CUDA is absent).
+int current_device() noexcept;
+
+// Makes `ordinal` current for its scope and gives the caller back its own device afterwards:
+// CUDA's current device is per host thread, and calling into arrcoc must not change the
+// caller's (torch's included). A negative ordinal (a CPU operator) does nothing.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int ordinal) noexcept;
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  const Status& status() const noexcept { return status_; }
+
+ private:
+  int previous_ = -1;
+  Status status_;
+};
+
+// Device ordinal of device memory, or -1 for host memory (pageable or pinned) and unknown pointers.
+int pointer_device(const void* ptr) noexcept;
+// True for page-locked host memory (cudaMallocHost / cudaHostRegister): copies from it are truly
+// asynchronous, so the memory must outlive them.
+bool is_pinned_host(const void* ptr) noexcept;
 Status malloc_device(void** ptr, size_t bytes) noexcept;
 void free_device(void* ptr) noexcept;
 Status memset_async(void* ptr, int value, size_t bytes, void* stream) noexcept;
@@ -28,13 +52,25 @@ Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t
                             size_t row_bytes, size_t rows, void* stream) noexcept;
 // Blocking device -> host copy (waits for all work queued before it on the legacy stream).
 Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept;
-// Blocking host -> device copy (used at creation and for weights, not per frame).
+// Blocking host -> device copy (at creation only: nothing is queued yet).
 Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept;
+// Host -> device copy queued on `stream`, ordered with the kernels there. `src` must be pageable
+// (CUDA stages it before returning, so it may be reused at once).
+Status copy_to_device_async(void* dst, const void* src, size_t bytes, void* stream) noexcept;
 Status event_create(void** event) noexcept;
 void event_destroy(void* event) noexcept;
 Status event_record(void* event, void* stream) noexcept;
 Status stream_wait_event(void* stream, void* event) noexcept;
 Status event_synchronize(void* event) noexcept;
+// *done = whether all work before the event's last record has completed.
+Status event_query(void* event, bool* done) noexcept;
+
+// Streams and page-locked host memory for hosts without CUDA headers (arrcoc/runtime.h).
+Status stream_create(bool non_blocking, void** stream) noexcept;
+Status stream_destroy(void* stream) noexcept;
+Status stream_synchronize(void* stream) noexcept;
+Status malloc_host(void** ptr, size_t bytes) noexcept;
+void free_host(void* ptr) noexcept;
 
 // Converts `n` float32 values (device memory) into a texture plane of `dtype` on `stream`.
 Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stream) noexcept;

@@ -38,5 +38,22 @@ Status gather_features(const float*, int, int, int, const float*, const int32_t*
   return not_built();
 }
 Status copy_to_device(void*, const void*, size_t) noexcept { return not_built(); }
+Status copy_to_device_async(void*, const void*, size_t, void*) noexcept { return not_built(); }
+int current_device() noexcept { return 0; }
+DeviceGuard::DeviceGuard(int ordinal) noexcept {
+  if (ordinal >= 0) status_ = not_built();
+}
+DeviceGuard::~DeviceGuard() = default;
+int pointer_device(const void*) noexcept { return -1; }
+bool is_pinned_host(const void*) noexcept { return false; }
+Status event_query(void*, bool* done) noexcept {
+  *done = true;
+  return not_built();
+}
+Status stream_create(bool, void**) noexcept { return not_built(); }
+Status stream_destroy(void*) noexcept { return not_built(); }
+Status stream_synchronize(void*) noexcept { return not_built(); }
+Status malloc_host(void**, size_t) noexcept { return not_built(); }
+void free_host(void*) noexcept {}
 
 }  // namespace arrcoc::cuda

@@ -77,6 +77,12 @@ Status Pipeline::process(const FrameView& frame, const float* query_map, Pipelin
 
 Status Pipeline::set_weights(const BalanceWeights& weights) noexcept { return impl_->allocator->set_weights(weights); }
 
+Status Pipeline::synchronize() noexcept {
+  Status s = impl_->texture->synchronize();
+  if (s.ok()) s = impl_->cascade->synchronize();
+  return s.ok() ? impl_->allocator->synchronize() : s;
+}
+
 void Pipeline::reset() noexcept {
   impl_->texture->reset();
   impl_->allocator->reset();

@@ -32,6 +32,40 @@ Status cuda_copy_to_host(void* dst, const void* src, size_t bytes) noexcept {
   return cuda::copy_to_host(dst, src, bytes);
 }
 
+int cuda_current_device() noexcept { return cuda::current_device(); }
+Status cuda_set_device(int ordinal) noexcept { return cuda::set_device(ordinal); }
+int cuda_pointer_device(const void* ptr) noexcept { return cuda::pointer_device(ptr); }
+
+Status cuda_malloc(int ordinal, size_t bytes, void** ptr) noexcept {
+  if (!ptr) return Status(StatusCode::kInvalidArgument, "ptr (void**) is null");
+  cuda::DeviceGuard on(ordinal);
+  return on.status().ok() ? cuda::malloc_device(ptr, bytes) : on.status();
+}
+
+void cuda_free(void* ptr) noexcept {
+  cuda::DeviceGuard on(cuda::pointer_device(ptr));
+  cuda::free_device(ptr);
+}
+
+Status cuda_copy_to_device(void* dst, const void* src, size_t bytes, void* stream) noexcept {
+  cuda::DeviceGuard on(cuda::pointer_device(dst));
+  return on.status().ok() ? cuda::copy_to_device_async(dst, src, bytes, stream) : on.status();
+}
+
+Status cuda_stream_create(int ordinal, bool non_blocking, void** stream) noexcept {
+  if (!stream) return Status(StatusCode::kInvalidArgument, "stream (void**) is null");
+  cuda::DeviceGuard on(ordinal);
+  return on.status().ok() ? cuda::stream_create(non_blocking, stream) : on.status();
+}
+
+Status cuda_stream_destroy(void* stream) noexcept { return cuda::stream_destroy(stream); }
+Status cuda_stream_synchronize(void* stream) noexcept { return cuda::stream_synchronize(stream); }
+Status cuda_malloc_host(size_t bytes, void** ptr) noexcept {
+  if (!ptr) return Status(StatusCode::kInvalidArgument, "ptr (void**) is null");
+  return cuda::malloc_host(ptr, bytes);
+}
+void cuda_free_host(void* ptr) noexcept { cuda::free_host(ptr); }
+
 const char* status_code_name(StatusCode code) noexcept {
   switch (code) {
     case StatusCode::kOk: return "Ok";

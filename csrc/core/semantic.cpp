@@ -15,8 +15,14 @@ namespace arrcoc {
 
 struct SemanticEncoder::Impl {
   explicit Impl(const SemanticConfig& c) : config(c), arena(c.device) {}
-  ~Impl() { cuda::event_destroy(done_event); }
-  void* done_event = nullptr;  // CUDA: recorded after each encode / write_channels
+  ~Impl() {
+    cuda::DeviceGuard on(ordinal());
+    cuda::event_destroy(done_event);
+    arena.release();
+  }
+  int ordinal() const { return guard_ordinal(config.device, config.cuda_device); }
+  void* done_event = nullptr;  // CUDA: recorded after each encode / upload / write_channels
+  StreamOrder order;
   SemanticConfig config;
   Arena arena;
   float* features[2] = {nullptr, nullptr};  // this frame / previous frame descriptors
@@ -50,18 +56,21 @@ struct SemanticEncoder::Impl {
 
   Status check_texture(const TextureView& t) const {
     if (!t.data) return Status(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
-    if (t.device != config.device)
-      return Status(StatusCode::kInvalidArgument, "texture: it is not on the encoder's device");
+    if (t.device != config.device || (t.device == Device::kCUDA && t.cuda_device != config.cuda_device))
+      return Status(StatusCode::kInvalidArgument, "texture: it is on " + device_label(t.device, t.cuda_device) +
+                                                      " but the encoder runs on " +
+                                                      device_label(config.device, config.cuda_device));
     if (t.width > config.max_width || t.height > config.max_height)
       return Status(StatusCode::kOutOfRange, "texture: size " + std::to_string(t.width) + "x" +
                                                  std::to_string(t.height) + " exceeds the encoder's maximum " +
                                                  std::to_string(config.max_width) + "x" +
                                                  std::to_string(config.max_height));
-    return prepare_device(config.device, config.cuda_device);
+    return Status::Ok();
   }
 
-  // Host vector -> the encoder's device (CUDA: a blocking copy into memory allocated at creation).
-  Status stage(const float* host, float* device_buf, size_t n, const float** out) const {
+  // Host vector -> the encoder's device: on CUDA an asynchronous copy on the call's stream (so it
+  // is ordered with the kernels there), from a pageable copy that may be reused at once.
+  Status stage(const float* host, float* device_buf, size_t n, const float** out, void* stream) {
     *out = nullptr;
     if (!host) return Status::Ok();
     for (size_t i = 0; i < n; ++i)
@@ -71,7 +80,23 @@ struct SemanticEncoder::Impl {
       return Status::Ok();
     }
     *out = device_buf;
-    return cuda::copy_to_device(device_buf, host, n * sizeof(float));
+    std::vector<float>& copy = staging[staged++ % 4];
+    copy.assign(host, host + n);
+    return cuda::copy_to_device_async(device_buf, copy.data(), n * sizeof(float), stream);
+  }
+  std::vector<float> staging[4];  // pageable sources of the copies of one call
+  int staged = 0;
+
+  // Work queued on `stream` follows the encoder's work on the previous stream.
+  Status begin(void* stream) {
+    if (config.device == Device::kCPU) return Status::Ok();
+    return order.before(stream, done_event);
+  }
+  Status end(void* stream) {
+    if (config.device == Device::kCPU) return Status::Ok();
+    Status s = cuda::event_record(done_event, stream);
+    if (s.ok()) order.after(stream);
+    return s;
   }
 };
 
@@ -91,6 +116,7 @@ Status SemanticEncoder::create(const SemanticConfig& config, std::unique_ptr<Sem
                                                  " is out of range; expected 1..8192");
     Status s = prepare_device(config.device, config.cuda_device);
     if (!s.ok()) return s;
+    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
     auto impl = std::make_unique<Impl>(config);
     LevelLayout L[kNumLevels];
     texture_layout(config.max_width, config.max_height, L);
@@ -115,6 +141,8 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
     if (!features) return Status(StatusCode::kInvalidArgument, "features (const float**) is null");
     Status s = m.check_texture(texture);
     if (!s.ok()) return s;
+    cuda::DeviceGuard on(m.ordinal());
+    if (!on.status().ok()) return on.status();
     SemanticParams p = m.base(texture);
     const bool can_carry = m.has_previous && m.prev_w4 == p.w4 && m.prev_h4 == p.h4;
     if (carry && !can_carry)
@@ -124,8 +152,13 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
     p.features = m.features[0];
     p.previous = m.features[1];
     p.carry = carry;
-    s = m.config.device == Device::kCPU ? cpu::encode_semantic(p) : cuda::encode_semantic(p, cuda_stream);
-    if (s.ok() && m.config.device == Device::kCUDA) s = cuda::event_record(m.done_event, cuda_stream);
+    if (m.config.device == Device::kCPU) {
+      s = cpu::encode_semantic(p);
+    } else {
+      s = m.begin(cuda_stream);
+      if (s.ok()) s = cuda::encode_semantic(p, cuda_stream);
+      if (s.ok()) s = m.end(cuda_stream);
+    }
     if (!s.ok()) {
       m.has_previous = false;
       return s;
@@ -139,18 +172,22 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
 }
 
 Status SemanticEncoder::upload_features(const TextureView& texture, const float* host, int dims,
-                                        const float** features) noexcept {
+                                        const float** features, void* cuda_stream) noexcept {
   ARRCOC_GUARD({
     Impl& m = *impl_;
     Status s = m.check_texture(texture);
     if (!s.ok()) return s;
+    cuda::DeviceGuard on(m.ordinal());
+    if (!on.status().ok()) return on.status();
     if (!host || !features) return Status(StatusCode::kInvalidArgument, "upload_features: null pointer");
     if (dims < 1 || dims > m.config.max_dims)
       return Status(StatusCode::kOutOfRange, "dims " + std::to_string(dims) + " is out of range; expected 1.." +
                                                  std::to_string(m.config.max_dims));
     const size_t n = static_cast<size_t>(dims) * texture.levels[kPatchLevel].width * texture.levels[kPatchLevel].height;
     const float* staged = nullptr;
-    if (!(s = m.stage(host, m.external, n, &staged)).ok()) return s;
+    if (!(s = m.begin(cuda_stream)).ok()) return s;
+    if (!(s = m.stage(host, m.external, n, &staged, cuda_stream)).ok()) return s;
+    if (!(s = m.end(cuda_stream)).ok()) return s;
     if (m.config.device == Device::kCPU) {
       std::copy(host, host + n, m.external);
       staged = m.external;
@@ -176,23 +213,30 @@ Status SemanticEncoder::write_channels(const TextureView& texture, const float* 
                                                  " is out of range; expected 1.." + std::to_string(m.config.max_queries));
     if ((mean == nullptr) != (components == nullptr))
       return Status(StatusCode::kInvalidArgument, "mean and components go together (both or neither)");
+    cuda::DeviceGuard on(m.ordinal());
+    if (!on.status().ok()) return on.status();
     SemanticParams p = m.base(texture);
     p.in_features = features;
     p.dims = dims;
     p.num_queries = query ? num_queries : 0;
-    if (!(s = m.stage(query, m.query, static_cast<size_t>(dims) * p.num_queries, &p.query)).ok()) return s;
-    if (!(s = m.stage(mean, m.mean, dims, &p.mean)).ok()) return s;
-    if (!(s = m.stage(components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components)).ok())
+    if (!(s = m.begin(cuda_stream)).ok()) return s;
+    if (!(s = m.stage(query, m.query, static_cast<size_t>(dims) * p.num_queries, &p.query, cuda_stream)).ok()) return s;
+    if (!(s = m.stage(mean, m.mean, dims, &p.mean, cuda_stream)).ok()) return s;
+    if (!(s = m.stage(components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components,
+                      cuda_stream)).ok())
       return s;
     if (m.config.device == Device::kCPU) return cpu::write_semantic_channels(p);
     s = cuda::write_semantic_channels(p, cuda_stream);
-    return s.ok() ? cuda::event_record(m.done_event, cuda_stream) : s;
+    return s.ok() ? m.end(cuda_stream) : s;
   })
 }
 
 Status SemanticEncoder::synchronize() noexcept {
-  if (impl_->config.device == Device::kCPU || !impl_->has_previous) return Status::Ok();
-  return cuda::event_synchronize(impl_->done_event);
+  // Whatever ran (encode, upload_features, write_channels, or nothing yet: an event never
+  // recorded is complete), in any order.
+  if (impl_->config.device == Device::kCPU) return Status::Ok();
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
 }
 
 }  // namespace arrcoc

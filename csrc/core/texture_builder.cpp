@@ -85,7 +85,13 @@ Status check_config(const TextureConfig& c) {
 
 struct TextureBuilder::Impl {
   explicit Impl(const TextureConfig& c) : config(c), arena(c.device) {}
-  ~Impl() { cuda::event_destroy(done_event); }
+  ~Impl() {
+    cuda::DeviceGuard on(ordinal());
+    cuda::event_destroy(done_event);
+    cuda::event_destroy(upload_event);
+    arena.release();
+  }
+  int ordinal() const { return guard_ordinal(config.device, config.cuda_device); }
 
   TextureConfig config;
   Arena arena;
@@ -96,7 +102,9 @@ struct TextureBuilder::Impl {
   float* patch_staging = nullptr;  // CUDA: set_patch_channel's values on the device
   TextureView last{};          // the last built texture
   void* last_stream = nullptr;
-  void* done_event = nullptr;  // CUDA: recorded after the last build
+  void* done_event = nullptr;    // CUDA: recorded after the last build / set_patch_channel
+  void* upload_event = nullptr;  // CUDA: recorded after the upload of a page-locked host frame
+  std::vector<float> patch_values;  // set_patch_channel's values in pageable memory (see there)
 
   bool has_prev = false;
   int32_t prev_width = 0, prev_height = 0;
@@ -137,15 +145,20 @@ struct TextureBuilder::Impl {
       s = arena.alloc_n(n0 * 4 + 64, &staging);
       if (s.ok()) s = arena.alloc_n(static_cast<size_t>(max_layout[4].width) * max_layout[4].height, &patch_staging);
       if (s.ok()) s = cuda::event_create(&done_event);
+      if (s.ok()) s = cuda::event_create(&upload_event);
     }
     return s;
   }
 
-  // Host frame -> staging buffer on the device; rewrites `f` to point at the copy.
+  // Host frame -> staging buffer on the device; rewrites `f` to point at the copy. The caller
+  // may reuse its frame when build() returns: pageable memory is staged by CUDA before the copy
+  // call returns, but a page-locked frame is read later, so wait for that upload here.
   Status upload(FrameView* f, void* stream) const {
     const int np = pixel_format_planes(f->format);
+    bool pinned = false;
     uint8_t* dst = staging;
     for (int k = 0; k < np; ++k) {
+      pinned = pinned || cuda::is_pinned_host(f->planes[k]);
       const int64_t rb = plane_row_bytes(f->format, k, f->width);
       const int64_t rows = plane_rows(f->format, k, f->height);
       Status s = cuda::copy_plane_to_device(dst, rb, f->planes[k], f->row_stride[k], rb, rows, stream);
@@ -155,7 +168,10 @@ struct TextureBuilder::Impl {
       dst += rb * rows;
     }
     f->device = Device::kCUDA;
-    return Status::Ok();
+    f->cuda_device = config.cuda_device;
+    if (!pinned) return Status::Ok();
+    Status s = cuda::event_record(upload_event, stream);
+    return s.ok() ? cuda::event_synchronize(upload_event) : s;
   }
 
   Status build(const FrameView& frame_in, TextureView* view) {
@@ -167,8 +183,21 @@ struct TextureBuilder::Impl {
       return Status(StatusCode::kInvalidArgument,
                     "frame is in CUDA memory but the builder runs on the CPU; create it with device=cuda "
                     "or copy the frame to the host");
+    cuda::DeviceGuard on(ordinal());
+    if (!on.status().ok()) return on.status();
     if (config.device == Device::kCUDA) {
-      if (!(s = cuda::set_device(config.cuda_device)).ok()) return s;
+      if (frame.device == Device::kCUDA) {
+        const int actual = cuda::pointer_device(frame.planes[0]);
+        if (frame.cuda_device != config.cuda_device || (actual >= 0 && actual != config.cuda_device))
+          return Status(StatusCode::kInvalidArgument,
+                        "frame is on " + device_label(Device::kCUDA, actual >= 0 ? actual : frame.cuda_device) +
+                            " but the builder runs on " + device_label(Device::kCUDA, config.cuda_device) +
+                            "; move the frame to that device or create the builder there");
+      }
+      // Frames on a new stream wait for the previous frame's work (its buffers are reused).
+      if (frame_index > 0 && frame.cuda_stream != last_stream &&
+          !(s = cuda::stream_wait_event(frame.cuda_stream, done_event)).ok())
+        return s;
       if (frame.device == Device::kCPU && !(s = upload(&frame, frame.cuda_stream)).ok()) return s;
     }
 
@@ -205,6 +234,7 @@ struct TextureBuilder::Impl {
     TextureView v;
     v.data = buffers.out;
     v.device = config.device;
+    v.cuda_device = config.cuda_device;
     v.dtype = config.dtype;
     v.width = frame.width;
     v.height = frame.height;
@@ -230,6 +260,7 @@ Status TextureBuilder::create(const TextureConfig& config, std::unique_ptr<Textu
     Status s = check_config(config);
     if (!s.ok()) return s;
     if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
+    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
     auto impl = std::make_unique<Impl>(config);
     if (!(s = impl->allocate()).ok()) return s;
     out->reset(new TextureBuilder(std::move(impl)));
@@ -254,12 +285,22 @@ Status TextureBuilder::set_fixation(float x, float y) noexcept {
 
 Status TextureBuilder::wait_on_stream(void* stream) noexcept {
   if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
-  return cuda::stream_wait_event(stream, impl_->done_event);
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::stream_wait_event(stream, impl_->done_event) : on.status();
 }
 
 Status TextureBuilder::synchronize() noexcept {
   if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
-  return cuda::event_synchronize(impl_->done_event);
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
+}
+
+Status TextureBuilder::query(bool* done) noexcept {
+  if (!done) return Status(StatusCode::kInvalidArgument, "done (bool*) is null");
+  *done = true;
+  if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::event_query(impl_->done_event, done) : on.status();
 }
 
 Status TextureBuilder::set_patch_channel(int channel, const float* values) noexcept {
@@ -287,9 +328,17 @@ Status TextureBuilder::set_patch_channel(int channel, const float* values) noexc
       }
       return Status::Ok();
     }
-    Status s = cuda::set_device(m.config.cuda_device);
-    if (s.ok()) s = cuda::copy_to_device(m.patch_staging, values, static_cast<size_t>(n) * sizeof(float));
+    cuda::DeviceGuard on(m.ordinal());
+    if (!on.status().ok()) return on.status();
+    // Queued on the build's stream, after its kernels and before later frames' (a blocking copy
+    // on the legacy stream would not be ordered with a non-blocking stream). From our own
+    // pageable copy, so a page-locked `values` may be reused at once.
+    m.patch_values.assign(values, values + n);
+    Status s = cuda::copy_to_device_async(m.patch_staging, m.patch_values.data(), static_cast<size_t>(n) * sizeof(float),
+                                          m.last_stream);
     if (s.ok()) s = cuda::store_plane(m.patch_staging, dst, n, static_cast<int>(m.config.dtype), m.last_stream);
+    // synchronize(), wait_on_stream() and exports now cover this channel too.
+    if (s.ok()) s = cuda::event_record(m.done_event, m.last_stream);
     return s;
   })
 }
@@ -302,8 +351,10 @@ Status TextureBuilder::poison_output() noexcept {
     std::memset(impl_->buffers.out, 0xFF, bytes);
     return Status::Ok();
   }
-  Status s = cuda::memset_async(impl_->buffers.out, 0xFF, bytes, nullptr);
-  if (s.ok()) s = cuda::event_record(impl_->done_event, nullptr);
+  cuda::DeviceGuard on(impl_->ordinal());
+  if (!on.status().ok()) return on.status();
+  Status s = cuda::memset_async(impl_->buffers.out, 0xFF, bytes, impl_->last_stream);  // after earlier work
+  if (s.ok()) s = cuda::event_record(impl_->done_event, impl_->last_stream);
   return s.ok() ? cuda::event_synchronize(impl_->done_event) : s;
 }
 

@@ -10,6 +10,9 @@ namespace arrcoc::cuda {
 
 Status check(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::Ok();
+  // Consume the error this call reported, so that a later launch's cudaGetLastError() does not
+  // report it again as its own.
+  cudaGetLastError();
   return Status(StatusCode::kCudaError,
                 std::string(what) + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
 }
@@ -45,6 +48,44 @@ Status set_device(int ordinal) noexcept {
   return check(cudaSetDevice(ordinal), "cudaSetDevice");
 }
 
+int current_device() noexcept {
+  int d = 0;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return d;
+}
+
+DeviceGuard::DeviceGuard(int ordinal) noexcept {
+  if (ordinal < 0) return;
+  previous_ = current_device();
+  status_ = previous_ == ordinal ? Status::Ok() : set_device(ordinal);
+  if (!status_.ok() || previous_ == ordinal) previous_ = -1;  // nothing to restore
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) cudaSetDevice(previous_);
+}
+
+int pointer_device(const void* ptr) noexcept {
+  cudaPointerAttributes a;
+  if (!ptr || cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ? a.device : -1;
+}
+
+bool is_pinned_host(const void* ptr) noexcept {
+  cudaPointerAttributes a;
+  if (!ptr || cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeHost;
+}
+
 Status malloc_device(void** ptr, size_t bytes) noexcept {
   const cudaError_t err = cudaMalloc(ptr, bytes);
   if (err == cudaErrorMemoryAllocation) {
@@ -70,11 +111,20 @@ Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t
 }
 
 Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept {
+  DeviceGuard on(pointer_device(src));  // the legacy stream of the memory's own device
+  if (!on.status().ok()) return on.status();
   return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (device to host)");
 }
 
 Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept {
-  return check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");
+  // A pageable cudaMemcpy may return before its DMA ends: wait, so work on any stream sees the data.
+  Status s = check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");
+  return s.ok() ? check(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize") : s;
+}
+
+Status copy_to_device_async(void* dst, const void* src, size_t bytes, void* stream) noexcept {
+  return check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream)),
+               "cudaMemcpyAsync (host to device)");
 }
 
 Status event_create(void** event) noexcept {
@@ -100,6 +150,45 @@ Status stream_wait_event(void* stream, void* event) noexcept {
 
 Status event_synchronize(void* event) noexcept {
   return check(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
+}
+
+Status event_query(void* event, bool* done) noexcept {
+  const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  *done = e == cudaSuccess;
+  if (e == cudaErrorNotReady) {
+    cudaGetLastError();
+    return Status::Ok();
+  }
+  return check(e, "cudaEventQuery");
+}
+
+Status stream_create(bool non_blocking, void** stream) noexcept {
+  cudaStream_t s = nullptr;
+  Status st = check(cudaStreamCreateWithFlags(&s, non_blocking ? cudaStreamNonBlocking : cudaStreamDefault),
+                    "cudaStreamCreateWithFlags");
+  *stream = s;
+  return st;
+}
+
+Status stream_destroy(void* stream) noexcept {
+  return check(cudaStreamDestroy(static_cast<cudaStream_t>(stream)), "cudaStreamDestroy");
+}
+
+Status stream_synchronize(void* stream) noexcept {
+  return check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+}
+
+Status malloc_host(void** ptr, size_t bytes) noexcept {
+  const cudaError_t err = cudaMallocHost(ptr, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return Status(StatusCode::kOutOfMemory, "cudaMallocHost of " + std::to_string(bytes) + " bytes failed");
+  }
+  return check(err, "cudaMallocHost");
+}
+
+void free_host(void* ptr) noexcept {
+  if (ptr) cudaFreeHost(ptr);
 }
 
 }  // namespace arrcoc::cuda

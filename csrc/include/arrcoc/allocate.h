@@ -68,6 +68,7 @@ struct AllocatorConfig {
 // valid until its next run(). Per-candidate arrays follow the cascade's slots.
 struct TokenPack {
   Device device = Device::kCPU;
+  int32_t cuda_device = 0;           // device ordinal when device == kCUDA
   int32_t num_tokens = 0;            // N = gestalt tokens + saccade slots
   int32_t num_gestalt = 0;
   int32_t glimpse_size = 0;

@@ -35,6 +35,7 @@ struct CascadeConfig {
 // valid until its next run().
 struct CascadeView {
   Device device = Device::kCPU;
+  int32_t cuda_device = 0;            // device ordinal when device == kCUDA
   int32_t num_clusters = 0;           // seeds in the grid (grid_x * grid_y)
   int32_t grid_x = 0, grid_y = 0;
   int32_t level2_width = 0, level2_height = 0;

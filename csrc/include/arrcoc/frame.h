@@ -37,6 +37,7 @@ struct FrameView {
   int32_t height = 0;                 // pixels
   PixelFormat format = PixelFormat::kRGB24;
   Device device = Device::kCPU;       // where the planes live
+  int32_t cuda_device = 0;            // device ordinal of the planes when device == kCUDA
   void* cuda_stream = nullptr;        // cudaStream_t the producer used; nullptr = legacy default
 };
 

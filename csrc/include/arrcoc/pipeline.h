@@ -39,7 +39,10 @@ class Pipeline {
 
   // One frame. `query_map` (nullable): host float32 similarity per patch, [ceil(h/16), ceil(w/16)].
   Status process(const FrameView& frame, const float* query_map, PipelineResult* out) noexcept;
+  // CUDA: queued on the last processed frame's stream, after that frame's work.
   Status set_weights(const BalanceWeights& weights) noexcept;
+  // Block the host until the last frame's work has finished (CUDA; no-op on the CPU).
+  Status synchronize() noexcept;
   void reset() noexcept;  // forget motion history and carried relevance
 
   struct Impl;

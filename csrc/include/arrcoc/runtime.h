@@ -29,4 +29,22 @@ std::string cuda_device_name(int ordinal) noexcept;
 // NotBuiltWithCuda in a CPU-only build.
 Status cuda_copy_to_host(void* dst, const void* src, size_t bytes) noexcept;
 
+// Small CUDA utilities for hosts without CUDA headers (and for Python's arrcoc_rt.cuda). None
+// changes the calling thread's current device, except cuda_set_device. All answer
+// NotBuiltWithCuda in a CPU-only build.
+int cuda_current_device() noexcept;
+Status cuda_set_device(int ordinal) noexcept;
+// Device ordinal of CUDA device memory; -1 for host memory (pinned or not).
+int cuda_pointer_device(const void* ptr) noexcept;
+Status cuda_malloc(int ordinal, size_t bytes, void** ptr) noexcept;
+void cuda_free(void* ptr) noexcept;
+// Host -> device copy queued on `stream` (nullptr: the legacy default stream of the memory's device).
+Status cuda_copy_to_device(void* dst, const void* src, size_t bytes, void* stream) noexcept;
+Status cuda_stream_create(int ordinal, bool non_blocking, void** stream) noexcept;
+Status cuda_stream_destroy(void* stream) noexcept;
+Status cuda_stream_synchronize(void* stream) noexcept;
+// Page-locked host memory: uploads from it are truly asynchronous.
+Status cuda_malloc_host(size_t bytes, void** ptr) noexcept;
+void cuda_free_host(void* ptr) noexcept;
+
 }  // namespace arrcoc

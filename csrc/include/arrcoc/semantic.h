@@ -51,7 +51,9 @@ class SemanticEncoder {
 
   // Copies host features ([dims, h4, w4] float32 of the last texture's patch grid, e.g. a CLIP
   // encoder's, resampled) into the encoder's memory and returns them for write_channels.
-  Status upload_features(const TextureView& texture, const float* host, int dims, const float** features) noexcept;
+  // CUDA: the copy is queued on `cuda_stream`, ordered with the kernels there.
+  Status upload_features(const TextureView& texture, const float* host, int dims, const float** features,
+                         void* cuda_stream = nullptr) noexcept;
 
   struct Impl;
 

@@ -47,6 +47,7 @@ struct LevelLayout {
 struct TextureView {
   void* data = nullptr;      // buffer start (host or device memory, per `device`)
   Device device = Device::kCPU;
+  int32_t cuda_device = 0;   // device ordinal when device == kCUDA
   DType dtype = DType::kFloat16;
   int32_t width = 0;         // frame width (level 0)
   int32_t height = 0;
@@ -75,6 +76,10 @@ class TextureBuilder {
   // Builds the texture of `frame`. On the CUDA backend the work is queued on
   // frame.cuda_stream (host frames are first copied on that stream); call
   // synchronize() or wait_on_stream() before reading the result from another stream.
+  // A host frame may be reused as soon as build() returns (for page-locked frames build() waits
+  // for their upload). A device frame (frame.cuda_device must be the builder's device) must stay
+  // valid until the work has finished (synchronize(), or query()). When the stream changes from
+  // one frame to the next, the new stream first waits for the previous frame's work.
   Status build(const FrameView& frame, TextureView* out) noexcept;
 
   // Forget the previous frame: the next build reports no motion.
@@ -96,8 +101,10 @@ class TextureBuilder {
   // check that build() writes every element it reports. Not for the per-frame path.
   Status poison_output() noexcept;
 
-  // Block the host until the last build() has finished.
+  // Block the host until the last build() (and set_patch_channel()) has finished.
   Status synchronize() noexcept;
+  // *done = whether that work has finished, without blocking (CPU: always true).
+  Status query(bool* done) noexcept;
 
   const TextureConfig& config() const noexcept;
 

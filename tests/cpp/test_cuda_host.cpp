@@ -1,0 +1,382 @@
+// Regression tests of the CUDA host code (devices, streams, lifetimes) through the public C++ API,
+// each against a bug that reading the code found (issue "CUDA backend runs on every commit", 4b):
+// they fail on the emulated device before the fix. Results are compared with the CPU backend.
+// Without a CUDA device (CPU-only builds) the program says so and passes.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "arrcoc/arrcoc.h"
+
+namespace {
+
+int g_checks = 0, g_failures = 0;
+
+void check(bool ok, const std::string& what) {
+  ++g_checks;
+  if (!ok) {
+    ++g_failures;
+    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
+  }
+}
+
+void ok(const arrcoc::Status& s, const std::string& what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "FAILED (status): %s: %s\n", what.c_str(), s.message().c_str());
+    std::exit(1);
+  }
+}
+
+constexpr int kW = 96, kH = 72;
+
+std::vector<uint8_t> random_frame(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> px(static_cast<size_t>(kW) * kH * 3);
+  for (auto& v : px) v = static_cast<uint8_t>(rng() & 0xFF);
+  return px;
+}
+
+// A shifted copy: real motion between two frames.
+std::vector<uint8_t> shifted(const std::vector<uint8_t>& px, int dx) {
+  std::vector<uint8_t> out(px.size());
+  for (int y = 0; y < kH; ++y)
+    for (int x = 0; x < kW; ++x)
+      for (int c = 0; c < 3; ++c)
+        out[(static_cast<size_t>(y) * kW + x) * 3 + c] = px[(static_cast<size_t>(y) * kW + (x + kW - dx) % kW) * 3 + c];
+  return out;
+}
+
+arrcoc::FrameView frame_of(const uint8_t* px, void* stream = nullptr) {
+  arrcoc::FrameView f;
+  f.planes[0] = px;
+  f.row_stride[0] = 3 * kW;
+  f.width = kW;
+  f.height = kH;
+  f.cuda_stream = stream;
+  return f;
+}
+
+arrcoc::TextureConfig texture_config(arrcoc::Device d, int ordinal = 0) {
+  arrcoc::TextureConfig c;
+  c.max_width = kW;
+  c.max_height = kH;
+  c.dtype = arrcoc::DType::kFloat32;
+  c.device = d;
+  c.cuda_device = ordinal;
+  return c;
+}
+
+// The whole float32 texture as host floats.
+std::vector<float> texture_on_host(const arrcoc::TextureView& v) {
+  std::vector<float> out(static_cast<size_t>(v.total_elements()));
+  if (v.device == arrcoc::Device::kCPU) {
+    std::memcpy(out.data(), v.data, out.size() * sizeof(float));
+  } else {
+    ok(arrcoc::cuda_copy_to_host(out.data(), v.data, out.size() * sizeof(float)), "copy texture");
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<T> to_host(const T* p, size_t n, arrcoc::Device d) {
+  std::vector<T> out(n);
+  if (d == arrcoc::Device::kCPU) std::memcpy(out.data(), p, n * sizeof(T));
+  else ok(arrcoc::cuda_copy_to_host(out.data(), p, n * sizeof(T)), "copy to host");
+  return out;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = a.size() == b.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+    m = std::isnan(d) ? INFINITY : std::max(m, d);
+  }
+  return m;
+}
+
+void* new_stream(int ordinal = 0) {
+  void* s = nullptr;
+  ok(arrcoc::cuda_stream_create(ordinal, /*non_blocking=*/true, &s), "stream");
+  return s;
+}
+
+// Textures of two consecutive frames: the second one's motion channels read the first's state.
+std::vector<float> cpu_texture_after(const std::vector<std::vector<uint8_t>>& frames) {
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCPU), &b), "cpu builder");
+  arrcoc::TextureView v;
+  for (const auto& f : frames) ok(b->build(frame_of(f.data()), &v), "cpu build");
+  return texture_on_host(v);
+}
+
+// #6: frames on alternating streams are ordered (the builder's buffers are reused).
+void test_alternating_streams() {
+  const auto f1 = random_frame(1), f2 = shifted(f1, 4), f3 = shifted(f1, 8);
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
+  void* s1 = new_stream();
+  void* s2 = new_stream();
+  arrcoc::TextureView v;
+  ok(b->build(frame_of(f1.data(), s1), &v), "build 1");
+  ok(b->build(frame_of(f2.data(), s2), &v), "build 2");
+  ok(b->build(frame_of(f3.data(), s1), &v), "build 3");
+  ok(b->synchronize(), "sync");
+  const double err = max_abs_diff(texture_on_host(v), cpu_texture_after({f1, f2, f3}));
+  check(err < 1e-3, "frames built on alternating streams equal the CPU's (max abs diff " + std::to_string(err) + ")");
+  arrcoc::cuda_stream_destroy(s1);
+  arrcoc::cuda_stream_destroy(s2);
+}
+
+// #5 and #4: set_patch_channel is ordered on the build's stream and covered by synchronize().
+void test_patch_channel_is_synchronized() {
+  const auto f1 = random_frame(2);
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
+  void* s = new_stream();
+  arrcoc::TextureView v;
+  ok(b->build(frame_of(f1.data(), s), &v), "build");
+  const int n = v.levels[4].width * v.levels[4].height;
+  std::vector<float> values(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) values[i] = 0.25f + 0.5f * static_cast<float>(i) / n;
+  ok(b->set_patch_channel(33, values.data()), "set_patch_channel");
+  for (float& x : values) x = -5.0f;  // the caller reuses its buffer at once
+  ok(b->synchronize(), "sync");
+  std::vector<float> got = to_host(static_cast<const float*>(v.data) + v.plane_offset(33, 4), n, v.device);
+  int wrong = 0;
+  for (int i = 0; i < n; ++i) wrong += std::fabs(got[i] - (0.25f + 0.5f * static_cast<float>(i) / n)) > 1e-6f;
+  check(wrong == 0, "channel 33 after set_patch_channel + synchronize holds the values (" + std::to_string(wrong) +
+                        " of " + std::to_string(n) + " wrong)");
+  arrcoc::cuda_stream_destroy(s);
+}
+
+// #9: a page-locked host frame may be reused when build() returns.
+void test_pinned_frame_reuse() {
+  const auto f1 = random_frame(3), f2 = random_frame(4);
+  uint8_t* pinned = nullptr;
+  ok(arrcoc::cuda_malloc_host(f1.size(), reinterpret_cast<void**>(&pinned)), "pinned");
+  std::memcpy(pinned, f1.data(), f1.size());
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
+  void* s = new_stream();
+  arrcoc::TextureView v;
+  ok(b->build(frame_of(pinned, s), &v), "build");
+  std::memcpy(pinned, f2.data(), f2.size());  // the camera writes its next frame into the buffer
+  ok(b->synchronize(), "sync");
+  const double err = max_abs_diff(texture_on_host(v), cpu_texture_after({f1}));
+  check(err < 1e-3, "a pinned frame overwritten after build() does not change the texture (max abs diff " +
+                        std::to_string(err) + ")");
+  arrcoc::cuda_free_host(pinned);
+  arrcoc::cuda_stream_destroy(s);
+}
+
+arrcoc::PipelineConfig pipeline_config(arrcoc::Device d, int ordinal = 0) {
+  arrcoc::PipelineConfig c;
+  c.texture = texture_config(d, ordinal);
+  c.allocator.saccades = 6;  // of ~30 patches: the ranking decides
+  c.allocator.gestalt_x = c.allocator.gestalt_y = 4;
+  return c;
+}
+
+struct Tokens {
+  std::vector<int32_t> budgets, patches;
+  std::vector<float> positions;
+};
+
+Tokens tokens_of(const arrcoc::PipelineResult& r) {
+  const auto& t = r.tokens;
+  Tokens out;
+  out.budgets = to_host(t.budgets, t.num_tokens, t.device);
+  out.patches = to_host(t.patches, t.num_tokens, t.device);
+  out.positions = to_host(t.positions, 2 * static_cast<size_t>(t.num_tokens), t.device);
+  return out;
+}
+
+// #4: set_weights while a frame is queued on a non-blocking stream does not reach that frame.
+void test_weights_are_stream_ordered() {
+  const auto f1 = random_frame(5);
+  arrcoc::BalanceWeights w2 = arrcoc::default_balance_weights();
+  w2.lambda_logits[1] = 6.0f;  // rank by salience alone: other saccades
+  w2.mix[0] = 0.0f;
+  w2.mix[1] = 1.0f;
+  w2.mix[2] = 0.0f;
+  auto run_cpu = [&](const arrcoc::BalanceWeights* w) {
+    std::unique_ptr<arrcoc::Pipeline> p;
+    ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCPU), &p), "cpu pipeline");
+    if (w) ok(p->set_weights(*w), "weights");
+    arrcoc::PipelineResult r;
+    ok(p->process(frame_of(f1.data()), nullptr, &r), "cpu process");
+    return tokens_of(r);
+  };
+  const Tokens want = run_cpu(nullptr), other = run_cpu(&w2);
+  check(want.patches != other.patches, "the two weight sets choose different saccades (the test can fail)");
+
+  std::unique_ptr<arrcoc::Pipeline> p;
+  ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCUDA), &p), "cuda pipeline");
+  void* s = new_stream();
+  arrcoc::PipelineResult r;
+  ok(p->process(frame_of(f1.data(), s), nullptr, &r), "process");
+  ok(p->set_weights(w2), "set_weights while the frame is queued");
+  ok(p->synchronize(), "sync");
+  const Tokens got = tokens_of(r);
+  if (std::getenv("ARRCOC_TEST_VERBOSE"))
+    for (size_t i = 0; i < got.patches.size(); ++i)
+      std::printf("%zu: got %d/%d want %d/%d other %d/%d\n", i, got.patches[i], got.budgets[i], want.patches[i],
+                  want.budgets[i], other.patches[i], other.budgets[i]);
+  check(got.patches == want.patches && got.budgets == want.budgets,
+        "the queued frame keeps the weights it was processed with");
+  arrcoc::cuda_stream_destroy(s);
+}
+
+// #4: each frame's query map reaches that frame, also when the next frame is queued before the
+// first has run (the frames are linked through the relevance carried from one to the next).
+void test_query_maps_are_stream_ordered() {
+  const auto f1 = random_frame(8), f2 = f1;  // no motion: no motion boost to hide the carried relevance
+  const int w4 = (kW + 15) / 16, h4 = (kH + 15) / 16;
+  std::vector<float> left(static_cast<size_t>(w4) * h4), right(left.size());
+  for (int i = 0; i < h4; ++i)
+    for (int j = 0; j < w4; ++j) {
+      left[static_cast<size_t>(i) * w4 + j] = j < w4 / 2 ? 1.0f : 0.0f;
+      right[static_cast<size_t>(i) * w4 + j] = j < w4 / 2 ? 0.0f : 1.0f;
+    }
+  auto run = [&](arrcoc::Device d, void* stream, const std::vector<float>& first = {}) {
+    std::unique_ptr<arrcoc::Pipeline> p;
+    arrcoc::PipelineConfig c = pipeline_config(d);
+    c.allocator.decay = 1.0f;  // frame 2 ranks by what frame 1 carried
+    ok(arrcoc::Pipeline::create(c, &p), "pipeline");
+    arrcoc::PipelineResult r;
+    ok(p->process(frame_of(f1.data(), stream), first.empty() ? left.data() : first.data(), &r), "frame 1");
+    ok(p->process(frame_of(f2.data(), stream), right.data(), &r), "frame 2");
+    ok(p->synchronize(), "sync");
+    return tokens_of(r);
+  };
+  const Tokens want = run(arrcoc::Device::kCPU, nullptr);
+  const Tokens other = run(arrcoc::Device::kCPU, nullptr, right);
+  check(other.patches != want.patches || other.budgets != want.budgets,
+        "frame 1's query map changes frame 2's saccades (the test can fail)");
+  void* s = new_stream();
+  const Tokens got = run(arrcoc::Device::kCUDA, s);
+  check(got.patches == want.patches && got.budgets == want.budgets,
+        "two frames with different query maps queued on one stream choose the CPU's saccades");
+  arrcoc::cuda_stream_destroy(s);
+}
+
+// #10: the semantic encoder's synchronize() waits for write_channels, whatever ran before.
+void test_semantic_synchronize_without_encode() {
+  const auto f1 = random_frame(6);
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
+  arrcoc::SemanticConfig sc;
+  sc.max_width = kW;
+  sc.max_height = kH;
+  sc.max_dims = 8;
+  sc.device = arrcoc::Device::kCUDA;
+  std::unique_ptr<arrcoc::SemanticEncoder> e;
+  ok(arrcoc::SemanticEncoder::create(sc, &e), "encoder");
+  ok(e->synchronize(), "synchronize before anything ran");
+  void* s = new_stream();
+  arrcoc::TextureView v;
+  ok(b->build(frame_of(f1.data(), s), &v), "build");
+  const int n = v.levels[4].width * v.levels[4].height, dims = 8;
+  std::vector<float> features(static_cast<size_t>(dims) * n), query(dims, 0.0f);
+  for (int c = 0; c < dims; ++c)
+    for (int i = 0; i < n; ++i) features[static_cast<size_t>(c) * n + i] = c == i % dims ? 1.0f : 0.0f;
+  query[3] = 1.0f;
+  const float* dev_features = nullptr;
+  ok(e->upload_features(v, features.data(), dims, &dev_features, s), "upload");
+  ok(e->write_channels(v, dev_features, dims, query.data(), 1, nullptr, nullptr, s), "write");
+  ok(e->synchronize(), "synchronize after write_channels only");
+  std::vector<float> got = to_host(static_cast<const float*>(v.data) + v.plane_offset(33, 4), n, v.device);
+  int wrong = 0;
+  for (int i = 0; i < n; ++i) wrong += !(std::fabs(got[i] - (i % dims == 3 ? 1.0f : 0.0f)) < 1e-5f);
+  check(wrong == 0, "query similarity is written when synchronize() returns (" + std::to_string(wrong) + " wrong)");
+  arrcoc::cuda_stream_destroy(s);
+}
+
+// #2 and #3: two devices.
+void test_two_devices() {
+  if (arrcoc::cuda_device_count() < 2) {
+    std::printf("two-device checks skipped: %d CUDA device(s)\n", arrcoc::cuda_device_count());
+    return;
+  }
+  const auto f1 = random_frame(7), f2 = shifted(f1, 3);
+  ok(arrcoc::cuda_set_device(1), "set device 1");
+  std::unique_ptr<arrcoc::Pipeline> p0;
+  ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCUDA, 0), &p0), "pipeline on cuda:0");
+  check(arrcoc::cuda_current_device() == 1, "creating a pipeline on cuda:0 keeps the caller's device 1");
+  arrcoc::PipelineResult r;
+  ok(p0->process(frame_of(f1.data()), nullptr, &r), "process on cuda:0");
+  ok(p0->process(frame_of(f2.data()), nullptr, &r), "process on cuda:0");
+  ok(p0->synchronize(), "sync");
+  check(arrcoc::cuda_current_device() == 1, "processing on cuda:0 keeps the caller's device 1");
+  check(r.texture.cuda_device == 0 && r.tokens.cuda_device == 0, "views name their device");
+
+  std::unique_ptr<arrcoc::Pipeline> cpu;
+  ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCPU), &cpu), "cpu pipeline");
+  arrcoc::PipelineResult rc;
+  ok(cpu->process(frame_of(f1.data()), nullptr, &rc), "cpu");
+  ok(cpu->process(frame_of(f2.data()), nullptr, &rc), "cpu");
+  const Tokens a = tokens_of(r), c = tokens_of(rc);
+  check(a.patches == c.patches && a.budgets == c.budgets, "cuda:0 (caller on device 1) chooses the CPU's saccades");
+  ok(arrcoc::cuda_set_device(0), "set device 0");
+
+  // A frame in device 1's memory given to a builder on device 0: refused, naming both.
+  void* dev1 = nullptr;
+  ok(arrcoc::cuda_malloc(1, f1.size(), &dev1), "malloc on device 1");
+  ok(arrcoc::cuda_copy_to_device(dev1, f1.data(), f1.size(), nullptr), "upload");
+  arrcoc::FrameView f = frame_of(static_cast<const uint8_t*>(dev1));
+  f.device = arrcoc::Device::kCUDA;
+  f.cuda_device = 1;
+  std::unique_ptr<arrcoc::TextureBuilder> b0;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA, 0), &b0), "builder on cuda:0");
+  arrcoc::TextureView v;
+  arrcoc::Status s = b0->build(f, &v);
+  check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("cuda:1") != std::string::npos &&
+            s.message().find("cuda:0") != std::string::npos,
+        "a frame on cuda:1 for a builder on cuda:0 is refused naming both: " + s.message());
+  f.cuda_device = 0;  // a producer that mislabels its memory
+  s = b0->build(f, &v);
+  check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("cuda:1") != std::string::npos,
+        "a frame whose memory is on cuda:1 is refused even when labelled cuda:0: " + s.message());
+
+  // A texture of device 1 given to a cascade on device 0.
+  std::unique_ptr<arrcoc::TextureBuilder> b1;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA, 1), &b1), "builder on cuda:1");
+  ok(b1->build(frame_of(f1.data()), &v), "build on cuda:1");
+  arrcoc::CascadeConfig cc;
+  cc.max_width = kW;
+  cc.max_height = kH;
+  cc.device = arrcoc::Device::kCUDA;
+  cc.cuda_device = 0;
+  std::unique_ptr<arrcoc::ClusterCascade> c0;
+  ok(arrcoc::ClusterCascade::create(cc, &c0), "cascade on cuda:0");
+  arrcoc::CascadeView cv;
+  s = c0->run(v, &cv);
+  check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("cuda:1") != std::string::npos,
+        "a texture on cuda:1 for a cascade on cuda:0 is refused: " + s.message());
+  check(arrcoc::cuda_current_device() == 0, "the caller's device 0 is kept");
+  arrcoc::cuda_free(dev1);
+}
+
+}  // namespace
+
+int main() {
+  if (!arrcoc::built_with_cuda() || arrcoc::cuda_device_count() == 0) {
+    std::printf("no CUDA device (built with CUDA: %s): nothing to check\n", arrcoc::built_with_cuda() ? "yes" : "no");
+    return 0;
+  }
+  std::printf("CUDA devices: %d (%s)\n", arrcoc::cuda_device_count(), arrcoc::cuda_device_name(0).c_str());
+  test_alternating_streams();
+  test_patch_channel_is_synchronized();
+  test_pinned_frame_reuse();
+  test_weights_are_stream_ordered();
+  test_query_maps_are_stream_ordered();
+  test_semantic_synchronize_without_encode();
+  test_two_devices();
+  std::printf("%d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
