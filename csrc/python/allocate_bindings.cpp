@@ -1,0 +1,184 @@
+// The allocate stage's glue: PyTokenAllocator and its Python class TokenAllocator
+// (bind_allocate), the balance-weight dict conversions and default_balance_weights.
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bind_common.h"
+#include "cascade_bindings.h"
+#include "device_array.h"
+#include "texture_bindings.h"
+
+namespace arrcoc::pyglue {
+
+namespace {
+
+// ------------------------------------------------------------------ TokenAllocator
+
+using PyBuilderRef = PyTextureBuilder&;
+using PyCascadeRef = PyClusterCascade&;
+
+BalanceWeights weights_from_dict(const py::dict& d) {
+  BalanceWeights w;
+  auto copy = [&](const char* key, float* dst, size_t n) {
+    auto a = d[key].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
+    if (static_cast<size_t>(a.size()) != n)
+      throw py::value_error(std::string("weights: ") + key + " has " + std::to_string(a.size()) + " values; expected " +
+                            std::to_string(n));
+    std::memcpy(dst, a.data(), n * sizeof(float));
+  };
+  copy("W1", w.W1, 384);
+  copy("b1", w.b1, 128);
+  copy("ln_gamma", w.ln_gamma, 128);
+  copy("ln_beta", w.ln_beta, 128);
+  copy("W2", w.W2, 64 * 128);
+  copy("b2", w.b2, 64);
+  copy("W3", w.W3, 64);
+  copy("b3", &w.b3, 1);
+  copy("lambda_logits", w.lambda_logits, 3);
+  copy("mix", w.mix, 3);
+  return w;
+}
+
+py::dict weights_to_dict(const BalanceWeights& w) {
+  py::dict d;
+  auto put = [&](const char* key, const float* src, std::vector<py::ssize_t> shape) {
+    py::array_t<float> a(shape);
+    std::memcpy(a.mutable_data(), src, a.size() * sizeof(float));
+    d[key] = a;
+  };
+  put("W1", w.W1, {128, 3});
+  put("b1", w.b1, {128});
+  put("ln_gamma", w.ln_gamma, {128});
+  put("ln_beta", w.ln_beta, {128});
+  put("W2", w.W2, {64, 128});
+  put("b2", w.b2, {64});
+  put("W3", w.W3, {1, 64});
+  put("b3", &w.b3, {1});
+  put("lambda_logits", w.lambda_logits, {3});
+  put("mix", w.mix, {3});
+  return d;
+}
+
+class PyTokenAllocator {
+ public:
+  explicit PyTokenAllocator(const py::dict& kw) {
+    AllocatorConfig c;
+    c.max_width = kw["max_width"].cast<int>();
+    c.max_height = kw["max_height"].cast<int>();
+    c.max_candidates = kw["max_candidates"].cast<int>();
+    c.gestalt_x = kw["gestalt_x"].cast<int>();
+    c.gestalt_y = kw["gestalt_y"].cast<int>();
+    c.gestalt_lod = kw["gestalt_lod"].cast<int>();
+    c.saccades = kw["saccades"].cast<int>();
+    c.total_budget = kw["total_budget"].cast<int>();
+    c.steepness = kw["steepness"].cast<float>();
+    c.offset = kw["offset"].cast<float>();
+    c.strategy = static_cast<SaccadeStrategy>(kw["strategy"].cast<int>());
+    c.seed = kw["seed"].cast<uint32_t>();
+    c.decay = kw["decay"].cast<float>();
+    c.motion_boost = kw["motion_boost"].cast<float>();
+    c.motion_threshold = kw["motion_threshold"].cast<float>();
+    c.cut_motion = kw["cut_motion"].cast<float>();
+    c.cut_share = kw["cut_share"].cast<float>();
+    c.gestalt_overlap = kw["gestalt_overlap"].cast<bool>();
+    c.glimpse_size = kw["glimpse_size"].cast<int>();
+    c.device = kw["device"].cast<std::string>() == "cuda" ? Device::kCUDA : Device::kCPU;
+    c.cuda_device = kw["cuda_device"].cast<int>();
+    c.num_threads = kw["num_threads"].cast<int>();
+    std::unique_ptr<TokenAllocator> a;
+    throw_if_error(TokenAllocator::create(c, &a));
+    alloc_ = std::move(a);
+  }
+
+  void set_weights(const py::dict& d) { throw_if_error(alloc_->set_weights(weights_from_dict(d))); }
+
+  // copy=true: host copies (safe to keep). copy=false: zero-copy views of the allocator's memory
+  // (read-only NumPy on the CPU, DeviceArray on CUDA), valid until the next run.
+  py::dict run(py::object self, PyTextureBuilder& builder, PyClusterCascade& cascade, bool has_query,
+               uintptr_t stream, bool copy) {
+    TokenPack v;
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(builder.mutex());
+      s = alloc_->run(builder.last_texture(), cascade.last_view(), has_query, &v, reinterpret_cast<void*>(stream));
+    }
+    throw_if_error(s);
+    const Device d = v.device;
+    if (d == Device::kCUDA && copy) throw_if_error(alloc_->synchronize());
+    const py::ssize_t N = v.num_tokens, P = v.glimpse_size, C = v.candidate_capacity;
+    const py::ssize_t h4 = v.patch_grid_height, w4 = v.patch_grid_width;
+    TokenAllocator* alloc = alloc_.get();
+    const int device_id = alloc_->config().cuda_device;
+    auto out = [&](const void* ptr, std::vector<int64_t> shape, const char* dtype) -> py::object {
+      py::ssize_t n = 1;
+      for (auto e : shape) n *= e;
+      if (copy) return host_copy(reinterpret_cast<uintptr_t>(ptr), n, dtype, d).attr("reshape")(py::cast(shape));
+      if (d == Device::kCPU) {
+        py::array a(py::dtype(dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()), ptr, self);
+        py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+        return std::move(a);
+      }
+      return py::cast(DeviceArray(reinterpret_cast<uintptr_t>(ptr), shape, dtype, d, device_id, self,
+                                  [alloc](void*) { return alloc->synchronize(); }));
+    };
+    py::dict r;
+    r["positions"] = out(v.positions, {N, 2}, "float32");
+    r["levels"] = out(v.levels, {N}, "int32");
+    r["budgets"] = out(v.budgets, {N}, "int32");
+    r["kinds"] = out(v.kinds, {N}, "int32");
+    r["patches"] = out(v.patches, {N}, "int32");
+    r["scores"] = out(v.scores, {N}, "float32");
+    r["glimpses"] = out(v.glimpses, {N, 3, P, P}, "float32");
+    r["relevance"] = out(v.relevance, {h4, w4}, "float32");
+    r["homunculus"] = out(v.homunculus, {h4, w4}, "float32");
+    if (d == Device::kCUDA && !copy) throw_if_error(alloc_->synchronize());  // the two flags below
+    r["scene_cut"] = host_copy(reinterpret_cast<uintptr_t>(v.scene_cut), 1, "int32", d);
+    r["num_saccades"] = host_copy(reinterpret_cast<uintptr_t>(v.num_saccades), 1, "int32", d);
+    for (auto [name, ptr] : {std::pair<const char*, const float*>{"info", v.info}, {"salience", v.salience},
+                             {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
+                             {"candidate_relevance", v.candidate_relevance}})
+      r[name] = out(ptr, {C}, "float32");
+    r["num_gestalt"] = v.num_gestalt;
+    return r;
+  }
+
+  void reset() { alloc_->reset(); }
+
+  // Pointers are validated by the Python layer (dtype float32, contiguous, device, shapes).
+  void gather(uintptr_t features, int channels, int h, int w, uintptr_t out, uintptr_t stream) {
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      s = alloc_->gather_features(reinterpret_cast<const float*>(features), channels, h, w,
+                                  reinterpret_cast<float*>(out), reinterpret_cast<void*>(stream));
+    }
+    throw_if_error(s);
+  }
+
+ private:
+  std::unique_ptr<TokenAllocator> alloc_;
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------ Python class
+
+void bind_allocate(py::module_& m) {
+  py::class_<PyTokenAllocator>(m, "TokenAllocator")
+      .def(py::init<const py::dict&>())
+      .def("set_weights", &PyTokenAllocator::set_weights)
+      .def("run", [](py::object self, PyBuilderRef b, PyCascadeRef c, bool q, uintptr_t s, bool copy) {
+        return self.cast<PyTokenAllocator&>().run(self, b, c, q, s, copy);
+      })
+      .def("reset", &PyTokenAllocator::reset)
+      .def("gather", &PyTokenAllocator::gather);
+  m.def("default_balance_weights", [] { return weights_to_dict(default_balance_weights()); });
+}
+
+}  // namespace arrcoc::pyglue

@@ -1,0 +1,191 @@
+// DeviceArray (the DLPack producer and CUDA array interface over core memory), its Python
+// class (bind_device_array) and dlpack_tensor_info (the DLPack consumer). The ABI structs are
+// in dlpack_abi.h.
+#include "device_array.h"
+
+#include <cstring>
+
+#include "dlpack_abi.h"
+
+namespace arrcoc::pyglue {
+
+namespace {
+
+// ------------------------------------------------------------------ DLPack producer
+
+struct ExportCtx {
+  std::vector<int64_t> shape, strides;
+  PyObject* owner;  // keeps the memory's owner alive
+};
+
+template <typename Managed>
+void delete_managed(Managed* m) {
+  auto* ctx = static_cast<ExportCtx*>(m->manager_ctx);
+  // The consumer may call this from any thread, or after the interpreter is gone.
+  if (Py_IsInitialized()) {
+    PyGILState_STATE st = PyGILState_Ensure();
+    Py_XDECREF(ctx->owner);
+    PyGILState_Release(st);
+  }
+  delete ctx;
+  delete m;
+}
+
+template <typename Managed>
+void capsule_destructor(PyObject* cap, const char* name) {
+  // Only an unconsumed capsule still owns its tensor (consumers rename it "used_...").
+  if (PyCapsule_IsValid(cap, name)) {
+    auto* m = static_cast<Managed*>(PyCapsule_GetPointer(cap, name));
+    if (m && m->deleter) m->deleter(m);
+  }
+}
+
+}  // namespace
+
+DeviceArray::DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, std::string dtype, Device device, int device_id,
+                         py::object owner, std::function<Status(void*)> sync)
+    : ptr_(ptr), shape_(std::move(shape)), dtype_(dtype), device_(device), device_id_(device_id),
+      owner_(std::move(owner)), sync_(std::move(sync)) {
+  strides_.assign(shape_.size(), 1);
+  for (int i = static_cast<int>(shape_.size()) - 2; i >= 0; --i) strides_[i] = strides_[i + 1] * shape_[i + 1];
+}
+
+py::tuple DeviceArray::dlpack_device() const {
+  return py::make_tuple(static_cast<int>(device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU), device_id_);
+}
+
+py::object DeviceArray::dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy) {
+  if (!copy.is_none() && copy.cast<bool>())
+    throw py::buffer_error("arrcoc DeviceArray exports zero-copy only (copy=True is not supported)");
+  if (!dl_device.is_none()) {
+    auto t = dl_device.cast<py::tuple>();
+    if (t[0].cast<int>() != (device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU))
+      throw py::buffer_error("arrcoc DeviceArray cannot export to another device");
+  }
+  if (device_ == Device::kCUDA && sync_) {
+    // stream: None/1 = legacy default, 2 = per-thread default, -1 = no sync, else a handle.
+    intptr_t s = stream.is_none() ? 1 : stream.cast<intptr_t>();
+    if (s == 0) s = 1;
+    if (s != -1) throw_if_error(sync_(reinterpret_cast<void*>(s)));
+  }
+  bool versioned = false;
+  if (!max_version.is_none()) versioned = max_version.cast<py::tuple>()[0].cast<int>() >= 1;
+
+  auto* ctx = new ExportCtx{shape_, strides_, owner_.ptr()};
+  Py_INCREF(ctx->owner);
+  dlpack::Tensor t{};
+  t.data = reinterpret_cast<void*>(ptr_);
+  t.device = {device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU, device_id_};
+  t.ndim = static_cast<int32_t>(shape_.size());
+  t.dtype = {dtype_ == "int32" ? dlpack::kDLInt : dlpack::kDLFloat, static_cast<uint8_t>(itemsize() * 8), 1};
+  t.shape = ctx->shape.data();
+  t.strides = ctx->strides.data();
+  t.byte_offset = 0;
+  if (versioned) {
+    auto* m = new dlpack::ManagedTensorVersioned{};
+    m->version = {1, 0};
+    m->manager_ctx = ctx;
+    m->deleter = &delete_managed<dlpack::ManagedTensorVersioned>;
+    m->flags = dlpack::kFlagReadOnly;
+    m->dl_tensor = t;
+    return py::reinterpret_steal<py::object>(PyCapsule_New(m, "dltensor_versioned", [](PyObject* c) {
+      capsule_destructor<dlpack::ManagedTensorVersioned>(c, "dltensor_versioned");
+    }));
+  }
+  auto* m = new dlpack::ManagedTensor{};
+  m->dl_tensor = t;
+  m->manager_ctx = ctx;
+  m->deleter = &delete_managed<dlpack::ManagedTensor>;
+  return py::reinterpret_steal<py::object>(
+      PyCapsule_New(m, "dltensor", [](PyObject* c) { capsule_destructor<dlpack::ManagedTensor>(c, "dltensor"); }));
+}
+
+py::dict DeviceArray::cuda_array_interface() const {
+  if (device_ != Device::kCUDA) throw py::attribute_error("__cuda_array_interface__ is only defined for CUDA memory");
+  // Consumers honour this by synchronizing on the host; synchronize here so the data is ready.
+  if (sync_) throw_if_error(sync_(nullptr));
+  py::dict d;
+  py::list shape;
+  for (auto s : shape_) shape.append(s);
+  d["shape"] = py::tuple(shape);
+  d["typestr"] = dtype_ == "float16" ? "<f2" : dtype_ == "int32" ? "<i4" : "<f4";
+  d["data"] = py::make_tuple(ptr_, true);
+  d["strides"] = py::none();
+  d["version"] = 3;
+  d["stream"] = py::none();
+  return d;
+}
+
+py::array DeviceArray::numpy() const {
+  py::dtype dt(dtype_);
+  py::array out(dt, std::vector<py::ssize_t>(shape_.begin(), shape_.end()));
+  if (device_ == Device::kCPU) {
+    std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes());
+    return out;
+  }
+  if (sync_) throw_if_error(sync_(nullptr));
+  throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes()));
+  return out;
+}
+
+py::tuple DeviceArray::shape() const {
+  py::list l;
+  for (auto s : shape_) l.append(s);
+  return py::tuple(l);
+}
+
+// ------------------------------------------------------------------ DLPack consumer
+
+py::dict dlpack_tensor_info(py::capsule cap) {
+  const dlpack::Tensor* t = nullptr;
+  bool readonly = false;
+  PyObject* c = cap.ptr();
+  if (PyCapsule_IsValid(c, "dltensor_versioned")) {
+    auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(c, "dltensor_versioned"));
+    if (m->version.major != 1)
+      throw py::value_error("unsupported DLPack major version " + std::to_string(m->version.major) + "; expected 1");
+    t = &m->dl_tensor;
+    readonly = (m->flags & dlpack::kFlagReadOnly) != 0;
+  } else if (PyCapsule_IsValid(c, "dltensor")) {
+    t = &static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(c, "dltensor"))->dl_tensor;
+  } else {
+    throw py::value_error("not a DLPack capsule (expected a 'dltensor' or 'dltensor_versioned' capsule that "
+                          "has not been consumed yet)");
+  }
+  py::dict d;
+  d["data"] = reinterpret_cast<uintptr_t>(static_cast<const char*>(t->data) + t->byte_offset);
+  d["device_type"] = t->device.device_type;
+  d["device_id"] = t->device.device_id;
+  py::list shape, strides;
+  for (int i = 0; i < t->ndim; ++i) {
+    shape.append(t->shape[i]);
+    if (t->strides) strides.append(t->strides[i]);
+  }
+  d["shape"] = py::tuple(shape);
+  d["strides"] = t->strides ? py::object(py::tuple(strides)) : py::object(py::none());
+  d["dtype"] = py::make_tuple(static_cast<int>(t->dtype.code), static_cast<int>(t->dtype.bits),
+                              static_cast<int>(t->dtype.lanes));
+  d["readonly"] = readonly;
+  return d;
+}
+
+// ------------------------------------------------------------------ Python class
+
+void bind_device_array(py::module_& m) {
+  py::class_<DeviceArray>(m, "DeviceArray", "Zero-copy view of arrcoc device memory (DLPack / CUDA array interface)")
+      .def("__dlpack__", &DeviceArray::dlpack, py::kw_only(), py::arg("stream") = py::none(),
+           py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+      .def("__dlpack_device__", &DeviceArray::dlpack_device)
+      .def_property_readonly("__cuda_array_interface__", &DeviceArray::cuda_array_interface)
+      .def("numpy", &DeviceArray::numpy, "Host copy as a NumPy array (synchronizes)")
+      .def_property_readonly("shape", &DeviceArray::shape)
+      .def_property_readonly("dtype", &DeviceArray::dtype)
+      .def_property_readonly("device", &DeviceArray::device)
+      .def_property_readonly("data_ptr", &DeviceArray::data_ptr)
+      .def("__repr__", [](const DeviceArray& a) {
+        return "DeviceArray(shape=" + py::str(a.shape()).cast<std::string>() + ", dtype=" + a.dtype() +
+               ", device=" + a.device() + ")";
+      });
+}
+
+}  // namespace arrcoc::pyglue
