@@ -27,18 +27,31 @@ from arrcoc_rt import reference as R
 
 
 def devices() -> list:
-    """Backends to parametrize over: 'cpu' always, 'cuda' marked needs_cuda (skips without a GPU)."""
+    """Backends to parametrize over: 'cpu' always, 'cuda' marked needs_cuda: a GPU, or the emulated
+    device of a test build (ARRCOC_CUDA=EMULATE; see docs/TESTING.md). Skips without either."""
     return ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
 
 
+EMULATED = arrcoc_rt.cuda_available() and arrcoc_rt.cuda.is_emulated()
+
+
 def pytest_collection_modifyitems(config, items):
-    if arrcoc_rt.cuda_available():
-        return
-    reason = ("no usable CUDA GPU" if arrcoc_rt.cuda_built() else "arrcoc_rt was built without CUDA")
-    skip = pytest.mark.skip(reason=reason)
+    no_cuda = ("no usable CUDA GPU and not the emulated device" if arrcoc_rt.cuda_built()
+               else "arrcoc_rt was built without CUDA")
     for item in items:
-        if "needs_cuda" in item.keywords:
-            item.add_marker(skip)
+        if "needs_cuda" in item.keywords and not arrcoc_rt.cuda_available():
+            item.add_marker(pytest.mark.skip(reason=no_cuda))
+        if "needs_gpu" in item.keywords and (EMULATED or not arrcoc_rt.cuda_available()):
+            item.add_marker(pytest.mark.skip(reason="needs real GPU hardware (torch/CuPy CUDA tensors or timings)"))
+        if "needs_emulator" in item.keywords and not EMULATED:
+            item.add_marker(pytest.mark.skip(reason="needs the emulated CUDA device (ARRCOC_CUDA=EMULATE build)"))
+
+
+def pytest_report_header(config):
+    if EMULATED:
+        return [f"arrcoc_rt CUDA: EMULATED on the CPU ({arrcoc_rt._native.cuda_device_count()} devices)"]
+    return [f"arrcoc_rt CUDA: {'built' if arrcoc_rt.cuda_built() else 'not built'}, "
+            f"{arrcoc_rt._native.cuda_device_count() if arrcoc_rt.cuda_built() else 0} GPU(s)"]
 
 
 @pytest.fixture

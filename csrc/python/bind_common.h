@@ -31,5 +31,6 @@ void bind_texture(py::module_& m);       // texture_bindings.cpp
 void bind_cascade(py::module_& m);       // cascade_bindings.cpp
 void bind_allocate(py::module_& m);      // allocate_bindings.cpp
 void bind_semantic(py::module_& m);      // semantic_bindings.cpp
+void bind_cuda(py::module_& m);          // cuda_bindings.cpp (the utilities of arrcoc_rt.cuda)
 
 }  // namespace arrcoc::pyglue

@@ -77,7 +77,10 @@ py::object DeviceArray::dlpack(py::object stream, py::object max_version, py::ob
   t.data = reinterpret_cast<void*>(ptr_);
   t.device = {device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU, device_id_};
   t.ndim = static_cast<int32_t>(shape_.size());
-  t.dtype = {dtype_ == "int32" ? dlpack::kDLInt : dlpack::kDLFloat, static_cast<uint8_t>(itemsize() * 8), 1};
+  t.dtype = {dtype_ == "int32"   ? dlpack::kDLInt
+             : dtype_ == "uint8" ? dlpack::kDLUInt
+                                 : dlpack::kDLFloat,
+             static_cast<uint8_t>(itemsize() * 8), 1};
   t.shape = ctx->shape.data();
   t.strides = ctx->strides.data();
   t.byte_offset = 0;
@@ -108,7 +111,7 @@ py::dict DeviceArray::cuda_array_interface() const {
   py::list shape;
   for (auto s : shape_) shape.append(s);
   d["shape"] = py::tuple(shape);
-  d["typestr"] = dtype_ == "float16" ? "<f2" : dtype_ == "int32" ? "<i4" : "<f4";
+  d["typestr"] = dtype_ == "float16" ? "<f2" : dtype_ == "int32" ? "<i4" : dtype_ == "uint8" ? "|u1" : "<f4";
   d["data"] = py::make_tuple(ptr_, true);
   d["strides"] = py::none();
   d["version"] = 3;

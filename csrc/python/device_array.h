@@ -18,7 +18,7 @@ namespace arrcoc::pyglue {
 // zero-copy (torch.from_dlpack, cupy.from_dlpack, numpy.from_dlpack for CPU memory).
 class DeviceArray {
  public:
-  // dtype: "float16", "float32" or "int32". `sync` (optional) is what __dlpack__ waits on.
+  // dtype: "uint8", "float16", "float32" or "int32". `sync` (optional) is what __dlpack__ waits on.
   DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, std::string dtype, Device device, int device_id,
               py::object owner, std::function<Status(void*)> sync);
 
@@ -31,7 +31,7 @@ class DeviceArray {
 
   py::tuple shape() const;
   std::string dtype() const { return dtype_; }
-  int itemsize() const { return dtype_ == "float16" ? 2 : 4; }
+  int itemsize() const { return dtype_ == "uint8" ? 1 : dtype_ == "float16" ? 2 : 4; }
   std::string device() const { return device_ == Device::kCUDA ? "cuda:" + std::to_string(device_id_) : "cpu"; }
   uintptr_t data_ptr() const { return ptr_; }
 

@@ -69,4 +69,5 @@ PYBIND11_MODULE(_arrcoc, m) {
   bind_cascade(m);
   bind_allocate(m);
   bind_semantic(m);
+  bind_cuda(m);
 }

@@ -54,12 +54,14 @@ class PySemanticEncoder {
   }
 
   // External features [dims, h4, w4] (host) replace the built-in descriptors for write().
-  void set_features(PyTextureBuilder& builder, py::array_t<float, py::array::c_style | py::array::forcecast> f) {
+  void set_features(PyTextureBuilder& builder, py::array_t<float, py::array::c_style | py::array::forcecast> f,
+                    uintptr_t stream) {
     const LevelLayout& L = builder.last_texture().levels[kPatchLevel];
     if (f.ndim() != 3 || f.shape(1) != L.height || f.shape(2) != L.width)
       throw py::value_error("features: expected [dims, " + std::to_string(L.height) + ", " + std::to_string(L.width) +
                             "] (the patch grid of the last frame)");
-    throw_if_error(enc_->upload_features(builder.last_texture(), f.data(), static_cast<int>(f.shape(0)), &features_));
+    throw_if_error(enc_->upload_features(builder.last_texture(), f.data(), static_cast<int>(f.shape(0)), &features_,
+                                         reinterpret_cast<void*>(stream)));
     dims_ = static_cast<int>(f.shape(0));
   }
 

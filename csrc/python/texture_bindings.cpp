@@ -25,7 +25,7 @@ PyTextureBuilder::PyTextureBuilder(int max_width, int max_height, const std::str
 }
 
 py::dict PyTextureBuilder::build(std::vector<uintptr_t> planes, std::vector<int64_t> strides, int width, int height,
-                                 int format, int device, uintptr_t stream) {
+                                 int format, int device, int device_id, uintptr_t stream) {
   FrameView f;
   for (size_t k = 0; k < planes.size() && k < 3; ++k) {
     f.planes[k] = reinterpret_cast<const uint8_t*>(planes[k]);
@@ -35,6 +35,7 @@ py::dict PyTextureBuilder::build(std::vector<uintptr_t> planes, std::vector<int6
   f.height = height;
   f.format = static_cast<PixelFormat>(format);
   f.device = static_cast<Device>(device);
+  f.cuda_device = device_id;
   f.cuda_stream = reinterpret_cast<void*>(stream);
   TextureView v;
   Status s;
@@ -106,6 +107,12 @@ void PyTextureBuilder::synchronize() {
   throw_if_error(builder_->synchronize());
 }
 
+bool PyTextureBuilder::query() {
+  bool done = true;
+  throw_if_error(builder_->query(&done));
+  return done;
+}
+
 // ------------------------------------------------------------------ Python class
 
 void bind_texture(py::module_& m) {
@@ -121,7 +128,8 @@ void bind_texture(py::module_& m) {
       .def("set_fixation", &PyTextureBuilder::set_fixation)
       .def("poison_output", &PyTextureBuilder::poison_output)
       .def("set_patch_channel", &PyTextureBuilder::set_patch_channel)
-      .def("synchronize", &PyTextureBuilder::synchronize);
+      .def("synchronize", &PyTextureBuilder::synchronize)
+      .def("query", &PyTextureBuilder::query);
 }
 
 }  // namespace arrcoc::pyglue

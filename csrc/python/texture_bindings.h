@@ -21,7 +21,7 @@ class PyTextureBuilder {
                    int cuda_device, int num_threads, float fixation_x, float fixation_y);
 
   py::dict build(std::vector<uintptr_t> planes, std::vector<int64_t> strides, int width, int height, int format,
-                 int device, uintptr_t stream);
+                 int device, int device_id, uintptr_t stream);
 
   // A zero-copy view of `shape` elements at element `offset` of the texture buffer.
   py::object view(py::object self, uintptr_t data, int64_t offset, std::vector<int64_t> shape);
@@ -33,6 +33,7 @@ class PyTextureBuilder {
   void set_patch_channel(int channel, py::array_t<float, py::array::c_style | py::array::forcecast> values);
   void poison_output();
   void synchronize();
+  bool query();  // whether the last build has finished (never blocks)
 
  private:
   std::shared_ptr<TextureBuilder> builder_;

@@ -9,7 +9,7 @@ Stage 1 (this release): the 40-channel texture array with mipmaps, on the CPU an
     (480, 640)
 """
 
-from . import reference
+from . import cuda, reference
 from .cascade import CascadeResult, ClusterCascade
 from ._native import version as _version
 from .channels import Channel, base_level, channel_index
@@ -37,6 +37,7 @@ __all__ = [
     "base_level",
     "channel_index",
     "cmake_prefix_path",
+    "cuda",
     "cuda_available",
     "cuda_built",
     "default_weights",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _native
-from .runtime import resolve_device
+from .runtime import device_string, resolve_device
 from .texture import Texture, _positive_int
 from .frames import stream_handle
 
@@ -82,8 +82,10 @@ class ClusterCascade:
         if not isinstance(texture, Texture):
             raise TypeError(f"texture: expected an arrcoc_rt.Texture; got {type(texture).__name__}")
         texture._check_fresh()
-        if texture.device != self.device:
-            raise ValueError(f"texture: it is on {texture.device!r} but this cascade runs on {self.device!r}")
+        here = device_string(self.device, self.cuda_device)
+        there = device_string(texture.device, texture._builder.cuda_device)
+        if there != here:
+            raise ValueError(f"texture: it is on {there!r} but this cascade runs on {here!r}")
         if texture.width > self.max_width or texture.height > self.max_height:
             raise ValueError(f"texture: size {texture.width}x{texture.height} exceeds this cascade's maximum "
                              f"{self.max_width}x{self.max_height}")

@@ -81,8 +81,9 @@ def _cmd_texture(args) -> int:
     out = Path(args.out)
     (out / "channels").mkdir(parents=True, exist_ok=True)
     from .cascade import ClusterCascade
+    from .runtime import device_string
 
-    cascade = ClusterCascade(w, h, device=builder.device)
+    cascade = ClusterCascade(w, h, device=device_string(builder.device, builder.cuda_device))
     times = []
     for f in frames:
         if f.shape[:2] != (h, w):

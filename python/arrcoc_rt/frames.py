@@ -84,27 +84,9 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
             raise TypeError(f"{name}: dtype {obj.dtype} is not supported; expected {dtype}{hint}")
         return ArrayDesc(obj.__array_interface__["data"][0], obj.shape, obj.strides, DEVICE_CPU, 0, obj)
 
-    dl_dev = None
-    if hasattr(obj, "__dlpack_device__"):
-        dl_dev = tuple(int(v) for v in obj.__dlpack_device__())
-    cai = getattr(obj, "__cuda_array_interface__", None) if dl_dev is None or dl_dev[0] != _DL_CPU else None
-    if cai is not None:
-        typestr = cai["typestr"]
-        if typestr not in typestrs:
-            raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected {dtype} ({typestrs[0]!r})")
-        shape = tuple(int(s) for s in cai["shape"])
-        strides = cai.get("strides")
-        if strides is None:  # C-contiguous
-            strides, acc = [], 1
-            for s in reversed(shape):
-                strides.insert(0, acc)
-                acc *= s
-        dev_id = dl_dev[1] if dl_dev else 0
-        itemsize = np.dtype(np_dtype).itemsize
-        if cai.get("strides") is None:
-            strides = [s * itemsize for s in strides]
-        return ArrayDesc(int(cai["data"][0]), shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
-
+    # DLPack first: the producer orders its work before ours on the stream we name, and the
+    # capsule (kept with the frame) holds its memory. The CUDA array interface is the fallback.
+    dl_dev = tuple(int(v) for v in obj.__dlpack_device__()) if hasattr(obj, "__dlpack_device__") else None
     if dl_dev is not None and hasattr(obj, "__dlpack__"):
         if dl_dev[0] not in (_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED):
             raise ValueError(f"{name}: DLPack device type {dl_dev[0]} is not supported; expected CPU or CUDA memory")
@@ -120,15 +102,33 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
             raise TypeError(f"{name}: dtype {_dtype_name(info['dtype'])} is not supported; expected {dtype}")
         itemsize = np.dtype(np_dtype).itemsize
         shape = tuple(int(s) for s in info["shape"])
-        if info["strides"] is None:
-            strides, acc = [], 1
-            for s in reversed(shape):
-                strides.insert(0, acc)
-                acc *= s
-        else:
-            strides = list(info["strides"])
+        strides = list(info["strides"]) if info["strides"] is not None else _contiguous_strides(shape, 1)
         return ArrayDesc(int(info["data"]), shape, tuple(int(s) * itemsize for s in strides),
                          DEVICE_CUDA if on_cuda else DEVICE_CPU, int(info["device_id"]), (obj, cap))
+
+    try:
+        cai = getattr(obj, "__cuda_array_interface__", None)
+    except (RuntimeError, BufferError, AttributeError) as e:  # torch: a tensor that requires grad
+        raise TypeError(f"{name}: the tensor refused the CUDA array interface ({e}); for a torch tensor "
+                        "that requires grad, pass tensor.detach()") from e
+    if cai is not None:
+        typestr = cai["typestr"]
+        if typestr not in typestrs:
+            raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected {dtype} ({typestrs[0]!r})")
+        shape = tuple(int(s) for s in cai["shape"])
+        itemsize = np.dtype(np_dtype).itemsize
+        strides = cai.get("strides") or _contiguous_strides(shape, itemsize)
+        ptr = int(cai["data"][0])
+        producer_stream = cai.get("stream")
+        if producer_stream is not None and int(producer_stream) != (stream or 1):
+            # The producer's work on its stream must be done before ours reads the memory.
+            _native.cuda_stream_synchronize(int(producer_stream))
+        # The device is the pointer's own (the interface does not say); unknowable without CUDA.
+        can_ask = ptr and _native.built_with_cuda() and _native.cuda_device_count() > 0
+        dev_id = _native.cuda_pointer_device(ptr) if can_ask else 0
+        if dev_id < 0:
+            raise ValueError(f"{name}: __cuda_array_interface__ points at host memory, not CUDA device memory")
+        return ArrayDesc(ptr, shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
 
     if hasattr(obj, "__array_interface__"):
         return describe_array(np.asarray(obj), name, stream, dtype)
@@ -225,6 +225,14 @@ def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stre
                          f"got shape {d.shape}")
     _check_size(w, h, name)
     return FrameSpec([d.ptr], [_plane(d, name, w * c)], w, h, fmt, d.device, d.device_id, [d.keepalive])
+
+
+def _contiguous_strides(shape, itemsize: int) -> list:
+    strides, acc = [], itemsize
+    for n in reversed(shape):
+        strides.insert(0, acc)
+        acc *= n
+    return strides
 
 
 def _check_size(w: int, h: int, name: str) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from . import _native
 from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
 from .frames import describe_array, stream_handle
+from .runtime import device_string
 from .texture import Texture, TextureBuilder
 from .weights import default_weights, load_weights, validate
 
@@ -86,11 +87,12 @@ class FrameResult:
     def saccade_mask(self) -> np.ndarray:
         return self.kinds == 1
 
-    def gather_features(self, features, out=None):
+    def gather_features(self, features, out=None, *, stream=None):
         """Running back: [N, C] features of the model's own encoder for each token, the mean of
         ``features`` ([C, h, w] float32 over the whole frame) over the 2^level x 2^level cells around
-        the token. CPU: NumPy in and out. CUDA: a CUDA tensor in, and ``out`` a CUDA float32 [N, C]."""
-        return self._pipeline._gather(self, features, out)
+        the token. CPU: NumPy in and out. CUDA: a CUDA tensor in, and ``out`` a CUDA float32 [N, C]
+        (both C-contiguous, on the pipeline's device), written on ``stream``."""
+        return self._pipeline._gather(self, features, out, stream)
 
 
 class Pipeline:
@@ -133,8 +135,10 @@ class Pipeline:
                              f"{gestalt_lod} ({gestalt * gestalt_lod}); raise it or shrink the gestalt grid")
         self.texture_builder = TextureBuilder(width, height, device, dtype, num_threads=num_threads)
         self.device = self.texture_builder.device
+        self.cuda_device = self.texture_builder.cuda_device
+        where = device_string(self.device, self.cuda_device)  # every stage on the builder's device
         self.width, self.height = self.texture_builder.max_width, self.texture_builder.max_height
-        self.cascade = ClusterCascade(width, height, self.device, num_threads=num_threads, **cascade_cfg)
+        self.cascade = ClusterCascade(width, height, where, num_threads=num_threads, **cascade_cfg)
         slots = self.cascade.config["top_clusters"] * self.cascade.config["patches_per_cluster"]
         if slots > 1024:
             raise ValueError(f"top_clusters * patches_per_cluster = {slots} candidates; expected at most 1024")
@@ -154,7 +158,7 @@ class Pipeline:
             raise ValueError(f"encoder_every: {encoder_every!r} is out of range; expected an int 1..1000")
         if isinstance(pca_frames, bool) or not isinstance(pca_frames, int) or not 0 <= pca_frames <= 10000:
             raise ValueError(f"pca_frames: {pca_frames!r} is out of range; expected an int 0..10000")
-        self.encoder = make_encoder(encoder, self.device)
+        self.encoder = make_encoder(encoder, where)
         self.encoder_every = encoder_every
         self._builtin = isinstance(self.encoder, BuiltinEncoder)
         self._sem = (_native.SemanticEncoder(self.width, self.height, self.device, self.texture_builder.cuda_device,
@@ -290,7 +294,7 @@ class Pipeline:
                 features = self._sem.features() if (self._pca_frames > 0 and not carry) else None
             else:
                 features = self._external_features(tex, carry)
-                self._sem.set_features(self.texture_builder._native, features)
+                self._sem.set_features(self.texture_builder._native, features, stream_handle(stream))
             self._since_encode = 1 if not carry else self._since_encode + 1
             if self._since_encode >= self.encoder_every:
                 self._since_encode = 0
@@ -323,7 +327,7 @@ class Pipeline:
             salience=r["salience"], query=r["query"], balanced=r["balanced"], timings=t,
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
 
-    def _gather(self, result: FrameResult, features, out):
+    def _gather(self, result: FrameResult, features, out, stream=None):
         if result.texture is not None:
             result.texture._check_fresh()
         n = len(result.kinds)
@@ -340,13 +344,22 @@ class Pipeline:
             self._allocator.gather(f.__array_interface__["data"][0], f.shape[0], f.shape[1], f.shape[2],
                                    res.__array_interface__["data"][0], 0)
             return res
-        d = describe_array(features, "features", dtype="float32")
+        handle = stream_handle(stream)
+        d = describe_array(features, "features", handle, dtype="float32")
         if out is None:
             raise ValueError("out: on CUDA pass a float32 CUDA tensor of shape [N, C] to receive the features")
-        o = describe_array(out, "out", dtype="float32")
-        if d.device != 1 or o.device != 1:
-            raise ValueError("features/out: this pipeline runs on CUDA; pass CUDA tensors")
+        o = describe_array(out, "out", handle, dtype="float32")
+        for name, a in (("features", d), ("out", o)):
+            if a.device != 1:
+                raise ValueError(f"{name}: this pipeline runs on cuda:{self.cuda_device}; pass a CUDA tensor")
+            if a.device_id != self.cuda_device:
+                raise ValueError(f"{name}: it is on cuda:{a.device_id} but this pipeline runs on cuda:{self.cuda_device}")
         if len(d.shape) != 3 or tuple(o.shape) != (n, d.shape[0]):
             raise ValueError(f"features/out: expected [C, h, w] and [{n}, C]; got {d.shape} and {o.shape}")
-        self._allocator.gather(d.ptr, d.shape[0], d.shape[1], d.shape[2], o.ptr, 0)
+        for name, a in (("features", d), ("out", o)):
+            packed = [4 * int(np.prod(a.shape[i + 1:], dtype=np.int64)) for i in range(len(a.shape))]
+            if any(s != p for s, p, k in zip(a.strides, packed, a.shape) if k > 1):
+                raise ValueError(f"{name}: strides {a.strides} (bytes) are not C-contiguous {tuple(packed)}; "
+                                 "pass a contiguous tensor (tensor.contiguous())")
+        self._allocator.gather(d.ptr, d.shape[0], d.shape[1], d.shape[2], o.ptr, handle)
         return out

@@ -46,12 +46,23 @@ def resolve_device(device: str) -> tuple[str, int]:
     raise ValueError(f"device: {device!r} is not understood; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+def device_string(kind: str, ordinal: int) -> str:
+    """('cpu', _) -> 'cpu'; ('cuda', N) -> 'cuda:N': what resolve_device() takes back."""
+    return "cpu" if kind == "cpu" else f"cuda:{ordinal}"
+
+
+def cuda_emulated() -> bool:
+    """True in a test build (ARRCOC_CUDA=EMULATE) whose CUDA devices are the CPU emulation."""
+    return cuda_built() and bool(_native.cuda_emulated())
+
+
 def info() -> dict:
     """Version, build and device facts (what `arrcoc-rt info` prints)."""
     n = _native.cuda_device_count() if cuda_built() else 0
     return {
         "version": _native.version(),
         "cuda_built": cuda_built(),
+        "cuda_emulated": cuda_emulated(),
         "cuda_devices": [_native.cuda_device_name(i) for i in range(n)],
         "devices": devices(),
     }

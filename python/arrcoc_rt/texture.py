@@ -161,6 +161,7 @@ class TextureBuilder:
         self._native = _native.TextureBuilder(self.max_width, self.max_height, dtype, self.device,
                                               self.cuda_device, int(num_threads), fx, fy)
         self._generation = 0
+        self._inflight = []  # device frames whose kernels may still be queued
 
     def build(self, frame, *, pixel_format: str | None = None, stream=None) -> Texture:
         """Texture of ``frame``: a NumPy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, uint8), a
@@ -175,8 +176,18 @@ class TextureBuilder:
         if spec.device == DEVICE_CUDA and self.device != "cuda":
             raise ValueError("frame: it is in CUDA memory but this builder runs on the CPU; create the builder "
                              "with device='cuda' (or copy the frame to the host)")
+        if spec.device == DEVICE_CUDA and spec.device_id != self.cuda_device:
+            raise ValueError(f"frame: it is on cuda:{spec.device_id} but this builder runs on cuda:{self.cuda_device}; "
+                             f"move the frame (e.g. tensor.to('cuda:{self.cuda_device}')) or create the builder on "
+                             f"device='cuda:{spec.device_id}'")
+        if self._inflight and self._native.query():
+            self._inflight.clear()  # the kernels that read those frames have finished
         info = self._native.build(spec.planes, spec.row_strides, spec.width, spec.height, spec.format_code,
-                                  spec.device, handle)
+                                  spec.device, spec.device_id, handle)
+        if spec.device == DEVICE_CUDA:
+            # The kernels read the producer's memory later: keep it (and its DLPack capsule) alive
+            # until they have finished, or a caching allocator could hand it out meanwhile.
+            self._inflight.append(spec.keepalive)
         self._generation += 1
         return Texture(self, info, self._generation)
 
@@ -192,6 +203,7 @@ class TextureBuilder:
     def synchronize(self) -> None:
         """Wait until the last build has finished (CUDA; no-op on the CPU)."""
         self._native.synchronize()
+        self._inflight.clear()
 
     def __repr__(self) -> str:
         return f"TextureBuilder({self.max_width}x{self.max_height}, device={self.device!r}, dtype={self.dtype!r})"

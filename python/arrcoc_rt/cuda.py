@@ -1,0 +1,108 @@
+"""Small CUDA utilities that need neither torch nor CuPy: the current device, streams, device
+arrays and page-locked host arrays on arrcoc_rt's CUDA devices.
+
+    >>> s = arrcoc_rt.cuda.Stream(device=0)                       # a non-blocking stream
+    >>> frame = arrcoc_rt.cuda.to_device(np_frame, device=0)      # DeviceArray (DLPack, CUDA array interface)
+    >>> pipe.process(frame, stream=s); s.synchronize()
+    >>> buf = arrcoc_rt.cuda.pinned_empty((720, 1280, 3))         # page-locked: faster, truly async uploads
+
+In a test build (``ARRCOC_CUDA=EMULATE``) the devices are the CPU emulation: ``is_emulated()``.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _native
+from .runtime import cuda_available, resolve_device
+
+__all__ = ["Stream", "current_device", "is_emulated", "pinned_empty", "set_device", "to_device"]
+
+
+def is_emulated() -> bool:
+    """True in a test build whose CUDA devices are the CPU emulation (never in a released wheel)."""
+    return bool(_native.built_with_cuda() and _native.cuda_emulated())
+
+
+def _ordinal(device) -> int:
+    if isinstance(device, str):
+        kind, ordinal = resolve_device(device)
+        if kind != "cuda":
+            raise ValueError(f"device: {device!r} is not a CUDA device; expected 'cuda', 'cuda:N' or an int")
+        return ordinal
+    if isinstance(device, bool):
+        raise TypeError("device: expected an int ordinal or 'cuda:N'; got bool")
+    try:
+        ordinal = operator.index(device)
+    except TypeError:
+        raise TypeError(f"device: expected an int ordinal or 'cuda:N'; got {type(device).__name__}") from None
+    if ordinal < 0:
+        raise ValueError(f"device: {ordinal} is not a device ordinal; expected 0..N-1")
+    return resolve_device(f"cuda:{ordinal}")[1]
+
+
+def current_device() -> int:
+    """The calling thread's current CUDA device (arrcoc_rt never changes it)."""
+    if not cuda_available():
+        raise ValueError("no CUDA device is usable here (built without CUDA, or no GPU)")
+    return int(_native.cuda_current_device())
+
+
+def set_device(device) -> None:
+    """Make ``device`` the calling thread's current CUDA device (as torch.cuda.set_device)."""
+    _native.cuda_set_device(_ordinal(device))
+
+
+class Stream:
+    """A CUDA stream on ``device`` (non-blocking by default: not ordered with the legacy default
+    stream). Pass it as ``stream=`` to ``process``/``build``; ``synchronize()`` waits for it."""
+
+    def __init__(self, device=0, *, non_blocking: bool = True):
+        self.device = _ordinal(device)
+        self.cuda_stream = int(_native.cuda_stream_create(self.device, bool(non_blocking)))
+
+    def synchronize(self) -> None:
+        _native.cuda_stream_synchronize(self.cuda_stream)
+
+    def close(self) -> None:
+        if self.cuda_stream:
+            _native.cuda_stream_destroy(self.cuda_stream)
+            self.cuda_stream = 0
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"Stream(device=cuda:{self.device}, handle={self.cuda_stream:#x})"
+
+
+def to_device(array, device=0, *, stream=None):
+    """A copy of a NumPy array (uint8, float16, float32 or int32) in device memory, as a
+    DeviceArray (``__dlpack__``, ``__cuda_array_interface__``, ``.numpy()``). Complete on return."""
+    from .frames import stream_handle
+
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"to_device: expected a NumPy array; got {type(array).__name__}")
+    return _native.cuda_to_device(np.ascontiguousarray(array), _ordinal(device), stream_handle(stream))
+
+
+def pinned_empty(shape, dtype=np.uint8) -> np.ndarray:
+    """An uninitialized NumPy array in page-locked host memory: its uploads are truly asynchronous
+    (arrcoc_rt waits for them before ``build()`` returns, so it may be reused at once)."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"pinned_empty: shape {shape} has a negative size")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return _native.cuda_pinned_empty(max(nbytes, 1))[:nbytes].view(dtype).reshape(shape)
