@@ -19,5 +19,9 @@ fi
 python3 -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/gpu . 2>&1 | tail -3
 python3 -c "import arrcoc_rt, json; print(json.dumps(arrcoc_rt.info()))" | tee "$out/info.json"
 python3 -m pytest -q -ra -p no:cacheprovider 2>&1 | tee "$out/tests.log"
+# The C++ tests on the real device: API, and the CUDA host code (devices, streams, lifetimes).
+cmake -S . -B build/gpu-ctest -G Ninja -DARRCOC_CUDA=ON -DARRCOC_BUILD_TESTS=ON -DARRCOC_PYTHON=OFF >/dev/null &&
+  cmake --build build/gpu-ctest -j 16 >/dev/null && (cd build/gpu-ctest && ctest --output-on-failure) 2>&1 |
+  tee "$out/ctest.log"
 python3 -m pytest benchmarks --benchmark-enable -q -p no:cacheprovider --benchmark-json="$out/bench.json" 2>&1 |
   tee "$out/bench.log"

@@ -28,7 +28,9 @@ def _cmd_info(args) -> int:
     info = runtime.info()
     print(f"arrcoc_rt {info['version']}")
     print(f"CUDA backend compiled: {'yes' if info['cuda_built'] else 'no'}")
-    print(f"CUDA GPUs found: {len(info['cuda_devices'])}"
+    if info["cuda_emulated"]:
+        print("CUDA device: EMULATED on the CPU (a test build, ARRCOC_CUDA=EMULATE; no GPU is used)")
+    print(f"CUDA {'emulated devices' if info['cuda_emulated'] else 'GPUs found'}: {len(info['cuda_devices'])}"
           + "".join(f"\n  cuda:{i}: {name}" for i, name in enumerate(info['cuda_devices'])))
     print(f"devices: {', '.join(info['devices'])}")
     return 0
