@@ -77,12 +77,13 @@ inline Status prepare_device(Device device, int ordinal) {
 // The ordinal a DeviceGuard takes for an operator: its CUDA device, or -1 (nothing) on the CPU.
 inline int guard_ordinal(Device device, int ordinal) { return device == Device::kCUDA ? ordinal : -1; }
 
-// An operator's buffers are reused from one call to the next. When a call comes on another CUDA
-// stream than the last one, that stream first waits for the last call's work (event).
+// An operator's buffers are reused from one call to the next: each call's stream first waits for
+// the last call's work (event). Always, not only when the handle changes: a destroyed stream's
+// handle can come back for a new stream, and cudaStreamPerThread is another stream per thread.
 class StreamOrder {
  public:
   Status before(void* stream, void* done_event) const {
-    if (!used_ || stream == last_) return Status::Ok();
+    if (!used_) return Status::Ok();
     return cuda::stream_wait_event(stream, done_event);
   }
   void after(void* stream) {

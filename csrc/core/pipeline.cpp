@@ -64,6 +64,8 @@ Status Pipeline::process(const FrameView& frame, const float* query_map, Pipelin
     if (s.ok() && sync) s = m.cascade->synchronize();
     const auto t2 = clock::now();
     if (s.ok()) s = m.allocator->run(r.texture, r.cascade, query_map != nullptr, &r.tokens, frame.cuda_stream);
+    // The texture is in use until the allocator is done with it (the next frame reuses it).
+    if (s.ok()) s = m.texture->record_use(frame.cuda_stream);
     if (s.ok() && sync) s = m.allocator->synchronize();
     const auto t3 = clock::now();
     if (!s.ok()) return s;

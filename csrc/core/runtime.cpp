@@ -59,7 +59,10 @@ Status cuda_stream_create(int ordinal, bool non_blocking, void** stream) noexcep
 }
 
 Status cuda_stream_destroy(void* stream) noexcept { return cuda::stream_destroy(stream); }
-Status cuda_stream_synchronize(void* stream) noexcept { return cuda::stream_synchronize(stream); }
+Status cuda_stream_synchronize(void* stream, int ordinal) noexcept {
+  cuda::DeviceGuard on(ordinal);
+  return on.status().ok() ? cuda::stream_synchronize(stream) : on.status();
+}
 Status cuda_malloc_host(size_t bytes, void** ptr) noexcept {
   if (!ptr) return Status(StatusCode::kInvalidArgument, "ptr (void**) is null");
   return cuda::malloc_host(ptr, bytes);

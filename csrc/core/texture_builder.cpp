@@ -194,10 +194,10 @@ struct TextureBuilder::Impl {
                             " but the builder runs on " + device_label(Device::kCUDA, config.cuda_device) +
                             "; move the frame to that device or create the builder there");
       }
-      // Frames on a new stream wait for the previous frame's work (its buffers are reused).
-      if (frame_index > 0 && frame.cuda_stream != last_stream &&
-          !(s = cuda::stream_wait_event(frame.cuda_stream, done_event)).ok())
-        return s;
+      // Each frame's stream waits for the previous frame's work, including the later stages that
+      // read and write this texture (record_use): its buffers are reused. Always, not only when
+      // the handle changes (a destroyed stream's handle can be reused; cudaStreamPerThread).
+      if (frame_index > 0 && !(s = cuda::stream_wait_event(frame.cuda_stream, done_event)).ok()) return s;
       if (frame.device == Device::kCPU && !(s = upload(&frame, frame.cuda_stream)).ok()) return s;
     }
 
@@ -295,6 +295,12 @@ Status TextureBuilder::synchronize() noexcept {
   return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
 }
 
+Status TextureBuilder::record_use(void* stream) noexcept {
+  if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::event_record(impl_->done_event, stream) : on.status();
+}
+
 Status TextureBuilder::query(bool* done) noexcept {
   if (!done) return Status(StatusCode::kInvalidArgument, "done (bool*) is null");
   *done = true;
@@ -353,8 +359,11 @@ Status TextureBuilder::poison_output() noexcept {
   }
   cuda::DeviceGuard on(impl_->ordinal());
   if (!on.status().ok()) return on.status();
-  Status s = cuda::memset_async(impl_->buffers.out, 0xFF, bytes, impl_->last_stream);  // after earlier work
-  if (s.ok()) s = cuda::event_record(impl_->done_event, impl_->last_stream);
+  // After all earlier work (the host waits for it), on the legacy stream: the last frame's stream
+  // may be gone by now.
+  Status s = impl_->frame_index > 0 ? cuda::event_synchronize(impl_->done_event) : Status::Ok();
+  if (s.ok()) s = cuda::memset_async(impl_->buffers.out, 0xFF, bytes, nullptr);
+  if (s.ok()) s = cuda::event_record(impl_->done_event, nullptr);
   return s.ok() ? cuda::event_synchronize(impl_->done_event) : s;
 }
 

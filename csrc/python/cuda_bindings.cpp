@@ -31,14 +31,17 @@ void bind_cuda(py::module_& m) {
     return reinterpret_cast<uintptr_t>(s);
   });
   m.def("cuda_stream_destroy", [](uintptr_t s) { throw_if_error(cuda_stream_destroy(reinterpret_cast<void*>(s))); });
-  m.def("cuda_stream_synchronize", [](uintptr_t s) {
-    Status st;
-    {
-      py::gil_scoped_release nogil;
-      st = cuda_stream_synchronize(reinterpret_cast<void*>(s));
-    }
-    throw_if_error(st);
-  });
+  m.def(
+      "cuda_stream_synchronize",
+      [](uintptr_t s, int ordinal) {
+        Status st;
+        {
+          py::gil_scoped_release nogil;
+          st = cuda_stream_synchronize(reinterpret_cast<void*>(s), ordinal);
+        }
+        throw_if_error(st);
+      },
+      py::arg("stream"), py::arg("device") = -1);
 
   py::class_<DeviceBuffer>(m, "_DeviceBuffer");
   // A C-contiguous host array copied to device `ordinal` (complete when this returns).
@@ -57,7 +60,7 @@ void bind_cuda(py::module_& m) {
         {
           py::gil_scoped_release nogil;
           s = cuda_copy_to_device(buf->ptr, host.data(), bytes, reinterpret_cast<void*>(stream));
-          if (s.ok()) s = cuda_stream_synchronize(reinterpret_cast<void*>(stream));
+          if (s.ok()) s = cuda_stream_synchronize(reinterpret_cast<void*>(stream), ordinal);
         }
         throw_if_error(s);
         const uintptr_t ptr = reinterpret_cast<uintptr_t>(buf->ptr);
@@ -78,7 +81,8 @@ void bind_cuda(py::module_& m) {
           py::gil_scoped_release nogil;
           s = cuda_copy_to_device(reinterpret_cast<void*>(dst), host.data(), static_cast<size_t>(host.nbytes()),
                                   reinterpret_cast<void*>(stream));
-          if (s.ok()) s = cuda_stream_synchronize(reinterpret_cast<void*>(stream));
+          if (s.ok())
+            s = cuda_stream_synchronize(reinterpret_cast<void*>(stream), cuda_pointer_device(reinterpret_cast<void*>(dst)));
         }
         throw_if_error(s);
       },

@@ -107,6 +107,11 @@ void PyTextureBuilder::synchronize() {
   throw_if_error(builder_->synchronize());
 }
 
+void PyTextureBuilder::record_use(uintptr_t stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  throw_if_error(builder_->record_use(reinterpret_cast<void*>(stream)));
+}
+
 bool PyTextureBuilder::query() {
   bool done = true;
   throw_if_error(builder_->query(&done));
@@ -129,7 +134,8 @@ void bind_texture(py::module_& m) {
       .def("poison_output", &PyTextureBuilder::poison_output)
       .def("set_patch_channel", &PyTextureBuilder::set_patch_channel)
       .def("synchronize", &PyTextureBuilder::synchronize)
-      .def("query", &PyTextureBuilder::query);
+      .def("query", &PyTextureBuilder::query)
+      .def("record_use", &PyTextureBuilder::record_use);
 }
 
 }  // namespace arrcoc::pyglue

@@ -34,6 +34,7 @@ class PyTextureBuilder {
   void poison_output();
   void synchronize();
   bool query();  // whether the last build has finished (never blocks)
+  void record_use(uintptr_t stream);  // a later stage used the texture on `stream`
 
  private:
   std::shared_ptr<TextureBuilder> builder_;

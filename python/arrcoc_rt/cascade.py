@@ -90,6 +90,7 @@ class ClusterCascade:
             raise ValueError(f"texture: size {texture.width}x{texture.height} exceeds this cascade's maximum "
                              f"{self.max_width}x{self.max_height}")
         r = self._native.run(texture._builder._native, stream_handle(stream))
+        texture._builder._native.record_use(stream_handle(stream))  # channel 13 is written there
         (w2, h2), (w4, h4), n = r["level2"], r["patch_grid"], r["num_clusters"]
         k, p = self.config["top_clusters"], self.config["patches_per_cluster"]
         fetch = self._native.fetch

@@ -119,15 +119,16 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
         itemsize = np.dtype(np_dtype).itemsize
         strides = cai.get("strides") or _contiguous_strides(shape, itemsize)
         ptr = int(cai["data"][0])
-        producer_stream = cai.get("stream")
-        if producer_stream is not None and int(producer_stream) != (stream or 1):
-            # The producer's work on its stream must be done before ours reads the memory.
-            _native.cuda_stream_synchronize(int(producer_stream))
         # The device is the pointer's own (the interface does not say); unknowable without CUDA.
         can_ask = ptr and _native.built_with_cuda() and _native.cuda_device_count() > 0
         dev_id = _native.cuda_pointer_device(ptr) if can_ask else 0
         if dev_id < 0:
             raise ValueError(f"{name}: __cuda_array_interface__ points at host memory, not CUDA device memory")
+        producer_stream = cai.get("stream")
+        if producer_stream is not None and int(producer_stream) != (stream or 1):
+            # The producer's work on its stream (1, 2: that device's default streams) must be done
+            # before ours reads the memory.
+            _native.cuda_stream_synchronize(int(producer_stream), dev_id)
         return ArrayDesc(ptr, shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
 
     if hasattr(obj, "__array_interface__"):

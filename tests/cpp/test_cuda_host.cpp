@@ -9,6 +9,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "arrcoc/arrcoc.h"
@@ -234,7 +235,7 @@ void test_weights_are_stream_ordered() {
 
 // #4: each frame's query map reaches that frame, also when the next frame is queued before the
 // first has run (the frames are linked through the relevance carried from one to the next).
-void test_query_maps_are_stream_ordered() {
+void test_query_maps_are_stream_ordered(bool alternate) {
   const auto f1 = random_frame(8), f2 = f1;  // no motion: no motion boost to hide the carried relevance
   const int w4 = (kW + 15) / 16, h4 = (kH + 15) / 16;
   std::vector<float> left(static_cast<size_t>(w4) * h4), right(left.size());
@@ -243,14 +244,14 @@ void test_query_maps_are_stream_ordered() {
       left[static_cast<size_t>(i) * w4 + j] = j < w4 / 2 ? 1.0f : 0.0f;
       right[static_cast<size_t>(i) * w4 + j] = j < w4 / 2 ? 0.0f : 1.0f;
     }
-  auto run = [&](arrcoc::Device d, void* stream, const std::vector<float>& first = {}) {
+  auto run = [&](arrcoc::Device d, void* stream, const std::vector<float>& first = {}, void* stream2 = nullptr) {
     std::unique_ptr<arrcoc::Pipeline> p;
     arrcoc::PipelineConfig c = pipeline_config(d);
     c.allocator.decay = 1.0f;  // frame 2 ranks by what frame 1 carried
     ok(arrcoc::Pipeline::create(c, &p), "pipeline");
     arrcoc::PipelineResult r;
     ok(p->process(frame_of(f1.data(), stream), first.empty() ? left.data() : first.data(), &r), "frame 1");
-    ok(p->process(frame_of(f2.data(), stream), right.data(), &r), "frame 2");
+    ok(p->process(frame_of(f2.data(), stream2 ? stream2 : stream), right.data(), &r), "frame 2");
     ok(p->synchronize(), "sync");
     return tokens_of(r);
   };
@@ -259,10 +260,29 @@ void test_query_maps_are_stream_ordered() {
   check(other.patches != want.patches || other.budgets != want.budgets,
         "frame 1's query map changes frame 2's saccades (the test can fail)");
   void* s = new_stream();
-  const Tokens got = run(arrcoc::Device::kCUDA, s);
+  void* s2 = alternate ? new_stream() : nullptr;
+  const Tokens got = run(arrcoc::Device::kCUDA, s, {}, s2);
   check(got.patches == want.patches && got.budgets == want.budgets,
-        "two frames with different query maps queued on one stream choose the CPU's saccades");
+        std::string("two frames with different query maps queued on ") + (alternate ? "two streams" : "one stream") +
+            " choose the CPU's saccades");
   arrcoc::cuda_stream_destroy(s);
+  if (s2) arrcoc::cuda_stream_destroy(s2);
+}
+
+// cudaStreamPerThread is one handle but another stream in each thread: frames built from two
+// threads through it are still ordered.
+void test_per_thread_default_streams() {
+  const auto f1 = random_frame(9), f2 = shifted(f1, 4);
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
+  void* per_thread = reinterpret_cast<void*>(2);  // cudaStreamPerThread
+  arrcoc::TextureView v;
+  std::thread([&] { ok(b->build(frame_of(f1.data(), per_thread), &v), "build in thread 1"); }).join();
+  std::thread([&] { ok(b->build(frame_of(f2.data(), per_thread), &v), "build in thread 2"); }).join();
+  ok(b->synchronize(), "sync");
+  const double err = max_abs_diff(texture_on_host(v), cpu_texture_after({f1, f2}));
+  check(err < 1e-3, "frames built through cudaStreamPerThread from two threads equal the CPU's (max abs diff " +
+                        std::to_string(err) + ")");
 }
 
 // #10: the semantic encoder's synchronize() waits for write_channels, whatever ran before.
@@ -374,7 +394,9 @@ int main() {
   test_patch_channel_is_synchronized();
   test_pinned_frame_reuse();
   test_weights_are_stream_ordered();
-  test_query_maps_are_stream_ordered();
+  test_query_maps_are_stream_ordered(false);
+  test_query_maps_are_stream_ordered(true);
+  test_per_thread_default_streams();
   test_semantic_synchronize_without_encode();
   test_two_devices();
   std::printf("%d checks, %d failed\n", g_checks, g_failures);

@@ -42,7 +42,9 @@ void cuda_free(void* ptr) noexcept;
 Status cuda_copy_to_device(void* dst, const void* src, size_t bytes, void* stream) noexcept;
 Status cuda_stream_create(int ordinal, bool non_blocking, void** stream) noexcept;
 Status cuda_stream_destroy(void* stream) noexcept;
-Status cuda_stream_synchronize(void* stream) noexcept;
+// Waits for `stream`; the legacy (nullptr, 1) and per-thread (2) default streams are those of
+// device `ordinal` (-1: the current device).
+Status cuda_stream_synchronize(void* stream, int ordinal = -1) noexcept;
 // Page-locked host memory: uploads from it are truly asynchronous.
 Status cuda_malloc_host(size_t bytes, void** ptr) noexcept;
 void cuda_free_host(void* ptr) noexcept;

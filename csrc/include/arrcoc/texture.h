@@ -101,7 +101,12 @@ class TextureBuilder {
   // check that build() writes every element it reports. Not for the per-frame path.
   Status poison_output() noexcept;
 
-  // Block the host until the last build() (and set_patch_channel()) has finished.
+  // CUDA: a later stage read or wrote this texture on `stream` (the cascade's cluster ids, the
+  // allocator's channels 34 and 37-39, ...): synchronize(), wait_on_stream(), exports and the next
+  // build() then wait for that work too. CPU: no-op.
+  Status record_use(void* cuda_stream) noexcept;
+
+  // Block the host until the last build() (and set_patch_channel(), record_use()) has finished.
   Status synchronize() noexcept;
   // *done = whether that work has finished, without blocking (CPU: always true).
   Status query(bool* done) noexcept;
