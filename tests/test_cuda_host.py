@@ -47,6 +47,17 @@ class CudaArrayInterfaceOnly:
         self._owner = owner
 
 
+def cpu_texture(*frames) -> np.ndarray:
+    b = arrcoc_rt.TextureBuilder(W, H, "cpu", "float32")
+    for f in frames:
+        tex = b.build(f)
+    return np.concatenate([np.asarray(tex.level(k)).ravel() for k in range(5)])
+
+
+def device_texture(tex) -> np.ndarray:
+    return np.concatenate([host(tex.level(k)).ravel() for k in range(5)])
+
+
 def test_info_says_emulated():
     info = arrcoc_rt.info()
     assert info["cuda_emulated"] == EMULATED
@@ -89,6 +100,45 @@ def test_memory_of_another_device_is_refused_naming_both():
         r.gather_features(feats1, out0)
 
 
+def test_an_upload_to_another_device_is_complete_for_its_streams():
+    """to_device waited for the current device's default stream, not the memory's own."""
+    two_devices()
+    assert arrcoc_rt.cuda.current_device() == 0
+    on1 = arrcoc_rt.cuda.to_device(frame(2), device=1)
+    b = arrcoc_rt.TextureBuilder(W, H, "cuda:1", "float32")
+    with arrcoc_rt.cuda.Stream(1) as s:
+        tex = b.build(on1, stream=s)
+        s.synchronize()
+        np.testing.assert_allclose(device_texture(tex), cpu_texture(frame(2)), atol=1e-4)
+
+
+def test_weights_can_change_after_the_stream_is_gone():
+    """set_weights queued its copy on the last frame's stream, which the caller may have destroyed."""
+    pipe = arrcoc_rt.Pipeline(W, H, "cuda:0")
+    with arrcoc_rt.cuda.Stream(0) as s:
+        pipe.process(frame(0), stream=s)
+    w = arrcoc_rt.default_weights()
+    w["mix"] = np.asarray([0.0, 1.0, 0.0], np.float32)
+    pipe.set_weights(w)
+    ref = arrcoc_rt.Pipeline(W, H, "cpu")
+    ref.process(frame(0))
+    ref.set_weights(w)
+    assert_same_tokens(pipe.process(frame(1)), ref.process(frame(1)))
+
+
+def test_a_gather_still_queued_keeps_its_tokens():
+    """The next frame, on another stream, rewrote the token positions before a queued gather read them."""
+    pipe, ref = arrcoc_rt.Pipeline(W, H, "cuda:0"), arrcoc_rt.Pipeline(W, H, "cpu")
+    feats = np.random.default_rng(4).random((5, 9, 12), dtype=np.float32)
+    with arrcoc_rt.cuda.Stream(0) as a, arrcoc_rt.cuda.Stream(0) as b:
+        r1, c1 = pipe.process(frame(0), stream=a), ref.process(frame(0))
+        out = arrcoc_rt.cuda.to_device(np.zeros((len(r1.kinds), 5), np.float32), device=0)
+        r1.gather_features(arrcoc_rt.cuda.to_device(feats, device=0), out, stream=a)
+        pipe.process(frame(3), stream=b)  # moves the saccades
+        a.synchronize()
+        np.testing.assert_allclose(out.numpy(), c1.gather_features(feats), atol=1e-6)
+
+
 def test_the_callers_current_device_is_kept():
     """#3: cudaSetDevice was never restored; gather_features and poison_output never set it."""
     two_devices()
@@ -110,17 +160,6 @@ def test_the_callers_current_device_is_kept():
     pipe1.texture_builder._native.poison_output()
     assert arrcoc_rt.cuda.current_device() == 0
     assert_same_tokens(r0, arrcoc_rt.Pipeline(W, H, "cpu").process(frame()))
-
-
-def cpu_texture(*frames) -> np.ndarray:
-    b = arrcoc_rt.TextureBuilder(W, H, "cpu", "float32")
-    for f in frames:
-        tex = b.build(f)
-    return np.concatenate([np.asarray(tex.level(k)).ravel() for k in range(5)])
-
-
-def device_texture(tex) -> np.ndarray:
-    return np.concatenate([host(tex.level(k)).ravel() for k in range(5)])
 
 
 def test_a_device_frame_stays_alive_until_its_kernels_have_run():

@@ -18,20 +18,31 @@ from conftest import devices, host, real_image
 LEVEL4 = (5, 9, 10, 11, 12, 14, 33, 35, 36)
 
 
-def _reference_for(pipe, result, previous_relevance, has_query=False, **kw):
+def _history(result):
+    """What the next frame carries from `result`: relevance, saccade token and budget per patch."""
+    h4, w4 = result.relevance.shape
+    tokens, budgets = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
+    sac = np.flatnonzero(result.kinds == 1)
+    tokens[result.patches[sac]] = sac
+    budgets[result.patches[sac]] = result.budgets[sac]
+    return dict(previous_relevance=result.relevance.astype(np.float64), previous_tokens=tokens.reshape(h4, w4),
+                previous_budgets=budgets.reshape(h4, w4))
+
+
+def _reference_for(pipe, result, previous, has_query=False, **kw):
     tex = result.texture
     level4 = {c: host(tex.channel(c, 4)).astype(np.float64) for c in LEVEL4}
     motion0 = host(tex.channel(arrcoc_rt.Channel.MOTION, 0)).astype(np.float64)
     cfg = pipe.config
     return R.allocate_tokens(level4, motion0, tex.motion_valid, result.candidates, tex.width, tex.height,
-                             pipe.weights, previous_relevance=previous_relevance, has_query=has_query,
+                             pipe.weights, **(previous or {}), has_query=has_query,
                              frame_index=result.frame_index, gestalt_grid=(cfg["gestalt_x"], cfg["gestalt_y"]),
                              saccades=cfg["saccades"], total_budget=cfg["total_budget"],
                              gestalt_lod=cfg["gestalt_lod"], steepness=cfg["steepness"], offset=cfg["offset"],
                              strategy=cfg["strategy"], seed=cfg["seed"], decay=cfg["decay"],
                              motion_boost=cfg["motion_boost"], motion_threshold=cfg["motion_threshold"],
                              gestalt_overlap=cfg["gestalt_overlap"], cut_motion=cfg["cut_motion"],
-                             cut_share=cfg["cut_share"], **kw)
+                             cut_share=cfg["cut_share"], hysteresis=cfg["hysteresis"], lod_band=cfg["lod_band"], **kw)
 
 
 def _compare(pipe, result, ref):
@@ -53,6 +64,8 @@ def _compare(pipe, result, ref):
     far = ~np.asarray(near, bool)
     np.testing.assert_array_equal(result.budgets[sel][far], ref.budgets[ref.kinds == 1][far])
     np.testing.assert_array_equal(result.kinds, ref.kinds)
+    np.testing.assert_array_equal(result.previous, ref.previous)
+    np.testing.assert_array_equal(result.reuse, ref.reuse)
     np.testing.assert_allclose(result.positions, ref.positions, atol=1e-3)
     G = pipe.config["gestalt_x"] * pipe.config["gestalt_y"]
     np.testing.assert_array_equal(result.levels[:G], ref.levels[:G])
@@ -77,7 +90,7 @@ def test_stages_match_reference_over_a_clip(device, size, rng):
         r = pipe.process(frame)
         ref = _reference_for(pipe, r, prev)
         _compare(pipe, r, ref)
-        prev = r.relevance.astype(np.float64)
+        prev = _history(r)
 
 
 @pytest.mark.parametrize("device", devices())

@@ -88,6 +88,8 @@ Status check_config(const AllocatorConfig& c) {
   for (int i = 0; i < 5; ++i)
     if (!(unit[i] >= 0.0f && unit[i] <= 1.0f)) return range(names[i], unit[i], 0, 1);
   if (c.glimpse_size < 1 || c.glimpse_size > 64) return range("glimpse_size", c.glimpse_size, 1, 64);
+  if (!(c.hysteresis >= 0.0f && c.hysteresis <= 1.0f)) return range("hysteresis", c.hysteresis, 0, 1);
+  if (!(c.lod_band >= 0.0f && c.lod_band <= 336.0f)) return range("lod_band", c.lod_band, 0, 336);
   if (c.num_threads < 0 || c.num_threads > 1024) return range("num_threads", c.num_threads, 0, 1024);
   return Status::Ok();
 }
@@ -108,6 +110,8 @@ struct TokenAllocator::Impl {
   AllocateParams buffers{};
   math::BalanceWeightsData* weights = nullptr;  // on the device
   float* rel[2] = {nullptr, nullptr};  // relevance grids: previous / new, swapped each frame
+  int32_t* token_of_patch[2] = {nullptr, nullptr};   // saccade token per patch: previous / new
+  int32_t* budget_of_patch[2] = {nullptr, nullptr};  // its level of detail
   bool has_history = false;
   int32_t hist_w4 = 0, hist_h4 = 0;
   int32_t last_width = 0, last_height = 0;  // frame size of the last run
@@ -127,6 +131,11 @@ struct TokenAllocator::Impl {
     AllocateParams& b = buffers;
     Status s = arena.alloc_n(1, &weights);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &rel[i]);
+    for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &token_of_patch[i]);
+    for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &budget_of_patch[i]);
+    if (s.ok()) s = arena.alloc_n(n4, &b.held_token);
+    if (s.ok()) s = arena.alloc_n(n4, &b.held_budget);
+    if (s.ok()) s = arena.alloc_n(cap, &b.rank_key);
     if (s.ok()) s = arena.alloc_n(n4, &b.cached);
     if (s.ok()) s = arena.alloc_n(n4, &b.homunculus);
     for (int32_t** a : {&b.cand, &b.slot_of, &b.eligible, &b.ranked})
@@ -143,7 +152,7 @@ struct TokenAllocator::Impl {
     if (s.ok()) s = arena.alloc_n(sac, &b.budget);
     if (s.ok()) s = arena.alloc_n(sac, &b.lod);
     if (s.ok()) s = arena.alloc_n(2 * ntok, &b.positions);
-    for (int32_t** a : {&b.levels, &b.budgets, &b.kinds, &b.patches})
+    for (int32_t** a : {&b.levels, &b.budgets, &b.kinds, &b.patches, &b.previous, &b.reuse})
       if (s.ok()) s = arena.alloc_n(ntok, a);
     if (s.ok()) s = arena.alloc_n(ntok, &b.scores);
     if (s.ok()) s = arena.alloc_n(ntok * 3 * P * P, &b.glimpses);
@@ -165,12 +174,11 @@ struct TokenAllocator::Impl {
     cuda::DeviceGuard on(ordinal());
     if (!on.status().ok()) return on.status();
     math::pack_balance_weights(w, &host_weights);
-    // Before any run: complete now, so the first run on any stream sees them.
-    if (!ran) return cuda::copy_to_device(weights, &host_weights, sizeof(math::BalanceWeightsData));
-    // After: on the last run's stream, so a frame still queued there keeps the weights it was run
-    // with; the done event moves past the copy, so a run on another stream waits for it.
-    Status s = cuda::copy_to_device_async(weights, &host_weights, sizeof(math::BalanceWeightsData), order.last());
-    return s.ok() ? cuda::event_record(done_event, order.last()) : s;
+    // A frame still queued keeps the weights it was run with: wait for it on the host (weights
+    // change rarely; the last frame's stream may be gone), then copy and complete the copy, so the
+    // next run on any stream sees the new weights.
+    Status s = ran ? cuda::event_synchronize(done_event) : Status::Ok();
+    return s.ok() ? cuda::copy_to_device(weights, &host_weights, sizeof(math::BalanceWeightsData)) : s;
   }
 
   Status run(const TextureView& t, const CascadeView& c, bool has_query, TokenPack* out, void* stream) {
@@ -230,6 +238,10 @@ struct TokenAllocator::Impl {
     p.has_history = has_history && hist_w4 == p.w4 && hist_h4 == p.h4;
     p.prev_rel = rel[0];
     p.new_rel = rel[1];
+    p.prev_token = token_of_patch[0];
+    p.prev_budget = budget_of_patch[0];
+    p.new_token = token_of_patch[1];
+    p.new_budget = budget_of_patch[1];
     p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
       s = cpu::run_allocation(p);
@@ -244,7 +256,9 @@ struct TokenAllocator::Impl {
       return s;
     }
     ran = true;
-    std::swap(rel[0], rel[1]);  // this frame's relevance is the next frame's history
+    std::swap(rel[0], rel[1]);  // this frame's relevance and saccades are the next frame's history
+    std::swap(token_of_patch[0], token_of_patch[1]);
+    std::swap(budget_of_patch[0], budget_of_patch[1]);
     has_history = true;
     hist_w4 = p.w4;
     hist_h4 = p.h4;
@@ -266,6 +280,8 @@ struct TokenAllocator::Impl {
     v.kinds = p.kinds;
     v.patches = p.patches;
     v.scores = p.scores;
+    v.previous = p.previous;
+    v.reuse = p.reuse;
     v.glimpses = p.glimpses;
     v.relevance = rel[0];
     v.homunculus = p.homunculus;
@@ -331,9 +347,11 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
       cuda::DeviceGuard on(m.ordinal());
       if (!on.status().ok()) return on.status();
       Status s = cuda::stream_wait_event(cuda_stream, m.done_event);  // tokens of the last run
-      return s.ok() ? cuda::gather_features(features, channels, height, width, p.positions, p.levels, N, m.last_width,
-                                            m.last_height, out, cuda_stream)
-                    : s;
+      if (s.ok())
+        s = cuda::gather_features(features, channels, height, width, p.positions, p.levels, N, m.last_width,
+                                  m.last_height, out, cuda_stream);
+      // The next run (which rewrites positions and levels) waits for this gather.
+      return s.ok() ? cuda::event_record(m.done_event, cuda_stream) : s;
     }
     for (int t = 0; t < N; ++t)
       for (int c = 0; c < channels; ++c)

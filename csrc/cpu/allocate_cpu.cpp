@@ -83,7 +83,7 @@ void run_typed(const AllocateParams& p) {
   for (int i = 0; i < n; ++i)
     if (p.eligible[i]) p.ranked[ne++] = i;
   const int take = std::min(p.cfg.saccades, ne);
-  rank_first(p.ranked, ne, take, p.key);
+  rank_first(p.ranked, ne, take, p.rank_key);
   std::copy(p.ranked, p.ranked + take, p.order);
   double total = 0.0;
   for (int s = 0; s < take; ++s) {
@@ -94,7 +94,7 @@ void run_typed(const AllocateParams& p) {
   int64_t lods = 0;
   for (int s = 0; s < take; ++s) {
     if (scale < 1.0f) p.budget[s] = std::max(64.0f, p.budget[s] * scale);
-    p.lod[s] = math::quantize_lod(p.budget[s]);
+    p.lod[s] = saccade_lod(p, s);
     lods += p.lod[s];
   }
   int kept = take;
@@ -110,7 +110,7 @@ void run_typed(const AllocateParams& p) {
   for (int q = 0; q < npatch; ++q) math::store_texel(static_cast<T*>(p.out_rel4) + q, p.new_rel[q]);
 
   // Stage 6: tokens, homunculus, glimpses.
-  for (int t = 0; t < p.num_tokens; ++t) write_token<T>(p, t, kept);
+  for (int t = 0; t < p.num_tokens; ++t) write_token<T>(p, t, kept, p.has_history && !cut);
   for (int t = 0; t < p.num_tokens; ++t)
     if (p.patches[t] >= 0) p.homunculus[p.patches[t]] += static_cast<float>(p.budgets[t]);
   const int P = p.cfg.glimpse_size;

@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
                                                [](double a, double b) { return a + b; }));
   const int take = min(p.cfg.saccades, ne);
   if (mine && p.eligible[i]) {
-    const int r = rank_of(p.key, p.eligible, n, i);
+    const int r = rank_of(p.rank_key, p.eligible, n, i);
     if (r < take) p.order[r] = i;
   }
   __syncthreads();
@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   double lod = 0.0;
   if (i < take) {
     if (scale < 1.0f) p.budget[i] = fmaxf(64.0f, p.budget[i] * scale);
-    p.lod[i] = math::quantize_lod(p.budget[i]);
+    p.lod[i] = saccade_lod(p, i);
     lod = p.lod[i];
   }
   const double lods = block_reduce(lod, dred, [](double x, double y) { return x + y; });
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   for (int s = i; s < p.capacity; s += blockDim.x) clear_slot(p, s);
   __syncthreads();
   if (mine) publish_candidate<T>(p, i);
-  for (int t = i; t < p.num_tokens; t += blockDim.x) write_token<T>(p, t, p.counters[2]);
+  for (int t = i; t < p.num_tokens; t += blockDim.x) write_token<T>(p, t, p.counters[2], p.has_history && !cut);
 }
 
 template <typename T>

@@ -87,6 +87,8 @@ class PyTokenAllocator {
     c.cut_share = kw["cut_share"].cast<float>();
     c.gestalt_overlap = kw["gestalt_overlap"].cast<bool>();
     c.glimpse_size = kw["glimpse_size"].cast<int>();
+    c.hysteresis = kw["hysteresis"].cast<float>();
+    c.lod_band = kw["lod_band"].cast<float>();
     c.device = kw["device"].cast<std::string>() == "cuda" ? Device::kCUDA : Device::kCPU;
     c.cuda_device = kw["cuda_device"].cast<int>();
     c.num_threads = kw["num_threads"].cast<int>();
@@ -134,6 +136,8 @@ class PyTokenAllocator {
     r["kinds"] = out(v.kinds, {N}, "int32");
     r["patches"] = out(v.patches, {N}, "int32");
     r["scores"] = out(v.scores, {N}, "float32");
+    r["previous"] = out(v.previous, {N}, "int32");
+    r["reuse"] = out(v.reuse, {N}, "int32");
     r["glimpses"] = out(v.glimpses, {N, 3, P, P}, "float32");
     r["relevance"] = out(v.relevance, {h4, w4}, "float32");
     r["homunculus"] = out(v.homunculus, {h4, w4}, "float32");

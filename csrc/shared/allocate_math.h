@@ -124,6 +124,15 @@ ARRCOC_HD int quantize_lod(float b) {
   return b >= 400.0f ? 400 : b >= 384.0f ? 384 : b >= 256.0f ? 256 : b >= 128.0f ? 128 : 64;
 }
 
+// Level of detail of a saccade whose content held `held` (0: none) in the previous frame: `held`
+// while the budget stays within `band` of held's interval [held, next level), else quantize_lod.
+ARRCOC_HD int quantize_lod_held(float b, int held, float band) {
+  const int q = quantize_lod(b);
+  if (held <= 0 || q == held) return q;
+  const float next = held >= 400 ? 1.0e30f : held >= 384 ? 400.0f : held >= 256 ? 384.0f : held >= 128 ? 256.0f : 128.0f;
+  return b >= static_cast<float>(held) - band && b < next + band ? held : q;
+}
+
 // Mip level of a level of detail: 400 -> 0, 384/256 -> 1, 128 -> 2, 64 -> 3.
 ARRCOC_HD int lod_level(int lod) { return lod >= 400 ? 0 : lod >= 256 ? 1 : lod >= 128 ? 2 : 3; }
 

@@ -54,12 +54,19 @@ struct AllocateParams {
   bool has_history;                     // previous frame exists with the same patch grid
   float* new_rel;                       // [w4*h4] relevance carried to the next frame
   float* cached;                        // [w4*h4] warped previous relevance
+  const int32_t* prev_token;            // [w4*h4] saccade token per patch in the previous frame, -1
+  const int32_t* prev_budget;           // [w4*h4] its level of detail
+  int32_t* held_token;                  // [w4*h4] prev_token warped along the motion (-1 at cuts)
+  int32_t* held_budget;                 // [w4*h4] prev_budget warped the same way
+  int32_t* new_token;                   // [w4*h4] this frame's saccade token per patch (next frame's prev)
+  int32_t* new_budget;                  // [w4*h4]
 
   // per candidate (compacted order), capacity entries each
   int32_t* cand;                        // patch id
   int32_t* slot_of;                     // cascade slot
   float* feat[kNumFeat];                // raw feature values
   float* info; float* sal; float* query; float* raw; float* div; float* bal; float* rel; float* key;
+  float* rank_key;                      // key + hysteresis for held content: what saccades are ranked by
   int32_t* eligible;                    // 1 if the candidate may become a saccade
   int32_t* ranked;                      // CPU: candidate indices being ranked (scratch)
   float* lohi;                          // [2 * kNumComp] robust normalization bounds
@@ -73,6 +80,7 @@ struct AllocateParams {
   float *slot_info, *slot_sal, *slot_query, *slot_raw, *slot_bal, *slot_rel;
   // token pack (num_tokens entries; glimpses num_tokens * 3 * P * P)
   float* positions; int32_t* levels; int32_t* budgets; int32_t* kinds; int32_t* patches; float* scores;
+  int32_t* previous; int32_t* reuse;    // see TokenPack
   float* glimpses;
   float* homunculus;                    // [w4*h4]
   int32_t num_threads;
@@ -93,11 +101,19 @@ template <typename T>
 ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   const bool has_prev = p.has_history && !cut;
   float c = 0.0f;
+  int32_t held = -1, held_budget = 0;
   if (has_prev) {
     const float mx = plane_value<T>(p.mvx4, q), my = plane_value<T>(p.mvy4, q);
-    c = p.prev_rel[math::warp_source(q / p.w4, q % p.w4, mx, my, p.w4, p.h4)];
+    const int src = math::warp_source(q / p.w4, q % p.w4, mx, my, p.w4, p.h4);
+    c = p.prev_rel[src];
+    held = p.prev_token[src];
+    held_budget = held >= 0 ? p.prev_budget[src] : 0;
   }
   p.cached[q] = c;
+  p.held_token[q] = held;
+  p.held_budget[q] = held_budget;
+  p.new_token[q] = -1;
+  p.new_budget[q] = 0;
   p.new_rel[q] = has_prev ? p.cfg.decay * c : 0.0f;
   math::store_texel(static_cast<T*>(p.out_cached4) + q, c);
   math::store_texel(static_cast<T*>(p.out_info4) + q, 0.0f);
@@ -176,6 +192,10 @@ ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
     case SaccadeStrategy::kQuery: p.key[i] = p.query[i]; break;
     default: p.key[i] = p.rel[i]; break;
   }
+  // Random selection has nothing to hold on to; every other strategy keeps held content unless a
+  // newcomer beats it by the margin.
+  const bool held = p.cfg.strategy != SaccadeStrategy::kRandom && p.held_token[q] >= 0;
+  p.rank_key[i] = p.key[i] + (held ? p.cfg.hysteresis : 0.0f);
   p.eligible[i] = (p.cfg.gestalt_overlap || !patch_has_gestalt(p, q)) ? 1 : 0;
 }
 
@@ -203,18 +223,27 @@ ARRCOC_HD void publish_candidate(const AllocateParams& p, int i) {
   math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);
 }
 
-// Writes token t of the pack (gestalt tokens first, then saccade slot t - G).
+// Level of detail of saccade s (selected candidate order[s]) with its budget after scaling.
+ARRCOC_HD int saccade_lod(const AllocateParams& p, int s) {
+  return math::quantize_lod_held(p.budget[s], p.held_budget[p.cand[p.order[s]]], p.cfg.lod_band);
+}
+
+// Writes token t of the pack (gestalt tokens first, then saccade slot t - G). `carried`: the
+// previous frame's state applies (history of this patch grid, no scene cut).
 template <typename T>
-ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept) {
+ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carried) {
   const int G = p.num_gestalt;
   float x = -1.0f, y = -1.0f, score = 0.0f;
-  int level = -1, budget = 0, kind = -1, patch = -1;
+  int level = -1, budget = 0, kind = -1, patch = -1, previous = -1, reuse = -1;
   if (t < G) {
     math::gestalt_centre(t, p.cfg.gestalt_x, p.cfg.gestalt_y, p.width, p.height, &x, &y);
     level = math::lod_level(p.cfg.gestalt_lod);
     budget = p.cfg.gestalt_lod;
     kind = 0;
     patch = math::patch_of(x, y, p.w4, p.h4);
+    // A gestalt cell shows the same content when nothing moved under it.
+    if (carried && plane_value<T>(p.mvx4, patch) == 0.0f && plane_value<T>(p.mvy4, patch) == 0.0f)
+      previous = reuse = t;
   } else if (t - G < kept) {
     const int s = t - G, i = p.order[s];
     patch = p.cand[i];
@@ -222,8 +251,14 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept) {
     budget = p.lod[s];
     level = math::lod_level(budget);
     kind = 1;
-    score = p.key[i];
+    score = p.rank_key[i];  // what it was ranked by (the key, plus the hold bonus)
+    previous = p.held_token[patch];
+    reuse = previous >= 0 && p.held_budget[patch] == budget ? previous : -1;
+    p.new_token[patch] = t;  // saccades are on distinct patches
+    p.new_budget[patch] = budget;
   }
+  p.previous[t] = previous;
+  p.reuse[t] = reuse;
   p.positions[2 * t] = x;
   p.positions[2 * t + 1] = y;
   p.levels[t] = level;

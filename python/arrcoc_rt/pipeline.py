@@ -14,7 +14,7 @@ from . import _native
 from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
 from .frames import describe_array, stream_handle
 from .runtime import device_string
-from .texture import Texture, TextureBuilder
+from .texture import Texture, TextureBuilder, to_host
 from .weights import default_weights, load_weights, validate
 
 STRATEGIES = ("balanced", "random", "saliency", "query")
@@ -35,6 +35,8 @@ ALLOCATOR_DEFAULTS = {
     "cut_motion": (0.2, 0.0, 1.0, float),
     "cut_share": (0.5, 0.0, 1.0, float),
     "glimpse_size": (16, 1, 64, int),
+    "hysteresis": (0.15, 0.0, 1.0, float),
+    "lod_band": (24.0, 0.0, 336.0, float),
 }
 
 
@@ -74,6 +76,11 @@ class FrameResult:
     salience: np.ndarray      # [slots] salience (perspectival)
     query: np.ndarray         # [slots] query relevance (participatory)
     balanced: np.ndarray      # [slots] after opponent processing
+    previous: np.ndarray | None = None  # [N] int32 token of the previous frame whose content (along
+    #                                     the motion vectors) this token shows, -1 if none
+    reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too:
+    #                                     the same pixels, so a model may keep that token's cached keys/values
+    churn: float | None = None          # share of saccades that moved to new content (None on a first frame)
     timings: dict = field(default_factory=dict)  # ms per stage (host clock; on CUDA the first two are
     #                                              enqueue times, the last includes the wait for results)
     motion_valid: bool = False
@@ -108,7 +115,10 @@ class Pipeline:
     (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * 64),
     steepness 0 ([-20, 20]), offset 0 ([-1, 1]), strategy 'balanced' | 'random' | 'saliency' |
     'query', seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share
-    0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion > cut_motion), gestalt_overlap True, glimpse_size 16 (1..64); weights: None (the untrained
+    0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion > cut_motion), gestalt_overlap True, glimpse_size 16 (1..64);
+    hysteresis 0.15 ([0, 1]: content that held a saccade keeps it unless a newcomer's key is higher by
+    this margin), lod_band 24 ([0, 336]: a held saccade keeps its level of detail while its budget stays
+    within this of the level's interval); weights: None (the untrained
     default), a path (.npz / .json) or a dict (see arrcoc_rt.weights).
     """
 
@@ -150,6 +160,8 @@ class Pipeline:
             cuda_device=self.texture_builder.cuda_device, num_threads=int(num_threads)))
         self.set_weights(weights)
         self._frames = 0
+        self._history = False  # a previous frame exists (for churn)
+        self._gathers = []  # producers of gathers that may still be queued
         # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
         # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
         from .encoders import PCA16, BuiltinEncoder, make_encoder
@@ -187,10 +199,22 @@ class Pipeline:
         self.weights = w
 
     def reset(self) -> None:
-        """Forget all temporal state (motion history and carried relevance)."""
+        """Forget all temporal state (motion history, carried relevance, held saccades)."""
         self.texture_builder.reset()
         self._allocator.reset()
         self._since_encode = 0
+        self._history = False
+
+    def _churn(self, r) -> float | None:
+        """Share of this frame's saccades that do not follow a saccade of the previous frame along
+        the motion vectors (None when there is no previous frame)."""
+        had = self._history
+        self._history = True
+        if not had:
+            return None
+        kinds, previous = np.asarray(to_host(r["kinds"])), np.asarray(to_host(r["previous"]))
+        sac = kinds == 1
+        return float(np.mean(previous[sac] < 0)) if sac.any() else 0.0
 
     def _resolve_query(self, query):
         """('map', array) | ('vector', [C]) | (None, None), cached while the same query is given."""
@@ -314,6 +338,10 @@ class Pipeline:
         t2 = time.perf_counter()
         r = self._allocator.run(self.texture_builder._native, self.cascade._native, has_query,
                                 stream_handle(stream), bool(copy))
+        # The texture is in use until the allocator is done with it: the next frame's build (on any
+        # stream), exports and synchronize() wait for that.
+        self.texture_builder._native.record_use(stream_handle(stream))
+        self._gathers.clear()  # earlier gathers were ordered before this run, which has finished
         t3 = time.perf_counter()
         t.update(texture=(t1 - t0) * 1e3, cascade=(t2 - t1) * 1e3, allocate_and_gather=(t3 - t2) * 1e3,
                  total=(t3 - t0) * 1e3)
@@ -325,6 +353,7 @@ class Pipeline:
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
             num_saccades=int(r["num_saccades"][0]), candidates=candidates, info=r["info"],
             salience=r["salience"], query=r["query"], balanced=r["balanced"], timings=t,
+            previous=r["previous"], reuse=r["reuse"], churn=self._churn(r),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
 
     def _gather(self, result: FrameResult, features, out, stream=None):
@@ -362,4 +391,5 @@ class Pipeline:
                 raise ValueError(f"{name}: strides {a.strides} (bytes) are not C-contiguous {tuple(packed)}; "
                                  "pass a contiguous tensor (tensor.contiguous())")
         self._allocator.gather(d.ptr, d.shape[0], d.shape[1], d.shape[2], o.ptr, handle)
+        self._gathers.append((d.keepalive, o.keepalive))  # alive until the gather has run
         return out

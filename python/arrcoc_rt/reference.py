@@ -474,6 +474,28 @@ def saccade_budget(s, steepness: float, offset: float) -> np.ndarray:
     return 64.0 + 336.0 * np.clip(np.power(np.clip(s, 0.0, 1.0), kappa) + offset, 0.0, 1.0)
 
 
+_NEXT_LOD = {64: 128, 128: 256, 256: 384, 384: 400, 400: np.inf}
+
+
+def quantize_lod_held(b, held, band: float) -> np.ndarray:
+    """quantize_lod, except that a saccade whose content held level ``held`` (0: none) in the
+    previous frame keeps it while b stays within ``band`` of its interval [held, next level)."""
+    b = np.asarray(b, np.float64)
+    q = quantize_lod(b)
+    held = np.asarray(held, np.int64)
+    out = q.copy()
+    for k in range(b.size):
+        h = int(held.flat[k])
+        if h > 0 and q.flat[k] != h and h - band <= b.flat[k] < _NEXT_LOD[h] + band:
+            out.flat[k] = h
+    return out
+
+
+def warp_index(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.ndarray:
+    """Any per-patch map moved along the motion vectors as warp_relevance moves relevance."""
+    return warp_relevance(prev, mvx, mvy)
+
+
 def quantize_lod(b) -> np.ndarray:
     """Largest level of detail in {64, 128, 256, 384, 400} not above b (b >= 64)."""
     b = np.asarray(b, np.float64)
@@ -506,6 +528,10 @@ class ReferenceAllocation:
     relevance_map: np.ndarray  # [h4, w4] relevance carried to the next frame (channel 39)
     cached: np.ndarray        # [h4, w4] previous relevance warped by motion (channel 34)
     scene_cut: bool
+    previous: np.ndarray = None    # [G+S] token of the previous frame whose content this token shows, -1
+    reuse: np.ndarray = None       # [G+S] previous where the level of detail is unchanged, else -1
+    token_map: np.ndarray = None   # [h4, w4] this frame's saccade token per patch (-1): next frame's history
+    budget_map: np.ndarray = None  # [h4, w4] their levels of detail (0)
 
 
 def gestalt_tokens(width: int, height: int, grid=(16, 16)):
@@ -540,9 +566,12 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     height: int, weights: dict, previous_relevance=None, has_query=False, frame_index=0,
                     gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=0.0,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
-                    gestalt_overlap=True, cut_motion=0.2, cut_share=0.5) -> ReferenceAllocation:
+                    gestalt_overlap=True, cut_motion=0.2, cut_share=0.5, previous_tokens=None,
+                    previous_budgets=None, hysteresis=0.15, lod_band=24.0) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
-    11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored)."""
+    11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored).
+    ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
+    (held saccades), given together with ``previous_relevance``."""
     h4, w4 = np.asarray(level4[11]).shape
     cand = np.asarray([c for c in np.asarray(candidates).ravel() if c >= 0], np.int64)
     n = len(cand)
@@ -570,16 +599,24 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
 
     key = {"balanced": rel, "saliency": sal, "query": query,
            "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]
+    # Saccades stay on their content (followed along the motion vectors) unless beaten by a margin.
+    if has_prev and previous_tokens is not None:
+        held_token = warp_index(np.asarray(previous_tokens, np.int64), mvx, mvy).ravel()
+        held_budget = np.where(held_token >= 0, warp_index(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
+    else:
+        held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
+    held = held_token[cand] >= 0 if strategy != "random" else np.zeros(n, bool)
+    rank_key = np.asarray(key, np.float64) + np.where(held, hysteresis, 0.0)
     gest = gestalt_tokens(width, height, gestalt_grid)
     G = len(gest)
     gest_patch = (np.minimum(gest[:, 1] // PATCH, h4 - 1) * w4 + np.minimum(gest[:, 0] // PATCH, w4 - 1)).astype(np.int64)
     eligible = [i for i in range(n) if gestalt_overlap or cand[i] not in set(gest_patch.tolist())]
-    order = sorted(eligible, key=lambda i: (-key[i], i))[:saccades]
+    order = sorted(eligible, key=lambda i: (-rank_key[i], i))[:saccades]
     budget = saccade_budget(key[order], steepness, offset) if order else np.zeros(0)
     room = total_budget - G * gestalt_lod
     if budget.sum() > room:
         budget = np.maximum(64.0, budget * (room / budget.sum()))
-    lod = quantize_lod(budget)
+    lod = quantize_lod_held(budget, held_budget[cand[order]] if order else np.zeros(0), lod_band)
     keep = len(order)
     while keep and lod[:keep].sum() > room:
         keep -= 1  # drop the lowest-scoring saccade
@@ -604,15 +641,29 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
         levels[G:G + keep] = [LOD_LEVEL[int(v)] for v in lod]
         budgets[G:G + keep] = lod
         kinds[G:G + keep] = 1
-        scores[G:G + keep] = key[order]
+        scores[G:G + keep] = rank_key[order]
         token_patch[G:G + keep] = cand[order]
+
+    previous = np.full(N, -1, np.int64)
+    reuse = np.full(N, -1, np.int64)
+    if has_prev:  # gestalt cells that nothing moved under show the same content
+        still = (mvx.ravel()[gest_patch] == 0) & (mvy.ravel()[gest_patch] == 0)
+        previous[:G] = np.where(still, np.arange(G), -1)
+        reuse[:G] = previous[:G]
+    token_map = np.full(h4 * w4, -1, np.int64)
+    budget_map = np.zeros(h4 * w4, np.int64)
+    for s in range(keep):
+        q, t = int(cand[order[s]]), G + s
+        previous[t] = held_token[q]
+        reuse[t] = previous[t] if previous[t] >= 0 and held_budget[q] == lod[s] else -1
+        token_map[q], budget_map[q] = t, lod[s]
 
     new_rel = decay * cached if has_prev else np.zeros((h4, w4))
     new_rel = new_rel.ravel()
     new_rel[cand] = rel
     return ReferenceAllocation(info, sal, query, raw, div, balanced, rel, key, np.asarray(order, np.int64), budget,
                                positions, levels, budgets, kinds, scores, token_patch, new_rel.reshape(h4, w4),
-                               cached, cut)
+                               cached, cut, previous, reuse, token_map.reshape(h4, w4), budget_map.reshape(h4, w4))
 
 
 # ----------------------------------------------------------------------------- stage 6: gather

@@ -58,6 +58,12 @@ struct AllocatorConfig {
   float cut_motion = 0.2f;
   float cut_share = 0.5f;
   bool gestalt_overlap = true;       // false: no saccade on a patch holding a gestalt centre
+  // Stability. A candidate whose content (followed along the motion vectors) held a saccade in
+  // the previous frame ranks with `hysteresis` added to its key: a newcomer must beat it by that
+  // margin. Its level of detail stays while its budget stays within `lod_band` of that level's
+  // interval. Both reset at scene cuts and size changes. hysteresis [0, 1], lod_band [0, 336].
+  float hysteresis = 0.15f;
+  float lod_band = 24.0f;
   int32_t glimpse_size = 16;         // P: glimpses are P x P, 1..64
   Device device = Device::kCPU;
   int32_t cuda_device = 0;
@@ -78,7 +84,13 @@ struct TokenPack {
   const int32_t* budgets = nullptr;  // [N] level of detail; 0 for padding
   const int32_t* kinds = nullptr;    // [N] 0 gestalt, 1 saccade, -1 padding
   const int32_t* patches = nullptr;  // [N] patch id; -1 for padding
-  const float* scores = nullptr;     // [N] selection key of saccades, 0 for gestalt
+  const float* scores = nullptr;     // [N] ranking key of saccades (key + hysteresis if held), 0 for gestalt
+  // [N] the token of the previous frame whose content (followed along the motion vectors) this
+  // token shows, or -1: a new saccade, a cut, a moved gestalt cell, padding. `reuse` is the same
+  // where the level of detail is also unchanged (the token's pixels are those of that token: a
+  // model may keep its cached keys/values for it), else -1.
+  const int32_t* previous = nullptr;
+  const int32_t* reuse = nullptr;
   const float* glimpses = nullptr;   // [N, 3, P, P] RGB in [0, 1] at each token's level; 0 for padding
   const float* relevance = nullptr;  // [h4 * w4] relevance carried to the next frame (= channel 39)
   const float* homunculus = nullptr; // [h4 * w4] levels of detail per patch
