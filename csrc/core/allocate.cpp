@@ -135,6 +135,7 @@ struct TokenAllocator::Impl {
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &budget_of_patch[i]);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_token);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_budget);
+    if (s.ok()) s = arena.alloc_n(n4, &b.is_candidate);
     if (s.ok()) s = arena.alloc_n(cap, &b.rank_key);
     if (s.ok()) s = arena.alloc_n(n4, &b.cached);
     if (s.ok()) s = arena.alloc_n(n4, &b.homunculus);

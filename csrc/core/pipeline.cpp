@@ -1,6 +1,7 @@
 // The whole front end: owns one operator per stage and runs them in order on the frame's stream.
 #include "arrcoc/pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "guard.h"
@@ -32,7 +33,8 @@ Status Pipeline::create(const PipelineConfig& config, std::unique_ptr<Pipeline>*
     AllocatorConfig a = config.allocator;
     a.max_width = t.max_width;
     a.max_height = t.max_height;
-    a.max_candidates = c.top_clusters * c.patches_per_cluster;
+    // The cascade's candidates plus held saccades (hysteresis), within the fused step's 1024.
+    a.max_candidates = std::min(1024, c.top_clusters * c.patches_per_cluster + a.saccades);
     a.device = t.device;
     a.cuda_device = t.cuda_device;
     a.num_threads = t.num_threads;

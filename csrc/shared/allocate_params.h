@@ -60,10 +60,11 @@ struct AllocateParams {
   int32_t* held_budget;                 // [w4*h4] prev_budget warped the same way
   int32_t* new_token;                   // [w4*h4] this frame's saccade token per patch (next frame's prev)
   int32_t* new_budget;                  // [w4*h4]
+  int32_t* is_candidate;                // [w4*h4] scratch: 1 where the cascade proposed the patch
 
   // per candidate (compacted order), capacity entries each
   int32_t* cand;                        // patch id
-  int32_t* slot_of;                     // cascade slot
+  int32_t* slot_of;                     // cascade slot (-1: a held patch the cascade did not propose)
   float* feat[kNumFeat];                // raw feature values
   float* info; float* sal; float* query; float* raw; float* div; float* bal; float* rel; float* key;
   float* rank_key;                      // key + hysteresis for held content: what saccades are ranked by
@@ -114,6 +115,7 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   p.held_budget[q] = held_budget;
   p.new_token[q] = -1;
   p.new_budget[q] = 0;
+  p.is_candidate[q] = 0;
   p.new_rel[q] = has_prev ? p.cfg.decay * c : 0.0f;
   math::store_texel(static_cast<T*>(p.out_cached4) + q, c);
   math::store_texel(static_cast<T*>(p.out_info4) + q, 0.0f);
@@ -121,13 +123,24 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   p.homunculus[q] = 0.0f;
 }
 
-// Candidates of the cascade's slots in slot order (padding skipped); returns their number.
+// Candidates: the cascade's slots in slot order (padding skipped), then, in patch order, the
+// patches whose content held a saccade last frame that the cascade did not propose (so a saccade
+// can stay on its content: hysteresis), up to max_candidates. Returns their number.
 ARRCOC_HD int compact_candidates(const AllocateParams& p) {
   int n = 0;
   for (int s = 0; s < p.capacity; ++s)
     if (p.slots[s] >= 0) {
       p.cand[n] = p.slots[s];
       p.slot_of[n] = s;
+      p.is_candidate[p.slots[s]] = 1;
+      ++n;
+    }
+  if (p.cfg.strategy == SaccadeStrategy::kRandom) return n;
+  const int npatch = p.w4 * p.h4;
+  for (int q = 0; q < npatch && n < p.cfg.max_candidates; ++q)
+    if (p.held_token[q] >= 0 && !p.is_candidate[q]) {
+      p.cand[n] = q;
+      p.slot_of[n] = -1;
       ++n;
     }
   return n;
@@ -212,12 +225,14 @@ ARRCOC_HD void clear_slot(const AllocateParams& p, int s) {
 template <typename T>
 ARRCOC_HD void publish_candidate(const AllocateParams& p, int i) {
   const int s = p.slot_of[i], q = p.cand[i];
-  p.slot_info[s] = p.info[i];
-  p.slot_sal[s] = p.sal[i];
-  p.slot_query[s] = p.query[i];
-  p.slot_raw[s] = p.raw[i];
-  p.slot_bal[s] = p.bal[i];
-  p.slot_rel[s] = p.rel[i];
+  if (s >= 0) {
+    p.slot_info[s] = p.info[i];
+    p.slot_sal[s] = p.sal[i];
+    p.slot_query[s] = p.query[i];
+    p.slot_raw[s] = p.raw[i];
+    p.slot_bal[s] = p.bal[i];
+    p.slot_rel[s] = p.rel[i];
+  }
   p.new_rel[q] = p.rel[i];
   math::store_texel(static_cast<T*>(p.out_info4) + q, p.info[i]);
   math::store_texel(static_cast<T*>(p.out_sal4) + q, p.sal[i]);

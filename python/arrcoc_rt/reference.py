@@ -567,13 +567,32 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=0.0,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.5, previous_tokens=None,
-                    previous_budgets=None, hysteresis=0.15, lod_band=24.0) -> ReferenceAllocation:
+                    previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
-    (held saccades), given together with ``previous_relevance``."""
+    (held saccades), given together with ``previous_relevance``. Candidates are the cascade's, then
+    the held patches it did not propose (patch order), up to ``max_candidates``."""
     h4, w4 = np.asarray(level4[11]).shape
-    cand = np.asarray([c for c in np.asarray(candidates).ravel() if c >= 0], np.int64)
+    cut = scene_cut(motion_level0, motion_valid, cut_motion, cut_share)
+    mvx = np.asarray(level4[35], np.float64)
+    mvy = np.asarray(level4[36], np.float64)
+    has_prev = previous_relevance is not None and np.asarray(previous_relevance).shape == (h4, w4) and not cut
+    # Saccades stay on their content (followed along the motion vectors) unless beaten by a margin.
+    if has_prev and previous_tokens is not None:
+        held_token = warp_index(np.asarray(previous_tokens, np.int64), mvx, mvy).ravel()
+        held_budget = np.where(held_token >= 0, warp_index(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
+    else:
+        held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
+    cand = [int(c) for c in np.asarray(candidates).ravel() if c >= 0]
+    if strategy != "random":
+        proposed = set(cand)
+        for q in np.flatnonzero(held_token >= 0):
+            if len(cand) >= max_candidates:
+                break
+            if int(q) not in proposed:
+                cand.append(int(q))
+    cand = np.asarray(cand, np.int64)
     n = len(cand)
     info, sal, query = three_scores(level4, cand, has_query)
     raw = mlp_raw(weights, info, sal, query) if n else np.zeros(0)
@@ -587,10 +606,6 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     b = mix[0] * t1 + mix[1] * t2 + mix[2] * t3
     balanced = (b - b.min()) / (b.max() - b.min()) if n and b.max() > b.min() else np.full(n, 0.5)
 
-    cut = scene_cut(motion_level0, motion_valid, cut_motion, cut_share)
-    mvx = np.asarray(level4[35], np.float64)
-    mvy = np.asarray(level4[36], np.float64)
-    has_prev = previous_relevance is not None and np.asarray(previous_relevance).shape == (h4, w4) and not cut
     cached = warp_relevance(np.asarray(previous_relevance, np.float64), mvx, mvy) if has_prev else np.zeros((h4, w4))
     rel = decay * cached.ravel()[cand] + (1 - decay) * balanced if has_prev else balanced.copy()
     if not cut:
@@ -599,12 +614,6 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
 
     key = {"balanced": rel, "saliency": sal, "query": query,
            "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]
-    # Saccades stay on their content (followed along the motion vectors) unless beaten by a margin.
-    if has_prev and previous_tokens is not None:
-        held_token = warp_index(np.asarray(previous_tokens, np.int64), mvx, mvy).ravel()
-        held_budget = np.where(held_token >= 0, warp_index(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
-    else:
-        held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
     held = held_token[cand] >= 0 if strategy != "random" else np.zeros(n, bool)
     rank_key = np.asarray(key, np.float64) + np.where(held, hysteresis, 0.0)
     gest = gestalt_tokens(width, height, gestalt_grid)
