@@ -22,8 +22,9 @@ if len(sys.argv) == 1:  # make a clip so the example runs anywhere
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode())
 
-writer = OverlayWriter(out_path, fps=12)
 with arrcoc_rt.open(src_path) as source, arrcoc_rt.Stream(device="auto") as stream:
+    rate = source.stream.average_rate  # the overlay plays at the source's rate
+    writer = OverlayWriter(out_path, fps=float(rate) if rate else 30.0)
     for frame in source:
         result = stream.process(frame)  # yuv420p planes straight into our conversion kernel
         writer.write(frame.to_ndarray(format="rgb24"), result)

@@ -1,6 +1,7 @@
 """arrcoc_rt: decides, frame by frame, where a frozen vision-language model should look.
 
-Stage 1 (this release): the 40-channel texture array with mipmaps, on the CPU and on CUDA.
+Per frame: a 40-channel texture array with mipmaps, a cluster-first cascade, three scores, a
+balanced allocation of a fixed token budget and the glimpses of the chosen tokens (CPU and CUDA).
 
     >>> import numpy as np, arrcoc_rt
     >>> builder = arrcoc_rt.TextureBuilder(640, 480)          # device="auto", dtype="float16"
@@ -44,7 +45,6 @@ __all__ = [
     "devices",
     "info",
     "load_weights",
-    "open",
     "reference",
     "save_weights",
     "to_host",

@@ -44,7 +44,7 @@ def _read_frames(path: Path, count: int) -> list[np.ndarray]:
         try:
             import av
         except ImportError:
-            raise SystemExit("arrcoc-rt: error: reading video needs PyAV: pip install 'arrcoc_rt[video]'") from None
+            raise SystemExit("arrcoc-rt: error: reading video needs PyAV (a dependency of arrcoc_rt): pip install av") from None
         frames = []
         try:
             with av.open(str(path)) as container:
@@ -145,6 +145,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
     import json
 
     timings, cuts, saccades = [], [], []
+    _process_all.churn = churn = []  # share of saccades on new content, per frame after the first
     t_start = time.perf_counter()
     out = open(jsonl, "w") if jsonl else None
     interrupted = False
@@ -154,6 +155,8 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
             r = stream.process(frame)
             timings.append(dict(r.timings, wall=(time.perf_counter() - t0) * 1e3))
             saccades.append(r.num_saccades)
+            if r.churn is not None:
+                churn.append(r.churn)
             if r.scene_cut:
                 cuts.append(r.frame_index)
             if writer is not None:
@@ -162,7 +165,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
             if out is not None:
                 keep = r.kinds >= 0
                 out.write(json.dumps({
-                    "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut,
+                    "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
                     "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "level": int(lv), "budget": int(b),
                                 "kind": "saccade" if k == 1 else "gestalt", "score": round(float(s), 5)}
                                for (x, y), lv, b, k, s in zip(r.positions[keep], r.levels[keep], r.budgets[keep],
@@ -192,15 +195,18 @@ def _plot(timings, path) -> None:
     try:
         latency_plot(timings, path)
         print(f"wrote {path}")
-    except RuntimeError as e:  # matplotlib missing: say so, the run itself succeeded
-        print(f"no plot: {e}", file=sys.stderr)
+    except RuntimeError as e:  # matplotlib missing: the requested plot cannot be written
+        raise _error(f"--plot {path}: {e}; install it with pip install 'arrcoc_rt[plot]'") from None
 
 
 def _summary(timings, cuts, saccades, extra: str = "") -> str:
     if not timings:
         return "no frames processed" + extra
+    churn = getattr(_process_all, "churn", [])
+    stability = (f"saccade churn (share on new content per frame): median {np.median(churn):.3f}, "
+                 f"max {np.max(churn):.3f}\n" if churn else "")
     return (f"frames: {len(timings)}; saccades per frame: mean {np.mean(saccades):.1f}\n"
-            f"latency (end to end): {_percentiles([t['wall'] for t in timings])}\n"
+            f"latency (end to end): {_percentiles([t['wall'] for t in timings])}\n" + stability +
             f"scene cuts at frames: {cuts}" + extra)
 
 
@@ -234,6 +240,7 @@ def _cmd_demo(args) -> int:
         "stage_median_ms": {k: float(np.median([t[k] for t in timings])) for k in ("texture", "cascade",
                                                                                     "allocate_and_gather")},
         "scene_cuts": cuts, "expected_scene_cuts": [24],
+        "churn_median": float(np.median(_process_all.churn)) if _process_all.churn else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
@@ -363,8 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "frames", 1) < 1:
-        raise SystemExit("arrcoc-rt: error: --frames must be at least 1")
-    return args.func(args)
+        return _fail("--frames must be at least 1")
+    from .sources import SourceError
+
+    try:
+        return args.func(args)
+    except SystemExit as e:  # the subcommands' own one-line errors (_error): exit code 2, like argparse
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 2
+        raise
+    except (ValueError, TypeError, SourceError) as e:  # bad input found deeper (device, sizes, files)
+        return _fail(str(e))
+
+
+def _fail(message: str) -> int:
+    print(f"arrcoc-rt: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

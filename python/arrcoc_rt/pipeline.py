@@ -94,6 +94,15 @@ class FrameResult:
     def saccade_mask(self) -> np.ndarray:
         return self.kinds == 1
 
+    def __repr__(self) -> str:
+        kinds = np.asarray(to_host(self.kinds))
+        times = ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items())
+        churn = "n/a" if self.churn is None else f"{self.churn:.3f}"
+        return (f"FrameResult(frame_index={self.frame_index}, tokens={len(kinds)} (gestalt "
+                f"{int(np.sum(kinds == 0))}, saccades {self.num_saccades}, padding {int(np.sum(kinds < 0))}), "
+                f"glimpses={tuple(self.tokens.shape)}, patch_grid={tuple(self.relevance.shape)}, "
+                f"scene_cut={self.scene_cut}, churn={churn}, pts={self.pts}, timings_ms={{{times}}})")
+
     def gather_features(self, features, out=None, *, stream=None):
         """Running back: [N, C] features of the model's own encoder for each token, the mean of
         ``features`` ([C, h, w] float32 over the whole frame) over the 2^level x 2^level cells around
@@ -144,6 +153,7 @@ class Pipeline:
             raise ValueError(f"total_budget: {alloc_cfg['total_budget']} cannot hold the {gestalt} gestalt tokens of "
                              f"{gestalt_lod} ({gestalt * gestalt_lod}); raise it or shrink the gestalt grid")
         self.texture_builder = TextureBuilder(width, height, device, dtype, num_threads=num_threads)
+        self.texture_builder._owner = "Pipeline"
         self.device = self.texture_builder.device
         self.cuda_device = self.texture_builder.cuda_device
         where = device_string(self.device, self.cuda_device)  # every stage on the builder's device
@@ -155,7 +165,9 @@ class Pipeline:
         self.config = dict(self.cascade.config, **alloc_cfg, strategy=strategy, gestalt_lod=gestalt_lod,
                            gestalt_overlap=gestalt_overlap, patch=16)
         self._allocator = _native.TokenAllocator(dict(
-            alloc_cfg, max_width=self.width, max_height=self.height, max_candidates=slots, gestalt_lod=gestalt_lod,
+            # the cascade's candidates plus held saccades (hysteresis), within the fused step's 1024
+            alloc_cfg, max_width=self.width, max_height=self.height,
+            max_candidates=min(1024, slots + alloc_cfg["saccades"]), gestalt_lod=gestalt_lod,
             strategy=STRATEGIES.index(strategy), gestalt_overlap=gestalt_overlap, device=self.device,
             cuda_device=self.texture_builder.cuda_device, num_threads=int(num_threads)))
         self.set_weights(weights)
@@ -185,6 +197,13 @@ class Pipeline:
         self._since_encode = 0
         self._query_key = None
         self._query_value = (None, None)  # (kind, value): ('map' | 'vector', array)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Pipeline({self.width}x{self.height}, device={device_string(self.device, self.cuda_device)!r}, "
+                f"dtype={self.texture_builder.dtype!r}, strategy={c['strategy']!r}, gestalt={c['gestalt_x']}x"
+                f"{c['gestalt_y']}, saccades={c['saccades']}, total_budget={c['total_budget']}, "
+                f"encoder={type(self.encoder).__name__ if self.encoder is not None else None})")
 
     # ------------------------------------------------------------------ configuration
     def set_weights(self, weights=None) -> None:
@@ -311,6 +330,7 @@ class Pipeline:
         kind, qvalue = self._resolve_query(query)
         t0 = time.perf_counter()
         tex = self.texture_builder.build(frame, pixel_format=pixel_format, stream=stream)
+        t_texture = time.perf_counter()
         if self._sem is not None:
             carry = tex.motion_valid and 0 < self._since_encode < self.encoder_every
             if self._builtin:
@@ -343,12 +363,12 @@ class Pipeline:
         self.texture_builder._native.record_use(stream_handle(stream))
         self._gathers.clear()  # earlier gathers were ordered before this run, which has finished
         t3 = time.perf_counter()
-        t.update(texture=(t1 - t0) * 1e3, cascade=(t2 - t1) * 1e3, allocate_and_gather=(t3 - t2) * 1e3,
-                 total=(t3 - t0) * 1e3)
+        t.update(texture=(t_texture - t0) * 1e3, encoder=(t1 - t_texture) * 1e3, cascade=(t2 - t1) * 1e3,
+                 allocate_and_gather=(t3 - t2) * 1e3, total=(t3 - t0) * 1e3)
         candidates = self.cascade._native.fetch(rc["candidate_patch"], rc["capacity"], "int32")
         self._frames += 1
         return FrameResult(
-            frame_index=tex.frame_index - 1, tokens=r["glimpses"], positions=r["positions"], levels=r["levels"],
+            frame_index=tex.frame_index, tokens=r["glimpses"], positions=r["positions"], levels=r["levels"],
             budgets=r["budgets"], kinds=r["kinds"], scores=r["scores"], patches=r["patches"],
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
             num_saccades=int(r["num_saccades"][0]), candidates=candidates, info=r["info"],

@@ -48,7 +48,7 @@ def _av():
     try:
         import av
     except ImportError:
-        raise SourceError("video sources need PyAV: pip install 'arrcoc_rt[video]'") from None
+        raise SourceError("video sources need PyAV (a dependency of arrcoc_rt): pip install av") from None
     return av
 
 
@@ -169,6 +169,26 @@ class VideoSource:
             self.stats.decoded += 1
             yield f
 
+    @property
+    def metadata(self) -> dict:
+        """What the container says: codec, size, pixel format, frame rate, duration, frames."""
+        st = self.stream
+        rate = float(st.average_rate) if st.average_rate else None
+        duration = float(st.duration * st.time_base) if st.duration and st.time_base else (
+            self.container.duration / 1e6 if self.container.duration else None)
+        return {"url": self.url, "codec": st.codec_context.name, "width": st.codec_context.width,
+                "height": st.codec_context.height, "pixel_format": st.codec_context.format.name
+                if st.codec_context.format else None, "fps": rate, "duration_s": duration,
+                "frames": self.frame_count or None, "live": self.live}
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        fps = f"{m['fps']:.3g} fps" if m["fps"] else "fps unknown"
+        dur = f", {m['duration_s']:.2f} s" if m["duration_s"] else ""
+        frames = f", {m['frames']} frames" if m["frames"] else ""
+        return (f"VideoSource({m['url']!r}, {m['codec']} {m['width']}x{m['height']} {m['pixel_format']}, "
+                f"{fps}{dur}{frames}{', live' if self.live else ''})")
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -215,6 +235,13 @@ class ImageFolderSource:
             consecutive = 0
             self.stats.decoded += 1
             yield a
+
+    @property
+    def metadata(self) -> dict:
+        return {"folder": str(self.folder), "frames": self.frame_count, "live": False}
+
+    def __repr__(self) -> str:
+        return f"ImageFolderSource({str(self.folder)!r}, {self.frame_count} images)"
 
     def close(self) -> None:
         pass

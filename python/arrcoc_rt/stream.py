@@ -82,6 +82,7 @@ class Stream:
         self._pipeline: Pipeline | None = None
         self._query = query
         self._last_geometry = None
+        self._closed = False
         self.frames = 0
         Pipeline(16, 16, "cpu", **dict(pipeline_config, encoder=None))  # validate the options now
         make_encoder(encoder, "cpu")
@@ -100,6 +101,16 @@ class Stream:
             self._pipeline.reset()
 
     def process(self, frame) -> FrameResult:
+        """One frame -> FrameResult, in stream order (motion and temporal state follow the frames).
+
+        ``frame``: an ``av.VideoFrame`` (yuv420p / nv12 / rgb24 / bgr24 planes go to the kernels
+        without a copy; other formats are converted once), an H x W x 3 uint8 array or a tensor.
+        The pipeline is created at the first frame's size, grown for larger frames, and reset when
+        the size or pixel format changes (``result.resized``). ``result.frame_index`` counts the
+        frames of this Stream from 0; ``result.pts`` is the frame's time in seconds, when known.
+        """
+        if self._closed:
+            raise ValueError("this Stream is closed; create a new one")
         pts = None
         pixel_format = None
         if type(frame).__module__.startswith("av.") and hasattr(frame, "planes"):
@@ -130,7 +141,13 @@ class Stream:
         return result
 
     def close(self) -> None:
-        self._pipeline = None
+        """No more frames; ``pipeline`` (and its configuration) stays inspectable."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (f"Stream(device={self.device!r}, frames={self.frames}, {state}, "
+                f"pipeline={self._pipeline!r})")
 
     def __enter__(self):
         return self

@@ -58,7 +58,7 @@ class Texture:
         self.width: int = info["width"]
         self.height: int = info["height"]
         self.motion_valid: bool = info["motion_valid"]
-        self.frame_index: int = info["frame_index"]
+        self.frame_index: int = info["frame_index"] - 1  # 0 for the builder's first frame, as FrameResult
 
     @property
     def device(self) -> str:
@@ -162,6 +162,7 @@ class TextureBuilder:
                                               self.cuda_device, int(num_threads), fx, fy)
         self._generation = 0
         self._inflight = []  # device frames whose kernels may still be queued
+        self._owner = "TextureBuilder"  # what the user created, for messages (a Pipeline sets its name)
 
     def build(self, frame, *, pixel_format: str | None = None, stream=None) -> Texture:
         """Texture of ``frame``: a NumPy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, uint8), a
@@ -171,8 +172,7 @@ class TextureBuilder:
         handle = stream_handle(stream)
         spec = frame_spec(frame, pixel_format, "frame", handle)
         if spec.width > self.max_width or spec.height > self.max_height:
-            raise ValueError(f"frame: size {spec.width}x{spec.height} is larger than this builder's maximum "
-                             f"{self.max_width}x{self.max_height}; create a TextureBuilder for the larger size")
+            raise ValueError(self._too_large(spec.width, spec.height))
         if spec.device == DEVICE_CUDA and self.device != "cuda":
             raise ValueError("frame: it is in CUDA memory but this builder runs on the CPU; create the builder "
                              "with device='cuda' (or copy the frame to the host)")
@@ -190,6 +190,12 @@ class TextureBuilder:
             self._inflight.append(spec.keepalive)
         self._generation += 1
         return Texture(self, info, self._generation)
+
+    def _too_large(self, w: int, h: int) -> str:
+        owner, mw, mh = self._owner, self.max_width, self.max_height
+        hint = (f"; sizes are (width, height): did you mean {owner}({mh}, {mw})?" if w <= mh and h <= mw
+                else f"; create a {owner}({max(w, mw)}, {max(h, mh)}) for frames this large")
+        return f"frame: {w}x{h} (width x height) is larger than this {owner}'s maximum {mw}x{mh}" + hint
 
     def reset(self) -> None:
         """Forget the previous frame: the next texture has no motion (motion_valid False)."""

@@ -54,7 +54,7 @@ struct AllocatorConfig {
   float motion_threshold = 0.2f;     // [0, 1]
   // Scene cut: more than cut_share of the pixels have motion (ch 10) above cut_motion. Measured on
   // photo pairs: real cuts put 63-65% of pixels above 0.2, camera pans of up to 32 px at most 43%;
-  // (0.5, 0.3) would miss real cuts (only 7-9% of pixels exceed 0.5). [0, 1] each.
+  // a motion threshold of 0.5 would miss real cuts (only 7-9% of pixels exceed it). [0, 1] each.
   float cut_motion = 0.2f;
   float cut_share = 0.5f;
   bool gestalt_overlap = true;       // false: no saccade on a patch holding a gestalt centre

@@ -1,0 +1,90 @@
+"""The edges of the Python API and the CLI that users of torchcodec, PyAV and transformers run
+into: errors, exports, messages, conventions and summaries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+
+
+def test_star_import_keeps_builtin_open():
+    ns = {}
+    exec("from arrcoc_rt import *", ns)
+    assert "open" not in ns and arrcoc_rt.open is not open
+    assert "open" not in arrcoc_rt.__all__
+
+
+@pytest.mark.parametrize("argv", [["demo", "--device", "cuda:7"], ["run", "nothing.mp4"],
+                                  ["texture", "--device", "cuda:7"], ["bench", "missing.png"]])
+def test_every_subcommand_answers_bad_input_in_one_line_with_exit_code_2(argv, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.strip().startswith("arrcoc-rt: error:"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_swapped_sizes_are_named():
+    pipe = arrcoc_rt.Pipeline(360, 640, "cpu")
+    with pytest.raises(ValueError, match=r"640x360 \(width x height\) is larger than this Pipeline's maximum "
+                                         r"360x640; sizes are \(width, height\): did you mean Pipeline\(640, 360\)"):
+        pipe.process(np.zeros((360, 640, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"this TextureBuilder's maximum 64x48; create a TextureBuilder\(100, 48\)"):
+        arrcoc_rt.TextureBuilder(64, 48, "cpu").build(np.zeros((48, 100, 3), np.uint8))
+
+
+def test_encoder_time_has_its_own_key_and_frame_indices_agree():
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    pipe = arrcoc_rt.Pipeline(64, 48, "cpu", encoder="builtin")
+    for i in range(2):
+        r = pipe.process(img)
+        assert set(r.timings) == {"texture", "encoder", "cascade", "allocate_and_gather", "total"}
+        assert r.timings["total"] >= r.timings["texture"] + r.timings["encoder"]
+        assert r.frame_index == r.texture.frame_index == i
+
+
+def test_reprs_are_short_summaries(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with arrcoc_rt.Stream(device="cpu") as stream:
+        r = stream.process(img)
+    text = repr(r)
+    assert len(text) < 400 and "scene_cut=False" in text and "saccades" in text, text
+    assert "Pipeline(64x48" in repr(stream) and "closed" in repr(stream)
+    assert stream.pipeline is not None and stream.pipeline.config["saccades"] == 273  # still inspectable
+    with pytest.raises(ValueError, match="closed"):
+        stream.process(img)
+    av = pytest.importorskip("av")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(5):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with arrcoc_rt.open(str(path)) as src:
+        m = src.metadata
+        assert (m["codec"], m["width"], m["height"], m["fps"]) == ("mpeg4", 64, 48, 25.0)
+        assert "mpeg4 64x48" in repr(src) and "25 fps" in repr(src)
+
+
+def test_a_plot_that_cannot_be_written_is_an_error(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    from arrcoc_rt import cli
+
+    try:
+        import matplotlib  # noqa: F401
+        pytest.skip("matplotlib is installed: the plot can be written")
+    except ImportError:
+        pass
+    clip = tmp_path / "c"
+    clip.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(clip / "a.png")
+    assert cli.main(["run", str(clip), "--plot", str(tmp_path / "x.png"), "--quiet"]) == 2
