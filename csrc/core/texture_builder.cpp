@@ -140,6 +140,12 @@ struct TextureBuilder::Impl {
     if (s.ok()) s = arena.alloc_n(n2, &b.ysum_prev);
     if (s.ok() && config.device == Device::kCPU)
       s = arena.alloc_n(static_cast<size_t>(max_layout[1].width), &b.saliency_x_taps);
+    const size_t n1 = static_cast<size_t>(max_layout[1].width) * max_layout[1].height;
+    const size_t nb = static_cast<size_t>(math::saliency_blocks(max_layout[1].width)) *
+                      math::saliency_blocks(max_layout[1].height);
+    if (s.ok()) s = arena.alloc_n(3 * n1, &b.sal_cs);
+    if (s.ok()) s = arena.alloc_n(3 * nb, &b.sal_block_max);
+    if (s.ok()) s = arena.alloc_n(3, &b.sal_gain);
     if (s.ok() && config.device == Device::kCUDA) {
       // Largest frame: 4 bytes per pixel (rgba) >= any other format's planes.
       s = arena.alloc_n(n0 * 4 + 64, &staging);

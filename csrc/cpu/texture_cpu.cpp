@@ -335,13 +335,32 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   }
   T* sal = texture_plane<T>(p, 11, 1);
   const LevelLayout& l1 = p.levels[1];
+  const int64_t n1 = static_cast<int64_t>(l1.width) * l1.height;
   for (int j = 0; j < l1.width; ++j) p.saliency_x_taps[j] = saliency_taps(j, fp.width);
-  parallel_for(l1.height, nt, [&](int i) {
+  parallel_for(l1.height, nt, [&](int i) {  // the three centre-surround maps
     const int64_t row = static_cast<int64_t>(i) * l1.width;
     const SaliencyTaps ty = saliency_taps(i, fp.height);
+    for (int j = 0; j < l1.width; ++j) {
+      float cs[3];
+      centre_surround(fp, i, j, p.saliency_x_taps[j], ty, cs);
+      for (int f = 0; f < 3; ++f) p.sal_cs[f * n1 + row + j] = cs[f];
+    }
+  });
+  const int bw = saliency_blocks(l1.width), bh = saliency_blocks(l1.height), nb = bw * bh;
+  parallel_for(3 * bh, nt, [&](int r) {  // their block maxima
+    const int f = r / bh, bi = r % bh;
+    for (int bj = 0; bj < bw; ++bj)
+      p.sal_block_max[f * nb + bi * bw + bj] = block_max(p.sal_cs + f * n1, l1.width, l1.height, bi, bj);
+  });
+  for (int f = 0; f < 3; ++f) p.sal_gain[f] = saliency_gain(p.sal_block_max + f * nb, nb);
+  parallel_for(l1.height, nt, [&](int i) {  // normalized and combined
+    const int64_t row = static_cast<int64_t>(i) * l1.width;
     for_chunks(l1.width, [&](int j0, int n) {
       float buf[kChunk];
-      for (int k = 0; k < n; ++k) buf[k] = saliency_from_taps(fp, i, j0 + k, p.saliency_x_taps[j0 + k], ty);
+      for (int k = 0; k < n; ++k) {
+        const float cs[3] = {p.sal_cs[row + j0 + k], p.sal_cs[n1 + row + j0 + k], p.sal_cs[2 * n1 + row + j0 + k]};
+        buf[k] = saliency_combine(cs, p.sal_gain);
+      }
       store_row(buf, sal + row + j0, n);
     });
   });

@@ -98,11 +98,36 @@ __global__ void luma_sum_kernel(TextureParams p) {
   p.ysum[static_cast<int64_t>(i) * l2.width + j] = static_cast<uint16_t>(luma_sum_4x4(p.y8, p.width, p.height, i, j));
 }
 
-template <typename T>
-__global__ void saliency_kernel(TextureParams p, FeaturePyramids fp, T* out) {
+// Saliency in three steps (see texture_math.h): the centre-surround maps, their block maxima,
+// each map's gain (one thread per feature: a fixed summation order), the normalized combination.
+__global__ void centre_surround_kernel(TextureParams p, FeaturePyramids fp) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
   if (j >= fp.width[1] || i >= fp.height[1]) return;
-  store_texel(out + static_cast<int64_t>(i) * fp.width[1] + j, saliency_level1(fp, i, j));
+  float cs[3];
+  centre_surround(fp, i, j, saliency_taps(j, fp.width), saliency_taps(i, fp.height), cs);
+  const int64_t n1 = static_cast<int64_t>(fp.width[1]) * fp.height[1], t = static_cast<int64_t>(i) * fp.width[1] + j;
+  for (int f = 0; f < 3; ++f) p.sal_cs[f * n1 + t] = cs[f];
+}
+
+__global__ void block_max_kernel(TextureParams p, int w1, int h1) {
+  const int bj = blockIdx.x * blockDim.x + threadIdx.x, bi = blockIdx.y * blockDim.y + threadIdx.y, f = blockIdx.z;
+  const int bw = saliency_blocks(w1), bh = saliency_blocks(h1);
+  if (bj >= bw || bi >= bh) return;
+  p.sal_block_max[f * bw * bh + bi * bw + bj] = block_max(p.sal_cs + f * static_cast<int64_t>(w1) * h1, w1, h1, bi, bj);
+}
+
+__global__ void saliency_gain_kernel(TextureParams p, int nb) {
+  const int f = threadIdx.x;
+  if (f < 3) p.sal_gain[f] = saliency_gain(p.sal_block_max + f * nb, nb);
+}
+
+template <typename T>
+__global__ void saliency_kernel(TextureParams p, int w1, int h1, T* out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
+  if (j >= w1 || i >= h1) return;
+  const int64_t n1 = static_cast<int64_t>(w1) * h1, t = static_cast<int64_t>(i) * w1 + j;
+  const float cs[3] = {p.sal_cs[t], p.sal_cs[n1 + t], p.sal_cs[2 * n1 + t]};
+  store_texel(out + t, saliency_combine(cs, p.sal_gain));
 }
 
 // One mip level for up to kNumChannels planes; blockIdx.z picks the plane pair.
@@ -176,8 +201,14 @@ Status build_typed(const TextureParams& p, cudaStream_t stream) {
     fp.width[k] = p.levels[k].width;
     fp.height[k] = p.levels[k].height;
   }
-  launch(saliency_kernel<T>, grid_for(p.levels[1].width, p.levels[1].height), block, 0, stream)(
-      p, fp, texture_plane<T>(p, 11, 1));
+  const int w1 = p.levels[1].width, h1 = p.levels[1].height;
+  launch(centre_surround_kernel, grid_for(w1, h1), block, 0, stream)(p, fp);
+  if (!(s = check(cudaGetLastError(), "centre_surround_kernel launch")).ok()) return s;
+  launch(block_max_kernel, grid_for(saliency_blocks(w1), saliency_blocks(h1), 3), block, 0, stream)(p, w1, h1);
+  if (!(s = check(cudaGetLastError(), "block_max_kernel launch")).ok()) return s;
+  launch(saliency_gain_kernel, 1, 32, 0, stream)(p, saliency_blocks(w1) * saliency_blocks(h1));
+  if (!(s = check(cudaGetLastError(), "saliency_gain_kernel launch")).ok()) return s;
+  launch(saliency_kernel<T>, grid_for(w1, h1), block, 0, stream)(p, w1, h1, texture_plane<T>(p, 11, 1));
   if (!(s = check(cudaGetLastError(), "saliency_kernel launch")).ok()) return s;
 
   for (int k = 1; k < kNumLevels; ++k) {

@@ -289,24 +289,54 @@ ARRCOC_HD SaliencyTaps saliency_taps(int index, const int n[5]) {
   return t;
 }
 
-// Centre-surround (Itti-Koch style) at level-1 texel (i, j) given its taps: centres at levels 1
-// and 2, surrounds two levels coarser (3 and 4); opponent features are weighted 1/2 so each term
-// is in [0,1].
-ARRCOC_HD float saliency_from_taps(const FeaturePyramids& P, int i, int j, const SaliencyTaps& tx,
-                                   const SaliencyTaps& ty) {
-  const float weight[3] = {1.0f, 0.5f, 0.5f};
-  float acc = 0.0f;
+// Centre-surround (Itti-Koch style) of each feature at level-1 texel (i, j) given its taps:
+// centres at levels 1 and 2, surrounds two levels coarser (3 and 4).
+ARRCOC_HD void centre_surround(const FeaturePyramids& P, int i, int j, const SaliencyTaps& tx, const SaliencyTaps& ty,
+                               float cs[3]) {
   for (int f = 0; f < 3; ++f) {
     float s[3];  // levels 2, 3, 4
     for (int k = 0; k < 3; ++k) s[k] = sample_taps(P.level[f][k + 2], P.width[k + 2], tx.at[k], ty.at[k]);
     const float c1 = P.level[f][1][static_cast<int64_t>(i) * P.width[1] + j];
-    acc += weight[f] * 0.5f * (absf(c1 - s[1]) + absf(s[0] - s[2]));
+    cs[f] = 0.5f * (absf(c1 - s[1]) + absf(s[0] - s[2]));
   }
-  return acc * (1.0f / 3.0f);
 }
 
-ARRCOC_HD float saliency_level1(const FeaturePyramids& P, int i, int j) {
-  return saliency_from_taps(P, i, j, saliency_taps(j, P.width), saliency_taps(i, P.height));
+// Peaks are counted on a grid of blocks of kSaliencyBlock x kSaliencyBlock level-1 texels (16 px).
+constexpr int kSaliencyBlock = 8;
+ARRCOC_HD int saliency_blocks(int n1) { return (n1 + kSaliencyBlock - 1) / kSaliencyBlock; }
+
+// Largest value of block (bi, bj) of a level-1 map (partial blocks at the edges).
+ARRCOC_HD float block_max(const float* map, int w, int h, int bi, int bj) {
+  float m = 0.0f;
+  for (int i = bi * kSaliencyBlock; i < h && i < (bi + 1) * kSaliencyBlock; ++i)
+    for (int j = bj * kSaliencyBlock; j < w && j < (bj + 1) * kSaliencyBlock; ++j)
+      m = maxf(m, map[static_cast<int64_t>(i) * w + j]);
+  return m;
+}
+
+// Gain of one centre-surround map from its block maxima (after Itti-Koch's map normalization N):
+// (1 - mbar/M)^2, with M the largest block maximum and mbar the mean of the others. A map whose
+// peaks repeat everywhere (texture: grass, foliage) gets little weight, one with a few distinct
+// peaks (an object) a lot. Unlike N, maps are not rescaled by 1/M: a map with almost no contrast
+// (an opponent channel of a grey scene) would turn its noise into full-range peaks. 0 for an empty
+// map. Sequential, in double, so every backend gets the same bits.
+ARRCOC_HD float saliency_gain(const float* block_max_values, int nb) {
+  double sum = 0.0, peak = 0.0;
+  for (int b = 0; b < nb; ++b) {
+    const double v = block_max_values[b];
+    sum += v;
+    peak = v > peak ? v : peak;
+  }
+  if (!(peak > 0.0)) return 0.0f;
+  const double mean_others = nb > 1 ? (sum - peak) / (nb - 1) : 0.0;
+  const double r = 1.0 - mean_others / peak;
+  return static_cast<float>(r * r);
+}
+
+// Saliency (ch 11) at one texel from the three maps and their gains; features weighted (1, 1/2,
+// 1/2) (opponent features span [-1, 1]) and averaged, so it lies in [0, 1].
+ARRCOC_HD float saliency_combine(const float cs[3], const float gain[3]) {
+  return (gain[0] * cs[0] + 0.5f * gain[1] * cs[1] + 0.5f * gain[2] * cs[2]) * (1.0f / 3.0f);
 }
 
 // ---------------------------------------------------------------- motion vectors (ch 35, 36)

@@ -178,8 +178,27 @@ def local_entropy(y8: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, np.log2(25.0) - s / 25.0) / 3.0
 
 
+SALIENCY_BLOCK = 8  # level-1 texels per side of the blocks whose maxima count the peaks
+
+
+def saliency_gain(cs: np.ndarray) -> float:
+    """(1 - mbar/M)^2 of a centre-surround map: M its largest 8x8-block maximum, mbar the mean of
+    the other block maxima (after Itti-Koch's map normalization; 0 for an empty map)."""
+    h, w = cs.shape
+    bh, bw = -(-h // SALIENCY_BLOCK), -(-w // SALIENCY_BLOCK)
+    padded = np.pad(cs, ((0, bh * SALIENCY_BLOCK - h), (0, bw * SALIENCY_BLOCK - w)))  # maps are >= 0
+    block_max = padded.reshape(bh, SALIENCY_BLOCK, bw, SALIENCY_BLOCK).max(axis=(1, 3)).ravel()
+    peak = float(block_max.max())
+    if peak <= 0.0:
+        return 0.0
+    mean_others = (float(block_max.sum()) - peak) / (block_max.size - 1) if block_max.size > 1 else 0.0
+    return (1.0 - mean_others / peak) ** 2
+
+
 def saliency_level1(pyramids) -> np.ndarray:
-    """Centre-surround saliency at level 1; ``pyramids[f][k]`` for f in (L, R-G, B-Y)."""
+    """Saliency at level 1; ``pyramids[f][k]`` for f in (L, R-G, B-Y): each feature's
+    centre-surround map scaled by its gain (peaks that repeat everywhere count little), weighted
+    (1, 1/2, 1/2) and averaged, in [0, 1]."""
     h1, w1 = pyramids[0][1].shape
     acc = np.zeros((h1, w1))
     for f, weight in zip(range(3), (1.0, 0.5, 0.5)):
@@ -188,7 +207,8 @@ def saliency_level1(pyramids) -> np.ndarray:
         c2 = upsample_to_level(P[2], 2, 1, (w1, h1))
         s3 = upsample_to_level(P[3], 3, 1, (w1, h1))
         s4 = upsample_to_level(P[4], 4, 1, (w1, h1))
-        acc += weight * 0.5 * (np.abs(c1 - s3) + np.abs(c2 - s4))
+        cs = 0.5 * (np.abs(c1 - s3) + np.abs(c2 - s4))
+        acc += weight * saliency_gain(cs) * cs
     return acc / 3.0
 
 
