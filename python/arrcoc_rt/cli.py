@@ -3,6 +3,7 @@
     arrcoc-rt demo                       the main job on a built-in clip: overlay video + summary
     arrcoc-rt run SOURCE [--out overlay.mp4] [--jsonl tokens.jsonl]   a file, URL, webcam or image folder
     arrcoc-rt bench [INPUT]              per-stage latency table (p50/p95/p99, fps), CPU and GPU
+    arrcoc-rt eval [DATASET.jsonl]       where the budget goes: boxes, lifts, IoU, coherence, cuts
     arrcoc-rt info                       version, build, devices
     arrcoc-rt texture [INPUT] --out DIR  the texture stage's 40 channels as pictures
 """
@@ -364,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--frames", type=int, default=2,
                    help="frames to process from a video or the sample; motion needs 2 (default: 2)")
     t.set_defaults(func=_cmd_texture)
+    from .evaluation.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)  # arrcoc-rt eval: saccade budget on annotated boxes, coherence, cuts
     return p
 
 
