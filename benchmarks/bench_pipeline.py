@@ -20,7 +20,7 @@ def _stage_medians(timings):
 def test_pipeline_cpu(benchmark, frames, size):
     benchmark.group = f"pipeline {size}"
     w, h = SIZES[size]
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu")
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu")
     f1, f2 = frames[size]
     pipe.process(f1)
     timings, state = [], {"i": 0}
@@ -40,7 +40,7 @@ def test_pipeline_cuda(benchmark, frames, size):
     torch = pytest.importorskip("torch")
     benchmark.group = f"pipeline {size}"
     w, h = SIZES[size]
-    pipe = arrcoc_rt.Pipeline(w, h, "cuda")
+    pipe = arrcoc_rt.Pipeline(w, h, device="cuda")
     gpu = [torch.from_numpy(f).cuda() for f in frames[size]]
     for _ in range(10):
         pipe.process(gpu[0])
@@ -59,7 +59,7 @@ def test_pipeline_numpy_reference_640(benchmark, frames):
     """What the same stages cost in plain NumPy (the float64 reference), one frame pair."""
     benchmark.group = "pipeline 640x480"
     f1, f2 = frames["640x480"]
-    pipe = arrcoc_rt.Pipeline(640, 480, "cpu")
+    pipe = arrcoc_rt.Pipeline(640, 480, device="cpu")
     weights = pipe.weights
     prev = R.build_texture(f1)
 

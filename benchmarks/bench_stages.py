@@ -17,7 +17,7 @@ W, H = 640, 480
 @pytest.fixture(scope="module")
 def pipeline_after_two_frames(frames):
     """A CPU pipeline that has processed the two sample frames (texture, cascade, allocator warm)."""
-    pipe = arrcoc_rt.Pipeline(W, H, "cpu")
+    pipe = arrcoc_rt.Pipeline(W, H, device="cpu")
     f1, f2 = frames["640x480"]
     pipe.process(f1)
     result = pipe.process(f2)

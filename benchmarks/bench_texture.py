@@ -20,7 +20,7 @@ def test_texture_arrcoc_cpu(benchmark, frames, size, dtype):
     benchmark.group = f"texture {size}"
     w, h = SIZES[size]
     f1, f2 = frames[size]
-    builder = arrcoc_rt.TextureBuilder(w, h, "cpu", dtype)
+    builder = arrcoc_rt.TextureBuilder(w, h, device="cpu", dtype=dtype)
     builder.build(f1)
     state = {"i": 0}
 
@@ -41,7 +41,7 @@ def test_texture_arrcoc_cuda(benchmark, frames, size):
     benchmark.group = f"texture {size}"
     torch = pytest.importorskip("torch")
     w, h = SIZES[size]
-    builder = arrcoc_rt.TextureBuilder(w, h, "cuda", "float16")
+    builder = arrcoc_rt.TextureBuilder(w, h, device="cuda", dtype="float16")
     gpu = [torch.from_numpy(f).cuda() for f in frames[size]]
     for _ in range(10):  # warm-up: module loading, first launches
         builder.build(gpu[0])

@@ -29,17 +29,17 @@ def test_every_subcommand_answers_bad_input_in_one_line_with_exit_code_2(argv, t
 
 
 def test_swapped_sizes_are_named():
-    pipe = arrcoc_rt.Pipeline(360, 640, "cpu")
+    pipe = arrcoc_rt.Pipeline(360, 640, device="cpu")
     with pytest.raises(ValueError, match=r"640x360 \(width x height\) is larger than this Pipeline's maximum "
                                          r"360x640; sizes are \(width, height\): did you mean Pipeline\(640, 360\)"):
         pipe.process(np.zeros((360, 640, 3), np.uint8))
     with pytest.raises(ValueError, match=r"this TextureBuilder's maximum 64x48; create a TextureBuilder\(100, 48\)"):
-        arrcoc_rt.TextureBuilder(64, 48, "cpu").build(np.zeros((48, 100, 3), np.uint8))
+        arrcoc_rt.TextureBuilder(64, 48, device="cpu").build(np.zeros((48, 100, 3), np.uint8))
 
 
 def test_encoder_time_has_its_own_key_and_frame_indices_agree():
     img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    pipe = arrcoc_rt.Pipeline(64, 48, "cpu", encoder="builtin")
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu", encoder="builtin")
     for i in range(2):
         r = pipe.process(img)
         assert set(r.timings) == {"texture", "encoder", "cascade", "allocate_and_gather", "total"}
@@ -88,3 +88,35 @@ def test_a_plot_that_cannot_be_written_is_an_error(tmp_path, monkeypatch):
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(clip / "a.png")
     assert cli.main(["run", str(clip), "--plot", str(tmp_path / "x.png"), "--quiet"]) == 2
+
+
+def test_arguments_after_the_obvious_ones_are_keywords():
+    with pytest.raises(TypeError):
+        arrcoc_rt.Stream("clip.mp4")  # once silently a text query
+    with pytest.raises(TypeError):
+        arrcoc_rt.Pipeline(64, 48, "cpu")
+    with pytest.raises(TypeError):
+        arrcoc_rt.TextureBuilder(64, 48, "cpu", "float32")
+    with pytest.raises(TypeError):
+        arrcoc_rt.ClusterCascade(64, 48, "cpu")
+    assert arrcoc_rt.Pipeline(64, 48, device="cpu").device == "cpu"
+
+
+def test_queries_are_named_and_never_guessed(tmp_path):
+    from PIL import Image
+
+    img = np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(img[8:40, 8:40]).save(tmp_path / "ex.png")
+    with pytest.raises(TypeError, match="string is ambiguous"):
+        arrcoc_rt.Stream(query=str(tmp_path / "ex.png"))
+    s = arrcoc_rt.Stream(query_image=str(tmp_path / "ex.png"), device="cpu")
+    assert s.process(img).num_saccades > 0 and type(s.pipeline.encoder).__name__ == "BuiltinEncoder"
+    q = arrcoc_rt.Query.image(tmp_path / "ex.png")
+    assert q.kind == "image" and "Query.image(" in repr(q)
+    with pytest.raises(ValueError, match="query_map: expected a 2-D numeric map"):
+        arrcoc_rt.Query.map(np.ones(4))
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu", encoder="builtin")
+    a = pipe.process(img, query_image=img[8:40, 8:40])
+    pipe.reset()
+    b = pipe.process(img, query=arrcoc_rt.Query.image(str(tmp_path / "ex.png")))
+    np.testing.assert_array_equal(a.patches, b.patches)  # the same exemplar, given two ways

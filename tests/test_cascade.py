@@ -38,8 +38,8 @@ def _two_frames(rng, w, h):
                          ids=["1x1", "17x31", "100x60", "640x480", "1023x769"])
 def test_random_frames_match_reference_exactly(device, dtype, size, rng):
     w, h = size
-    b = arrcoc_rt.TextureBuilder(w, h, device, dtype)
-    c = arrcoc_rt.ClusterCascade(w, h, device)
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype)
+    c = arrcoc_rt.ClusterCascade(w, h, device=device)
     f1, f2 = _two_frames(rng, w, h)
     b.build(f1)
     poison(b)  # channel 13 must be written at every level by the cascade
@@ -57,9 +57,9 @@ def test_random_frames_match_reference_exactly(device, dtype, size, rng):
 def test_real_photographs_match_reference_exactly(device, name):
     img = real_image(name)
     h, w = img.shape[:2]
-    b = arrcoc_rt.TextureBuilder(w, h, device)
+    b = arrcoc_rt.TextureBuilder(w, h, device=device)
     knobs = dict(num_seeds=64, iterations=5, top_clusters=12, patches_per_cluster=20, compactness=0.2)
-    c = arrcoc_rt.ClusterCascade(w, h, device, **knobs)
+    c = arrcoc_rt.ClusterCascade(w, h, device=device, **knobs)
     b.build(img)
     tex = b.build(np.roll(img, (0, 8), axis=(0, 1)))
     _check_against_reference(tex, c.run(tex), **knobs)
@@ -68,8 +68,8 @@ def test_real_photographs_match_reference_exactly(device, name):
 def test_invariants_and_determinism(rng):
     img = real_image("astronaut")
     h, w = img.shape[:2]
-    b = arrcoc_rt.TextureBuilder(w, h, "cpu")
-    c = arrcoc_rt.ClusterCascade(w, h, "cpu")
+    b = arrcoc_rt.TextureBuilder(w, h, device="cpu")
+    c = arrcoc_rt.ClusterCascade(w, h, device="cpu")
     tex = b.build(img)
     r = c.run(tex)
     n = r.grid[0] * r.grid[1]
@@ -102,8 +102,8 @@ def test_clusters_follow_colour_regions():
     f[:64, 64:] = (30, 200, 30)
     f[64:, :64] = (30, 30, 200)
     f[64:, 64:] = (220, 220, 40)
-    b = arrcoc_rt.TextureBuilder(128, 128, "cpu", "float32")
-    r = arrcoc_rt.ClusterCascade(128, 128, "cpu", num_seeds=16, compactness=0.05).run(b.build(f))
+    b = arrcoc_rt.TextureBuilder(128, 128, device="cpu", dtype="float32")
+    r = arrcoc_rt.ClusterCascade(128, 128, device="cpu", num_seeds=16, compactness=0.05).run(b.build(f))
     quadrant = (np.arange(32)[:, None] >= 16) * 2 + (np.arange(32)[None, :] >= 16)
     for k in np.unique(r.labels):
         assert len(np.unique(quadrant[r.labels == k])) == 1, f"cluster {k} spans quadrants"
@@ -118,8 +118,8 @@ def test_a_bright_moving_object_wins_the_cascade(device):
     f1, f2 = base.copy(), base.copy()
     f1[100:148, 60:108] = (250, 240, 60)
     f2[100:148, 68:116] = (250, 240, 60)
-    b = arrcoc_rt.TextureBuilder(w, h, device)
-    c = arrcoc_rt.ClusterCascade(w, h, device, num_seeds=24, top_clusters=4, patches_per_cluster=8)
+    b = arrcoc_rt.TextureBuilder(w, h, device=device)
+    c = arrcoc_rt.ClusterCascade(w, h, device=device, num_seeds=24, top_clusters=4, patches_per_cluster=8)
     b.build(f1)
     r = c.run(b.build(f2))
     w4 = r.patch_grid[0]
@@ -142,12 +142,12 @@ def test_a_bright_moving_object_wins_the_cascade(device):
 ])
 def test_bad_config(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
-        arrcoc_rt.ClusterCascade(64, 48, "cpu", **kwargs)
+        arrcoc_rt.ClusterCascade(64, 48, device="cpu", **kwargs)
 
 
 def test_bad_texture():
-    b = arrcoc_rt.TextureBuilder(64, 48, "cpu")
-    c = arrcoc_rt.ClusterCascade(32, 32, "cpu")
+    b = arrcoc_rt.TextureBuilder(64, 48, device="cpu")
+    c = arrcoc_rt.ClusterCascade(32, 32, device="cpu")
     with pytest.raises(TypeError, match="expected an arrcoc_rt.Texture"):
         c.run(np.zeros((48, 64, 3), np.uint8))
     with pytest.raises(ValueError, match="exceeds this cascade's maximum 32x32"):

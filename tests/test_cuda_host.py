@@ -48,7 +48,7 @@ class CudaArrayInterfaceOnly:
 
 
 def cpu_texture(*frames) -> np.ndarray:
-    b = arrcoc_rt.TextureBuilder(W, H, "cpu", "float32")
+    b = arrcoc_rt.TextureBuilder(W, H, device="cpu", dtype="float32")
     for f in frames:
         tex = b.build(f)
     return np.concatenate([np.asarray(tex.level(k)).ravel() for k in range(5)])
@@ -70,8 +70,8 @@ def test_info_says_emulated():
 def test_pipeline_on_the_second_device_runs_every_stage_there():
     """#1: Pipeline(device='cuda:1') gave the cascade and the encoder plain 'cuda' (device 0)."""
     two_devices()
-    pipe = arrcoc_rt.Pipeline(W, H, "cuda:1", encoder="builtin")
-    ref = arrcoc_rt.Pipeline(W, H, "cpu", encoder="builtin")
+    pipe = arrcoc_rt.Pipeline(W, H, device="cuda:1", encoder="builtin")
+    ref = arrcoc_rt.Pipeline(W, H, device="cpu", encoder="builtin")
     assert pipe.cascade.cuda_device == 1 and pipe.encoder.cuda_device == 1
     for i in range(3):
         assert_same_tokens(pipe.process(frame(i)), ref.process(frame(i)))
@@ -80,7 +80,7 @@ def test_pipeline_on_the_second_device_runs_every_stage_there():
 def test_memory_of_another_device_is_refused_naming_both():
     """#2: frames, textures and features on another device went straight to the kernels."""
     two_devices()
-    pipe = arrcoc_rt.Pipeline(W, H, "cuda:0")
+    pipe = arrcoc_rt.Pipeline(W, H, device="cuda:0")
     on1 = arrcoc_rt.cuda.to_device(frame(), device=1)
     with pytest.raises(ValueError, match=r"frame: it is on cuda:1 but this builder runs on cuda:0"):
         pipe.process(on1)
@@ -88,7 +88,7 @@ def test_memory_of_another_device_is_refused_naming_both():
     cai = CudaArrayInterfaceOnly(on1.data_ptr, (H, W, 3), "|u1", owner=on1)
     with pytest.raises(ValueError, match=r"cuda:1 but this builder runs on cuda:0"):
         pipe.process(cai)
-    b1 = arrcoc_rt.TextureBuilder(W, H, "cuda:1")
+    b1 = arrcoc_rt.TextureBuilder(W, H, device="cuda:1")
     tex = b1.build(frame())
     with pytest.raises(ValueError, match=r"texture: it is on 'cuda:1' but this cascade runs on 'cuda:0'"):
         pipe.cascade.run(tex)
@@ -105,7 +105,7 @@ def test_an_upload_to_another_device_is_complete_for_its_streams():
     two_devices()
     assert arrcoc_rt.cuda.current_device() == 0
     on1 = arrcoc_rt.cuda.to_device(frame(2), device=1)
-    b = arrcoc_rt.TextureBuilder(W, H, "cuda:1", "float32")
+    b = arrcoc_rt.TextureBuilder(W, H, device="cuda:1", dtype="float32")
     with arrcoc_rt.cuda.Stream(1) as s:
         tex = b.build(on1, stream=s)
         s.synchronize()
@@ -114,13 +114,13 @@ def test_an_upload_to_another_device_is_complete_for_its_streams():
 
 def test_weights_can_change_after_the_stream_is_gone():
     """set_weights queued its copy on the last frame's stream, which the caller may have destroyed."""
-    pipe = arrcoc_rt.Pipeline(W, H, "cuda:0")
+    pipe = arrcoc_rt.Pipeline(W, H, device="cuda:0")
     with arrcoc_rt.cuda.Stream(0) as s:
         pipe.process(frame(0), stream=s)
     w = arrcoc_rt.default_weights()
     w["mix"] = np.asarray([0.0, 1.0, 0.0], np.float32)
     pipe.set_weights(w)
-    ref = arrcoc_rt.Pipeline(W, H, "cpu")
+    ref = arrcoc_rt.Pipeline(W, H, device="cpu")
     ref.process(frame(0))
     ref.set_weights(w)
     assert_same_tokens(pipe.process(frame(1)), ref.process(frame(1)))
@@ -128,7 +128,7 @@ def test_weights_can_change_after_the_stream_is_gone():
 
 def test_a_gather_still_queued_keeps_its_tokens():
     """The next frame, on another stream, rewrote the token positions before a queued gather read them."""
-    pipe, ref = arrcoc_rt.Pipeline(W, H, "cuda:0"), arrcoc_rt.Pipeline(W, H, "cpu")
+    pipe, ref = arrcoc_rt.Pipeline(W, H, device="cuda:0"), arrcoc_rt.Pipeline(W, H, device="cpu")
     feats = np.random.default_rng(4).random((5, 9, 12), dtype=np.float32)
     with arrcoc_rt.cuda.Stream(0) as a, arrcoc_rt.cuda.Stream(0) as b:
         r1, c1 = pipe.process(frame(0), stream=a), ref.process(frame(0))
@@ -144,13 +144,13 @@ def test_the_callers_current_device_is_kept():
     two_devices()
     arrcoc_rt.cuda.set_device(1)
     try:
-        pipe = arrcoc_rt.Pipeline(W, H, "cuda:0")
+        pipe = arrcoc_rt.Pipeline(W, H, device="cuda:0")
         r0 = pipe.process(frame())
         assert arrcoc_rt.cuda.current_device() == 1
     finally:
         arrcoc_rt.cuda.set_device(0)
     # A pipeline on device 1 driven from a thread whose current device is 0.
-    pipe1, ref = arrcoc_rt.Pipeline(W, H, "cuda:1"), arrcoc_rt.Pipeline(W, H, "cpu")
+    pipe1, ref = arrcoc_rt.Pipeline(W, H, device="cuda:1"), arrcoc_rt.Pipeline(W, H, device="cpu")
     r1, rc = pipe1.process(frame()), ref.process(frame())
     assert_same_tokens(r1, rc)
     feats = np.random.default_rng(3).random((8, 9, 12), dtype=np.float32)
@@ -159,7 +159,7 @@ def test_the_callers_current_device_is_kept():
     np.testing.assert_allclose(out.numpy(), rc.gather_features(feats), atol=1e-6)
     pipe1.texture_builder._native.poison_output()
     assert arrcoc_rt.cuda.current_device() == 0
-    assert_same_tokens(r0, arrcoc_rt.Pipeline(W, H, "cpu").process(frame()))
+    assert_same_tokens(r0, arrcoc_rt.Pipeline(W, H, device="cpu").process(frame()))
 
 
 def test_a_device_frame_stays_alive_until_its_kernels_have_run():
@@ -178,7 +178,7 @@ def test_a_device_frame_stays_alive_until_its_kernels_have_run():
 
     t = PoolTensor()
     weakref.finalize(t, _native.cuda_upload, pool.data_ptr, next_user, 0)  # freed -> reused at once
-    b = arrcoc_rt.TextureBuilder(W, H, "cuda:0", "float32")
+    b = arrcoc_rt.TextureBuilder(W, H, device="cuda:0", dtype="float32")
     with arrcoc_rt.cuda.Stream(0) as s:
         tex = b.build(t, stream=s)  # queued, not run
         del t
@@ -200,7 +200,7 @@ def test_a_tensor_that_refuses_export_is_a_type_error():
         def __cuda_array_interface__(self):
             raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad.")
 
-    pipe = arrcoc_rt.Pipeline(W, H, "cuda:0")
+    pipe = arrcoc_rt.Pipeline(W, H, device="cuda:0")
     with pytest.raises(TypeError, match="detach"):
         pipe.process(RequiresGrad())
 
@@ -215,24 +215,24 @@ def test_a_tensor_that_refuses_export_is_a_type_error():
 
 def test_the_producers_stream_is_honoured():
     """#7: the CUDA array interface's 'stream' (work that must finish before we read) was ignored."""
-    b = arrcoc_rt.TextureBuilder(W, H, "cuda:0", "float32")
-    cpu = arrcoc_rt.TextureBuilder(W, H, "cpu", "float32")
+    b = arrcoc_rt.TextureBuilder(W, H, device="cuda:0", dtype="float32")
+    cpu = arrcoc_rt.TextureBuilder(W, H, device="cpu", dtype="float32")
     with arrcoc_rt.cuda.Stream(0) as producer:
         tex = b.build(frame(1), stream=producer)  # queued on the producer's stream
         lum = tex.channel(arrcoc_rt.Channel.LUMINANCE)
         feats = CudaArrayInterfaceOnly(lum.data_ptr, (1, H, W), "<f4", stream=producer.cuda_stream, owner=tex)
-        pipe = arrcoc_rt.Pipeline(W, H, "cuda:0")
+        pipe = arrcoc_rt.Pipeline(W, H, device="cuda:0")
         r = pipe.process(frame(2))
         out = arrcoc_rt.cuda.to_device(np.zeros((len(r.kinds), 1), np.float32), device=0)
         r.gather_features(feats, out)
-        want = arrcoc_rt.Pipeline(W, H, "cpu").process(frame(2))
+        want = arrcoc_rt.Pipeline(W, H, device="cpu").process(frame(2))
         lum_cpu = cpu.build(frame(1)).channel(arrcoc_rt.Channel.LUMINANCE)[None].astype(np.float32)
         np.testing.assert_allclose(out.numpy(), want.gather_features(np.ascontiguousarray(lum_cpu)), atol=1e-6)
 
 
 def test_gather_checks_strides_and_uses_the_stream():
     """#8: _gather did not check the strides of features/out and always used stream 0."""
-    pipe, ref = arrcoc_rt.Pipeline(W, H, "cuda:0"), arrcoc_rt.Pipeline(W, H, "cpu")
+    pipe, ref = arrcoc_rt.Pipeline(W, H, device="cuda:0"), arrcoc_rt.Pipeline(W, H, device="cpu")
     r, rc = pipe.process(frame()), ref.process(frame())
     feats = np.random.default_rng(1).random((6, 10, 14), dtype=np.float32)
     dev = arrcoc_rt.cuda.to_device(feats, device=0)
@@ -248,9 +248,9 @@ def test_gather_checks_strides_and_uses_the_stream():
         s.synchronize()
         np.testing.assert_allclose(out.numpy(), rc.gather_features(feats), atol=1e-6)
         # Features still being computed on `s` (a texture level): the gather must queue behind them.
-        b = arrcoc_rt.TextureBuilder(W, H, "cuda:0", "float32")
+        b = arrcoc_rt.TextureBuilder(W, H, device="cuda:0", dtype="float32")
         level = b.build(frame(3), stream=s).level(2)
-        cpu_level = np.ascontiguousarray(arrcoc_rt.TextureBuilder(W, H, "cpu", "float32").build(frame(3)).level(2))
+        cpu_level = np.ascontiguousarray(arrcoc_rt.TextureBuilder(W, H, device="cpu", dtype="float32").build(frame(3)).level(2))
         out = arrcoc_rt.cuda.to_device(np.zeros((n, cpu_level.shape[0]), np.float32), device=0)
         r.gather_features(level, out, stream=s)
         s.synchronize()
@@ -261,7 +261,7 @@ def test_a_pinned_frame_can_be_reused_when_build_returns():
     """#9: the asynchronous upload of a page-locked frame could outlive the caller's buffer."""
     buf = arrcoc_rt.cuda.pinned_empty((H, W, 3))
     buf[...] = frame(0)
-    b = arrcoc_rt.TextureBuilder(W, H, "cuda:0", "float32")
+    b = arrcoc_rt.TextureBuilder(W, H, device="cuda:0", dtype="float32")
     with arrcoc_rt.cuda.Stream(0) as s:
         tex = b.build(buf, stream=s)
         buf[...] = frame(4)  # the camera's next frame lands in the same buffer
@@ -273,7 +273,7 @@ def test_a_pinned_frame_can_be_reused_when_build_returns():
 def test_frames_on_several_streams_equal_the_cpu(order):
     """#6: buffers reused from the previous frame raced when a caller alternated streams."""
     with arrcoc_rt.cuda.Stream(0) as a, arrcoc_rt.cuda.Stream(0) as b:
-        pipe, ref = arrcoc_rt.Pipeline(W, H, "cuda:0"), arrcoc_rt.Pipeline(W, H, "cpu")
+        pipe, ref = arrcoc_rt.Pipeline(W, H, device="cuda:0"), arrcoc_rt.Pipeline(W, H, device="cpu")
         for i in range(4):
             s = (a, b)[i % 2] if order == "alternating streams" else a
             r = pipe.process(frame(i), stream=s, copy=False)

@@ -183,9 +183,9 @@ def test_load_jsonl_reads_every_kind_of_item(files):
     assert items[2].source["frame"] == 2 and items[2].boxes == [[16.5, 8, 48, 40.5]]
     assert items[0].image().shape == (64, 96, 3)
     assert items[2].image().shape == (64, 96, 3)  # decoded from the video
-    assert items[0].query() == "a thing"
-    assert items[1].query().shape == (32, 32, 3)
-    assert np.array_equal(items[2].query(), items[2].image()[8:40, 16:48])
+    assert (items[0].query().kind, items[0].query().value) == ("text", "a thing")
+    assert items[1].query().kind == "image" and items[1].query().value.shape == (32, 32, 3)
+    assert np.array_equal(items[2].query().value, items[2].image()[8:40, 16:48])
     assert items[3].query() is None
 
 

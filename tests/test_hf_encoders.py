@@ -73,8 +73,8 @@ def test_dense_features_text_and_exemplar_shapes(checkpoint):
 def test_text_query_through_the_pipeline(checkpoint):
     kind, folder = checkpoint
     frames = sample_frames(160, 96, 3)
-    pipe = arrcoc_rt.Pipeline(160, 96, "cpu", encoder=f"{kind}:{folder}", encoder_every=2, pca_frames=1)
-    results = [pipe.process(f, query="a red car") for f in frames]
+    pipe = arrcoc_rt.Pipeline(160, 96, device="cpu", encoder=f"{kind}:{folder}", encoder_every=2, pca_frames=1)
+    results = [pipe.process(f, query_text="a red car") for f in frames]
     r = results[-1]
     sim = np.asarray(r.texture.channel(arrcoc_rt.Channel.QUERY_SIMILARITY, 4), np.float32)
     assert sim.shape == (6, 10) and np.all(np.abs(sim) <= 1.0 + 1e-3) and sim.std() > 0
@@ -82,8 +82,8 @@ def test_text_query_through_the_pipeline(checkpoint):
     sem = np.stack([np.asarray(r.texture.channel(17 + c, 4), np.float32) for c in range(16)])
     assert np.abs(sem).max() > 0  # PCA-16 fitted on the first frame
     # the same again is deterministic
-    pipe2 = arrcoc_rt.Pipeline(160, 96, "cpu", encoder=f"{kind}:{folder}", encoder_every=2, pca_frames=1)
-    r2 = [pipe2.process(f, query="a red car") for f in frames][-1]
+    pipe2 = arrcoc_rt.Pipeline(160, 96, device="cpu", encoder=f"{kind}:{folder}", encoder_every=2, pca_frames=1)
+    r2 = [pipe2.process(f, query_text="a red car") for f in frames][-1]
     np.testing.assert_array_equal(r.patches, r2.patches)
 
 

@@ -84,7 +84,7 @@ def _compare(pipe, result, ref):
 @pytest.mark.parametrize("size", [(640, 480), (333, 211), (17, 31), (1, 1)], ids=["640x480", "333x211", "17x31", "1x1"])
 def test_stages_match_reference_over_a_clip(device, size, rng):
     w, h = size
-    pipe = arrcoc_rt.Pipeline(w, h, device)
+    pipe = arrcoc_rt.Pipeline(w, h, device=device)
     base = rng.integers(0, 256, (h + 16, w + 16, 3), dtype=np.uint8)
     prev = None
     for i in range(3):
@@ -100,17 +100,17 @@ def test_stages_match_reference_over_a_clip(device, size, rng):
 def test_strategies_match_reference_on_a_photo(device, strategy):
     img = real_image("astronaut")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, device, strategy=strategy, seed=7, saccades=100, total_budget=40000)
+    pipe = arrcoc_rt.Pipeline(w, h, device=device, strategy=strategy, seed=7, saccades=100, total_budget=40000)
     qmap = np.zeros((h, w), np.float32)
     qmap[:200, 300:] = 1.0
-    r = pipe.process(img, query=qmap)
+    r = pipe.process(img, query_map=qmap)
     _compare(pipe, r, _reference_for(pipe, r, None, has_query=True))
 
 
 def test_invariants(rng):
     img = real_image("coffee")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu")
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu")
     for frame in (img, np.roll(img, 8, axis=1)):
         r = pipe.process(frame)
         cfg = pipe.config
@@ -126,8 +126,8 @@ def test_invariants(rng):
         assert np.all(np.diff(r.scores[r.kinds == 1]) <= 0), "saccades best first"
         assert np.all(r.tokens[r.kinds == -1] == 0) and np.all(np.isfinite(r.tokens))
         assert np.all((r.relevance >= 0) & (r.relevance <= 1))
-    a = arrcoc_rt.Pipeline(w, h, "cpu").process(img)
-    b = arrcoc_rt.Pipeline(w, h, "cpu").process(img)
+    a = arrcoc_rt.Pipeline(w, h, device="cpu").process(img)
+    b = arrcoc_rt.Pipeline(w, h, device="cpu").process(img)
     np.testing.assert_array_equal(a.patches, b.patches)
     np.testing.assert_array_equal(a.tokens, b.tokens)
 
@@ -141,7 +141,7 @@ def test_cpu_results_do_not_depend_on_the_thread_count(size, rng):
     frames[1][: h // 2] = frames[0][: h // 2]
     runs = []
     for threads in (1, 2, 3, 7):
-        pipe = arrcoc_rt.Pipeline(w, h, "cpu", num_threads=threads)
+        pipe = arrcoc_rt.Pipeline(w, h, device="cpu", num_threads=threads)
         out = [pipe.process(f) for f in frames]
         tex = out[-1].texture
         runs.append(([host(tex.channel(c, k)).copy() for k in range(5) for c in arrcoc_rt.Texture.channels_at(k)],
@@ -163,7 +163,7 @@ def _allocation_vector(r, shape):
 def test_static_scene_allocation_is_stable():
     img = real_image("chelsea")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu")
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu")
     rs = [pipe.process(img) for _ in range(4)]
     for a, b in zip(rs, rs[1:]):
         va, vb = _allocation_vector(a, a.relevance.shape), _allocation_vector(b, b.relevance.shape)
@@ -174,7 +174,7 @@ def test_static_scene_allocation_is_stable():
 def test_moving_object_attracts_saccades():
     h, w = 240, 320
     base = np.full((h, w, 3), (70, 90, 80), np.uint8)
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu", saccades=32, total_budget=40000)
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", saccades=32, total_budget=40000)
     r = None
     for i in range(4):
         f = base.copy()
@@ -189,13 +189,13 @@ def test_query_map_moves_saccades_between_regions():
     """Distinctiveness: highlighting region A vs region B moves the saccades with the query."""
     img = real_image("astronaut")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu", strategy="query", saccades=60, total_budget=40000)
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", strategy="query", saccades=60, total_budget=40000)
     share = []
     for box in ((slice(0, 256), slice(0, 256)), (slice(256, 512), slice(256, 512))):
         q = np.zeros((h, w), np.float32)
         q[box] = 1.0
         pipe.reset()
-        r = pipe.process(img, query=q)
+        r = pipe.process(img, query_map=q)
         xs, ys = r.positions[r.kinds == 1].T
         inside = (ys >= box[0].start) & (ys < box[0].stop) & (xs >= box[1].start) & (xs < box[1].stop)
         share.append(inside.mean())
@@ -208,7 +208,7 @@ def test_scene_cut_resets_in_the_same_frame_only():
     a = np.ascontiguousarray(real_image("astronaut")[:400, :512])
     b = np.ascontiguousarray(real_image("coffee")[:400, :512])
     frames = [a, np.roll(a, 8, axis=1), np.roll(a, 24, axis=1), b, np.roll(b, 8, axis=1), b]
-    pipe = arrcoc_rt.Pipeline(512, 400, "cpu")
+    pipe = arrcoc_rt.Pipeline(512, 400, device="cpu")
     cuts, carried = [], []
     for f in frames:
         r = pipe.process(f)
@@ -227,10 +227,10 @@ def test_weights_files_roundtrip_and_change_results(tmp_path):
             np.testing.assert_array_equal(back[k], w[k])
     img = real_image("chelsea")
     h, wd = img.shape[:2]
-    r0 = arrcoc_rt.Pipeline(wd, h, "cpu").process(img)
+    r0 = arrcoc_rt.Pipeline(wd, h, device="cpu").process(img)
     w2 = dict(w, mix=np.array([0.0, 1.0, 0.0], np.float32), lambda_logits=np.array([0, 6, 0], np.float32))
     arrcoc_rt.save_weights(w2, tmp_path / "salience.npz")
-    r1 = arrcoc_rt.Pipeline(wd, h, "cpu", weights=tmp_path / "salience.npz").process(img)
+    r1 = arrcoc_rt.Pipeline(wd, h, device="cpu", weights=tmp_path / "salience.npz").process(img)
     assert not np.array_equal(r0.patches, r1.patches)
 
 
@@ -244,7 +244,7 @@ def test_default_mlp_is_the_mean_of_the_scores():
 def test_gather_features_matches_reference():
     img = real_image("coffee")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu")
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu")
     r = pipe.process(img)
     feats = np.random.default_rng(3).standard_normal((8, 25, 38)).astype(np.float32)
     got = r.gather_features(feats)
@@ -268,7 +268,7 @@ def test_gather_features_matches_reference():
 ])
 def test_bad_config(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
-        arrcoc_rt.Pipeline(64, 48, "cpu", **kwargs)
+        arrcoc_rt.Pipeline(64, 48, device="cpu", **kwargs)
 
 
 def test_bad_weights_values():
@@ -276,34 +276,40 @@ def test_bad_weights_values():
     w["W2"] = w["W2"].copy()
     w["W2"][3, 4] = np.nan
     with pytest.raises(ValueError, match="W2 contains NaN"):
-        arrcoc_rt.Pipeline(64, 48, "cpu", weights=w)
+        arrcoc_rt.Pipeline(64, 48, device="cpu", weights=w)
     w = arrcoc_rt.default_weights()
     w["mix"] = np.zeros(4, np.float32)
     with pytest.raises(ValueError, match=r"mix has shape \(4,\); expected \(3,\)"):
-        arrcoc_rt.Pipeline(64, 48, "cpu", weights=w)
+        arrcoc_rt.Pipeline(64, 48, device="cpu", weights=w)
 
 
 def test_bad_queries():
-    pipe = arrcoc_rt.Pipeline(64, 48, "cpu")
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu")
     f = np.zeros((48, 64, 3), np.uint8)
-    with pytest.raises(TypeError, match="text queries need a semantic encoder"):
-        pipe.process(f, query="a cat")
+    with pytest.raises(TypeError, match="text queries need a text encoder"):
+        pipe.process(f, query_text="a cat")
+    with pytest.raises(TypeError, match="a string is ambiguous; pass query_text="):
+        pipe.process(f, query="a cat")  # never guessed: text or a picture's path?
     with pytest.raises(TypeError, match="a query vector needs a semantic encoder; create the pipeline with encoder="):
-        pipe.process(f, query=np.ones(512, np.float32))
+        pipe.process(f, query_vector=np.ones(512, np.float32))
     with pytest.raises(ValueError, match=r"shape \(10, 10\) fits neither the frame \(48, 64\) nor its patch grid \(3, 4\)"):
-        pipe.process(f, query=np.ones((10, 10)))
+        pipe.process(f, query_map=np.ones((10, 10)))
     q = np.ones((3, 4), np.float32)
     q[1, 1] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
-        pipe.process(f, query=q)
-    assert pipe.process(f, query=np.ones((3, 4))).num_saccades >= 0
+        pipe.process(f, query_map=q)
+    with pytest.raises(TypeError, match="give one query"):
+        pipe.process(f, query_map=q, query_vector=np.ones(3))
+    assert pipe.process(f, query=arrcoc_rt.Query.map(np.ones((3, 4)))).num_saccades >= 0
+    with pytest.warns(DeprecationWarning, match="pass query_map="):
+        assert pipe.process(f, query=np.ones((3, 4))).num_saccades >= 0
 
 
 @pytest.mark.parametrize("device", devices())
 def test_zero_copy_outputs_equal_the_copies(device):
     frames = [real_image("coffee")] * 2
     h, w = frames[0].shape[:2]
-    a, b = arrcoc_rt.Pipeline(w, h, device), arrcoc_rt.Pipeline(w, h, device)
+    a, b = arrcoc_rt.Pipeline(w, h, device=device), arrcoc_rt.Pipeline(w, h, device=device)
     for f in frames:
         ra, rb = a.process(f), b.process(f, copy=False)
         for name in ("tokens", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance",

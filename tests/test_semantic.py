@@ -25,9 +25,9 @@ def _level1(tex):
 def test_descriptors_similarity_and_projection_match_reference(device, source, rng):
     img = real_image(source) if source != "random" else rng.integers(0, 256, (123, 211, 3), dtype=np.uint8)
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, device, dtype="float32", encoder="builtin", pca_frames=1)
+    pipe = arrcoc_rt.Pipeline(w, h, device=device, dtype="float32", encoder="builtin", pca_frames=1)
     query = rng.random((3, 32)).astype(np.float32)
-    r = pipe.process(img, query=query[0])
+    r = pipe.process(img, query_vector=query[0])
     feats = pipe._sem.features()
     ref = R.patch_descriptors(_level1(r.texture))
     err = np.abs(feats - ref).max(axis=0)
@@ -46,7 +46,7 @@ def test_descriptors_are_unit_length_histograms():
 
 def test_encoder_every_k_frames_carries_along_motion_vectors():
     img = real_image("astronaut")
-    pipe = arrcoc_rt.Pipeline(512, 512, "cpu", encoder="builtin", encoder_every=3)
+    pipe = arrcoc_rt.Pipeline(512, 512, device="cpu", encoder="builtin", encoder_every=3)
     prev = None
     for i in range(4):
         r = pipe.process(np.ascontiguousarray(np.roll(img, 16 * i, axis=1)))
@@ -92,12 +92,12 @@ def test_exemplar_moves_saccades_onto_its_object(device):
     scene, cat_box, flag_box = _scene()
     cat_ex = _changed(real_image("chelsea")[60:200, 150:290])
     flag_ex = _changed(np.ascontiguousarray(real_image("astronaut")[60:180, 5:80]))
-    pipe = arrcoc_rt.Pipeline(600, 400, device, encoder="builtin")
+    pipe = arrcoc_rt.Pipeline(600, 400, device=device, encoder="builtin")
     free = pipe.process(scene)
     pipe.reset()
-    on_cat = pipe.process(scene, query=cat_ex)
+    on_cat = pipe.process(scene, query_image=cat_ex)
     pipe.reset()
-    on_flag = pipe.process(scene, query=flag_ex)
+    on_flag = pipe.process(scene, query_image=flag_ex)
     assert _budget_share(on_cat, cat_box) > _budget_share(free, cat_box) + 0.3
     assert _budget_share(on_cat, cat_box) > 4 * _budget_share(on_cat, flag_box)
     assert _budget_share(on_flag, flag_box) > _budget_share(free, flag_box) + 0.2
@@ -109,37 +109,37 @@ def test_exemplar_from_a_path_and_query_kinds(tmp_path):
 
     scene, cat_box, _ = _scene()
     Image.fromarray(real_image("chelsea")[60:200, 150:290]).save(tmp_path / "cat.png")
-    pipe = arrcoc_rt.Pipeline(600, 400, "cpu", encoder="builtin")
-    r = pipe.process(scene, query=str(tmp_path / "cat.png"))
+    pipe = arrcoc_rt.Pipeline(600, 400, device="cpu", encoder="builtin")
+    r = pipe.process(scene, query_image=str(tmp_path / "cat.png"))
     assert _budget_share(r, cat_box) > 0.5
     with pytest.raises(TypeError, match="no notion of text; use encoder='clip:PATH'"):
-        pipe.process(scene, query="a cat")
+        pipe.process(scene, query_text="a cat")
     with pytest.raises(ValueError, match="vector of length 5; the builtin encoder's features have 32"):
-        pipe.process(scene, query=np.ones(5, np.float32))
+        pipe.process(scene, query_vector=np.ones(5, np.float32))
     with pytest.raises(ValueError, match="cannot read the exemplar image"):
-        pipe.process(scene, query=str(tmp_path / "missing.png"))
-    plain = arrcoc_rt.Pipeline(600, 400, "cpu")
+        pipe.process(scene, query_image=str(tmp_path / "missing.png"))
+    plain = arrcoc_rt.Pipeline(600, 400, device="cpu")
     with pytest.raises(TypeError, match="needs a semantic encoder; create the pipeline with encoder='builtin'"):
-        plain.process(scene, query=np.zeros((50, 50, 3), np.uint8))
-    with pytest.raises(TypeError, match="text queries need a semantic encoder"):
-        plain.process(scene, query="a cat")
+        plain.process(scene, query_image=np.zeros((50, 50, 3), np.uint8))
+    with pytest.raises(TypeError, match="text queries need a text encoder"):
+        plain.process(scene, query_text="a cat")
     with pytest.raises(ValueError, match="checkpoint folder '/nonexistent/clip' does not exist|needs torch"):
-        arrcoc_rt.Pipeline(64, 48, "cpu", encoder="clip:/nonexistent/clip")
+        arrcoc_rt.Pipeline(64, 48, device="cpu", encoder="clip:/nonexistent/clip")
     with pytest.raises(ValueError, match="encoder_every"):
-        arrcoc_rt.Pipeline(64, 48, "cpu", encoder="builtin", encoder_every=0)
+        arrcoc_rt.Pipeline(64, 48, device="cpu", encoder="builtin", encoder_every=0)
 
 
 def test_pca_fits_online_and_loads_from_a_file(tmp_path):
     img = real_image("coffee")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, "cpu", encoder="builtin", pca_frames=2)
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", encoder="builtin", pca_frames=2)
     for _ in range(3):
         pipe.process(img)
     assert pipe.pca.n == 2 * ((w + 15) // 16) * ((h + 15) // 16)
     c = pipe.pca.components
     np.testing.assert_allclose(c @ c.T, np.eye(16), atol=1e-4)
     pipe.pca.save(tmp_path / "pca.npz")
-    p2 = arrcoc_rt.Pipeline(w, h, "cpu", encoder="builtin", pca=tmp_path / "pca.npz")
+    p2 = arrcoc_rt.Pipeline(w, h, device="cpu", encoder="builtin", pca=tmp_path / "pca.npz")
     r = p2.process(img)
     np.testing.assert_array_equal(p2.pca.components, c)
     assert np.abs(host(r.texture.channel(17, 4))).max() > 0

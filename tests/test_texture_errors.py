@@ -11,7 +11,7 @@ FRAME = np.zeros((48, 64, 3), np.uint8)
 
 @pytest.fixture(scope="module")
 def builder():
-    return arrcoc_rt.TextureBuilder(64, 48, "cpu")
+    return arrcoc_rt.TextureBuilder(64, 48, device="cpu")
 
 
 @pytest.mark.parametrize("frame,exc,pattern", [

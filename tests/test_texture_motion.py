@@ -25,7 +25,7 @@ def test_motion_vectors_recover_a_known_shift(device, shift, rng):
     big = _textured(h, w, rng)
     f1 = np.ascontiguousarray(big[32 : 32 + h, 32 : 32 + w])
     f2 = np.ascontiguousarray(big[32 - dy : 32 - dy + h, 32 - dx : 32 - dx + w])  # content moved by +shift
-    b = arrcoc_rt.TextureBuilder(w, h, device, "float32")
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32")
     b.build(f1)
     t = b.build(f2)
     mx, my = to_numpy(t.channel(Channel.MOTION_X, 4)), to_numpy(t.channel(Channel.MOTION_Y, 4))
@@ -53,7 +53,7 @@ def test_motion_vectors_follow_the_tie_rule_like_the_reference(device, levels, r
     f1 = np.repeat(grey[:, :, None], 3, axis=2)
     f2 = np.roll(f1, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
     f2[::5] = f1[::5]  # partly static, so displacements compete
-    b = arrcoc_rt.TextureBuilder(w, h, device, "float32")
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32")
     b.build(f1)
     t = b.build(f2)
     ref = R.build_texture(f2, previous=R.build_texture(f1))
@@ -68,7 +68,7 @@ def test_moving_object_lights_up_motion_only_where_it_moves(device):
     f2 = f1.copy()
     f1[40:56, 20:36] = 230
     f2[40:56, 28:44] = 230  # the square moved 8 px right
-    b = arrcoc_rt.TextureBuilder(w, h, device, "float32")
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32")
     b.build(f1)
     motion = to_numpy(b.build(f2).channel(Channel.MOTION))
     assert motion[40:56, 16:48].max() > 0.3
@@ -79,7 +79,7 @@ def test_moving_object_lights_up_motion_only_where_it_moves(device):
 def test_first_frame_reset_and_size_change_report_no_motion(device, rng):
     f1 = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     f2 = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    b = arrcoc_rt.TextureBuilder(64, 48, device)
+    b = arrcoc_rt.TextureBuilder(64, 48, device=device)
 
     def no_motion(t):
         return (not t.motion_valid and to_numpy(t.channel(Channel.MOTION)).max() == 0

@@ -20,7 +20,7 @@ def test_random_frames_two_in_a_row(device, dtype, size, rng):
     # second frame: a shifted copy plus noise, so motion and motion vectors are non-trivial
     f2 = np.roll(f1, (int(rng.integers(-8, 9)), int(rng.integers(-8, 9))), axis=(0, 1))
     f2 = np.clip(f2.astype(int) + rng.integers(-10, 11, f2.shape), 0, 255).astype(np.uint8)
-    b = arrcoc_rt.TextureBuilder(w, h, device, dtype)
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype)
     poison(b)
     t1 = b.build(f1)
     r1 = R.build_texture(f1)
@@ -39,7 +39,7 @@ def test_4k_cpu(rng):
     img = real_image("astronaut")
     frame = np.ascontiguousarray(np.tile(img, (5, 8, 1))[:h, :w])
     frame[::7] = rng.integers(0, 256, frame[::7].shape, dtype=np.uint8)
-    b = arrcoc_rt.TextureBuilder(w, h, "cpu", "float16")
+    b = arrcoc_rt.TextureBuilder(w, h, device="cpu", dtype="float16")
     poison(b)
     compare_texture(b.build(frame), R.build_texture(frame), "float16", "4K")
 
@@ -52,7 +52,7 @@ def test_real_photographs(device, dtype, name):
     h, w = img.shape[:2]
     # motion: the same photo moved by (8, -4) pixels, as a camera pan would
     moved = np.roll(img, (-4, 8), axis=(0, 1))
-    b = arrcoc_rt.TextureBuilder(w, h, device, dtype)
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype)
     poison(b)
     t1 = b.build(img)
     r1 = R.build_texture(img)
@@ -86,7 +86,7 @@ def _formats(rgb, rng):
 def test_pixel_formats(device, size, rng):
     w, h = size
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    b = arrcoc_rt.TextureBuilder(w, h, device, "float32")
+    b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32")
     for fmt, frame in _formats(rgb, rng).items():
         b.reset()  # each format is compared as a first frame
         poison(b)
@@ -106,7 +106,7 @@ def test_yuv_conversion_matches_known_values():
     np.testing.assert_array_equal(rgb[0, 0], [0, 0, 0])
     np.testing.assert_array_equal(rgb[0, 1], [255, 255, 255])
     assert rgb[0, 2, 0] == 255 and rgb[0, 2, 1] < 5 and rgb[0, 2, 2] < 5
-    b = arrcoc_rt.TextureBuilder(4, 1, "cpu", "float32")
+    b = arrcoc_rt.TextureBuilder(4, 1, device="cpu", dtype="float32")
     t = b.build((y, u, v), pixel_format="yuv420p")
     np.testing.assert_array_equal(np.asarray(t.channel("red")), rgb[..., 0] / np.float32(255))
 
@@ -114,7 +114,7 @@ def test_yuv_conversion_matches_known_values():
 @pytest.mark.parametrize("device", devices())
 def test_smaller_frames_than_maximum(device, rng):
     """One builder, frames of several sizes up to its maximum: each matches its own reference."""
-    b = arrcoc_rt.TextureBuilder(96, 80, device, "float32")
+    b = arrcoc_rt.TextureBuilder(96, 80, device=device, dtype="float32")
     for w, h in [(96, 80), (17, 31), (1, 1), (95, 79)]:
         f = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         poison(b)
@@ -128,8 +128,8 @@ def test_float16_is_float32_rounded_at_level0(device, rng):
     """Level 0 in float16 is exactly the float32 result rounded to nearest even: checks our
     float->half conversion (csrc/shared/half.h) on hundreds of thousands of real values."""
     f = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    t16 = arrcoc_rt.TextureBuilder(320, 240, device, "float16").build(f)
-    t32 = arrcoc_rt.TextureBuilder(320, 240, device, "float32").build(f)
+    t16 = arrcoc_rt.TextureBuilder(320, 240, device=device, dtype="float16").build(f)
+    t32 = arrcoc_rt.TextureBuilder(320, 240, device=device, dtype="float32").build(f)
     for c in arrcoc_rt.Texture.channels_at(0):
         a16, a32 = host(t16.channel(c, 0)), host(t32.channel(c, 0))
         np.testing.assert_array_equal(a16.view(np.uint16), a32.astype(np.float16).view(np.uint16), err_msg=c.name)
@@ -137,7 +137,7 @@ def test_float16_is_float32_rounded_at_level0(device, rng):
 
 def test_fixation_moves_eccentricity():
     f = np.zeros((40, 60, 3), np.uint8)
-    b = arrcoc_rt.TextureBuilder(60, 40, "cpu", "float32", fixation=(0.0, 0.0))
+    b = arrcoc_rt.TextureBuilder(60, 40, device="cpu", dtype="float32", fixation=(0.0, 0.0))
     ecc = np.asarray(b.build(f).channel("eccentricity"))
     np.testing.assert_allclose(ecc, R.eccentricity(60, 40, (0.0, 0.0)), atol=1e-6)
     assert ecc[0, 0] < 0.05 and ecc[-1, -1] == 1.0
@@ -147,7 +147,7 @@ def test_fixation_moves_eccentricity():
 
 
 def test_channel_accessors_and_layout():
-    b = arrcoc_rt.TextureBuilder(33, 17, "cpu")
+    b = arrcoc_rt.TextureBuilder(33, 17, device="cpu")
     t = b.build(np.zeros((17, 33, 3), np.uint8))
     assert t.level_sizes == [(33, 17), (17, 9), (9, 5), (5, 3), (3, 2)]
     assert [len(t.channels_at(k)) for k in range(5)] == [15, 16, 17, 17, 40]

@@ -17,6 +17,7 @@ from .channels import Channel, base_level, channel_index
 from .runtime import cuda_available, cuda_built, devices, info
 from .frames import PIXEL_FORMATS
 from .pipeline import FrameResult, Pipeline
+from .query import Query
 from .sources import SourceError, open
 from .stream import Stream
 from .weights import default_weights, load_weights, save_weights
@@ -31,6 +32,7 @@ __all__ = [
     "FrameResult",
     "PIXEL_FORMATS",
     "Pipeline",
+    "Query",
     "SourceError",
     "Stream",
     "Texture",

@@ -64,7 +64,7 @@ class ClusterCascade:
     patches_per_cluster 50 (1..4096), motion_weight 1.0 and query_weight 1.0 ([0, 100]).
     """
 
-    def __init__(self, width: int, height: int, device: str = "auto", *, num_threads: int = 0, **knobs):
+    def __init__(self, width: int, height: int, *, device: str = "auto", num_threads: int = 0, **knobs):
         unknown = set(knobs) - set(CASCADE_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown cascade option(s) {sorted(unknown)}; expected {sorted(CASCADE_DEFAULTS)}")

@@ -137,7 +137,7 @@ def _stream_options(args) -> dict:
         raise _error(f"--query-image {args.query_image!r} does not exist")
     query = args.query or args.query_image
     encoder = args.encoder if (query or args.encoder != "builtin") else None
-    return {"query": query, "encoder": encoder}
+    return {"query_text": args.query, "query_image": args.query_image, "encoder": encoder}
 
 
 def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
@@ -317,7 +317,7 @@ def _cmd_bench(args) -> int:
     print(f"arrcoc-rt bench: {w}x{h}, {args.frames} frames per device (after 3 warm-up frames)")
     print(f"{'device':6s} {'stage':20s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
     for dev in devices:
-        pipe = Pipeline(w, h, dev)
+        pipe = Pipeline(w, h, device=dev)
         for i in range(3):
             pipe.process(frames[i % 2])
         ts = [pipe.process(frames[i % 2]).timings for i in range(args.frames)]

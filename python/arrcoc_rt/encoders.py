@@ -56,7 +56,7 @@ class BuiltinEncoder:
         a = np.asarray(frame)
         if a.ndim != 3 or a.dtype != np.uint8:
             raise TypeError(f"frame: expected an H x W x 3 uint8 image; got {a.dtype} {a.shape}")
-        b = TextureBuilder(a.shape[1], a.shape[0], "cpu", "float32")
+        b = TextureBuilder(a.shape[1], a.shape[0], device="cpu", dtype="float32")
         b.build(a)
         enc = _native.SemanticEncoder(a.shape[1], a.shape[0], "cpu", 0, self.num_threads, DIMS)
         enc.encode(b._native, False, 0)

@@ -13,6 +13,7 @@ import numpy as np
 from . import _native
 from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
 from .frames import describe_array, stream_handle
+from .query import Query, make_query
 from .runtime import device_string
 from .texture import Texture, TextureBuilder, to_host
 from .weights import default_weights, load_weights, validate
@@ -131,7 +132,7 @@ class Pipeline:
     default), a path (.npz / .json) or a dict (see arrcoc_rt.weights).
     """
 
-    def __init__(self, width: int, height: int, device: str = "auto", *, dtype: str = "float16", weights=None,
+    def __init__(self, width: int, height: int, *, device: str = "auto", dtype: str = "float16", weights=None,
                  num_threads: int = 0, patch: int = 16, strategy: str = "balanced", gestalt_lod: int = 64,
                  gestalt_overlap: bool = True, encoder=None, encoder_every: int = 1, pca_frames: int = 8,
                  pca=None, **config):
@@ -152,13 +153,13 @@ class Pipeline:
         if alloc_cfg["total_budget"] < gestalt * gestalt_lod:
             raise ValueError(f"total_budget: {alloc_cfg['total_budget']} cannot hold the {gestalt} gestalt tokens of "
                              f"{gestalt_lod} ({gestalt * gestalt_lod}); raise it or shrink the gestalt grid")
-        self.texture_builder = TextureBuilder(width, height, device, dtype, num_threads=num_threads)
+        self.texture_builder = TextureBuilder(width, height, device=device, dtype=dtype, num_threads=num_threads)
         self.texture_builder._owner = "Pipeline"
         self.device = self.texture_builder.device
         self.cuda_device = self.texture_builder.cuda_device
         where = device_string(self.device, self.cuda_device)  # every stage on the builder's device
         self.width, self.height = self.texture_builder.max_width, self.texture_builder.max_height
-        self.cascade = ClusterCascade(width, height, where, num_threads=num_threads, **cascade_cfg)
+        self.cascade = ClusterCascade(width, height, device=where, num_threads=num_threads, **cascade_cfg)
         slots = self.cascade.config["top_clusters"] * self.cascade.config["patches_per_cluster"]
         if slots > 1024:
             raise ValueError(f"top_clusters * patches_per_cluster = {slots} candidates; expected at most 1024")
@@ -197,6 +198,7 @@ class Pipeline:
         self._since_encode = 0
         self._query_key = None
         self._query_value = (None, None)  # (kind, value): ('map' | 'vector', array)
+        self._query_held = None  # the cached query's value, held so its id stays its own
 
     def __repr__(self) -> str:
         c = self.config
@@ -235,27 +237,25 @@ class Pipeline:
         sac = kinds == 1
         return float(np.mean(previous[sac] < 0)) if sac.any() else 0.0
 
-    def _resolve_query(self, query):
+    def _resolve_query(self, q: Query | None):
         """('map', array) | ('vector', [C]) | (None, None), cached while the same query is given."""
-        key = query if isinstance(query, (str, Path)) else id(query)
-        if query is not None and key == self._query_key:
+        if q is None:
+            return None, None
+        # The same text or path, or the same array object (held below, so its id is not reused).
+        key = (q.kind, q.value if isinstance(q.value, (str, Path)) else id(q.value))
+        if key == self._query_key:
             return self._query_value
         kind, value = None, None
-        if query is None:
-            pass
-        elif isinstance(query, Path) or (isinstance(query, str) and Path(query).suffix.lower() in
-                                          (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")):
-            kind, value = "vector", self._need_encoder("an exemplar image").encode_exemplar(query)
-        elif isinstance(query, str):
-            if self.encoder is None:
-                raise TypeError("query: text queries need a semantic encoder; create the pipeline with "
-                                "encoder='clip:PATH' or 'siglip:PATH' (or pass a similarity map)")
-            kind, value = "vector", np.asarray(self.encoder.encode_text(query), np.float32)
+        if q.kind == "image":
+            kind, value = "vector", self._need_encoder("an exemplar image").encode_exemplar(q.value)
+        elif q.kind == "text":
+            if self.encoder is None or not hasattr(self.encoder, "encode_text"):
+                raise TypeError("query_text: text queries need a text encoder; create the pipeline with "
+                                "encoder='clip:PATH' or 'siglip:PATH' (or pass query_map= or query_image=)")
+            kind, value = "vector", np.asarray(self.encoder.encode_text(q.value), np.float32)
         else:
-            a = np.asarray(query)
-            if a.ndim == 3 and a.dtype == np.uint8:
-                kind, value = "vector", self._need_encoder("an exemplar image").encode_exemplar(a)
-            elif a.ndim == 1:
+            a = np.asarray(q.value)
+            if q.kind == "vector":
                 enc = self._need_encoder("a query vector")
                 if a.dtype.kind not in "fiu":
                     raise TypeError(f"query: vector dtype {a.dtype} is not numeric")
@@ -267,8 +267,8 @@ class Pipeline:
                     raise ValueError("query: the vector contains NaN or inf")
                 kind, value = "vector", a.astype(np.float32)
             else:
-                kind, value = "map", query
-        self._query_key, self._query_value = key, (kind, value)
+                kind, value = "map", q.value
+        self._query_key, self._query_value, self._query_held = key, (kind, value), q.value
         return kind, value
 
     def _external_features(self, tex, carry: bool) -> np.ndarray:
@@ -320,14 +320,18 @@ class Pipeline:
         raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({tex.height}, "
                          f"{tex.width}) nor its patch grid ({h4}, {w4})")
 
-    def process(self, frame, query=None, *, pixel_format: str | None = None, stream=None,
+    def process(self, frame, query: Query | None = None, *, query_text: str | None = None, query_image=None,
+                query_vector=None, query_map=None, pixel_format: str | None = None, stream=None,
                 copy: bool = True) -> FrameResult:
-        """One frame -> FrameResult. ``query``: None (neutral), an exemplar image or vector (with an
-        encoder), text (CLIP/SigLIP), or a similarity map over the frame ([H, W]) or its patch grid.
+        """One frame -> FrameResult. At most one query (none: neutral): ``query_image`` (an exemplar:
+        a path or H x W x 3 uint8; needs an encoder), ``query_text`` (a CLIP/SigLIP encoder),
+        ``query_vector`` (in the encoder's space), ``query_map`` (similarity over the frame [H, W] or
+        its patch grid), or ``query=arrcoc_rt.Query...``. Nothing is guessed from a file suffix.
         ``copy=False``: the token arrays are zero-copy views (read-only NumPy on the CPU, DLPack
         ``DeviceArray`` on CUDA, e.g. ``torch.from_dlpack``), valid until the next ``process``."""
         t = {}
-        kind, qvalue = self._resolve_query(query)
+        kind, qvalue = self._resolve_query(make_query(query, query_text=query_text, query_image=query_image,
+                                                      query_vector=query_vector, query_map=query_map))
         t0 = time.perf_counter()
         tex = self.texture_builder.build(frame, pixel_format=pixel_format, stream=stream)
         t_texture = time.perf_counter()

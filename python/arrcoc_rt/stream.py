@@ -1,6 +1,6 @@
 """``Stream``: frames in, token packs out, frame after frame, for hours.
 
-    with arrcoc_rt.Stream(query=None, device="auto") as stream:
+    with arrcoc_rt.Stream(query_image="mug.png", device="auto") as stream:
         for frame in arrcoc_rt.open("clip.mp4"):
             result = stream.process(frame)      # FrameResult with frame_index, pts, tokens, ...
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from .encoders import make_encoder
 from .pipeline import FrameResult, Pipeline
+from .query import Query, make_query
 
 _ZERO_COPY_FORMATS = ("yuv420p", "nv12", "rgb24", "bgr24")
 
@@ -46,19 +47,15 @@ def frame_from_av(frame):
     return (y, _plane_array(frame.planes[1], ch, cw), _plane_array(frame.planes[2], ch, cw)), fmt, pts
 
 
-def _is_similarity_map(query) -> bool:
-    a = np.asarray(query) if not isinstance(query, str) else None
-    return a is not None and a.ndim == 2
-
-
 class Stream:
     """A Pipeline that follows a stream: created at the first frame's size, rebuilt (state reset,
     ``result.resized`` set) when the size grows beyond it, reset when the size or pixel format
     changes.
 
-    Args:
-        query: an exemplar image (H x W x 3 uint8 or a path), a feature vector, a similarity map over
-            the frame or its patch grid, text (needs a CLIP/SigLIP encoder), or None.
+    Args (all keyword-only):
+        query_image, query_text, query_vector, query_map, or query (an arrcoc_rt.Query): at most one
+            (see Pipeline.process); an image or vector query brings the built-in encoder unless
+            ``encoder`` names another.
         device: 'auto' | 'cpu' | 'cuda' | 'cuda:N'.
         budget: total token budget (levels of detail); default 100000.
         encoder: 'builtin' (weight-free, the default when the query needs one) or an Encoder object.
@@ -67,13 +64,16 @@ class Stream:
         **pipeline_config: any Pipeline option (strategy, saccades, decay, weights, dtype, ...).
     """
 
-    def __init__(self, query=None, device: str = "auto", budget: int | None = None, encoder=None, vlm=None,
-                 **pipeline_config):
+    def __init__(self, *, query: Query | None = None, query_text: str | None = None, query_image=None,
+                 query_vector=None, query_map=None, device: str = "auto", budget: int | None = None, encoder=None,
+                 vlm=None, **pipeline_config):
+        query = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
+                           query_map=query_map)
         if vlm is not None and not callable(vlm):
             raise TypeError(f"vlm: expected a callable taking a FrameResult; got {type(vlm).__name__}")
         if budget is not None:
             pipeline_config["total_budget"] = budget
-        if encoder is None and query is not None and not _is_similarity_map(query):
+        if encoder is None and query is not None and query.kind in ("image", "vector"):
             encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
         pipeline_config["encoder"] = encoder
         self.device = device
@@ -84,16 +84,18 @@ class Stream:
         self._last_geometry = None
         self._closed = False
         self.frames = 0
-        Pipeline(16, 16, "cpu", **dict(pipeline_config, encoder=None))  # validate the options now
+        Pipeline(16, 16, device="cpu", **dict(pipeline_config, encoder=None))  # validate the options now
         make_encoder(encoder, "cpu")
 
     @property
     def pipeline(self) -> Pipeline | None:
         return self._pipeline
 
-    def set_query(self, query) -> None:
-        """Change the query from the next frame on (None for no query)."""
-        self._query = query
+    def set_query(self, query: Query | None = None, *, query_text: str | None = None, query_image=None,
+                  query_vector=None, query_map=None) -> None:
+        """Change the query from the next frame on (nothing given: no query)."""
+        self._query = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
+                                 query_map=query_map)
 
     def reset(self) -> None:
         """Forget motion history and carried relevance (the next frame starts fresh)."""
@@ -126,7 +128,7 @@ class Stream:
         resized = self._last_geometry is not None and geometry != self._last_geometry
         p = self._pipeline
         if p is None or w > p.width or h > p.height:
-            self._pipeline = Pipeline(max(w, p.width if p else 0), max(h, p.height if p else 0), self.device,
+            self._pipeline = Pipeline(max(w, p.width if p else 0), max(h, p.height if p else 0), device=self.device,
                                       **self._config)
         elif resized:
             self._pipeline.reset()

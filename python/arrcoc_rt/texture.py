@@ -147,7 +147,7 @@ class TextureBuilder:
         num_threads: CPU worker threads, 0 = all cores.
     """
 
-    def __init__(self, width: int, height: int, device: str = "auto", dtype: str = "float16", *,
+    def __init__(self, width: int, height: int, *, device: str = "auto", dtype: str = "float16",
                  fixation=(0.5, 0.5), num_threads: int = 0):
         self.max_width = _positive_int(width, "width")
         self.max_height = _positive_int(height, "height")

@@ -87,21 +87,23 @@ class Item:
                                        f"0 <= y0 < y1 <= {height})")
 
     def query(self, image: np.ndarray | None = None):
-        """What ``Pipeline.process(query=...)`` takes for this item: the text, the exemplar picture,
-        or the crop of ``image`` under ``query_box``; None without a query."""
+        """This item's ``arrcoc_rt.Query`` (for ``Pipeline.process(query=...)``): the text, the
+        exemplar picture, or the crop of ``image`` under ``query_box``; None without a query."""
+        from ..query import Query
+
         if self.query_text is not None:
-            return self.query_text
+            return Query.text(self.query_text)
         if self.query_image is not None:
             if isinstance(self.query_image, np.ndarray):
-                return self.query_image
+                return Query.image(self.query_image)
             try:
-                return read_image(self.query_image)
+                return Query.image(read_image(self.query_image))
             except DatasetError as e:
                 raise DatasetError(f"{self.where}: field 'query_image': {e}") from None
         if self.query_box is not None:
             img = self.image() if image is None else image
             x0, y0, x1, y1 = (int(round(v)) for v in self.query_box)
-            return np.ascontiguousarray(img[y0:y1, x0:x1])
+            return Query.image(np.ascontiguousarray(img[y0:y1, x0:x1]))
         return None
 
 

@@ -79,7 +79,7 @@ class _Pipelines:
         if key in self._cache:
             self._cache.move_to_end(key)
         else:
-            self._cache[key] = Pipeline(width, height, self.device, **self.options)
+            self._cache[key] = Pipeline(width, height, device=self.device, **self.options)
             while len(self._cache) > self._keep:
                 self._cache.popitem(last=False)
         return self._cache[key]

@@ -1,0 +1,100 @@
+"""What the model will be asked about: one explicit kind of query.
+
+    pipe.process(frame, query_image="mug.png")         # an exemplar picture (path or H x W x 3 uint8)
+    pipe.process(frame, query_text="a red mug")        # text (a CLIP/SigLIP encoder)
+    pipe.process(frame, query_vector=v)                # a feature vector in the encoder's space
+    pipe.process(frame, query_map=m)                   # a similarity map over the frame or its patch grid
+    pipe.process(frame, query=arrcoc_rt.Query.image("mug.png"))   # the same, as one object
+
+Nothing is guessed from a file suffix: a string is text only through ``query_text``/``Query.text``
+and a picture only through ``query_image``/``Query.image``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("text", "image", "vector", "map")
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """One query: ``kind`` is 'text', 'image', 'vector' or 'map'; build it with the class methods."""
+
+    kind: str
+    value: object
+
+    @classmethod
+    def text(cls, text: str) -> "Query":
+        if not isinstance(text, str) or not text.strip():
+            raise TypeError(f"query_text: expected a non-empty str; got {type(text).__name__}")
+        return cls("text", text)
+
+    @classmethod
+    def image(cls, image) -> "Query":
+        """An exemplar of what to look for: a path to a picture, or an H x W x 3 uint8 array."""
+        if isinstance(image, (str, Path)):
+            return cls("image", Path(image))
+        a = np.asarray(image)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise ValueError(f"query_image: expected a path or an H x W x 3 uint8 array; got {a.dtype} {a.shape}")
+        return cls("image", image)
+
+    @classmethod
+    def vector(cls, vector) -> "Query":
+        a = np.asarray(vector)
+        if a.ndim != 1 or a.dtype.kind not in "fiu":
+            raise ValueError(f"query_vector: expected a 1-D numeric vector; got {a.dtype} {a.shape}")
+        return cls("vector", vector)
+
+    @classmethod
+    def map(cls, similarity) -> "Query":
+        """Similarity per pixel ([H, W]) or per 16-px patch ([ceil(H/16), ceil(W/16)])."""
+        a = np.asarray(similarity)
+        if a.ndim != 2 or a.dtype.kind not in "fiu":
+            raise ValueError(f"query_map: expected a 2-D numeric map; got {a.dtype} {a.shape}")
+        return cls("map", similarity)
+
+    @property
+    def needs_encoder(self) -> bool:
+        return self.kind != "map"
+
+    def __repr__(self) -> str:
+        v = self.value
+        shown = repr(v) if isinstance(v, (str, Path)) else f"array{tuple(np.shape(v))}"
+        return f"Query.{self.kind}({shown})"
+
+
+def make_query(query=None, *, query_text=None, query_image=None, query_vector=None, query_map=None) -> Query | None:
+    """The one Query given as ``query`` (a Query) or as one of the ``query_*`` keywords; None for none."""
+    given = [q for q in (
+        query if isinstance(query, Query) else None,
+        None if query_text is None else Query.text(query_text),
+        None if query_image is None else Query.image(query_image),
+        None if query_vector is None else Query.vector(query_vector),
+        None if query_map is None else Query.map(query_map)) if q is not None]
+    if query is not None and not isinstance(query, Query):
+        given.append(_legacy(query))
+    if len(given) > 1:
+        raise TypeError("query: give one query (query=, query_text=, query_image=, query_vector= or query_map=)")
+    return given[0] if given else None
+
+
+def _legacy(query) -> Query:
+    """``query=<value>`` of earlier releases: arrays by their shape (deprecated); never a string."""
+    if isinstance(query, (str, Path)):
+        raise TypeError("query: a string is ambiguous; pass query_text='...' for text, or "
+                        "query_image='picture.png' for an exemplar picture")
+    a = np.asarray(query)
+    kind = ("image" if a.ndim == 3 and a.dtype == np.uint8 else "vector" if a.ndim == 1 else
+            "map" if a.ndim == 2 else None)
+    if kind is None:
+        raise ValueError(f"query: cannot tell what a {a.dtype} array of shape {a.shape} is; pass query_image=, "
+                         "query_vector= or query_map=")
+    warnings.warn(f"query=<array> is deprecated; pass query_{kind}= (or arrcoc_rt.Query.{kind}(...))",
+                  DeprecationWarning, stacklevel=4)
+    return getattr(Query, kind)(query)
