@@ -57,6 +57,8 @@ void run_typed(const AllocateParams& p) {
     p.lohi[2 * c + 1] = n ? sorted_at(v, n, math::high_index(n), p.div) : 0.0f;
   }
   parallel_for(n, nt, [&](int i) { three_scores(p, i); });
+  const float info_gain = math::repetition_gain(p.info, n);
+  parallel_for(n, nt, [&](int i) { info_gain_and_raw(p, i, info_gain); });
 
   // Stage 4 (fused): diversity, opponent mix, normalization, temporal blend, selection, budgets.
   const int k = std::min(math::diversity_k(n), n);

@@ -352,7 +352,7 @@ void build_pyramids_and_coarse(const TextureParams& p) {
     for (int bj = 0; bj < bw; ++bj)
       p.sal_block_max[f * nb + bi * bw + bj] = block_max(p.sal_cs + f * n1, l1.width, l1.height, bi, bj);
   });
-  for (int f = 0; f < 3; ++f) p.sal_gain[f] = saliency_gain(p.sal_block_max + f * nb, nb);
+  for (int f = 0; f < 3; ++f) p.sal_gain[f] = repetition_gain(p.sal_block_max + f * nb, nb);
   parallel_for(l1.height, nt, [&](int i) {  // normalized and combined
     const int64_t row = static_cast<int64_t>(i) * l1.width;
     for_chunks(l1.width, [&](int j0, int n) {

@@ -76,7 +76,12 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
     }
   }
   __syncthreads();
+  __shared__ float info_gain;
   if (mine) three_scores(p, i);
+  __syncthreads();
+  if (i == 0) info_gain = math::repetition_gain(p.info, n);  // sequential: the CPU's bits
+  __syncthreads();
+  if (mine) info_gain_and_raw(p, i, info_gain);
   __syncthreads();
 
   const int k = min(math::diversity_k(n), n);

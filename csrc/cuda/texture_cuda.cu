@@ -118,7 +118,7 @@ __global__ void block_max_kernel(TextureParams p, int w1, int h1) {
 
 __global__ void saliency_gain_kernel(TextureParams p, int nb) {
   const int f = threadIdx.x;
-  if (f < 3) p.sal_gain[f] = saliency_gain(p.sal_block_max + f * nb, nb);
+  if (f < 3) p.sal_gain[f] = repetition_gain(p.sal_block_max + f * nb, nb);
 }
 
 template <typename T>

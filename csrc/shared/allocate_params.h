@@ -169,7 +169,8 @@ ARRCOC_HD bool patch_has_gestalt(const AllocateParams& p, int q) {
   return col && row;
 }
 
-// The three ways of knowing of candidate i (lohi holds the frame's robust bounds).
+// The three ways of knowing of candidate i (lohi holds the frame's robust bounds); the
+// information score is final only after info_gain_and_raw.
 ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
   auto unit = [&](int comp) {
     return math::robust_unit(p.feat[component_feature(comp)][i], p.lohi[2 * comp], p.lohi[2 * comp + 1]);
@@ -177,6 +178,13 @@ ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
   p.info[i] = (unit(kCompEntropy) + unit(kCompEdge) + unit(kCompHighPass)) / 3.0f;
   p.sal[i] = (unit(kCompSaliency) + (1.0f - p.feat[kFeatEcc][i]) + unit(kCompMotion)) / 3.0f;
   p.query[i] = p.has_query ? unit(kCompQuery) : 0.5f;
+}
+
+// The information score scaled by the frame's repetition gain of information (a frame where every
+// candidate is busy texture leaves the choice to salience and query: texture must not take the
+// saccades from the subject), then the MLP's raw score.
+ARRCOC_HD void info_gain_and_raw(const AllocateParams& p, int i, float info_gain) {
+  p.info[i] *= info_gain;
   p.raw[i] = math::balance_mlp(*p.weights, p.info[i], p.sal[i], p.query[i]);
 }
 

@@ -314,13 +314,14 @@ ARRCOC_HD float block_max(const float* map, int w, int h, int bi, int bj) {
   return m;
 }
 
-// Gain of one centre-surround map from its block maxima (after Itti-Koch's map normalization N):
-// (1 - mbar/M)^2, with M the largest block maximum and mbar the mean of the others. A map whose
-// peaks repeat everywhere (texture: grass, foliage) gets little weight, one with a few distinct
-// peaks (an object) a lot. Unlike N, maps are not rescaled by 1/M: a map with almost no contrast
-// (an opponent channel of a grey scene) would turn its noise into full-range peaks. 0 for an empty
-// map. Sequential, in double, so every backend gets the same bits.
-ARRCOC_HD float saliency_gain(const float* block_max_values, int nb) {
+// Repetition gain of n non-negative values (after Itti-Koch's map normalization N): (1 - mbar/M)^2,
+// with M the largest value and mbar the mean of the others. Values whose peaks repeat everywhere
+// (texture: grass, foliage) get little weight, a few distinct peaks (an object) a lot. Used on a
+// centre-surround map's block maxima (saliency) and on the candidates' information scores. Unlike
+// N, nothing is rescaled by 1/M: a map with almost no contrast (an opponent channel of a grey
+// scene) would turn its noise into full-range peaks. 0 when all are 0. Sequential, in double, so
+// every backend gets the same bits.
+ARRCOC_HD float repetition_gain(const float* block_max_values, int nb) {
   double sum = 0.0, peak = 0.0;
   for (int b = 0; b < nb; ++b) {
     const double v = block_max_values[b];

@@ -34,7 +34,7 @@ struct TextureParams {
   math::SaliencyTaps* saliency_x_taps;  // CPU: level-1 width; where each column samples levels 2-4
   float* sal_cs;                    // [3][level-1 plane] centre-surround of L, R-G, B-Y
   float* sal_block_max;             // [3][saliency blocks] block maxima of each map
-  float* sal_gain;                  // [3] each map's gain (saliency_gain)
+  float* sal_gain;                  // [3] each map's gain (repetition_gain of its block maxima)
 
   int32_t num_threads;              // CPU backend: worker threads
   int64_t scratch_pixels;           // elements of each hsum_* buffer (>= max_width * max_height and

@@ -181,18 +181,23 @@ def local_entropy(y8: np.ndarray) -> np.ndarray:
 SALIENCY_BLOCK = 8  # level-1 texels per side of the blocks whose maxima count the peaks
 
 
+def repetition_gain(values) -> float:
+    """(1 - mbar/M)^2 of non-negative values: M the largest, mbar the mean of the others (after
+    Itti-Koch's map normalization: peaks that repeat everywhere weigh little; 0 when all are 0)."""
+    v = np.asarray(values, np.float64).ravel()
+    peak = float(v.max()) if v.size else 0.0
+    if peak <= 0.0:
+        return 0.0
+    mean_others = (float(v.sum()) - peak) / (v.size - 1) if v.size > 1 else 0.0
+    return (1.0 - mean_others / peak) ** 2
+
+
 def saliency_gain(cs: np.ndarray) -> float:
-    """(1 - mbar/M)^2 of a centre-surround map: M its largest 8x8-block maximum, mbar the mean of
-    the other block maxima (after Itti-Koch's map normalization; 0 for an empty map)."""
+    """The repetition gain of a centre-surround map's 8x8-block maxima."""
     h, w = cs.shape
     bh, bw = -(-h // SALIENCY_BLOCK), -(-w // SALIENCY_BLOCK)
     padded = np.pad(cs, ((0, bh * SALIENCY_BLOCK - h), (0, bw * SALIENCY_BLOCK - w)))  # maps are >= 0
-    block_max = padded.reshape(bh, SALIENCY_BLOCK, bw, SALIENCY_BLOCK).max(axis=(1, 3)).ravel()
-    peak = float(block_max.max())
-    if peak <= 0.0:
-        return 0.0
-    mean_others = (float(block_max.sum()) - peak) / (block_max.size - 1) if block_max.size > 1 else 0.0
-    return (1.0 - mean_others / peak) ** 2
+    return repetition_gain(padded.reshape(bh, SALIENCY_BLOCK, bw, SALIENCY_BLOCK).max(axis=(1, 3)))
 
 
 def saliency_level1(pyramids) -> np.ndarray:
@@ -451,6 +456,8 @@ def three_scores(level4: dict, patches: np.ndarray, has_query: bool):
     ``level4[c]`` is the level-4 plane of channel c (flattened by patch id)."""
     g = {c: np.asarray(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
     info = (robust_normalize(g[14]) + robust_normalize(g[12]) + robust_normalize(g[9])) / 3.0
+    # Busy texture everywhere leaves the choice to salience and query (see repetition_gain).
+    info = info * repetition_gain(np.asarray(info, np.float32).astype(np.float64)) if len(patches) else info
     sal = (robust_normalize(g[11]) + (1.0 - g[5]) + robust_normalize(g[10])) / 3.0
     query = robust_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
     return info, sal, query
