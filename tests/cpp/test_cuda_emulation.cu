@@ -17,19 +17,13 @@
 
 #include "../../csrc/cuda/launch.cuh"
 
+#include "check.h"
+
 using arrcoc::cuda::launch;
 
 namespace {
 
-int g_checks = 0, g_failures = 0;
-
-void check(bool ok, const std::string& what) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
-  }
-}
+using arrcoc_test::check;
 
 // ------------------------------------------------------------------ kernels
 __global__ void ticket_kernel(int* counter, int* ticket_of_block) {
@@ -320,6 +314,5 @@ int main() {
   test_streams_are_lazy();
   test_host_dereference_crashes();
   test_two_devices();
-  std::printf("%d checks, %d failed\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return arrcoc_test::finish();
 }

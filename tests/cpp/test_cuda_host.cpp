@@ -14,17 +14,11 @@
 
 #include "arrcoc/arrcoc.h"
 
+#include "check.h"
+
 namespace {
 
-int g_checks = 0, g_failures = 0;
-
-void check(bool ok, const std::string& what) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
-  }
-}
+using arrcoc_test::check;
 
 void ok(const arrcoc::Status& s, const std::string& what) {
   if (!s.ok()) {
@@ -399,6 +393,5 @@ int main() {
   test_per_thread_default_streams();
   test_semantic_synchronize_without_encode();
   test_two_devices();
-  std::printf("%d checks, %d failed\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return arrcoc_test::finish();
 }

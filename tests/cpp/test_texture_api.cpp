@@ -9,17 +9,11 @@
 
 #include "arrcoc/arrcoc.h"
 
+#include "check.h"
+
 namespace {
 
-int g_checks = 0, g_failures = 0;
-
-void check(bool ok, const std::string& what) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
-  }
-}
+using arrcoc_test::check;
 
 void check_status(const arrcoc::Status& s, arrcoc::StatusCode want, const std::string& what,
                   const char* must_mention = nullptr) {
@@ -263,6 +257,5 @@ int main() {
   test_motion_vectors();
   test_cascade();
   test_pipeline_end_to_end();
-  std::printf("%d checks, %d failed\n", g_checks, g_failures);
-  return g_failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return arrcoc_test::finish();
 }

@@ -78,32 +78,22 @@ inline T emu_atomic_add_int(T* a, T v) {
 inline int atomicAdd(int* a, int v) { return emu_atomic_add_int(a, v); }
 inline unsigned int atomicAdd(unsigned int* a, unsigned int v) { return emu_atomic_add_int(a, v); }
 inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { return emu_atomic_add_int(a, v); }
-inline float atomicAdd(float* a, float v) {
-  uint32_t old = __atomic_load_n(reinterpret_cast<uint32_t*>(a), __ATOMIC_RELAXED), want;
+// Floating-point add as a compare-and-swap loop on the value's bits (Bits: same-size integer).
+template <typename F, typename Bits>
+inline F emu_atomic_add_float(F* a, F v) {
+  static_assert(sizeof(F) == sizeof(Bits), "bits of the same size");
+  Bits old = __atomic_load_n(reinterpret_cast<Bits*>(a), __ATOMIC_RELAXED), want;
+  F f;
   do {
-    float f;
-    std::memcpy(&f, &old, 4);
-    f += v;
-    std::memcpy(&want, &f, 4);
-  } while (!__atomic_compare_exchange_n(reinterpret_cast<uint32_t*>(a), &old, want, true, __ATOMIC_RELAXED,
+    std::memcpy(&f, &old, sizeof f);
+    const F sum = f + v;
+    std::memcpy(&want, &sum, sizeof want);
+  } while (!__atomic_compare_exchange_n(reinterpret_cast<Bits*>(a), &old, want, true, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED));
-  float f;
-  std::memcpy(&f, &old, 4);
   return f;
 }
-inline double atomicAdd(double* a, double v) {
-  uint64_t old = __atomic_load_n(reinterpret_cast<uint64_t*>(a), __ATOMIC_RELAXED), want;
-  do {
-    double f;
-    std::memcpy(&f, &old, 8);
-    f += v;
-    std::memcpy(&want, &f, 8);
-  } while (!__atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(a), &old, want, true, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED));
-  double f;
-  std::memcpy(&f, &old, 8);
-  return f;
-}
+inline float atomicAdd(float* a, float v) { return emu_atomic_add_float<float, uint32_t>(a, v); }
+inline double atomicAdd(double* a, double v) { return emu_atomic_add_float<double, uint64_t>(a, v); }
 inline int atomicMax(int* a, int v) {
   int old = __atomic_load_n(a, __ATOMIC_RELAXED);
   while (old < v && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
