@@ -81,7 +81,7 @@ def test_allocate_gather_torch(benchmark, pipeline_after_two_frames):
     pipe, r = pipeline_after_two_frames
     wts = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in pipe.weights.items()}
     valid = r.candidates >= 0  # the score arrays are per candidate slot, like the candidates
-    scores = torch.from_numpy(np.stack([r.info, r.salience, r.query], axis=1)[valid].astype(np.float32))
+    scores = torch.from_numpy(np.stack([r.info_score, r.salience_score, r.query_score], axis=1)[valid].astype(np.float32))
     w4 = -(-W // 16)
     cand = torch.from_numpy(r.candidates[valid].astype(np.int64))
     xy = torch.stack([(cand % w4).float(), torch.div(cand, w4, rounding_mode="floor").float()], 1)

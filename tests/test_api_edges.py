@@ -120,3 +120,45 @@ def test_queries_are_named_and_never_guessed(tmp_path):
     pipe.reset()
     b = pipe.process(img, query=arrcoc_rt.Query.image(str(tmp_path / "ex.png")))
     np.testing.assert_array_equal(a.patches, b.patches)  # the same exemplar, given two ways
+
+
+def test_the_cli_has_a_version_and_help_on_every_argument():
+    from arrcoc_rt import cli
+
+    out = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"arrcoc-rt {arrcoc_rt.__version__}"
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    missing = [f"{name} {a.dest}" for name, p in sub.choices.items() for a in p._actions
+               if a.help is None and a.dest != "help"]
+    assert not missing, missing
+
+
+def test_tokens_carry_boxes_and_the_overlay_is_exported(tmp_path):
+    img = np.random.default_rng(5).integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    pipe = arrcoc_rt.Pipeline(200, 120, device="cpu")
+    r = pipe.process(img)
+    b = r.boxes
+    assert b.shape == (len(r.kinds), 4) and b.dtype == np.float32
+    real = r.kinds >= 0
+    assert np.all(b[~real] == -1)
+    assert np.all((b[real, 0] <= r.positions[real, 0]) & (r.positions[real, 0] <= b[real, 2]))
+    assert np.all(b[real, :2] >= 0) and np.all(b[real, 2] <= 200) and np.all(b[real, 3] <= 120)
+    G = pipe.config["gestalt_x"] * pipe.config["gestalt_y"]
+    # an unclipped level-3 gestalt glimpse covers 16 * 8 = 128 px; every box is at most that
+    assert np.all(b[real, 2] - b[real, 0] <= 16 * 2 ** r.levels[real] + 1e-3)
+    drawn = arrcoc_rt.overlay(img, r)
+    assert drawn.shape == img.shape and drawn.dtype == np.uint8 and not np.array_equal(drawn, img)
+    assert G > 0 and "overlay" in arrcoc_rt.__all__
+
+
+def test_renamed_fields_warn_and_budget_has_one_name():
+    img = np.random.default_rng(6).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    r = arrcoc_rt.Pipeline(64, 48, device="cpu").process(img)
+    for old, new in (("tokens", "glimpses"), ("info", "info_score"), ("salience", "salience_score"),
+                     ("query", "query_score"), ("balanced", "balanced_score")):
+        with pytest.warns(DeprecationWarning, match=f"FrameResult.{old} is renamed {new}"):
+            assert getattr(r, old) is getattr(r, new)
+    with pytest.warns(DeprecationWarning, match="renamed total_budget"):
+        s = arrcoc_rt.Stream(device="cpu", budget=50000)
+    assert s.process(img) is not None and s.pipeline.config["total_budget"] == 50000

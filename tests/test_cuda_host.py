@@ -35,7 +35,7 @@ def frame(seed: int = 0) -> np.ndarray:
 def assert_same_tokens(a, b):
     for name in ("positions", "levels", "budgets", "kinds", "patches"):
         np.testing.assert_array_equal(host(getattr(a, name)), host(getattr(b, name)), err_msg=name)
-    np.testing.assert_allclose(host(a.tokens), host(b.tokens), atol=1e-5)
+    np.testing.assert_allclose(host(a.glimpses), host(b.glimpses), atol=1e-5)
 
 
 class CudaArrayInterfaceOnly:

@@ -78,7 +78,7 @@ def test_text_query_through_the_pipeline(checkpoint):
     r = results[-1]
     sim = np.asarray(r.texture.channel(arrcoc_rt.Channel.QUERY_SIMILARITY, 4), np.float32)
     assert sim.shape == (6, 10) and np.all(np.abs(sim) <= 1.0 + 1e-3) and sim.std() > 0
-    assert r.num_saccades > 0 and np.all(np.isfinite(r.query))
+    assert r.num_saccades > 0 and np.all(np.isfinite(r.query_score))
     sem = np.stack([np.asarray(r.texture.channel(17 + c, 4), np.float32) for c in range(16)])
     assert np.abs(sem).max() > 0  # PCA-16 fitted on the first frame
     # the same again is deterministic

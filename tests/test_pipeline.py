@@ -49,8 +49,8 @@ def _reference_for(pipe, result, previous, has_query=False, **kw):
 
 def _compare(pipe, result, ref):
     valid = result.candidates >= 0
-    for name, got, want, tol in (("info", result.info, ref.info, 1e-5), ("salience", result.salience, ref.salience, 1e-5),
-                                 ("query", result.query, ref.query, 1e-5), ("balanced", result.balanced, ref.balanced, 1e-4)):
+    for name, got, want, tol in (("info", result.info_score, ref.info, 1e-5), ("salience", result.salience_score, ref.salience, 1e-5),
+                                 ("query", result.query_score, ref.query, 1e-5), ("balanced", result.balanced_score, ref.balanced, 1e-4)):
         np.testing.assert_allclose(got[valid], want[:valid.sum()], atol=tol, err_msg=name)  # + held patches
     assert result.scene_cut == ref.scene_cut
     sel = result.kinds == 1
@@ -77,7 +77,7 @@ def _compare(pipe, result, ref):
     # glimpses from the texture's own colour planes
     rgb_levels = [np.stack([host(result.texture.channel(c, k)).astype(np.float64) for c in range(3)]) for k in range(5)]
     want = R.glimpses(rgb_levels, result.positions.astype(np.float64), result.levels, pipe.config["glimpse_size"])
-    np.testing.assert_allclose(result.tokens, want, atol=1e-5)
+    np.testing.assert_allclose(result.glimpses, want, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", devices())
@@ -115,7 +115,7 @@ def test_invariants(rng):
         r = pipe.process(frame)
         cfg = pipe.config
         G, S = cfg["gestalt_x"] * cfg["gestalt_y"], cfg["saccades"]
-        assert len(r.kinds) == G + S and r.tokens.shape == (G + S, 3, 16, 16)
+        assert len(r.kinds) == G + S and r.glimpses.shape == (G + S, 3, 16, 16)
         assert np.all(r.kinds[:G] == 0) and set(np.unique(r.kinds[G:])) <= {1, -1}
         assert np.all(np.diff((r.kinds[G:] == 1).astype(int)) <= 0), "padding only after the saccades"
         assert r.budgets.sum() <= cfg["total_budget"]
@@ -124,12 +124,12 @@ def test_invariants(rng):
         sac = r.patches[r.kinds == 1]
         assert len(np.unique(sac)) == len(sac), "no duplicate saccades"
         assert np.all(np.diff(r.scores[r.kinds == 1]) <= 0), "saccades best first"
-        assert np.all(r.tokens[r.kinds == -1] == 0) and np.all(np.isfinite(r.tokens))
+        assert np.all(r.glimpses[r.kinds == -1] == 0) and np.all(np.isfinite(r.glimpses))
         assert np.all((r.relevance >= 0) & (r.relevance <= 1))
     a = arrcoc_rt.Pipeline(w, h, device="cpu").process(img)
     b = arrcoc_rt.Pipeline(w, h, device="cpu").process(img)
     np.testing.assert_array_equal(a.patches, b.patches)
-    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_array_equal(a.glimpses, b.glimpses)
 
 
 @pytest.mark.parametrize("size", [(333, 211), (64, 9)], ids=["333x211", "64x9"])
@@ -145,7 +145,7 @@ def test_cpu_results_do_not_depend_on_the_thread_count(size, rng):
         out = [pipe.process(f) for f in frames]
         tex = out[-1].texture
         runs.append(([host(tex.channel(c, k)).copy() for k in range(5) for c in arrcoc_rt.Texture.channels_at(k)],
-                     [(r.patches, r.budgets, r.scores, r.tokens, r.relevance) for r in out]))
+                     [(r.patches, r.budgets, r.scores, r.glimpses, r.relevance) for r in out]))
     for threads, (planes, results) in zip((2, 3, 7), runs[1:]):
         for a, b in zip(runs[0][0], planes):
             np.testing.assert_array_equal(a, b, err_msg=f"texture, {threads} threads")
@@ -312,12 +312,12 @@ def test_zero_copy_outputs_equal_the_copies(device):
     a, b = arrcoc_rt.Pipeline(w, h, device=device), arrcoc_rt.Pipeline(w, h, device=device)
     for f in frames:
         ra, rb = a.process(f), b.process(f, copy=False)
-        for name in ("tokens", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance",
-                     "homunculus", "info", "balanced"):
+        for name in ("glimpses", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance",
+                     "homunculus", "info_score", "balanced_score"):
             np.testing.assert_array_equal(getattr(ra, name), host(getattr(rb, name)), err_msg=name)
         assert ra.scene_cut == rb.scene_cut and ra.num_saccades == rb.num_saccades
     if device == "cpu":
-        view = rb.tokens
+        view = rb.glimpses
         assert not view.flags.writeable
         again = b.process(frames[0], copy=False)
-        assert np.shares_memory(view, again.tokens), "views alias the allocator's buffers (valid until the next frame)"
+        assert np.shares_memory(view, again.glimpses), "views alias the allocator's buffers (valid until the next frame)"

@@ -38,7 +38,7 @@ def test_stream_over_a_file_counts_every_frame_with_pts(tmp_path, size):
         assert src.stats.corrupt_packets == 0 and src.stats.dropped == 0
     assert [r.frame_index for r in results] == list(range(25))
     np.testing.assert_allclose([r.pts for r in results], np.arange(25) / 10.0)
-    assert all(r.tokens.shape[0] == 529 for r in results)
+    assert all(r.glimpses.shape[0] == 529 for r in results)
 
 
 @pytest.mark.parametrize("fmt", ["yuv420p", "nv12", "rgb24", "bgr24", "yuv444p"])
@@ -51,7 +51,7 @@ def test_av_frames_of_every_format_match_numpy(fmt):
     ref = vf.to_ndarray(format="rgb24") if fmt in ("rgb24", "bgr24", "yuv444p") else None
     if ref is not None:
         b = arrcoc_rt.Stream(device="cpu").process(ref)
-        np.testing.assert_array_equal(a.tokens, b.tokens)
+        np.testing.assert_array_equal(a.glimpses, b.glimpses)
     else:
         # our BT.601 limited-range conversion vs the original picture: close, not identical
         lum = np.asarray(a.texture.channel("luminance"), np.float32)
@@ -66,7 +66,7 @@ def test_resolution_and_format_change_mid_stream():
     results = [stream.process(f) for f in small + big + small]
     assert [r.resized for r in results] == [False, False, False, True, False, False, True, False, False]
     assert [r.motion_valid for r in results] == [False, True, True, False, True, True, False, True, True]
-    assert results[4].tokens.shape == results[0].tokens.shape
+    assert results[4].glimpses.shape == results[0].glimpses.shape
     assert stream.pipeline.width == 160  # grown once, then reused for the smaller frames
 
 
@@ -146,7 +146,7 @@ def test_image_folder_source(tmp_path):
 
 def test_stream_options_and_vlm_hook():
     seen = []
-    stream = arrcoc_rt.Stream(device="cpu", budget=50000, vlm=lambda r: seen.append(r.num_saccades) or "answer")
+    stream = arrcoc_rt.Stream(device="cpu", total_budget=50000, vlm=lambda r: seen.append(r.num_saccades) or "answer")
     r = stream.process(sample_frames(64, 48, 1)[0])
     assert r.vlm_output == "answer" and seen == [r.num_saccades] and r.budgets.sum() <= 50000
     with pytest.raises(ValueError, match="encoder: 'clip' is not understood"):

@@ -22,6 +22,7 @@ from .sources import SourceError, open
 from .stream import Stream
 from .weights import default_weights, load_weights, save_weights
 from .texture import Texture, TextureBuilder, to_host
+from .visualize import overlay
 
 __version__ = _version()
 
@@ -47,6 +48,7 @@ __all__ = [
     "devices",
     "info",
     "load_weights",
+    "overlay",
     "reference",
     "save_weights",
     "to_host",

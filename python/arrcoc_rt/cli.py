@@ -167,10 +167,15 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 keep = r.kinds >= 0
                 out.write(json.dumps({
                     "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
-                    "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "level": int(lv), "budget": int(b),
-                                "kind": "saccade" if k == 1 else "gestalt", "score": round(float(s), 5)}
-                               for (x, y), lv, b, k, s in zip(r.positions[keep], r.levels[keep], r.budgets[keep],
-                                                               r.kinds[keep], r.scores[keep])]}) + "\n")
+                    "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
+                               "padding": int(np.sum(r.kinds < 0))},
+                    "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
+                    "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "box": [round(float(v), 1) for v in box],
+                                "level": int(lv), "budget": int(b), "kind": "saccade" if k == 1 else "gestalt",
+                                "score": round(float(s), 5), "reuse": int(ru)}
+                               for (x, y), box, lv, b, k, s, ru in zip(r.positions[keep], r.boxes[keep], r.levels[keep],
+                                                                        r.budgets[keep], r.kinds[keep], r.scores[keep],
+                                                                        r.reuse[keep])]}) + "\n")
             if progress:
                 n = len(timings)
                 fps = n / max(time.perf_counter() - t_start, 1e-9)
@@ -332,13 +337,14 @@ def _cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arrcoc-rt", description="Where should a frozen VLM look? (arrcoc_rt)")
+    p.add_argument("--version", action="version", version=f"arrcoc-rt {runtime.info()['version']}")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="the main job on a built-in clip (no downloads): overlay video and summary")
     d.add_argument("--out", default="arrcoc-demo", help="output folder (default: arrcoc-demo)")
-    d.add_argument("--device", default="auto")
+    d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     d.set_defaults(func=_cmd_demo)
     r = sub.add_parser("run", help="process a video file, URL, webcam (/dev/videoN or N) or image folder")
-    r.add_argument("source")
+    r.add_argument("source", help="a video file, URL (rtsp://...), webcam (/dev/videoN or N) or image folder")
     r.add_argument("--query", help="text query (needs --encoder clip:PATH or siglip:PATH)")
     r.add_argument("--query-image", help="exemplar image: look for this object (built-in encoder)")
     r.add_argument("--encoder", default="builtin", help="builtin (default) | clip:PATH | siglip:PATH")
@@ -346,22 +352,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jsonl", help="tokens per frame, one JSON object per line")
     r.add_argument("--png-dir", help="also write one overlay PNG per frame into this folder")
     r.add_argument("--plot", help="latency per stage over the run, as a PNG (needs matplotlib)")
-    r.add_argument("--device", default="auto")
-    r.add_argument("--max-frames", type=int, default=None)
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    r.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: all)")
     r.add_argument("--drop-oldest", action="store_true", help="live sources: drop the oldest frame when behind")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
     b = sub.add_parser("bench", help="per-stage latency table (p50/p95/p99, fps) on CPU and GPU if present")
     b.add_argument("input", nargs="?", help="image or video (default: synthetic frames)")
     b.add_argument("--size", default="640x480", help="synthetic frame size (default 640x480)")
-    b.add_argument("--frames", type=int, default=30)
+    b.add_argument("--frames", type=int, default=30, help="frames to time per device and stage (default: 30)")
     b.set_defaults(func=_cmd_bench)
     sub.add_parser("info", help="version, build (CUDA compiled?), GPUs found").set_defaults(func=_cmd_info)
     t = sub.add_parser("texture", help="build the 40-channel texture array and write PNGs of it")
     t.add_argument("input", nargs="?", help="image or video file (default: a built-in synthetic sample)")
     t.add_argument("--out", default="texture-demo", help="output folder (default: texture-demo)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    t.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    t.add_argument("--dtype", default="float16", choices=["float16", "float32"],
+                   help="storage type of the texture (default: float16)")
     t.add_argument("--frames", type=int, default=2,
                    help="frames to process from a video or the sample; motion needs 2 (default: 2)")
     t.set_defaults(func=_cmd_texture)

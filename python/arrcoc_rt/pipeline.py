@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def _check(name, value, spec):
     return v
 
 
+def _renamed(result, old: str, new: str):
+    warnings.warn(f"FrameResult.{old} is renamed {new}; the old name goes in the next release",
+                  DeprecationWarning, stacklevel=3)
+    return getattr(result, new)
+
+
 @dataclass
 class FrameResult:
     """One processed frame. Token arrays have N = gestalt + saccade slots entries, gestalt first;
@@ -61,7 +68,7 @@ class FrameResult:
     to keep; ``texture`` is a zero-copy view, valid until the next frame."""
 
     frame_index: int
-    tokens: np.ndarray        # [N, 3, P, P] float32 RGB glimpses at each token's mip level
+    glimpses: np.ndarray      # [N, 3, P, P] float32 RGB glimpses at each token's mip level
     positions: np.ndarray     # [N, 2] float32 centre (x, y) in pixels
     levels: np.ndarray        # [N] int32 mip level (400 -> 0, 256/384 -> 1, 128 -> 2, 64 -> 3)
     budgets: np.ndarray       # [N] int32 level of detail (64..400)
@@ -73,15 +80,16 @@ class FrameResult:
     scene_cut: bool
     num_saccades: int
     candidates: np.ndarray    # [slots] int32 candidate patches from the cascade (-1 padding)
-    info: np.ndarray          # [slots] per candidate: information (propositional)
-    salience: np.ndarray      # [slots] salience (perspectival)
-    query: np.ndarray         # [slots] query relevance (participatory)
-    balanced: np.ndarray      # [slots] after opponent processing
+    info_score: np.ndarray      # [slots] per candidate: information (propositional)
+    salience_score: np.ndarray  # [slots] salience (perspectival)
+    query_score: np.ndarray     # [slots] query relevance (participatory)
+    balanced_score: np.ndarray  # [slots] after opponent processing
     previous: np.ndarray | None = None  # [N] int32 token of the previous frame whose content (along
     #                                     the motion vectors) this token shows, -1 if none
     reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too:
     #                                     the same pixels, so a model may keep that token's cached keys/values
     churn: float | None = None          # share of saccades that moved to new content (None on a first frame)
+    frame_size: tuple = (0, 0)  # (width, height) of the frame, pixels
     timings: dict = field(default_factory=dict)  # ms per stage (host clock; on CUDA the first two are
     #                                              enqueue times, the last includes the wait for results)
     motion_valid: bool = False
@@ -95,13 +103,34 @@ class FrameResult:
     def saccade_mask(self) -> np.ndarray:
         return self.kinds == 1
 
+    # Names of earlier releases, kept for one release: they warn.
+    tokens = property(lambda self: _renamed(self, "tokens", "glimpses"))
+    info = property(lambda self: _renamed(self, "info", "info_score"))
+    salience = property(lambda self: _renamed(self, "salience", "salience_score"))
+    query = property(lambda self: _renamed(self, "query", "query_score"))
+    balanced = property(lambda self: _renamed(self, "balanced", "balanced_score"))
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """[N, 4] float32 (x0, y0, x1, y1) in pixels: the region each token's glimpse covers (its
+        centre ± glimpse_size · 2^level / 2), clipped to the frame; -1 for padding."""
+        pos = np.asarray(to_host(self.positions), np.float32)
+        levels = np.asarray(to_host(self.levels))
+        P = self.glimpses.shape[-1]
+        half = (float(P) * np.exp2(np.maximum(levels, 0)) / 2.0).astype(np.float32)
+        w, h = self.frame_size
+        out = np.stack([pos[:, 0] - half, pos[:, 1] - half, pos[:, 0] + half, pos[:, 1] + half], axis=1)
+        out = np.clip(out, 0.0, np.asarray([w, h, w, h], np.float32))
+        out[levels < 0] = -1.0
+        return out
+
     def __repr__(self) -> str:
         kinds = np.asarray(to_host(self.kinds))
         times = ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items())
         churn = "n/a" if self.churn is None else f"{self.churn:.3f}"
         return (f"FrameResult(frame_index={self.frame_index}, tokens={len(kinds)} (gestalt "
                 f"{int(np.sum(kinds == 0))}, saccades {self.num_saccades}, padding {int(np.sum(kinds < 0))}), "
-                f"glimpses={tuple(self.tokens.shape)}, patch_grid={tuple(self.relevance.shape)}, "
+                f"glimpses={tuple(self.glimpses.shape)}, patch_grid={tuple(self.relevance.shape)}, "
                 f"scene_cut={self.scene_cut}, churn={churn}, pts={self.pts}, timings_ms={{{times}}})")
 
     def gather_features(self, features, out=None, *, stream=None):
@@ -372,12 +401,12 @@ class Pipeline:
         candidates = self.cascade._native.fetch(rc["candidate_patch"], rc["capacity"], "int32")
         self._frames += 1
         return FrameResult(
-            frame_index=tex.frame_index, tokens=r["glimpses"], positions=r["positions"], levels=r["levels"],
+            frame_index=tex.frame_index, glimpses=r["glimpses"], positions=r["positions"], levels=r["levels"],
             budgets=r["budgets"], kinds=r["kinds"], scores=r["scores"], patches=r["patches"],
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
-            num_saccades=int(r["num_saccades"][0]), candidates=candidates, info=r["info"],
-            salience=r["salience"], query=r["query"], balanced=r["balanced"], timings=t,
-            previous=r["previous"], reuse=r["reuse"], churn=self._churn(r),
+            num_saccades=int(r["num_saccades"][0]), candidates=candidates, info_score=r["info"],
+            salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
+            previous=r["previous"], reuse=r["reuse"], churn=self._churn(r), frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
 
     def _gather(self, result: FrameResult, features, out, stream=None):

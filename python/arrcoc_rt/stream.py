@@ -57,7 +57,8 @@ class Stream:
             (see Pipeline.process); an image or vector query brings the built-in encoder unless
             ``encoder`` names another.
         device: 'auto' | 'cpu' | 'cuda' | 'cuda:N'.
-        budget: total token budget (levels of detail); default 100000.
+        total_budget: the levels of detail of all tokens together (default 100000; as Pipeline's).
+            ``budget=`` of earlier releases still works, with a DeprecationWarning.
         encoder: 'builtin' (weight-free, the default when the query needs one) or an Encoder object.
         vlm: optional callable(FrameResult) -> anything, called per frame; its return value is
             ``result.vlm_output``.
@@ -65,14 +66,17 @@ class Stream:
     """
 
     def __init__(self, *, query: Query | None = None, query_text: str | None = None, query_image=None,
-                 query_vector=None, query_map=None, device: str = "auto", budget: int | None = None, encoder=None,
-                 vlm=None, **pipeline_config):
+                 query_vector=None, query_map=None, device: str = "auto", encoder=None, vlm=None,
+                 **pipeline_config):
+        if "budget" in pipeline_config:  # one name for the total everywhere: total_budget
+            import warnings
+
+            warnings.warn("Stream(budget=) is renamed total_budget=", DeprecationWarning, stacklevel=2)
+            pipeline_config.setdefault("total_budget", pipeline_config.pop("budget"))
         query = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
                            query_map=query_map)
         if vlm is not None and not callable(vlm):
             raise TypeError(f"vlm: expected a callable taking a FrameResult; got {type(vlm).__name__}")
-        if budget is not None:
-            pipeline_config["total_budget"] = budget
         if encoder is None and query is not None and query.kind in ("image", "vector"):
             encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
         pipeline_config["encoder"] = encoder

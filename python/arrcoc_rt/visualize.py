@@ -98,13 +98,11 @@ def overlay(frame_rgb: np.ndarray, result, *, heat_alpha: float = 0.45, patch: i
         img[..., 2] *= 1 - 0.6 * heat_alpha * heat
     pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(pil)
-    P = result.tokens.shape[-1]
-    for (x, y), kind, lod, level in zip(result.positions, result.kinds, result.budgets, result.levels):
+    for (x, y), box, kind, lod in zip(result.positions, result.boxes, result.kinds, result.budgets):
         if kind == 0:
             draw.point((float(x), float(y)), fill=(200, 200, 200))
         elif kind == 1:
-            half = P * (1 << int(level)) / 2
-            draw.rectangle((x - half, y - half, x + half - 1, y + half - 1), outline=LOD_COLOURS.get(int(lod)))
+            draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=LOD_COLOURS.get(int(lod)))
     font = ImageFont.load_default()
     for k, (lod, col) in enumerate(sorted(LOD_COLOURS.items(), reverse=True)):
         draw.rectangle((4, 4 + 12 * k, 12, 12 + 12 * k), fill=col)

@@ -1,5 +1,5 @@
 // Regression tests of the CUDA host code (devices, streams, lifetimes) through the public C++ API,
-// each against a bug that reading the code found (issue "CUDA backend runs on every commit", 4b):
+// each against a bug that reading the code found:
 // they fail on the emulated device before the fix. Results are compared with the CPU backend.
 // Without a CUDA device (CPU-only builds) the program says so and passes.
 #include <cmath>
