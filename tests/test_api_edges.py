@@ -162,3 +162,86 @@ def test_renamed_fields_warn_and_budget_has_one_name():
     with pytest.warns(DeprecationWarning, match="renamed total_budget"):
         s = arrcoc_rt.Stream(device="cpu", budget=50000)
     assert s.process(img) is not None and s.pipeline.config["total_budget"] == 50000
+
+
+def test_chw_frames_batches_and_torch_tensors_back():
+    img = np.random.default_rng(7).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    want = arrcoc_rt.Pipeline(64, 48, device="cpu").process(img)
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1))  # torchcodec's [3, H, W]
+    for frame, layout in ((chw, None), (chw, "CHW"), (chw.transpose(1, 2, 0), None)):  # the last: a permuted view
+        got = arrcoc_rt.Pipeline(64, 48, device="cpu").process(frame, layout=layout)
+        np.testing.assert_array_equal(got.patches, want.patches)
+        np.testing.assert_array_equal(got.glimpses, want.glimpses)
+    tex = arrcoc_rt.TextureBuilder(64, 48, device="cpu", dtype="float32").build(chw)
+    ref = arrcoc_rt.reference.build_texture(chw, "rgbp")
+    np.testing.assert_allclose(np.asarray(tex.channel(0)), ref.channel(0, 0), atol=1e-6)
+    with pytest.raises(ValueError, match="layout 'CHW' needs 3 colour planes first"):
+        arrcoc_rt.Pipeline(64, 48, device="cpu").process(img, layout="CHW")
+    batch = np.stack([img, np.roll(img, 4, axis=1), img])
+    with arrcoc_rt.Stream(device="cpu") as s1, arrcoc_rt.Stream(device="cpu") as s2:
+        a = s1.process_many(batch)
+        b = s2.process_many(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))  # [N, 3, H, W]
+    assert [r.frame_index for r in a] == [0, 1, 2]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.patches, y.patches)
+    torch = pytest.importorskip("torch")
+    r = arrcoc_rt.Pipeline(64, 48, device="cpu").process(torch.from_numpy(chw), return_tensors="pt")
+    assert isinstance(r.glimpses, torch.Tensor) and isinstance(r.budgets, torch.Tensor)
+    np.testing.assert_array_equal(r.patches.numpy(), want.patches)
+    assert r.boxes.shape == (len(r.kinds), 4)
+
+
+def _clip(path, n=50, fps=25, size=(64, 48)):
+    av = pytest.importorskip("av")
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.gop_size = 10  # keyframes to seek to
+        for i in range(n):
+            img = np.full((h, w, 3), (i * 5) % 256, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def test_ranges_and_sampling(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _clip(path)
+    with arrcoc_rt.open(str(path), start=1.0, end=1.6) as src:  # 25 fps: frames 25..39
+        times = [round(f.time, 3) for f in src]
+    assert times == [round(i / 25, 3) for i in range(25, 40)]
+    with arrcoc_rt.open(str(path), fps=5) as src:
+        times = [round(f.time, 3) for f in src]
+    assert times == [round(i / 25, 3) for i in range(0, 50, 5)]
+    with arrcoc_rt.open(str(path), stride=3, end=0.5) as src:
+        assert [round(f.time, 3) for f in src] == [round(i / 25, 3) for i in range(0, 13, 3)]
+    with pytest.raises(ValueError, match="end: 1.0 must be after start 2.0"):
+        arrcoc_rt.open(str(path), start=2.0, end=1.0)
+    out = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "run", str(path), "--start", "1", "--fps", "2",
+                          "--device", "cpu", "--quiet", "--jsonl", str(tmp_path / "t.jsonl")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "frames: 2;" in out.stdout  # t = 1.0 and 1.5
+
+
+def test_run_takes_the_pipeline_settings_and_writes_a_summary(tmp_path):
+    import json
+
+    path = tmp_path / "clip.mp4"
+    _clip(path, n=6)
+    out = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "run", str(path), "--device", "cpu",
+                          "--strategy", "saliency", "--saccades", "40", "--total-budget", "40000",
+                          "--out", str(tmp_path / "o.mp4")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "frame/s" not in out.stderr and "\r" not in out.stderr  # no progress bar when not on a terminal
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["frames"] == 6 and s["settings"]["strategy"] == "saliency" and s["settings"]["saccades"] == 40
+    assert s["settings"]["total_budget"] == 40000 and s["latency_ms"]["50"] > 0
+    av = pytest.importorskip("av")
+    from arrcoc_rt.visualize import overlay_codec
+
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        codec = c.streams.video[0].codec_context.name
+    assert codec == {"libx264": "h264"}.get(overlay_codec(), overlay_codec())

@@ -78,6 +78,8 @@ def _formats(rgb, rng):
         "gray8": np.ascontiguousarray(rgb[..., 1]),
         "nv12": (y, np.ascontiguousarray(np.stack([u, v], axis=2))),
         "yuv420p": (y, u, v),
+        # planar RGB in a padded buffer (row pitch > width): torchcodec's [3, H, W], cropped
+        "rgbp": np.pad(rgb.transpose(2, 0, 1), ((0, 0), (0, 1), (0, 3)))[:, :h, :w],
     }
 
 
@@ -93,7 +95,7 @@ def test_pixel_formats(device, size, rng):
         tex = b.build(frame, pixel_format=fmt)
         ref = R.build_texture(frame, fmt)
         compare_texture(tex, ref, "float32", fmt)
-        if fmt in ("bgr24", "rgba32", "bgra32"):  # same picture as rgb24: same colour channels, exactly
+        if fmt in ("bgr24", "rgba32", "bgra32", "rgbp"):  # same picture as rgb24: same colour channels, exactly
             np.testing.assert_array_equal(host(tex.channel("red")), rgb[..., 0] / np.float32(255))
 
 

@@ -141,13 +141,15 @@ def _stream_options(args) -> dict:
 
 
 def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
+    from tqdm import tqdm  # rate and ETA on a terminal; nothing otherwise
+
+    bar = tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True, leave=True)
     """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts and
     whether Ctrl-C stopped it (what was processed until then is kept)."""
     import json
 
     timings, cuts, saccades = [], [], []
     _process_all.churn = churn = []  # share of saccades on new content, per frame after the first
-    t_start = time.perf_counter()
     out = open(jsonl, "w") if jsonl else None
     interrupted = False
     try:
@@ -176,22 +178,14 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                                for (x, y), box, lv, b, k, s, ru in zip(r.positions[keep], r.boxes[keep], r.levels[keep],
                                                                         r.budgets[keep], r.kinds[keep], r.scores[keep],
                                                                         r.reuse[keep])]}) + "\n")
-            if progress:
-                n = len(timings)
-                fps = n / max(time.perf_counter() - t_start, 1e-9)
-                bar = ""
-                if total:
-                    done = int(30 * min(n, total) / total)
-                    bar = "[" + "#" * done + "." * (30 - done) + f"] {n}/{total} "
-                sys.stderr.write(f"\r{bar}frames {n}  {fps:.1f} fps  {timings[-1]['wall']:.1f} ms/frame ")
-                sys.stderr.flush()
+            bar.set_postfix_str(f"{timings[-1]['wall']:.1f} ms/frame", refresh=False)
+            bar.update(1)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        bar.close()
         if out is not None:
             out.close()
-        if progress and timings:
-            sys.stderr.write("\n")
     return timings, cuts, saccades, interrupted
 
 
@@ -270,16 +264,20 @@ def _cmd_run(args) -> int:
 
     options = _stream_options(args)
     source = int(args.source) if args.source.isdigit() else args.source
+    ranged = {k: getattr(args, k) for k in ("start", "end", "fps") if getattr(args, k) is not None}
     try:
-        src = open_source(source, drop_oldest=True) if args.drop_oldest else open_source(source)
+        src = open_source(source, drop_oldest=True, **ranged) if args.drop_oldest else open_source(source, **ranged)
     except (SourceError, ValueError) as e:
         raise _error(str(e)) from None
     try:
-        stream = Stream(device=args.device, **options)
-    except (ValueError, TypeError) as e:
+        stream = Stream(device=args.device, strategy=args.strategy, saccades=args.saccades,
+                        total_budget=args.total_budget, weights=args.weights, **options)
+    except (ValueError, TypeError, OSError) as e:
         raise _error(str(e)) from None
     fps = 30.0
-    if hasattr(src, "stream") and src.stream.average_rate:
+    if args.fps:
+        fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
+    elif hasattr(src, "stream") and src.stream.average_rate:
         fps = float(src.stream.average_rate)
     writer = OverlayWriter(args.out, png_folder=args.png_dir, fps=fps) if (args.out or args.png_dir) else None
     frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
@@ -296,6 +294,22 @@ def _cmd_run(args) -> int:
     if args.plot and timings:
         _plot(timings, args.plot)
     st = src.stats
+    summary_path = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl) if p),
+                                        None)
+    if summary_path and timings:
+        import json
+
+        cfg = stream.pipeline.config
+        churn = getattr(_process_all, "churn", [])
+        Path(summary_path).write_text(json.dumps({
+            "source": str(args.source), "frames": len(timings), "device": stream.pipeline.device,
+            "settings": {k: cfg[k] for k in ("strategy", "saccades", "total_budget", "gestalt_x", "gestalt_y")} |
+                        {"weights": args.weights or "default", "encoder": options.get("encoder") or None},
+            "saccades_mean": float(np.mean(saccades)),
+            "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
+            "churn_median": float(np.median(churn)) if churn else None, "scene_cuts": cuts,
+            "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
+            "interrupted": interrupted}, indent=2))
     print(_summary(timings, cuts, saccades,
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
                    f"{st.dropped} frames dropped" + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
@@ -355,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     r.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: all)")
     r.add_argument("--drop-oldest", action="store_true", help="live sources: drop the oldest frame when behind")
+    r.add_argument("--strategy", default="balanced", choices=["balanced", "random", "saliency", "query"],
+                   help="how saccades are chosen (default: balanced)")
+    r.add_argument("--saccades", type=int, default=273, help="saccade slots per frame (default: 273)")
+    r.add_argument("--total-budget", type=int, default=100000,
+                   help="levels of detail of all tokens together (default: 100000)")
+    r.add_argument("--weights", help="balancer weights file (.npz or .json; default: the untrained default)")
+    r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl)")
+    r.add_argument("--start", type=float, help="seconds into the source to start at (files seek there)")
+    r.add_argument("--end", type=float, help="seconds into the source to stop at")
+    r.add_argument("--fps", type=float, help="sample at most this many frames per second (e.g. 1 or 2 for a VLM)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
     b = sub.add_parser("bench", help="per-stage latency table (p50/p95/p99, fps) on CPU and GPU if present")

@@ -15,7 +15,8 @@ import numpy as np
 
 from . import _native
 
-PIXEL_FORMATS = ("rgb24", "bgr24", "rgba32", "bgra32", "gray8", "nv12", "yuv420p")
+PIXEL_FORMATS = ("rgb24", "bgr24", "rgba32", "bgra32", "gray8", "nv12", "yuv420p", "rgbp")
+LAYOUTS = ("HWC", "CHW")
 _FORMAT_CODE = {name: i for i, name in enumerate(PIXEL_FORMATS)}
 _CHANNELS = {"rgb24": 3, "bgr24": 3, "rgba32": 4, "bgra32": 4}
 
@@ -162,12 +163,18 @@ def _plane(desc: ArrayDesc, name: str, row_bytes: int) -> int:
     return int(strides[0])
 
 
-def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stream: int = 0) -> FrameSpec:
+def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stream: int = 0,
+               layout: str | None = None) -> FrameSpec:
     """Describe ``frame`` for the core. Packed frames: H x W (gray8), H x W x 3 (rgb24 / bgr24),
-    H x W x 4 (rgba32 / bgra32). Planar YUV 4:2:0: a tuple (Y, UV) for nv12 with UV of shape
+    H x W x 4 (rgba32 / bgra32). Planar RGB (rgbp): a 3 x H x W array or tensor (``layout='CHW'``, or
+    taken from the shape when it is unambiguous: 3 first and not 3 or 4 last), as torchcodec and
+    torchvision return, read without a copy; an H x W x 3 view whose channels are planes (a permuted
+    CHW tensor) is read by its strides. Planar YUV 4:2:0: a tuple (Y, UV) for nv12 with UV of shape
     (ceil(H/2), ceil(W/2), 2) or (ceil(H/2), 2*ceil(W/2)), or (Y, U, V) for yuv420p."""
     if pixel_format is not None and pixel_format not in PIXEL_FORMATS:
         raise ValueError(f"pixel_format: {pixel_format!r} is not supported; expected one of {', '.join(PIXEL_FORMATS)}")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout: {layout!r} is not supported; expected 'HWC' (height, width, channels) or 'CHW'")
 
     if pixel_format in ("nv12", "yuv420p"):
         n = 2 if pixel_format == "nv12" else 3
@@ -214,7 +221,26 @@ def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stre
     if len(d.shape) != 3:
         raise ValueError(f"{name}: expected shape (H, W), (H, W, 3) or (H, W, 4); got {len(d.shape)} "
                          f"dimensions {d.shape}")
+    chw = layout == "CHW" or (layout is None and d.shape[0] == 3 and d.shape[2] not in (3, 4))
+    if chw or pixel_format == "rgbp":
+        if not chw:
+            raise ValueError(f"{name}: pixel_format 'rgbp' is a 3 x H x W array (layout='CHW'); got shape {d.shape}")
+        if d.shape[0] != 3:
+            raise ValueError(f"{name}: layout 'CHW' needs 3 colour planes first (3, H, W); got shape {d.shape}")
+        _, h, w = d.shape
+        _check_size(w, h, name)
+        plane = ArrayDesc(d.ptr, (h, w), d.strides[1:], d.device, d.device_id)
+        return FrameSpec([d.ptr + k * d.strides[0] for k in range(3)], [_plane(plane, name, w)] * 3, w, h, "rgbp",
+                         d.device, d.device_id, [d.keepalive])
     h, w, c = d.shape
+    if (c == 3 and pixel_format in (None, "rgb24") and w > 1 and d.strides[1] == 1 and h * w > 1
+            and abs(d.strides[2]) >= w):
+        # an H x W x 3 view of planar memory (a permuted CHW tensor): its channels are planes
+        plane = ArrayDesc(d.ptr, (h, w), d.strides[:2], d.device, d.device_id)
+        if d.strides[2] < 0:
+            raise ValueError(f"{name}: negative strides {d.strides} are not supported")
+        return FrameSpec([d.ptr + k * d.strides[2] for k in range(3)], [_plane(plane, name, w)] * 3, w, h, "rgbp",
+                         d.device, d.device_id, [d.keepalive])
     if c not in (3, 4):
         raise ValueError(f"{name}: {c} channels is not supported; expected 3 (rgb24/bgr24) or 4 (rgba32/bgra32) "
                          f"in shape (H, W, C); got {d.shape}")

@@ -55,6 +55,23 @@ def _check(name, value, spec):
     return v
 
 
+_ARRAY_FIELDS = ("glimpses", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance", "homunculus",
+                 "candidates", "info_score", "salience_score", "query_score", "balanced_score", "previous", "reuse")
+
+
+def _as_torch(result) -> None:
+    """The result's arrays as torch tensors, without a copy: NumPy arrays through torch.from_numpy
+    (CPU), device arrays through DLPack (CUDA, copy=False)."""
+    try:
+        import torch
+    except ImportError:
+        raise ValueError("return_tensors='pt' needs torch (pip install torch)") from None
+    for name in _ARRAY_FIELDS:
+        v = getattr(result, name)
+        if v is not None:
+            setattr(result, name, torch.from_numpy(v) if isinstance(v, np.ndarray) else torch.from_dlpack(v))
+
+
 def _renamed(result, old: str, new: str):
     warnings.warn(f"FrameResult.{old} is renamed {new}; the old name goes in the next release",
                   DeprecationWarning, stacklevel=3)
@@ -350,8 +367,8 @@ class Pipeline:
                          f"{tex.width}) nor its patch grid ({h4}, {w4})")
 
     def process(self, frame, query: Query | None = None, *, query_text: str | None = None, query_image=None,
-                query_vector=None, query_map=None, pixel_format: str | None = None, stream=None,
-                copy: bool = True) -> FrameResult:
+                query_vector=None, query_map=None, pixel_format: str | None = None, layout: str | None = None,
+                stream=None, copy: bool = True, return_tensors: str = "np") -> FrameResult:
         """One frame -> FrameResult. At most one query (none: neutral): ``query_image`` (an exemplar:
         a path or H x W x 3 uint8; needs an encoder), ``query_text`` (a CLIP/SigLIP encoder),
         ``query_vector`` (in the encoder's space), ``query_map`` (similarity over the frame [H, W] or
@@ -362,7 +379,9 @@ class Pipeline:
         kind, qvalue = self._resolve_query(make_query(query, query_text=query_text, query_image=query_image,
                                                       query_vector=query_vector, query_map=query_map))
         t0 = time.perf_counter()
-        tex = self.texture_builder.build(frame, pixel_format=pixel_format, stream=stream)
+        if return_tensors not in ("np", "pt"):
+            raise ValueError(f"return_tensors: {return_tensors!r} is not supported; expected 'np' or 'pt'")
+        tex = self.texture_builder.build(frame, pixel_format=pixel_format, layout=layout, stream=stream)
         t_texture = time.perf_counter()
         if self._sem is not None:
             carry = tex.motion_valid and 0 < self._since_encode < self.encoder_every
@@ -400,7 +419,7 @@ class Pipeline:
                  allocate_and_gather=(t3 - t2) * 1e3, total=(t3 - t0) * 1e3)
         candidates = self.cascade._native.fetch(rc["candidate_patch"], rc["capacity"], "int32")
         self._frames += 1
-        return FrameResult(
+        result = FrameResult(
             frame_index=tex.frame_index, glimpses=r["glimpses"], positions=r["positions"], levels=r["levels"],
             budgets=r["budgets"], kinds=r["kinds"], scores=r["scores"], patches=r["patches"],
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
@@ -408,6 +427,9 @@ class Pipeline:
             salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
             previous=r["previous"], reuse=r["reuse"], churn=self._churn(r), frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
+        if return_tensors == "pt":
+            _as_torch(result)
+        return result
 
     def _gather(self, result: FrameResult, features, out, stream=None):
         if result.texture is not None:

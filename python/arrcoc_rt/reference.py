@@ -61,6 +61,8 @@ def frame_to_rgb8(frame, pixel_format: str | None = None) -> np.ndarray:
         vp = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)[:h, :w]
         return yuv_to_rgb8(y, up, vp)
     a = np.asarray(frame)
+    if pixel_format == "rgbp":  # 3 x H x W planes
+        return np.moveaxis(a.astype(np.int64), 0, 2)
     if a.ndim == 2:
         return np.repeat(a[..., None].astype(np.int64), 3, axis=2)
     a = a.astype(np.int64)

@@ -57,8 +57,19 @@ class VideoSource:
 
     def __init__(self, url: str, *, live: bool | None = None, format: str | None = None, options=None,
                  timeout=(10.0, 10.0), max_consecutive_errors: int = 10, drop_oldest: bool = False,
-                 queue_size: int = 4):
+                 queue_size: int = 4, start: float | None = None, end: float | None = None,
+                 fps: float | None = None, stride: int = 1):
         av = _av()
+        for name, v in (("start", start), ("end", end), ("fps", fps)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
+                raise ValueError(f"{name}: {v!r} must be a number >= 0 (seconds{'' if name != 'fps' else ' per frame'})")
+        if fps is not None and fps == 0:
+            raise ValueError("fps: 0 would sample no frame; expected > 0 (e.g. 1 or 2 for a VLM)")
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"end: {end} must be after start {start}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride: {stride!r} must be an int >= 1 (every stride-th frame)")
+        self._range = (start, end, fps, stride)
         self.url = str(url)
         self.live = live if live is not None else (self.url.startswith(LIVE_PREFIXES) or format is not None)
         if drop_oldest and not self.live:
@@ -83,6 +94,14 @@ class VideoSource:
         if not self.live:
             self.stream.thread_type = "AUTO"  # frame threading for files; the flush returns every frame
         self.frame_count = int(self.stream.frames or 0)  # from the container; 0 when unknown
+        if start and not self.live:
+            # Seek to the keyframe at or before `start` instead of decoding from the beginning.
+            tb = self.stream.time_base
+            try:
+                self.container.seek(int(start / tb) if tb else int(start * 1e6), stream=self.stream if tb else None,
+                                    backward=True, any_frame=False)
+            except av.error.FFmpegError:
+                pass  # not seekable: the frames before `start` are decoded and skipped
         self._drop_oldest = drop_oldest
         self._queue: collections.deque = collections.deque()
         self._queue_size = queue_size
@@ -127,7 +146,7 @@ class VideoSource:
 
     def _reader(self):
         try:
-            for f in self._decode():
+            for f in self._sampled(self._decode()):
                 with self._cond:
                     if self._closed:
                         return
@@ -143,9 +162,31 @@ class VideoSource:
                 self._done = True
                 self._cond.notify()
 
+    def _sampled(self, frames):
+        """The frames inside [start, end), at most `fps` per second, every `stride`-th of those."""
+        start, end, fps, stride = self._range
+        if start is None and end is None and fps is None and stride == 1:
+            yield from frames
+            return
+        rate = float(self.stream.average_rate) if self.stream.average_rate else None
+        next_t, kept = None, 0
+        for i, f in enumerate(frames):
+            t = f.time if f.time is not None else (i / rate if rate else None)
+            if t is not None and start is not None and t < start - 1e-9:
+                continue
+            if t is not None and end is not None and t >= end - 1e-9:
+                return
+            if fps is not None and t is not None:
+                if next_t is not None and t < next_t - 1e-9:
+                    continue
+                next_t = (t if next_t is None else next_t) + 1.0 / fps
+            kept += 1
+            if (kept - 1) % stride == 0:
+                yield f
+
     def __iter__(self):
         if not self._drop_oldest:
-            for f in self._decode():
+            for f in self._sampled(self._decode()):
                 self.stats.decoded += 1
                 yield f
             return
@@ -256,7 +297,9 @@ class ImageFolderSource:
 def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", **kwargs):
     """A frame source for ``source``: a video file, a URL (rtsp:// with TCP transport and timeouts),
     a webcam ("/dev/video0" or an int index, v4l2), or a folder of images. Keyword arguments go to
-    VideoSource (live, options, timeout, max_consecutive_errors, drop_oldest, queue_size)."""
+    VideoSource (live, options, timeout, max_consecutive_errors, drop_oldest, queue_size, and the
+    range: ``start`` / ``end`` in seconds (a file seeks to ``start``), ``fps`` to sample at most that
+    many frames per second (VLM pipelines often take 1-2), ``stride`` to keep every stride-th)."""
     if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
         device = f"/dev/video{source}" if isinstance(source, int) else source
         options = dict(kwargs.pop("options", None) or {})
@@ -269,6 +312,10 @@ def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", *
         return VideoSource(device, format="v4l2", options=options, live=True, **kwargs)
     p = Path(str(source))
     if p.is_dir():
+        ranged = [k for k in ("start", "end", "fps") if kwargs.get(k) is not None] + (
+            ["stride"] if kwargs.get("stride", 1) != 1 else [])
+        if ranged:
+            raise ValueError(f"{', '.join(ranged)}: an image folder has no timeline; slice the files instead")
         return ImageFolderSource(p, **{k: v for k, v in kwargs.items() if k == "max_consecutive_errors"})
     if not str(source).startswith(LIVE_PREFIXES) and not p.exists():
         raise SourceError(f"{str(source)!r} does not exist (expected a video file, a URL, a webcam or an image folder)")

@@ -106,7 +106,7 @@ class Stream:
         if self._pipeline is not None:
             self._pipeline.reset()
 
-    def process(self, frame) -> FrameResult:
+    def process(self, frame, *, layout: str | None = None, return_tensors: str = "np") -> FrameResult:
         """One frame -> FrameResult, in stream order (motion and temporal state follow the frames).
 
         ``frame``: an ``av.VideoFrame`` (yuv420p / nv12 / rgb24 / bgr24 planes go to the kernels
@@ -127,7 +127,8 @@ class Stream:
             shape = getattr(frame, "shape", None)
             if shape is None or len(shape) < 2:
                 raise TypeError(f"frame: expected an av.VideoFrame, an array or a tensor; got {type(frame).__name__}")
-            h, w = int(shape[0]), int(shape[1])
+            chw = len(shape) == 3 and (layout == "CHW" or (layout is None and shape[0] == 3 and shape[2] not in (3, 4)))
+            h, w = (int(shape[1]), int(shape[2])) if chw else (int(shape[0]), int(shape[1]))
         geometry = (w, h, pixel_format)
         resized = self._last_geometry is not None and geometry != self._last_geometry
         p = self._pipeline
@@ -137,7 +138,8 @@ class Stream:
         elif resized:
             self._pipeline.reset()
         self._last_geometry = geometry
-        result = self._pipeline.process(frame, query=self._query, pixel_format=pixel_format)
+        result = self._pipeline.process(frame, query=self._query, pixel_format=pixel_format, layout=layout,
+                                        return_tensors=return_tensors)
         result.pts = pts
         result.resized = resized
         result.frame_index = self.frames
@@ -145,6 +147,14 @@ class Stream:
         if self.vlm is not None:
             result.vlm_output = self.vlm(result)
         return result
+
+    def process_many(self, frames, *, layout: str | None = None, return_tensors: str = "np") -> list:
+        """Frames in order -> a list of FrameResults: an [N, H, W, 3] array or tensor, [N, 3, H, W]
+        (torchcodec's batches; or ``layout='CHW'``), or any iterable of frames."""
+        shape = getattr(frames, "shape", None)
+        if shape is not None and len(shape) != 4:
+            raise ValueError(f"frames: a batch is [N, H, W, 3] or [N, 3, H, W]; got shape {tuple(shape)}")
+        return [self.process(f, layout=layout, return_tensors=return_tensors) for f in frames]
 
     def close(self) -> None:
         """No more frames; ``pipeline`` (and its configuration) stays inspectable."""

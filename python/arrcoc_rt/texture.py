@@ -164,13 +164,15 @@ class TextureBuilder:
         self._inflight = []  # device frames whose kernels may still be queued
         self._owner = "TextureBuilder"  # what the user created, for messages (a Pipeline sets its name)
 
-    def build(self, frame, *, pixel_format: str | None = None, stream=None) -> Texture:
+    def build(self, frame, *, pixel_format: str | None = None, layout: str | None = None, stream=None) -> Texture:
         """Texture of ``frame``: a NumPy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, uint8), a
         torch/CuPy tensor (DLPack or CUDA array interface, zero-copy), or a tuple of planes for
         ``pixel_format='nv12'`` / ``'yuv420p'``. ``pixel_format`` also selects 'bgr24' / 'bgra32'.
+        A 3 x H x W array or tensor (torchcodec's and torchvision's layout) is planar RGB, read
+        without a copy: ``layout='CHW'``, or taken from the shape when unambiguous.
         On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
         handle = stream_handle(stream)
-        spec = frame_spec(frame, pixel_format, "frame", handle)
+        spec = frame_spec(frame, pixel_format, "frame", handle, layout)
         if spec.width > self.max_width or spec.height > self.max_height:
             raise ValueError(self._too_large(spec.width, spec.height))
         if spec.device == DEVICE_CUDA and self.device != "cuda":

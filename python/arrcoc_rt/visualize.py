@@ -143,7 +143,8 @@ class OverlayWriter:
             h, w = img.shape[:2]
             if self._container is None:
                 self._container = av.open(str(self.path), "w")
-                self._stream = self._container.add_stream("mpeg4", rate=Fraction(self.fps).limit_denominator(1001))
+                self.codec = overlay_codec()
+                self._stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
                 self._stream.width, self._stream.height = w + (w % 2), h + (h % 2)
                 self._stream.pix_fmt = "yuv420p"
                 self._stream.bit_rate = 4_000_000
@@ -161,6 +162,13 @@ class OverlayWriter:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
+
+
+def overlay_codec() -> str:
+    """H.264 (libx264) when PyAV's FFmpeg has the encoder, else MPEG-4 (always there)."""
+    import av
+
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
 def latency_plot(timings: list, path) -> None:
