@@ -16,7 +16,7 @@ if len(sys.argv) == 1:  # make a clip so the example runs anywhere
     from arrcoc_rt.samples import demo_clip
 
     with av.open(src_path, "w") as c:
-        s = c.add_stream("mpeg4", rate=12)
+        s = c.add_stream("mpeg4", rate=25)
         s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
         for f in demo_clip():
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))

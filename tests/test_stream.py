@@ -206,6 +206,12 @@ def test_examples_run(tmp_path, example):
                        cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "frames" in r.stdout
+    if example == "stream_video.py":  # the overlay plays at the source's rate, not a fixed one
+        import av
+
+        with av.open(str(tmp_path / "sample_clip.mp4")) as a, av.open(str(tmp_path / "overlay.mp4")) as b:
+            assert b.streams.video[0].average_rate == a.streams.video[0].average_rate
+            assert b.streams.video[0].frames == a.streams.video[0].frames
 
 
 def test_cli_ctrl_c_prints_a_summary(tmp_path):
