@@ -7,7 +7,8 @@ namespace arrcoc {
 int pixel_format_planes(PixelFormat f) noexcept {
   switch (f) {
     case PixelFormat::kNV12: return 2;
-    case PixelFormat::kYUV420P: return 3;
+    case PixelFormat::kYUV420P:
+    case PixelFormat::kRGBP: return 3;
     default: return 1;
   }
 }
@@ -31,18 +32,19 @@ const char* pixel_format_name(PixelFormat f) noexcept {
     case PixelFormat::kGRAY8: return "gray8";
     case PixelFormat::kNV12: return "nv12";
     case PixelFormat::kYUV420P: return "yuv420p";
+    case PixelFormat::kRGBP: return "rgbp";
   }
   return nullptr;
 }
 
 int64_t plane_row_bytes(PixelFormat f, int plane, int32_t width) noexcept {
   const int64_t cw = (static_cast<int64_t>(width) + 1) / 2;
-  if (plane == 0) return static_cast<int64_t>(width) * pixel_format_bytes_per_pixel(f);
+  if (plane == 0 || f == PixelFormat::kRGBP) return static_cast<int64_t>(width) * pixel_format_bytes_per_pixel(f);
   return f == PixelFormat::kNV12 ? 2 * cw : cw;
 }
 
-int64_t plane_rows(PixelFormat, int plane, int32_t height) noexcept {
-  return plane == 0 ? height : (static_cast<int64_t>(height) + 1) / 2;
+int64_t plane_rows(PixelFormat f, int plane, int32_t height) noexcept {
+  return plane == 0 || f == PixelFormat::kRGBP ? height : (static_cast<int64_t>(height) + 1) / 2;
 }
 
 Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height, const char* what) noexcept {
@@ -50,7 +52,7 @@ Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height,
   if (pixel_format_name(f.format) == nullptr)
     return Status(StatusCode::kInvalidArgument,
                   w + ": unknown pixel format " + std::to_string(static_cast<int>(f.format)) +
-                      "; expected rgb24, bgr24, rgba32, bgra32, gray8, nv12 or yuv420p");
+                      "; expected rgb24, bgr24, rgba32, bgra32, gray8, nv12, yuv420p or rgbp");
   if (f.device != Device::kCPU && f.device != Device::kCUDA)
     return Status(StatusCode::kInvalidArgument, w + ": unknown device " + std::to_string(static_cast<int>(f.device)));
   if (f.width < 1 || f.height < 1)

@@ -45,6 +45,11 @@ ARRCOC_HD Rgb8 load_rgb8_as(const FrameView& f, int x, int y) {
     o.b = row[4 * x]; o.g = row[4 * x + 1]; o.r = row[4 * x + 2];
   } else if constexpr (F == PixelFormat::kGRAY8) {
     o.r = o.g = o.b = row[x];
+  } else if constexpr (F == PixelFormat::kRGBP) {
+    const int64_t off = static_cast<int64_t>(y);
+    o.r = row[x];
+    o.g = f.planes[1][off * f.row_stride[1] + x];
+    o.b = f.planes[2][off * f.row_stride[2] + x];
   } else if constexpr (F == PixelFormat::kNV12) {
     const uint8_t* uv = f.planes[1] + static_cast<int64_t>(y >> 1) * f.row_stride[1] + 2 * (x >> 1);
     o = yuv_to_rgb8(row[x], uv[0], uv[1]);
@@ -71,6 +76,7 @@ ARRCOC_HD auto dispatch_pixel_format(PixelFormat f, Fn&& fn) {
     case PixelFormat::kGRAY8: return fn(PixelFormatTag<PixelFormat::kGRAY8>{});
     case PixelFormat::kNV12: return fn(PixelFormatTag<PixelFormat::kNV12>{});
     case PixelFormat::kYUV420P: return fn(PixelFormatTag<PixelFormat::kYUV420P>{});
+    case PixelFormat::kRGBP: return fn(PixelFormatTag<PixelFormat::kRGBP>{});
     default: return fn(PixelFormatTag<PixelFormat::kRGB24>{});
   }
 }

@@ -19,6 +19,7 @@ enum class PixelFormat : int32_t {
   kGRAY8 = 4,    // 1 plane, luma only; R = G = B = gray
   kNV12 = 5,     // 2 planes: Y (w x h), interleaved UV (ceil(w/2) pairs x ceil(h/2) rows)
   kYUV420P = 6,  // 3 planes: Y (w x h), U and V (ceil(w/2) x ceil(h/2) each)
+  kRGBP = 7,     // 3 planes: R, G, B (w x h each; a [3, H, W] tensor, as torchcodec and torchvision give)
 };
 
 // Number of planes a pixel format uses (1, 2 or 3).
