@@ -86,13 +86,15 @@ bool is_pinned_host(const void* ptr) noexcept {
   return a.type == cudaMemoryTypeHost;
 }
 
+// An allocation's result: out of memory is its own status code (the caller can shrink and retry).
+Status allocation_status(cudaError_t err, const char* what, size_t bytes) {
+  if (err != cudaErrorMemoryAllocation) return check(err, what);
+  cudaGetLastError();
+  return Status(StatusCode::kOutOfMemory, std::string(what) + " of " + std::to_string(bytes) + " bytes failed");
+}
+
 Status malloc_device(void** ptr, size_t bytes) noexcept {
-  const cudaError_t err = cudaMalloc(ptr, bytes);
-  if (err == cudaErrorMemoryAllocation) {
-    cudaGetLastError();
-    return Status(StatusCode::kOutOfMemory, "cudaMalloc of " + std::to_string(bytes) + " bytes failed");
-  }
-  return check(err, "cudaMalloc");
+  return allocation_status(cudaMalloc(ptr, bytes), "cudaMalloc", bytes);
 }
 
 void free_device(void* ptr) noexcept {
@@ -179,12 +181,7 @@ Status stream_synchronize(void* stream) noexcept {
 }
 
 Status malloc_host(void** ptr, size_t bytes) noexcept {
-  const cudaError_t err = cudaMallocHost(ptr, bytes);
-  if (err == cudaErrorMemoryAllocation) {
-    cudaGetLastError();
-    return Status(StatusCode::kOutOfMemory, "cudaMallocHost of " + std::to_string(bytes) + " bytes failed");
-  }
-  return check(err, "cudaMallocHost");
+  return allocation_status(cudaMallocHost(ptr, bytes), "cudaMallocHost", bytes);
 }
 
 void free_host(void* ptr) noexcept {

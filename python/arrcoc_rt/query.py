@@ -46,18 +46,12 @@ class Query:
 
     @classmethod
     def vector(cls, vector) -> "Query":
-        a = np.asarray(vector)
-        if a.ndim != 1 or a.dtype.kind not in "fiu":
-            raise ValueError(f"query_vector: expected a 1-D numeric vector; got {a.dtype} {a.shape}")
-        return cls("vector", vector)
+        return cls("vector", _numeric(vector, 1, "query_vector: expected a 1-D numeric vector"))
 
     @classmethod
     def map(cls, similarity) -> "Query":
         """Similarity per pixel ([H, W]) or per 16-px patch ([ceil(H/16), ceil(W/16)])."""
-        a = np.asarray(similarity)
-        if a.ndim != 2 or a.dtype.kind not in "fiu":
-            raise ValueError(f"query_map: expected a 2-D numeric map; got {a.dtype} {a.shape}")
-        return cls("map", similarity)
+        return cls("map", _numeric(similarity, 2, "query_map: expected a 2-D numeric map"))
 
     @property
     def needs_encoder(self) -> bool:
@@ -67,6 +61,13 @@ class Query:
         v = self.value
         shown = repr(v) if isinstance(v, (str, Path)) else f"array{tuple(np.shape(v))}"
         return f"Query.{self.kind}({shown})"
+
+
+def _numeric(value, ndim: int, expected: str):
+    a = np.asarray(value)
+    if a.ndim != ndim or a.dtype.kind not in "fiu":
+        raise ValueError(f"{expected}; got {a.dtype} {a.shape}")
+    return value
 
 
 def make_query(query=None, *, query_text=None, query_image=None, query_vector=None, query_map=None) -> Query | None:

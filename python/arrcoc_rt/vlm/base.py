@@ -1,0 +1,77 @@
+"""The interface between arrcoc_rt's token packs and a frozen vision-language model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def host(a) -> np.ndarray:
+    """A FrameResult array (NumPy, torch CPU/CUDA tensor, or DLPack DeviceArray) as NumPy."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "detach"):  # torch
+        return a.detach().cpu().numpy()
+    return np.asarray(a.numpy())
+
+
+def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
+    """Indices into the pack of the tokens a model sees, in pack order: gestalt tokens first, then
+    saccades best-first; padding dropped. ``tokens=N`` keeps the first N of those (gestalt first,
+    then the best saccades)."""
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
+        raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+    kinds = host(result.kinds)
+    # The pack is already ordered (gestalt, then saccades by key); a stable sort on kind keeps that
+    # order even if a backend ever interleaved them.
+    idx = np.flatnonzero(kinds >= 0)
+    idx = idx[np.argsort(kinds[idx], kind="stable")]
+    return idx if tokens is None else idx[: int(tokens)]
+
+
+class VLMAdapter:
+    """Feeds one FrameResult's tokens to a frozen vision-language model.
+
+    Use::
+
+        adapter = arrcoc_rt.vlm.make_adapter("llava:/path/to/llava-1.5", device="cpu", tokens=64)
+        result = pipe.process(frame)                     # frame: H x W x 3 uint8 RGB
+        inputs = adapter.prepare(frame, result, "What is on the table?")
+        text = adapter.generate(inputs, max_new_tokens=16)
+
+    ``prepare`` must run before the pipeline's next ``process`` (the token pack's feature gather
+    reads the current frame's allocation).
+    """
+
+    name = "vlm"
+
+    @classmethod
+    def load(cls, path, device: str = "cpu", dtype=None, **options) -> "VLMAdapter":
+        """A model from a local checkpoint folder; nothing is downloaded."""
+        raise NotImplementedError
+
+    def vision_features(self, frame_rgb):
+        """[C, h, w] float32 features of the model's own vision tower on its patch grid (before
+        the projector), covering the whole frame."""
+        raise NotImplementedError
+
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
+        """The model inputs for ``prompt`` about ``frame_rgb`` as seen through ``result``'s tokens."""
+        raise NotImplementedError
+
+    def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
+        """Greedy (by default) decoding from ``prepare``'s inputs; the new text only."""
+        raise NotImplementedError
+
+
+def make_adapter(spec, **options) -> VLMAdapter:
+    """``'llava:PATH'`` -> LlavaAdapter.load(PATH, **options); a VLMAdapter passes through."""
+    if isinstance(spec, VLMAdapter):
+        return spec
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"vlm: {spec!r} is not understood; expected 'llava:PATH' (a local checkpoint folder)")
+    kind, path = spec.split(":", 1)
+    if kind == "llava":
+        from .llava import LlavaAdapter
+
+        return LlavaAdapter.load(path, **options)
+    raise ValueError(f"vlm: model kind {kind!r} is not supported; expected 'llava:PATH'")

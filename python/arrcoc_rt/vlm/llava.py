@@ -1,0 +1,189 @@
+"""LLaVA-1.5 (transformers' LlavaForConditionalGeneration, unmodified) fed with arrcoc_rt tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .base import VLMAdapter, host, kept_tokens
+
+_CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
+
+
+class LlavaAdapter(VLMAdapter):
+    """A LLaVA-1.5-layout model from a local folder, seeing a frame through arrcoc_rt's tokens.
+
+    Per frame: the whole frame is resized (bicubic, no crop) to the vision tower's square input and
+    normalised with the checkpoint's image mean/std (``preprocessor_config.json``; CLIP's
+    otherwise). The frozen vision tower runs once; its ``vision_feature_layer`` output, without the
+    class token, is the model's patch grid [C, g, g]. Each kept token (gestalt first, then saccades
+    best-first; padding dropped) gets the mean of that grid over its 2^level cells
+    (``FrameResult.gather_features``); the model's own ``multi_modal_projector`` maps them into the
+    language model, where they replace as many ``<image>`` tokens in the prompt.
+
+    Differences from the stock LLaVA-1.5 processor, on purpose: the frame is squashed, not
+    centre-cropped, so the grid covers the whole frame the allocation was made on; and the model
+    sees the kept tokens (``tokens=N`` at most), not all g*g patches.
+
+    ``template`` holds ``{prompt}`` and one ``<image>`` placeholder (default
+    ``"USER: <image>\\n{prompt} ASSISTANT:"``, LLaVA-1.5's).
+    """
+
+    name = "llava"
+
+    def __init__(self, model, tokenizer, *, mean=_CLIP_NORM[0], std=_CLIP_NORM[1], tokens: int | None = None,
+                 template: str = DEFAULT_TEMPLATE):
+        import torch
+
+        if template.count("<image>") != 1 or "{prompt}" not in template:
+            raise ValueError(f"template: {template!r} needs exactly one '<image>' and a '{{prompt}}'")
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
+            raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokens = tokens
+        self.template = template
+        cfg = model.config
+        self.image_token_id = int(cfg.image_token_id)
+        self.feature_layer = cfg.vision_feature_layer
+        self.select_strategy = cfg.vision_feature_select_strategy
+        vc = cfg.vision_config
+        self.image_size, self.patch = int(vc.image_size), int(vc.patch_size)
+        self.grid = self.image_size // self.patch
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._torch = torch
+
+    @classmethod
+    def load(cls, path, device: str = "cpu", dtype=None, *, tokens: int | None = None,
+             template: str = DEFAULT_TEMPLATE, attn_implementation: str | None = None) -> "LlavaAdapter":
+        """A LLaVA checkpoint folder (model + tokenizer, ``from_pretrained(local_files_only=True)``).
+        ``dtype`` None: float16 on CUDA, float32 on the CPU. Raises ValueError when the folder is
+        missing or does not hold a LLaVA model."""
+        try:
+            import torch
+            from transformers import AutoTokenizer, LlavaForConditionalGeneration
+        except ImportError:
+            raise ValueError("vlm: LLaVA needs torch and transformers: pip install torch==2.13.0 transformers") from None
+        p = Path(path)
+        if not p.is_dir():
+            raise ValueError(f"vlm: LLaVA checkpoint folder {str(p)!r} does not exist")
+        cfg_file = p / "config.json"
+        if cfg_file.exists():
+            model_type = json.loads(cfg_file.read_text()).get("model_type")
+            if model_type != "llava":
+                raise ValueError(f"vlm: {str(p)!r} holds a {model_type!r} model, not 'llava'")
+        if dtype is None:
+            dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        try:
+            model = LlavaForConditionalGeneration.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"vlm: cannot load a LLaVA checkpoint from {str(p)!r}: {e}") from None
+        mean, std = _CLIP_NORM
+        pp = p / "preprocessor_config.json"
+        if pp.exists():
+            c = json.loads(pp.read_text())
+            mean, std = c.get("image_mean", mean), c.get("image_std", std)
+        return cls(model.to(device), tokenizer, mean=mean, std=std, tokens=tokens, template=template)
+
+    # ------------------------------------------------------------------ vision
+    def pixel_values(self, frame_rgb):
+        """[1, 3, S, S] normalised pixels: the whole frame resized to the tower's input size."""
+        from PIL import Image
+
+        a = host(frame_rgb)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise TypeError(f"frame: expected H x W x 3 uint8 RGB; got {a.dtype} {a.shape}")
+        im = Image.fromarray(np.ascontiguousarray(a)).resize((self.image_size, self.image_size), Image.BICUBIC)
+        t = self._torch.from_numpy(np.asarray(im).copy()).to(self.device).permute(2, 0, 1)[None].float()
+        return ((t / 255.0 - self._mean) / self._std).to(self.dtype)
+
+    def vision_features(self, frame_rgb):
+        """[C, g, g] float32 torch tensor: the vision tower's selected layer(s) on its patch grid,
+        without the class token (the grid has no cell for it), before the projector."""
+        torch = self._torch
+        with torch.no_grad():
+            out = self.model.model.vision_tower(self.pixel_values(frame_rgb), output_hidden_states=True,
+                                                return_dict=True)
+            layers = [self.feature_layer] if isinstance(self.feature_layer, int) else list(self.feature_layer)
+            # The same layer selection as LlavaModel.get_image_features; the last g*g tokens are the grid
+            # whether or not the strategy keeps the class token.
+            g = self.grid
+            hs = torch.cat([out.hidden_states[i][:, -g * g:] for i in layers], dim=-1)
+        return hs[0].float().T.reshape(-1, g, g).contiguous()
+
+    def _gather(self, result, features):
+        """[N, C] float32 on the model's device: result.gather_features over the model's grid."""
+        torch = self._torch
+        pipe = result._pipeline
+        if pipe is None or pipe.device == "cpu":
+            return torch.from_numpy(result.gather_features(features.cpu().numpy())).to(self.device)
+        f = features.to(f"cuda:{pipe.cuda_device}").contiguous()
+        out = torch.empty((len(host(result.kinds)), f.shape[0]), dtype=torch.float32, device=f.device)
+        result.gather_features(f, out, stream=torch.cuda.current_stream(f.device).cuda_stream)
+        torch.cuda.current_stream(f.device).synchronize()
+        return out.to(self.device)
+
+    # ------------------------------------------------------------------ language
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
+        """Model inputs: ``inputs_embeds`` [1, L, D] with the projected visual tokens at the image-token
+        positions, ``attention_mask`` [1, L], ``input_ids`` [1, L] (the prompt with K image tokens,
+        for reference) and ``num_visual_tokens`` K. ``tokens`` overrides the adapter's knob."""
+        torch = self._torch
+        a = host(frame_rgb)
+        if tuple(result.frame_size) != (a.shape[1], a.shape[0]):
+            raise ValueError(f"frame: {a.shape[1]}x{a.shape[0]} is not the frame the result was made from "
+                             f"({result.frame_size[0]}x{result.frame_size[1]})")
+        keep = kept_tokens(result, self.tokens if tokens is None else tokens)
+        if len(keep) == 0:
+            raise ValueError("result: the token pack holds no gestalt or saccade tokens")
+        feats = self._gather(result, self.vision_features(a))                 # [N, C]
+        idx = torch.from_numpy(keep.astype(np.int64)).to(self.device)
+        with torch.no_grad():
+            visual = self.model.model.multi_modal_projector(feats[idx].to(self.dtype)[None])[0]  # [K, D]
+        input_ids = self._prompt_ids(prompt, len(keep))
+        with torch.no_grad():
+            embeds = self.model.get_input_embeddings()(input_ids)
+            mask = (input_ids == self.image_token_id)[..., None].expand_as(embeds)
+            embeds = embeds.masked_scatter(mask, visual.to(embeds.dtype))
+        return {"inputs_embeds": embeds, "attention_mask": torch.ones_like(input_ids), "input_ids": input_ids,
+                "num_visual_tokens": int(len(keep)), "token_index": keep}
+
+    def _prompt_ids(self, prompt: str, k: int):
+        """[1, L] ids: the template around ``prompt`` with the placeholder expanded to k image tokens."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt: expected a str; got {type(prompt).__name__}")
+        before, after = self.template.replace("{prompt}", prompt).split("<image>")
+        head = self.tokenizer(before, add_special_tokens=True)["input_ids"]
+        tail = self.tokenizer(after, add_special_tokens=False)["input_ids"]
+        if self.image_token_id in head or self.image_token_id in tail:
+            raise ValueError("prompt: it contains the image token; the adapter places the image tokens itself")
+        ids = list(head) + [self.image_token_id] * k + list(tail)
+        return self._torch.tensor([ids], dtype=self._torch.long, device=self.device)
+
+    def logits(self, inputs: dict):
+        """[1, L, vocab] float32 logits of one forward pass over ``prepare``'s inputs."""
+        with self._torch.no_grad():
+            out = self.model(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"])
+        return out.logits.float()
+
+    def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
+        """The new text (special tokens skipped); greedy unless ``do_sample=True`` is passed."""
+        kw.setdefault("do_sample", False)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        if pad is not None:
+            kw.setdefault("pad_token_id", pad)
+        with self._torch.no_grad():
+            ids = self.model.generate(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
+                                      max_new_tokens=int(max_new_tokens), **kw)
+        # With inputs_embeds only, generate returns just the new tokens.
+        return self.tokenizer.decode(ids[0], skip_special_tokens=True)
