@@ -106,7 +106,7 @@ py::object DeviceArray::dlpack(py::object stream, py::object max_version, py::ob
 py::dict DeviceArray::cuda_array_interface() const {
   if (device_ != Device::kCUDA) throw py::attribute_error("__cuda_array_interface__ is only defined for CUDA memory");
   // Consumers honour this by synchronizing on the host; synchronize here so the data is ready.
-  if (sync_) throw_if_error(sync_(nullptr));
+  if (sync_) throw_if_error(wait_on_host());
   py::dict d;
   py::list shape;
   for (auto s : shape_) shape.append(s);
@@ -126,9 +126,21 @@ py::array DeviceArray::numpy() const {
     std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes());
     return out;
   }
-  if (sync_) throw_if_error(sync_(nullptr));
-  throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr_), out.nbytes()));
+  void* dst = out.mutable_data();
+  const size_t bytes = static_cast<size_t>(out.nbytes());
+  Status s;
+  {
+    py::gil_scoped_release nogil;  // other Python threads run while the GPU finishes and copies
+    s = sync_ ? sync_(nullptr) : Status::Ok();
+    if (s.ok()) s = cuda_copy_to_host(dst, reinterpret_cast<const void*>(ptr_), bytes);
+  }
+  throw_if_error(s);
   return out;
+}
+
+Status DeviceArray::wait_on_host() const {
+  py::gil_scoped_release nogil;
+  return sync_(nullptr);
 }
 
 py::tuple DeviceArray::shape() const {

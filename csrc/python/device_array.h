@@ -26,7 +26,7 @@ class DeviceArray {
   py::object dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy);
   py::dict cuda_array_interface() const;
 
-  // A host copy as a NumPy array (waits for the builder's last build first).
+  // A host copy as a NumPy array (waits for the builder's last build first, without the GIL).
   py::array numpy() const;
 
   py::tuple shape() const;
@@ -43,6 +43,7 @@ class DeviceArray {
   int device_id_;
   py::object owner_;
   std::function<Status(void*)> sync_;  // stream to wait on (nullptr: block the host)
+  Status wait_on_host() const;         // sync_(nullptr) with the GIL released
 };
 
 // ------------------------------------------------------------------ DLPack consumer

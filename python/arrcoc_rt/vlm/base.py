@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 
@@ -28,7 +30,7 @@ def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
     return idx if tokens is None else idx[: int(tokens)]
 
 
-class VLMAdapter:
+class VLMAdapter(ABC):
     """Feeds one FrameResult's tokens to a frozen vision-language model.
 
     Use::
@@ -45,22 +47,22 @@ class VLMAdapter:
     name = "vlm"
 
     @classmethod
+    @abstractmethod
     def load(cls, path, device: str = "cpu", dtype=None, **options) -> "VLMAdapter":
         """A model from a local checkpoint folder; nothing is downloaded."""
-        raise NotImplementedError
 
+    @abstractmethod
     def vision_features(self, frame_rgb):
         """[C, h, w] float32 features of the model's own vision tower on its patch grid (before
         the projector), covering the whole frame."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
         """The model inputs for ``prompt`` about ``frame_rgb`` as seen through ``result``'s tokens."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
         """Greedy (by default) decoding from ``prepare``'s inputs; the new text only."""
-        raise NotImplementedError
 
 
 def make_adapter(spec, **options) -> VLMAdapter:

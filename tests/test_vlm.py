@@ -1,0 +1,162 @@
+"""arrcoc_rt.vlm: a tiny random LLaVA (built here, loaded through the adapter) fed with token packs."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+import arrcoc_rt  # noqa: E402
+from arrcoc_rt.vlm import kept_tokens, make_adapter  # noqa: E402
+
+W, H = 128, 96
+WORDS = ["USER:", "ASSISTANT:", "what", "is", "here", "?", "a", "red", "square", "the", "on", "left"]
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              PreTrainedTokenizerFast)
+
+    torch.manual_seed(0)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, image_size=56, patch_size=14),
+        text_config=LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=4, vocab_size=300, max_position_embeddings=512,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        image_token_id=299, vision_feature_layer=-2, vision_feature_select_strategy="default")
+    model = LlavaForConditionalGeneration(cfg).eval()
+    path = tmp_path_factory.mktemp("tiny_llava")
+    model.save_pretrained(path)
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(WORDS)}, "<image>": 299}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def adapter(llava_dir):
+    return make_adapter(f"llava:{llava_dir}", device="cpu")
+
+
+def frame(seed=0):
+    rng = np.random.default_rng(seed)
+    f = (rng.random((H, W, 3)) * 60).astype(np.uint8)
+    f[20:60, 70:110] = (220, 30, 30)  # something to look at
+    return f
+
+
+def pipeline(strategy="balanced"):
+    return arrcoc_rt.Pipeline(W, H, device="cpu", strategy=strategy, gestalt_x=4, gestalt_y=3, saccades=12)
+
+
+class LMProbe:
+    """Records the sequence the language model and the projector actually receive."""
+
+    def __init__(self, model):
+        self.lm_lengths, self.projected = [], []
+        self.hooks = [model.model.language_model.register_forward_pre_hook(self._lm, with_kwargs=True),
+                      model.model.multi_modal_projector.register_forward_pre_hook(self._proj)]
+
+    def _lm(self, module, args, kwargs):
+        e = kwargs.get("inputs_embeds")
+        self.lm_lengths.append(e.shape[1])
+
+    def _proj(self, module, args):
+        self.projected.append(args[0].shape[-2])
+
+    def close(self):
+        for h in self.hooks:
+            h.remove()
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "random", "saliency"])
+def test_visual_token_count_reaches_language_model(adapter, strategy):
+    pipe = pipeline(strategy)
+    f = frame()
+    r = pipe.process(f)
+    kinds = np.asarray(r.kinds)
+    n_kept = int(np.sum(kinds >= 0))
+    assert n_kept > 12  # gestalt plus some saccades
+    probe = LMProbe(adapter.model)
+    try:
+        for tokens, expected in ((None, n_kept), (5, 5), (n_kept + 100, n_kept)):
+            inputs = adapter.prepare(f, r, "what is here ?", tokens=tokens)
+            assert inputs["num_visual_tokens"] == expected
+            n_image = int((inputs["input_ids"] == adapter.image_token_id).sum())
+            assert n_image == expected
+            adapter.logits(inputs)
+            assert probe.projected[-1] == expected                    # visual tokens projected
+            text_len = inputs["input_ids"].shape[1] - expected
+            assert probe.lm_lengths[-1] == text_len + expected         # and reaching the LM
+    finally:
+        probe.close()
+    # Gestalt first, then the best saccades: tokens=N is a prefix of the pack's kept order.
+    keep = kept_tokens(r)
+    assert np.all(kinds[keep[:12]] == 0) and np.all(kinds[keep[12:]] == 1)
+    np.testing.assert_array_equal(adapter.prepare(f, r, "what", tokens=14)["token_index"], keep[:14])
+
+
+def test_features_are_the_gathered_grid(adapter):
+    pipe = pipeline()
+    f = frame(1)
+    r = pipe.process(f)
+    grid = adapter.vision_features(f)
+    assert tuple(grid.shape) == (32, 4, 4) and grid.dtype == torch.float32   # 56 / 14 = 4; CLIP width 32
+    inputs = adapter.prepare(f, r, "what is here ?", tokens=7)
+    keep = inputs["token_index"]
+    gathered = torch.from_numpy(r.gather_features(grid.numpy())[keep])
+    with torch.no_grad():
+        want = adapter.model.model.multi_modal_projector(gathered[None])[0]
+    at = inputs["input_ids"][0] == adapter.image_token_id
+    torch.testing.assert_close(inputs["inputs_embeds"][0, at], want)
+
+
+def test_same_allocation_same_logits(adapter):
+    pipe = pipeline()
+    f = frame(2)
+    r = pipe.process(f)
+    a = adapter.logits(adapter.prepare(f, r, "what is here ?"))
+    b = adapter.logits(adapter.prepare(f, r, "what is here ?"))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # A different allocation (fewer tokens) changes the model's view.
+    c = adapter.logits(adapter.prepare(f, r, "what is here ?", tokens=3))
+    assert c.shape[1] < a.shape[1]
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_greedy_generation(llava_dir, attn):
+    ad = make_adapter(f"llava:{llava_dir}", device="cpu", attn_implementation=attn, tokens=8)
+    assert ad.model.config._attn_implementation == attn
+    pipe = pipeline()
+    f = frame(3)
+    r = pipe.process(f)
+    inputs = ad.prepare(f, r, "what is on the left ?")
+    assert inputs["num_visual_tokens"] == 8
+    out = ad.generate(inputs, max_new_tokens=4)
+    assert isinstance(out, str)
+    assert out == ad.generate(inputs, max_new_tokens=4)  # greedy: deterministic
+
+
+def test_errors(tmp_path, adapter):
+    with pytest.raises(ValueError, match="does not exist"):
+        make_adapter(f"llava:{tmp_path / 'missing'}")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"model_type": "clip"}')
+    with pytest.raises(ValueError, match="not 'llava'"):
+        make_adapter(f"llava:{tmp_path / 'other'}")
+    with pytest.raises(ValueError, match="not supported"):
+        make_adapter("qwen2_vl:/x")
+    pipe = pipeline()
+    f = frame()
+    r = pipe.process(f)
+    with pytest.raises(ValueError, match="tokens"):
+        adapter.prepare(f, r, "what", tokens=0)
+    with pytest.raises(ValueError, match="not the frame"):
+        adapter.prepare(f[:50], r, "what")
