@@ -160,3 +160,46 @@ def test_errors(tmp_path, adapter):
         adapter.prepare(f, r, "what", tokens=0)
     with pytest.raises(ValueError, match="not the frame"):
         adapter.prepare(f[:50], r, "what")
+
+
+def test_a_stream_answers_questions_sync_and_async(llava_dir):
+    stream = arrcoc_rt.Stream(device="cpu", vlm=f"llava:{llava_dir}", gestalt_x=4, gestalt_y=3, saccades=12)
+    with pytest.raises(ValueError, match="no frame processed yet"):
+        stream.ask("what is here ?")
+    for i in range(3):
+        stream.process(frame(i))
+    a = stream.ask("what is here ?", max_new_tokens=4)
+    assert isinstance(a.text, str) and a.frame_index == 2 and a.visual_tokens > 0
+    assert a.latency_ms["total"] >= a.latency_ms["generate"] > 0
+    future = stream.ask("what is here ?", max_new_tokens=4, asynchronous=True)
+    stream.process(frame(5))  # the front end moves on while the model answers about frame 2
+    b = future.result(timeout=60)
+    assert b.frame_index == 2 and b.text == a.text and b.visual_tokens == a.visual_tokens
+    stream.close()
+    plain = arrcoc_rt.Stream(device="cpu")
+    plain.process(frame(0))
+    with pytest.raises(ValueError, match="has no VLM"):
+        plain.ask("what ?")
+
+
+def test_cli_ask_and_run_with_questions(llava_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(frame(0)).save(tmp_path / "f.png")
+    out = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "ask", str(tmp_path / "f.png"), "what is here ?",
+                          "--vlm", f"llava:{llava_dir}", "--device", "cpu", "--tokens", "6", "--max-new-tokens", "3"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "(6 visual tokens;" in out.stderr
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(frame(i)).save(folder / f"{i:02d}.png")
+    out = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "run", str(folder), "--vlm", f"llava:{llava_dir}",
+                          "--ask", "what is here ?", "--every", "2", "--device", "cpu", "--quiet"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("visual tokens") == 2 and "frame 0:" in out.stdout and "frame 2:" in out.stdout

@@ -4,6 +4,7 @@
     arrcoc-rt run SOURCE [--out overlay.mp4] [--jsonl tokens.jsonl]   a file, URL, webcam or image folder
     arrcoc-rt bench [INPUT]              per-stage latency table (p50/p95/p99, fps), CPU and GPU
     arrcoc-rt eval [DATASET.jsonl]       where the budget goes: boxes, lifts, IoU, coherence, cuts
+    arrcoc-rt ask IMAGE --vlm llava:PATH "question"   a frozen VLM's answer from the allocated tokens
     arrcoc-rt info                       version, build, devices
     arrcoc-rt texture [INPUT] --out DIR  the texture stage's 40 channels as pictures
 """
@@ -162,6 +163,12 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 churn.append(r.churn)
             if r.scene_cut:
                 cuts.append(r.frame_index)
+            question = getattr(stream, "question", None)
+            if question and r.frame_index % stream.ask_every == 0:
+                a = stream.ask(question)
+                t = f"t={a.pts:.2f}s " if a.pts is not None else ""
+                (bar.write if progress else print)(f"{t}frame {a.frame_index}: {a.text!r} ({a.visual_tokens} visual "
+                                                   f"tokens, {a.latency_ms['total']:.0f} ms)")
             if writer is not None:
                 rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
                 writer.write(rgb, r)
@@ -269,11 +276,14 @@ def _cmd_run(args) -> int:
         src = open_source(source, drop_oldest=True, **ranged) if args.drop_oldest else open_source(source, **ranged)
     except (SourceError, ValueError) as e:
         raise _error(str(e)) from None
+    if bool(args.vlm) != bool(args.ask):
+        raise _error("--vlm and --ask go together")
     try:
         stream = Stream(device=args.device, strategy=args.strategy, saccades=args.saccades,
-                        total_budget=args.total_budget, weights=args.weights, **options)
+                        total_budget=args.total_budget, weights=args.weights, vlm=args.vlm, **options)
     except (ValueError, TypeError, OSError) as e:
         raise _error(str(e)) from None
+    stream.question, stream.ask_every = args.ask, max(1, args.every)
     fps = 30.0
     if args.fps:
         fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
@@ -314,6 +324,23 @@ def _cmd_run(args) -> int:
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
                    f"{st.dropped} frames dropped" + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
     return 130 if interrupted else 0
+
+
+def _cmd_ask(args) -> int:
+    from .pipeline import Pipeline
+    from .runtime import resolve_device
+    from .stream import _answer
+    from .vlm import make_adapter
+
+    frames = _read_frames(Path(args.image), 1)
+    h, w = frames[0].shape[:2]
+    kind, ordinal = resolve_device(args.device)
+    vlm = make_adapter(args.vlm, device="cpu" if kind == "cpu" else f"cuda:{ordinal}", tokens=args.tokens)
+    result = Pipeline(w, h, device=args.device).process(frames[0])
+    a = _answer(vlm, frames[0], result, args.question, args.max_new_tokens)
+    print(a.text)
+    print(f"({a.visual_tokens} visual tokens; {a.latency_ms['total']:.0f} ms)", file=sys.stderr)
+    return 0
 
 
 def _cmd_bench(args) -> int:
@@ -376,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="levels of detail of all tokens together (default: 100000)")
     r.add_argument("--weights", help="balancer weights file (.npz or .json; default: the untrained default)")
     r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl)")
+    r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH (a local checkpoint folder)")
+    r.add_argument("--ask", help="question for the VLM, answered on the latest frame every --every frames")
+    r.add_argument("--every", type=int, default=30, help="ask every this many frames (default: 30)")
     r.add_argument("--start", type=float, help="seconds into the source to start at (files seek there)")
     r.add_argument("--end", type=float, help="seconds into the source to stop at")
     r.add_argument("--fps", type=float, help="sample at most this many frames per second (e.g. 1 or 2 for a VLM)")
@@ -387,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=30, help="frames to time per device and stage (default: 30)")
     b.set_defaults(func=_cmd_bench)
     sub.add_parser("info", help="version, build (CUDA compiled?), GPUs found").set_defaults(func=_cmd_info)
+    a = sub.add_parser("ask", help="ask a frozen VLM about one image, fed only the allocated tokens")
+    a.add_argument("image", help="an image file")
+    a.add_argument("question", help="the question")
+    a.add_argument("--vlm", required=True, help="llava:PATH (a local checkpoint folder; nothing is downloaded)")
+    a.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    a.add_argument("--tokens", type=int, help="visual tokens that reach the language model (default: all kept)")
+    a.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens (default: 32)")
+    a.set_defaults(func=_cmd_ask)
     t = sub.add_parser("texture", help="build the 40-channel texture array and write PNGs of it")
     t.add_argument("input", nargs="?", help="image or video file (default: a built-in synthetic sample)")
     t.add_argument("--out", default="texture-demo", help="output folder (default: texture-demo)")

@@ -15,6 +15,9 @@ ordered (motion, temporal blending) and its results are views of its own buffers
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 
 from .encoders import make_encoder
@@ -47,6 +50,37 @@ def frame_from_av(frame):
     return (y, _plane_array(frame.planes[1], ch, cw), _plane_array(frame.planes[2], ch, cw)), fmt, pts
 
 
+@dataclass
+class Answer:
+    """A frozen VLM's answer: the text, the frame it saw and how long each part took (ms)."""
+
+    text: str
+    frame_index: int
+    pts: float | None
+    visual_tokens: int
+    latency_ms: dict
+
+
+def _rgb_frame(frame) -> np.ndarray:
+    a = np.asarray(frame.cpu() if hasattr(frame, "cpu") else frame)
+    if a.ndim == 3 and a.shape[0] == 3 and a.shape[2] not in (3, 4):
+        a = a.transpose(1, 2, 0)  # [3, H, W]
+    if a.ndim != 3 or a.shape[2] < 3 or a.dtype != np.uint8:
+        raise ValueError(f"ask: the latest frame is not RGB uint8 pixels ({a.dtype} {a.shape}); pass frames as "
+                         "H x W x 3 arrays or av.VideoFrames")
+    return np.ascontiguousarray(a[..., :3])
+
+
+def _answer(adapter, rgb, result, question: str, max_new_tokens: int) -> Answer:
+    t0 = time.perf_counter()
+    inputs = adapter.prepare(rgb, result, question)  # vision tower, gather, projector, prompt
+    t1 = time.perf_counter()
+    text = adapter.generate(inputs, max_new_tokens=max_new_tokens)  # prefill + decode
+    t2 = time.perf_counter()
+    return Answer(text, result.frame_index, result.pts, inputs["num_visual_tokens"],
+                  {"vision_and_prepare": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3})
+
+
 class Stream:
     """A Pipeline that follows a stream: created at the first frame's size, rebuilt (state reset,
     ``result.resized`` set) when the size grows beyond it, reset when the size or pixel format
@@ -60,8 +94,9 @@ class Stream:
         total_budget: the levels of detail of all tokens together (default 100000; as Pipeline's).
             ``budget=`` of earlier releases still works, with a DeprecationWarning.
         encoder: 'builtin' (weight-free, the default when the query needs one) or an Encoder object.
-        vlm: optional callable(FrameResult) -> anything, called per frame; its return value is
-            ``result.vlm_output``.
+        vlm: a frozen VLM to ask questions with ``ask()`` (an ``arrcoc_rt.vlm`` adapter or
+            'llava:PATH'), or a callable(FrameResult) -> anything called per frame (its return value
+            is ``result.vlm_output``).
         **pipeline_config: any Pipeline option (strategy, saccades, decay, weights, dtype, ...).
     """
 
@@ -75,8 +110,18 @@ class Stream:
             pipeline_config.setdefault("total_budget", pipeline_config.pop("budget"))
         query = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
                            query_map=query_map)
+        self.adapter = None
+        if isinstance(vlm, str):
+            from .vlm import make_adapter
+
+            vlm = make_adapter(vlm, device=device if device != "auto" else "cpu")
+        if vlm is not None and type(vlm).__module__.startswith("arrcoc_rt.vlm"):
+            self.adapter, vlm = vlm, None  # answers questions on demand (ask), not a per-frame hook
         if vlm is not None and not callable(vlm):
-            raise TypeError(f"vlm: expected a callable taking a FrameResult; got {type(vlm).__name__}")
+            raise TypeError(f"vlm: expected an arrcoc_rt.vlm adapter, 'llava:PATH' or a callable taking a "
+                            f"FrameResult; got {type(vlm).__name__}")
+        self._last = None  # (frame, result) of the latest frame, for ask()
+        self._worker = None
         if encoder is None and query is not None and query.kind in ("image", "vector"):
             encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
         pipeline_config["encoder"] = encoder
@@ -146,6 +191,8 @@ class Stream:
         self.frames += 1
         if self.vlm is not None:
             result.vlm_output = self.vlm(result)
+        if self.adapter is not None:
+            self._last = (frame, result)
         return result
 
     def process_many(self, frames, *, layout: str | None = None, return_tensors: str = "np") -> list:
@@ -156,9 +203,40 @@ class Stream:
             raise ValueError(f"frames: a batch is [N, H, W, 3] or [N, 3, H, W]; got shape {tuple(shape)}")
         return [self.process(f, layout=layout, return_tensors=return_tensors) for f in frames]
 
+    def ask(self, question: str, *, max_new_tokens: int = 32, asynchronous: bool = False):
+        """The frozen VLM's answer about the latest frame, fed only its allocated tokens: an Answer
+        (text, the frame it saw, latencies in ms). ``asynchronous=True`` returns a Future at once and
+        answers on a worker thread from a copy of the frame and its token pack, while ``process``
+        keeps up with the camera. The question becomes the query when none is set and the encoder
+        understands text (CLIP/SigLIP)."""
+        if self.adapter is None:
+            raise ValueError("ask: this Stream has no VLM; create it with vlm='llava:PATH' or an arrcoc_rt.vlm adapter")
+        if not isinstance(question, str) or not question.strip():
+            raise TypeError(f"question: expected a non-empty str; got {question!r}")
+        if self._last is None:
+            raise ValueError("ask: no frame processed yet; call process(frame) first")
+        enc = self._pipeline.encoder if self._pipeline is not None else None
+        if self._query is None and enc is not None and type(enc).__name__ == "HFEncoder":
+            self.set_query(query_text=question)  # from the next frame on
+        frame, result = self._last
+        rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else _rgb_frame(frame)
+        if not asynchronous:
+            return _answer(self.adapter, rgb, result, question, max_new_tokens)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .vlm.base import PackSnapshot
+
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrcoc-vlm")
+        return self._worker.submit(_answer, self.adapter, np.array(rgb), PackSnapshot(result), question,
+                                   max_new_tokens)
+
     def close(self) -> None:
         """No more frames; ``pipeline`` (and its configuration) stays inspectable."""
         self._closed = True
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

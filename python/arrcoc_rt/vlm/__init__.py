@@ -3,9 +3,9 @@
 ``make_adapter("llava:PATH")`` loads a local LLaVA-1.5 checkpoint; ``adapter.prepare(frame, result,
 prompt)`` builds its inputs from a FrameResult's tokens and ``adapter.generate(inputs)`` answers."""
 
-from .base import VLMAdapter, kept_tokens, make_adapter
+from .base import PackSnapshot, VLMAdapter, kept_tokens, make_adapter
 
-__all__ = ["VLMAdapter", "kept_tokens", "make_adapter", "LlavaAdapter"]
+__all__ = ["PackSnapshot", "VLMAdapter", "kept_tokens", "make_adapter", "LlavaAdapter"]
 
 
 def __getattr__(name):

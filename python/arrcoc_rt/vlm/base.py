@@ -30,6 +30,26 @@ def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
     return idx if tokens is None else idx[: int(tokens)]
 
 
+class PackSnapshot:
+    """The parts of a FrameResult an adapter reads, copied, so an answer can be computed after the
+    pipeline has moved on (its gather uses the float64 reference with the copied positions)."""
+
+    def __init__(self, result):
+        self.kinds = np.array(host(result.kinds))
+        self.positions = np.array(host(result.positions), np.float64)
+        self.levels = np.array(host(result.levels))
+        self.frame_size = tuple(result.frame_size)
+        self.frame_index = result.frame_index
+        self.pts = result.pts
+        self._pipeline = None
+
+    def gather_features(self, features, out=None, *, stream=None):
+        from ..reference import gather_features
+
+        w, h = self.frame_size
+        return gather_features(np.asarray(features, np.float64), self.positions, self.levels, w, h).astype(np.float32)
+
+
 class VLMAdapter(ABC):
     """Feeds one FrameResult's tokens to a frozen vision-language model.
 
