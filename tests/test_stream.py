@@ -151,8 +151,10 @@ def test_stream_options_and_vlm_hook():
     assert r.vlm_output == "answer" and seen == [r.num_saccades] and r.budgets.sum() <= 50000
     with pytest.raises(ValueError, match="encoder: 'clip' is not understood"):
         arrcoc_rt.Stream(encoder="clip")
-    with pytest.raises(TypeError, match="vlm: expected a callable"):
+    with pytest.raises(ValueError, match="vlm: 'gpt' is not understood; expected 'llava:PATH'"):
         arrcoc_rt.Stream(vlm="gpt")
+    with pytest.raises(TypeError, match="vlm: expected an arrcoc_rt.vlm adapter, 'llava:PATH' or a callable"):
+        arrcoc_rt.Stream(vlm=3)
     with pytest.raises(ValueError, match="decay"):
         arrcoc_rt.Stream(decay=3.0)
     with pytest.raises(TypeError, match="expected an av.VideoFrame, an array or a tensor"):
