@@ -280,3 +280,19 @@ def test_frames_on_several_streams_equal_the_cpu(order):
             want = ref.process(frame(i))
             s.synchronize()
             assert_same_tokens(r, want)
+
+
+@pytest.mark.parametrize("num_seeds", [1, 48])
+def test_candidates_of_small_and_very_large_clusters_equal_the_cpu(num_seeds):
+    """The CUDA candidates kernel ranks a cluster's members from a shared-memory list (a cluster of
+    more than 2048 patches falls back to scanning every patch): both equal the CPU's selection."""
+    w, h = 1280, 720  # 3600 patches: with one seed, one cluster holds them all
+    img = np.ascontiguousarray(np.tile(real_image("coffee"), (2, 3, 1))[:h, :w])
+    out = {}
+    for device in ("cpu", "cuda:0"):
+        b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32")
+        c = arrcoc_rt.ClusterCascade(w, h, device=device, num_seeds=num_seeds, top_clusters=1 if num_seeds == 1 else 10,
+                                     patches_per_cluster=1024 if num_seeds == 1 else 50)
+        out[device] = c.run(b.build(img))
+    np.testing.assert_array_equal(out["cuda:0"].candidates, out["cpu"].candidates)
+    assert np.count_nonzero(out["cpu"].candidates >= 0) > 0

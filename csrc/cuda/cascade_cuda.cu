@@ -65,10 +65,14 @@ __global__ void stat_sums_kernel(CascadeParams p) {
   for (int c = 0; c < kStatSums; ++c) atomicAdd(s + c, terms[c]);
 }
 
+// One block, one thread per cluster (<= kMaxSeeds): scores, then each cluster's rank at once.
 __global__ void score_and_rank_kernel(CascadeParams p) {
-  if (blockIdx.x != 0 || threadIdx.x != 0) return;
-  for (int k = 0; k < p.gx * p.gy; ++k) p.scores[k] = score_cluster(p, k);
-  rank_clusters(p);
+  const int k = threadIdx.x, n = p.gx * p.gy;
+  if (k < p.top_k) p.kept[k] = -1;
+  if (k < n) p.scores[k] = score_cluster(p, k);
+  __syncthreads();
+  const int r = k < n ? cluster_rank(p, k) : -1;
+  if (r >= 0 && r < p.top_k) p.kept[r] = k;
 }
 
 template <typename T>
@@ -78,12 +82,38 @@ __global__ void patch_kernel(CascadeParams p) {
 }
 
 // Block r places the patches of the r-th kept cluster: rank = patches of that cluster with a
-// larger key; ranks below per_cluster go to their slot.
+// larger key (keys are unique, so the ranks are too); ranks below per_cluster go to their slot.
+// The members are first listed in shared memory (one pass over the patches), so ranking costs
+// O(members^2) instead of O(members * patches); a cluster too large for the list is ranked by
+// scanning every patch, as before.
+constexpr int kSharedMembers = 2048;
+
 __global__ void candidates_kernel(CascadeParams p) {
+  __shared__ int members[kSharedMembers];
+  __shared__ int count;
   const int r = blockIdx.x;
   const int cluster = p.kept[r];
-  if (cluster < 0) return;
+  if (cluster < 0) return;  // the whole block: no barrier is skipped by part of it
   const int n = p.w4 * p.h4;
+  if (threadIdx.x == 0) count = 0;
+  __syncthreads();
+  for (int q = threadIdx.x; q < n; q += blockDim.x)
+    if (p.patch_cluster[q] == cluster) {
+      const int slot = atomicAdd(&count, 1);  // list order varies; the ranks do not
+      if (slot < kSharedMembers) members[slot] = q;
+    }
+  __syncthreads();
+  const int m = count;
+  if (m <= kSharedMembers) {
+    for (int a = threadIdx.x; a < m; a += blockDim.x) {
+      const int q = members[a];
+      const uint64_t key = p.patch_keys[q];
+      int rank = 0;
+      for (int b = 0; b < m && rank < p.per_cluster; ++b) rank += p.patch_keys[members[b]] > key ? 1 : 0;
+      if (rank < p.per_cluster) p.candidates[static_cast<int64_t>(r) * p.per_cluster + rank] = q;
+    }
+    return;
+  }
   for (int q = threadIdx.x; q < n; q += blockDim.x) {
     if (p.patch_cluster[q] != cluster) continue;
     const uint64_t key = p.patch_keys[q];
@@ -122,6 +152,7 @@ Status run_typed(const CascadeParams& p, cudaStream_t st) {
                   "cudaMemsetAsync")).ok())
     return s;
   ARRCOC_LAUNCH(stat_sums_kernel<T>, blocks_for(n2), p)
+  static_assert(math::kMaxSeeds <= 256 && kBlock >= math::kMaxSeeds, "one thread per cluster in one block");
   ARRCOC_LAUNCH(score_and_rank_kernel, 1, p)
   ARRCOC_LAUNCH(patch_kernel<T>, blocks_for(static_cast<int64_t>(p.w4) * p.h4), p)
   if (!(s = check(cudaMemsetAsync(p.candidates, 0xFF, sizeof(int32_t) * p.top_k * p.per_cluster, st),

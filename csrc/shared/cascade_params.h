@@ -122,18 +122,27 @@ ARRCOC_HD float score_cluster(const CascadeParams& p, int k) {
 
 // The top_k non-empty clusters by (score desc, id asc); -1 padding. Sequential and tiny
 // (<= 256 clusters): one host loop on the CPU, one thread on CUDA.
-ARRCOC_HD void rank_clusters(const CascadeParams& p) {
+// Rank of cluster k among the non-empty clusters by (score desc, id asc), or -1 if k is empty.
+// Independent per cluster, so the GPU ranks every cluster at once (O(n) each, not the O(top_k^2 n)
+// of a sequential selection); kept[rank] = k for ranks below top_k (see rank_clusters).
+ARRCOC_HD bool cluster_empty(const CascadeParams& p, int k) {
+  return p.stat_sums[static_cast<int64_t>(k) * kStatSums] == 0;
+}
+ARRCOC_HD int cluster_rank(const CascadeParams& p, int k) {
+  if (cluster_empty(p, k)) return -1;
   const int n = p.gx * p.gy;
-  for (int r = 0; r < p.top_k; ++r) {
-    int best = -1;
-    for (int k = 0; k < n; ++k) {
-      if (p.stat_sums[static_cast<int64_t>(k) * kStatSums] == 0) continue;  // empty
-      bool taken = false;
-      for (int q = 0; q < r; ++q) taken = taken || p.kept[q] == k;
-      if (taken) continue;
-      if (best < 0 || p.scores[k] > p.scores[best]) best = k;  // strict: ties keep the lower id
-    }
-    p.kept[r] = best;
+  int r = 0;
+  for (int o = 0; o < n; ++o)
+    if (!cluster_empty(p, o) && (p.scores[o] > p.scores[k] || (p.scores[o] == p.scores[k] && o < k))) ++r;
+  return r;
+}
+
+// kept[0..top_k): the best non-empty clusters, best first; -1 where there are fewer.
+ARRCOC_HD void rank_clusters(const CascadeParams& p) {
+  for (int r = 0; r < p.top_k; ++r) p.kept[r] = -1;
+  for (int k = 0; k < p.gx * p.gy; ++k) {
+    const int r = cluster_rank(p, k);
+    if (r >= 0 && r < p.top_k) p.kept[r] = k;
   }
 }
 
