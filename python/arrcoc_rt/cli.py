@@ -145,12 +145,12 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
     from tqdm import tqdm  # rate and ETA on a terminal; nothing otherwise
 
     bar = tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True, leave=True)
-    """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts and
-    whether Ctrl-C stopped it (what was processed until then is kept)."""
+    """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts, churn
+    (per frame after the first) and whether Ctrl-C stopped it (what was processed is kept)."""
     import json
 
     timings, cuts, saccades = [], [], []
-    _process_all.churn = churn = []  # share of saccades on new content, per frame after the first
+    churn = []  # share of saccades on new content, per frame after the first
     out = open(jsonl, "w") if jsonl else None
     interrupted = False
     try:
@@ -193,7 +193,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
         bar.close()
         if out is not None:
             out.close()
-    return timings, cuts, saccades, interrupted
+    return timings, cuts, saccades, churn, interrupted
 
 
 def _plot(timings, path) -> None:
@@ -206,10 +206,9 @@ def _plot(timings, path) -> None:
         raise _error(f"--plot {path}: {e}; install it with pip install 'arrcoc_rt[plot]'") from None
 
 
-def _summary(timings, cuts, saccades, extra: str = "") -> str:
+def _summary(timings, cuts, saccades, churn, extra: str = "") -> str:
     if not timings:
         return "no frames processed" + extra
-    churn = getattr(_process_all, "churn", [])
     stability = (f"saccade churn (share on new content per frame): median {np.median(churn):.3f}, "
                  f"max {np.max(churn):.3f}\n" if churn else "")
     return (f"frames: {len(timings)}; saccades per frame: mean {np.mean(saccades):.1f}\n"
@@ -233,7 +232,7 @@ def _cmd_demo(args) -> int:
         raise _error(str(e)) from None
     writer = OverlayWriter(out / "overlay.mp4", fps=12)
     try:
-        timings, cuts, saccades, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
+        timings, cuts, saccades, churn, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
                                                   sys.stderr.isatty())
     finally:
         writer.close()
@@ -247,7 +246,7 @@ def _cmd_demo(args) -> int:
         "stage_median_ms": {k: float(np.median([t[k] for t in timings])) for k in ("texture", "cascade",
                                                                                     "allocate_and_gather")},
         "scene_cuts": cuts, "expected_scene_cuts": [24],
-        "churn_median": float(np.median(_process_all.churn)) if _process_all.churn else None,
+        "churn_median": float(np.median(churn)) if churn else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
@@ -259,7 +258,7 @@ def _cmd_demo(args) -> int:
     Image.fromarray(writer.first).save(out / "overlay_first.png")
     print(f"arrcoc-rt demo: built-in clip, {len(frames)} frames of 640x360 with a scene cut at frame 24, "
           f"on {summary['device']}")
-    print(_summary(timings, cuts, saccades))
+    print(_summary(timings, cuts, saccades, churn))
     print(f"wrote {out / 'overlay.mp4'}, {out / 'overlay_first.png'}, {out / 'tokens.jsonl'}, {out / 'summary.json'}")
     return 0
 
@@ -292,7 +291,7 @@ def _cmd_run(args) -> int:
     writer = OverlayWriter(args.out, png_folder=args.png_dir, fps=fps) if (args.out or args.png_dir) else None
     frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
     try:
-        timings, cuts, saccades, interrupted = _process_all(frames, stream, writer, args.jsonl,
+        timings, cuts, saccades, churn, interrupted = _process_all(frames, stream, writer, args.jsonl,
                                                             getattr(src, "frame_count", 0),
                                                             not args.quiet and sys.stderr.isatty())
     except SourceError as e:
@@ -310,7 +309,6 @@ def _cmd_run(args) -> int:
         import json
 
         cfg = stream.pipeline.config
-        churn = getattr(_process_all, "churn", [])
         Path(summary_path).write_text(json.dumps({
             "source": str(args.source), "frames": len(timings), "device": stream.pipeline.device,
             "settings": {k: cfg[k] for k in ("strategy", "saccades", "total_budget", "gestalt_x", "gestalt_y")} |
@@ -320,7 +318,7 @@ def _cmd_run(args) -> int:
             "churn_median": float(np.median(churn)) if churn else None, "scene_cuts": cuts,
             "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
             "interrupted": interrupted}, indent=2))
-    print(_summary(timings, cuts, saccades,
+    print(_summary(timings, cuts, saccades, churn,
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
                    f"{st.dropped} frames dropped" + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
     return 130 if interrupted else 0

@@ -105,7 +105,7 @@ class FrameResult:
     #                                     the motion vectors) this token shows, -1 if none
     reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too:
     #                                     the same pixels, so a model may keep that token's cached keys/values
-    churn: float | None = None          # share of saccades that moved to new content (None on a first frame)
+    follows_a_frame: bool = False       # a previous frame of this pipeline exists (churn is defined)
     frame_size: tuple = (0, 0)  # (width, height) of the frame, pixels
     timings: dict = field(default_factory=dict)  # ms per stage (host clock; on CUDA the first two are
     #                                              enqueue times, the last includes the wait for results)
@@ -126,6 +126,16 @@ class FrameResult:
     salience = property(lambda self: _renamed(self, "salience", "salience_score"))
     query = property(lambda self: _renamed(self, "query", "query_score"))
     balanced = property(lambda self: _renamed(self, "balanced", "balanced_score"))
+
+    @property
+    def churn(self) -> float | None:
+        """Share of this frame's saccades that do not follow a saccade of the previous frame along
+        the motion vectors (None on a first frame). Derived from ``previous`` when asked for."""
+        if not self.follows_a_frame:
+            return None
+        kinds, previous = np.asarray(to_host(self.kinds)), np.asarray(to_host(self.previous))
+        sac = kinds == 1
+        return float(np.mean(previous[sac] < 0)) if sac.any() else 0.0
 
     @property
     def boxes(self) -> np.ndarray:
@@ -272,17 +282,6 @@ class Pipeline:
         self._since_encode = 0
         self._history = False
 
-    def _churn(self, r) -> float | None:
-        """Share of this frame's saccades that do not follow a saccade of the previous frame along
-        the motion vectors (None when there is no previous frame)."""
-        had = self._history
-        self._history = True
-        if not had:
-            return None
-        kinds, previous = np.asarray(to_host(r["kinds"])), np.asarray(to_host(r["previous"]))
-        sac = kinds == 1
-        return float(np.mean(previous[sac] < 0)) if sac.any() else 0.0
-
     def _resolve_query(self, q: Query | None):
         """('map', array) | ('vector', [C]) | (None, None), cached while the same query is given."""
         if q is None:
@@ -425,8 +424,9 @@ class Pipeline:
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
             num_saccades=int(r["num_saccades"][0]), candidates=candidates, info_score=r["info"],
             salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
-            previous=r["previous"], reuse=r["reuse"], churn=self._churn(r), frame_size=(tex.width, tex.height),
+            previous=r["previous"], reuse=r["reuse"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
+        self._history = True
         if return_tensors == "pt":
             _as_torch(result)
         return result
