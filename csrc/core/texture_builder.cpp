@@ -101,7 +101,7 @@ struct TextureBuilder::Impl {
   uint8_t* staging = nullptr;  // CUDA: device copy of host frames
   float* patch_staging = nullptr;  // CUDA: set_patch_channel's values on the device
   TextureView last{};          // the last built texture
-  void* last_stream = nullptr;
+  StreamOrder order;             // CUDA: each frame's stream waits for the previous frame's work
   void* done_event = nullptr;    // CUDA: recorded after the last build / set_patch_channel
   void* upload_event = nullptr;  // CUDA: recorded after the upload of a page-locked host frame
   std::vector<float> patch_values;  // set_patch_channel's values in pageable memory (see there)
@@ -200,10 +200,9 @@ struct TextureBuilder::Impl {
                             " but the builder runs on " + device_label(Device::kCUDA, config.cuda_device) +
                             "; move the frame to that device or create the builder there");
       }
-      // Each frame's stream waits for the previous frame's work, including the later stages that
-      // read and write this texture (record_use): its buffers are reused. Always, not only when
-      // the handle changes (a destroyed stream's handle can be reused; cudaStreamPerThread).
-      if (frame_index > 0 && !(s = cuda::stream_wait_event(frame.cuda_stream, done_event)).ok()) return s;
+      // The previous frame's work includes the later stages that read and write this texture
+      // (record_use): its buffers are reused.
+      if (!(s = order.before(frame.cuda_stream, done_event)).ok()) return s;
       if (frame.device == Device::kCPU && !(s = upload(&frame, frame.cuda_stream)).ok()) return s;
     }
 
@@ -248,7 +247,7 @@ struct TextureBuilder::Impl {
     v.motion_valid = p.motion_valid;
     v.frame_index = frame_index;
     last = v;
-    last_stream = frame.cuda_stream;
+    if (config.device == Device::kCUDA) order.after(frame.cuda_stream);
     *view = v;
     return Status::Ok();
   }
@@ -347,10 +346,10 @@ Status TextureBuilder::set_patch_channel(int channel, const float* values) noexc
     // pageable copy, so a page-locked `values` may be reused at once.
     m.patch_values.assign(values, values + n);
     Status s = cuda::copy_to_device_async(m.patch_staging, m.patch_values.data(), static_cast<size_t>(n) * sizeof(float),
-                                          m.last_stream);
-    if (s.ok()) s = cuda::store_plane(m.patch_staging, dst, n, static_cast<int>(m.config.dtype), m.last_stream);
+                                          m.order.last());
+    if (s.ok()) s = cuda::store_plane(m.patch_staging, dst, n, static_cast<int>(m.config.dtype), m.order.last());
     // synchronize(), wait_on_stream() and exports now cover this channel too.
-    if (s.ok()) s = cuda::event_record(m.done_event, m.last_stream);
+    if (s.ok()) s = cuda::event_record(m.done_event, m.order.last());
     return s;
   })
 }

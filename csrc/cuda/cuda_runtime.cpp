@@ -68,23 +68,23 @@ DeviceGuard::~DeviceGuard() {
   if (previous_ >= 0) cudaSetDevice(previous_);
 }
 
-int pointer_device(const void* ptr) noexcept {
-  cudaPointerAttributes a;
-  if (!ptr || cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
+// What CUDA knows of `ptr` (unregistered host memory, and any error, read as plain host memory).
+cudaPointerAttributes pointer_attributes(const void* ptr) {
+  cudaPointerAttributes a{};
+  a.type = cudaMemoryTypeUnregistered;
+  if (ptr && cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
     cudaGetLastError();
-    return -1;
+    a.type = cudaMemoryTypeUnregistered;
   }
+  return a;
+}
+
+int pointer_device(const void* ptr) noexcept {
+  const cudaPointerAttributes a = pointer_attributes(ptr);
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ? a.device : -1;
 }
 
-bool is_pinned_host(const void* ptr) noexcept {
-  cudaPointerAttributes a;
-  if (!ptr || cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return a.type == cudaMemoryTypeHost;
-}
+bool is_pinned_host(const void* ptr) noexcept { return pointer_attributes(ptr).type == cudaMemoryTypeHost; }
 
 // An allocation's result: out of memory is its own status code (the caller can shrink and retry).
 Status allocation_status(cudaError_t err, const char* what, size_t bytes) {

@@ -520,11 +520,6 @@ def quantize_lod_held(b, held, band: float) -> np.ndarray:
     return out
 
 
-def warp_index(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.ndarray:
-    """Any per-patch map moved along the motion vectors as warp_relevance moves relevance."""
-    return warp_relevance(prev, mvx, mvy)
-
-
 def quantize_lod(b) -> np.ndarray:
     """Largest level of detail in {64, 128, 256, 384, 400} not above b (b >= 64)."""
     b = np.asarray(b, np.float64)
@@ -583,7 +578,8 @@ def scene_cut(motion_level0: np.ndarray, motion_valid: bool, threshold=0.2, shar
 
 
 def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.ndarray:
-    """Previous relevance grid moved along the motion vectors (nearest patch, edge-clamped)."""
+    """A per-patch map of the previous frame (relevance, held saccade tokens and levels) moved along
+    the motion vectors (nearest patch, edge-clamped)."""
     h4, w4 = prev.shape
     bi, bj = np.mgrid[0:h4, 0:w4]
     si = np.clip(np.floor(bi - mvy / PATCH + 0.5).astype(np.int64), 0, h4 - 1)
@@ -609,8 +605,8 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     has_prev = previous_relevance is not None and np.asarray(previous_relevance).shape == (h4, w4) and not cut
     # Saccades stay on their content (followed along the motion vectors) unless beaten by a margin.
     if has_prev and previous_tokens is not None:
-        held_token = warp_index(np.asarray(previous_tokens, np.int64), mvx, mvy).ravel()
-        held_budget = np.where(held_token >= 0, warp_index(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
+        held_token = warp_relevance(np.asarray(previous_tokens, np.int64), mvx, mvy).ravel()
+        held_budget = np.where(held_token >= 0, warp_relevance(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
     else:
         held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
     cand = [int(c) for c in np.asarray(candidates).ravel() if c >= 0]
