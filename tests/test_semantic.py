@@ -37,6 +37,59 @@ def test_descriptors_similarity_and_projection_match_reference(device, source, r
     np.testing.assert_allclose(proj, R.semantic_projection(feats, pipe.pca.mean, pipe.pca.components), atol=1e-4)
 
 
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("source", ["random", "astronaut"])
+def test_exemplar_layout_matches_reference(device, source, rng):
+    """Cell descriptors (8, 16, 32 px) and channel 33 with an exemplar's layout templates against the
+    float64 reference (R.cell_descriptors, R.layout_similarity, R.exemplar_similarity). Tolerances as
+    above: descriptors 1e-5 on >= 99 % of cells; channel 33 (NCC over <= 64 cells x 32 dims in
+    float32, then a mix) 1e-4 on >= 99 % of patches. A first frame with another exemplar leaves its
+    state in the encoder: what it computed must not leak into the second."""
+    img = (real_image(source)[:301, :257] if source != "random"
+           else rng.integers(0, 256, (149, 203, 3), dtype=np.uint8))
+    img = np.ascontiguousarray(img)
+    h, w = img.shape[:2]
+    pipe = arrcoc_rt.Pipeline(w, h, device=device, dtype="float32", encoder="builtin")
+    pipe.process(img, query_image=np.ascontiguousarray(img[5:120, 10:200]))  # other templates, other sizes
+    exemplar = np.ascontiguousarray(img[40:90, 60:100])
+    r = pipe.process(img, query_image=exemplar)
+    level1 = _level1(r.texture)
+    for cell_px in (8, 16, 32):
+        got = pipe._sem.encode_cells(pipe.texture_builder._native, cell_px, 0)
+        err = np.abs(got - R.cell_descriptors(level1, cell_px)).max(axis=0)
+        assert got.shape == (32, -(-h // cell_px), -(-w // cell_px))
+        assert np.mean(err > 1e-5) <= 0.01, f"{cell_px} px: {np.mean(err > 1e-5):.3%} of cells off by > 1e-5"
+    enc = BuiltinEncoder("cpu")
+    templates = enc.exemplar_layout(exemplar)
+    assert [c for _, c in templates] == [8, 8, 16]  # 25 x 20 px at 0.5, 1 and 2: the finest cells within 64
+    layout = R.layout_similarity(level1, templates, w, h)
+    want = R.exemplar_similarity(R.similarity_map(pipe._sem.features(), enc.encode_exemplar(exemplar)), layout)
+    err = np.abs(host(r.texture.channel(33, 4)) - want)
+    assert np.mean(err > 1e-4) <= 0.01, f"{np.mean(err > 1e-4):.3%} of patches off by > 1e-4 (max {err.max():.2g})"
+    assert layout.max() > 0.3  # the exemplar is found where it was cut
+
+
+def test_layout_template_shapes_and_errors():
+    from arrcoc_rt.encoders import layout_template_shape
+
+    assert layout_template_shape(32, 32, 1.0) == (4, 4, 8)
+    assert layout_template_shape(12, 264, 1.0) == (1, 16, 16)  # thin: 2 x 33 cells of 8 px would be 66
+    assert layout_template_shape(600, 400, 2.0) == (9, 6, 32)  # 38 x 25 cells of 32 px, resampled to fit 64
+    assert layout_template_shape(4000, 10, 1.0)[0] * layout_template_shape(4000, 10, 1.0)[1] <= 64
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu", encoder="builtin")
+    d = np.zeros((32, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="cell_px 12 is not supported; expected 8, 16 or 32"):
+        pipe._sem.set_layout([(d, 12)])
+    with pytest.raises(ValueError, match="at most 64 cells"):
+        pipe._sem.set_layout([(np.zeros((32, 9, 8), np.float32), 8)])
+    with pytest.raises(ValueError, match="must be \\[32, h, w\\]"):
+        pipe._sem.set_layout([(np.zeros((31, 2, 2), np.float32), 8)])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        pipe._sem.set_layout([(np.full((32, 2, 2), np.nan, np.float32), 8)])
+    with pytest.raises(ValueError, match="0..4"):
+        pipe._sem.set_layout([(d, 8)] * 5)
+
+
 def test_descriptors_are_unit_length_histograms():
     enc = BuiltinEncoder("cpu")
     f = enc.encode_image(real_image("chelsea"))

@@ -13,6 +13,7 @@ struct TextureParams;
 struct CascadeParams;
 struct AllocateParams;
 struct SemanticParams;
+struct LayoutParams;
 namespace cuda {
 
 bool compiled() noexcept;
@@ -88,6 +89,7 @@ Status gather_features(const float* features, int channels, int h, int w, const 
 // The semantic stage (see SemanticEncoder).
 Status encode_semantic(const SemanticParams& p, void* stream) noexcept;
 Status write_semantic_channels(const SemanticParams& p, void* stream) noexcept;
+Status match_layout(const LayoutParams& p, void* stream) noexcept;
 
 // Queues stages 3-6 on `stream`. All pointers in `p` are device memory.
 Status run_allocation(const AllocateParams& p, void* stream) noexcept;

@@ -33,6 +33,7 @@ Status run_cascade(const CascadeParams&, void*) noexcept { return not_built(); }
 Status run_allocation(const AllocateParams&, void*) noexcept { return not_built(); }
 Status encode_semantic(const SemanticParams&, void*) noexcept { return not_built(); }
 Status write_semantic_channels(const SemanticParams&, void*) noexcept { return not_built(); }
+Status match_layout(const LayoutParams&, void*) noexcept { return not_built(); }
 Status gather_features(const float*, int, int, int, const float*, const int32_t*, int, int, int, float*,
                        void*) noexcept {
   return not_built();

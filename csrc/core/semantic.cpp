@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "../cpu/semantic_cpu.h"
 #include "../shared/semantic_params.h"
@@ -32,6 +33,99 @@ struct SemanticEncoder::Impl {
   float* external = nullptr;                // [max_dims, h4, w4] uploaded features
   bool has_previous = false;
   int32_t prev_w4 = 0, prev_h4 = 0;
+
+  // Exemplar layout: host templates (zero-mean, packed, staged to the device with each call that
+  // matches them, so a new set never races a queued frame) and the matching memory (allocated on
+  // first use, for the largest frame).
+  struct LayoutShape {
+    int32_t th, tw, cell_px;
+    float norm;
+    size_t offset;  // into layout_host
+  };
+  std::vector<LayoutShape> layout_shapes;
+  std::vector<float> layout_host;
+  bool layout_memory = false;
+  float* layout_templates = nullptr;                       // [kMaxLayoutTemplates * 32 * kMaxLayoutCells]
+  float* cell_maps[kLayoutCellSizes] = {nullptr, nullptr, nullptr};  // [kCellStats, hc, wc] per size
+  float* layout_rows = nullptr;                            // window sums (scratch)
+  float* layout_win = nullptr;
+  float* layout_ncc[kMaxLayoutTemplates] = {};
+  float* layout_out = nullptr;                             // [h4, w4]
+
+  static int64_t cells_of(int32_t w, int32_t h, int z) {
+    const int32_t c = layout_cell_px(z);
+    return static_cast<int64_t>((h + c - 1) / c) * ((w + c - 1) / c);
+  }
+
+  Status ensure_layout_memory() {
+    if (layout_memory) return Status::Ok();
+    const int64_t w = config.max_width, h = config.max_height;
+    const size_t fine = static_cast<size_t>(cells_of(w, h, 0));
+    LevelLayout L[kNumLevels];
+    texture_layout(config.max_width, config.max_height, L);
+    Status s = arena.alloc_n(static_cast<size_t>(kMaxLayoutTemplates) * kBuiltinDescriptorDims * kMaxLayoutCells,
+                             &layout_templates);
+    for (int z = 0; z < kLayoutCellSizes && s.ok(); ++z)
+      s = arena.alloc_n(static_cast<size_t>(math::kCellStats) * cells_of(w, h, z), &cell_maps[z]);
+    if (s.ok()) s = arena.alloc_n(math::kCellStats * fine, &layout_rows);
+    if (s.ok()) s = arena.alloc_n(math::kCellStats * fine, &layout_win);
+    for (int k = 0; k < kMaxLayoutTemplates && s.ok(); ++k) s = arena.alloc_n(fine, &layout_ncc[k]);
+    if (s.ok()) s = arena.alloc_n(static_cast<size_t>(L[4].width) * L[4].height, &layout_out);
+    layout_memory = s.ok();
+    return s;
+  }
+
+  // The matching parameters for `t`; templates read from `templates` (device). Cell maps of the
+  // sizes in `sizes` (bit z: 8 << z px) are computed.
+  LayoutParams layout_params(const TextureView& t, const float* templates, unsigned sizes) const {
+    LayoutParams p{};
+    const SemanticParams b = base(t);
+    p.dtype = b.dtype;
+    for (int k = 0; k < 6; ++k) p.l1[k] = b.l1[k];
+    p.w1 = b.w1;
+    p.h1 = b.h1;
+    p.w4 = b.w4;
+    p.h4 = b.h4;
+    p.num_threads = b.num_threads;
+    for (int z = 0; z < kLayoutCellSizes; ++z) {
+      const int32_t c = layout_cell_px(z);
+      p.hc[z] = (t.height + c - 1) / c;
+      p.wc[z] = (t.width + c - 1) / c;
+      p.cell_maps[z] = (sizes >> z) & 1u ? cell_maps[z] : nullptr;
+    }
+    p.num_templates = templates ? static_cast<int32_t>(layout_shapes.size()) : 0;
+    for (int k = 0; k < p.num_templates; ++k) {
+      const LayoutShape& shape = layout_shapes[k];
+      LayoutTemplateParams& tp = p.t[k];
+      const int z = shape.cell_px == 8 ? 0 : shape.cell_px == 16 ? 1 : 2;
+      tp.tz = templates + shape.offset;
+      tp.norm = shape.norm;
+      tp.th = shape.th;
+      tp.tw = shape.tw;
+      tp.cell_px = shape.cell_px;
+      tp.cells = cell_maps[z];
+      tp.hc = p.hc[z];
+      tp.wc = p.wc[z];
+      const bool fits = shape.th <= tp.hc && shape.tw <= tp.wc;
+      tp.ha = fits ? tp.hc - shape.th + 1 : 0;
+      tp.wa = fits ? tp.wc - shape.tw + 1 : 0;
+      tp.rows = layout_rows;
+      tp.win = layout_win;
+      tp.ncc = layout_ncc[k];
+    }
+    p.layout = templates ? layout_out : nullptr;
+    return p;
+  }
+
+  unsigned layout_sizes() const {
+    unsigned bits = 0;
+    for (const LayoutShape& s : layout_shapes) bits |= 1u << (s.cell_px == 8 ? 0 : s.cell_px == 16 ? 1 : 2);
+    return bits;
+  }
+
+  Status run_layout(const LayoutParams& p, void* stream) {
+    return config.device == Device::kCPU ? cpu::match_layout(p) : cuda::match_layout(p, stream);
+  }
 
   int threads() const { return worker_threads(config.num_threads); }
 
@@ -225,9 +319,97 @@ Status SemanticEncoder::write_channels(const TextureView& texture, const float* 
     if (!(s = m.stage(components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components,
                       cuda_stream)).ok())
       return s;
+    if (query && !m.layout_shapes.empty()) {
+      const float* templates = nullptr;
+      if (!(s = m.stage(m.layout_host.data(), m.layout_templates, m.layout_host.size(), &templates, cuda_stream)).ok())
+        return s;
+      const LayoutParams lp = m.layout_params(texture, templates, m.layout_sizes());
+      if (!(s = m.run_layout(lp, cuda_stream)).ok()) return s;
+      p.layout = lp.layout;
+    }
     if (m.config.device == Device::kCPU) return cpu::write_semantic_channels(p);
     s = cuda::write_semantic_channels(p, cuda_stream);
     return s.ok() ? m.end(cuda_stream) : s;
+  })
+}
+
+Status SemanticEncoder::set_layout(const LayoutTemplate* templates, int count) noexcept {
+  ARRCOC_GUARD({
+    Impl& m = *impl_;
+    if (count < 0 || count > kMaxLayoutTemplates)
+      return Status(StatusCode::kOutOfRange, "layout: " + std::to_string(count) + " templates; expected 0.." +
+                                                 std::to_string(kMaxLayoutTemplates));
+    if (count > 0 && !templates) return Status(StatusCode::kInvalidArgument, "layout: templates is null");
+    std::vector<Impl::LayoutShape> shapes;
+    std::vector<float> packed;
+    for (int k = 0; k < count; ++k) {
+      const LayoutTemplate& t = templates[k];
+      const std::string which = "layout template " + std::to_string(k) + ": ";
+      if (!t.descriptors) return Status(StatusCode::kInvalidArgument, which + "descriptors is null");
+      if (t.cell_px != 8 && t.cell_px != 16 && t.cell_px != 32)
+        return Status(StatusCode::kInvalidArgument, which + "cell_px " + std::to_string(t.cell_px) +
+                                                        " is not supported; expected 8, 16 or 32");
+      if (t.width < 1 || t.height < 1 || static_cast<int64_t>(t.width) * t.height > kMaxLayoutCells)
+        return Status(StatusCode::kOutOfRange, which + std::to_string(t.width) + "x" + std::to_string(t.height) +
+                                                   " cells; expected at least 1x1 and at most " +
+                                                   std::to_string(kMaxLayoutCells) + " cells");
+      const size_t n = static_cast<size_t>(t.width) * t.height;
+      // Zero mean per dim over the cells (in double): the NCC then ignores what the whole
+      // template shares, e.g. a background colour.
+      Impl::LayoutShape shape{t.height, t.width, t.cell_px, 0.0f, packed.size()};
+      double energy = 0.0;
+      for (int d = 0; d < kBuiltinDescriptorDims; ++d) {
+        double mean = 0.0;
+        for (size_t i = 0; i < n; ++i) {
+          const float v = t.descriptors[d * n + i];
+          if (!std::isfinite(v)) return Status(StatusCode::kInvalidArgument, which + "a value is NaN or inf");
+          mean += v;
+        }
+        mean /= static_cast<double>(n);
+        for (size_t i = 0; i < n; ++i) {
+          const double z = t.descriptors[d * n + i] - mean;
+          packed.push_back(static_cast<float>(z));
+          energy += z * z;
+        }
+      }
+      shape.norm = static_cast<float>(std::sqrt(energy));
+      shapes.push_back(shape);
+    }
+    if (count > 0) {
+      Status s = Status::Ok();
+      {
+        cuda::DeviceGuard on(m.ordinal());
+        if (!on.status().ok()) return on.status();
+        s = m.ensure_layout_memory();
+      }
+      if (!s.ok()) return s;
+    }
+    m.layout_shapes = std::move(shapes);
+    m.layout_host = std::move(packed);
+    return Status::Ok();
+  })
+}
+
+Status SemanticEncoder::encode_cells(const TextureView& texture, int cell_px, const float** features,
+                                     void* cuda_stream) noexcept {
+  ARRCOC_GUARD({
+    Impl& m = *impl_;
+    if (!features) return Status(StatusCode::kInvalidArgument, "features (const float**) is null");
+    if (cell_px != 8 && cell_px != 16 && cell_px != 32)
+      return Status(StatusCode::kInvalidArgument, "cell_px " + std::to_string(cell_px) +
+                                                      " is not supported; expected 8, 16 or 32");
+    Status s = m.check_texture(texture);
+    if (!s.ok()) return s;
+    cuda::DeviceGuard on(m.ordinal());
+    if (!on.status().ok()) return on.status();
+    if (!(s = m.ensure_layout_memory()).ok()) return s;
+    const int z = cell_px == 8 ? 0 : cell_px == 16 ? 1 : 2;
+    const LayoutParams lp = m.layout_params(texture, nullptr, 1u << z);
+    if (!(s = m.begin(cuda_stream)).ok()) return s;
+    if (!(s = m.run_layout(lp, cuda_stream)).ok()) return s;
+    if (!(s = m.end(cuda_stream)).ok()) return s;
+    *features = m.cell_maps[z];
+    return Status::Ok();
   })
 }
 

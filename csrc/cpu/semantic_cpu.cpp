@@ -24,4 +24,35 @@ Status write_semantic_channels(const SemanticParams& p) noexcept {
   return Status::Ok();
 }
 
+namespace {
+
+template <typename T>
+void match_layout_typed(const LayoutParams& p) {
+  for (int z = 0; z < kLayoutCellSizes; ++z)
+    if (p.cell_maps[z]) parallel_for(p.hc[z] * p.wc[z], p.num_threads, [&](int q) { layout_describe_cell<T>(p, z, q); });
+  for (int k = 0; k < p.num_templates; ++k) {
+    const LayoutTemplateParams& t = p.t[k];
+    if (t.ha == 0) continue;
+    // One row per task: the window sums and the NCC dots run along contiguous rows.
+    parallel_for(math::kCellStats * t.hc, p.num_threads, [&](int r) {
+      for (int x = 0; x < t.wa; ++x) layout_row_sum(t, static_cast<int64_t>(r) * t.wa + x);
+    });
+    parallel_for(math::kCellStats * t.ha, p.num_threads, [&](int r) {
+      for (int x = 0; x < t.wa; ++x) layout_col_sum(t, static_cast<int64_t>(r) * t.wa + x);
+    });
+    parallel_for(t.ha, p.num_threads, [&](int y) { layout_ncc_span(t, y, 0, t.wa); }, 2);
+  }
+  if (p.layout) parallel_for(p.w4 * p.h4, p.num_threads, [&](int q) { layout_patch(p, q); });
+}
+
+}  // namespace
+
+Status match_layout(const LayoutParams& p) noexcept {
+  if (p.dtype == DType::kFloat16)
+    match_layout_typed<uint16_t>(p);
+  else
+    match_layout_typed<float>(p);
+  return Status::Ok();
+}
+
 }  // namespace arrcoc::cpu

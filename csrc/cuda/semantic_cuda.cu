@@ -21,7 +21,58 @@ __global__ void channels_kernel(SemanticParams p) {
   if (q < p.w4 * p.h4) semantic_channels_patch<T>(p, q);
 }
 
+template <typename T>
+__global__ void layout_cells_kernel(LayoutParams p, int z) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q < p.hc[z] * p.wc[z]) layout_describe_cell<T>(p, z, q);
+}
+
+__global__ void layout_row_sum_kernel(LayoutTemplateParams t, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) layout_row_sum(t, i);
+}
+
+__global__ void layout_col_sum_kernel(LayoutTemplateParams t, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) layout_col_sum(t, i);
+}
+
+__global__ void layout_ncc_kernel(LayoutTemplateParams t) {
+  const int a = blockIdx.x * blockDim.x + threadIdx.x;
+  if (a < t.ha * t.wa) layout_ncc_span(t, a / t.wa, a % t.wa, 1);
+}
+
+__global__ void layout_patch_kernel(LayoutParams p) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q < p.w4 * p.h4) layout_patch(p, q);
+}
+
+int blocks_for(int64_t n) { return static_cast<int>((n + 127) / 128); }
+
 }  // namespace
+
+Status match_layout(const LayoutParams& p, void* stream) noexcept {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  for (int z = 0; z < kLayoutCellSizes; ++z) {
+    if (!p.cell_maps[z]) continue;
+    const int n = p.hc[z] * p.wc[z];
+    if (p.dtype == DType::kFloat16)
+      launch(layout_cells_kernel<uint16_t>, blocks_for(n), 128, 0, s)(p, z);
+    else
+      launch(layout_cells_kernel<float>, blocks_for(n), 128, 0, s)(p, z);
+  }
+  for (int k = 0; k < p.num_templates; ++k) {
+    const LayoutTemplateParams& t = p.t[k];
+    if (t.ha == 0) continue;
+    const int64_t rows = static_cast<int64_t>(math::kCellStats) * t.hc * t.wa;
+    const int64_t wins = static_cast<int64_t>(math::kCellStats) * t.ha * t.wa;
+    launch(layout_row_sum_kernel, blocks_for(rows), 128, 0, s)(t, rows);
+    launch(layout_col_sum_kernel, blocks_for(wins), 128, 0, s)(t, wins);
+    launch(layout_ncc_kernel, blocks_for(static_cast<int64_t>(t.ha) * t.wa), 128, 0, s)(t);
+  }
+  if (p.layout) launch(layout_patch_kernel, blocks_for(static_cast<int64_t>(p.w4) * p.h4), 128, 0, s)(p);
+  return check(cudaGetLastError(), "match_layout launch");
+}
 
 Status encode_semantic(const SemanticParams& p, void* stream) noexcept {
   const int blocks = (p.w4 * p.h4 + 127) / 128;

@@ -65,6 +65,47 @@ class PySemanticEncoder {
     dims_ = static_cast<int>(f.shape(0));
   }
 
+  // Exemplar layout templates: a list of (descriptors [32, h, w] float32, cell_px); [] removes them.
+  void set_layout(const py::list& templates) {
+    using F = py::array_t<float, py::array::c_style | py::array::forcecast>;
+    std::vector<F> keep;
+    std::vector<LayoutTemplate> t;
+    for (const py::handle& item : templates) {
+      auto pair = item.cast<py::tuple>();
+      if (pair.size() != 2) throw py::type_error("layout: expected (descriptors, cell_px) pairs");
+      F d = pair[0].cast<F>();
+      if (d.ndim() != 3 || d.shape(0) != kBuiltinDescriptorDims)
+        throw py::value_error("layout: descriptors must be [32, h, w]");
+      LayoutTemplate lt;
+      lt.descriptors = d.data();
+      lt.height = static_cast<int32_t>(d.shape(1));
+      lt.width = static_cast<int32_t>(d.shape(2));
+      lt.cell_px = pair[1].cast<int>();
+      keep.push_back(std::move(d));
+      t.push_back(lt);
+    }
+    throw_if_error(enc_->set_layout(t.data(), static_cast<int>(t.size())));
+  }
+
+  // Host copy of the built-in descriptors of the last texture's cells of `cell_px`: [32, hc, wc].
+  py::array encode_cells(PyTextureBuilder& builder, int cell_px, uintptr_t stream) {
+    const float* cells = nullptr;
+    TextureView tex;
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lock(builder.mutex());
+      tex = builder.last_texture();
+      s = enc_->encode_cells(tex, cell_px, &cells, reinterpret_cast<void*>(stream));
+      if (s.ok() && device_ == Device::kCUDA) s = enc_->synchronize();
+    }
+    throw_if_error(s);
+    const py::ssize_t hc = (tex.height + cell_px - 1) / cell_px, wc = (tex.width + cell_px - 1) / cell_px;
+    // The cell maps hold |d|^2 after the 32 dims; copy the descriptors only.
+    py::array out = host_copy(reinterpret_cast<uintptr_t>(cells), kBuiltinDescriptorDims * hc * wc, "float32", device_);
+    return out.attr("reshape")(kBuiltinDescriptorDims, hc, wc);
+  }
+
   void write(PyTextureBuilder& builder, py::object query, py::object mean, py::object components, uintptr_t stream) {
     using F = py::array_t<float, py::array::c_style | py::array::forcecast>;
     F q, m, c;
@@ -106,8 +147,11 @@ void bind_semantic(py::module_& m) {
       .def("encode", &PySemanticEncoder::encode)
       .def("set_features", &PySemanticEncoder::set_features)
       .def("features", &PySemanticEncoder::features)
-      .def("write", &PySemanticEncoder::write);
+      .def("write", &PySemanticEncoder::write)
+      .def("set_layout", &PySemanticEncoder::set_layout)
+      .def("encode_cells", &PySemanticEncoder::encode_cells);
   m.attr("BUILTIN_DESCRIPTOR_DIMS") = kBuiltinDescriptorDims;
+  m.attr("MAX_LAYOUT_CELLS") = kMaxLayoutCells;
 }
 
 }  // namespace arrcoc::pyglue

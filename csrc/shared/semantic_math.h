@@ -49,14 +49,17 @@ struct DescriptorPlanes {
   int w1, h1;    // level-1 size
 };
 
+// Descriptor of a cell of `cell` x `cell` level-1 texels at cell (bi, bj) (cell 8: a 16-px patch;
+// 4 and 16: the 8-px and 32-px cells of exemplar layout matching).
 template <typename T>
-ARRCOC_HD void patch_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, float* out) {
+ARRCOC_HD void cell_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, int cell, float* out) {
   float hist[kDescriptorDims];
   for (int k = 0; k < kDescriptorDims; ++k) hist[k] = 0.0f;
   float n = 0.0f, msum = 0.0f;
-  const int i1 = 8 * bi + 8 < P.h1 ? 8 * bi + 8 : P.h1, j1 = 8 * bj + 8 < P.w1 ? 8 * bj + 8 : P.w1;
-  for (int i = 8 * bi; i < i1; ++i)
-    for (int j = 8 * bj; j < j1; ++j) {
+  const int i1 = cell * bi + cell < P.h1 ? cell * bi + cell : P.h1;
+  const int j1 = cell * bj + cell < P.w1 ? cell * bj + cell : P.w1;
+  for (int i = cell * bi; i < i1; ++i)
+    for (int j = cell * bj; j < j1; ++j) {
       const int64_t t = static_cast<int64_t>(i) * P.w1 + j;
       hist[opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t))] += 1.0f;
       const float m = load_texel(P.mag + t);
@@ -69,6 +72,11 @@ ARRCOC_HD void patch_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, fl
   for (int k = 0; k < 16; ++k) out[k] = scale * sqrtf(hist[k] / n);
   for (int k = 16; k < 24; ++k) out[k] = scale * sqrtf(hist[k] / (msum + 1e-6f));
   for (int k = 24; k < 32; ++k) out[k] = scale * sqrtf(hist[k] / n);
+}
+
+template <typename T>
+ARRCOC_HD void patch_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, float* out) {
+  cell_descriptor(P, bi, bj, 8, out);
 }
 
 // Cosine similarity of a patch's features (stride `stride` between dims) with a unit query.
@@ -91,6 +99,87 @@ ARRCOC_HD float max_cosine_similarity(const float* f, int64_t stride, const floa
   float best = -1.0f;
   for (int k = 0; k < count; ++k) best = maxf(best, cosine_similarity(f, stride, queries + static_cast<int64_t>(k) * dims, dims));
   return count > 0 ? best : 0.0f;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Exemplar layout matching. An exemplar is also kept as descriptor maps ("templates": [32, th, tw]
+// cells of 8, 16 or 32 px, at several scales), matched against the frame's cell descriptors by
+// zero-mean normalized cross-correlation over the whole window (cells x dims). A bag of patch
+// histograms cannot tell a thin object from its background when the exemplar's box holds both;
+// the layout can. Float64 reference: arrcoc_rt.reference.layout_similarity.
+
+constexpr int kMaxLayoutCells = 64;       // cells per template
+constexpr int kMaxLayoutTemplates = 4;
+constexpr int kCellStats = kDescriptorDims + 1;  // the cell maps hold the 32 dims, then |d|^2
+constexpr float kLayoutWeight = 0.7f;     // ch 33 = (1 - w) * bag + w * max(0, layout)
+
+// Sum of `len` values of `src` from `at` with stride `step` (the separable window sums).
+ARRCOC_HD float window_sum(const float* src, int64_t at, int64_t step, int len) {
+  float s = 0.0f;
+  for (int i = 0; i < len; ++i) s += src[at + i * step];
+  return s;
+}
+
+// Dot products of the zero-mean template `tz` ([32, th, tw]) with the frame's cell map `cells`
+// ([kCellStats, hc, wc]) at anchors (y, x0 .. x0 + count - 1), accumulated into out[0 .. count):
+// the innermost loop runs along a row of anchors, so a CPU row vectorizes and a CUDA thread takes
+// count = 1.
+ARRCOC_HD void layout_dots(const float* cells, int hc, int wc, const float* tz, int th, int tw, int y, int x0,
+                           int count, float* out) {
+  const int64_t plane = static_cast<int64_t>(hc) * wc;
+  for (int x = 0; x < count; ++x) out[x] = 0.0f;
+  for (int k = 0; k < kDescriptorDims; ++k)
+    for (int i = 0; i < th; ++i)
+      for (int j = 0; j < tw; ++j) {
+        const float t = tz[(static_cast<int64_t>(k) * th + i) * tw + j];
+        const float* row = cells + k * plane + static_cast<int64_t>(y + i) * wc + x0 + j;
+        for (int x = 0; x < count; ++x) out[x] += t * row[x];
+      }
+}
+
+// NCC at one anchor from its dot with the zero-mean template (norm `tnorm`) and the window sums
+// `win` ([kCellStats] values, stride `step`: 32 per-dim sums, then the sum of |d|^2) over n cells:
+// the window's centred energy is sum |d|^2 - sum_k (sum d_k)^2 / n. A flat window (no energy) or
+// a flat template scores 0.
+ARRCOC_HD float layout_ncc(float dot, float tnorm, const float* win, int64_t step, int n) {
+  float s2 = 0.0f;
+  for (int k = 0; k < kDescriptorDims; ++k) s2 += win[k * step] * win[k * step];
+  const float energy = win[kDescriptorDims * step] - s2 / static_cast<float>(n);
+  const float d = tnorm * sqrtf(maxf(energy, 0.0f));
+  return d > 1e-6f ? dot / d : 0.0f;
+}
+
+// Best NCC of any placement of a th x tw template covering cell (ci, cj): anchors
+// (ci - th + 1 .. ci, cj - tw + 1 .. cj) inside the ha x wa anchor grid; -1 when none.
+ARRCOC_HD float layout_cell(const float* ncc, int ha, int wa, int th, int tw, int ci, int cj) {
+  float best = -1.0f;
+  const int y0 = ci - th + 1 > 0 ? ci - th + 1 : 0, y1 = ci < ha - 1 ? ci : ha - 1;
+  const int x0 = cj - tw + 1 > 0 ? cj - tw + 1 : 0, x1 = cj < wa - 1 ? cj : wa - 1;
+  for (int y = y0; y <= y1; ++y)
+    for (int x = x0; x <= x1; ++x) best = maxf(best, ncc[static_cast<int64_t>(y) * wa + x]);
+  return best;
+}
+
+// A template's layout similarity on 16-px patch (pi, pj): the best over the patch's cells (8-px
+// cells: up to 2 x 2) or the cell that holds it (32-px cells).
+ARRCOC_HD float layout_patch_value(const float* ncc, int ha, int wa, int th, int tw, int hc, int wc, int cell_px,
+                                   int pi, int pj) {
+  if (cell_px >= 16) {
+    const int f = cell_px / 16;
+    return layout_cell(ncc, ha, wa, th, tw, pi / f, pj / f);
+  }
+  const int f = 16 / cell_px;
+  float best = -1.0f;
+  for (int a = 0; a < f; ++a)
+    for (int b = 0; b < f; ++b)
+      if (pi * f + a < hc && pj * f + b < wc) best = maxf(best, layout_cell(ncc, ha, wa, th, tw, pi * f + a, pj * f + b));
+  return best;
+}
+
+// Channel 33 with a layout: the bag-of-patches similarity mixed with the positive layout match.
+ARRCOC_HD float exemplar_similarity(float bag, float layout) {
+  return (1.0f - kLayoutWeight) * bag + kLayoutWeight * maxf(layout, 0.0f);
 }
 
 }  // namespace arrcoc::math

@@ -24,8 +24,96 @@ struct SemanticParams {
   const float* components;            // [16, dims] on the device, or nullptr
   void* out_semantic[kSemanticComponents];  // ch 17..32 at level 4
   void* out_query;                    // ch 33 at level 4
+  const float* layout;                // [h4, w4] exemplar layout similarity (mixed into ch 33), or nullptr
   int32_t num_threads;
 };
+
+// Exemplar layout matching (math::layout_*): one template matched against the frame's cell map.
+struct LayoutTemplateParams {
+  const float* tz;    // [32, th, tw] zero-mean template (device)
+  float norm;         // |tz|
+  int32_t th, tw, cell_px;
+  const float* cells;  // [kCellStats, hc, wc] the frame's cells of this size
+  int32_t hc, wc;
+  int32_t ha, wa;      // anchors (hc - th + 1) x (wc - tw + 1); 0 when the template does not fit
+  float* rows;         // [kCellStats, hc, wa] window sums along rows (scratch)
+  float* win;          // [kCellStats, ha, wa] window sums
+  float* ncc;          // [ha, wa]
+};
+
+constexpr int kLayoutCellSizes = 3;  // 8, 16, 32 px
+ARRCOC_HD int layout_cell_px(int size_index) { return 8 << size_index; }
+
+struct LayoutParams {
+  DType dtype;
+  const void* l1[6];  // as SemanticParams::l1
+  int32_t w1, h1, w4, h4;
+  float* cell_maps[kLayoutCellSizes];  // [kCellStats, hc, wc] per cell size (nullptr: unused)
+  int32_t hc[kLayoutCellSizes], wc[kLayoutCellSizes];
+  int32_t num_templates;
+  LayoutTemplateParams t[math::kMaxLayoutTemplates];
+  float* layout;  // [h4, w4] out
+  int32_t num_threads;
+};
+
+template <typename T>
+ARRCOC_HD math::DescriptorPlanes<T> descriptor_planes(const void* const* l1, int w1, int h1) {
+  math::DescriptorPlanes<T> P;
+  P.rg = static_cast<const T*>(l1[0]);
+  P.by = static_cast<const T*>(l1[1]);
+  P.gx = static_cast<const T*>(l1[2]);
+  P.gy = static_cast<const T*>(l1[3]);
+  P.mag = static_cast<const T*>(l1[4]);
+  P.lum = static_cast<const T*>(l1[5]);
+  P.w1 = w1;
+  P.h1 = h1;
+  return P;
+}
+
+// Cell q of the frame's cell map of size index `z`: 32 descriptor dims, then |d|^2.
+template <typename T>
+ARRCOC_HD void layout_describe_cell(const LayoutParams& p, int z, int q) {
+  const int64_t plane = static_cast<int64_t>(p.hc[z]) * p.wc[z];
+  float d[math::kDescriptorDims];
+  math::cell_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.wc[z], q % p.wc[z], layout_cell_px(z) / 2, d);
+  float e = 0.0f;
+  for (int k = 0; k < math::kDescriptorDims; ++k) {
+    p.cell_maps[z][k * plane + q] = d[k];
+    e += d[k] * d[k];
+  }
+  p.cell_maps[z][math::kDescriptorDims * plane + q] = e;
+}
+
+// Window sums: along rows (element i of [kCellStats, hc, wa]), then down columns ([kCellStats, ha, wa]).
+ARRCOC_HD void layout_row_sum(const LayoutTemplateParams& t, int64_t i) {
+  const int64_t x = i % t.wa, yk = i / t.wa, y = yk % t.hc, k = yk / t.hc;
+  t.rows[i] = math::window_sum(t.cells, (k * t.hc + y) * t.wc + x, 1, t.tw);
+}
+ARRCOC_HD void layout_col_sum(const LayoutTemplateParams& t, int64_t i) {
+  const int64_t x = i % t.wa, yk = i / t.wa, y = yk % t.ha, k = yk / t.ha;
+  t.win[i] = math::window_sum(t.rows, (k * t.hc + y) * t.wa + x, t.wa, t.th);
+}
+
+// NCC at anchors (y, x0 .. x0 + count - 1).
+ARRCOC_HD void layout_ncc_span(const LayoutTemplateParams& t, int y, int x0, int count) {
+  float* out = t.ncc + static_cast<int64_t>(y) * t.wa + x0;
+  math::layout_dots(t.cells, t.hc, t.wc, t.tz, t.th, t.tw, y, x0, count, out);
+  const int64_t plane = static_cast<int64_t>(t.ha) * t.wa;
+  for (int x = 0; x < count; ++x)
+    out[x] = math::layout_ncc(out[x], t.norm, t.win + static_cast<int64_t>(y) * t.wa + x0 + x, plane, t.th * t.tw);
+}
+
+// Patch q: the best layout match over the templates (-1 when none fits the frame).
+ARRCOC_HD void layout_patch(const LayoutParams& p, int q) {
+  float best = -1.0f;
+  for (int k = 0; k < p.num_templates; ++k) {
+    const LayoutTemplateParams& t = p.t[k];
+    if (t.ha > 0)
+      best = math::maxf(best, math::layout_patch_value(t.ncc, t.ha, t.wa, t.th, t.tw, t.hc, t.wc, t.cell_px,
+                                                       q / p.w4, q % p.w4));
+  }
+  p.layout[q] = best;
+}
 
 template <typename T>
 ARRCOC_HD void encode_patch(const SemanticParams& p, int q) {
@@ -37,17 +125,8 @@ ARRCOC_HD void encode_patch(const SemanticParams& p, int q) {
     for (int k = 0; k < math::kDescriptorDims; ++k) p.features[k * n4 + q] = p.previous[k * n4 + src];
     return;
   }
-  math::DescriptorPlanes<T> P;
-  P.rg = static_cast<const T*>(p.l1[0]);
-  P.by = static_cast<const T*>(p.l1[1]);
-  P.gx = static_cast<const T*>(p.l1[2]);
-  P.gy = static_cast<const T*>(p.l1[3]);
-  P.mag = static_cast<const T*>(p.l1[4]);
-  P.lum = static_cast<const T*>(p.l1[5]);
-  P.w1 = p.w1;
-  P.h1 = p.h1;
   float d[math::kDescriptorDims];
-  math::patch_descriptor(P, q / p.w4, q % p.w4, d);
+  math::patch_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.w4, q % p.w4, d);
   for (int k = 0; k < math::kDescriptorDims; ++k) p.features[k * n4 + q] = d[k];
 }
 
@@ -55,8 +134,9 @@ template <typename T>
 ARRCOC_HD void semantic_channels_patch(const SemanticParams& p, int q) {
   const int64_t n4 = static_cast<int64_t>(p.w4) * p.h4;
   const float* f = p.in_features + q;
-  math::store_texel(static_cast<T*>(p.out_query) + q,
-                    p.query ? math::max_cosine_similarity(f, n4, p.query, p.num_queries, p.dims) : 0.0f);
+  float similarity = p.query ? math::max_cosine_similarity(f, n4, p.query, p.num_queries, p.dims) : 0.0f;
+  if (p.query && p.layout) similarity = math::exemplar_similarity(similarity, p.layout[q]);
+  math::store_texel(static_cast<T*>(p.out_query) + q, similarity);
   for (int c = 0; c < kSemanticComponents; ++c) {
     float v = 0.0f;
     if (p.components && p.mean)

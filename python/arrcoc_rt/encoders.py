@@ -8,7 +8,10 @@ The ``Encoder`` protocol (what a Pipeline / Stream takes as ``encoder=``):
 ``BuiltinEncoder`` (the default) is weight-free: per-patch histograms of colour opponents, gradient
 orientation and luminance computed by our kernels on both backends (csrc/shared/semantic_math.h),
 32 dims. It finds an exemplar object again under moderate changes of scale and light; it has no
-notion of words, so text queries need a CLIP/SigLIP encoder.
+notion of words, so text queries need a CLIP/SigLIP encoder. An exemplar is matched two ways: as a
+bag of its patches' descriptors (``encode_exemplar``) and by its layout (``exemplar_layout``:
+descriptor maps at three scales, correlated with the frame's cells of 8, 16 or 32 px), so that a
+small or thin object is found even when the exemplar's box holds mostly background.
 
 ``PCA16`` fits the 16 components written to texture channels 17..32, incrementally over the first
 frames (or loaded from an .npz).
@@ -76,10 +79,50 @@ class BuiltinEncoder:
             f = f[np.linspace(0, len(f) - 1, self.max_exemplar_patches).round().astype(int)]
         return np.ascontiguousarray(f, np.float32)
 
+    layout_scales = (0.5, 1.0, 2.0)  # the exemplar's size in the frame, relative to its own
+
+    def exemplar_layout(self, image) -> list:
+        """Layout templates of an exemplar: [(descriptors [32, th, tw] float32, cell_px), ...], one per
+        scale in ``layout_scales`` (see ``layout_template_shape``)."""
+        from .texture import TextureBuilder
+        from PIL import Image
+
+        a = np.ascontiguousarray(np.asarray(read_exemplar(image)))
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise TypeError(f"query: an exemplar image must be H x W x 3 uint8; got {a.dtype} {a.shape}")
+        templates = []
+        for scale in self.layout_scales:
+            tw, th, cell = layout_template_shape(a.shape[1], a.shape[0], scale)
+            resized = np.asarray(Image.fromarray(a).resize((tw * cell, th * cell), Image.BILINEAR))
+            b = TextureBuilder(tw * cell, th * cell, device="cpu", dtype="float32")
+            b.build(np.ascontiguousarray(resized))
+            enc = _native.SemanticEncoder(tw * cell, th * cell, "cpu", 0, self.num_threads, DIMS)
+            templates.append((np.ascontiguousarray(enc.encode_cells(b._native, cell, 0)), cell))
+        return templates
+
     def encode_text(self, text: str) -> np.ndarray:
         raise TypeError("query: the built-in encoder has no notion of text; use encoder='clip:PATH' or "
                         "'siglip:PATH' (a local CLIP/SigLIP checkpoint) for text queries, or give an exemplar "
                         "image, a vector or a similarity map")
+
+
+MAX_LAYOUT_CELLS = _native.MAX_LAYOUT_CELLS
+
+
+def layout_template_shape(width: int, height: int, scale: float) -> tuple[int, int, int]:
+    """(tw, th, cell_px) of the layout template of a width x height exemplar seen at ``scale``: the
+    finest cell size (8, 16 or 32 px) at which it spans at most MAX_LAYOUT_CELLS cells; larger ones
+    are resampled to that many 32-px cells (keeping the aspect ratio)."""
+    w, h = scale * width, scale * height
+    for cell in (8, 16, 32):
+        tw, th = max(1, round(w / cell)), max(1, round(h / cell))
+        if tw * th <= MAX_LAYOUT_CELLS:
+            return tw, th, cell
+    f = (MAX_LAYOUT_CELLS / (tw * th)) ** 0.5
+    tw, th = max(1, int(tw * f)), max(1, int(th * f))
+    while tw * th > MAX_LAYOUT_CELLS:  # a very long, thin exemplar
+        tw, th = (tw - 1, th) if tw >= th else (tw, th - 1)
+    return tw, th, 32
 
 
 class PCA16:

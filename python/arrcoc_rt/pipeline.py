@@ -285,14 +285,21 @@ class Pipeline:
     def _resolve_query(self, q: Query | None):
         """('map', array) | ('vector', [C]) | (None, None), cached while the same query is given."""
         if q is None:
+            if self._query_key is not None and self._sem is not None:
+                self._sem.set_layout([])  # the next exemplar query sets its own
+            self._query_key, self._query_value, self._query_held = None, (None, None), None
             return None, None
         # The same text or path, or the same array object (held below, so its id is not reused).
         key = (q.kind, q.value if isinstance(q.value, (str, Path)) else id(q.value))
         if key == self._query_key:
             return self._query_value
         kind, value = None, None
+        layout = []
         if q.kind == "image":
-            kind, value = "vector", self._need_encoder("an exemplar image").encode_exemplar(q.value)
+            enc = self._need_encoder("an exemplar image")
+            kind, value = "vector", enc.encode_exemplar(q.value)
+            if hasattr(enc, "exemplar_layout"):
+                layout = enc.exemplar_layout(q.value)
         elif q.kind == "text":
             if self.encoder is None or not hasattr(self.encoder, "encode_text"):
                 raise TypeError("query_text: text queries need a text encoder; create the pipeline with "
@@ -313,6 +320,8 @@ class Pipeline:
                 kind, value = "vector", a.astype(np.float32)
             else:
                 kind, value = "map", q.value
+        if self._sem is not None:
+            self._sem.set_layout(layout)
         self._query_key, self._query_value, self._query_held = key, (kind, value), q.value
         return kind, value
 

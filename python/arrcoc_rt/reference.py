@@ -750,28 +750,93 @@ def homunculus(token_patch, budgets, h4: int, w4: int) -> np.ndarray:
 
 
 def patch_descriptors(level1: dict) -> np.ndarray:
-    """[32, h4, w4] built-in descriptors from the level-1 planes ``level1[c]`` (c = 3, 6, 7, 8, 15, 16):
-    per 8x8 texels, histograms of opponent colours (4x4), gradient orientation (8, magnitude
-    weighted) and luminance (8); each normalized, square-rooted and scaled by 1/sqrt(3)."""
+    """[32, h4, w4] built-in descriptors of the 16-px patches (``cell_descriptors`` with 16)."""
+    return cell_descriptors(level1, 16)
+
+
+def cell_descriptors(level1: dict, cell_px: int) -> np.ndarray:
+    """[32, hc, wc] built-in descriptors of cells of ``cell_px`` pixels (``cell_px / 2`` level-1 texels
+    a side), from the level-1 planes ``level1[c]`` (c = 3, 6, 7, 8, 15, 16): histograms of opponent
+    colours (4x4), gradient orientation (8, magnitude weighted) and luminance (8); each normalized,
+    square-rooted and scaled by 1/sqrt(3)."""
     rg, by, gx, gy, mag, lum = (np.asarray(level1[c], np.float64) for c in (15, 16, 6, 7, 8, 3))
+    cell = int(cell_px) // 2
     h1, w1 = rg.shape
-    h4, w4 = (h1 + 7) // 8, (w1 + 7) // 8
+    hc, wc = -(-h1 // cell), -(-w1 // cell)
     edges = np.array([-0.5, 0.0, 0.5])
     colour = np.searchsorted(edges, rg, side="right") * 4 + np.searchsorted(edges, by, side="right")
     ang = np.arctan2(gy, gx)
     ang = np.where(ang < 0, ang + np.pi, ang)
     orient = np.clip((ang * (8 / np.pi)).astype(np.int64), 0, 7)
     lbin = np.clip((lum * 8).astype(np.int64), 0, 7)
-    out = np.zeros((32, h4, w4))
-    for bi in range(h4):
-        for bj in range(w4):
-            sl = (slice(8 * bi, min(8 * bi + 8, h1)), slice(8 * bj, min(8 * bj + 8, w1)))
-            n = colour[sl].size
-            m = mag[sl]
-            out[:16, bi, bj] = np.bincount(colour[sl].ravel(), minlength=16) / n
-            out[16:24, bi, bj] = np.bincount(orient[sl].ravel(), weights=m.ravel(), minlength=8) / (m.sum() + 1e-6)
-            out[24:, bi, bj] = np.bincount(lbin[sl].ravel(), minlength=8) / n
-    return np.sqrt(out) / np.sqrt(3.0)
+    index = (np.arange(h1) // cell)[:, None] * wc + (np.arange(w1) // cell)[None, :]  # cell of each texel
+    cells = hc * wc
+    n = np.bincount(index.ravel(), minlength=cells).astype(np.float64)
+    msum = np.bincount(index.ravel(), weights=mag.ravel(), minlength=cells)
+
+    def histogram(bins, k, weights=None):
+        w = None if weights is None else weights.ravel()
+        return np.bincount((index * k + bins).ravel(), weights=w, minlength=cells * k).reshape(cells, k)
+
+    out = np.concatenate([histogram(colour, 16) / n[:, None], histogram(orient, 8, mag) / (msum[:, None] + 1e-6),
+                          histogram(lbin, 8) / n[:, None]], axis=1)
+    return (np.sqrt(out) / np.sqrt(3.0)).T.reshape(32, hc, wc)
+
+
+LAYOUT_WEIGHT = 0.7  # channel 33 with an exemplar layout: 0.3 * bag similarity + 0.7 * max(0, layout)
+
+
+def layout_ncc(cells: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """[hc - th + 1, wc - tw + 1]: zero-mean normalized cross-correlation of ``template`` ([32, th, tw])
+    at each placement on ``cells`` ([32, hc, wc]), over all cells and dims; the template is centred
+    per dim over its cells; a flat window or template scores 0."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    t = np.asarray(template, np.float64)
+    t = t - t.mean(axis=(1, 2), keepdims=True)
+    _, th, tw = t.shape
+    win = sliding_window_view(np.asarray(cells, np.float64), (th, tw), axis=(1, 2))  # [32, ha, wa, th, tw]
+    dot = np.einsum("kyxij,kij->yx", win, t)
+    sums = win.sum(axis=(3, 4))
+    energy = (win ** 2).sum(axis=(0, 3, 4)) - (sums ** 2).sum(axis=0) / (th * tw)
+    den = np.sqrt((t ** 2).sum()) * np.sqrt(np.maximum(energy, 0.0))
+    return np.where(den > 1e-6, dot / np.where(den > 1e-6, den, 1.0), 0.0)
+
+
+def layout_similarity(level1: dict, templates, width: int, height: int) -> np.ndarray:
+    """[h4, w4]: per 16-px patch, the best NCC of any template placement covering it (its 8-px cells,
+    or the 32-px cell holding it), over ``templates`` = [(descriptors [32, th, tw], cell_px), ...];
+    -1 where no template fits the frame."""
+    h4, w4 = -(-int(height) // 16), -(-int(width) // 16)
+    best = np.full((h4, w4), -1.0)
+    for descriptors, cell_px in templates:
+        cells = cell_descriptors(level1, cell_px)
+        _, th, tw = np.shape(descriptors)
+        hc, wc = cells.shape[1:]
+        if th > hc or tw > wc:
+            continue
+        ncc = layout_ncc(cells, descriptors)
+        covered = np.full((hc, wc), -1.0)  # best placement covering each cell
+        ha, wa = ncc.shape
+        for i in range(th):
+            for j in range(tw):
+                covered[i:i + ha, j:j + wa] = np.maximum(covered[i:i + ha, j:j + wa], ncc)
+        if cell_px < 16:
+            f = 16 // cell_px
+            padded = np.full((h4 * f, w4 * f), -1.0)
+            padded[:hc, :wc] = covered
+            patch = padded.reshape(h4, f, w4, f).max(axis=(1, 3))
+        else:
+            f = cell_px // 16
+            patch = covered[np.arange(h4) // f][:, np.arange(w4) // f]
+        best = np.maximum(best, patch)
+    return best
+
+
+def exemplar_similarity(bag: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """Channel 33 for an exemplar with a layout: the bag-of-patches similarity mixed with the
+    positive layout match."""
+    return (1.0 - LAYOUT_WEIGHT) * np.asarray(bag, np.float64) + LAYOUT_WEIGHT * np.maximum(layout, 0.0)
 
 
 def similarity_map(features: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -246,6 +246,74 @@ void test_pipeline_end_to_end() {
   check_status(pipe->set_weights(w), StatusCode::kInvalidArgument, "infinite weights", "NaN or inf");
 }
 
+void test_exemplar_layout() {
+  using arrcoc::StatusCode;
+  const int w = 128, h = 96;
+  arrcoc::TextureConfig tc;
+  tc.max_width = w;
+  tc.max_height = h;
+  tc.dtype = arrcoc::DType::kFloat32;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check(arrcoc::TextureBuilder::create(tc, &b).ok(), "create texture builder 128x96");
+  arrcoc::SemanticConfig sc;
+  sc.max_width = w;
+  sc.max_height = h;
+  std::unique_ptr<arrcoc::SemanticEncoder> e;
+  check(arrcoc::SemanticEncoder::create(sc, &e).ok(), "create semantic encoder");
+  std::vector<uint8_t> px(w * h * 3, 90);
+  for (int y = 40; y < 64; ++y)
+    for (int x = 24; x < 48; ++x) px[(y * w + x) * 3 + 2] = 240;  // a blue square
+  arrcoc::TextureView tex;
+  check(b->build(rgb_frame(px, w, h), &tex).ok(), "build");
+
+  const float* cells = nullptr;
+  check_status(e->encode_cells(tex, 12, &cells), StatusCode::kInvalidArgument, "cell_px 12", "8, 16 or 32");
+  check_status(e->encode_cells(tex, 8, &cells), StatusCode::kOk, "encode 8-px cells");
+  // The template: the square and a cell of background around it, cut from the frame's own cells.
+  const int wc = w / 8, hc = h / 8, tw = 5, th = 5, x0 = 2, y0 = 4;
+  std::vector<float> t(32 * tw * th);
+  for (int k = 0; k < 32; ++k)
+    for (int i = 0; i < th; ++i)
+      for (int j = 0; j < tw; ++j) t[(k * th + i) * tw + j] = cells[(k * hc + y0 + i) * wc + x0 + j];
+  arrcoc::LayoutTemplate lt;
+  lt.descriptors = t.data();
+  lt.width = tw;
+  lt.height = th;
+  lt.cell_px = 8;
+  arrcoc::LayoutTemplate bad = lt;
+  bad.cell_px = 4;
+  check_status(e->set_layout(&bad, 1), StatusCode::kInvalidArgument, "template cell_px 4", "cell_px 4");
+  bad = lt;
+  bad.width = 9;
+  bad.height = 8;
+  check_status(e->set_layout(&bad, 1), StatusCode::kOutOfRange, "72-cell template", "at most 64 cells");
+  check_status(e->set_layout(&lt, 5), StatusCode::kOutOfRange, "five templates", "0..4");
+  check_status(e->set_layout(nullptr, 1), StatusCode::kInvalidArgument, "null templates", "null");
+  std::vector<float> nan_t = t;
+  nan_t[7] = NAN;
+  bad = lt;
+  bad.descriptors = nan_t.data();
+  check_status(e->set_layout(&bad, 1), StatusCode::kInvalidArgument, "NaN in a template", "NaN");
+  check_status(e->set_layout(&lt, 1), StatusCode::kOk, "set a layout");
+
+  const float* feats = nullptr;
+  check(e->encode(tex, false, &feats).ok(), "encode patches");
+  std::vector<float> query(32, 0.0f);
+  query[0] = 1.0f;  // a query vector far from everything: the layout decides channel 33
+  check_status(e->write_channels(tex, feats, 32, query.data(), 1, nullptr, nullptr), StatusCode::kOk, "write");
+  // The best patch of channel 33 lies on the square (patches (1..2, 2..3)), and the template
+  // matches itself there (NCC 1: channel 33 >= 0.7).
+  int best = 0;
+  const int w4 = tex.levels[4].width, h4 = tex.levels[4].height;
+  for (int q = 1; q < w4 * h4; ++q)
+    if (texel(tex, arrcoc::Channel(33), 4, q % w4, q / w4) > texel(tex, arrcoc::Channel(33), 4, best % w4, best / w4))
+      best = q;
+  const float top = texel(tex, arrcoc::Channel(33), 4, best % w4, best / w4);
+  check(best % w4 >= 1 && best % w4 <= 3 && best / w4 >= 2 && best / w4 <= 4 && top > 0.69f,
+        "channel 33 peaks on the exemplar's square: patch " + std::to_string(best) + " value " + std::to_string(top));
+  check_status(e->set_layout(nullptr, 0), StatusCode::kOk, "remove the layout");
+}
+
 }  // namespace
 
 int main() {
@@ -257,5 +325,6 @@ int main() {
   test_motion_vectors();
   test_cascade();
   test_pipeline_end_to_end();
+  test_exemplar_layout();
   return arrcoc_test::finish();
 }

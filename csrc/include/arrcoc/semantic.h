@@ -15,6 +15,16 @@ namespace arrcoc {
 
 constexpr int kBuiltinDescriptorDims = 32;
 constexpr int kSemanticComponents = 16;
+constexpr int kMaxLayoutTemplates = 4;  // exemplar layout templates (scales) at once
+constexpr int kMaxLayoutCells = 64;     // cells per template
+
+// One exemplar layout template: the built-in descriptors of the exemplar's cells at one scale
+// (e.g. from encode_cells on the exemplar resized to width x height cells of cell_px pixels).
+struct LayoutTemplate {
+  const float* descriptors = nullptr;  // host, [32, height, width]
+  int32_t width = 0, height = 0;       // cells; width * height <= kMaxLayoutCells
+  int32_t cell_px = 16;                // 8, 16 or 32 pixels
+};
 
 struct SemanticConfig {
   int32_t max_width = 1920;   // largest frame, 1..16384
@@ -45,6 +55,17 @@ class SemanticEncoder {
   Status write_channels(const TextureView& texture, const float* features, int dims, const float* query,
                         int num_queries, const float* mean, const float* components,
                         void* cuda_stream = nullptr) noexcept;
+
+  // Exemplar layout (built-in descriptors): from the next write_channels with a query on, channel 33
+  // = 0.3 * (that cosine similarity) + 0.7 * max(0, layout), where layout is, per patch, the best
+  // zero-mean normalized cross-correlation of any template placed over it with the frame's cell
+  // descriptors (csrc/shared/semantic_math.h). The templates are copied; count 0 removes them.
+  Status set_layout(const LayoutTemplate* templates, int count) noexcept;
+
+  // Built-in descriptors of `texture`'s cells of `cell_px` (8, 16 or 32) pixels: [32, hc, wc]
+  // float32 in the encoder's memory (hc = ceil(height / cell_px)), valid until the next call.
+  Status encode_cells(const TextureView& texture, int cell_px, const float** features,
+                      void* cuda_stream = nullptr) noexcept;
 
   // Block the host until the last encode() / write_channels() has finished (CUDA; no-op on the CPU).
   Status synchronize() noexcept;
