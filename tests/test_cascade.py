@@ -21,6 +21,8 @@ def _check_against_reference(tex, result, **knobs):
     assert result.grid == ref.grid
     np.testing.assert_array_equal(result.labels, ref.labels)
     np.testing.assert_array_equal(result.cluster_scores, ref.cluster_scores)
+    np.testing.assert_array_equal(result.cluster_contrast, ref.cluster_contrast)
+    np.testing.assert_array_equal(result.patch_contrast, ref.patch_contrast)
     np.testing.assert_array_equal(result.kept_clusters, ref.kept_clusters)
     np.testing.assert_array_equal(result.candidates, ref.candidates)
     return ref

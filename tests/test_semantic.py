@@ -140,8 +140,10 @@ def _changed(a):
 
 @pytest.mark.parametrize("device", devices())
 def test_exemplar_moves_saccades_onto_its_object(device):
-    """Measured on CPU (2026-11-23), default strategy 'balanced': no query: cat 0.25, flag 0.26 of
-    the saccade budget; cat exemplar: cat 0.84, flag 0.04; flag exemplar: cat 0.06, flag 0.57."""
+    """Measured on CPU (2026-11-30, with colour contrast and layout matching), default strategy
+    'balanced': no query: cat 0.61, flag 0.20 of the saccade budget (the cat is a large region of
+    rare colour, so it holds saccades without a query); cat exemplar: cat 0.84, flag 0.09; flag
+    exemplar: cat 0.03, flag 0.73."""
     scene, cat_box, flag_box = _scene()
     cat_ex = _changed(real_image("chelsea")[60:200, 150:290])
     flag_ex = _changed(np.ascontiguousarray(real_image("astronaut")[60:180, 5:80]))
@@ -151,9 +153,9 @@ def test_exemplar_moves_saccades_onto_its_object(device):
     on_cat = pipe.process(scene, query_image=cat_ex)
     pipe.reset()
     on_flag = pipe.process(scene, query_image=flag_ex)
-    assert _budget_share(on_cat, cat_box) > _budget_share(free, cat_box) + 0.3
+    assert _budget_share(on_cat, cat_box) > _budget_share(free, cat_box) + 0.15
     assert _budget_share(on_cat, cat_box) > 4 * _budget_share(on_cat, flag_box)
-    assert _budget_share(on_flag, flag_box) > _budget_share(free, flag_box) + 0.2
+    assert _budget_share(on_flag, flag_box) > _budget_share(free, flag_box) + 0.4
     assert _budget_share(on_flag, flag_box) > 4 * _budget_share(on_flag, cat_box)
 
 

@@ -199,6 +199,8 @@ struct TokenAllocator::Impl {
       return bad(StatusCode::kOutOfRange, "cascade: " + std::to_string(c.capacity) +
                                               " candidate slots exceed the allocator's max_candidates " +
                                               std::to_string(config.max_candidates));
+    if (!c.patch_contrast)
+      return bad(StatusCode::kInvalidArgument, "cascade: patch_contrast is null (pass the view ClusterCascade::run wrote)");
     if (c.patch_grid_width != t.levels[4].width || c.patch_grid_height != t.levels[4].height)
       return bad(StatusCode::kInvalidArgument, "cascade: it was run on a texture of another size");
     cuda::DeviceGuard on(ordinal());
@@ -227,6 +229,7 @@ struct TokenAllocator::Impl {
     p.w4 = t.levels[4].width;
     p.h4 = t.levels[4].height;
     p.slots = c.candidate_patch;
+    p.patch_contrast = c.patch_contrast;
     p.capacity = c.capacity;
     p.has_query = has_query;
     p.motion_valid = t.motion_valid;

@@ -34,6 +34,8 @@ Status check_config(const CascadeConfig& c) {
     return out_of_range("motion_weight", std::to_string(c.motion_weight), "[0, 100]");
   if (!(c.query_weight >= 0.0f && c.query_weight <= 100.0f))
     return out_of_range("query_weight", std::to_string(c.query_weight), "[0, 100]");
+  if (!(c.contrast_weight >= 0.0f && c.contrast_weight <= 100.0f))
+    return out_of_range("contrast_weight", std::to_string(c.contrast_weight), "[0, 100]");
   if (c.num_threads < 0 || c.num_threads > 1024)
     return out_of_range("num_threads", std::to_string(c.num_threads), "0 (all cores)..1024");
   return Status::Ok();
@@ -70,6 +72,10 @@ struct ClusterCascade::Impl {
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kMaxSeeds) * kSeedSums, &b.seed_sums);
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kMaxSeeds) * kStatSums, &b.stat_sums);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.scores);
+    if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.saliency);
+    if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.rarity);
+    if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.contrast);
+    if (s.ok()) s = arena.alloc_n(n4, &b.patch_contrast);
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(config.top_clusters), &b.kept);
     if (s.ok()) s = arena.alloc_n(n4, &b.patch_keys);
     if (s.ok()) s = arena.alloc_n(n4, &b.patch_cluster);
@@ -132,6 +138,7 @@ struct ClusterCascade::Impl {
     p.per_cluster = config.patches_per_cluster;
     p.w_motion = config.motion_weight;
     p.w_query = config.query_weight;
+    p.w_contrast = config.contrast_weight;
     p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
       s = cpu::run_cascade(p);
@@ -156,6 +163,8 @@ struct ClusterCascade::Impl {
     v.patch_grid_height = p.h4;
     v.labels = p.labels;
     v.cluster_scores = p.scores;
+    v.cluster_contrast = p.contrast;
+    v.patch_contrast = p.patch_contrast;
     v.kept_clusters = p.kept;
     v.candidate_patch = p.candidates;
     v.capacity = p.top_k * p.per_cluster;

@@ -65,11 +65,14 @@ __global__ void stat_sums_kernel(CascadeParams p) {
   for (int c = 0; c < kStatSums; ++c) atomicAdd(s + c, terms[c]);
 }
 
-// One block, one thread per cluster (<= kMaxSeeds): scores, then each cluster's rank at once.
+// One block, one thread per cluster (<= kMaxSeeds): the two phases of the scores, then each
+// cluster's rank at once.
 __global__ void score_and_rank_kernel(CascadeParams p) {
   const int k = threadIdx.x, n = p.gx * p.gy;
   if (k < p.top_k) p.kept[k] = -1;
-  if (k < n) p.scores[k] = score_cluster(p, k);
+  if (k < n) cluster_saliency_and_rarity(p, k);
+  __syncthreads();
+  if (k < n) cluster_contrast_and_score(p, k);
   __syncthreads();
   const int r = k < n ? cluster_rank(p, k) : -1;
   if (r >= 0 && r < p.top_k) p.kept[r] = k;

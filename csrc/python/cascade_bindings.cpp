@@ -19,6 +19,7 @@ PyClusterCascade::PyClusterCascade(const py::dict& kw) {
   c.patches_per_cluster = kw["patches_per_cluster"].cast<int>();
   c.motion_weight = kw["motion_weight"].cast<float>();
   c.query_weight = kw["query_weight"].cast<float>();
+  c.contrast_weight = kw["contrast_weight"].cast<float>();
   c.device = kw["device"].cast<std::string>() == "cuda" ? Device::kCUDA : Device::kCPU;
   c.cuda_device = kw["cuda_device"].cast<int>();
   c.num_threads = kw["num_threads"].cast<int>();
@@ -44,6 +45,8 @@ py::dict PyClusterCascade::run(PyTextureBuilder& builder, uintptr_t stream) {
   d["patch_grid"] = py::make_tuple(v.patch_grid_width, v.patch_grid_height);
   d["labels"] = reinterpret_cast<uintptr_t>(v.labels);
   d["cluster_scores"] = reinterpret_cast<uintptr_t>(v.cluster_scores);
+  d["cluster_contrast"] = reinterpret_cast<uintptr_t>(v.cluster_contrast);
+  d["patch_contrast"] = reinterpret_cast<uintptr_t>(v.patch_contrast);
   d["kept_clusters"] = reinterpret_cast<uintptr_t>(v.kept_clusters);
   d["candidate_patch"] = reinterpret_cast<uintptr_t>(v.candidate_patch);
   d["capacity"] = v.capacity;

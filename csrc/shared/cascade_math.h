@@ -90,26 +90,48 @@ ARRCOC_HD int slic_assign(const Seed* seeds, int gx, int gy, int w2, int h2, con
 // Integer mean, rounding half up (all sums are >= 0).
 ARRCOC_HD int mean_round(int64_t sum, int64_t count) { return static_cast<int>((sum + count / 2) / count); }
 
-// Cluster score from exact sums: mean saliency x (1 - 0.5 mean eccentricity)
-// + w_motion * mean motion + w_query * mean query similarity. Means are correctly rounded
-// divisions of exact integers; the rest uses unfused float operations, so the score is the
-// same bits on every backend and in the reference.
-ARRCOC_HD float cluster_score(const int64_t sums[4], int64_t count, float w_motion, float w_query) {
+// Cluster scores from exact sums. Means are correctly rounded divisions of exact integers; the
+// rest uses unfused float operations, so a score is the same bits on every backend and in the
+// reference.
+ARRCOC_HD float stat_mean(int64_t sum, int64_t count) {
+  return static_cast<float>(static_cast<double>(sum) / (static_cast<double>(count) * kStatScale));
+}
+
+// Saliency part: mean saliency x (1 - 0.5 mean eccentricity); -1 for an empty cluster.
+ARRCOC_HD float cluster_saliency(int64_t sal_sum, int64_t ecc_sum, int64_t count) {
   if (count == 0) return -1.0f;
-  const double n = static_cast<double>(count) * kStatScale;
-  const float sal = static_cast<float>(static_cast<double>(sums[0]) / n);
-  const float ecc = static_cast<float>(static_cast<double>(sums[1]) / n);
-  const float mot = static_cast<float>(static_cast<double>(sums[2]) / n);
-  const float qry = static_cast<float>(static_cast<double>(sums[3]) / n);
-  const float foveal = add_rn(1.0f, -mul_rn(0.5f, ecc));
-  return add_rn(add_rn(mul_rn(sal, foveal), mul_rn(w_motion, mot)), mul_rn(w_query, qry));
+  const float foveal = add_rn(1.0f, -mul_rn(0.5f, stat_mean(ecc_sum, count)));
+  return mul_rn(stat_mean(sal_sum, count), foveal);
+}
+
+// Colour contrast of a cluster in [0, 1]: its rarity (the pixel-weighted L1 distance of its mean
+// colour to every other cluster's, an exact integer) placed between the frame's least and most
+// rare clusters. A region whose colour is everywhere -- grass, foliage, gravel -- has a low
+// contrast however busy it is; an object unlike its surroundings has a high one, smooth or not.
+// (Over the range, not the maximum: a very distinct object makes everything else look somewhat
+// rare too.)
+ARRCOC_HD float colour_contrast(int64_t rarity, int64_t min_rarity, int64_t max_rarity) {
+  return max_rarity > min_rarity ? static_cast<float>(static_cast<double>(rarity - min_rarity) /
+                                                      static_cast<double>(max_rarity - min_rarity))
+                                 : 0.0f;
+}
+
+// score = saliency + w_contrast * contrast^2 * max_saliency + w_motion * mean motion + w_query *
+// mean query similarity. The contrast is scaled by the frame's best cluster saliency, so a
+// cluster of full contrast counts like the most salient one; squared, so that the clusters of a
+// distinct object stand out from the middling contrast of a varied background.
+ARRCOC_HD float cluster_score(float saliency, float contrast, float max_saliency, int64_t mot_sum, int64_t qry_sum,
+                              int64_t count, float w_contrast, float w_motion, float w_query) {
+  if (count == 0) return -1.0f;
+  const float s = add_rn(saliency, mul_rn(mul_rn(w_contrast, mul_rn(contrast, contrast)), max_saliency));
+  return add_rn(add_rn(s, mul_rn(w_motion, stat_mean(mot_sum, count))), mul_rn(w_query, stat_mean(qry_sum, count)));
 }
 
 // Cheap per-patch score (level-4 texel) as a unique sort key: higher score first, then lower
 // patch index. score = saliency + w_motion * motion + w_query * query similarity.
 ARRCOC_HD uint64_t patch_key(float saliency, float motion, float query, float w_motion, float w_query, int patch) {
   const float s = add_rn(add_rn(saliency, mul_rn(w_motion, motion)), mul_rn(w_query, query));
-  const int64_t q = stat_fixed(maxf(0.0f, s));  // >= 0, < 2^40 for any sane weights
+  const int64_t q = stat_fixed(maxf(0.0f, s));  // >= 0, < 2^40: weights <= 100, query <= kMaxPatchValue
   return (static_cast<uint64_t>(q) << 22) | static_cast<uint64_t>(0x3fffff - patch);
 }
 

@@ -27,7 +27,7 @@ struct CascadeParams {
   int32_t iterations;
   int32_t top_k;                     // clusters kept
   int32_t per_cluster;               // candidates per kept cluster
-  float w_motion, w_query;
+  float w_motion, w_query, w_contrast;
   int32_t num_threads;               // CPU backend
 
   // scratch / outputs
@@ -35,18 +35,22 @@ struct CascadeParams {
   int32_t* labels;                   // [w2*h2] cluster id per level-2 texel
   math::Seed* seeds;                 // [kMaxSeeds]
   unsigned long long* seed_sums;     // [kMaxSeeds][6] count, c0, c1, c2, x16, y16 (int64 bits)
-  unsigned long long* stat_sums;     // [kMaxSeeds][5] count, saliency, eccentricity, motion, query
+  unsigned long long* stat_sums;     // [kMaxSeeds][8] count, saliency, eccentricity, motion, query, colour x3
+  float* saliency;                   // [kMaxSeeds] cluster_saliency
+  int64_t* rarity;                   // [kMaxSeeds] colour rarity (see math::colour_contrast)
+  float* contrast;                   // [kMaxSeeds] colour contrast in [0, 1]
   float* scores;                     // [kMaxSeeds]
   int32_t* kept;                     // [top_k] best clusters, -1 padding
   uint64_t* patch_keys;              // [w4*h4]
   int32_t* patch_cluster;            // [w4*h4]
+  float* patch_contrast;             // [w4*h4] the colour contrast of the patch's cluster
   int32_t* candidates;               // [top_k*per_cluster], -1 padding
   int32_t* members;                  // [w4*h4] CPU: patches of one cluster, for partial_sort
   unsigned long long* partial_sums;  // CPU: [num_threads][kMaxSeeds][max(kSeedSums, kStatSums)]
 };
 
 constexpr int kSeedSums = 6;
-constexpr int kStatSums = 5;
+constexpr int kStatSums = 8;
 
 // Typed texel read of a plane given as const void*.
 template <typename T>
@@ -111,13 +115,52 @@ ARRCOC_HD void stat_terms(const CascadeParams& p, int i, int j, unsigned long lo
   out[2] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.ecc2, idx)));
   out[3] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.mot2, idx)));
   out[4] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.qry4, q)));
+  const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
+  for (int c = 0; c < 3; ++c) out[5 + c] = static_cast<unsigned long long>(p.colour[c * n + idx]);
 }
 
-ARRCOC_HD float score_cluster(const CascadeParams& p, int k) {
-  const unsigned long long* s = p.stat_sums + static_cast<int64_t>(k) * kStatSums;
-  const int64_t sums[4] = {static_cast<int64_t>(s[1]), static_cast<int64_t>(s[2]), static_cast<int64_t>(s[3]),
-                           static_cast<int64_t>(s[4])};
-  return math::cluster_score(sums, static_cast<int64_t>(s[0]), p.w_motion, p.w_query);
+ARRCOC_HD int64_t stat_sum(const CascadeParams& p, int k, int which) {
+  return static_cast<int64_t>(p.stat_sums[static_cast<int64_t>(k) * kStatSums + which]);
+}
+
+// Cluster scores in two phases (every cluster's phase 1 before any phase 2).
+// Phase 1: the cluster's saliency and colour rarity = sum over clusters o of
+// count_o * |mean colour_k - mean colour_o|_1 (exact integers; means rounded as SLIC's).
+ARRCOC_HD void cluster_saliency_and_rarity(const CascadeParams& p, int k) {
+  const int64_t count = stat_sum(p, k, 0);
+  p.saliency[k] = math::cluster_saliency(stat_sum(p, k, 1), stat_sum(p, k, 2), count);
+  int64_t rarity = 0;
+  if (count > 0) {
+    int64_t mean[3];
+    for (int c = 0; c < 3; ++c) mean[c] = math::mean_round(stat_sum(p, k, 5 + c), count);
+    for (int o = 0; o < p.gx * p.gy; ++o) {
+      const int64_t n = stat_sum(p, o, 0);
+      if (n == 0 || o == k) continue;
+      int64_t d = 0;
+      for (int c = 0; c < 3; ++c) {
+        const int64_t v = mean[c] - math::mean_round(stat_sum(p, o, 5 + c), n);
+        d += v < 0 ? -v : v;
+      }
+      rarity += n * d;
+    }
+  }
+  p.rarity[k] = rarity;
+}
+
+// Phase 2: colour contrast (rarity over the frame's largest) and the score.
+ARRCOC_HD void cluster_contrast_and_score(const CascadeParams& p, int k) {
+  float max_saliency = 0.0f;
+  int64_t min_rarity = -1, max_rarity = 0;
+  for (int o = 0; o < p.gx * p.gy; ++o) {
+    if (stat_sum(p, o, 0) == 0) continue;
+    max_saliency = math::maxf(max_saliency, p.saliency[o]);
+    max_rarity = p.rarity[o] > max_rarity ? p.rarity[o] : max_rarity;
+    min_rarity = min_rarity < 0 || p.rarity[o] < min_rarity ? p.rarity[o] : min_rarity;
+  }
+  const int64_t count = stat_sum(p, k, 0);
+  p.contrast[k] = count > 0 ? math::colour_contrast(p.rarity[k], min_rarity, max_rarity) : 0.0f;
+  p.scores[k] = math::cluster_score(p.saliency[k], p.contrast[k], max_saliency, stat_sum(p, k, 3), stat_sum(p, k, 4),
+                                    count, p.w_contrast, p.w_motion, p.w_query);
 }
 
 // The top_k non-empty clusters by (score desc, id asc); -1 padding. Sequential and tiny
@@ -152,6 +195,7 @@ ARRCOC_HD void patch_cluster_and_key(const CascadeParams& p, int bi, int bj) {
   const int64_t q = static_cast<int64_t>(bi) * p.w4 + bj;
   const int i = math::clampi(4 * bi + 2, 0, p.h2 - 1), j = math::clampi(4 * bj + 2, 0, p.w2 - 1);
   p.patch_cluster[q] = p.labels[static_cast<int64_t>(i) * p.w2 + j];
+  p.patch_contrast[q] = p.contrast[p.patch_cluster[q]];
   p.patch_keys[q] = math::patch_key(texel_at<T>(p.sal4, q), texel_at<T>(p.mot4, q), texel_at<T>(p.qry4, q),
                                     p.w_motion, p.w_query, static_cast<int>(q));
 }

@@ -21,6 +21,7 @@ CASCADE_DEFAULTS = {
     "patches_per_cluster": (50, 1, 4096, int),
     "motion_weight": (1.0, 0.0, 100.0, float),
     "query_weight": (1.0, 0.0, 100.0, float),
+    "contrast_weight": (1.0, 0.0, 100.0, float),
 }
 
 
@@ -44,6 +45,8 @@ class CascadeResult:
 
     labels: np.ndarray          # [h2, w2] int32 cluster id per level-2 texel (4x4 pixels)
     cluster_scores: np.ndarray  # [num_clusters] float32, -1 for empty clusters
+    cluster_contrast: np.ndarray  # [num_clusters] float32 colour contrast in [0, 1]
+    patch_contrast: np.ndarray  # [h4, w4] float32 colour contrast of each patch's cluster
     kept_clusters: np.ndarray   # [top_clusters] int32, best first, -1 padding
     candidates: np.ndarray      # [top_clusters, patches_per_cluster] int32 patch ids, -1 padding
     grid: tuple                 # seed grid (gx, gy)
@@ -61,7 +64,8 @@ class ClusterCascade:
 
     Knobs (defaults, ranges): num_seeds 48 (1..256), iterations 3 (1..20), compactness 0.1
     ((0, 10]: colour distance worth one seed spacing), top_clusters 10 (1..256),
-    patches_per_cluster 50 (1..4096), motion_weight 1.0 and query_weight 1.0 ([0, 100]).
+    patches_per_cluster 50 (1..4096), motion_weight 1.0, query_weight 1.0 and contrast_weight 1.0
+    ([0, 100]; colour contrast = how rare a cluster's colour is in the frame, see cascade_math.h).
     """
 
     def __init__(self, width: int, height: int, *, device: str = "auto", num_threads: int = 0, **knobs):
@@ -97,6 +101,8 @@ class ClusterCascade:
         return CascadeResult(
             labels=fetch(r["labels"], w2 * h2, "int32").reshape(h2, w2),
             cluster_scores=fetch(r["cluster_scores"], n, "float32"),
+            cluster_contrast=fetch(r["cluster_contrast"], n, "float32"),
+            patch_contrast=fetch(r["patch_contrast"], w4 * h4, "float32").reshape(h4, w4),
             kept_clusters=fetch(r["kept_clusters"], k, "int32"),
             candidates=fetch(r["candidate_patch"], k * p, "int32").reshape(k, p),
             grid=tuple(r["grid"]),

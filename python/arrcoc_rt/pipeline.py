@@ -177,7 +177,7 @@ class Pipeline:
     Config (defaults; ranges): patch 16 (only 16: one patch = one level-4 texel); cascade:
     num_seeds 48 (1..256), iterations 3 (1..20), compactness 0.1 ((0, 10]), top_clusters 10
     (1..256), patches_per_cluster 50 (1..4096; top_clusters * patches_per_cluster <= 1024),
-    motion_weight 1.0 and query_weight 1.0 ([0, 100]); allocation: gestalt_x = gestalt_y = 16
+    motion_weight 1.0, query_weight 1.0 and contrast_weight 1.0 ([0, 100]); allocation: gestalt_x = gestalt_y = 16
     (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * 64),
     steepness 0 ([-20, 20]), offset 0 ([-1, 1]), strategy 'balanced' | 'random' | 'saliency' |
     'query', seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share

@@ -335,13 +335,16 @@ def seed_grid(seeds: int, w2: int, h2: int) -> tuple[int, int]:
 class ReferenceCascade:
     labels: np.ndarray          # [h2, w2] cluster id per level-2 texel
     cluster_scores: np.ndarray  # [gx*gy] float32, -1 for empty clusters
+    cluster_contrast: np.ndarray  # [gx*gy] float32 colour contrast in [0, 1]
+    patch_contrast: np.ndarray  # [h4, w4] float32 colour contrast of each patch's cluster
     kept_clusters: np.ndarray   # [top_clusters], -1 padding
     candidates: np.ndarray      # [top_clusters, patches_per_cluster], -1 padding
     grid: tuple
 
 
 def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, top_clusters=10,
-                    patches_per_cluster=50, motion_weight=1.0, query_weight=1.0) -> ReferenceCascade:
+                    patches_per_cluster=50, motion_weight=1.0, query_weight=1.0,
+                    contrast_weight=1.0) -> ReferenceCascade:
     """Stage 2 on texture planes: ``planes[(channel, level)]`` as float32 arrays for channels
     3, 15, 16, 11, 5, 10 at level 2 and 11, 10, 33 at level 4 (take them from a backend's texture,
     so both see the same input). Integer SLIC, exact sums, unique patch keys: backends must match
@@ -406,18 +409,39 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
         np.add.at(s, flat, _stat_fixed(v).ravel())
         sums.append(s)
     f32 = np.float32
-    scores = np.full(n, -1.0, np.float32)
-    for k in np.nonzero(count)[0]:
+    nonempty = np.nonzero(count)[0]
+    # Colour rarity: sum over the other clusters of count x L1 distance of the (rounded) mean
+    # colours, exact integers; contrast = rarity between the frame's least and most rare.
+    mean_colour = np.stack([(_exact_sums(flat, colour[c].ravel(), n) + count // 2) // np.maximum(count, 1)
+                            for c in range(3)])  # [3, n]
+    rarity = np.zeros(n, np.int64)
+    for k in nonempty:
+        d = np.abs(mean_colour[:, nonempty] - mean_colour[:, k:k + 1]).sum(axis=0)
+        rarity[k] = int((count[nonempty] * d).sum())
+    lo, hi = (int(rarity[nonempty].min()), int(rarity[nonempty].max())) if len(nonempty) else (0, 0)
+    contrast = np.zeros(n, np.float32)
+    if hi > lo:
+        contrast[nonempty] = [f32((int(rarity[k]) - lo) / (hi - lo)) for k in nonempty]
+    saliency = np.full(n, -1.0, np.float32)
+    for k in nonempty:
         denom = float(count[k]) * _STAT
-        sal, ecc, mot, qry = (f32(float(s[k]) / denom) for s in sums)
-        foveal = f32(f32(1.0) + (-(f32(0.5) * ecc)))
-        scores[k] = f32(f32(sal * foveal) + f32(f32(motion_weight) * mot)) + f32(f32(query_weight) * qry)
+        sal, ecc = (f32(float(s[k]) / denom) for s in sums[:2])
+        saliency[k] = f32(sal * f32(f32(1.0) + (-(f32(0.5) * ecc))))
+    max_saliency = f32(max(0.0, float(saliency[nonempty].max()))) if len(nonempty) else f32(0)
+    scores = np.full(n, -1.0, np.float32)
+    for k in nonempty:
+        denom = float(count[k]) * _STAT
+        mot, qry = (f32(float(s[k]) / denom) for s in sums[2:])
+        c2 = f32(contrast[k] * contrast[k])
+        s_k = f32(saliency[k] + f32(f32(f32(contrast_weight) * c2) * max_saliency))
+        scores[k] = f32(f32(s_k + f32(f32(motion_weight) * mot)) + f32(f32(query_weight) * qry))
     order = sorted(np.nonzero(count)[0], key=lambda k: (-scores[k], k))
     kept = np.full(top_clusters, -1, np.int64)
     kept[: min(top_clusters, len(order))] = order[:top_clusters]
 
     bi, bj = np.mgrid[0:h4, 0:w4]
     patch_cluster = labels[np.minimum(4 * bi + 2, h2 - 1), np.minimum(4 * bj + 2, w2 - 1)].ravel()
+    patch_contrast = contrast[patch_cluster].reshape(h4, w4)
     s = (planes[(11, 4)].astype(np.float32) + f32(motion_weight) * planes[(10, 4)].astype(np.float32)) \
         + f32(query_weight) * planes[(33, 4)].astype(np.float32)
     keys = (_stat_fixed(np.maximum(s, f32(0))).ravel().astype(np.uint64) << np.uint64(22)) \
@@ -429,7 +453,15 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
         members = np.nonzero(patch_cluster == k)[0]
         take = members[np.argsort(keys[members])[::-1]][:patches_per_cluster]  # keys are unique
         cand[r, : len(take)] = take
-    return ReferenceCascade(labels.astype(np.int32), scores, kept.astype(np.int32), cand.astype(np.int32), (gx, gy))
+    return ReferenceCascade(labels.astype(np.int32), scores, contrast, patch_contrast, kept.astype(np.int32),
+                            cand.astype(np.int32), (gx, gy))
+
+
+def _exact_sums(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-label sums of int64 values, exactly (np.bincount would go through float64)."""
+    s = np.zeros(n, np.int64)
+    np.add.at(s, labels, np.asarray(values, np.int64))
+    return s
 
 
 # ----------------------------------------------------------------------------- stages 3-5: scores, balance, temporal, allocation
@@ -453,14 +485,17 @@ def robust_normalize(x: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
-def three_scores(level4: dict, patches: np.ndarray, has_query: bool):
+def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contrast=None):
     """Information, salience and query relevance of candidate patches, each in [0, 1].
-    ``level4[c]`` is the level-4 plane of channel c (flattened by patch id)."""
+    ``level4[c]`` is the level-4 plane of channel c (flattened by patch id); ``patch_contrast``
+    the cascade's colour contrast of each patch's cluster (same layout; None: 0)."""
     g = {c: np.asarray(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
     info = (robust_normalize(g[14]) + robust_normalize(g[12]) + robust_normalize(g[9])) / 3.0
     # Busy texture everywhere leaves the choice to salience and query (see repetition_gain).
     info = info * repetition_gain(np.asarray(info, np.float32).astype(np.float64)) if len(patches) else info
-    sal = (robust_normalize(g[11]) + (1.0 - g[5]) + robust_normalize(g[10])) / 3.0
+    contrast = (np.zeros(len(patches)) if patch_contrast is None
+                else np.asarray(patch_contrast, np.float64).ravel()[patches])
+    sal = (np.maximum(robust_normalize(g[11]), contrast) + (1.0 - g[5]) + robust_normalize(g[10])) / 3.0
     query = robust_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
     return info, sal, query
 
@@ -592,12 +627,14 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=0.0,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.5, previous_tokens=None,
-                    previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024) -> ReferenceAllocation:
+                    previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
+                    patch_contrast=None) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
     (held saccades), given together with ``previous_relevance``. Candidates are the cascade's, then
-    the held patches it did not propose (patch order), up to ``max_candidates``."""
+    the held patches it did not propose (patch order), up to ``max_candidates``. ``patch_contrast``:
+    the cascade's colour contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``)."""
     h4, w4 = np.asarray(level4[11]).shape
     cut = scene_cut(motion_level0, motion_valid, cut_motion, cut_share)
     mvx = np.asarray(level4[35], np.float64)
@@ -619,7 +656,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                 cand.append(int(q))
     cand = np.asarray(cand, np.int64)
     n = len(cand)
-    info, sal, query = three_scores(level4, cand, has_query)
+    info, sal, query = three_scores(level4, cand, has_query, patch_contrast)
     raw = mlp_raw(weights, info, sal, query) if n else np.zeros(0)
     py, px = np.divmod(cand, w4)
     div = spatial_diversity(raw, px.astype(np.float64), py.astype(np.float64)) if n else np.zeros(0)
