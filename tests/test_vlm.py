@@ -11,33 +11,13 @@ import arrcoc_rt  # noqa: E402
 from arrcoc_rt.vlm import kept_tokens, make_adapter  # noqa: E402
 
 W, H = 128, 96
-WORDS = ["USER:", "ASSISTANT:", "what", "is", "here", "?", "a", "red", "square", "the", "on", "left"]
 
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              PreTrainedTokenizerFast)
+    from vlm_models import build_tiny_llava  # tests/vlm_models.py, shared with test_experiment.py
 
-    torch.manual_seed(0)
-    cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=4, image_size=56, patch_size=14),
-        text_config=LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                num_key_value_heads=4, vocab_size=300, max_position_embeddings=512,
-                                bos_token_id=1, eos_token_id=2, pad_token_id=0),
-        image_token_id=299, vision_feature_layer=-2, vision_feature_select_strategy="default")
-    model = LlavaForConditionalGeneration(cfg).eval()
-    path = tmp_path_factory.mktemp("tiny_llava")
-    model.save_pretrained(path)
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(WORDS)}, "<image>": 299}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>")
-    fast.save_pretrained(path)
-    return path
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +132,7 @@ def test_errors(tmp_path, adapter):
     with pytest.raises(ValueError, match="not 'llava'"):
         make_adapter(f"llava:{tmp_path / 'other'}")
     with pytest.raises(ValueError, match="not supported"):
-        make_adapter("qwen2_vl:/x")
+        make_adapter("llava_next:/x")  # a kind with no adapter (qwen2_vl has one)
     pipe = pipeline()
     f = frame()
     r = pipe.process(f)

@@ -5,6 +5,7 @@
     arrcoc-rt bench [INPUT]              per-stage latency table (p50/p95/p99, fps), CPU and GPU
     arrcoc-rt eval [DATASET.jsonl]       where the budget goes: boxes, lifts, IoU, coherence, cuts
     arrcoc-rt ask IMAGE --vlm llava:PATH "question"   a frozen VLM's answer from the allocated tokens
+    arrcoc-rt experiment --vlm llava:PATH [--data ...]  augmentation study + equal-token comparison (VQA)
     arrcoc-rt info                       version, build, devices
     arrcoc-rt texture [INPUT] --out DIR  the texture stage's 40 channels as pictures
 """
@@ -401,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="levels of detail of all tokens together (default: 100000)")
     r.add_argument("--weights", help="balancer weights file (.npz or .json; default: the untrained default)")
     r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl)")
-    r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH (a local checkpoint folder)")
+    r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local checkpoint folder)")
     r.add_argument("--ask", help="question for the VLM, answered on the latest frame every --every frames")
     r.add_argument("--every", type=int, default=30, help="ask every this many frames (default: 30)")
     r.add_argument("--start", type=float, help="seconds into the source to start at (files seek there)")
@@ -418,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ask", help="ask a frozen VLM about one image, fed only the allocated tokens")
     a.add_argument("image", help="an image file")
     a.add_argument("question", help="the question")
-    a.add_argument("--vlm", required=True, help="llava:PATH (a local checkpoint folder; nothing is downloaded)")
+    a.add_argument("--vlm", required=True, help="llava:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local checkpoint folder; nothing is downloaded)")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     a.add_argument("--tokens", type=int, help="visual tokens that reach the language model (default: all kept)")
     a.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens (default: 32)")
@@ -435,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)  # arrcoc-rt eval: saccade budget on annotated boxes, coherence, cuts
+    from .experiment.cli import add_parser as add_experiment_parser
+
+    add_experiment_parser(sub)  # arrcoc-rt experiment: does the choice of tokens help a frozen VLM answer?
     return p
 
 

@@ -1,11 +1,12 @@
 """Frozen vision-language models fed with arrcoc_rt's token packs (needs torch and transformers).
 
-``make_adapter("llava:PATH")`` loads a local LLaVA-1.5 checkpoint; ``adapter.prepare(frame, result,
+``make_adapter("llava:PATH")`` loads a local LLaVA-1.5 checkpoint, ``"qwen2_vl:PATH"`` /
+``"qwen2_5_vl:PATH"`` a Qwen2-VL / Qwen2.5-VL one; ``adapter.prepare(frame, result,
 prompt)`` builds its inputs from a FrameResult's tokens and ``adapter.generate(inputs)`` answers."""
 
 from .base import PackSnapshot, VLMAdapter, kept_tokens, make_adapter
 
-__all__ = ["PackSnapshot", "VLMAdapter", "kept_tokens", "make_adapter", "LlavaAdapter"]
+__all__ = ["PackSnapshot", "VLMAdapter", "kept_tokens", "make_adapter", "LlavaAdapter", "Qwen2VLAdapter"]
 
 
 def __getattr__(name):
@@ -14,4 +15,8 @@ def __getattr__(name):
         from .llava import LlavaAdapter
 
         return LlavaAdapter
+    if name == "Qwen2VLAdapter":
+        from .qwen2_vl import Qwen2VLAdapter
+
+        return Qwen2VLAdapter
     raise AttributeError(name)

@@ -84,16 +84,36 @@ class VLMAdapter(ABC):
     def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
         """Greedy (by default) decoding from ``prepare``'s inputs; the new text only."""
 
+    def prepare_features(self, features, prompt: str, *, positions=None, grid=None) -> dict:
+        """Model inputs for ``prompt`` with exactly these N visual tokens, in this order, chosen by
+        something other than a token pack (e.g. pooling or pruning the model's own grid, as the
+        experiment's baselines do): ``features`` [N, C] in the space of ``vision_features``' channels
+        (grid cells, or means of cells). ``positions`` [N, 2]: each token's (x, y) on that grid in
+        cells (cell (row i, column j) has its centre at (j + 0.5, i + 0.5)), and ``grid`` its (h, w),
+        for models whose image tokens carry 2-D positions. The same keys as ``prepare``
+        (``num_visual_tokens`` N). Adapters that cannot take a chosen set of features raise
+        NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} does not take a chosen set of visual features")
+
+
+KINDS = ("llava", "qwen2_vl", "qwen2_5_vl")
+
 
 def make_adapter(spec, **options) -> VLMAdapter:
-    """``'llava:PATH'`` -> LlavaAdapter.load(PATH, **options); a VLMAdapter passes through."""
+    """``'llava:PATH'`` -> LlavaAdapter.load(PATH, **options); ``'qwen2_vl:PATH'`` /
+    ``'qwen2_5_vl:PATH'`` -> Qwen2VLAdapter.load(PATH, **options); a VLMAdapter passes through."""
     if isinstance(spec, VLMAdapter):
         return spec
+    expected = " or ".join(f"'{k}:PATH'" for k in KINDS)
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"vlm: {spec!r} is not understood; expected 'llava:PATH' (a local checkpoint folder)")
+        raise ValueError(f"vlm: {spec!r} is not understood; expected {expected} (a local checkpoint folder)")
     kind, path = spec.split(":", 1)
     if kind == "llava":
         from .llava import LlavaAdapter
 
         return LlavaAdapter.load(path, **options)
-    raise ValueError(f"vlm: model kind {kind!r} is not supported; expected 'llava:PATH'")
+    if kind in ("qwen2_vl", "qwen2_5_vl"):
+        from .qwen2_vl import Qwen2VLAdapter
+
+        return Qwen2VLAdapter.load(path, model_type=kind, **options)
+    raise ValueError(f"vlm: model kind {kind!r} is not supported; expected {expected}")

@@ -148,15 +148,26 @@ class LlavaAdapter(VLMAdapter):
             raise ValueError("result: the token pack holds no gestalt or saccade tokens")
         feats = self._gather(result, self.vision_features(a))                 # [N, C]
         idx = torch.from_numpy(keep.astype(np.int64)).to(self.device)
+        return dict(self.prepare_features(feats[idx], prompt), token_index=keep)
+
+    def prepare_features(self, features, prompt: str, *, positions=None, grid=None) -> dict:
+        """Model inputs with exactly the N visual tokens ``features`` [N, C] (vision-tower space, e.g.
+        cells of ``vision_features``' grid or means of cells), in this order, through the model's
+        projector: the keys of ``prepare`` but ``token_index``. LLaVA-1.5's image tokens carry no 2-D
+        positions (the language model sees them in sequence), so ``positions`` and ``grid`` are not used."""
+        torch = self._torch
+        f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+        if f.ndim != 2 or f.shape[0] < 1:
+            raise ValueError(f"features: expected [N, C] with N >= 1; got shape {tuple(f.shape)}")
         with torch.no_grad():
-            visual = self.model.model.multi_modal_projector(feats[idx].to(self.dtype)[None])[0]  # [K, D]
-        input_ids = self._prompt_ids(prompt, len(keep))
+            visual = self.model.model.multi_modal_projector(f.to(self.device, self.dtype)[None])[0]  # [N, D]
+        input_ids = self._prompt_ids(prompt, int(f.shape[0]))
         with torch.no_grad():
             embeds = self.model.get_input_embeddings()(input_ids)
             mask = (input_ids == self.image_token_id)[..., None].expand_as(embeds)
             embeds = embeds.masked_scatter(mask, visual.to(embeds.dtype))
         return {"inputs_embeds": embeds, "attention_mask": torch.ones_like(input_ids), "input_ids": input_ids,
-                "num_visual_tokens": int(len(keep)), "token_index": keep}
+                "num_visual_tokens": int(f.shape[0])}
 
     def _prompt_ids(self, prompt: str, k: int):
         """[1, L] ids: the template around ``prompt`` with the placeholder expanded to k image tokens."""

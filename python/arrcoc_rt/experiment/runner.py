@@ -1,0 +1,378 @@
+"""Runs the experiment's methods over the questions with one frozen VLM, measuring accuracy,
+visual tokens, latency per stage and peak memory per question.
+
+Per method (the outer loop, so one method's pipeline and caches are warm and alone) and question:
+
+* ``select``: choosing the tokens — a pack method's ``Pipeline.process`` on the frame asked about
+  (earlier video frames go through it first, untimed: a stream has processed them already); a grid
+  method's selection on the vision features; 0 for ``all``.
+* ``vision``: turning the frame into the language model's input embeddings: the vision tower, the
+  gather or selection's feature reads, the projector and the prompt's embeddings (a pack method's
+  ``adapter.prepare``; a grid method's ``vision_features`` + ``prepare_features``). EVS also needs the
+  previous frame's features; a stream has them from that frame, so they are computed untimed.
+* ``prefill``: from the call of ``generate`` to the first new token's logits (a logits processor
+  stamps the time; CUDA is synchronized first), ``decode``: the rest of the generation.
+* ``e2e``: wall clock of the whole step (select + vision + generation).
+
+With a box on the question: ``in_box``, the share of the visual tokens whose centre lies in the
+answer box grown by half a cell of the model's grid on each side (finer than a cell the model
+cannot tell where a token is), and ``box_hit``, whether any does.
+
+On CUDA every stamp follows ``torch.cuda.synchronize()``. Peak memory per step: on CUDA
+``torch.cuda.max_memory_allocated`` (reset before the step); on the CPU the process's peak resident
+set (VmHWM, reset before the step through /proc/self/clear_refs), falling back to tracemalloc's
+peak of Python allocations where that is not possible. Both are absolute (weights included); the
+increase over the step's start is reported too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import fit_frame
+from .methods import Method, select_all, select_evs, select_uniform, select_visionzip
+from .vqa import clean_generation, vqa_accuracy
+
+DEFAULT_PROMPT = "{question}\nAnswer the question using a single word or phrase."  # LLaVA-1.5's VQA prompt
+
+
+@dataclass
+class Settings:
+    """What every method shares. ``device``: the pipeline's (auto | cpu | cuda[:N]); ``encoder``: a
+    text encoder object for the ``query`` and ``balanced`` packs (None: no query); ``cascade``:
+    "wide" makes every cluster's patches candidates (top_clusters = num_seeds, patches_per_cluster =
+    1024 // num_seeds), so that the pipeline can place hundreds of saccades; "default" keeps the
+    pipeline's 10 x 50 (about 140 candidates on a 640 x 480 frame)."""
+
+    prompt: str = DEFAULT_PROMPT
+    max_new_tokens: int = 16
+    context_frames: int = 1
+    warmup: int = 1
+    max_side: int | None = 640
+    device: str = "auto"
+    encoder: object = None
+    cascade: str = "wide"
+    gestalt_lod: int = 64
+    total_budget: int | None = None
+    seed: int = 0
+    frame_cache_mb: float = 2048.0
+    grid: tuple | None = None  # the model's patch grid (h, w): the answer box is grown by half a cell
+    pipeline_options: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- clocks and memory
+
+
+def _is_cuda(device) -> bool:
+    return str(device).startswith("cuda")
+
+
+class Clock:
+    """perf_counter stamps, synchronized with CUDA when the model or the pipeline runs there."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        if cuda:
+            import torch
+
+            self._sync = torch.cuda.synchronize
+        else:
+            self._sync = None
+
+    def now(self) -> float:
+        if self._sync is not None:
+            self._sync()
+        return time.perf_counter()
+
+
+class MemoryMeter:
+    """Peak memory of one step: CUDA allocations, or the CPU process's peak RSS (see the module
+    docstring); ``kind`` says which."""
+
+    def __init__(self, cuda: bool, device=None):
+        self.cuda, self.device = cuda, device
+        self._tracemalloc = False
+        if cuda:
+            self.kind = "cuda_max_memory_allocated"
+        elif self._reset_hwm():
+            self.kind = "process_peak_rss"
+        else:
+            import tracemalloc
+
+            tracemalloc.start()
+            self._tracemalloc = True
+            self.kind = "tracemalloc_peak"
+
+    @staticmethod
+    def _status(field_name: str) -> float | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field_name + ":"):
+                        return float(line.split()[1]) / 1024.0  # kB -> MiB
+        except OSError:
+            return None
+        return None
+
+    @staticmethod
+    def _reset_hwm() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return MemoryMeter._status("VmHWM") is not None
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device) / 2**20
+        elif self._tracemalloc:
+            import tracemalloc
+
+            tracemalloc.reset_peak()
+            self._base = tracemalloc.get_traced_memory()[0] / 2**20
+        else:
+            self._reset_hwm()
+            self._base = self._status("VmRSS") or 0.0
+
+    def stop(self) -> tuple[float, float]:
+        """(peak MiB, peak - start MiB)."""
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self._tracemalloc:
+            import tracemalloc
+
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+        else:
+            peak = self._status("VmHWM") or 0.0
+        return peak, max(0.0, peak - self._base)
+
+    def close(self) -> None:
+        if self._tracemalloc:
+            import tracemalloc
+
+            tracemalloc.stop()
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+class FrameStore:
+    """Each question's frames, shrunk to ``max_side``, held in memory up to ``limit_mb`` (read again
+    after that); ``size`` is the largest frame (width, height) for the pipelines."""
+
+    def __init__(self, questions, context: int, max_side: int | None, limit_mb: float, progress=None):
+        self.context, self.max_side = context, max_side
+        self._cache, self._scale = {}, {}
+        used, w, h = 0.0, 1, 1
+        for i, q in enumerate(questions):
+            frames, scale = self._load(q)
+            self._scale[q.id] = scale
+            for f in frames:
+                h, w = max(h, f.shape[0]), max(w, f.shape[1])
+            nbytes = sum(f.nbytes for f in frames) / 2**20
+            if used + nbytes <= limit_mb:
+                self._cache[q.id] = frames
+                used += nbytes
+            if progress:
+                progress(i + 1, len(questions), "reading frames")
+        self.size = (w, h)
+
+    def _load(self, q):
+        frames = q.load_frames(self.context)
+        out, scale = [], 1.0
+        for f in frames:
+            g, scale = fit_frame(np.ascontiguousarray(f), self.max_side)
+            out.append(np.ascontiguousarray(g))
+        return out, scale
+
+    def frames(self, q) -> list:
+        got = self._cache.get(q.id)
+        return got if got is not None else self._load(q)[0]
+
+    def box(self, q) -> list | None:
+        return None if q.box is None else [v * self._scale[q.id] for v in q.box]
+
+
+# ----------------------------------------------------------------------------- one method
+
+
+def _generate(adapter, inputs: dict, max_new_tokens: int, clock: Clock):
+    """(text, prefill ms, decode ms, new tokens); prefill/decode are None when the adapter's
+    ``generate`` takes no extra keywords (no logits processor can stamp the first token)."""
+    stamps = []
+    kw = {}
+    params = inspect.signature(adapter.generate).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        class _Stamp(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                stamps.append(clock.now())
+                return scores
+
+        kw["logits_processor"] = LogitsProcessorList([_Stamp()])
+    t0 = clock.now()
+    text = adapter.generate(inputs, max_new_tokens=max_new_tokens, **kw)
+    t1 = clock.now()
+    if not stamps:
+        return text, None, None, None
+    return text, (stamps[0] - t0) * 1e3, (t1 - stamps[0]) * 1e3, len(stamps)
+
+
+def _in_box(points_xy: np.ndarray, box, margin=(0.0, 0.0)):
+    """(share of the points inside ``box`` grown by ``margin`` (x, y) pixels on each side, whether
+    any is); (None, None) without a box."""
+    if box is None or len(points_xy) == 0:
+        return None, None
+    x, y = points_xy[:, 0], points_xy[:, 1]
+    inside = ((x >= box[0] - margin[0]) & (x < box[2] + margin[0]) & (y >= box[1] - margin[1])
+              & (y < box[3] + margin[1]))
+    return float(np.mean(inside)), bool(inside.any())
+
+
+class MethodRunner:
+    """Runs one Method on questions; ``step(question)`` -> a record dict."""
+
+    def __init__(self, method: Method, adapter, settings: Settings, store: FrameStore, clock: Clock,
+                 meter: MemoryMeter):
+        self.m, self.adapter, self.s, self.store, self.clock, self.meter = method, adapter, settings, store, clock, meter
+        self.pipe = self._pipeline() if method.is_pack else None
+
+    def _pipeline(self):
+        from ..cascade import CASCADE_DEFAULTS
+        from ..pipeline import ALLOCATOR_DEFAULTS, Pipeline
+
+        m, s = self.m, self.s
+        options = dict(s.pipeline_options)
+        if s.cascade == "wide":
+            seeds = int(options.get("num_seeds", CASCADE_DEFAULTS["num_seeds"][0]))
+            options.setdefault("top_clusters", seeds)
+            options.setdefault("patches_per_cluster", max(1, 1024 // seeds))
+        gestalt = m.gestalt * m.gestalt
+        budget = s.total_budget or max(ALLOCATOR_DEFAULTS["total_budget"][0], gestalt * s.gestalt_lod + m.saccades * 64)
+        query = m.name in ("query", "balanced") and s.encoder is not None
+        w, h = self.store.size
+        return Pipeline(w, h, device=s.device, strategy="balanced" if m.name == "base" else m.name,
+                        saccades=m.saccades, gestalt_x=m.gestalt, gestalt_y=m.gestalt, gestalt_overlap=m.overlap,
+                        gestalt_lod=s.gestalt_lod, total_budget=budget, seed=s.seed,
+                        encoder=s.encoder if query else None, **options)
+
+    def _query(self, q) -> dict:
+        if self.m.name in ("query", "balanced") and self.s.encoder is not None:
+            return {"query_text": q.question}
+        return {}
+
+    def step(self, q) -> dict:
+        frames = self.store.frames(q)
+        frame = frames[-1]
+        prompt = self.s.prompt.format(question=q.question)
+        clock, m = self.clock, self.m
+        record = {"method": m.key, "study": m.study, "name": m.name, "requested_tokens": m.tokens,
+                  "saccades": m.saccades if m.is_pack else None, "gestalt": m.gestalt * m.gestalt if m.is_pack else None,
+                  "overlap": m.overlap if m.is_pack and m.name != "base" else None, "question_id": q.id,
+                  "dataset": q.dataset, "kind": q.kind, "video": q.is_video}
+        if m.is_pack:
+            query = self._query(q)
+            self.pipe.reset()
+            for f in frames[:-1]:
+                self.pipe.process(f, **query)
+            self.meter.start()
+            t0 = clock.now()
+            r = self.pipe.process(frame, **query)
+            t1 = clock.now()
+            inputs = self.adapter.prepare(frame, r, prompt, tokens=m.tokens)
+            t2 = clock.now()
+            select_ms, vision_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+            index = inputs.get("token_index")
+            if index is None:
+                from ..vlm.base import kept_tokens
+
+                index = kept_tokens(r, m.tokens)
+            points = np.asarray(r.positions, np.float64)[np.asarray(index)]
+            record["saccades_placed"] = int(np.sum(np.asarray(r.kinds)[np.asarray(index)] == 1))
+        else:
+            previous = None
+            if m.name == "evs" and len(frames) > 1:
+                previous = self.adapter.vision_features(frames[-2])  # a stream has it from that frame
+            self.meter.start()
+            t0 = clock.now()
+            grid = self.adapter.vision_features(frame)
+            t1 = clock.now()
+            if m.name == "all":
+                feats, cells = select_all(grid)
+            elif m.name == "uniform":
+                feats, cells = select_uniform(grid, m.tokens)
+            elif m.name == "visionzip":
+                feats, cells = select_visionzip(grid, m.tokens)
+            elif m.name == "evs":
+                feats, cells = select_evs(grid, previous, m.tokens)
+                record["evs_previous_frame"] = previous is not None
+            else:
+                raise ValueError(f"method {m.name!r} is not a grid selection")
+            t2 = clock.now()
+            gh, gw = (int(v) for v in grid.shape[-2:])
+            inputs = self.adapter.prepare_features(feats, prompt, positions=cells, grid=(gh, gw))
+            t3 = clock.now()
+            select_ms, vision_ms = (t2 - t1) * 1e3, ((t1 - t0) + (t3 - t2)) * 1e3
+            points = cells * np.array([frame.shape[1] / gw, frame.shape[0] / gh])
+        text, prefill_ms, decode_ms, new_tokens = _generate(self.adapter, inputs, self.s.max_new_tokens, clock)
+        t_end = clock.now()
+        peak, delta = self.meter.stop()
+        answer = clean_generation(text)
+        box = self.store.box(q)
+        gh, gw = self.s.grid or (0, 0)
+        margin = (frame.shape[1] / gw / 2, frame.shape[0] / gh / 2) if gh and gw else (0.0, 0.0)
+        in_box, hit = _in_box(points, box, margin)
+        record.update(
+            prediction=answer, answers=list(q.answers), accuracy=vqa_accuracy(answer, q.answers),
+            visual_tokens=int(inputs["num_visual_tokens"]), in_box=in_box, box_hit=hit,
+            box_area=None if box is None else float((box[2] - box[0]) * (box[3] - box[1]) / frame[..., 0].size),
+            select_ms=select_ms, vision_ms=vision_ms, prefill_ms=prefill_ms, decode_ms=decode_ms,
+            e2e_ms=(t_end - t0) * 1e3, new_tokens=new_tokens, peak_memory_mb=peak, memory_increase_mb=delta)
+        return record
+
+
+def run(adapter, questions, methods, settings: Settings, progress=None) -> tuple[list, dict]:
+    """(records, info): one record per (method, question) it applies to (``evs``: video questions
+    only), each method warmed up first on ``settings.warmup`` questions (not recorded). ``info``
+    holds the memory kind and the frame size the pipelines were made for."""
+    store = FrameStore(questions, settings.context_frames, settings.max_side, settings.frame_cache_mb, progress)
+    model_device = getattr(adapter, "device", "cpu")
+    cuda = _is_cuda(model_device) or _is_cuda(settings.device)
+    clock = Clock(cuda)
+    meter = MemoryMeter(cuda, model_device if _is_cuda(model_device) else None)
+    records = []
+    try:
+        for i, m in enumerate(methods):
+            todo = [q for q in questions if q.is_video] if m.video_only else list(questions)
+            if not todo:
+                continue
+            runner = MethodRunner(m, adapter, settings, store, clock, meter)
+            for q in todo[: max(0, settings.warmup)]:
+                runner.step(q)
+            for j, q in enumerate(todo):
+                records.append(runner.step(q))
+                if progress:
+                    progress(j + 1, len(todo), f"[{i + 1}/{len(methods)}] {m.key}")
+            del runner
+    finally:
+        meter.close()
+    return records, {"memory_kind": meter.kind, "pipeline_frame_size": list(store.size), "cuda": cuda}
+
+
+def terminal_progress(done: int, total: int, label: str) -> None:
+    sys.stderr.write(f"\r{label[:60]:60s} {done}/{total}" + ("\n" if done == total else ""))
+    sys.stderr.flush()

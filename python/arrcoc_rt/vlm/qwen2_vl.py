@@ -1,0 +1,260 @@
+"""Qwen2-VL and Qwen2.5-VL (transformers' Qwen2VLForConditionalGeneration and
+Qwen2_5_VLForConditionalGeneration, unmodified) fed with arrcoc_rt tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .base import VLMAdapter, host, kept_tokens
+
+# Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
+# adapter puts the visual tokens, between the vision start / end markers.
+DEFAULT_TEMPLATE = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                    "<|vision_start|><image><|vision_end|>{prompt}<|im_end|>\n<|im_start|>assistant\n")
+
+# config.json model_type -> the transformers class that runs it
+MODEL_CLASSES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
+
+
+def _positive_int(name, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"{name}: {value!r} is not a positive int (or None)")
+    return value
+
+
+class Qwen2VLAdapter(VLMAdapter):
+    """A Qwen2-VL or Qwen2.5-VL model from a local folder, seeing a frame through arrcoc_rt's tokens.
+
+    Per frame: the checkpoint's own image processor resizes the whole frame (``smart_resize``: both
+    sides multiples of patch x merge, pixels within the processor's min/max pixels, no crop) and
+    the frozen vision tower runs once. Its output — after the 2x2 spatial merge, which in Qwen2-VL
+    is also the projector into the language model — is the merged grid [D, h, w]. Each kept token
+    (``tokens=N`` at most: gestalt first, then saccades best-first; padding dropped) becomes ONE
+    visual token: the mean of that grid over its 2^level cells (``FrameResult.gather_features``,
+    as for LLaVA), so N kept tokens are exactly N visual tokens.
+
+    Positions: each visual token keeps the multimodal rotary position (t, h, w) of the merged-grid
+    cell under its centre (the cell ``gather_features`` builds its pooled window around), taken
+    from the model's own ``get_rope_index`` over the full, unpruned prompt; the text keeps its
+    positions too, so nothing is renumbered. A level-0 token is therefore exactly the model's own
+    token at its own place, and with every cell kept at level 0 the input is the stock one. Tokens
+    sharing a cell share its position. Visual tokens go into the prompt in the grid's raster order
+    (ties in pack order), as in the stock input, so positions never run backwards along the prompt.
+    ``position_ids`` [3, 1, L] go to the model explicitly; ``rope_deltas`` (next position minus
+    sequence length, as the model defines it) says where decoding continues; ``generate`` goes on
+    from the last prompt position + 1, the same place when the template ends in text (Qwen's does).
+
+    ``template`` holds ``{prompt}`` and one ``<image>`` placeholder (default: Qwen's chat format).
+    """
+
+    name = "qwen2_vl"
+
+    def __init__(self, model, tokenizer, image_processor, *, tokens: int | None = None,
+                 template: str = DEFAULT_TEMPLATE, min_pixels: int | None = None, max_pixels: int | None = None):
+        import torch
+
+        if template.count("<image>") != 1 or "{prompt}" not in template:
+            raise ValueError(f"template: {template!r} needs exactly one '<image>' and a '{{prompt}}'")
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
+            raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.tokens = tokens
+        self.template = template
+        cfg = model.config
+        self.image_token_id = int(cfg.image_token_id)
+        self.merge = int(cfg.vision_config.spatial_merge_size)
+        # The processor's own pixel budget unless overridden, in its size keys (shortest_edge = min
+        # pixels, longest_edge = max pixels); None: the processor's as saved.
+        size = None
+        if _positive_int("min_pixels", min_pixels) is not None or _positive_int("max_pixels", max_pixels) is not None:
+            size = dict(image_processor.size)
+            if min_pixels is not None:
+                size["shortest_edge"] = int(min_pixels)
+            if max_pixels is not None:
+                size["longest_edge"] = int(max_pixels)
+        self.size = size
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self._torch = torch
+
+    @classmethod
+    def load(cls, path, device: str = "cpu", dtype=None, *, tokens: int | None = None,
+             template: str = DEFAULT_TEMPLATE, attn_implementation: str | None = None, min_pixels: int | None = None,
+             max_pixels: int | None = None, model_type: str | None = None) -> "Qwen2VLAdapter":
+        """A Qwen2-VL / Qwen2.5-VL checkpoint folder (model, tokenizer and image processor,
+        ``from_pretrained(local_files_only=True)``). ``dtype`` None: bfloat16 on CUDA (the dtype
+        Qwen's checkpoints ship in), float32 on the CPU. ``model_type`` ('qwen2_vl' or 'qwen2_5_vl')
+        insists on that kind. Raises ValueError when the folder is missing or holds another model."""
+        try:
+            import torch
+            import transformers
+            from transformers import AutoImageProcessor, AutoTokenizer
+        except ImportError:
+            raise ValueError("vlm: Qwen2-VL needs torch and transformers: "
+                             "pip install torch==2.13.0 transformers") from None
+        p = Path(path)
+        if not p.is_dir():
+            raise ValueError(f"vlm: Qwen2-VL checkpoint folder {str(p)!r} does not exist")
+        cfg_file = p / "config.json"
+        if not cfg_file.exists():
+            raise ValueError(f"vlm: {str(p)!r} has no config.json; expected a Qwen2-VL checkpoint folder")
+        found = json.loads(cfg_file.read_text()).get("model_type")
+        wanted = (model_type,) if model_type else tuple(MODEL_CLASSES)
+        if found not in wanted:
+            raise ValueError(f"vlm: {str(p)!r} holds a {found!r} model, not {' or '.join(map(repr, wanted))}")
+        model_class = getattr(transformers, MODEL_CLASSES[found], None)
+        if model_class is None:
+            raise ValueError(f"vlm: this transformers ({transformers.__version__}) has no {MODEL_CLASSES[found]}")
+        if dtype is None:
+            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        try:
+            model = model_class.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+            image_processor = AutoImageProcessor.from_pretrained(str(p), local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"vlm: cannot load a Qwen2-VL checkpoint from {str(p)!r}: {e}") from None
+        return cls(model.to(device), tokenizer, image_processor, tokens=tokens, template=template,
+                   min_pixels=min_pixels, max_pixels=max_pixels)
+
+    # ------------------------------------------------------------------ vision
+    def image_inputs(self, frame_rgb) -> dict:
+        """The image processor's ``pixel_values`` (flattened patches) and ``image_grid_thw`` [1, 3]
+        (patch grid, before the merge) for the whole frame, on the model's device."""
+        a = host(frame_rgb)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise TypeError(f"frame: expected H x W x 3 uint8 RGB; got {a.dtype} {a.shape}")
+        kw = {"size": self.size} if self.size is not None else {}
+        out = self.image_processor(images=[np.ascontiguousarray(a)], return_tensors="pt",
+                                   input_data_format="channels_last", **kw)
+        return {"pixel_values": out["pixel_values"].to(self.device, self.dtype),
+                "image_grid_thw": out["image_grid_thw"].to(self.device)}
+
+    def _merged_grid(self, image):
+        """[D, h, w] float32: the vision tower's merged tokens (raster order) as a grid."""
+        _, gh, gw = (int(v) for v in image["image_grid_thw"][0])
+        h, w = gh // self.merge, gw // self.merge
+        with self._torch.no_grad():
+            out = self.model.model.get_image_features(image["pixel_values"], image["image_grid_thw"], return_dict=True)
+        return out.pooler_output[0].float().T.reshape(-1, h, w).contiguous()
+
+    def vision_features(self, frame_rgb):
+        """[D, h, w] float32 torch tensor: the vision tower's output on its merged patch grid (after
+        the 2x2 merge, which for Qwen2-VL is the projector: D is the language model's width)."""
+        return self._merged_grid(self.image_inputs(frame_rgb))
+
+    def _gather(self, result, features):
+        """[N, D] float32 on the model's device: result.gather_features over the merged grid."""
+        torch = self._torch
+        pipe = result._pipeline
+        if pipe is None or pipe.device == "cpu":
+            return torch.from_numpy(result.gather_features(features.cpu().numpy())).to(self.device)
+        f = features.to(f"cuda:{pipe.cuda_device}").contiguous()
+        out = torch.empty((len(host(result.kinds)), f.shape[0]), dtype=torch.float32, device=f.device)
+        result.gather_features(f, out, stream=torch.cuda.current_stream(f.device).cuda_stream)
+        torch.cuda.current_stream(f.device).synchronize()
+        return out.to(self.device)
+
+    @staticmethod
+    def token_cells(result, index, h: int, w: int) -> np.ndarray:
+        """Raster index (row * w + column) on an h x w grid of the cell under each token's centre:
+        the cell ``gather_features`` centres the token's window on (same float32 arithmetic)."""
+        pos = np.asarray(host(result.positions), np.float32)[index]
+        width, height = (np.float32(v) for v in result.frame_size)
+        ci = np.clip((pos[:, 1] * np.float32(h) / height).astype(np.int64), 0, h - 1)
+        cj = np.clip((pos[:, 0] * np.float32(w) / width).astype(np.int64), 0, w - 1)
+        return ci * w + cj
+
+    # ------------------------------------------------------------------ language
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
+        """Model inputs: ``inputs_embeds`` [1, L, D] with K visual tokens at the image-token places,
+        ``attention_mask`` [1, L], ``position_ids`` [3, 1, L] (the full grid's, kept places only),
+        ``rope_deltas`` [1, 1], ``input_ids`` [1, L] (for reference), ``num_visual_tokens`` K,
+        ``token_index`` (pack index of each visual token, in prompt order), ``cells`` (its merged-grid
+        cell) and ``image_grid_thw``. ``tokens`` overrides the adapter's knob."""
+        torch = self._torch
+        a = host(frame_rgb)
+        if tuple(result.frame_size) != (a.shape[1], a.shape[0]):
+            raise ValueError(f"frame: {a.shape[1]}x{a.shape[0]} is not the frame the result was made from "
+                             f"({result.frame_size[0]}x{result.frame_size[1]})")
+        keep = kept_tokens(result, self.tokens if tokens is None else tokens)
+        if len(keep) == 0:
+            raise ValueError("result: the token pack holds no gestalt or saccade tokens")
+        image = self.image_inputs(a)
+        grid = self._merged_grid(image)                                          # [D, h, w]
+        h, w = grid.shape[1:]
+        cells = self.token_cells(result, keep, h, w)
+        order = np.argsort(cells, kind="stable")  # raster order; ties keep the pack's order
+        keep, cells = keep[order], cells[order]
+        feats = self._gather(result, grid)                                        # [N, D]
+        visual = feats[torch.from_numpy(keep.astype(np.int64)).to(self.device)]
+        return dict(self._language_inputs(visual, cells, image["image_grid_thw"], prompt), token_index=keep)
+
+    def _language_inputs(self, visual, cells: np.ndarray, image_grid_thw, prompt: str) -> dict:
+        """``prepare``'s keys but ``token_index``, for visual tokens ``visual`` [K, D] (language-model
+        space) at merged-grid cells ``cells`` [K] (raster index, in prompt order) of the image
+        ``image_grid_thw`` describes."""
+        torch = self._torch
+        _, gh, gw = (int(v) for v in image_grid_thw[0])
+        h, w = gh // self.merge, gw // self.merge
+        head, tail = self._prompt_parts(prompt)
+        full_ids = torch.tensor([head + [self.image_token_id] * (h * w) + tail], dtype=torch.long, device=self.device)
+        full_positions, full_deltas = self.model.model.get_rope_index(
+            full_ids, mm_token_type_ids=(full_ids == self.image_token_id).int(), image_grid_thw=image_grid_thw,
+            attention_mask=torch.ones_like(full_ids))
+        n_head = len(head)
+        columns = np.concatenate([np.arange(n_head), n_head + cells, n_head + h * w + np.arange(len(tail))])
+        columns = torch.from_numpy(columns).to(self.device)
+        input_ids = full_ids[:, columns]
+        position_ids = full_positions[:, :, columns]
+        # Decoding goes on where the full prompt's would: next position = length + delta for both.
+        rope_deltas = full_deltas + (full_ids.shape[1] - input_ids.shape[1])
+        with torch.no_grad():
+            embeds = self.model.get_input_embeddings()(input_ids)
+            mask = (input_ids == self.image_token_id)[..., None].expand_as(embeds)
+            embeds = embeds.masked_scatter(mask, visual.to(embeds.dtype))
+        return {"inputs_embeds": embeds, "attention_mask": torch.ones_like(input_ids), "position_ids": position_ids,
+                "rope_deltas": rope_deltas, "input_ids": input_ids, "num_visual_tokens": int(len(cells)),
+                "cells": cells, "image_grid_thw": image_grid_thw}
+
+    def _prompt_parts(self, prompt: str) -> tuple[list, list]:
+        """Token ids of the template before and after the image placeholder, around ``prompt``."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt: expected a str; got {type(prompt).__name__}")
+        before, after = self.template.replace("{prompt}", prompt).split("<image>")
+        head = list(self.tokenizer(before)["input_ids"])
+        tail = list(self.tokenizer(after, add_special_tokens=False)["input_ids"])
+        if self.image_token_id in head or self.image_token_id in tail:
+            raise ValueError("prompt: it contains the image token; the adapter places the image tokens itself")
+        return head, tail
+
+    def logits(self, inputs: dict):
+        """[1, L, vocab] float32 logits of one forward pass over ``prepare``'s inputs."""
+        with self._torch.no_grad():
+            out = self.model(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
+                             position_ids=inputs["position_ids"])
+        return out.logits.float()
+
+    def generate_ids(self, inputs: dict, max_new_tokens: int = 16, **kw):
+        """[1, n] new token ids; greedy unless ``do_sample=True`` is passed. The explicit positions go
+        to ``generate``, which continues each new token at the last position + 1 (= length +
+        ``rope_deltas``), as the stock model does."""
+        kw.setdefault("do_sample", False)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        if pad is not None:
+            kw.setdefault("pad_token_id", pad)
+        with self._torch.no_grad():
+            # With inputs_embeds only, generate returns just the new tokens.
+            return self.model.generate(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
+                                       position_ids=inputs["position_ids"], max_new_tokens=int(max_new_tokens), **kw)
+
+    def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
+        """The new text (special tokens skipped); greedy unless ``do_sample=True`` is passed."""
+        return self.tokenizer.decode(self.generate_ids(inputs, max_new_tokens, **kw)[0], skip_special_tokens=True)
