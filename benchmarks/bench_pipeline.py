@@ -75,3 +75,25 @@ def test_pipeline_numpy_reference_640(benchmark, frames):
 
     benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)
     record(benchmark, benchmark.group, "numpy-reference-float64", 0)
+
+
+@pytest.mark.parametrize("matcher", ["bag", "bag+layout"])
+def test_pipeline_exemplar_640(benchmark, frames, matcher):
+    """An exemplar query at 640x480 on the CPU: the bag-of-patches match alone (the layout templates
+    removed) against bag + layout matching (the default), in the same run: what layout matching adds."""
+    benchmark.group = "exemplar 640x480"
+    f1, f2 = frames["640x480"]
+    pipe = arrcoc_rt.Pipeline(640, 480, device="cpu", encoder="builtin")
+    exemplar = np.ascontiguousarray(f1[180:260, 250:330])  # an 80 x 80 crop: templates of 8-px cells
+    pipe.process(f1, query_image=exemplar)
+    if matcher == "bag":
+        pipe._sem.set_layout([])  # the cached query keeps its vectors; only the layout goes
+    timings, state = [], {"i": 0}
+
+    def run():
+        state["i"] += 1
+        timings.append(pipe.process(f2 if state["i"] % 2 else f1, query_image=exemplar).timings)
+
+    benchmark.pedantic(run, rounds=20, warmup_rounds=2, iterations=1)
+    benchmark.extra_info["stage_median_ms"] = _stage_medians(timings)
+    record(benchmark, benchmark.group, matcher, 0)

@@ -15,7 +15,7 @@ import arrcoc_rt
 from arrcoc_rt import reference as R
 from conftest import devices, host, real_image
 
-LEVEL4 = (5, 9, 10, 11, 12, 14, 33, 35, 36)
+LEVEL4 = (3, 5, 9, 10, 11, 12, 14, 33, 35, 36)
 
 
 def _history(result):
@@ -26,7 +26,8 @@ def _history(result):
     tokens[result.patches[sac]] = sac
     budgets[result.patches[sac]] = result.budgets[sac]
     return dict(previous_relevance=result.relevance.astype(np.float64), previous_tokens=tokens.reshape(h4, w4),
-                previous_budgets=budgets.reshape(h4, w4))
+                previous_budgets=budgets.reshape(h4, w4),
+                previous_lum=host(result.texture.channel(3, 4)).astype(np.float64))
 
 
 def _reference_for(pipe, result, previous, has_query=False, **kw):
@@ -49,7 +50,8 @@ def _reference_for(pipe, result, previous, has_query=False, **kw):
                              strategy=cfg["strategy"], seed=cfg["seed"], decay=cfg["decay"],
                              motion_boost=cfg["motion_boost"], motion_threshold=cfg["motion_threshold"],
                              gestalt_overlap=cfg["gestalt_overlap"], cut_motion=cfg["cut_motion"],
-                             cut_share=cfg["cut_share"], hysteresis=cfg["hysteresis"], lod_band=cfg["lod_band"],
+                             cut_share=cfg["cut_share"], cut_correlation=cfg["cut_correlation"],
+                             hysteresis=cfg["hysteresis"], lod_band=cfg["lod_band"],
                              max_candidates=min(1024, cfg["top_clusters"] * cfg["patches_per_cluster"] + cfg["saccades"]),
                              **kw)
 

@@ -81,3 +81,54 @@ def test_an_object_that_appears_gets_saccades_at_once():
         r, _ = results[k]
         on = [p for p in r.patches[r.kinds == 1] if int(p) in box]
         assert on, f"frame {k}: no saccade on the new object"
+
+
+def _resized(img, w, h):
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.BILINEAR))
+
+
+def _matched(shot, to):
+    """`shot` with the per-channel mean and spread of `to`: two shots of similar colour and brightness."""
+    s = shot.astype(np.float64)
+    s = (s - s.mean((0, 1))) / (s.std((0, 1)) + 1e-6) * to.std((0, 1)) + to.mean((0, 1))
+    return np.clip(s, 0, 255).astype(np.uint8)
+
+
+def test_cuts_are_found_by_structure_and_nothing_else_is_a_cut():
+    """A real H.264 clip (320x192) made of: a slow pan, a fast pan (24 px/frame), a handheld shake, a
+    zoom, a flash (two frames 1.8x brighter), and hard cuts between four real photographs, two of
+    them between shots whose colour and brightness are matched. Every cut is flagged in its own
+    frame; nothing else is (the flash moves most pixels but keeps the structure)."""
+    w, h = 320, 192
+    astro = _resized(data.astronaut(), 960, 960)
+    coffee = _resized(data.coffee(), 720, 540)
+    chelsea = _resized(data.chelsea(), 720, 540)
+    rocket = _resized(data.rocket(), 720, 480)
+    frames, cuts = [], []
+
+    def cut_to(shots):
+        cuts.append(len(frames))
+        frames.extend(shots)
+
+    frames += [astro[100:100 + h, 4 * i:4 * i + w] for i in range(8)]                        # slow pan
+    frames += [astro[100:100 + h, 32 + 24 * i:32 + 24 * i + w] for i in range(8)]             # fast pan
+    frames += [astro[100 + (6 if i % 2 else 0):100 + (6 if i % 2 else 0) + h,
+                     200 + (8 if i % 3 else 0):200 + (8 if i % 3 else 0) + w] for i in range(6)]  # shake
+    cut_to([coffee[100:100 + h, 150:150 + w]] * 6)
+    cy, cx = 100 + h // 2, 150 + w // 2  # zoom in on the shot's centre, 5 % a frame
+    for i in range(1, 7):
+        zh, zw = round(h / (1 + 0.05 * i)), round(w / (1 + 0.05 * i))
+        frames.append(_resized(coffee[cy - zh // 2:cy - zh // 2 + zh, cx - zw // 2:cx - zw // 2 + zw], w, h))
+    flash = [chelsea[200:200 + h, 250:250 + w].copy() for _ in range(6)]
+    for i in (2, 3):
+        flash[i] = np.clip(flash[i].astype(np.float64) * 1.8 + 20, 0, 255).astype(np.uint8)
+    cut_to(flash)
+    a = rocket[150:150 + h, 300:300 + w]
+    cut_to([_matched(a, frames[-1])] * 5)                       # similar colour and brightness
+    cut_to([_matched(astro[600:600 + h, 500:500 + w], a)] * 5)  # and again
+    results = run_clip(encode(frames))
+    assert len(results) == len(frames)
+    flagged = [i for i, (r, _) in enumerate(results) if r.scene_cut]
+    assert flagged == cuts, f"cuts flagged at {flagged}; true cuts at {cuts}"

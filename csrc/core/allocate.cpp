@@ -83,9 +83,9 @@ Status check_config(const AllocatorConfig& c) {
   if (!(std::fabs(c.offset) <= 1.0f)) return range("offset", c.offset, -1, 1);
   if (static_cast<int>(c.strategy) < 0 || static_cast<int>(c.strategy) > 3)
     return bad(StatusCode::kInvalidArgument, "strategy must be balanced, random, saliency or query");
-  const float unit[] = {c.decay, c.motion_boost, c.motion_threshold, c.cut_motion, c.cut_share};
-  const char* names[] = {"decay", "motion_boost", "motion_threshold", "cut_motion", "cut_share"};
-  for (int i = 0; i < 5; ++i)
+  const float unit[] = {c.decay, c.motion_boost, c.motion_threshold, c.cut_motion, c.cut_share, c.cut_correlation};
+  const char* names[] = {"decay", "motion_boost", "motion_threshold", "cut_motion", "cut_share", "cut_correlation"};
+  for (int i = 0; i < 6; ++i)
     if (!(unit[i] >= 0.0f && unit[i] <= 1.0f)) return range(names[i], unit[i], 0, 1);
   if (c.glimpse_size < 1 || c.glimpse_size > 64) return range("glimpse_size", c.glimpse_size, 1, 64);
   if (!(c.hysteresis >= 0.0f && c.hysteresis <= 1.0f)) return range("hysteresis", c.hysteresis, 0, 1);
@@ -112,6 +112,7 @@ struct TokenAllocator::Impl {
   float* rel[2] = {nullptr, nullptr};  // relevance grids: previous / new, swapped each frame
   int32_t* token_of_patch[2] = {nullptr, nullptr};   // saccade token per patch: previous / new
   int32_t* budget_of_patch[2] = {nullptr, nullptr};  // its level of detail
+  float* lum_of_patch[2] = {nullptr, nullptr};       // level-4 luminance: previous / this frame
   bool has_history = false;
   int32_t hist_w4 = 0, hist_h4 = 0;
   int32_t last_width = 0, last_height = 0;  // frame size of the last run
@@ -133,6 +134,8 @@ struct TokenAllocator::Impl {
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &rel[i]);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &token_of_patch[i]);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &budget_of_patch[i]);
+    for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &lum_of_patch[i]);
+    if (s.ok()) s = arena.alloc_n(kStructureSums, &b.structure_sums);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_token);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_budget);
     if (s.ok()) s = arena.alloc_n(n4, &b.is_candidate);
@@ -215,6 +218,7 @@ struct TokenAllocator::Impl {
     p.mvx4 = plane(35, 4);
     p.mvy4 = plane(36, 4);
     p.motion0 = plane(10, 0);
+    p.lum4 = plane(3, 4);
     p.out_cached4 = plane(34, 4);
     p.out_info4 = plane(37, 4);
     p.out_sal4 = plane(38, 4);
@@ -246,6 +250,8 @@ struct TokenAllocator::Impl {
     p.prev_budget = budget_of_patch[0];
     p.new_token = token_of_patch[1];
     p.new_budget = budget_of_patch[1];
+    p.prev_lum = lum_of_patch[0];
+    p.new_lum = lum_of_patch[1];
     p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
       s = cpu::run_allocation(p);
@@ -263,6 +269,7 @@ struct TokenAllocator::Impl {
     std::swap(rel[0], rel[1]);  // this frame's relevance and saccades are the next frame's history
     std::swap(token_of_patch[0], token_of_patch[1]);
     std::swap(budget_of_patch[0], budget_of_patch[1]);
+    std::swap(lum_of_patch[0], lum_of_patch[1]);
     has_history = true;
     hist_w4 = p.w4;
     hist_h4 = p.h4;

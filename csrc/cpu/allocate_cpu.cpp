@@ -44,6 +44,18 @@ void run_typed(const AllocateParams& p) {
     });
     for (int y = 0; y < p.height; ++y) moving += row_counts[y];
   }
+  // Structure sums (integers: exact; a few thousand patches, one pass).
+  for (int k = 0; k < kStructureSums; ++k) p.structure_sums[k] = 0;
+  for (int q = 0; q < npatch; ++q) {
+    unsigned long long t[kMotionSums];
+    motion_terms<T>(p, q, t);
+    for (int k = 0; k < kMotionSums; ++k) p.structure_sums[k] += t[k];
+  }
+  for (int q = 0; q < npatch; ++q) {
+    unsigned long long t[kStructureSums - kMotionSums];
+    structure_terms<T>(p, q, t);
+    for (int k = 0; k < kStructureSums - kMotionSums; ++k) p.structure_sums[kMotionSums + k] += t[k];
+  }
   const bool cut = is_scene_cut(p, moving);
   parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });
 

@@ -23,6 +23,25 @@ __global__ void motion_count_kernel(AllocateParams p) {
     atomicAdd(p.counters + 3, 1);
 }
 
+// The scene cut's structure test in two passes (integers: atomics in any order give the same sums).
+template <typename T>
+__global__ void motion_sum_kernel(AllocateParams p) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= p.w4 * p.h4) return;
+  unsigned long long t[kMotionSums];
+  motion_terms<T>(p, q, t);
+  for (int k = 0; k < kMotionSums; ++k) atomicAdd(p.structure_sums + k, t[k]);
+}
+
+template <typename T>
+__global__ void structure_kernel(AllocateParams p) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= p.w4 * p.h4) return;
+  unsigned long long t[kStructureSums - kMotionSums];
+  structure_terms<T>(p, q, t);
+  for (int k = 0; k < kStructureSums - kMotionSums; ++k) atomicAdd(p.structure_sums + kMotionSums + k, t[k]);
+}
+
 template <typename T>
 __global__ void carry_kernel(AllocateParams p) {
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
@@ -165,10 +184,15 @@ template <typename T>
 Status run_typed(const AllocateParams& p, cudaStream_t st) {
   Status s = check(cudaMemsetAsync(p.counters, 0, 4 * sizeof(int32_t), st), "cudaMemsetAsync");
   if (!s.ok()) return s;
+  s = check(cudaMemsetAsync(p.structure_sums, 0, kStructureSums * sizeof(unsigned long long), st), "cudaMemsetAsync");
+  if (!s.ok()) return s;
   const int npatch = p.w4 * p.h4;
   const int P = p.cfg.glimpse_size;
   launch(motion_count_kernel<T>, blocks_for(static_cast<int64_t>(p.width) * p.height), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "motion_count_kernel launch")).ok()) return s;
+  launch(motion_sum_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
+  launch(structure_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
+  if (!(s = check(cudaGetLastError(), "structure_kernel launch")).ok()) return s;
   launch(carry_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "carry_kernel launch")).ok()) return s;
   launch(fused_allocate_kernel<T>, 1, kFused, 0, st)(p);

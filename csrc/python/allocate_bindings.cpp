@@ -85,6 +85,7 @@ class PyTokenAllocator {
     c.motion_threshold = kw["motion_threshold"].cast<float>();
     c.cut_motion = kw["cut_motion"].cast<float>();
     c.cut_share = kw["cut_share"].cast<float>();
+    c.cut_correlation = kw["cut_correlation"].cast<float>();
     c.gestalt_overlap = kw["gestalt_overlap"].cast<bool>();
     c.glimpse_size = kw["glimpse_size"].cast<int>();
     c.hysteresis = kw["hysteresis"].cast<float>();

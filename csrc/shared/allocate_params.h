@@ -32,6 +32,10 @@ struct AllocateParams {
   const void* mvx4;                     // ch 35 at level 4
   const void* mvy4;                     // ch 36 at level 4
   const void* motion0;                  // ch 10 at level 0 (scene cut)
+  const void* lum4;                     // ch 3 at level 4 (scene cut: structure)
+  const float* prev_lum;                // [w4*h4] the previous frame's lum4 (with has_history)
+  float* new_lum;                       // [w4*h4] this frame's, for the next
+  unsigned long long* structure_sums;   // [kStructureSums] see structure_terms
   int32_t* row_counts;                  // CPU: [max_height] moving pixels per row of motion0
   void* out_cached4;                    // ch 34 at level 4 (written)
   void* out_info4;                      // ch 37 at level 4 (written)
@@ -93,9 +97,67 @@ ARRCOC_HD float plane_value(const void* plane, int64_t i) {
   return math::load_texel(static_cast<const T*>(plane) + i);
 }
 
-// Scene cut of this frame from the count of level-0 pixels with motion above cut_motion.
+// Scene cut of a frame: more than cut_share of the level-0 pixels move by more than cut_motion,
+// and the structure changed (structure_correlation below cut_correlation; without a previous
+// frame of this grid, motion alone decides).
+// structure_sums: [0..1] the motion vectors' sums (whole pixels), then [2..6] sums of x, y, x^2,
+// y^2, xy in 2^-20 units (two's complement; exact in any order).
+constexpr int kMotionSums = 2;
+constexpr int kStructureSums = kMotionSums + 5;
+
+ARRCOC_HD int64_t structure_fixed(float v) { return static_cast<int64_t>(rintf(v * 1048576.0f)); }
+
+// Pass 1, patch q: its motion vector, for the frame's mean (the camera's motion).
+template <typename T>
+ARRCOC_HD void motion_terms(const AllocateParams& p, int q, unsigned long long out[kMotionSums]) {
+  out[0] = static_cast<unsigned long long>(static_cast<int64_t>(rintf(plane_value<T>(p.mvx4, q))));
+  out[1] = static_cast<unsigned long long>(static_cast<int64_t>(rintf(plane_value<T>(p.mvy4, q))));
+}
+
+ARRCOC_HD float mean_motion(const unsigned long long* sums, int which, int64_t n) {
+  return static_cast<float>(static_cast<double>(static_cast<int64_t>(sums[which])) / static_cast<double>(n));
+}
+
+// Pass 2, patch q: x = its level-4 luminance, y = the previous frame's at the patch the frame's
+// mean motion brings there (0 without history). One global shift, not each patch's own vector: at a
+// cut, block matching still finds each block a best-looking source, and those would make unrelated
+// frames correlate; a pan or shake moves everything alike.
+template <typename T>
+ARRCOC_HD void structure_terms(const AllocateParams& p, int q, unsigned long long out[kStructureSums - kMotionSums]) {
+  const float lx = plane_value<T>(p.lum4, q);
+  p.new_lum[q] = lx;
+  int64_t x = 0, y = 0;
+  if (p.has_history) {
+    const int64_t n = static_cast<int64_t>(p.w4) * p.h4;
+    const float mx = mean_motion(p.structure_sums, 0, n), my = mean_motion(p.structure_sums, 1, n);
+    x = structure_fixed(lx);
+    y = structure_fixed(p.prev_lum[math::warp_source(q / p.w4, q % p.w4, mx, my, p.w4, p.h4)]);
+  }
+  const int64_t t[kStructureSums - kMotionSums] = {x, y, x * x, y * y, x * y};
+  for (int k = 0; k < kStructureSums - kMotionSums; ++k) out[k] = static_cast<unsigned long long>(t[k]);
+}
+
+// Pearson correlation from the exact sums over n patches (double arithmetic on exact integers:
+// the same bits everywhere, unless a compiler fuses it); 1 (no structural change) when either
+// frame is flat.
+ARRCOC_HD double structure_correlation(const unsigned long long* all_sums, int64_t n) {
+  const unsigned long long* sums = all_sums + kMotionSums;
+  const double s = 1.0 / 1048576.0, n_d = static_cast<double>(n);
+  const double sx = static_cast<double>(static_cast<int64_t>(sums[0])) * s;
+  const double sy = static_cast<double>(static_cast<int64_t>(sums[1])) * s;
+  const double sxx = static_cast<double>(static_cast<int64_t>(sums[2])) * s * s;
+  const double syy = static_cast<double>(static_cast<int64_t>(sums[3])) * s * s;
+  const double sxy = static_cast<double>(static_cast<int64_t>(sums[4])) * s * s;
+  const double vx = n_d * sxx - sx * sx, vy = n_d * syy - sy * sy;
+  if (!(vx > 1e-12 * n_d * n_d) || !(vy > 1e-12 * n_d * n_d)) return 1.0;
+  return (n_d * sxy - sx * sy) / sqrt(vx * vy);
+}
+
 ARRCOC_HD bool is_scene_cut(const AllocateParams& p, int64_t count) {
-  return p.motion_valid && static_cast<double>(count) > static_cast<double>(p.cfg.cut_share) * p.width * p.height;
+  if (!(p.motion_valid && static_cast<double>(count) > static_cast<double>(p.cfg.cut_share) * p.width * p.height))
+    return false;
+  return !p.has_history ||
+         structure_correlation(p.structure_sums, static_cast<int64_t>(p.w4) * p.h4) < static_cast<double>(p.cfg.cut_correlation);
 }
 
 // Per patch: the warped previous relevance (ch 34) and the decayed carry-over of new_rel.

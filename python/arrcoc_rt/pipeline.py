@@ -35,7 +35,8 @@ ALLOCATOR_DEFAULTS = {
     "motion_boost": (0.8, 0.0, 1.0, float),
     "motion_threshold": (0.2, 0.0, 1.0, float),
     "cut_motion": (0.2, 0.0, 1.0, float),
-    "cut_share": (0.5, 0.0, 1.0, float),
+    "cut_share": (0.25, 0.0, 1.0, float),
+    "cut_correlation": (0.5, 0.0, 1.0, float),
     "glimpse_size": (16, 1, 64, int),
     "hysteresis": (0.15, 0.0, 1.0, float),
     "lod_band": (24.0, 0.0, 336.0, float),
@@ -181,7 +182,9 @@ class Pipeline:
     (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * 64),
     steepness 0 ([-20, 20]), offset 0 ([-1, 1]), strategy 'balanced' | 'random' | 'saliency' |
     'query', seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share
-    0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion > cut_motion), gestalt_overlap True, glimpse_size 16 (1..64);
+    0.25, cut_correlation 0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion >
+    cut_motion and a level-4 luminance correlation with the previous frame, moved by the mean motion
+    vector, below cut_correlation: a flash is no cut), gestalt_overlap True, glimpse_size 16 (1..64);
     hysteresis 0.15 ([0, 1]: content that held a saccade keeps it unless a newcomer's key is higher by
     this margin), lod_band 24 ([0, 336]: a held saccade keeps its level of detail while its budget stays
     within this of the level's interval); weights: None (the untrained

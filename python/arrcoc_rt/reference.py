@@ -608,8 +608,31 @@ def patch_centre(patch, w4: int, width: int, height: int):
     return (x0 + np.minimum(x0 + PATCH, width)) / 2.0, (y0 + np.minimum(y0 + PATCH, height)) / 2.0
 
 
-def scene_cut(motion_level0: np.ndarray, motion_valid: bool, threshold=0.2, share=0.5) -> bool:
-    return bool(motion_valid and np.count_nonzero(np.asarray(motion_level0) > threshold) > share * motion_level0.size)
+def scene_cut(motion_level0: np.ndarray, motion_valid: bool, threshold=0.2, share=0.25, correlation=None,
+              cut_correlation=0.5) -> bool:
+    """More than ``share`` of the pixels move by more than ``threshold``, and (with a previous frame)
+    the structure ``correlation`` (``structure_correlation``) is below ``cut_correlation``."""
+    moving = motion_valid and np.count_nonzero(np.asarray(motion_level0) > threshold) > share * motion_level0.size
+    return bool(moving and (correlation is None or correlation < cut_correlation))
+
+
+def structure_correlation(lum4: np.ndarray, previous_lum4: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> float:
+    """Pearson correlation of the level-4 luminance with the previous frame's moved by the frame's
+    mean motion vector (whole pixels averaged; one shift for the whole frame), from exact integer
+    sums of the values in 2^-20 units, as the backends compute it; 1 when either frame is flat."""
+    n = int(np.size(lum4))
+    shift = [np.float32(float(int(np.rint(np.asarray(m, np.float32)).astype(np.int64).sum())) / n) for m in (mvx, mvy)]
+    x = np.rint(np.asarray(lum4, np.float32).astype(np.float64) * 2.0 ** 20).astype(np.int64).ravel()
+    prev = warp_relevance(np.asarray(previous_lum4, np.float32).astype(np.float64),
+                          np.full(np.shape(lum4), float(shift[0])), np.full(np.shape(lum4), float(shift[1])))
+    y = np.rint(prev * 2.0 ** 20).astype(np.int64).ravel()
+    s = 2.0 ** -20
+    sx, sy = float(x.sum()) * s, float(y.sum()) * s
+    sxx, syy, sxy = (float(int(v)) * s * s for v in ((x * x).sum(), (y * y).sum(), (x * y).sum()))
+    vx, vy = n * sxx - sx * sx, n * syy - sy * sy
+    if not (vx > 1e-12 * n * n) or not (vy > 1e-12 * n * n):
+        return 1.0
+    return float((n * sxy - sx * sy) / np.sqrt(vx * vy))
 
 
 def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.ndarray:
@@ -626,19 +649,23 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     height: int, weights: dict, previous_relevance=None, has_query=False, frame_index=0,
                     gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=0.0,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
-                    gestalt_overlap=True, cut_motion=0.2, cut_share=0.5, previous_tokens=None,
+                    gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
                     previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
-                    patch_contrast=None) -> ReferenceAllocation:
+                    patch_contrast=None, previous_lum=None, cut_correlation=0.5) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
     (held saccades), given together with ``previous_relevance``. Candidates are the cascade's, then
     the held patches it did not propose (patch order), up to ``max_candidates``. ``patch_contrast``:
-    the cascade's colour contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``)."""
+    the cascade's colour contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``).
+    ``previous_lum``: the previous frame's level-4 luminance (channel 3), with the history."""
     h4, w4 = np.asarray(level4[11]).shape
-    cut = scene_cut(motion_level0, motion_valid, cut_motion, cut_share)
     mvx = np.asarray(level4[35], np.float64)
     mvy = np.asarray(level4[36], np.float64)
+    history = previous_relevance is not None and np.asarray(previous_relevance).shape == (h4, w4)
+    correlation = (structure_correlation(level4[3], previous_lum, mvx, mvy)
+                   if history and previous_lum is not None else None)
+    cut = scene_cut(motion_level0, motion_valid, cut_motion, cut_share, correlation, cut_correlation)
     has_prev = previous_relevance is not None and np.asarray(previous_relevance).shape == (h4, w4) and not cut
     # Saccades stay on their content (followed along the motion vectors) unless beaten by a margin.
     if has_prev and previous_tokens is not None:

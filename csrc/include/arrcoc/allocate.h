@@ -52,11 +52,17 @@ struct AllocatorConfig {
   float decay = 0.8f;                // weight of the carried relevance, [0, 1]
   float motion_boost = 0.8f;         // added where motion > motion_threshold, [0, 1]
   float motion_threshold = 0.2f;     // [0, 1]
-  // Scene cut: more than cut_share of the pixels have motion (ch 10) above cut_motion. Measured on
-  // photo pairs: real cuts put 63-65% of pixels above 0.2, camera pans of up to 32 px at most 43%;
-  // a motion threshold of 0.5 would miss real cuts (only 7-9% of pixels exceed it). [0, 1] each.
+  // Scene cut: more than cut_share of the pixels have motion (ch 10) above cut_motion, and the
+  // frame's structure changed: the correlation of its level-4 luminance with the previous frame's,
+  // moved by the frame's mean motion vector, is below cut_correlation. Measured (2026-11-30, 320x192
+  // H.264 in tests/test_stability.py and photo pairs): hard cuts move 28-67 % of the pixels above
+  // 0.2 and correlate -0.23..0.35, cuts between shots of matched colour and brightness included;
+  // a flash (1.8x brighter, clipped) moves 94 % of the pixels but correlates 0.99; zoom >= 0.93,
+  // shake >= 0.89, pans within the motion search (16 px a frame) >= 0.86, 40 px a frame 0.60-0.69.
+  // Pans far beyond the search (80 px a frame: 0.3) read as cuts. [0, 1] each.
   float cut_motion = 0.2f;
-  float cut_share = 0.5f;
+  float cut_share = 0.25f;
+  float cut_correlation = 0.5f;
   bool gestalt_overlap = true;       // false: no saccade on a patch holding a gestalt centre
   // Stability. A candidate whose content (followed along the motion vectors) held a saccade in
   // the previous frame ranks with `hysteresis` added to its key: a newcomer must beat it by that
