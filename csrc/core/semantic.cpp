@@ -45,7 +45,19 @@ struct SemanticEncoder::Impl {
   std::vector<LayoutShape> layout_shapes;
   std::vector<float> layout_host;
   bool layout_memory = false;
+  // Which texture raw8 holds (encode made it): the layout's first pass is skipped for it.
+  struct FrameKey {
+    const void* data = nullptr;
+    uint64_t frame_index = 0;
+    int32_t width = 0, height = 0;
+    static FrameKey of(const TextureView& t) { return {t.data, t.frame_index, t.width, t.height}; }
+    bool operator==(const FrameKey& o) const {
+      return data == o.data && frame_index == o.frame_index && width == o.width && height == o.height;
+    }
+  };
+  FrameKey histograms_for;
   float* layout_templates = nullptr;                       // [kMaxLayoutTemplates * 32 * kMaxLayoutCells]
+  float* raw8 = nullptr;                                   // [kRawHistogram, hc8, wc8]
   float* cell_maps[kLayoutCellSizes] = {nullptr, nullptr, nullptr};  // [kCellStats, hc, wc] per size
   float* layout_rows = nullptr;                            // window sums (scratch)
   float* layout_win = nullptr;
@@ -65,6 +77,7 @@ struct SemanticEncoder::Impl {
     texture_layout(config.max_width, config.max_height, L);
     Status s = arena.alloc_n(static_cast<size_t>(kMaxLayoutTemplates) * kBuiltinDescriptorDims * kMaxLayoutCells,
                              &layout_templates);
+    if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kRawHistogram) * fine, &raw8);
     for (int z = 0; z < kLayoutCellSizes && s.ok(); ++z)
       s = arena.alloc_n(static_cast<size_t>(math::kCellStats) * cells_of(w, h, z), &cell_maps[z]);
     if (s.ok()) s = arena.alloc_n(math::kCellStats * fine, &layout_rows);
@@ -93,6 +106,7 @@ struct SemanticEncoder::Impl {
       p.wc[z] = (t.width + c - 1) / c;
       p.cell_maps[z] = (sizes >> z) & 1u ? cell_maps[z] : nullptr;
     }
+    p.raw8 = raw8;
     p.num_templates = templates ? static_cast<int32_t>(layout_shapes.size()) : 0;
     for (int k = 0; k < p.num_templates; ++k) {
       const LayoutShape& shape = layout_shapes[k];
@@ -246,13 +260,27 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
     p.features = m.features[0];
     p.previous = m.features[1];
     p.carry = carry;
+    // With an exemplar layout, the texels are read once: into the 8-px cells' raw histograms, which
+    // this frame's patch descriptors and the layout's cell maps then add up.
+    const bool via_cells = !carry && !m.layout_shapes.empty();
+    m.histograms_for = {};
+    LayoutParams lp{};
+    if (via_cells) {
+      lp = m.layout_params(texture, nullptr, 0u);
+      p.raw8 = lp.raw8;
+      p.hc8 = lp.hc[0];
+      p.wc8 = lp.wc[0];
+    }
     if (m.config.device == Device::kCPU) {
-      s = cpu::encode_semantic(p);
+      if (via_cells) s = cpu::match_layout(lp);
+      if (s.ok()) s = cpu::encode_semantic(p);
     } else {
       s = m.begin(cuda_stream);
+      if (s.ok() && via_cells) s = cuda::match_layout(lp, cuda_stream);
       if (s.ok()) s = cuda::encode_semantic(p, cuda_stream);
       if (s.ok()) s = m.end(cuda_stream);
     }
+    if (s.ok() && via_cells) m.histograms_for = Impl::FrameKey::of(texture);
     if (!s.ok()) {
       m.has_previous = false;
       return s;
@@ -323,7 +351,8 @@ Status SemanticEncoder::write_channels(const TextureView& texture, const float* 
       const float* templates = nullptr;
       if (!(s = m.stage(m.layout_host.data(), m.layout_templates, m.layout_host.size(), &templates, cuda_stream)).ok())
         return s;
-      const LayoutParams lp = m.layout_params(texture, templates, m.layout_sizes());
+      LayoutParams lp = m.layout_params(texture, templates, m.layout_sizes());
+      lp.histograms_ready = m.histograms_for.data != nullptr && m.histograms_for == Impl::FrameKey::of(texture);
       if (!(s = m.run_layout(lp, cuda_stream)).ok()) return s;
       p.layout = lp.layout;
     }

@@ -28,8 +28,10 @@ namespace {
 
 template <typename T>
 void match_layout_typed(const LayoutParams& p) {
+  if (!p.histograms_ready)
+    parallel_for(p.hc[0] * p.wc[0], p.num_threads, [&](int q) { layout_histogram_8px<T>(p, q); });
   for (int z = 0; z < kLayoutCellSizes; ++z)
-    if (p.cell_maps[z]) parallel_for(p.hc[z] * p.wc[z], p.num_threads, [&](int q) { layout_describe_cell<T>(p, z, q); });
+    if (p.cell_maps[z]) parallel_for(p.hc[z] * p.wc[z], p.num_threads, [&](int q) { layout_describe_cell(p, z, q); });
   for (int k = 0; k < p.num_templates; ++k) {
     const LayoutTemplateParams& t = p.t[k];
     if (t.ha == 0) continue;

@@ -22,9 +22,14 @@ __global__ void channels_kernel(SemanticParams p) {
 }
 
 template <typename T>
+__global__ void layout_histogram_kernel(LayoutParams p) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q < p.hc[0] * p.wc[0]) layout_histogram_8px<T>(p, q);
+}
+
 __global__ void layout_cells_kernel(LayoutParams p, int z) {
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
-  if (q < p.hc[z] * p.wc[z]) layout_describe_cell<T>(p, z, q);
+  if (q < p.hc[z] * p.wc[z]) layout_describe_cell(p, z, q);
 }
 
 __global__ void layout_row_sum_kernel(LayoutTemplateParams t, int64_t n) {
@@ -53,14 +58,15 @@ int blocks_for(int64_t n) { return static_cast<int>((n + 127) / 128); }
 
 Status match_layout(const LayoutParams& p, void* stream) noexcept {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  for (int z = 0; z < kLayoutCellSizes; ++z) {
-    if (!p.cell_maps[z]) continue;
-    const int n = p.hc[z] * p.wc[z];
-    if (p.dtype == DType::kFloat16)
-      launch(layout_cells_kernel<uint16_t>, blocks_for(n), 128, 0, s)(p, z);
-    else
-      launch(layout_cells_kernel<float>, blocks_for(n), 128, 0, s)(p, z);
-  }
+  const int n8 = p.hc[0] * p.wc[0];
+  if (p.histograms_ready)
+    ;  // encode() read the texels
+  else if (p.dtype == DType::kFloat16)
+    launch(layout_histogram_kernel<uint16_t>, blocks_for(n8), 128, 0, s)(p);
+  else
+    launch(layout_histogram_kernel<float>, blocks_for(n8), 128, 0, s)(p);
+  for (int z = 0; z < kLayoutCellSizes; ++z)
+    if (p.cell_maps[z]) launch(layout_cells_kernel, blocks_for(p.hc[z] * p.wc[z]), 128, 0, s)(p, z);
   for (int k = 0; k < p.num_templates; ++k) {
     const LayoutTemplateParams& t = p.t[k];
     if (t.ha == 0) continue;

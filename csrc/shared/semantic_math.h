@@ -49,11 +49,25 @@ struct DescriptorPlanes {
   int w1, h1;    // level-1 size
 };
 
-// Descriptor of a cell of `cell` x `cell` level-1 texels at cell (bi, bj) (cell 8: a 16-px patch;
-// 4 and 16: the 8-px and 32-px cells of exemplar layout matching).
+// Raw histogram of a cell: the 32 bins unnormalized, then the texel count and the magnitude sum.
+// Raw histograms of adjacent cells add up to their union's (exemplar layout builds its 16- and
+// 32-px cells from the 8-px ones this way).
+constexpr int kRawHistogram = kDescriptorDims + 2;
+
+// Descriptor from a raw histogram: each part normalized, square-rooted, scaled by 1/sqrt(3).
+ARRCOC_HD void normalize_histogram(const float* raw, float* out) {
+  const float n = raw[kDescriptorDims], msum = raw[kDescriptorDims + 1];
+  const float scale = 0.57735026919f;  // 1/sqrt(3)
+  for (int k = 0; k < 16; ++k) out[k] = scale * sqrtf(raw[k] / n);
+  for (int k = 16; k < 24; ++k) out[k] = scale * sqrtf(raw[k] / (msum + 1e-6f));
+  for (int k = 24; k < 32; ++k) out[k] = scale * sqrtf(raw[k] / n);
+}
+
+// Raw histogram of a cell of `cell` x `cell` level-1 texels at cell (bi, bj) (cell 8: a 16-px
+// patch; 4: the 8-px cells of exemplar layout matching).
 template <typename T>
-ARRCOC_HD void cell_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, int cell, float* out) {
-  float hist[kDescriptorDims];
+ARRCOC_HD void cell_histogram(const DescriptorPlanes<T>& P, int bi, int bj, int cell, float* raw) {
+  float* hist = raw;
   for (int k = 0; k < kDescriptorDims; ++k) hist[k] = 0.0f;
   float n = 0.0f, msum = 0.0f;
   const int i1 = cell * bi + cell < P.h1 ? cell * bi + cell : P.h1;
@@ -68,10 +82,15 @@ ARRCOC_HD void cell_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, int
       n += 1.0f;
       msum += m;
     }
-  const float scale = 0.57735026919f;  // 1/sqrt(3)
-  for (int k = 0; k < 16; ++k) out[k] = scale * sqrtf(hist[k] / n);
-  for (int k = 16; k < 24; ++k) out[k] = scale * sqrtf(hist[k] / (msum + 1e-6f));
-  for (int k = 24; k < 32; ++k) out[k] = scale * sqrtf(hist[k] / n);
+  raw[kDescriptorDims] = n;
+  raw[kDescriptorDims + 1] = msum;
+}
+
+template <typename T>
+ARRCOC_HD void cell_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, int cell, float* out) {
+  float raw[kRawHistogram];
+  cell_histogram(P, bi, bj, cell, raw);
+  normalize_histogram(raw, out);
 }
 
 template <typename T>

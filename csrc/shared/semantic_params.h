@@ -16,6 +16,8 @@ struct SemanticParams {
   float* features;                    // [32, h4, w4] descriptors written (encode)
   const float* previous;              // [32, h4, w4] previous descriptors (carry)
   bool carry;
+  const float* raw8;                  // or nullptr: [kRawHistogram, hc8, wc8] raw histograms of this
+  int32_t hc8, wc8;                   // frame's 8-px cells, to add up instead of reading the texels
   const float* in_features;           // [dims, h4, w4] features for write_channels
   int32_t dims;
   const float* query;                 // [num_queries, dims] on the device, or nullptr
@@ -48,6 +50,8 @@ struct LayoutParams {
   DType dtype;
   const void* l1[6];  // as SemanticParams::l1
   int32_t w1, h1, w4, h4;
+  float* raw8;                         // [kRawHistogram, hc[0], wc[0]] raw histograms of the 8-px cells
+  bool histograms_ready;               // raw8 already holds this frame's (made by encode)
   float* cell_maps[kLayoutCellSizes];  // [kCellStats, hc, wc] per cell size (nullptr: unused)
   int32_t hc[kLayoutCellSizes], wc[kLayoutCellSizes];
   int32_t num_templates;
@@ -70,12 +74,34 @@ ARRCOC_HD math::DescriptorPlanes<T> descriptor_planes(const void* const* l1, int
   return P;
 }
 
-// Cell q of the frame's cell map of size index `z`: 32 descriptor dims, then |d|^2.
+// The frame's texels are read once, into the raw histograms of the 8-px cells; cells of 16 and
+// 32 px add up their 2x2 and 4x4 children's.
 template <typename T>
+ARRCOC_HD void layout_histogram_8px(const LayoutParams& p, int q) {
+  const int64_t plane = static_cast<int64_t>(p.hc[0]) * p.wc[0];
+  float raw[math::kRawHistogram];
+  math::cell_histogram(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.wc[0], q % p.wc[0], 4, raw);
+  for (int k = 0; k < math::kRawHistogram; ++k) p.raw8[k * plane + q] = raw[k];
+}
+
+// Raw histogram of the f x f block of 8-px cells at block (ci, cj): the sum of its children.
+ARRCOC_HD void add_up_cells(const float* raw8, int hc8, int wc8, int f, int ci, int cj, float* raw) {
+  const int64_t plane8 = static_cast<int64_t>(hc8) * wc8;
+  for (int k = 0; k < math::kRawHistogram; ++k) raw[k] = 0.0f;
+  for (int a = 0; a < f && ci * f + a < hc8; ++a)
+    for (int b = 0; b < f && cj * f + b < wc8; ++b) {
+      const int64_t child = static_cast<int64_t>(ci * f + a) * wc8 + cj * f + b;
+      for (int k = 0; k < math::kRawHistogram; ++k) raw[k] += raw8[k * plane8 + child];
+    }
+}
+
+// Cell q of the frame's cell map of size index `z`: 32 descriptor dims, then |d|^2.
 ARRCOC_HD void layout_describe_cell(const LayoutParams& p, int z, int q) {
   const int64_t plane = static_cast<int64_t>(p.hc[z]) * p.wc[z];
+  float raw[math::kRawHistogram];
+  add_up_cells(p.raw8, p.hc[0], p.wc[0], 1 << z, q / p.wc[z], q % p.wc[z], raw);
   float d[math::kDescriptorDims];
-  math::cell_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.wc[z], q % p.wc[z], layout_cell_px(z) / 2, d);
+  math::normalize_histogram(raw, d);
   float e = 0.0f;
   for (int k = 0; k < math::kDescriptorDims; ++k) {
     p.cell_maps[z][k * plane + q] = d[k];
@@ -126,7 +152,13 @@ ARRCOC_HD void encode_patch(const SemanticParams& p, int q) {
     return;
   }
   float d[math::kDescriptorDims];
-  math::patch_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.w4, q % p.w4, d);
+  if (p.raw8) {  // an exemplar layout read the texels already: add up its 8-px cells
+    float raw[math::kRawHistogram];
+    add_up_cells(p.raw8, p.hc8, p.wc8, 2, q / p.w4, q % p.w4, raw);
+    math::normalize_histogram(raw, d);
+  } else {
+    math::patch_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.w4, q % p.w4, d);
+  }
   for (int k = 0; k < math::kDescriptorDims; ++k) p.features[k * n4 + q] = d[k];
 }
 
