@@ -132,3 +132,32 @@ def test_cuts_are_found_by_structure_and_nothing_else_is_a_cut():
     assert len(results) == len(frames)
     flagged = [i for i, (r, _) in enumerate(results) if r.scene_cut]
     assert flagged == cuts, f"cuts flagged at {flagged}; true cuts at {cuts}"
+
+
+def test_motion_counts_against_the_background_in_a_pan():
+    """A pan over a real photograph (8 px a frame) with a piece of the same photograph moving the
+    other way (8 px a frame): everything moves, so the frame difference is high on all the texture; salience counts
+    motion against the frame's mean motion vector, and the object stands out. Its candidates'
+    salience is above 90 % of the background candidates' by a clear margin, and it holds saccades."""
+    w, h = 320, 240
+    bg = _resized(data.astronaut(), 640, 640)
+    obj = np.ascontiguousarray(bg[200:248, 300:348])  # 48 x 48 of the same photo: only its motion differs
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu")
+    for i in range(4):
+        f = bg[150:150 + h, 40 + 8 * i:40 + 8 * i + w].copy()
+        x = 120 + 8 * i  # the background's content moves left, the object right
+        f[96:144, x:x + 48] = obj
+        r = pipe.process(np.ascontiguousarray(f))
+    x0, x1 = x + 8, x + 40  # patches well inside the object
+    cand = r.candidates
+    valid = cand >= 0
+    col, row = cand % r.relevance.shape[1], cand // r.relevance.shape[1]
+    on = valid & (col * 16 >= x0 - 8) & (col * 16 + 16 <= x1 + 8) & (row * 16 >= 96) & (row * 16 + 16 <= 144)
+    assert on.any(), "the moving object's patches are candidates"
+    background = np.asarray(r.salience_score)[valid & ~on]
+    # measured: object 0.93, background 90th percentile 0.75 (with the frame difference as the
+    # motion term instead: 0.92 and 0.88 -- the pan made all the texture "move")
+    assert np.median(np.asarray(r.salience_score)[on]) > np.quantile(background, 0.9) + 0.1
+    sac = r.kinds == 1
+    px, py = r.positions[sac].T
+    assert np.any((px >= x) & (px < x + 48) & (py >= 96) & (py < 144)), "saccades on the moving object"

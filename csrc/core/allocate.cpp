@@ -214,7 +214,7 @@ struct TokenAllocator::Impl {
     p.dtype = t.dtype;
     const size_t es = static_cast<size_t>(dtype_size(t.dtype));
     auto plane = [&](int ch, int level) { return static_cast<char*>(t.data) + t.plane_offset(ch, level) * es; };
-    for (int f = 0; f < kNumFeat; ++f) p.feat4[f] = plane(kFeatureChannel[f], 4);
+    for (int f = 0; f < kNumPlaneFeat; ++f) p.feat4[f] = plane(kFeatureChannel[f], 4);
     p.mvx4 = plane(35, 4);
     p.mvy4 = plane(36, 4);
     p.motion0 = plane(10, 0);

@@ -119,6 +119,12 @@ ARRCOC_HD float saccade_budget(float s, float steepness, float offset) {
   return 64.0f + 336.0f * minf(1.0f, maxf(0.0f, v));
 }
 
+// Motion against the background's (in patches) as a salience term on a fixed scale: 0.5 where a
+// patch moves with the frame's mean motion (a still camera included), 1 where it moves a patch or
+// more against it. Not normalized over the candidates: a lone mover is the point, and a robust
+// per-frame range would put it beyond the 90th percentile and flatten it.
+ARRCOC_HD float relative_motion_unit(float patches) { return minf(1.0f, 0.5f + 0.5f * patches); }
+
 // Largest level of detail in {64, 128, 256, 384, 400} not above b.
 ARRCOC_HD int quantize_lod(float b) {
   return b >= 400.0f ? 400 : b >= 384.0f ? 384 : b >= 256.0f ? 256 : b >= 128.0f ? 128 : 64;

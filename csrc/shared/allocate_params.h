@@ -11,24 +11,28 @@
 
 namespace arrcoc {
 
-enum Feature { kFeatEcc = 0, kFeatHighPass, kFeatMotion, kFeatSaliency, kFeatEdge, kFeatEntropy, kFeatQuery, kNumFeat };
-constexpr int kFeatureChannel[kNumFeat] = {5, 9, 10, 11, 12, 14, 33};
+// Features of a candidate: texture planes at level 4 (kFeatureChannel), then ones computed here.
+enum Feature {
+  kFeatEcc = 0, kFeatHighPass, kFeatMotion, kFeatSaliency, kFeatEdge, kFeatEntropy, kFeatQuery, kNumPlaneFeat,
+  kFeatRelMotion = kNumPlaneFeat,  // |motion vector - the frame's mean| in patches: motion against the background's
+  kNumFeat
+};
+constexpr int kFeatureChannel[kNumPlaneFeat] = {5, 9, 10, 11, 12, 14, 33};
 // Components with a robust normalization (ecc enters as 1 - ecc): index into lohi pairs.
-enum Component { kCompEntropy = 0, kCompEdge, kCompHighPass, kCompSaliency, kCompMotion, kCompQuery, kNumComp };
+enum Component { kCompEntropy = 0, kCompEdge, kCompHighPass, kCompSaliency, kCompQuery, kNumComp };
 ARRCOC_HD int component_feature(int c) {
   switch (c) {
     case kCompEntropy: return kFeatEntropy;
     case kCompEdge: return kFeatEdge;
     case kCompHighPass: return kFeatHighPass;
     case kCompSaliency: return kFeatSaliency;
-    case kCompMotion: return kFeatMotion;
     default: return kFeatQuery;
   }
 }
 
 struct AllocateParams {
   DType dtype;                          // texture element type
-  const void* feat4[kNumFeat];          // level-4 planes of the features (kFeatureChannel)
+  const void* feat4[kNumPlaneFeat];     // level-4 planes of the features (kFeatureChannel)
   const void* mvx4;                     // ch 35 at level 4
   const void* mvy4;                     // ch 36 at level 4
   const void* motion0;                  // ch 10 at level 0 (scene cut)
@@ -212,7 +216,13 @@ ARRCOC_HD int compact_candidates(const AllocateParams& p) {
 template <typename T>
 ARRCOC_HD void load_features(const AllocateParams& p, int i) {
   const int q = p.cand[i];
-  for (int f = 0; f < kNumFeat; ++f) p.feat[f][i] = plane_value<T>(p.feat4[f], q);
+  for (int f = 0; f < kNumPlaneFeat; ++f) p.feat[f][i] = plane_value<T>(p.feat4[f], q);
+  // Motion that counts for salience is motion against the background's: in a pan everything
+  // moves, and what moves differently stands out (the mean comes from the scene-cut pass).
+  const int64_t n = static_cast<int64_t>(p.w4) * p.h4;
+  const float dx = plane_value<T>(p.mvx4, q) - mean_motion(p.structure_sums, 0, n);
+  const float dy = plane_value<T>(p.mvy4, q) - mean_motion(p.structure_sums, 1, n);
+  p.feat[kFeatRelMotion][i] = sqrtf(dx * dx + dy * dy) / static_cast<float>(math::kPatch);
 }
 
 // Does a gestalt centre fall inside patch q?
@@ -243,7 +253,7 @@ ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
   // the frame (its cluster's colour contrast, which holds a large smooth object whose interior
   // has no centre-surround response) -- plus the fovea and motion.
   const float stands_out = math::maxf(unit(kCompSaliency), p.patch_contrast[p.cand[i]]);
-  p.sal[i] = (stands_out + (1.0f - p.feat[kFeatEcc][i]) + unit(kCompMotion)) / 3.0f;
+  p.sal[i] = (stands_out + (1.0f - p.feat[kFeatEcc][i]) + math::relative_motion_unit(p.feat[kFeatRelMotion][i])) / 3.0f;
   p.query[i] = p.has_query ? unit(kCompQuery) : 0.5f;
 }
 

@@ -490,14 +490,29 @@ def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contr
     ``level4[c]`` is the level-4 plane of channel c (flattened by patch id); ``patch_contrast``
     the cascade's colour contrast of each patch's cluster (same layout; None: 0)."""
     g = {c: np.asarray(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
+    relative_motion = _relative_motion(level4[35], level4[36]).ravel()[patches]
     info = (robust_normalize(g[14]) + robust_normalize(g[12]) + robust_normalize(g[9])) / 3.0
     # Busy texture everywhere leaves the choice to salience and query (see repetition_gain).
     info = info * repetition_gain(np.asarray(info, np.float32).astype(np.float64)) if len(patches) else info
     contrast = (np.zeros(len(patches)) if patch_contrast is None
                 else np.asarray(patch_contrast, np.float64).ravel()[patches])
-    sal = (np.maximum(robust_normalize(g[11]), contrast) + (1.0 - g[5]) + robust_normalize(g[10])) / 3.0
+    # motion against the background's on a fixed scale (0.5 moving with it, 1 a patch or more against it)
+    sal = (np.maximum(robust_normalize(g[11]), contrast) + (1.0 - g[5]) + np.minimum(1.0, 0.5 + 0.5 * relative_motion)) / 3.0
     query = robust_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
     return info, sal, query
+
+
+def mean_motion(mvx: np.ndarray, mvy: np.ndarray) -> tuple:
+    """The frame's mean motion vector: whole pixels averaged (as the backends' exact integer sums)."""
+    n = np.size(mvx)
+    return tuple(float(np.float32(float(int(np.rint(np.asarray(m, np.float32)).astype(np.int64).sum())) / n))
+                 for m in (mvx, mvy))
+
+
+def _relative_motion(mvx, mvy) -> np.ndarray:
+    """|motion vector - the frame's mean| in patches: motion against the background's."""
+    gx, gy = mean_motion(mvx, mvy)
+    return np.hypot(np.asarray(mvx, np.float64) - gx, np.asarray(mvy, np.float64) - gy) / PATCH
 
 
 def mlp_raw(weights: dict, info, sal, query) -> np.ndarray:
@@ -621,7 +636,7 @@ def structure_correlation(lum4: np.ndarray, previous_lum4: np.ndarray, mvx: np.n
     mean motion vector (whole pixels averaged; one shift for the whole frame), from exact integer
     sums of the values in 2^-20 units, as the backends compute it; 1 when either frame is flat."""
     n = int(np.size(lum4))
-    shift = [np.float32(float(int(np.rint(np.asarray(m, np.float32)).astype(np.int64).sum())) / n) for m in (mvx, mvy)]
+    shift = mean_motion(mvx, mvy)
     x = np.rint(np.asarray(lum4, np.float32).astype(np.float64) * 2.0 ** 20).astype(np.int64).ravel()
     prev = warp_relevance(np.asarray(previous_lum4, np.float32).astype(np.float64),
                           np.full(np.shape(lum4), float(shift[0])), np.full(np.shape(lum4), float(shift[1])))
