@@ -26,25 +26,54 @@ Status write_semantic_channels(const SemanticParams& p) noexcept {
 
 namespace {
 
+// One parallel region for all the phases (a fork and join per phase cost more than the small
+// phases themselves); every thread meets the same worksharing loops, with implicit barriers.
 template <typename T>
 void match_layout_typed(const LayoutParams& p) {
-  if (!p.histograms_ready)
-    parallel_for(p.hc[0] * p.wc[0], p.num_threads, [&](int q) { layout_histogram_8px<T>(p, q); });
-  for (int z = 0; z < kLayoutCellSizes; ++z)
-    if (p.cell_maps[z]) parallel_for(p.hc[z] * p.wc[z], p.num_threads, [&](int q) { layout_describe_cell(p, z, q); });
-  for (int k = 0; k < p.num_templates; ++k) {
-    const LayoutTemplateParams& t = p.t[k];
-    if (t.ha == 0) continue;
-    // One row per task: the window sums and the NCC dots run along contiguous rows.
-    parallel_for(math::kCellStats * t.hc, p.num_threads, [&](int r) {
-      for (int x = 0; x < t.wa; ++x) layout_row_sum(t, static_cast<int64_t>(r) * t.wa + x);
-    });
-    parallel_for(math::kCellStats * t.ha, p.num_threads, [&](int r) {
-      for (int x = 0; x < t.wa; ++x) layout_col_sum(t, static_cast<int64_t>(r) * t.wa + x);
-    });
-    parallel_for(t.ha, p.num_threads, [&](int y) { layout_ncc_span(t, y, 0, t.wa); }, 2);
+  const int n8 = p.hc[0] * p.wc[0];
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(p.num_threads)
+#endif
+  {
+    if (!p.histograms_ready) {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int q = 0; q < n8; ++q) layout_histogram_8px<T>(p, q);
+    }
+    for (int z = 0; z < kLayoutCellSizes; ++z) {
+      if (!p.cell_maps[z]) continue;
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int q = 0; q < p.hc[z] * p.wc[z]; ++q) layout_describe_cell(p, z, q);
+    }
+    for (int k = 0; k < p.num_templates; ++k) {
+      const LayoutTemplateParams& t = p.t[k];
+      if (t.ha == 0) continue;
+      // Row by row: the window sums and the NCC dots run along contiguous rows.
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int r = 0; r < math::kCellStats * t.hc; ++r)
+        for (int x = 0; x < t.wa; ++x) layout_row_sum(t, static_cast<int64_t>(r) * t.wa + x);
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int r = 0; r < math::kCellStats * t.ha; ++r)
+        for (int x = 0; x < t.wa; ++x) layout_col_sum(t, static_cast<int64_t>(r) * t.wa + x);
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int y = 0; y < t.ha; ++y) layout_ncc_span(t, y, 0, t.wa);
+    }
+    if (p.layout) {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int q = 0; q < p.w4 * p.h4; ++q) layout_patch(p, q);
+    }
   }
-  if (p.layout) parallel_for(p.w4 * p.h4, p.num_threads, [&](int q) { layout_patch(p, q); });
 }
 
 }  // namespace

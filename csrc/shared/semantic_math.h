@@ -144,15 +144,15 @@ ARRCOC_HD float window_sum(const float* src, int64_t at, int64_t step, int len) 
 // ([kCellStats, hc, wc]) at anchors (y, x0 .. x0 + count - 1), accumulated into out[0 .. count):
 // the innermost loop runs along a row of anchors, so a CPU row vectorizes and a CUDA thread takes
 // count = 1.
-ARRCOC_HD void layout_dots(const float* cells, int hc, int wc, const float* tz, int th, int tw, int y, int x0,
-                           int count, float* out) {
+ARRCOC_HD void layout_dots(const float* __restrict__ cells, int hc, int wc, const float* __restrict__ tz, int th,
+                           int tw, int y, int x0, int count, float* __restrict__ out) {
   const int64_t plane = static_cast<int64_t>(hc) * wc;
   for (int x = 0; x < count; ++x) out[x] = 0.0f;
   for (int k = 0; k < kDescriptorDims; ++k)
     for (int i = 0; i < th; ++i)
       for (int j = 0; j < tw; ++j) {
         const float t = tz[(static_cast<int64_t>(k) * th + i) * tw + j];
-        const float* row = cells + k * plane + static_cast<int64_t>(y + i) * wc + x0 + j;
+        const float* __restrict__ row = cells + k * plane + static_cast<int64_t>(y + i) * wc + x0 + j;
         for (int x = 0; x < count; ++x) out[x] += t * row[x];
       }
 }
