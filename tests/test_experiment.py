@@ -335,6 +335,93 @@ def test_prepare_features_matches_prepare_for_the_same_tokens(adapter):
         adapter.prepare_features(feats[0], "what")
 
 
+class Recording:
+    """An adapter that keeps the inputs it built (prepare / prepare_features) for the test to read."""
+
+    def __init__(self, adapter):
+        self._adapter, self.inputs = adapter, []
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def prepare(self, *a, **kw):
+        self.inputs.append(self._adapter.prepare(*a, **kw))
+        return self.inputs[-1]
+
+    def prepare_features(self, *a, **kw):
+        self.inputs.append(self._adapter.prepare_features(*a, **kw))
+        return self.inputs[-1]
+
+
+def test_every_method_delivers_exactly_n_visual_tokens_on_qwen(tmp_path):
+    """Qwen2-VL: every method puts exactly N visual tokens into the language model, each at the full
+    image's rotary position of its merged-grid cell; a grid method's token at the cell under its
+    selection's centre (uniform: the centre cell of its pooling window)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from vlm_models import build_tiny_qwen
+
+    from arrcoc_rt.experiment.methods import build_methods, select_evs, select_uniform, select_visionzip
+    from arrcoc_rt.experiment.runner import Clock, FrameStore, MemoryMeter, MethodRunner, Settings
+    from arrcoc_rt.experiment.synthetic import synthetic_questions
+    from arrcoc_rt.vlm import make_adapter
+
+    qwen = make_adapter(f"qwen2_vl:{build_tiny_qwen(tmp_path / 'qwen')}", device="cpu")
+    qs = synthetic_questions(count=1, width=160, height=120)
+    image, video = qs[0], qs[-1]
+    settings = Settings(max_new_tokens=1, device="cpu", warmup=0, prompt="{question}")
+    store = FrameStore(qs, 1, None, 64.0)
+    grid = qwen.vision_features(store.frames(image)[-1])
+    h, w = grid.shape[1:]
+    assert (h, w) == (3, 4)                                              # 160 x 120 -> 112 x 84 pixels
+    methods, _ = build_methods(["equal"], grid=(h, w), tokens=(4, 9), has_query=False)
+    assert {m.name for m in methods} == {"all", "uniform", "random", "saliency", "balanced", "visionzip", "evs"}
+    rec = Recording(qwen)
+    lengths = []
+    hook = qwen.model.model.language_model.register_forward_pre_hook(
+        lambda m, a, kw: lengths.append(kw["inputs_embeds"].shape[1]), with_kwargs=True)
+    meter = MemoryMeter(False)
+    try:
+        for m in methods:
+            runner = MethodRunner(m, rec, settings, store, Clock(False), meter)
+            for q in ([video] if m.video_only else [image, video]):
+                rec.inputs.clear()
+                lengths.clear()
+                record = runner.step(q)
+                inputs = rec.inputs[-1]
+                n = m.tokens
+                assert record["visual_tokens"] == inputs["num_visual_tokens"] == n, (m.key, q.id)
+                ids = inputs["input_ids"]
+                at = torch.nonzero(ids[0] == qwen.image_token_id)[:, 0]
+                assert len(at) == n and lengths[0] == ids.shape[1], m.key          # n tokens reach the LM
+                # the full, unpruned prompt's positions at the fed cells
+                head, tail = qwen._prompt_parts(settings.prompt.format(question=q.question))
+                full_ids = torch.tensor([head + [qwen.image_token_id] * (h * w) + tail])
+                full, _ = qwen.model.model.get_rope_index(
+                    full_ids, mm_token_type_ids=(full_ids == qwen.image_token_id).int(),
+                    image_grid_thw=inputs["image_grid_thw"])
+                cells = torch.from_numpy(np.asarray(inputs["cells"], np.int64))
+                torch.testing.assert_close(inputs["position_ids"][:, 0, at], full[:, 0, len(head) + cells],
+                                           rtol=0, atol=0)
+                if not m.is_pack:
+                    frames = store.frames(q)
+                    g = qwen.vision_features(frames[-1])
+                    if m.name == "all":
+                        pos = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).reshape(-1, 2)
+                    elif m.name == "uniform":
+                        pos = select_uniform(g, n)[1]
+                    elif m.name == "visionzip":
+                        pos = select_visionzip(g, n)[1]
+                    else:
+                        pos = select_evs(g, qwen.vision_features(frames[-2]), n)[1]
+                    want = np.sort((np.floor(pos[:, 1]) * w + np.floor(pos[:, 0])).astype(int))
+                    np.testing.assert_array_equal(inputs["cells"], want, err_msg=m.key)
+    finally:
+        hook.remove()
+        meter.close()
+
+
 def test_the_command_end_to_end(llava_dir, tmp_path, capsys):
     import csv
 

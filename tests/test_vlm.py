@@ -132,7 +132,7 @@ def test_errors(tmp_path, adapter):
     with pytest.raises(ValueError, match="not 'llava'"):
         make_adapter(f"llava:{tmp_path / 'other'}")
     with pytest.raises(ValueError, match="not supported"):
-        make_adapter("llava_next:/x")  # a kind with no adapter (qwen2_vl has one)
+        make_adapter("llava_onevision:/x")  # a kind with no adapter (llava_next and qwen2_vl have one)
     pipe = pipeline()
     f = frame()
     r = pipe.process(f)
@@ -162,6 +162,66 @@ def test_a_stream_answers_questions_sync_and_async(llava_dir):
         plain.ask("what ?")
 
 
+def test_frames_are_the_stock_multi_image_input(llava_dir, adapter):
+    """Three frames, every cell of the 4 x 4 grid kept at level 0: the prompt holds one image-token
+    block per frame in time order, frame_separator between blocks, and the logits are the stock
+    model's on the same ids with the three frames' pixels (LLaVA's own multi-image path)."""
+    from arrcoc_rt.vlm.base import PackSnapshot
+
+    frames = [frame(s) for s in (5, 6, 7)]
+    pipe = arrcoc_rt.Pipeline(W, H, device="cpu", gestalt_x=4, gestalt_y=4, gestalt_lod=400, saccades=0)
+    results = [PackSnapshot(pipe.process(f)) for f in frames]
+    sep = make_adapter(f"llava:{llava_dir}", device="cpu", frame_separator="on")
+    pixels = torch.cat([adapter.pixel_values(f) for f in frames])
+    for ad, sep_ids in ((adapter, []), (sep, [sep.tokenizer.convert_tokens_to_ids("on")])):
+        inputs = ad.prepare_frames(frames, results, "what is here ?")
+        assert inputs["num_visual_tokens"] == 48 and inputs["frame_tokens"] == [16, 16, 16]
+        ids = inputs["input_ids"][0].tolist()
+        text = ad._prompt_ids("what is here ?", 0)[0].tolist()             # the template, no image tokens
+        block = [ad.image_token_id] * 16
+        start, end = ids.index(ad.image_token_id), len(ids) - len(text) + ids.index(ad.image_token_id)
+        assert ids[start:end] == block + sep_ids + block + sep_ids + block
+        assert ids[:start] + ids[end:] == text
+        with torch.no_grad():
+            want = ad.model(input_ids=inputs["input_ids"], pixel_values=pixels,
+                            attention_mask=inputs["attention_mask"]).logits
+        torch.testing.assert_close(ad.logits(inputs), want, rtol=1e-5, atol=1e-5)
+    # Frames out of order give other logits: the check can tell.
+    swapped = adapter.prepare_frames(frames[::-1], results[::-1], "what is here ?")
+    assert not torch.allclose(adapter.logits(swapped), adapter.logits(adapter.prepare_frames(frames, results,
+                                                                                             "what is here ?")))
+    with pytest.raises(ValueError, match="results"):
+        adapter.prepare_frames(frames, results[:2], "what")
+
+
+def test_a_stream_answers_over_the_last_frames(llava_dir):
+    """ask(frames=3): 3 x tokens visual tokens reach the language model, from frames 2-4, sync and
+    async (the async answer from the window's copies while the stream moves on)."""
+    ad = make_adapter(f"llava:{llava_dir}", device="cpu", tokens=5)
+    stream = arrcoc_rt.Stream(device="cpu", vlm=ad, ask_frames=3, gestalt_x=4, gestalt_y=3, saccades=12)
+    stream.process(frame(0))
+    assert stream.ask("what is here ?", frames=3, max_new_tokens=2).frame_indices == (0,)   # one frame so far
+    for i in range(1, 5):
+        stream.process(frame(i))
+    probe = LMProbe(ad.model)
+    try:
+        a = stream.ask("what is here ?", frames=3, max_new_tokens=2)
+    finally:
+        probe.close()
+    assert a.frame_indices == (2, 3, 4) and a.frame_index == 4 and a.visual_tokens == 15
+    assert probe.projected[0] == 15 and probe.lm_lengths[0] == len(ad._prompt_ids("what is here ?", [5, 5, 5])[0])
+    future = stream.ask("what is here ?", frames=3, max_new_tokens=2, asynchronous=True)
+    stream.process(frame(5))
+    b = future.result(timeout=60)
+    assert (b.text, b.frame_indices, b.visual_tokens) == (a.text, a.frame_indices, a.visual_tokens)
+    assert stream.ask("what is here ?", frames=3, max_new_tokens=2).frame_indices == (3, 4, 5)
+    with pytest.raises(ValueError, match="ask_frames=3"):
+        stream.ask("what is here ?", frames=4)
+    with pytest.raises(ValueError, match="ask_frames"):
+        arrcoc_rt.Stream(device="cpu", vlm=ad, ask_frames=0)
+    stream.close()
+
+
 def test_cli_ask_and_run_with_questions(llava_dir, tmp_path):
     import subprocess
     import sys
@@ -183,3 +243,23 @@ def test_cli_ask_and_run_with_questions(llava_dir, tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("visual tokens") == 2 and "frame 0:" in out.stdout and "frame 2:" in out.stdout
+
+
+def test_cli_run_asks_over_the_last_frames(llava_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from arrcoc_rt.cli import main
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(frame(i)).save(folder / f"{i:02d}.png")
+    rc = main(["run", str(folder), "--vlm", f"llava:{llava_dir}", "--ask", "what is here ?", "--every", "3",
+               "--frames", "2", "--device", "cpu", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = [line for line in out.splitlines() if "visual tokens" in line]
+    assert len(lines) == 2 and lines[0].startswith("frame 0:") and lines[1].startswith("frame 3:")
+    assert "over" not in lines[0] and "visual tokens over 2 frames" in lines[1]
+    assert main(["run", str(folder), "--frames", "2", "--device", "cpu", "--quiet"]) == 2
+    assert "--frames" in capsys.readouterr().err

@@ -10,57 +10,16 @@ pytest.importorskip("tokenizers")
 
 import arrcoc_rt  # noqa: E402
 from arrcoc_rt.vlm import kept_tokens, make_adapter  # noqa: E402
+from arrcoc_rt.vlm.base import PackSnapshot  # noqa: E402
+from vlm_models import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen  # noqa: E402  (tests/vlm_models.py)
 
 W, H = 128, 96
 PROMPT = "what is here ?"
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-           "<|video_pad|>"]
-WORDS = ["system", "user", "assistant", "You", "are", "a", "helpful", "assistant.", "what", "is", "here", "?", "red",
-         "square", "the", "on", "left"]
-VOCAB = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(SPECIAL + WORDS)}}
-# The processor's pixel budget for the tiny models: a 128 x 96 frame becomes 140 x 84 pixels,
-# 10 x 6 patches of 14 px, a 5 x 3 merged grid.
-MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 15
-
-
-def build_checkpoint(path, kind):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2VLImageProcessorPil
-
-    torch.manual_seed(0 if kind == "qwen2_vl" else 1)
-    text = dict(vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                initializer_range=0.3,  # sharp enough attention that wrong positions change the logits
-                # head_dim 16: 8 rotary frequencies split over (t, h, w)
-                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
-                bos_token_id=VOCAB["<|endoftext|>"], eos_token_id=VOCAB["<|im_end|>"],
-                pad_token_id=VOCAB["<|endoftext|>"])
-    ids = dict(image_token_id=VOCAB["<|image_pad|>"], video_token_id=VOCAB["<|video_pad|>"],
-               vision_start_token_id=VOCAB["<|vision_start|>"], vision_end_token_id=VOCAB["<|vision_end|>"])
-    merge = dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
-    if kind == "qwen2_vl":
-        cfg = transformers.Qwen2VLConfig(
-            vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, **merge),
-            text_config=text, **ids)
-        model = transformers.Qwen2VLForConditionalGeneration(cfg)
-    else:  # window attention over 2 x 2 merged cells, then one full-attention block
-        cfg = transformers.Qwen2_5_VLConfig(
-            vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                               window_size=56, fullatt_block_indexes=[1], **merge),
-            text_config=text, **ids)
-        model = transformers.Qwen2_5_VLForConditionalGeneration(cfg)
-    model.eval().save_pretrained(path)
-    tok = Tokenizer(models.WordLevel(VOCAB, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>",
-                            additional_special_tokens=SPECIAL).save_pretrained(path)
-    Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def qwen_dirs(tmp_path_factory):
-    return {kind: build_checkpoint(tmp_path_factory.mktemp(kind), kind) for kind in ("qwen2_vl", "qwen2_5_vl")}
+    return {kind: build_tiny_qwen(tmp_path_factory.mktemp(kind), kind) for kind in ("qwen2_vl", "qwen2_5_vl")}
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +270,186 @@ def test_a_stream_answers_with_qwen(qwen_dirs):
     assert isinstance(a.text, str) and a.frame_index == 1 and a.visual_tokens > 0
     assert b.text == a.text and b.visual_tokens == a.visual_tokens
     stream.close()
+
+
+# ----------------------------------------------------------------------------- the last k frames
+
+
+def stock_video_inputs(ad, frames, prompt=PROMPT):
+    """The stock model's input for one video whose temporal patches are these frames (each frame
+    filling its patch, as the image processor does for a still image), built by hand as
+    stock_inputs is: pixel_values_videos, video_grid_thw [[k, gh, gw]], one video token per merged
+    cell of each patch, modality 2 on them."""
+    from transformers import AutoImageProcessor
+
+    proc = AutoImageProcessor.from_pretrained(ad.model.name_or_path, local_files_only=True)
+    images = [proc(images=[f], return_tensors="pt") for f in frames]
+    _, gh, gw = images[0]["image_grid_thw"][0].tolist()
+    n = len(frames) * gh * gw // 4
+    text = ad.template.replace("{prompt}", prompt).replace("<image>", "<|video_pad|>" * n)
+    ids = ad.tokenizer(text, return_tensors="pt")
+    return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"],
+            "pixel_values_videos": torch.cat([im["pixel_values"] for im in images]),
+            "video_grid_thw": torch.tensor([[len(frames), gh, gw]]),
+            "mm_token_type_ids": (ids["input_ids"] == ad.video_token_id).int() * 2}
+
+
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
+def test_frames_with_every_cell_kept_are_the_stock_video(adapters, kind):
+    """Three frames, every merged cell kept at level 0: the input ids, the logits and 4 greedy tokens
+    equal the stock model's on the k-patch video; the temporal position is the frame's index."""
+    ad = adapters[kind]
+    frames = [frame(s) for s in (5, 6, 7)]
+    pipe = pipeline(gestalt_x=5, gestalt_y=3, gestalt_lod=400, saccades=0)
+    results = [PackSnapshot(pipe.process(f)) for f in frames]
+    inputs = ad.prepare_frames(frames, results, PROMPT)
+    stock = stock_video_inputs(ad, frames)
+    assert inputs["num_visual_tokens"] == 3 * 15 and inputs["frame_tokens"] == [15, 15, 15]
+    torch.testing.assert_close(inputs["input_ids"], stock["input_ids"], rtol=0, atol=0)
+    full, _ = ad.model.model.get_rope_index(stock["input_ids"], mm_token_type_ids=stock["mm_token_type_ids"],
+                                            video_grid_thw=stock["video_grid_thw"],
+                                            attention_mask=stock["attention_mask"])
+    torch.testing.assert_close(inputs["position_ids"], full, rtol=0, atol=0)
+    at = torch.nonzero(inputs["input_ids"][0] == ad.video_token_id)[:, 0]
+    t = inputs["position_ids"][0, 0, at] - inputs["position_ids"][0, 0, at[0]]
+    step = 1 if kind == "qwen2_vl" else ad.model.config.vision_config.tokens_per_second  # 1 s per patch
+    assert t.tolist() == [i * step for i in range(3) for _ in range(15)]
+    with torch.no_grad():
+        want = ad.model(**stock).logits
+    torch.testing.assert_close(ad.logits(inputs), want, rtol=1e-5, atol=1e-5)
+    one_t = dict(inputs, position_ids=inputs["position_ids"].clone())
+    one_t["position_ids"][0, 0, at] = inputs["position_ids"][0, 0, at[0]]  # every frame at t = 0: the check can tell
+    assert not torch.allclose(ad.logits(one_t), want, rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        stock_new = ad.model.generate(**stock, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    stock_new = stock_new[:, stock["input_ids"].shape[1]:]
+    torch.testing.assert_close(ad.generate_ids(inputs, 4, min_new_tokens=4), stock_new, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
+def test_frames_pruned_keep_the_videos_positions(adapters, kind):
+    """k frames at tokens=N each: k x N visual tokens reach the language model, each frame's in time
+    order and raster order, at the full video's positions of (its frame, its cell); Qwen2.5-VL's
+    temporal positions follow seconds_per_frame as get_rope_index's second_per_grid_ts does."""
+    ad = adapters[kind]
+    frames = [frame(s) for s in (8, 9, 10)]
+    pipe = pipeline()
+    results = [PackSnapshot(pipe.process(f)) for f in frames]
+    spf = 0.5 if kind == "qwen2_5_vl" else None
+    probe = LMProbe(ad.model)
+    try:
+        inputs = ad.prepare_frames(frames, results, PROMPT, tokens=7, seconds_per_frame=spf)
+        ad.logits(inputs)
+    finally:
+        probe.close()
+    assert inputs["num_visual_tokens"] == 21 and inputs["frame_tokens"] == [7, 7, 7]
+    ids = inputs["input_ids"][0]
+    at = torch.nonzero(ids == ad.video_token_id)[:, 0]
+    assert len(at) == 21 and probe.lengths == [len(ids)]
+    stock = stock_video_inputs(ad, frames)
+    kw = {"second_per_grid_ts": torch.tensor([spf])} if spf else {}
+    full, full_deltas = ad.model.model.get_rope_index(
+        stock["input_ids"], mm_token_type_ids=stock["mm_token_type_ids"], video_grid_thw=stock["video_grid_thw"],
+        attention_mask=stock["attention_mask"], **kw)
+    first = int(torch.nonzero(stock["input_ids"][0] == ad.video_token_id)[0])
+    want = []
+    for i, (r, keep, cells) in enumerate(zip(results, inputs["token_index"], inputs["cells"])):
+        assert sorted(keep.tolist()) == sorted(kept_tokens(r, 7).tolist())
+        pos = np.asarray(r.positions, np.float64)[keep]                 # the cell under each centre, here
+        np.testing.assert_array_equal(cells, np.minimum(pos[:, 1] * 3 // H, 2).astype(int) * 5
+                                      + np.minimum(pos[:, 0] * 5 // W, 4).astype(int))
+        assert np.all(np.diff(cells) >= 0)
+        want += (first + i * 15 + cells).tolist()
+    got = inputs["position_ids"][:, 0]
+    torch.testing.assert_close(got[:, at], full[:, 0, want], rtol=0, atol=0)
+    torch.testing.assert_close(got[:, :first], full[:, 0, :first], rtol=0, atol=0)
+    n_tail = len(ids) - first - 21
+    torch.testing.assert_close(got[:, -n_tail:], full[:, 0, -n_tail:], rtol=0, atol=0)
+    assert int(inputs["rope_deltas"]) + len(ids) == int(full_deltas) + stock["input_ids"].shape[1]
+    if spf:  # t = index x tokens_per_second x seconds per frame
+        tps = ad.model.config.vision_config.tokens_per_second
+        assert sorted(set((got[0, at] - got[0, at[0]]).tolist())) == [int(i * tps * spf) for i in range(3)]
+    # The embeddings are each frame's gathered merged grid, oldest frame first.
+    grids = [ad.vision_features(f) for f in frames]
+    gathered = torch.cat([torch.from_numpy(r.gather_features(g.numpy())[k])
+                          for r, g, k in zip(results, grids, inputs["token_index"])])
+    torch.testing.assert_close(inputs["inputs_embeds"][0, at], gathered)
+    small = np.ascontiguousarray(frame(1)[:64, :96])
+    r_small = arrcoc_rt.Pipeline(96, 64, device="cpu", gestalt_x=4, gestalt_y=3, saccades=12).process(small)
+    with pytest.raises(ValueError, match="one size"):
+        ad.prepare_frames([frames[0], small], [results[0], PackSnapshot(r_small)], PROMPT)
+
+
+def test_a_stream_answers_over_the_last_frames_with_qwen(qwen_dirs):
+    """ask(frames=3) on av.VideoFrames (yuv420p, kept by reference) and arrays: 3 x N tokens, the
+    frames it saw, the same answer sync and async (from the copies) and as prepare_frames gives."""
+    av = pytest.importorskip("av")
+    ad = make_adapter(f"qwen2_vl:{qwen_dirs['qwen2_vl']}", device="cpu", tokens=6)
+    stream = arrcoc_rt.Stream(device="cpu", vlm=ad, ask_frames=3, gestalt_x=4, gestalt_y=3, saccades=12)
+    frames = []
+    for i in range(4):
+        f = av.VideoFrame.from_ndarray(frame(20 + i), format="rgb24").reformat(format="yuv420p")
+        frames.append(f.to_ndarray(format="rgb24"))
+        stream.process(f)
+    a = stream.ask(PROMPT, frames=3, max_new_tokens=3)
+    assert a.frame_indices == (1, 2, 3) and a.frame_index == 3 and a.visual_tokens == 3 * 6
+    snaps = [snap for _, snap in stream._window]                       # frames 1, 2, 3
+    assert [s.frame_index for s in snaps] == [1, 2, 3]
+    future = stream.ask(PROMPT, frames=3, max_new_tokens=3, asynchronous=True)
+    stream.process(frame(30))  # the front end moves on (an RGB array: another pixel format, a new window)
+    b = future.result(timeout=60)
+    assert (b.text, b.frame_indices, b.visual_tokens) == (a.text, a.frame_indices, a.visual_tokens)
+    inputs = ad.prepare_frames(frames[1:], snaps, PROMPT)
+    assert inputs["num_visual_tokens"] == 18 and ad.generate(inputs, max_new_tokens=3) == a.text
+    c = stream.ask(PROMPT, frames=3, max_new_tokens=3)                 # only frame 4 since the change
+    assert c.frame_indices == (4,) and c.visual_tokens == 6
+    with pytest.raises(ValueError, match="ask_frames=3"):
+        stream.ask(PROMPT, frames=4)
+    stream.close()
+
+
+# ----------------------------------------------------------------------------- chosen features (the experiment)
+
+
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
+def test_prepare_features_keeps_the_full_grids_positions(adapters, kind):
+    """Tokens chosen on the merged grid (pooled, pruned) sit at the full image's positions of the cell
+    under each token's centre, in raster order; at every cell in raster order it is prepare's input
+    with every cell kept."""
+    from arrcoc_rt.experiment.methods import select_all, select_uniform, select_visionzip
+
+    ad = adapters[kind]
+    f = frame(11)
+    grid = ad.vision_features(f)                                         # [32, 3, 5]
+    stock = stock_inputs(ad, f)
+    full, full_deltas = full_positions(ad, stock)
+    first = int(torch.nonzero(stock["input_ids"][0] == ad.image_token_id)[0])
+    # uniform to 3 tokens: 1 x 3 windows rows [0, 3), columns [0, 2), [1, 4), [3, 5): centres (1.0, 1.5),
+    # (2.5, 1.5), (4.0, 1.5) -> cells (1, 1), (1, 2), (1, 4)
+    for feats, pos, cells in (select_uniform(grid, 3) + ([6, 7, 9],), select_visionzip(grid, 6) + (None,),
+                              select_all(grid) + (list(range(15)),)):
+        want_cells = (np.floor(pos[:, 1]) * 5 + np.floor(pos[:, 0])).astype(int)
+        if cells is not None:
+            assert want_cells.tolist() == cells
+        inputs = ad.prepare_features(feats, PROMPT, positions=pos, grid=(3, 5))
+        n = len(feats)
+        assert inputs["num_visual_tokens"] == n
+        order = inputs["feature_index"]
+        np.testing.assert_array_equal(inputs["cells"], want_cells[order])
+        assert np.all(np.diff(inputs["cells"]) >= 0)
+        ids = inputs["input_ids"][0]
+        at = torch.nonzero(ids == ad.image_token_id)[:, 0]
+        assert at.tolist() == list(range(first, first + n))
+        got = inputs["position_ids"][:, 0]
+        torch.testing.assert_close(got[:, at], full[:, 0, first + torch.from_numpy(inputs["cells"])], rtol=0, atol=0)
+        torch.testing.assert_close(got[:, :first], full[:, 0, :first], rtol=0, atol=0)
+        assert int(inputs["rope_deltas"]) + len(ids) == int(full_deltas) + stock["input_ids"].shape[1]
+        torch.testing.assert_close(inputs["inputs_embeds"][0, at], feats[torch.from_numpy(order)])
+    # every cell: the stock model's logits
+    with torch.no_grad():
+        want = ad.model(**stock).logits
+    torch.testing.assert_close(ad.logits(inputs), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="positions"):
+        ad.prepare_features(feats, PROMPT)
+    with pytest.raises(ValueError, match=r"\[N, 32\]"):
+        ad.prepare_features(feats[:, :8], PROMPT, positions=pos, grid=(3, 5))

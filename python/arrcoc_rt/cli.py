@@ -2,10 +2,14 @@
 
     arrcoc-rt demo                       the main job on a built-in clip: overlay video + summary
     arrcoc-rt run SOURCE [--out overlay.mp4] [--jsonl tokens.jsonl]   a file, URL, webcam or image folder
+    arrcoc-rt run SOURCE --vlm KIND:PATH --ask "question" [--every N] [--frames K]   answers on a stream
+    arrcoc-rt run SOURCE... --ray [ADDRESS] --out DIR   many sources on a Ray cluster (distributed/cli.py)
+    arrcoc-rt batch VIDEOS_OR_GLOB... --out DIR [--ray ADDRESS]   video files to Parquet on Ray, resumable
     arrcoc-rt bench [INPUT]              per-stage latency table (p50/p95/p99, fps), CPU and GPU
     arrcoc-rt eval [DATASET.jsonl]       where the budget goes: boxes, lifts, IoU, coherence, cuts
     arrcoc-rt ask IMAGE --vlm llava:PATH "question"   a frozen VLM's answer from the allocated tokens
     arrcoc-rt experiment --vlm llava:PATH [--data ...]  augmentation study + equal-token comparison (VQA)
+    arrcoc-rt serve [SOURCE]             a live page in the browser: watch, steer and ask (the serve extra)
     arrcoc-rt info                       version, build, devices
     arrcoc-rt texture [INPUT] --out DIR  the texture stage's 40 channels as pictures
 """
@@ -166,10 +170,11 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 cuts.append(r.frame_index)
             question = getattr(stream, "question", None)
             if question and r.frame_index % stream.ask_every == 0:
-                a = stream.ask(question)
+                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1))
                 t = f"t={a.pts:.2f}s " if a.pts is not None else ""
+                over = f" over {len(a.frame_indices)} frames" if len(a.frame_indices) > 1 else ""
                 (bar.write if progress else print)(f"{t}frame {a.frame_index}: {a.text!r} ({a.visual_tokens} visual "
-                                                   f"tokens, {a.latency_ms['total']:.0f} ms)")
+                                                   f"tokens{over}, {a.latency_ms['total']:.0f} ms)")
             if writer is not None:
                 rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
                 writer.write(rgb, r)
@@ -267,9 +272,21 @@ def _cmd_demo(args) -> int:
 def _cmd_run(args) -> int:
     from .sources import SourceError, open as open_source
     from .stream import Stream
-    from .visualize import OverlayWriter
+    from .visualize import OVERLAY_LAYERS, OverlayWriter
 
     options = _stream_options(args)
+    hidden = {v.strip() for v in (args.hide or "").split(",") if v.strip()}
+    if hidden - set(OVERLAY_LAYERS):
+        raise _error(f"--hide {args.hide}: {', '.join(sorted(hidden - set(OVERLAY_LAYERS)))} is no overlay layer; "
+                     f"expected some of {', '.join(OVERLAY_LAYERS)}")
+    if args.ray is not None:  # many sources on a Ray cluster
+        from .distributed.cli import run_on_ray
+
+        return run_on_ray(args, options)
+    if len(args.source) > 1:
+        raise _error(f"{len(args.source)} sources given; several sources run on Ray: add --ray (a local cluster) "
+                     "or --ray ADDRESS")
+    args.source = args.source[0]
     source = int(args.source) if args.source.isdigit() else args.source
     ranged = {k: getattr(args, k) for k in ("start", "end", "fps") if getattr(args, k) is not None}
     try:
@@ -278,9 +295,12 @@ def _cmd_run(args) -> int:
         raise _error(str(e)) from None
     if bool(args.vlm) != bool(args.ask):
         raise _error("--vlm and --ask go together")
+    if args.frames > 1 and not args.ask:
+        raise _error("--frames is the window --ask answers over; it needs --vlm and --ask")
     try:
         stream = Stream(device=args.device, strategy=args.strategy, saccades=args.saccades,
-                        total_budget=args.total_budget, weights=args.weights, vlm=args.vlm, **options)
+                        total_budget=args.total_budget, weights=args.weights, vlm=args.vlm,
+                        ask_frames=args.frames, **options)
     except (ValueError, TypeError, OSError) as e:
         raise _error(str(e)) from None
     stream.question, stream.ask_every = args.ask, max(1, args.every)
@@ -289,7 +309,8 @@ def _cmd_run(args) -> int:
         fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
     elif hasattr(src, "stream") and src.stream.average_rate:
         fps = float(src.stream.average_rate)
-    writer = OverlayWriter(args.out, png_folder=args.png_dir, fps=fps) if (args.out or args.png_dir) else None
+    writer = (OverlayWriter(args.out, png_folder=args.png_dir, fps=fps, layers=set(OVERLAY_LAYERS) - hidden)
+              if (args.out or args.png_dir) else None)
     frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
     try:
         timings, cuts, saccades, churn, interrupted = _process_all(frames, stream, writer, args.jsonl,
@@ -384,13 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     d.set_defaults(func=_cmd_demo)
     r = sub.add_parser("run", help="process a video file, URL, webcam (/dev/videoN or N) or image folder")
-    r.add_argument("source", help="a video file, URL (rtsp://...), webcam (/dev/videoN or N) or image folder")
+    r.add_argument("source", nargs="+", help="a video file, URL (rtsp://...), webcam (/dev/videoN or N) or image "
+                                             "folder; several with --ray")
     r.add_argument("--query", help="text query (needs --encoder clip:PATH or siglip:PATH)")
     r.add_argument("--query-image", help="exemplar image: look for this object (built-in encoder)")
     r.add_argument("--encoder", default="builtin", help="builtin (default) | clip:PATH | siglip:PATH")
-    r.add_argument("--out", help="overlay video to write (.mp4)")
+    r.add_argument("--out", help="overlay video to write (.mp4); with --ray: the output folder")
     r.add_argument("--jsonl", help="tokens per frame, one JSON object per line")
     r.add_argument("--png-dir", help="also write one overlay PNG per frame into this folder")
+    r.add_argument("--hide", metavar="LAYER,...", help="overlay layers not to draw: heat, saccades, gestalt, cuts, "
+                                                   "legend, caption (default: all drawn)")
     r.add_argument("--plot", help="latency per stage over the run, as a PNG (needs matplotlib)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     r.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: all)")
@@ -402,13 +426,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="levels of detail of all tokens together (default: 100000)")
     r.add_argument("--weights", help="balancer weights file (.npz or .json; default: the untrained default)")
     r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl)")
-    r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local checkpoint folder)")
-    r.add_argument("--ask", help="question for the VLM, answered on the latest frame every --every frames")
+    r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH, llava_next:PATH, qwen2_vl:PATH or "
+                                 "qwen2_5_vl:PATH (a local checkpoint folder)")
+    r.add_argument("--ask", help="question for the VLM, answered on the latest frame (or the last --frames) every "
+                                 "--every frames")
     r.add_argument("--every", type=int, default=30, help="ask every this many frames (default: 30)")
+    r.add_argument("--frames", type=int, default=1, metavar="K",
+                   help="--ask answers over the last K frames, each with its own tokens (default: 1, the latest)")
     r.add_argument("--start", type=float, help="seconds into the source to start at (files seek there)")
     r.add_argument("--end", type=float, help="seconds into the source to stop at")
     r.add_argument("--fps", type=float, help="sample at most this many frames per second (e.g. 1 or 2 for a VLM)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .distributed.cli import add_batch_parser, add_run_options
+
+    add_run_options(r)  # --ray [ADDRESS] and its options (arrcoc_rt/distributed/cli.py)
     r.set_defaults(func=_cmd_run)
     b = sub.add_parser("bench", help="per-stage latency table (p50/p95/p99, fps) on CPU and GPU if present")
     b.add_argument("input", nargs="?", help="image or video (default: synthetic frames)")
@@ -419,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ask", help="ask a frozen VLM about one image, fed only the allocated tokens")
     a.add_argument("image", help="an image file")
     a.add_argument("question", help="the question")
-    a.add_argument("--vlm", required=True, help="llava:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local checkpoint folder; nothing is downloaded)")
+    a.add_argument("--vlm", required=True, help="llava:PATH, llava_next:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local "
+                                                "checkpoint folder; nothing is downloaded)")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     a.add_argument("--tokens", type=int, help="visual tokens that reach the language model (default: all kept)")
     a.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens (default: 32)")
@@ -439,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment.cli import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)  # arrcoc-rt experiment: does the choice of tokens help a frozen VLM answer?
+    add_batch_parser(sub)  # arrcoc-rt batch: video files to Parquet on Ray (arrcoc_rt/distributed/cli.py)
+    from .serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)  # arrcoc-rt serve: the live page (Gradio, imported only when it runs)
     return p
 
 

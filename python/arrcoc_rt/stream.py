@@ -16,6 +16,7 @@ ordered (motion, temporal blending) and its results are views of its own buffers
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,13 +53,16 @@ def frame_from_av(frame):
 
 @dataclass
 class Answer:
-    """A frozen VLM's answer: the text, the frame it saw and how long each part took (ms)."""
+    """A frozen VLM's answer: the text, the (latest) frame it saw and how long each part took (ms).
+    ``frame_indices``: every frame it saw, oldest first (``ask(frames=k)``); ``visual_tokens``: all
+    of them together."""
 
     text: str
     frame_index: int
     pts: float | None
     visual_tokens: int
     latency_ms: dict
+    frame_indices: tuple = ()
 
 
 def _rgb_frame(frame) -> np.ndarray:
@@ -72,13 +76,38 @@ def _rgb_frame(frame) -> np.ndarray:
 
 
 def _answer(adapter, rgb, result, question: str, max_new_tokens: int) -> Answer:
+    return _answer_frames(adapter, [rgb], [result], question, max_new_tokens)
+
+
+def _answer_frames(adapter, rgbs, results, question: str, max_new_tokens: int) -> Answer:
     t0 = time.perf_counter()
-    inputs = adapter.prepare(rgb, result, question)  # vision tower, gather, projector, prompt
+    if len(rgbs) == 1:
+        inputs = adapter.prepare(rgbs[0], results[0], question)  # vision tower, gather, projector, prompt
+    else:
+        inputs = adapter.prepare_frames(rgbs, results, question)  # the same over k frames, oldest first
     t1 = time.perf_counter()
     text = adapter.generate(inputs, max_new_tokens=max_new_tokens)  # prefill + decode
     t2 = time.perf_counter()
-    return Answer(text, result.frame_index, result.pts, inputs["num_visual_tokens"],
-                  {"vision_and_prepare": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3})
+    last = results[-1]
+    return Answer(text, last.frame_index, last.pts, inputs["num_visual_tokens"],
+                  {"vision_and_prepare": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
+                  tuple(r.frame_index for r in results))
+
+
+def _copy_frame(frame):
+    """A private copy of a frame for the ask window: an av.VideoFrame is kept as it is (it owns its
+    decoded pixels; the decoder hands out a new one per frame), an array or tensor is copied."""
+    if type(frame).__module__.startswith("av.") and hasattr(frame, "planes"):
+        return frame
+    if hasattr(frame, "clone"):  # torch: stays on its device
+        return frame.detach().clone()
+    if hasattr(frame, "copy"):
+        return frame.copy()
+    return np.array(frame)
+
+
+def _to_rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else _rgb_frame(frame)
 
 
 class Stream:
@@ -97,12 +126,18 @@ class Stream:
         vlm: a frozen VLM to ask questions with ``ask()`` (an ``arrcoc_rt.vlm`` adapter or
             'llava:PATH'), or a callable(FrameResult) -> anything called per frame (its return value
             is ``result.vlm_output``).
+        ask_frames: the longest window ``ask(frames=k)`` may use (default 1: nothing is kept per
+            frame). Above 1 the Stream keeps copies of the last ``ask_frames`` frames and their token
+            packs (kinds, positions, levels; a few KB): an av.VideoFrame by reference (it owns its
+            decoded pixels), an array copied (H x W x 3 bytes for RGB uint8), a torch tensor cloned
+            on its device, so memory is bounded by ``ask_frames`` frames. A frame of another size or
+            pixel format empties the window.
         **pipeline_config: any Pipeline option (strategy, saccades, decay, weights, dtype, ...).
     """
 
     def __init__(self, *, query: Query | None = None, query_text: str | None = None, query_image=None,
                  query_vector=None, query_map=None, device: str = "auto", encoder=None, vlm=None,
-                 **pipeline_config):
+                 ask_frames: int = 1, **pipeline_config):
         if "budget" in pipeline_config:  # one name for the total everywhere: total_budget
             import warnings
 
@@ -120,7 +155,12 @@ class Stream:
         if vlm is not None and not callable(vlm):
             raise TypeError(f"vlm: expected an arrcoc_rt.vlm adapter, 'llava:PATH' or a callable taking a "
                             f"FrameResult; got {type(vlm).__name__}")
+        if isinstance(ask_frames, bool) or not isinstance(ask_frames, (int, np.integer)) or ask_frames < 1:
+            raise ValueError(f"ask_frames: {ask_frames!r} is not a positive int")
+        self.ask_frames = int(ask_frames)
         self._last = None  # (frame, result) of the latest frame, for ask()
+        # (frame copy, PackSnapshot) of the last ask_frames frames, for ask(frames=k > 1)
+        self._window = deque(maxlen=self.ask_frames) if self.ask_frames > 1 else None
         self._worker = None
         if encoder is None and query is not None and query.kind in ("image", "vector"):
             encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
@@ -164,6 +204,7 @@ class Stream:
             raise ValueError("this Stream is closed; create a new one")
         pts = None
         pixel_format = None
+        original = frame  # an av.VideoFrame stays one for ask() (its planes are not RGB)
         if type(frame).__module__.startswith("av.") and hasattr(frame, "planes"):
             frame, pixel_format, pts = frame_from_av(frame)
         if isinstance(frame, tuple):
@@ -192,7 +233,13 @@ class Stream:
         if self.vlm is not None:
             result.vlm_output = self.vlm(result)
         if self.adapter is not None:
-            self._last = (frame, result)
+            self._last = (original, result)
+            if self._window is not None:
+                if resized:
+                    self._window.clear()  # one window, one frame size
+                from .vlm.base import PackSnapshot
+
+                self._window.append((_copy_frame(original), PackSnapshot(result)))
         return result
 
     def process_many(self, frames, *, layout: str | None = None, return_tensors: str = "np") -> list:
@@ -203,12 +250,20 @@ class Stream:
             raise ValueError(f"frames: a batch is [N, H, W, 3] or [N, 3, H, W]; got shape {tuple(shape)}")
         return [self.process(f, layout=layout, return_tensors=return_tensors) for f in frames]
 
-    def ask(self, question: str, *, max_new_tokens: int = 32, asynchronous: bool = False):
+    def ask(self, question: str, *, frames: int = 1, max_new_tokens: int = 32, asynchronous: bool = False):
         """The frozen VLM's answer about the latest frame, fed only its allocated tokens: an Answer
-        (text, the frame it saw, latencies in ms). ``asynchronous=True`` returns a Future at once and
-        answers on a worker thread from a copy of the frame and its token pack, while ``process``
+        (text, the frame it saw, latencies in ms). ``frames=k`` (at most the Stream's ``ask_frames``)
+        answers over the last k frames, oldest first, each fed its own allocation (k x the per-frame
+        tokens; fewer frames while fewer have been processed since the start or the last size change;
+        ``Answer.frame_indices`` says which). ``asynchronous=True`` returns a Future at once and
+        answers on a worker thread from copies of the frames and their token packs, while ``process``
         keeps up with the camera. The question becomes the query when none is set and the encoder
         understands text (CLIP/SigLIP)."""
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+            raise ValueError(f"frames: {frames!r} is not a positive int")
+        if frames > self.ask_frames:
+            raise ValueError(f"ask: frames={frames} is more than this Stream keeps (ask_frames={self.ask_frames}); "
+                             f"create it with ask_frames={frames}")
         if self.adapter is None:
             raise ValueError("ask: this Stream has no VLM; create it with vlm='llava:PATH' or an arrcoc_rt.vlm adapter")
         if not isinstance(question, str) or not question.strip():
@@ -219,17 +274,27 @@ class Stream:
         if self._query is None and enc is not None and type(enc).__name__ == "HFEncoder":
             self.set_query(query_text=question)  # from the next frame on
         frame, result = self._last
-        rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else _rgb_frame(frame)
+        if frames == 1:
+            rgbs = [_to_rgb(frame)]
+            results = [result]
+        else:
+            window = list(self._window)[-frames:]
+            rgbs = [_to_rgb(f) for f, _ in window]
+            results = [snap for _, snap in window]
+            results[-1] = result  # the latest frame's live result (its gather may run on the GPU)
         if not asynchronous:
-            return _answer(self.adapter, rgb, result, question, max_new_tokens)
+            return _answer_frames(self.adapter, rgbs, results, question, max_new_tokens)
         from concurrent.futures import ThreadPoolExecutor
 
         from .vlm.base import PackSnapshot
 
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrcoc-vlm")
-        return self._worker.submit(_answer, self.adapter, np.array(rgb), PackSnapshot(result), question,
-                                   max_new_tokens)
+        if frames == 1:
+            rgbs, results = [np.array(rgbs[0])], [PackSnapshot(result)]
+        else:  # the window's frames are private copies already, its packs snapshots
+            results[-1] = window[-1][1]
+        return self._worker.submit(_answer_frames, self.adapter, rgbs, results, question, max_new_tokens)
 
     def close(self) -> None:
         """No more frames; ``pipeline`` (and its configuration) stays inspectable."""

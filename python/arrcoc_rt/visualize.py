@@ -80,46 +80,178 @@ def save_channels(tex: Texture, folder) -> list:
 
 
 # ----------------------------------------------------------------------------- token overlays
+# One drawing of the allocation, used by `arrcoc-rt run/demo` (OverlayWriter) and the live page
+# (`arrcoc-rt serve`): a heat map of the budget per patch, saccade boxes coloured by level of detail,
+# the gestalt grid, scene cuts, a legend and a caption, each switchable.
 
-LOD_COLOURS = {400: (230, 40, 40), 384: (240, 130, 30), 256: (240, 220, 40), 128: (60, 200, 80), 64: (60, 140, 240)}
+# Levels of detail of saccades: cool colours from coarse to fine (the heat map is warm), so a box
+# never disappears into the heat under it; a dark shadow line keeps them visible on light pixels.
+LOD_COLOURS = {400: (255, 255, 255), 384: (255, 80, 230), 256: (0, 235, 255), 128: (60, 140, 255),
+               64: (150, 150, 190)}
+# Opacity of each level's outline: the many coarse boxes (a 64 covers 128 x 128 px) stay faint.
+LOD_ALPHA = {400: 255, 384: 240, 256: 220, 128: 160, 64: 60}
+# Heat ramp for the budget per patch (0..1 of HEAT_MAX): transparent, dark red, red, orange, yellow.
+HEAT_T = np.array([0.0, 0.35, 0.7, 1.0])
+HEAT_RGB = np.array([[120, 0, 20], [220, 30, 0], [255, 150, 0], [255, 245, 120]], np.float32)
+HEAT_MAX = 400.0  # the finest level of detail
+OVERLAY_LAYERS = ("heat", "saccades", "gestalt", "cuts", "legend", "caption")
 
 
-def overlay(frame_rgb: np.ndarray, result, *, heat_alpha: float = 0.45, patch: int = 16) -> np.ndarray:
-    """The frame with the allocation drawn on it: the homunculus (levels of detail per patch) as a
-    red heat map, each saccade as a box of its glimpse's extent coloured by level of detail (legend
-    in the corner), gestalt tokens as small grey dots, and a red frame plus "SCENE CUT" on cuts."""
-    img = np.asarray(frame_rgb, dtype=np.float32)
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def heat_colours(t: np.ndarray) -> np.ndarray:
+    """float32 RGB (0..255) of values t in [0, 1] on the heat ramp."""
+    t = np.clip(np.asarray(t, np.float32), 0.0, 1.0)
+    return np.stack([np.interp(t, HEAT_T, HEAT_RGB[:, c]) for c in range(3)], axis=-1).astype(np.float32)
+
+
+def _host(a) -> np.ndarray:
+    return np.asarray(to_host(a))
+
+
+def _heat_layer(pil: Image.Image, hom: np.ndarray, patch: int, alpha: float, vmax: float) -> Image.Image:
+    """The frame, a little dimmed and desaturated, under the budget per patch: colour and opacity
+    grow with the square root of the budget (64 is visible, 400 strong), bilinear between patch
+    centres; patches with no budget stay clear. (Drawn on the patch grid and scaled up by Pillow.)"""
+    w, h = pil.size
+    gh, gw = hom.shape
+    t = np.sqrt(np.clip(hom / vmax, 0.0, 1.0)).astype(np.float32)
+    grid = np.empty((gh, gw, 4), np.uint8)
+    grid[..., :3] = np.rint(heat_colours(t))
+    grid[..., 3] = np.rint(255.0 * alpha * np.minimum(1.0, 1.4 * t))
+    heat = Image.fromarray(grid).resize((gw * patch, gh * patch), Image.BILINEAR).crop((0, 0, w, h))
+    base = Image.blend(pil, pil.convert("L").convert("RGB"), 0.3).point(lambda v: int(v * 0.8 + 0.5))
+    return Image.alpha_composite(base.convert("RGBA"), heat).convert("RGB")
+
+
+def budget_per_patch(result, *, gestalt: bool = False) -> np.ndarray:
+    """[h4, w4] float32 levels of detail per patch: the saccades' (``gestalt=False``) or all tokens'
+    (``gestalt=True``: ``result.homunculus`` itself)."""
+    hom = _host(result.homunculus).astype(np.float32)
+    if gestalt:
+        return hom
+    kinds, patches = _host(result.kinds), _host(result.patches)
+    g = (kinds == 0) & (patches >= 0)
+    out = hom.ravel().copy()
+    np.subtract.at(out, patches[g], _host(result.budgets)[g].astype(np.float32))
+    return np.maximum(out, 0.0).reshape(hom.shape)
+
+
+def overlay(frame_rgb: np.ndarray, result, *, heat: bool = True, saccades: bool = True, gestalt: bool = True,
+            cuts: bool = True, legend: bool = True, caption: bool = True, heat_gestalt: bool = False,
+            heat_alpha: float = 0.6, heat_max: float | None = None, scale: int = 1, patch: int = 16) -> np.ndarray:
+    """The frame with the allocation drawn on it, as an H x W x 3 uint8 array (``scale`` times
+    larger: 2 keeps the labels of a small frame readable). Layers, each switchable:
+
+    * ``heat``: the budget per patch as a heat map: the levels of detail of the saccades centred in
+      each patch (``budget_per_patch``), or of all tokens with ``heat_gestalt=True`` (the
+      homunculus, gestalt included), on a fixed scale of 0..``heat_max`` (400, or 464 with the
+      gestalt) so frames compare;
+    * ``saccades``: each saccade's glimpse extent as a thin box coloured by its level of detail
+      (``LOD_COLOURS``; coarse boxes faint, fine ones drawn on top) with a dot at its centre;
+    * ``gestalt``: the gestalt grid as faint lines between its cells and dots at their centres;
+    * ``cuts``: a red frame and "SCENE CUT" on a scene cut;
+    * ``legend``: the colours of the levels (with how many saccades have each) and the heat scale;
+    * ``caption``: frame index, saccades, churn.
+    """
+    img = np.asarray(frame_rgb)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise ValueError(f"frame_rgb: expected H x W x 3 RGB; got shape {img.shape}")
+    k = int(scale)
+    if k != scale or not 1 <= k <= 8:
+        raise ValueError(f"scale: {scale!r} is out of range; expected an int 1..8")
     h, w = img.shape[:2]
-    hom = np.asarray(result.homunculus, np.float32)
-    if hom.max() > 0:
-        heat = np.kron(hom / hom.max(), np.ones((patch, patch), np.float32))[:h, :w]
-        img[..., 0] = img[..., 0] * (1 - heat_alpha * heat) + 255 * heat_alpha * heat
-        img[..., 1] *= 1 - 0.6 * heat_alpha * heat
-        img[..., 2] *= 1 - 0.6 * heat_alpha * heat
-    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(pil)
-    for (x, y), box, kind, lod in zip(result.positions, result.boxes, result.kinds, result.budgets):
-        if kind == 0:
-            draw.point((float(x), float(y)), fill=(200, 200, 200))
-        elif kind == 1:
-            draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=LOD_COLOURS.get(int(lod)))
-    font = ImageFont.load_default()
-    for k, (lod, col) in enumerate(sorted(LOD_COLOURS.items(), reverse=True)):
-        draw.rectangle((4, 4 + 12 * k, 12, 12 + 12 * k), fill=col)
-        draw.text((15, 2 + 12 * k), str(lod), fill=(255, 255, 255), font=font)
-    draw.text((4, h - 14), f"frame {result.frame_index}  saccades {result.num_saccades}", fill=(255, 255, 255),
-              font=font)
-    if result.scene_cut:
-        draw.rectangle((0, 0, w - 1, h - 1), outline=(255, 0, 0), width=4)
-        draw.text((w // 2 - 30, 6), "SCENE CUT", fill=(255, 60, 60), font=font)
-    return np.asarray(pil)
+    pil = Image.fromarray(np.ascontiguousarray(img[..., :3], np.uint8))
+    if heat_max is None:
+        heat_max = HEAT_MAX + (64.0 if heat_gestalt else 0.0)
+    if heat:
+        pil = _heat_layer(pil, budget_per_patch(result, gestalt=heat_gestalt), patch, heat_alpha, heat_max)
+    if k > 1:
+        pil = pil.resize((w * k, h * k), Image.BILINEAR)
+    layer = Image.new("RGBA", pil.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    kinds, budgets = _host(result.kinds), _host(result.budgets)
+    positions, boxes = _host(result.positions).astype(np.float32), np.asarray(result.boxes, np.float32)
+    W, H = pil.size
+    if gestalt:
+        centres = positions[kinds == 0]
+        if len(centres):
+            for axis, size, line in ((0, W, lambda v: (v, 0, v, H - 1)), (1, H, lambda v: (0, v, W - 1, v))):
+                c = np.unique(np.round(centres[:, axis], 1)) * k
+                for v in (c[:-1] + c[1:]) / 2:
+                    draw.line(line(float(v)), fill=(255, 255, 255, 45))
+            for x, y in centres * k:
+                draw.rectangle((x - 1, y - 1, x, y), fill=(255, 255, 255, 110))
+    counts = {lod: 0 for lod in LOD_COLOURS}
+    if saccades:
+        sac = np.flatnonzero(kinds == 1)
+        for t in sac[np.argsort(budgets[sac], kind="stable")]:  # coarse first, fine on top
+            lod = int(budgets[t])
+            counts[lod] = counts.get(lod, 0) + 1
+            col, a = LOD_COLOURS.get(lod, (255, 255, 255)), LOD_ALPHA.get(lod, 200)
+            x0, y0, x1, y1 = (boxes[t] * k).tolist()
+            if lod > 64:  # a dark shadow line keeps the box visible on light pixels
+                draw.rectangle((x0 + 1, y0 + 1, x1, y1), outline=(0, 0, 0, a // 2))
+            draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=col + (a,))
+            x, y = (positions[t] * k).tolist()
+            draw.rectangle((x - 1, y - 1, x + 1, y + 1), fill=col + (min(255, a + 60),))
+    fs = max(11, min(W, 2 * H) // 45)
+    font = _font(fs)
+    if legend:
+        rows = [(lod, col) for lod, col in sorted(LOD_COLOURS.items(), reverse=True)]
+        lw = 9 * fs
+        lh = (len(rows) + 1 if saccades else 0) * (fs + 3) + (3 * fs + 10 if heat else 0) + 6
+        draw.rectangle((4, 4, 4 + lw, 4 + lh), fill=(0, 0, 0, 150))
+        y = 8
+        if saccades:
+            draw.text((9, y), "level of detail", fill=(235, 235, 235, 255), font=font)
+            y += fs + 3
+            for lod, col in rows:
+                draw.rectangle((9, y + 2, 9 + fs, y + fs), outline=col + (255,), width=2)
+                draw.text((14 + fs, y), f"{lod}  x{counts.get(lod, 0)}", fill=(235, 235, 235, 255), font=font)
+                y += fs + 3
+        if heat:
+            draw.text((9, y), "budget per patch", fill=(235, 235, 235, 255), font=font)
+            y += fs + 3
+            bar = heat_colours(np.sqrt(np.linspace(0, 1, lw - 10)))
+            bh = max(4, fs // 2)
+            layer.paste(Image.fromarray(np.repeat(np.rint(bar)[None].astype(np.uint8), bh, axis=0)).convert("RGBA"),
+                        (9, y + 2))
+            y += bh + 3
+            draw.text((9, y), "0", fill=(235, 235, 235, 255), font=font)
+            top = f"{heat_max:.0f}"
+            draw.text((lw - draw.textlength(top, font=font), y), top, fill=(235, 235, 235, 255), font=font)
+    if caption:
+        churn = getattr(result, "churn", None)
+        text = f"frame {result.frame_index}   saccades {result.num_saccades}" + (
+            f"   churn {churn:.2f}" if churn is not None else "")
+        draw.rectangle((4, H - fs - 10, 10 + draw.textlength(text, font=font), H - 4), fill=(0, 0, 0, 150))
+        draw.text((7, H - fs - 8), text, fill=(255, 255, 255, 255), font=font)
+    if cuts and result.scene_cut:
+        bw = max(3, fs // 3)
+        draw.rectangle((0, 0, W - 1, H - 1), outline=(255, 40, 40, 255), width=bw)
+        label = "SCENE CUT"
+        tw = draw.textlength(label, font=font)
+        draw.rectangle((W / 2 - tw / 2 - 6, bw, W / 2 + tw / 2 + 6, bw + fs + 8), fill=(220, 20, 20, 230))
+        draw.text((W / 2 - tw / 2, bw + 3), label, fill=(255, 255, 255, 255), font=font)
+    return np.asarray(Image.alpha_composite(pil.convert("RGBA"), layer).convert("RGB"))
 
 
 class OverlayWriter:
-    """Writes overlays to an MP4 (PyAV, MPEG-4 part 2: always available) and/or PNGs per frame."""
+    """Writes overlays to an MP4 (PyAV, MPEG-4 part 2: always available) and/or PNGs per frame;
+    ``layers``: those of OVERLAY_LAYERS to draw (default all)."""
 
-    def __init__(self, path=None, png_folder=None, fps: float = 30.0):
+    def __init__(self, path=None, png_folder=None, fps: float = 30.0, layers=OVERLAY_LAYERS):
+        unknown = set(layers) - set(OVERLAY_LAYERS)
+        if unknown:
+            raise ValueError(f"layers: {', '.join(sorted(unknown))} unknown; expected some of {', '.join(OVERLAY_LAYERS)}")
         self.path, self.png_folder, self.fps = path, png_folder, fps
+        self.layers = {name: name in layers for name in OVERLAY_LAYERS}  # overlay()'s switches
         self._container = self._stream = None
         self.frames = 0
         self.first = None  # the first overlay drawn (RGB array)
@@ -129,7 +261,7 @@ class OverlayWriter:
             Path(png_folder).mkdir(parents=True, exist_ok=True)
 
     def write(self, frame_rgb, result) -> np.ndarray:
-        img = overlay(frame_rgb, result)
+        img = overlay(frame_rgb, result, **self.layers)
         if self.first is None:
             self.first = img
         if self.png_folder is not None:

@@ -46,7 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("experiment", help="the seeds' augmentation study and an equal-token comparison on a "
                                                  "frozen VLM (VQA accuracy, latency, memory)", description=DESCRIPTION)
     p.add_argument("--vlm", required=True, metavar="KIND:PATH",
-                   help="the frozen model: llava:PATH (or another kind make_adapter knows), a local checkpoint folder")
+                   help="the frozen model: llava:PATH, llava_next:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local "
+                        "checkpoint folder); every method runs on each")
     p.add_argument("--data", default="builtin", metavar="SPEC",
                    help="builtin (the synthetic set; default), QUESTIONS.jsonl, vqav2:ROOT or textvqa:ROOT")
     p.add_argument("--split", help="vqav2 / textvqa split (default val2014 / val)")

@@ -30,6 +30,36 @@ def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
     return idx if tokens is None else idx[: int(tokens)]
 
 
+def token_cells(result, index, h: int, w: int) -> np.ndarray:
+    """Raster index (row * w + column) on an h x w grid over the frame of the cell under each token's
+    centre: the cell ``gather_features`` centres the token's window on (same float32 arithmetic)."""
+    pos = np.asarray(host(result.positions), np.float32)[index]
+    width, height = (np.float32(v) for v in result.frame_size)
+    ci = np.clip((pos[:, 1] * np.float32(h) / height).astype(np.int64), 0, h - 1)
+    cj = np.clip((pos[:, 0] * np.float32(w) / width).astype(np.int64), 0, w - 1)
+    return ci * w + cj
+
+
+def check_frames(frames_rgb, results, tokens):
+    """(frames as arrays, kept-token indices per frame) after checking each frame against its result."""
+    frames_rgb, results = list(frames_rgb), list(results)
+    if not frames_rgb or len(frames_rgb) != len(results):
+        raise ValueError(f"frames: {len(frames_rgb)} frames and {len(results)} results; expected as many of each, "
+                         "at least one")
+    arrays, keeps = [], []
+    for f, result in zip(frames_rgb, results):
+        a = host(f)
+        if tuple(result.frame_size) != (a.shape[1], a.shape[0]):
+            raise ValueError(f"frame: {a.shape[1]}x{a.shape[0]} is not the frame the result was made from "
+                             f"({result.frame_size[0]}x{result.frame_size[1]})")
+        keep = kept_tokens(result, tokens)
+        if len(keep) == 0:
+            raise ValueError("result: the token pack holds no gestalt or saccade tokens")
+        arrays.append(a)
+        keeps.append(keep)
+    return arrays, keeps
+
+
 class PackSnapshot:
     """The parts of a FrameResult an adapter reads, copied, so an answer can be computed after the
     pipeline has moved on (its gather uses the float64 reference with the copied positions)."""
@@ -84,6 +114,21 @@ class VLMAdapter(ABC):
     def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
         """Greedy (by default) decoding from ``prepare``'s inputs; the new text only."""
 
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None) -> dict:
+        """The model inputs for ``prompt`` about several frames, oldest first, each seen through its
+        own result's tokens (``tokens=N`` per frame, so up to k x N visual tokens in all). The same
+        keys as ``prepare``, with ``token_index`` a list (one array per frame) and ``frame_tokens``
+        the visual-token count of each frame. One frame is ``prepare``; adapters that cannot take
+        several frames raise NotImplementedError for more."""
+        frames_rgb, results = list(frames_rgb), list(results)
+        if not frames_rgb or len(frames_rgb) != len(results):
+            raise ValueError(f"frames: {len(frames_rgb)} frames and {len(results)} results; expected as many of "
+                             "each, at least one")
+        if len(frames_rgb) == 1:
+            out = self.prepare(frames_rgb[0], results[0], prompt, tokens=tokens)
+            return dict(out, token_index=[out.get("token_index")], frame_tokens=[out["num_visual_tokens"]])
+        raise NotImplementedError(f"{type(self).__name__} does not take several frames")
+
     def prepare_features(self, features, prompt: str, *, positions=None, grid=None) -> dict:
         """Model inputs for ``prompt`` with exactly these N visual tokens, in this order, chosen by
         something other than a token pack (e.g. pooling or pruning the model's own grid, as the
@@ -96,11 +141,12 @@ class VLMAdapter(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not take a chosen set of visual features")
 
 
-KINDS = ("llava", "qwen2_vl", "qwen2_5_vl")
+KINDS = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
 
 
 def make_adapter(spec, **options) -> VLMAdapter:
-    """``'llava:PATH'`` -> LlavaAdapter.load(PATH, **options); ``'qwen2_vl:PATH'`` /
+    """``'llava:PATH'`` -> LlavaAdapter.load(PATH, **options); ``'llava_next:PATH'`` ->
+    LlavaNextAdapter.load(PATH, **options); ``'qwen2_vl:PATH'`` /
     ``'qwen2_5_vl:PATH'`` -> Qwen2VLAdapter.load(PATH, **options); a VLMAdapter passes through."""
     if isinstance(spec, VLMAdapter):
         return spec
@@ -112,6 +158,10 @@ def make_adapter(spec, **options) -> VLMAdapter:
         from .llava import LlavaAdapter
 
         return LlavaAdapter.load(path, **options)
+    if kind == "llava_next":
+        from .llava_next import LlavaNextAdapter
+
+        return LlavaNextAdapter.load(path, **options)
     if kind in ("qwen2_vl", "qwen2_5_vl"):
         from .qwen2_vl import Qwen2VLAdapter
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VLMAdapter, host, kept_tokens
+from .base import VLMAdapter, check_frames, host
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -30,12 +30,18 @@ class LlavaAdapter(VLMAdapter):
 
     ``template`` holds ``{prompt}`` and one ``<image>`` placeholder (default
     ``"USER: <image>\\n{prompt} ASSISTANT:"``, LLaVA-1.5's).
+
+    Several frames (``prepare_frames``, oldest first) are several images of one prompt, as LLaVA's
+    processor and model take them: the placeholder becomes k image-token blocks, one per frame, with
+    ``frame_separator`` between them (default ``"\\n"``: llava-hf's chat template writes each image as
+    ``"<image>\\n"``), so the default template reads ``"USER: <image>\\n<image>\\n{prompt} ASSISTANT:"``
+    for two frames. The vision tower runs once on the k frames together.
     """
 
     name = "llava"
 
     def __init__(self, model, tokenizer, *, mean=_CLIP_NORM[0], std=_CLIP_NORM[1], tokens: int | None = None,
-                 template: str = DEFAULT_TEMPLATE):
+                 template: str = DEFAULT_TEMPLATE, frame_separator: str = "\n"):
         import torch
 
         if template.count("<image>") != 1 or "{prompt}" not in template:
@@ -46,6 +52,9 @@ class LlavaAdapter(VLMAdapter):
         self.tokenizer = tokenizer
         self.tokens = tokens
         self.template = template
+        if not isinstance(frame_separator, str):
+            raise TypeError(f"frame_separator: expected a str; got {type(frame_separator).__name__}")
+        self.frame_separator = frame_separator
         cfg = model.config
         self.image_token_id = int(cfg.image_token_id)
         self.feature_layer = cfg.vision_feature_layer
@@ -61,7 +70,8 @@ class LlavaAdapter(VLMAdapter):
 
     @classmethod
     def load(cls, path, device: str = "cpu", dtype=None, *, tokens: int | None = None,
-             template: str = DEFAULT_TEMPLATE, attn_implementation: str | None = None) -> "LlavaAdapter":
+             template: str = DEFAULT_TEMPLATE, attn_implementation: str | None = None,
+             frame_separator: str = "\n") -> "LlavaAdapter":
         """A LLaVA checkpoint folder (model + tokenizer, ``from_pretrained(local_files_only=True)``).
         ``dtype`` None: float16 on CUDA, float32 on the CPU. Raises ValueError when the folder is
         missing or does not hold a LLaVA model."""
@@ -93,7 +103,8 @@ class LlavaAdapter(VLMAdapter):
         if pp.exists():
             c = json.loads(pp.read_text())
             mean, std = c.get("image_mean", mean), c.get("image_std", std)
-        return cls(model.to(device), tokenizer, mean=mean, std=std, tokens=tokens, template=template)
+        return cls(model.to(device), tokenizer, mean=mean, std=std, tokens=tokens, template=template,
+                   frame_separator=frame_separator)
 
     # ------------------------------------------------------------------ vision
     def pixel_values(self, frame_rgb):
@@ -110,16 +121,19 @@ class LlavaAdapter(VLMAdapter):
     def vision_features(self, frame_rgb):
         """[C, g, g] float32 torch tensor: the vision tower's selected layer(s) on its patch grid,
         without the class token (the grid has no cell for it), before the projector."""
+        return self._grids(self.pixel_values(frame_rgb))[0]
+
+    def _grids(self, pixel_values):
+        """[B, C, g, g] float32: the tower's grids of a batch of [B, 3, S, S] pixels."""
         torch = self._torch
         with torch.no_grad():
-            out = self.model.model.vision_tower(self.pixel_values(frame_rgb), output_hidden_states=True,
-                                                return_dict=True)
+            out = self.model.model.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
             layers = [self.feature_layer] if isinstance(self.feature_layer, int) else list(self.feature_layer)
             # The same layer selection as LlavaModel.get_image_features; the last g*g tokens are the grid
             # whether or not the strategy keeps the class token.
             g = self.grid
             hs = torch.cat([out.hidden_states[i][:, -g * g:] for i in layers], dim=-1)
-        return hs[0].float().T.reshape(-1, g, g).contiguous()
+        return hs.float().transpose(1, 2).reshape(hs.shape[0], -1, g, g).contiguous()
 
     def _gather(self, result, features):
         """[N, C] float32 on the model's device: result.gather_features over the model's grid."""
@@ -138,47 +152,77 @@ class LlavaAdapter(VLMAdapter):
         """Model inputs: ``inputs_embeds`` [1, L, D] with the projected visual tokens at the image-token
         positions, ``attention_mask`` [1, L], ``input_ids`` [1, L] (the prompt with K image tokens,
         for reference) and ``num_visual_tokens`` K. ``tokens`` overrides the adapter's knob."""
+        out = self.prepare_frames([frame_rgb], [result], prompt, tokens=tokens)
+        return dict(out, token_index=out["token_index"][0])
+
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None) -> dict:
+        """Model inputs about k frames, oldest first, each through its own result's tokens (``tokens``
+        per frame): one prompt with k image-token blocks in time order (see the class docstring).
+        ``prepare``'s keys, with ``token_index`` a list of k arrays and ``frame_tokens`` the count of
+        each block; ``num_visual_tokens`` is their sum."""
         torch = self._torch
-        a = host(frame_rgb)
-        if tuple(result.frame_size) != (a.shape[1], a.shape[0]):
-            raise ValueError(f"frame: {a.shape[1]}x{a.shape[0]} is not the frame the result was made from "
-                             f"({result.frame_size[0]}x{result.frame_size[1]})")
-        keep = kept_tokens(result, self.tokens if tokens is None else tokens)
-        if len(keep) == 0:
-            raise ValueError("result: the token pack holds no gestalt or saccade tokens")
-        feats = self._gather(result, self.vision_features(a))                 # [N, C]
-        idx = torch.from_numpy(keep.astype(np.int64)).to(self.device)
-        return dict(self.prepare_features(feats[idx], prompt), token_index=keep)
+        arrays, keeps = check_frames(frames_rgb, results, self.tokens if tokens is None else tokens)
+        grids = self._grids(torch.cat([self.pixel_values(a) for a in arrays]))            # [k, C, g, g]
+        blocks = []
+        for result, keep, grid in zip(results, keeps, grids):
+            feats = self._gather(result, grid)                                             # [N, C]
+            blocks.append(feats[torch.from_numpy(keep.astype(np.int64)).to(self.device)])
+        return dict(self._embed(blocks, prompt), token_index=keeps)
 
     def prepare_features(self, features, prompt: str, *, positions=None, grid=None) -> dict:
         """Model inputs with exactly the N visual tokens ``features`` [N, C] (vision-tower space, e.g.
         cells of ``vision_features``' grid or means of cells), in this order, through the model's
         projector: the keys of ``prepare`` but ``token_index``. LLaVA-1.5's image tokens carry no 2-D
         positions (the language model sees them in sequence), so ``positions`` and ``grid`` are not used."""
+        return self._embed([features], prompt)
+
+    def _embed(self, blocks, prompt: str) -> dict:
+        """Inputs with one image-token block per [N_i, C] feature block, in order, projected."""
         torch = self._torch
-        f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
-        if f.ndim != 2 or f.shape[0] < 1:
-            raise ValueError(f"features: expected [N, C] with N >= 1; got shape {tuple(f.shape)}")
-        with torch.no_grad():
-            visual = self.model.model.multi_modal_projector(f.to(self.device, self.dtype)[None])[0]  # [N, D]
-        input_ids = self._prompt_ids(prompt, int(f.shape[0]))
+        fs = []
+        for f in blocks:
+            f = f if isinstance(f, torch.Tensor) else torch.as_tensor(np.asarray(f))
+            if f.ndim != 2 or f.shape[0] < 1:
+                raise ValueError(f"features: expected [N, C] with N >= 1; got shape {tuple(f.shape)}")
+            fs.append(f.to(self.device, self.dtype))
+        counts = [int(f.shape[0]) for f in fs]
+        visual = self._project(torch.cat(fs))                                            # [sum N_i, D]
+        return self._scatter(list(visual.split(counts)), prompt)
+
+    def _project(self, features):
+        """[N, D]: the model's projector applied to [N, C] vision-tower features."""
+        with self._torch.no_grad():
+            return self.model.model.multi_modal_projector(features.to(self.device, self.dtype)[None])[0]
+
+    def _scatter(self, blocks, prompt: str) -> dict:
+        """Inputs whose image-token blocks (one per entry, in order) hold the language-model-space
+        embeddings ``blocks[i]`` [L_i, D]."""
+        torch = self._torch
+        counts = [int(b.shape[0]) for b in blocks]
+        input_ids = self._prompt_ids(prompt, counts)
         with torch.no_grad():
             embeds = self.model.get_input_embeddings()(input_ids)
             mask = (input_ids == self.image_token_id)[..., None].expand_as(embeds)
-            embeds = embeds.masked_scatter(mask, visual.to(embeds.dtype))
+            embeds = embeds.masked_scatter(mask, torch.cat(blocks).to(embeds.dtype))
         return {"inputs_embeds": embeds, "attention_mask": torch.ones_like(input_ids), "input_ids": input_ids,
-                "num_visual_tokens": int(f.shape[0])}
+                "num_visual_tokens": sum(counts), "frame_tokens": counts}
 
-    def _prompt_ids(self, prompt: str, k: int):
-        """[1, L] ids: the template around ``prompt`` with the placeholder expanded to k image tokens."""
+    def _prompt_ids(self, prompt: str, counts):
+        """[1, L] ids: the template around ``prompt`` with the placeholder expanded to ``counts`` image
+        tokens (an int; or a list: one block per frame, ``frame_separator`` between blocks)."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt: expected a str; got {type(prompt).__name__}")
-        before, after = self.template.replace("{prompt}", prompt).split("<image>")
-        head = self.tokenizer(before, add_special_tokens=True)["input_ids"]
-        tail = self.tokenizer(after, add_special_tokens=False)["input_ids"]
-        if self.image_token_id in head or self.image_token_id in tail:
+        counts = [int(counts)] if isinstance(counts, (int, np.integer)) else [int(c) for c in counts]
+        before, after = self.template.split("<image>")
+        head = self.tokenizer(before.replace("{prompt}", prompt), add_special_tokens=True)["input_ids"]
+        tail = self.tokenizer(after.replace("{prompt}", prompt), add_special_tokens=False)["input_ids"]
+        sep = self.tokenizer(self.frame_separator, add_special_tokens=False)["input_ids"] if len(counts) > 1 else []
+        if self.image_token_id in head or self.image_token_id in tail or self.image_token_id in sep:
             raise ValueError("prompt: it contains the image token; the adapter places the image tokens itself")
-        ids = list(head) + [self.image_token_id] * k + list(tail)
+        ids = list(head)
+        for i, k in enumerate(counts):
+            ids += (list(sep) if i else []) + [self.image_token_id] * k
+        ids += list(tail)
         return self._torch.tensor([ids], dtype=self._torch.long, device=self.device)
 
     def logits(self, inputs: dict):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VLMAdapter, host, kept_tokens
+from .base import VLMAdapter, check_frames, host, token_cells
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
 # adapter puts the visual tokens, between the vision start / end markers.
@@ -48,6 +48,21 @@ class Qwen2VLAdapter(VLMAdapter):
     from the last prompt position + 1, the same place when the template ends in text (Qwen's does).
 
     ``template`` holds ``{prompt}`` and one ``<image>`` placeholder (default: Qwen's chat format).
+
+    Several frames (``prepare_frames``, oldest first, one size) are one video in Qwen's layout whose
+    k temporal patches are the k frames: each frame fills its patch's ``temporal_patch_size`` (2)
+    frames, as Qwen's processor does for a still image, so its tower output is exactly the frame's
+    image output (the tower attends within one temporal patch). The placeholder becomes k x h x w
+    video tokens; ``get_rope_index`` with ``video_grid_thw`` [[k, 2h, 2w]] gives the full video's
+    positions, t = the frame's index in the window (Qwen2.5-VL: index x ``tokens_per_second`` x
+    ``seconds_per_frame``, 1 s by default as when the processor gives no ``second_per_grid_ts``),
+    and each frame's kept tokens take them at their cells, frames in time order, each in raster
+    order. That is the stock model's input for that k-patch video, pruned. (Qwen's video processor
+    would instead pair consecutive frames into one patch; one frame per patch keeps each frame's
+    allocation its own.)
+
+    ``prepare_features`` takes tokens chosen on the merged grid by something else (the
+    experiment's pooling and pruning baselines) with each token's cell: the same positions.
     """
 
     name = "qwen2_vl"
@@ -67,6 +82,7 @@ class Qwen2VLAdapter(VLMAdapter):
         self.template = template
         cfg = model.config
         self.image_token_id = int(cfg.image_token_id)
+        self.video_token_id = int(cfg.video_token_id)
         self.merge = int(cfg.vision_config.spatial_merge_size)
         # The processor's own pixel budget unless overridden, in its size keys (shortest_edge = min
         # pixels, longest_edge = max pixels); None: the processor's as saved.
@@ -139,11 +155,17 @@ class Qwen2VLAdapter(VLMAdapter):
 
     def _merged_grid(self, image):
         """[D, h, w] float32: the vision tower's merged tokens (raster order) as a grid."""
-        _, gh, gw = (int(v) for v in image["image_grid_thw"][0])
-        h, w = gh // self.merge, gw // self.merge
+        return self._merged_grids(image["pixel_values"], image["image_grid_thw"])[0]
+
+    def _merged_grids(self, pixel_values, image_grid_thw):
+        """A list of [D, h, w] float32 grids, one per image of ``image_grid_thw`` [n, 3], from one
+        call of the vision tower."""
         with self._torch.no_grad():
-            out = self.model.model.get_image_features(image["pixel_values"], image["image_grid_thw"], return_dict=True)
-        return out.pooler_output[0].float().T.reshape(-1, h, w).contiguous()
+            out = self.model.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+        grids = []
+        for feats, (_, gh, gw) in zip(out.pooler_output, image_grid_thw.tolist()):
+            grids.append(feats.float().T.reshape(-1, gh // self.merge, gw // self.merge).contiguous())
+        return grids
 
     def vision_features(self, frame_rgb):
         """[D, h, w] float32 torch tensor: the vision tower's output on its merged patch grid (after
@@ -162,15 +184,7 @@ class Qwen2VLAdapter(VLMAdapter):
         torch.cuda.current_stream(f.device).synchronize()
         return out.to(self.device)
 
-    @staticmethod
-    def token_cells(result, index, h: int, w: int) -> np.ndarray:
-        """Raster index (row * w + column) on an h x w grid of the cell under each token's centre:
-        the cell ``gather_features`` centres the token's window on (same float32 arithmetic)."""
-        pos = np.asarray(host(result.positions), np.float32)[index]
-        width, height = (np.float32(v) for v in result.frame_size)
-        ci = np.clip((pos[:, 1] * np.float32(h) / height).astype(np.int64), 0, h - 1)
-        cj = np.clip((pos[:, 0] * np.float32(w) / width).astype(np.int64), 0, w - 1)
-        return ci * w + cj
+    token_cells = staticmethod(token_cells)
 
     # ------------------------------------------------------------------ language
     def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
@@ -179,59 +193,129 @@ class Qwen2VLAdapter(VLMAdapter):
         ``rope_deltas`` [1, 1], ``input_ids`` [1, L] (for reference), ``num_visual_tokens`` K,
         ``token_index`` (pack index of each visual token, in prompt order), ``cells`` (its merged-grid
         cell) and ``image_grid_thw``. ``tokens`` overrides the adapter's knob."""
-        torch = self._torch
-        a = host(frame_rgb)
-        if tuple(result.frame_size) != (a.shape[1], a.shape[0]):
-            raise ValueError(f"frame: {a.shape[1]}x{a.shape[0]} is not the frame the result was made from "
-                             f"({result.frame_size[0]}x{result.frame_size[1]})")
-        keep = kept_tokens(result, self.tokens if tokens is None else tokens)
-        if len(keep) == 0:
-            raise ValueError("result: the token pack holds no gestalt or saccade tokens")
-        image = self.image_inputs(a)
-        grid = self._merged_grid(image)                                          # [D, h, w]
-        h, w = grid.shape[1:]
-        cells = self.token_cells(result, keep, h, w)
-        order = np.argsort(cells, kind="stable")  # raster order; ties keep the pack's order
-        keep, cells = keep[order], cells[order]
-        feats = self._gather(result, grid)                                        # [N, D]
-        visual = feats[torch.from_numpy(keep.astype(np.int64)).to(self.device)]
-        return dict(self._language_inputs(visual, cells, image["image_grid_thw"], prompt), token_index=keep)
+        out = self.prepare_frames([frame_rgb], [result], prompt, tokens=tokens)
+        return dict(out, token_index=out["token_index"][0], cells=out["cells"][0])
 
-    def _language_inputs(self, visual, cells: np.ndarray, image_grid_thw, prompt: str) -> dict:
-        """``prepare``'s keys but ``token_index``, for visual tokens ``visual`` [K, D] (language-model
-        space) at merged-grid cells ``cells`` [K] (raster index, in prompt order) of the image
-        ``image_grid_thw`` describes."""
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None,
+                       seconds_per_frame: float | None = None) -> dict:
+        """Model inputs about k frames of one size, oldest first, each through its own result's tokens
+        (``tokens`` per frame): one frame is ``prepare``'s image; more are one video with one temporal
+        patch per frame (see the class docstring). ``prepare``'s keys, with ``token_index`` and
+        ``cells`` lists of k arrays (prompt order), ``frame_tokens`` each frame's count and, for a
+        video, ``video_grid_thw`` [1, 3] instead of ``image_grid_thw``. ``seconds_per_frame``: the
+        time between frames for Qwen2.5-VL's temporal positions (None: 1 s per patch, the model's
+        default; Qwen2-VL ignores it)."""
         torch = self._torch
+        arrays, keeps = check_frames(frames_rgb, results, self.tokens if tokens is None else tokens)
+        images = [self.image_inputs(a) for a in arrays]
+        thw = images[0]["image_grid_thw"]
+        if any(not torch.equal(im["image_grid_thw"], thw) for im in images[1:]):
+            raise ValueError("frames: the frames of one window must have one size (one merged grid); got "
+                             + ", ".join(f"{a.shape[1]}x{a.shape[0]}" for a in arrays))
+        grids = self._merged_grids(torch.cat([im["pixel_values"] for im in images]), thw.repeat(len(images), 1))
+        visuals, cells_list, keep_list = [], [], []
+        for result, keep, grid in zip(results, keeps, grids):
+            h, w = grid.shape[1:]
+            cells = self.token_cells(result, keep, h, w)
+            order = np.argsort(cells, kind="stable")  # raster order; ties keep the pack's order
+            keep, cells = keep[order], cells[order]
+            feats = self._gather(result, grid)                                    # [N, D]
+            visuals.append(feats[torch.from_numpy(keep.astype(np.int64)).to(self.device)])
+            cells_list.append(cells)
+            keep_list.append(keep)
+        out = self._language_inputs(visuals, cells_list, thw, prompt, seconds_per_frame=seconds_per_frame)
+        return dict(out, token_index=keep_list)
+
+    def prepare_features(self, features, prompt: str, *, positions=None, grid=None) -> dict:
+        """Model inputs with exactly the N visual tokens ``features`` [N, D] (merged-grid space, as
+        ``vision_features``' channels: cells or means of cells), each at the rotary position the full
+        image gives the merged-grid cell under its ``positions`` [N, 2] (x, y in cells; cell (i, j)
+        has its centre at (j + 0.5, i + 0.5)) on a merged grid of ``grid`` = (h, w): the cell
+        (floor(y), floor(x)). A token pooled over a block of cells (given the block's centre) takes
+        the centre cell's position — for a block of even side, whose centre is a cell corner, the
+        cell below and right of it, as a pack token does. The tokens go into the prompt in raster
+        order of their cells (ties in the given order): ``feature_index`` is that order, ``cells``
+        the cells; otherwise ``prepare``'s keys."""
+        torch = self._torch
+        if positions is None or grid is None:
+            raise ValueError("Qwen2-VL's visual tokens carry 2-D positions: prepare_features needs positions "
+                             "[N, 2] (x, y in cells) and grid (h, w) of the merged grid")
+        f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+        width = self.model.config.text_config.hidden_size
+        if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] != width:
+            raise ValueError(f"features: expected [N, {width}] with N >= 1 (the merged grid's channels); got shape "
+                             f"{tuple(f.shape)}")
+        h, w = (int(v) for v in grid)
+        if h < 1 or w < 1:
+            raise ValueError(f"grid: {grid!r} is not (h, w) of a merged grid")
+        pos = np.asarray(positions, np.float64)
+        if pos.shape != (f.shape[0], 2) or not np.all(np.isfinite(pos)):
+            raise ValueError(f"positions: expected [{f.shape[0]}, 2] finite (x, y) in cells; got shape {pos.shape}")
+        cj = np.clip(np.floor(pos[:, 0]), 0, w - 1).astype(np.int64)
+        ci = np.clip(np.floor(pos[:, 1]), 0, h - 1).astype(np.int64)
+        cells = ci * w + cj
+        order = np.argsort(cells, kind="stable")
+        thw = torch.tensor([[1, h * self.merge, w * self.merge]], dtype=torch.long, device=self.device)
+        visual = f[torch.from_numpy(order).to(f.device)].to(self.device)
+        out = self._language_inputs([visual], [cells[order]], thw, prompt)
+        return dict(out, feature_index=order, cells=cells[order])
+
+    def _language_inputs(self, visuals, cells_list, image_grid_thw, prompt: str, *,
+                         seconds_per_frame: float | None = None) -> dict:
+        """``prepare``'s keys but ``token_index``: for each frame (oldest first), visual tokens
+        ``visuals[i]`` [K_i, D] (language-model space) at merged-grid cells ``cells_list[i]`` [K_i]
+        (raster index, in prompt order) of a frame ``image_grid_thw`` [1, 3] describes. One frame:
+        an image; several: one video with a temporal patch per frame."""
+        torch = self._torch
+        k = len(visuals)
         _, gh, gw = (int(v) for v in image_grid_thw[0])
         h, w = gh // self.merge, gw // self.merge
+        n = h * w
         head, tail = self._prompt_parts(prompt)
-        full_ids = torch.tensor([head + [self.image_token_id] * (h * w) + tail], dtype=torch.long, device=self.device)
+        video = k > 1
+        token = self.video_token_id if video else self.image_token_id
+        full_ids = torch.tensor([head + [token] * (k * n) + tail], dtype=torch.long, device=self.device)
+        mm_types = (full_ids == token).int() * (2 if video else 1)  # text 0, image 1, video 2
+        if video:
+            grid_kw = {"video_grid_thw": torch.tensor([[k, gh, gw]], dtype=torch.long, device=self.device)}
+            if seconds_per_frame is not None:
+                grid_kw["second_per_grid_ts"] = torch.tensor([float(seconds_per_frame)], device=self.device)
+        else:
+            grid_kw = {"image_grid_thw": image_grid_thw}
         full_positions, full_deltas = self.model.model.get_rope_index(
-            full_ids, mm_token_type_ids=(full_ids == self.image_token_id).int(), image_grid_thw=image_grid_thw,
-            attention_mask=torch.ones_like(full_ids))
+            full_ids, mm_token_type_ids=mm_types, attention_mask=torch.ones_like(full_ids), **grid_kw)
         n_head = len(head)
-        columns = np.concatenate([np.arange(n_head), n_head + cells, n_head + h * w + np.arange(len(tail))])
+        columns = np.concatenate([np.arange(n_head)] + [n_head + i * n + np.asarray(c, np.int64)
+                                                         for i, c in enumerate(cells_list)]
+                                 + [n_head + k * n + np.arange(len(tail))])
         columns = torch.from_numpy(columns).to(self.device)
         input_ids = full_ids[:, columns]
         position_ids = full_positions[:, :, columns]
         # Decoding goes on where the full prompt's would: next position = length + delta for both.
         rope_deltas = full_deltas + (full_ids.shape[1] - input_ids.shape[1])
+        visual = torch.cat([v.to(self.device) for v in visuals])
         with torch.no_grad():
             embeds = self.model.get_input_embeddings()(input_ids)
-            mask = (input_ids == self.image_token_id)[..., None].expand_as(embeds)
+            mask = (input_ids == token)[..., None].expand_as(embeds)
             embeds = embeds.masked_scatter(mask, visual.to(embeds.dtype))
-        return {"inputs_embeds": embeds, "attention_mask": torch.ones_like(input_ids), "position_ids": position_ids,
-                "rope_deltas": rope_deltas, "input_ids": input_ids, "num_visual_tokens": int(len(cells)),
-                "cells": cells, "image_grid_thw": image_grid_thw}
+        counts = [int(len(c)) for c in cells_list]
+        out = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(input_ids), "position_ids": position_ids,
+               "rope_deltas": rope_deltas, "input_ids": input_ids, "num_visual_tokens": sum(counts),
+               "frame_tokens": counts, "cells": list(cells_list)}
+        if video:
+            out["video_grid_thw"] = grid_kw["video_grid_thw"]
+        else:
+            out["image_grid_thw"] = image_grid_thw
+        return out
 
     def _prompt_parts(self, prompt: str) -> tuple[list, list]:
         """Token ids of the template before and after the image placeholder, around ``prompt``."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt: expected a str; got {type(prompt).__name__}")
-        before, after = self.template.replace("{prompt}", prompt).split("<image>")
-        head = list(self.tokenizer(before)["input_ids"])
-        tail = list(self.tokenizer(after, add_special_tokens=False)["input_ids"])
-        if self.image_token_id in head or self.image_token_id in tail:
+        before, after = self.template.split("<image>")
+        head = list(self.tokenizer(before.replace("{prompt}", prompt))["input_ids"])
+        tail = list(self.tokenizer(after.replace("{prompt}", prompt), add_special_tokens=False)["input_ids"])
+        if any(t in ids for t in (self.image_token_id, self.video_token_id) for ids in (head, tail)):
             raise ValueError("prompt: it contains the image token; the adapter places the image tokens itself")
         return head, tail
 

@@ -1,0 +1,225 @@
+"""``run_batch``: a corpus of video files to token packs in Parquet, with Ray Data.
+
+    from arrcoc_rt.distributed import run_batch, read_parquet
+
+    report = run_batch(["archive/**/*.mp4"], "packs/", address="auto")
+    packs = read_parquet("packs/clip-1a2b3c4d.parquet")        # FramePacks, frames in order
+
+* One Ray Data task per file (``from_items(files).map(...)``, one file per block): its frames go
+  through one Stream in order, because motion and temporal blending follow the frames.
+* One Parquet file per input file, one row per frame, the token pack as columns
+  (``records.arrow_schema``), written in row groups of ``rows_per_group`` frames.
+* Resumable: each file is written to ``NAME.parquet.partial`` and renamed to ``NAME.parquet`` when
+  complete (the rename is atomic), so a ``NAME.parquet`` with a readable footer is a finished file
+  and a rerun skips it; a task that died leaves only a ``.partial``, which the rerun replaces.
+* A file that cannot be read fails alone (its error is in the report); the others go on. A worker
+  that dies is retried by Ray Data (``max_retries``) from the file's start.
+* ``summary.json`` in the output folder lists every input: status, Parquet file, frames, corrupt
+  packets, latency percentiles.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv")
+
+
+def expand_inputs(inputs) -> list[str]:
+    """Files from paths, folders (their video files, recursively) and glob patterns ('**' works),
+    in order, each once. A path that matches nothing is kept, to be reported as missing."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out, seen = [], set()
+
+    def add(p):
+        p = str(p)
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+
+    for item in inputs:
+        s = str(item)
+        if os.path.isdir(s):
+            for p in sorted(Path(s).rglob("*")):
+                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+                    add(p)
+        elif any(c in s for c in "*?[") and not os.path.exists(s):
+            for p in sorted(glob.glob(s, recursive=True)):
+                if os.path.isfile(p):
+                    add(p)
+        else:
+            add(s)
+    return out
+
+
+def output_name(path: str) -> str:
+    """``STEM-HASH8.parquet``: readable, and distinct for files of the same name in other folders
+    (the hash is of the absolute path, so a rerun finds the same name)."""
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).stem)[:80] or "video"
+    return f"{stem}-{digest}.parquet"
+
+
+def is_complete(path) -> bool:
+    """A finished Parquet file: present (renamed after its footer was written) and its footer reads."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(str(path))
+        return True
+    except (OSError, ValueError, Exception):  # noqa: BLE001 - pyarrow raises ArrowInvalid etc.
+        return False
+
+
+def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_options: dict | None = None,
+                 source_options: dict | None = None, rows_per_group: int = 64) -> dict:
+    """One video file -> one Parquet file (``out_path``), frames in order; returns its report.
+    Runs in a Ray Data task (and works without Ray)."""
+    import pyarrow.parquet as pq
+
+    from ..sources import open as open_source
+    from ..stream import Stream
+    from .records import FramePack, arrow_schema, packs_to_table
+
+    t0 = time.perf_counter()
+    partial = out_path + ".partial"
+    report = {"source": path, "parquet": out_path, "status": "failed", "error": None, "frames": 0,
+              "corrupt_packets": 0, "latency_ms": None, "seconds": 0.0, "pid": os.getpid()}
+    latencies, packs, writer = [], [], None
+    try:
+        with open_source(path, **(source_options or {})) as src:
+            stream = Stream(**(stream_options or {}))
+            writer = pq.ParquetWriter(partial, arrow_schema(), compression="zstd")
+            for i, frame in enumerate(src):
+                t = time.perf_counter()
+                result = stream.process(frame)
+                ms = (time.perf_counter() - t) * 1e3
+                latencies.append(ms)
+                packs.append(FramePack.from_result(result, source=path, source_index=source_index, frame_index=i,
+                                                   latency_ms=ms))
+                if len(packs) >= rows_per_group:
+                    writer.write_table(packs_to_table(packs))
+                    packs = []
+            if packs:
+                writer.write_table(packs_to_table(packs))
+            writer.close()
+            writer = None
+            report["corrupt_packets"] = src.stats.corrupt_packets
+        if not latencies:
+            raise ValueError("no decodable video frames")
+        os.replace(partial, out_path)  # atomic: a NAME.parquet is always a complete file
+        report.update(status="complete", frames=len(latencies))
+    except Exception as e:  # noqa: BLE001 - this file fails alone; the report says why
+        report["error"] = f"{type(e).__name__}: {e}"
+        if writer is not None:
+            writer.close()
+        if os.path.exists(partial):
+            os.remove(partial)
+    if latencies:
+        v = np.asarray(latencies)
+        report["latency_ms"] = {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (50, 95, 99)}
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def _task(row: dict, stream_options: dict, source_options: dict, rows_per_group: int) -> dict:
+    r = convert_file(row["path"], row["out"], source_index=row["index"], stream_options=stream_options,
+                     source_options=source_options, rows_per_group=rows_per_group)
+    r["latency_ms"] = json.dumps(r["latency_ms"])  # one simple type per column for Ray Data
+    return r
+
+
+def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.0, num_gpus=None,
+              max_retries: int = 2, rows_per_group: int = 64, redo: bool = False, progress=None,
+              source_options=None, on_file=None, **stream_options) -> list[dict]:
+    """Turns every input file into ``out_dir/STEM-HASH.parquet`` (see the module docstring) with
+    Ray Data on the cluster at ``address`` (``None``: a local one, or the one this process joined).
+
+    ``inputs``: files, folders, glob patterns. ``num_cpus`` / ``num_gpus`` per task (default: 1 CPU;
+    a whole GPU per task when the cluster has GPUs and ``device`` is not 'cpu'; fractions share one).
+    ``redo=True`` converts finished files again. ``on_file(report)`` is called as each file ends.
+    Returns one report per input, in input order: status 'complete', 'skipped' (finished by an
+    earlier run) or 'failed' (with ``error``), frames, corrupt packets, latency percentiles."""
+    from .live import _validate, _with_query, connect
+
+    files = expand_inputs(inputs)
+    if not files:
+        raise ValueError(f"no video files in {inputs!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stream_options = _with_query(query, stream_options)
+    _validate(stream_options)
+    reports: dict[int, dict] = {}
+    todo = []
+    for i, f in enumerate(files):
+        target = out / output_name(f)
+        if not redo and target.exists() and is_complete(target):
+            import pyarrow.parquet as pq
+
+            reports[i] = {"source": f, "parquet": str(target), "status": "skipped", "error": None,
+                          "frames": pq.read_metadata(str(target)).num_rows}
+        elif not os.path.isfile(f):
+            reports[i] = {"source": f, "parquet": None, "status": "failed", "frames": 0,
+                          "error": f"{f!r} does not exist or is not a file"}
+        else:
+            todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve())})
+    if todo:
+        import ray
+        import ray.data
+
+        connect(address)
+        if num_gpus is None:
+            use = ray.cluster_resources().get("GPU", 0) > 0 and str(stream_options.get("device", "auto")) != "cpu"
+            num_gpus = 1 if use else 0
+        if not num_gpus and "num_threads" not in stream_options:
+            stream_options["num_threads"] = max(1, int(round(num_cpus)))
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = show
+        ctx.max_errored_blocks = len(todo)  # a task that keeps crashing loses its file, not the job
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo))  # one file per block, one block per task
+        kwargs = dict(fn_kwargs={"stream_options": stream_options, "source_options": dict(source_options or {}),
+                                 "rows_per_group": rows_per_group}, num_cpus=num_cpus, num_gpus=num_gpus or None)
+        with warnings.catch_warnings():
+            # Ray Data retries a crashed task forever by default; a file that crashes its worker must fail
+            # after max_retries. Ray 2.60 has only the (deprecated) remote-args hook for that.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            try:
+                ds = ds.map(_task, ray_remote_args_fn=lambda: {"max_retries": max_retries}, **kwargs)
+            except TypeError:  # a Ray without the hook
+                ds = ds.map(_task, **kwargs)
+        by_out = {t["out"]: t["index"] for t in todo}
+        for row in ds.iter_rows():
+            r = dict(row)
+            r["latency_ms"] = json.loads(r["latency_ms"])
+            i = by_out[r["parquet"]]
+            r["source"] = files[i]
+            reports[i] = r
+            if on_file is not None:
+                on_file(r)
+        for t in todo:
+            if t["index"] not in reports:  # its task crashed max_retries + 1 times
+                reports[t["index"]] = {"source": files[t["index"]], "parquet": None, "status": "failed", "frames": 0,
+                                       "error": f"its task crashed {max_retries + 1} times (worker died)"}
+    result = [reports[i] for i in range(len(files))]
+    (out / "summary.json").write_text(json.dumps({"files": result}, indent=2))
+    return result
+
+
+def read_parquet(path, source_index: int = 0):
+    """The FramePacks of one Parquet file written by ``run_batch`` (or ``run --ray --format parquet``)."""
+    import pyarrow.parquet as pq
+
+    from .records import table_to_packs
+
+    return table_to_packs(pq.read_table(str(path)), source_index=source_index)

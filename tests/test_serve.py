@@ -1,0 +1,390 @@
+"""The overlay drawing, and `arrcoc-rt serve`: a live page tested in a real browser (headless Chromium
+from the system's packages, driven by Playwright; no browser download).
+
+The browser test uploads a video made here with PyAV, waits for overlay frames, draws an exemplar
+box on the frame with two mouse clicks and checks that the saccades move into it, watches the latency
+chart update, plays the server's own source, streams the browser's (fake) webcam, and saves a
+screenshot to $ARRCOC_SCREENSHOT_DIR (or the test's tmp_path). It skips, saying why, only when no
+Chromium is installed (CI installs Debian's `chromium`) or the serve extra / Playwright is missing.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt.samples import demo_clip, sample_frames
+from arrcoc_rt.visualize import LOD_COLOURS, OVERLAY_LAYERS, budget_per_patch, overlay
+
+av = pytest.importorskip("av")
+
+W, H = 320, 240
+# The green triangle of sample_frames(320, 240): it stays still while the disc moves below it.
+TRIANGLE = (224, 72, 288, 139)
+
+
+def _video(path, frames, rate=10):
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
+def _share_in(result, box) -> float:
+    sac = result.kinds == 1
+    p, b = result.positions[sac], result.budgets[sac].astype(np.float64)
+    x0, y0, x1, y1 = box
+    inside = (p[:, 0] >= x0) & (p[:, 0] < x1) & (p[:, 1] >= y0) & (p[:, 1] < y1)
+    return float(b[inside].sum() / b.sum())
+
+
+# ----------------------------------------------------------------------------- the overlay
+
+def test_overlay_layers_are_drawn_where_they_belong_and_switch_off():
+    frames = demo_clip(W, H, frames=25)  # a scene cut at frame 24
+    stream = arrcoc_rt.Stream(device="cpu")
+    results = [stream.process(f) for f in frames]
+    r, f = results[5], frames[5]
+    off = {k: False for k in OVERLAY_LAYERS}
+    assert np.array_equal(overlay(f, r, **off), f)  # nothing switched on: the frame itself
+
+    # heat: the saccades' budget per patch (gestalt excluded), bright where it is large
+    per_patch = budget_per_patch(r)
+    assert per_patch.sum() == r.budgets[r.kinds == 1].sum()
+    assert budget_per_patch(r, gestalt=True).sum() == r.homunculus.sum() == r.budgets[r.kinds >= 0].sum()
+    heat = overlay(f, r, **dict(off, heat=True)).astype(int)
+    changed = np.abs(heat - f).sum(axis=2)
+    hot = np.kron(per_patch >= 256, np.ones((16, 16), bool))[:f.shape[0], :f.shape[1]]
+    cold = np.kron(per_patch == 0, np.ones((16, 16), bool))[:f.shape[0], :f.shape[1]]
+    assert hot.any() and changed[hot].mean() > 2 * changed[cold].mean()
+    assert heat[hot][:, 0].mean() > heat[hot][:, 2].mean() + 60  # warm colours
+
+    # saccades: boxes in their level of detail's colour, on their glimpse's outline
+    boxes = overlay(f, r, **dict(off, saccades=True))
+    fine = np.flatnonzero((r.kinds == 1) & (r.budgets >= 256))
+    assert len(fine)
+    hits = 0
+    for t in fine:
+        x0, y0 = (int(v) for v in r.boxes[t, :2])
+        hits += np.abs(boxes[y0, x0 + 2].astype(int) - LOD_COLOURS[int(r.budgets[t])]).max() < 60
+    assert hits >= len(fine) // 2  # later boxes may cross earlier ones
+    # the gestalt grid is faint: a few percent of the pixels, each changed little (the lines: < 50 a channel)
+    g = np.abs(overlay(f, r, **dict(off, gestalt=True)).astype(int) - f).sum(axis=2)
+    assert 0.01 < np.mean(g > 0) < 0.2 and np.median(g[g > 0]) < 150
+    # a scene cut gets a red frame; other frames do not
+    cut = next(x for x in results if x.scene_cut)
+    assert cut.frame_index == 24
+    marked = overlay(frames[24], cut, **dict(off, cuts=True))
+    assert np.all(marked[1, :, 0] > 200) and np.all(marked[1, :, 1] < 80)
+    assert np.array_equal(overlay(f, r, **dict(off, cuts=True)), f)
+    # legend and caption: text in the corners; scale draws it twice as large
+    lg = overlay(f, r, **dict(off, legend=True, caption=True), scale=2)
+    assert lg.shape == (2 * f.shape[0], 2 * f.shape[1], 3)
+    with pytest.raises(ValueError, match="scale"):
+        overlay(f, r, scale=0)
+
+
+# ----------------------------------------------------------------------------- the session, no browser
+
+def test_session_settings_and_an_exemplar_box_move_the_saccades():
+    from arrcoc_rt.serve import ServeConfig, Session
+
+    s = Session(ServeConfig(device="cpu"))
+    frames = sample_frames(W, H, 24, step=(4, 0))
+    for f in frames[:6]:
+        s.step(f)
+    before = _share_in(s.last_result, TRIANGLE)
+    assert s.click(*TRIANGLE[:2]).startswith("corner at")
+    assert s.click(*TRIANGLE[2:]) == f"query: exemplar box ({TRIANGLE[0]}, {TRIANGLE[1]})-({TRIANGLE[2]}, {TRIANGLE[3]})"
+    for f in frames[6:14]:
+        s.step(f)
+    after = _share_in(s.last_result, TRIANGLE)
+    assert after > before + 0.25, (before, after)
+    assert s.stream.pipeline.encoder is not None  # the exemplar brought the built-in encoder
+    s.update_settings(strategy="saliency", saccades=40, total_budget=30000, decay=0.5)
+    s.step(frames[14])
+    cfg = s.stream.pipeline.config
+    assert (cfg["strategy"], cfg["saccades"], cfg["total_budget"], cfg["decay"]) == ("saliency", 40, 30000, 0.5)
+    assert s.last_result.num_saccades <= 40 and s.last_result.budgets.sum() <= 30000
+    with pytest.raises(ValueError, match="total_budget"):
+        s.update_settings(total_budget=1000)
+    with pytest.raises(ValueError, match="CLIP or SigLIP"):
+        s.set_text("a cat")
+    crop = frames[14][TRIANGLE[1]:TRIANGLE[3], TRIANGLE[0]:TRIANGLE[2]]
+    assert s.set_exemplar(crop) == "query: exemplar image (64x67)" and s.query.kind == "image"
+    with pytest.raises(ValueError, match="at least 8 px"):
+        s.set_exemplar(crop[:4])
+    s.clear_query()
+    s.step(frames[15])
+    assert s.query is None and s.stream.pipeline.encoder is None
+    assert "latency over the last 16 frames" in s.stats() and s.chart(force=True).shape[2] == 3
+    # a still picture is drawn afresh after each change
+    s.start("image")
+    s.step(frames[0], still=True)
+    n = s.frames
+    s.set_layers(["heat"])
+    s.update_settings(saccades=10)
+    assert s.frames == n + 1 and s.last_result.num_saccades <= 10 and not s.last_result.motion_valid
+
+
+def test_cli_run_draws_the_layers_asked_for(tmp_path):
+    _video(tmp_path / "in.mp4", sample_frames(96, 64, 3))
+    run = [sys.executable, "-m", "arrcoc_rt.cli", "run", "in.mp4", "--device", "cpu", "--quiet"]
+    r = subprocess.run(run + ["--png-dir", "all"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(run + ["--png-dir", "none", "--hide", ",".join(OVERLAY_LAYERS)], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    with av.open(str(tmp_path / "in.mp4")) as c:
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for k, frame in enumerate(decoded):
+        nothing = np.asarray(Image.open(tmp_path / "none" / f"overlay_{k:05d}.png"))
+        assert np.array_equal(nothing, frame)  # every layer hidden: the frame itself
+        assert not np.array_equal(np.asarray(Image.open(tmp_path / "all" / f"overlay_{k:05d}.png")), frame)
+    r = subprocess.run(run + ["--hide", "heat,boxes"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and "--hide heat,boxes: boxes is no overlay layer" in r.stderr
+
+
+def test_serve_is_routed_by_the_cli(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "serve", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "127.0.0.1" in r.stdout and "--vlm" in r.stdout and "SOURCE" in r.stdout.upper()
+    r = subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "serve", str(tmp_path / "missing.mp4")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- the page in a browser
+
+def _chromium() -> str | None:
+    for c in (os.environ.get("ARRCOC_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+              shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if c and os.path.exists(c):
+            return c
+    return None
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = predicate()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_page_in_a_real_browser(tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium found (/usr/bin/chromium; set ARRCOC_CHROMIUM): install it with "
+                    "apt-get install -y chromium")
+    pytest.importorskip("gradio", reason="the serve extra is not installed: pip install '.[serve]'")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
+    from arrcoc_rt.serve import ServeConfig
+    from arrcoc_rt.serve.app import build_app, launch
+
+    t_start = time.monotonic()
+    video = _video(tmp_path / "clip.mp4", sample_frames(W, H, 40, step=(4, 0)))
+    server_clip = _video(tmp_path / "server.mp4", sample_frames(160, 120, 20))
+    port = _free_port()
+    app = build_app(ServeConfig(source=str(server_clip), device="cpu"), port=port)
+    launch(app, block=False, quiet=True)
+    shots = Path(os.environ.get("ARRCOC_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    problems = []
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+            context = browser.new_context(viewport={"width": 1400, "height": 1300}, permissions=["camera"])
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#overlay", timeout=30_000)
+            page.wait_for_selector("#share-note", timeout=30_000)
+            assert "only this machine can open it" in page.inner_text("#share-note")
+            session = _wait(lambda: next(iter(app.sessions.values()), None), 30, "the page's session")
+            assert not problems, problems  # the page loads without console errors
+
+            # 1. upload a video: overlay frames arrive, paced at the clip's 10 fps
+            page.locator("#upload input[type=file]").set_input_files(str(video))
+            _wait(lambda: session.source == "upload" and session.frames >= 3, 30, "the first uploaded frames")
+            def shown(selector: str) -> str:  # Gradio serves each picture from a folder named by its content's hash
+                src = page.get_attribute(selector, "src") or ""
+                digest = src.rsplit("/", 2)[-2] if "/gradio_api/file=" in src else ""
+                return digest if len(digest) == 64 else ""
+
+            overlays, charts = set(), set()
+            _wait(lambda: overlays.add(shown("#overlay img")) or len(overlays - {""}) >= 4, 30,
+                  "four different overlay frames in the page")
+            _wait(lambda: charts.add(shown("#chart img")) or len(charts - {""}) >= 3, 30,
+                  "the latency chart to change twice")
+            n = session.frames
+            _wait(lambda: f"{session.frames} frames" in page.inner_text("#stats") and session.frames > n, 30,
+                  "the numbers under the chart to follow the frames")
+            assert "(p50 / p95): texture" in page.inner_text("#stats")
+
+            def mean_share(count: int) -> float:  # the triangle's share of the saccade budget, `count` frames
+                values, seen = [], -1
+                while len(values) < count:
+                    f = _wait(lambda: session.frames != seen and session.frames, 30, "the next frame")
+                    if session.last_result is not None:
+                        values.append(session.saccade_budget_in(TRIANGLE))
+                    seen = f
+                return float(np.mean(values))
+
+            before = mean_share(6)
+
+            # 2. draw an exemplar box on the frame: "Draw a box" holds the frame shown still, then two
+            #    clicks on its corners; the saccades move into the box
+            page.locator("#draw-box").click()
+            _wait(lambda: session.drawing, 30, "the frame to hold still")
+            img = page.locator("#original img")
+
+            def corner(x, y, status):
+                geometry = ("e => { const r = e.getBoundingClientRect(); return [e.src, e.complete && e.naturalWidth > 0,"
+                            " r.left, r.top, r.width, r.height, e.naturalWidth, e.naturalHeight]; }")
+                last = [None]
+
+                def settled():  # the picture shown is loaded and stays the same for 0.3 s
+                    g = img.evaluate(geometry)
+                    same = last[0] is not None and g[0] == last[0][0] and g[1]
+                    last[0] = g
+                    return g if same else None
+
+                _, _, left, top, width, height, nw, nh = _wait(settled, 30, "the frame shown to settle", 0.3)
+                r = min(width / nw, height / nh, 1.0)  # Gradio's own mapping (object-fit: contain, not enlarged)
+                k = session.scale  # small frames are shown twice as large
+                page.mouse.click(left + (width - nw * r) / 2 + (x + 0.3) * k * r,
+                                 top + (height - nh * r) / 2 + (y + 0.3) * k * r)
+                page.wait_for_function(f"document.querySelector('#query-status').innerText.includes('{status}')",
+                                       timeout=30_000)
+
+            corner(*TRIANGLE[:2], "opposite corner")
+            corner(*TRIANGLE[2:], "exemplar box")
+            assert session.query is not None and session.query.kind == "image"
+            assert np.abs(np.subtract(session.query_box, TRIANGLE)).max() <= 2, session.query_box
+            _wait(lambda: session.frames >= session.query_frame + 4, 30, "frames with the new query")
+            after = mean_share(6)
+            assert after > before + 0.25, (before, after)
+            # ... and so does the allocation: strategy 'query' through the page's radio buttons
+            page.locator("#strategy").get_by_text("query", exact=True).click()
+            _wait(lambda: session.settings.strategy == "query", 30, "the strategy to change")
+            _wait(lambda: session.stream.pipeline.config["strategy"] == "query", 30, "a stream with the new strategy")
+            page.screenshot(path=str(shots / "serve_page.png"), full_page=True)
+
+            # 3. the server's own source plays on request; Stop stops it
+            page.get_by_role("tab", name="Server source").click()
+            page.locator("#play-server").click()
+            _wait(lambda: session.source == "server" and session.last_rgb.shape[:2] == (120, 160), 30,
+                  "frames of the server's source")
+            playing = session.playing
+            page.locator("#stop").click()
+            _wait(lambda: session.playing != playing, 30, "Stop to reach the server")
+            time.sleep(1.0)  # a frame already on its way may still land
+            n = session.frames
+            time.sleep(1.0)
+            assert session.frames == n, "Stop did not stop the server's source"
+
+            # 4. the browser's webcam (Chromium's fake camera), streamed
+            page.get_by_role("tab", name="Webcam").click()
+            page.get_by_text("Click to Access Webcam").click()
+            page.locator("#webcam button", has_text="Record").click()
+            _wait(lambda: session.source == "webcam" and session.frames >= n + 3, 45, "webcam frames")
+            page.screenshot(path=str(shots / "serve_webcam.png"), full_page=True)
+            browser.close()
+    finally:
+        app.close()
+    assert not problems, problems
+    assert (shots / "serve_page.png").stat().st_size > 50_000
+    print(f"browser test: {time.monotonic() - t_start:.1f} s; screenshots in {shots}")
+
+
+def test_a_text_query_and_answers_in_the_browser(tmp_path):
+    """With a CLIP encoder and a VLM configured (tiny random models built here: the real loading
+    code runs, nothing is downloaded), a text typed in the page becomes the query, and the page
+    answers a question about the latest frame (an uploaded picture) with the frame it saw and the
+    latency."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium found (/usr/bin/chromium; set ARRCOC_CHROMIUM): install it with "
+                    "apt-get install -y chromium")
+    pytest.importorskip("gradio", reason="the serve extra is not installed: pip install '.[serve]'")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
+    for module in ("torch", "transformers", "tokenizers"):
+        pytest.importorskip(module)
+    from PIL import Image
+    from test_hf_encoders import _tiny  # tests/: a tiny CLIP saved with its tokenizer
+    from vlm_models import build_tiny_llava  # tests/vlm_models.py
+
+    from arrcoc_rt.encoders import HFEncoder
+    from arrcoc_rt.serve import ServeConfig
+    from arrcoc_rt.serve.app import build_app, launch
+    from arrcoc_rt.vlm import make_adapter
+
+    clip = HFEncoder(_tiny("clip", tmp_path / "clip"), "clip", "cpu")
+    vlm = make_adapter(f"llava:{build_tiny_llava(tmp_path / 'llava')}", device="cpu", tokens=64)
+    Image.fromarray(sample_frames(W, H, 1)[0]).save(tmp_path / "still.png")
+    port = _free_port()
+    app = build_app(ServeConfig(device="cpu", encoder=clip, encoder_name="clip:tiny", vlm=vlm, vlm_name="llava:tiny"),
+                    port=port)
+    launch(app, block=False, quiet=True)
+    problems = []
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#question", timeout=30_000)
+            session = _wait(lambda: next(iter(app.sessions.values()), None), 30, "the page's session")
+            page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "still.png"))
+            _wait(lambda: session.source == "image" and session.frames == 1, 30, "the picture to be processed")
+            assert session.stream.pipeline.encoder is None  # no query: no encoder runs
+            page.wait_for_selector("#overlay img", timeout=30_000)
+            # a text query: the picture is allocated again at once, with CLIP's similarity to the text
+            page.locator("#query-text textarea").fill("a red cat")
+            page.locator("#query-text textarea").press("Enter")
+            page.wait_for_function("document.querySelector('#query-status').innerText.includes(\"text 'a red cat'\")",
+                                   timeout=60_000)
+            assert session.query.kind == "text" and session.frames == 2
+            assert session.stream.pipeline.encoder is clip
+            q = session.last_result.query_score[session.last_result.candidates >= 0]
+            assert np.ptp(q) > 0  # the query's relevance varies over the candidates (neutral: all 0.5)
+            # a question
+            page.locator("#question textarea").fill("what is here ?")
+            page.locator("#ask").click()
+            page.wait_for_function("document.querySelector('#answer').innerText.includes('visual tokens')",
+                                   timeout=60_000)
+            answer = page.inner_text("#answer")
+            page.wait_for_selector("#answer-frame img", timeout=30_000)
+            browser.close()
+    finally:
+        app.close()
+    assert not problems, problems
+    question, a, seen = session.answers[-1]
+    # the latest frame: the picture allocated with the text query (by a new stream: frame 0 of it)
+    assert question == "what is here ?" and a.frame_index == session.last_result.frame_index == 0
+    assert a.visual_tokens == 64 and f"frame 0 · 64 visual tokens · {a.latency_ms['total']:.0f} ms" in answer
+    assert seen.shape == (2 * H, 2 * W, 3)  # the overlay of the frame it saw, as shown
