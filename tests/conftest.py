@@ -35,10 +35,26 @@ def devices() -> list:
 EMULATED = arrcoc_rt.cuda_available() and arrcoc_rt.cuda.is_emulated()
 
 
+# Modules that drive the native code with bad, odd, random and concurrent inputs: CI runs them again
+# (pytest -m sanitize) against the AddressSanitizer + UndefinedBehaviorSanitizer build
+# (docs/RELIABILITY.md); the rest (CLI, encoders, VLM adapters, streaming) adds time, not native paths.
+SANITIZE_MODULES = {"test_cascade", "test_cuda_host", "test_dlpack", "test_fuzz_regressions", "test_half",
+                    "test_pipeline", "test_properties", "test_sanitizers", "test_semantic", "test_texture_errors",
+                    "test_texture_motion", "test_texture_reference", "test_threads"}
+SANITIZE_TESTS = {  # and these of other modules: decoder planes handed over zero-copy, damaged files, drops
+    "test_stream.py::" + name for name in (
+        "test_stream_over_a_file_counts_every_frame_with_pts", "test_av_frames_of_every_format_match_numpy",
+        "test_resolution_and_format_change_mid_stream", "test_truncated_and_corrupted_files_never_crash",
+        "test_resolution_change_inside_a_file", "test_drop_oldest_counts_every_drop")}
+
+
 def pytest_collection_modifyitems(config, items):
     no_cuda = ("no usable CUDA GPU and not the emulated device" if arrcoc_rt.cuda_built()
                else "arrcoc_rt was built without CUDA")
     for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""
+        if module in SANITIZE_MODULES or f"{module}.py::{item.originalname}" in SANITIZE_TESTS:
+            item.add_marker(pytest.mark.sanitize)
         if "needs_cuda" in item.keywords and not arrcoc_rt.cuda_available():
             item.add_marker(pytest.mark.skip(reason=no_cuda))
         if "needs_gpu" in item.keywords and (EMULATED or not arrcoc_rt.cuda_available()):

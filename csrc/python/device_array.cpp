@@ -168,7 +168,9 @@ py::dict dlpack_tensor_info(py::capsule cap) {
                           "has not been consumed yet)");
   }
   py::dict d;
-  d["data"] = reinterpret_cast<uintptr_t>(static_cast<const char*>(t->data) + t->byte_offset);
+  // As integers: data + byte_offset need not be a pointer into one object (a handle plus an
+  // offset), and pointer arithmetic that wraps is undefined (UBSan, fuzz/fuzz_importers.py).
+  d["data"] = static_cast<uintptr_t>(reinterpret_cast<uintptr_t>(t->data) + t->byte_offset);
   d["device_type"] = t->device.device_type;
   d["device_id"] = t->device.device_id;
   py::list shape, strides;

@@ -115,8 +115,20 @@ class PySemanticEncoder {
         throw py::value_error("query: expected [K, " + std::to_string(dims_) + "] vectors; got " +
                               std::to_string(q.size()) + " values");
     }
-    if (!mean.is_none()) m = mean.cast<F>();
-    if (!components.is_none()) c = components.cast<F>();
+    // The kernels read mean[dims] and components[16, dims] through raw pointers: check the sizes
+    // here (a PCA of other features read past both arrays: fuzz/fuzz_pca.py under ASan).
+    if (!mean.is_none()) {
+      m = mean.cast<F>();
+      if (m.size() != dims_)
+        throw py::value_error("pca: mean has " + std::to_string(m.size()) + " values; the features have " +
+                              std::to_string(dims_) + " dimensions");
+    }
+    if (!components.is_none()) {
+      c = components.cast<F>();
+      if (c.size() != static_cast<py::ssize_t>(kSemanticComponents) * dims_)
+        throw py::value_error("pca: components has " + std::to_string(c.size()) + " values; expected [" +
+                              std::to_string(kSemanticComponents) + ", " + std::to_string(dims_) + "]");
+    }
     Status s;
     {
       py::gil_scoped_release nogil;

@@ -29,7 +29,7 @@ def _check_knob(name, value):
     default, lo, hi, kind = CASCADE_DEFAULTS[name]
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number; got {type(value).__name__}")
-    if kind is int and int(value) != value:
+    if kind is int and (not math.isfinite(value) or int(value) != value):  # int(inf): OverflowError
         raise TypeError(f"{name}: expected an int; got {value!r}")
     v = kind(value)
     bad = not math.isfinite(v) or v < lo or v > hi or (name == "compactness" and v <= 0)

@@ -158,10 +158,19 @@ class PCA16:
 
     @classmethod
     def load(cls, path) -> "PCA16":
-        with np.load(path) as z:
-            mean, comps = z["mean"].astype(np.float32), z["components"].astype(np.float32)
+        from .weights import read_npz
+
+        z = read_npz(path, "pca")
+        if "mean" not in z or "components" not in z:
+            raise ValueError(f"pca: {str(path)!r} must hold mean [C] and components [16, C]; it holds {sorted(z)}")
+        try:
+            mean, comps = np.asarray(z["mean"], np.float32), np.asarray(z["components"], np.float32)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"pca: {str(path)!r}: mean and components must be numeric arrays ({e})") from None
         if comps.ndim != 2 or comps.shape[0] != 16 or mean.shape != (comps.shape[1],):
             raise ValueError(f"pca: {str(path)!r} must hold mean [C] and components [16, C]")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(comps))):
+            raise ValueError(f"pca: {str(path)!r} contains NaN or inf")
         p = cls(mean.shape[0])
         p.mean, p.components, p.n = mean, comps, -1
         return p

@@ -8,6 +8,7 @@ silently cast or copied.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,8 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
     # capsule (kept with the frame) holds its memory. The CUDA array interface is the fallback.
     dl_dev = tuple(int(v) for v in obj.__dlpack_device__()) if hasattr(obj, "__dlpack_device__") else None
     if dl_dev is not None and hasattr(obj, "__dlpack__"):
+        if len(dl_dev) != 2:
+            raise ValueError(f"{name}: __dlpack_device__() returned {dl_dev}; expected (device_type, device_id)")
         if dl_dev[0] not in (_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED):
             raise ValueError(f"{name}: DLPack device type {dl_dev[0]} is not supported; expected CPU or CUDA memory")
         on_cuda = dl_dev[0] in (_DL_CUDA, _DL_CUDA_MANAGED)
@@ -99,6 +102,9 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
             raise TypeError(f"{name}: the tensor refused DLPack export ({e}); for a torch tensor that "
                             "requires grad, pass tensor.detach()") from e
         info = _native.dlpack_tensor_info(cap)
+        if (int(info["device_type"]), int(info["device_id"])) != dl_dev[:2]:
+            raise ValueError(f"{name}: the DLPack tensor is on device {(info['device_type'], info['device_id'])} but "
+                             f"its __dlpack_device__() says {dl_dev}; a producer must agree with itself")
         if tuple(info["dtype"]) != dl_dtype:
             raise TypeError(f"{name}: dtype {_dtype_name(info['dtype'])} is not supported; expected {dtype}")
         itemsize = np.dtype(np_dtype).itemsize
@@ -113,29 +119,71 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
         raise TypeError(f"{name}: the tensor refused the CUDA array interface ({e}); for a torch tensor "
                         "that requires grad, pass tensor.detach()") from e
     if cai is not None:
-        typestr = cai["typestr"]
+        typestr, shape, strides, ptr, producer_stream = _cai_fields(cai, name)
         if typestr not in typestrs:
             raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected {dtype} ({typestrs[0]!r})")
-        shape = tuple(int(s) for s in cai["shape"])
         itemsize = np.dtype(np_dtype).itemsize
-        strides = cai.get("strides") or _contiguous_strides(shape, itemsize)
-        ptr = int(cai["data"][0])
+        strides = strides or _contiguous_strides(shape, itemsize)
         # The device is the pointer's own (the interface does not say); unknowable without CUDA.
         can_ask = ptr and _native.built_with_cuda() and _native.cuda_device_count() > 0
         dev_id = _native.cuda_pointer_device(ptr) if can_ask else 0
         if dev_id < 0:
             raise ValueError(f"{name}: __cuda_array_interface__ points at host memory, not CUDA device memory")
-        producer_stream = cai.get("stream")
-        if producer_stream is not None and int(producer_stream) != (stream or 1):
+        # Without a usable device there is nothing to wait for (the memory is refused below).
+        if can_ask and producer_stream is not None and producer_stream != (stream or 1):
             # The producer's work on its stream (1, 2: that device's default streams) must be done
             # before ours reads the memory.
-            _native.cuda_stream_synchronize(int(producer_stream), dev_id)
+            _native.cuda_stream_synchronize(producer_stream, dev_id)
         return ArrayDesc(ptr, shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
 
     if hasattr(obj, "__array_interface__"):
         return describe_array(np.asarray(obj), name, stream, dtype)
     raise TypeError(f"{name}: expected a NumPy array, a DLPack tensor (torch, CuPy, ...) or an object with "
                     f"__cuda_array_interface__; got {type(obj).__name__}")
+
+
+def _int_tuple(value, what: str, name: str) -> tuple:
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name}: __cuda_array_interface__ {what} must be a tuple of ints; got {type(value).__name__}")
+    try:
+        return tuple(operator.index(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{name}: __cuda_array_interface__ {what} must be a tuple of ints; got {value!r}") from None
+
+
+def _cai_fields(cai, name: str):
+    """(typestr, shape, strides or None, pointer, stream or None) of a __cuda_array_interface__
+    dict (version 2 or 3), with TypeError/ValueError for anything malformed."""
+    if not isinstance(cai, dict):
+        raise TypeError(f"{name}: __cuda_array_interface__ must be a dict; got {type(cai).__name__}")
+    missing = [k for k in ("shape", "typestr", "data") if k not in cai]
+    if missing:
+        raise ValueError(f"{name}: __cuda_array_interface__ lacks {', '.join(missing)}")
+    shape = _int_tuple(cai["shape"], "shape", name)
+    strides = cai.get("strides")
+    if strides is not None:
+        strides = _int_tuple(strides, "strides", name)
+        if len(strides) != len(shape):
+            raise ValueError(f"{name}: __cuda_array_interface__ strides {strides} do not match shape {shape}")
+    data = cai["data"]
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name}: __cuda_array_interface__ data must be a pair (pointer, read_only); got {data!r}")
+    try:
+        ptr = operator.index(data[0])
+    except TypeError:
+        raise TypeError(f"{name}: __cuda_array_interface__ pointer must be an int; got {data[0]!r}") from None
+    if ptr < 0:
+        raise ValueError(f"{name}: __cuda_array_interface__ pointer {ptr} is negative")
+    stream = cai.get("stream")
+    if stream is not None:
+        try:
+            stream = operator.index(stream)
+        except TypeError:
+            raise TypeError(f"{name}: __cuda_array_interface__ stream must be None or an int; got {stream!r}") from None
+        if stream <= 0:  # 0 is disallowed by the protocol (ambiguous)
+            raise ValueError(f"{name}: __cuda_array_interface__ stream {stream} is not a stream; expected None, 1 "
+                             "(legacy default), 2 (per-thread default) or a stream handle")
+    return cai["typestr"], shape, strides, ptr, stream
 
 
 def _plane(desc: ArrayDesc, name: str, row_bytes: int) -> int:

@@ -47,7 +47,7 @@ def _check(name, value, spec):
     default, lo, hi, kind = spec
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number; got {type(value).__name__}")
-    if kind is int and int(value) != value:
+    if kind is int and (not math.isfinite(value) or int(value) != value):  # int(inf): OverflowError
         raise TypeError(f"{name}: expected an int; got {value!r}")
     v = kind(value)
     if not math.isfinite(v) or v < lo or v > hi:
@@ -254,6 +254,10 @@ class Pipeline:
         self.pca = PCA16.load(pca) if isinstance(pca, (str, Path)) else (pca if pca is not None else
                                                                           (PCA16(self.encoder.dims) if self.encoder else None))
         self._pca_frames = 0 if isinstance(pca, (str, Path)) or pca is not None else pca_frames
+        if self.pca is not None and self.encoder is not None and int(self.pca.dims) != int(self.encoder.dims):
+            # the semantic kernels read mean[dims] and components[16, dims] of the encoder's dims
+            raise ValueError(f"pca: a projection of {self.pca.dims}-dim features; the {self.encoder.name} encoder's "
+                             f"features have {self.encoder.dims} dimensions")
         self._since_encode = 0
         self._query_key = None
         self._query_value = (None, None)  # (kind, value): ('map' | 'vector', array)
@@ -320,6 +324,11 @@ class Pipeline:
                                      f"{enc.dims} dimensions")
                 if not np.all(np.isfinite(a)):
                     raise ValueError("query: the vector contains NaN or inf")
+                with np.errstate(over="ignore"):
+                    if not np.isfinite(np.sum(np.square(a.astype(np.float32)), dtype=np.float32)):
+                        # the similarity kernel computes |q|^2 in float32
+                        raise ValueError("query: the vector is too long (its squared norm overflows float32); "
+                                         "scale it down (only its direction matters)")
                 kind, value = "vector", a.astype(np.float32)
             else:
                 kind, value = "map", q.value

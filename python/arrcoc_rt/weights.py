@@ -71,16 +71,42 @@ def load_weights(path) -> dict:
     if not p.exists():
         raise ValueError(f"weights: file {str(p)!r} does not exist")
     if p.suffix == ".npz":
-        with np.load(p) as z:
-            return validate({k: z[k] for k in z.files}, str(p))
+        return validate(read_npz(p, "weights"), str(p))
     if p.suffix == ".json":
         try:
             data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"weights: {str(p)!r} is not valid JSON: {e}") from None
-        return validate({k: np.asarray(v, np.float64) for k, v in data.items()} if isinstance(data, dict) else data,
-                        str(p))
+        if isinstance(data, dict):
+            try:
+                data = {k: np.asarray(v, np.float64) for k, v in data.items()}
+            except (ValueError, TypeError, OverflowError, RecursionError) as e:
+                raise ValueError(f"weights: {str(p)!r} holds a value that is not an array of numbers: {e}") from None
+        return validate(data, str(p))
     raise ValueError(f"weights: {str(p)!r} has suffix {p.suffix!r}; expected .npz or .json")
+
+
+def read_npz(path, what: str) -> dict:
+    """All arrays of an .npz file (np.savez) as a dict; ValueError for a file that is not one (not a
+    zip, truncated, damaged, pickled objects, a plain .npy) instead of the many errors np.load raises."""
+    # zipfile and NumPy's readers raise many types for a bad file (BadZipFile, EOFError,
+    # NotImplementedError for an unknown zip version or compression, RuntimeError for an encrypted
+    # member, zlib.error, ...): all of them mean "not a usable .npz"; running out of memory does not.
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as e:
+        raise ValueError(f"{what}: {str(path)!r} is not an .npz file: {type(e).__name__}: {e}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{what}: {str(path)!r} is a single .npy array, not an .npz file (np.savez)")
+    try:
+        with z:
+            return {k: z[k] for k in z.files}
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as e:
+        raise ValueError(f"{what}: {str(path)!r} is a damaged .npz file: {type(e).__name__}: {e}") from None
 
 
 def save_weights(weights: dict, path) -> None:

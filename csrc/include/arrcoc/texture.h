@@ -15,6 +15,11 @@
 
 namespace arrcoc {
 
+// The largest magnitude TextureBuilder::set_patch_channel accepts (a query similarity map, ...):
+// float16 storage holds it, and the cascade's fixed-point patch keys stay exact for any weights
+// (score <= 1 + 100 + 100 * 1e4 < 2^20, so score * 2^20 < 2^40).
+constexpr float kMaxPatchValue = 1.0e4f;
+
 enum class DType : int32_t {
   kFloat16 = 0,  // IEEE binary16, round to nearest even
   kFloat32 = 1,
@@ -94,7 +99,7 @@ class TextureBuilder {
   // Write channel `channel` (one stored from level 4, the patch grid: semantics, query
   // similarity, ...) of the last built texture at level 4 from `values`: host float32, row-major
   // [h4, w4] of the current frame. Converted to the texture's dtype; on CUDA queued on the last
-  // build's stream. Rejects NaN/inf.
+  // build's stream. Rejects NaN/inf and magnitudes above kMaxPatchValue.
   Status set_patch_channel(int channel, const float* values) noexcept;
 
   // Fill the whole output buffer with 0xFF bytes (NaN in float16 and float32), so a test can
