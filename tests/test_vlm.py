@@ -151,6 +151,8 @@ def test_a_stream_answers_questions_sync_and_async(llava_dir):
     a = stream.ask("what is here ?", max_new_tokens=4)
     assert isinstance(a.text, str) and a.frame_index == 2 and a.visual_tokens > 0
     assert a.latency_ms["total"] >= a.latency_ms["generate"] > 0
+    assert a.latency_ms["prefill"] > 0 and a.latency_ms["decode"] >= 0  # split by the first token's logits
+    assert a.latency_ms["prefill"] + a.latency_ms["decode"] <= a.latency_ms["generate"] + 1e-6
     future = stream.ask("what is here ?", max_new_tokens=4, asynchronous=True)
     stream.process(frame(5))  # the front end moves on while the model answers about frame 2
     b = future.result(timeout=60)

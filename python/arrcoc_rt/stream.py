@@ -24,6 +24,7 @@ import numpy as np
 from .encoders import make_encoder
 from .pipeline import FrameResult, Pipeline
 from .query import Query, make_query
+from .vlm.base import timed_generate
 
 _ZERO_COPY_FORMATS = ("yuv420p", "nv12", "rgb24", "bgr24")
 
@@ -86,11 +87,12 @@ def _answer_frames(adapter, rgbs, results, question: str, max_new_tokens: int) -
     else:
         inputs = adapter.prepare_frames(rgbs, results, question)  # the same over k frames, oldest first
     t1 = time.perf_counter()
-    text = adapter.generate(inputs, max_new_tokens=max_new_tokens)  # prefill + decode
+    text, prefill_ms, decode_ms, _ = timed_generate(adapter, inputs, max_new_tokens)  # prefill + decode
     t2 = time.perf_counter()
     last = results[-1]
-    return Answer(text, last.frame_index, last.pts, inputs["num_visual_tokens"],
-                  {"vision_and_prepare": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
+    latency = {"vision_and_prepare": (t1 - t0) * 1e3, "prefill": prefill_ms, "decode": decode_ms,
+               "generate": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
+    return Answer(text, last.frame_index, last.pts, inputs["num_visual_tokens"], latency,
                   tuple(r.frame_index for r in results))
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..vlm.base import timed_generate
 from .data import fit_frame
 from .methods import Method, select_all, select_evs, select_uniform, select_visionzip
 from .vqa import clean_generation, vqa_accuracy
@@ -209,29 +210,6 @@ class FrameStore:
 # ----------------------------------------------------------------------------- one method
 
 
-def _generate(adapter, inputs: dict, max_new_tokens: int, clock: Clock):
-    """(text, prefill ms, decode ms, new tokens); prefill/decode are None when the adapter's
-    ``generate`` takes no extra keywords (no logits processor can stamp the first token)."""
-    stamps = []
-    kw = {}
-    params = inspect.signature(adapter.generate).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        from transformers import LogitsProcessor, LogitsProcessorList
-
-        class _Stamp(LogitsProcessor):
-            def __call__(self, input_ids, scores):
-                stamps.append(clock.now())
-                return scores
-
-        kw["logits_processor"] = LogitsProcessorList([_Stamp()])
-    t0 = clock.now()
-    text = adapter.generate(inputs, max_new_tokens=max_new_tokens, **kw)
-    t1 = clock.now()
-    if not stamps:
-        return text, None, None, None
-    return text, (stamps[0] - t0) * 1e3, (t1 - stamps[0]) * 1e3, len(stamps)
-
-
 def _in_box(points_xy: np.ndarray, box, margin=(0.0, 0.0)):
     """(share of the points inside ``box`` grown by ``margin`` (x, y) pixels on each side, whether
     any is); (None, None) without a box."""
@@ -328,7 +306,8 @@ class MethodRunner:
             t3 = clock.now()
             select_ms, vision_ms = (t2 - t1) * 1e3, ((t1 - t0) + (t3 - t2)) * 1e3
             points = cells * np.array([frame.shape[1] / gw, frame.shape[0] / gh])
-        text, prefill_ms, decode_ms, new_tokens = _generate(self.adapter, inputs, self.s.max_new_tokens, clock)
+        text, prefill_ms, decode_ms, new_tokens = timed_generate(self.adapter, inputs, self.s.max_new_tokens,
+                                                                 clock.now)
         t_end = clock.now()
         peak, delta = self.meter.stop()
         answer = clean_generation(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import time
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -58,6 +60,31 @@ def check_frames(frames_rgb, results, tokens):
         arrays.append(a)
         keeps.append(keep)
     return arrays, keeps
+
+
+def timed_generate(adapter, inputs: dict, max_new_tokens: int, now=time.perf_counter):
+    """``adapter.generate`` timed: (text, prefill ms, decode ms, new tokens). Prefill runs from the
+    call to the first new token's logits, stamped by a logits processor (wall clock, through
+    ``now``: pass a clock that synchronizes the GPU for CUDA timings); prefill/decode/tokens are None
+    when the adapter's ``generate`` takes no extra keywords."""
+    stamps = []
+    kw = {}
+    params = inspect.signature(adapter.generate).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        class _Stamp(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                stamps.append(now())
+                return scores
+
+        kw["logits_processor"] = LogitsProcessorList([_Stamp()])
+    t0 = now()
+    text = adapter.generate(inputs, max_new_tokens=max_new_tokens, **kw)
+    t1 = now()
+    if not stamps:
+        return text, None, None, None
+    return text, (stamps[0] - t0) * 1e3, (t1 - stamps[0]) * 1e3, len(stamps)
 
 
 class PackSnapshot:
