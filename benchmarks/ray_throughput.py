@@ -1,5 +1,5 @@
 """Throughput of arrcoc_rt.distributed on a local Ray cluster: N file sources with 1 or 2 actors,
-against the same files through Streams one after the other in this process (docs/DISTRIBUTED.md).
+against the same files through Streams one after the other in this process (docs/SCALING.md).
 
     python3 benchmarks/ray_throughput.py [--size 640x480] [--frames 90] [--cpus 2]
 

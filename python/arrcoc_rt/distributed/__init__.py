@@ -8,7 +8,7 @@
 * ``FramePack``, ``packs_to_table``, ``table_to_packs``, ``read_parquet``: the compact token pack
   and its Arrow / Parquet form (``records.py``).
 
-docs/DISTRIBUTED.md says how to run on a local or a remote cluster and what is guaranteed on faults.
+docs/SCALING.md says how to run on a local or a remote cluster and what is guaranteed on faults.
 Nothing here schedules work across machines by itself: Ray does.
 """
 

@@ -4,7 +4,7 @@
     arrcoc-rt batch VIDEOS_OR_GLOB... [--ray ADDRESS] --out DIR    Parquet per file, resumable
 
 ADDRESS: 'auto' (the cluster this machine belongs to), 'HOST:PORT', 'ray://HOST:10001'; without
-one a local cluster is started. docs/DISTRIBUTED.md has the details.
+one a local cluster is started. docs/SCALING.md has the details.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _need_ray(what: str):
 
 def add_run_options(parser) -> None:
     """The ``--ray`` options of ``arrcoc-rt run``."""
-    g = parser.add_argument_group("many sources on Ray (--ray; docs/DISTRIBUTED.md)")
+    g = parser.add_argument_group("many sources on Ray (--ray; docs/SCALING.md)")
     g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run every SOURCE on a Ray cluster: ADDRESS ('auto', HOST:PORT, ray://HOST:10001) or, "
                         "without one, a local cluster; --out is then a folder (one JSONL per source + summary.json)")
@@ -150,7 +150,7 @@ def add_batch_parser(subparsers) -> None:
     b = subparsers.add_parser("batch", help="a corpus of video files to token packs in Parquet, on Ray (resumable)",
                               description="Turns video files into Parquet files of token packs (one row per frame) "
                                           "with Ray Data, one task per file; files finished by an earlier run are "
-                                          "skipped. docs/DISTRIBUTED.md.")
+                                          "skipped. docs/SCALING.md.")
     b.add_argument("inputs", nargs="+", metavar="VIDEOS_OR_GLOB",
                    help="video files, folders (their videos, recursively) or glob patterns ('archive/**/*.mp4')")
     b.add_argument("--out", required=True, help="output folder: STEM-HASH.parquet per file and summary.json")

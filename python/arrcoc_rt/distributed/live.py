@@ -18,7 +18,7 @@ the workers decode and process only what was asked for, and the driver asks agai
 consumer has taken what came: a source's worker is never more than (prefetch + 1) x batch_frames
 frames ahead of the consumer. Nothing is buffered without bound.
 
-Faults (see docs/DISTRIBUTED.md): actors restart (``max_restarts``); the driver re-opens each of a
+Faults (see docs/SCALING.md): actors restart (``max_restarts``); the driver re-opens each of a
 restarted actor's sources at the first frame it has not received. ``resume='exact'`` (default)
 rebuilds the temporal state by processing again the frames since the last scene cut before that
 frame (since the start when an encoder is used), so the output equals an uninterrupted run;
