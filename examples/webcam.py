@@ -22,4 +22,4 @@ with source, arrcoc_rt.Stream(device="auto") as stream:
               f"dropped so far {source.stats.dropped}", end="")
         if time.perf_counter() - start > seconds:
             break
-print(f"\n{source.stats.decoded} frames processed, {source.stats.dropped} dropped")
+print(f"\n{source.stats.delivered} frames processed, {source.stats.dropped} dropped")

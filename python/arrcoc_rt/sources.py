@@ -11,8 +11,15 @@
 * Corrupt or truncated data: the bad packet is skipped and counted and decoding goes on; after
   ``max_consecutive_errors`` bad packets in a row a ``SourceError`` says so. Never a crash.
 * Backpressure: by default the consumer pulls (blocking: nothing is dropped). ``drop_oldest=True``
-  (live sources) reads in a background thread into a queue of ``queue_size`` frames and drops the
-  oldest when the consumer falls behind; every drop is counted in ``stats`` and warned about.
+  (or ``on_full="drop"``; live sources) reads in a background thread into a queue of ``queue_size``
+  frames and drops the oldest when the consumer falls behind; every drop is counted in ``stats`` and
+  warned about. ``on_full="block"`` reads in the same thread and queue but makes the reader wait while
+  the queue is full: nothing is dropped (files and live sources).
+* Accounting (``stats``): ``decoded`` frames came out of the decoder (inside the range), and each is
+  either ``delivered`` to the consumer or ``dropped``: at the end of the stream and after ``close()``
+  (which counts the frames still queued as dropped) ``decoded == delivered + dropped`` exactly;
+  ``corrupt_packets`` counts the bad packets, which give no frame, so
+  ``stats.read == decoded + corrupt_packets == delivered + dropped + corrupt_packets``.
 """
 
 from __future__ import annotations
@@ -35,10 +42,17 @@ class SourceError(RuntimeError):
 
 @dataclass
 class SourceStats:
-    decoded: int = 0              # frames handed to the consumer
-    corrupt_packets: int = 0      # packets skipped because they failed to decode
-    dropped: int = 0              # frames dropped by drop-oldest backpressure
+    decoded: int = 0              # frames out of the decoder (inside the range)
+    corrupt_packets: int = 0      # packets skipped because they failed to demux or decode (no frame)
+    dropped: int = 0              # decoded frames dropped by drop-oldest backpressure (or queued at close)
+    delivered: int = 0            # decoded frames handed to the consumer
     errors: list = field(default_factory=list)  # the last few error messages
+
+    @property
+    def read(self) -> int:
+        """Everything the source met: decoded frames and corrupt packets. At the end of the stream
+        ``read == delivered + dropped + corrupt_packets`` exactly."""
+        return self.decoded + self.corrupt_packets
 
     def note(self, msg: str) -> None:
         self.errors = (self.errors + [msg])[-5:]
@@ -58,7 +72,7 @@ class VideoSource:
     def __init__(self, url: str, *, live: bool | None = None, format: str | None = None, options=None,
                  timeout=(10.0, 10.0), max_consecutive_errors: int = 10, drop_oldest: bool = False,
                  queue_size: int = 4, start: float | None = None, end: float | None = None,
-                 fps: float | None = None, stride: int = 1):
+                 fps: float | None = None, stride: int = 1, on_full: str | None = None):
         av = _av()
         for name, v in (("start", start), ("end", end), ("fps", fps)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
@@ -72,6 +86,11 @@ class VideoSource:
         self._range = (start, end, fps, stride)
         self.url = str(url)
         self.live = live if live is not None else (self.url.startswith(LIVE_PREFIXES) or format is not None)
+        if on_full not in (None, "drop", "block"):
+            raise ValueError(f"on_full: {on_full!r} is not understood; expected 'drop' or 'block'")
+        if drop_oldest and on_full == "block":
+            raise ValueError("on_full: 'block' contradicts drop_oldest=True; give one of them")
+        drop_oldest = drop_oldest or on_full == "drop"
         if drop_oldest and not self.live:
             raise ValueError("drop_oldest: only for live sources; a file is read as fast as it is consumed")
         if max_consecutive_errors < 1:
@@ -103,6 +122,7 @@ class VideoSource:
             except av.error.FFmpegError:
                 pass  # not seekable: the frames before `start` are decoded and skipped
         self._drop_oldest = drop_oldest
+        self._block = on_full == "block"
         self._queue: collections.deque = collections.deque()
         self._queue_size = queue_size
         self._cond = threading.Condition()
@@ -148,19 +168,22 @@ class VideoSource:
         try:
             for f in self._sampled(self._decode()):
                 with self._cond:
+                    while self._block and not self._closed and len(self._queue) >= self._queue_size:
+                        self._cond.wait(0.5)
                     if self._closed:
                         return
+                    self.stats.decoded += 1
                     if len(self._queue) >= self._queue_size:
                         self._queue.popleft()
                         self.stats.dropped += 1
                     self._queue.append(f)
-                    self._cond.notify()
+                    self._cond.notify_all()
         except Exception as e:  # handed to the consumer
             self._failure = e
         finally:
             with self._cond:
                 self._done = True
-                self._cond.notify()
+                self._cond.notify_all()
 
     def _sampled(self, frames):
         """The frames inside [start, end), at most `fps` per second, every `stride`-th of those."""
@@ -185,9 +208,10 @@ class VideoSource:
                 yield f
 
     def __iter__(self):
-        if not self._drop_oldest:
+        if not self._drop_oldest and not self._block:
             for f in self._sampled(self._decode()):
                 self.stats.decoded += 1
+                self.stats.delivered += 1
                 yield f
             return
         self._thread = threading.Thread(target=self._reader, name="arrcoc-source", daemon=True)
@@ -199,6 +223,8 @@ class VideoSource:
                     self._cond.wait(0.5)
                 if self._queue:
                     f = self._queue.popleft()
+                    self.stats.delivered += 1
+                    self._cond.notify_all()  # room for a blocked reader
                 elif self._failure is not None:
                     raise self._failure
                 else:
@@ -207,7 +233,6 @@ class VideoSource:
                 warnings.warn(f"{self.url!r}: dropped {self.stats.dropped - warned} frame(s) (drop_oldest: the "
                               "consumer is slower than the source)", RuntimeWarning, stacklevel=2)
                 warned = self.stats.dropped
-            self.stats.decoded += 1
             yield f
 
     @property
@@ -233,6 +258,9 @@ class VideoSource:
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self.stats.dropped += len(self._queue)  # decoded, never delivered
+            self._queue.clear()
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.container.close()
@@ -275,6 +303,7 @@ class ImageFolderSource:
                 continue
             consecutive = 0
             self.stats.decoded += 1
+            self.stats.delivered += 1
             yield a
 
     @property
@@ -297,7 +326,8 @@ class ImageFolderSource:
 def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", **kwargs):
     """A frame source for ``source``: a video file, a URL (rtsp:// with TCP transport and timeouts),
     a webcam ("/dev/video0" or an int index, v4l2), or a folder of images. Keyword arguments go to
-    VideoSource (live, options, timeout, max_consecutive_errors, drop_oldest, queue_size, and the
+    VideoSource (live, options, timeout, max_consecutive_errors, drop_oldest, queue_size, on_full
+    ("drop": drop_oldest; "block": a reader thread that waits while the queue is full), and the
     range: ``start`` / ``end`` in seconds (a file seeks to ``start``), ``fps`` to sample at most that
     many frames per second (VLM pipelines often take 1-2), ``stride`` to keep every stride-th)."""
     if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
