@@ -51,7 +51,7 @@ def test_exemplar_layout_matches_reference(device, source, rng):
     h, w = img.shape[:2]
     pipe = arrcoc_rt.Pipeline(w, h, device=device, dtype="float32", encoder="builtin")
     pipe.process(img, query_image=np.ascontiguousarray(img[5:120, 10:200]))  # other templates, other sizes
-    exemplar = np.ascontiguousarray(img[40:90, 60:100])
+    exemplar = np.ascontiguousarray(img[40:88, 64:104])  # on the 8-px cell grid: found by its layout at scale 1
     r = pipe.process(img, query_image=exemplar)
     level1 = _level1(r.texture)
     for cell_px in (8, 16, 32):
@@ -61,12 +61,12 @@ def test_exemplar_layout_matches_reference(device, source, rng):
         assert np.mean(err > 1e-5) <= 0.01, f"{cell_px} px: {np.mean(err > 1e-5):.3%} of cells off by > 1e-5"
     enc = BuiltinEncoder("cpu")
     templates = enc.exemplar_layout(exemplar)
-    assert [c for _, c in templates] == [8, 8, 16]  # 25 x 20 px at 0.5, 1 and 2: the finest cells within 64
+    assert [c for _, c in templates] == [8, 8, 16]  # 40 x 48 px at 0.5, 1 and 2: the finest cells within 64
     layout = R.layout_similarity(level1, templates, w, h)
     want = R.exemplar_similarity(R.similarity_map(pipe._sem.features(), enc.encode_exemplar(exemplar)), layout)
     err = np.abs(host(r.texture.channel(33, 4)) - want)
     assert np.mean(err > 1e-4) <= 0.01, f"{np.mean(err > 1e-4):.3%} of patches off by > 1e-4 (max {err.max():.2g})"
-    assert layout.max() > 0.3  # the exemplar is found where it was cut
+    assert layout.max() > 0.5  # the exemplar is found where it was cut (even in noise: it is on the cell grid)
 
 
 def test_layout_template_shapes_and_errors():
