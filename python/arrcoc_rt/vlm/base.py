@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +42,23 @@ def token_cells(result, index, h: int, w: int) -> np.ndarray:
     ci = np.clip((pos[:, 1] * np.float32(h) / height).astype(np.int64), 0, h - 1)
     cj = np.clip((pos[:, 0] * np.float32(w) / width).astype(np.int64), 0, w - 1)
     return ci * w + cj
+
+
+def torch_dtype(torch, dtype, device, cuda_default):
+    """The dtype a model loads in: ``dtype`` (a torch dtype or its name), or ``cuda_default`` on a
+    CUDA device and float32 on the CPU."""
+    if dtype is None:
+        return cuda_default if str(device).startswith("cuda") else torch.float32
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def check_model_type(folder: Path, expected: str) -> None:
+    """A checkpoint folder's config.json, if it has one, must name ``expected`` as its model_type."""
+    cfg_file = folder / "config.json"
+    if cfg_file.exists():
+        model_type = json.loads(cfg_file.read_text()).get("model_type")
+        if model_type != expected:
+            raise ValueError(f"vlm: {str(folder)!r} holds a {model_type!r} model, not {expected!r}")
 
 
 def check_frames(frames_rgb, results, tokens):
@@ -140,6 +159,20 @@ class VLMAdapter(ABC):
     @abstractmethod
     def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
         """Greedy (by default) decoding from ``prepare``'s inputs; the new text only."""
+
+    def _gather(self, result, features):
+        """[N, C] float32 on the model's device: result.gather_features over the model's own grid
+        ``features`` [C, h, w] (a torch tensor; adapters set ``_torch`` and ``device``). On the
+        pipeline's CUDA device the gather runs there, on torch's current stream."""
+        torch = self._torch
+        pipe = result._pipeline
+        if pipe is None or pipe.device == "cpu":
+            return torch.from_numpy(result.gather_features(features.cpu().numpy())).to(self.device)
+        f = features.to(f"cuda:{pipe.cuda_device}").contiguous()
+        out = torch.empty((len(host(result.kinds)), f.shape[0]), dtype=torch.float32, device=f.device)
+        result.gather_features(f, out, stream=torch.cuda.current_stream(f.device).cuda_stream)
+        torch.cuda.current_stream(f.device).synchronize()
+        return out.to(self.device)
 
     def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None) -> dict:
         """The model inputs for ``prompt`` about several frames, oldest first, each seen through its

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VLMAdapter, check_frames, host
+from .base import VLMAdapter, check_frames, check_model_type, host, torch_dtype
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -83,15 +83,8 @@ class LlavaAdapter(VLMAdapter):
         p = Path(path)
         if not p.is_dir():
             raise ValueError(f"vlm: LLaVA checkpoint folder {str(p)!r} does not exist")
-        cfg_file = p / "config.json"
-        if cfg_file.exists():
-            model_type = json.loads(cfg_file.read_text()).get("model_type")
-            if model_type != "llava":
-                raise ValueError(f"vlm: {str(p)!r} holds a {model_type!r} model, not 'llava'")
-        if dtype is None:
-            dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-        elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        check_model_type(p, "llava")
+        dtype = torch_dtype(torch, dtype, device, torch.float16)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
             model = LlavaForConditionalGeneration.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
@@ -134,18 +127,6 @@ class LlavaAdapter(VLMAdapter):
             g = self.grid
             hs = torch.cat([out.hidden_states[i][:, -g * g:] for i in layers], dim=-1)
         return hs.float().transpose(1, 2).reshape(hs.shape[0], -1, g, g).contiguous()
-
-    def _gather(self, result, features):
-        """[N, C] float32 on the model's device: result.gather_features over the model's grid."""
-        torch = self._torch
-        pipe = result._pipeline
-        if pipe is None or pipe.device == "cpu":
-            return torch.from_numpy(result.gather_features(features.cpu().numpy())).to(self.device)
-        f = features.to(f"cuda:{pipe.cuda_device}").contiguous()
-        out = torch.empty((len(host(result.kinds)), f.shape[0]), dtype=torch.float32, device=f.device)
-        result.gather_features(f, out, stream=torch.cuda.current_stream(f.device).cuda_stream)
-        torch.cuda.current_stream(f.device).synchronize()
-        return out.to(self.device)
 
     # ------------------------------------------------------------------ language
     def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:

@@ -3,12 +3,11 @@ arrcoc_rt tokens."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .base import check_frames, host, token_cells
+from .base import check_frames, check_model_type, host, token_cells, torch_dtype
 from .llava import DEFAULT_TEMPLATE, LlavaAdapter
 
 
@@ -67,15 +66,8 @@ class LlavaNextAdapter(LlavaAdapter):
         p = Path(path)
         if not p.is_dir():
             raise ValueError(f"vlm: LLaVA-NeXT checkpoint folder {str(p)!r} does not exist")
-        cfg_file = p / "config.json"
-        if cfg_file.exists():
-            model_type = json.loads(cfg_file.read_text()).get("model_type")
-            if model_type != "llava_next":
-                raise ValueError(f"vlm: {str(p)!r} holds a {model_type!r} model, not 'llava_next'")
-        if dtype is None:
-            dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-        elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        check_model_type(p, "llava_next")
+        dtype = torch_dtype(torch, dtype, device, torch.float16)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
             model = LlavaNextForConditionalGeneration.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)

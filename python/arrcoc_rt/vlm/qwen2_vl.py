@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VLMAdapter, check_frames, host, token_cells
+from .base import VLMAdapter, check_frames, host, token_cells, torch_dtype
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
 # adapter puts the visual tokens, between the vision start / end markers.
@@ -126,10 +126,7 @@ class Qwen2VLAdapter(VLMAdapter):
         model_class = getattr(transformers, MODEL_CLASSES[found], None)
         if model_class is None:
             raise ValueError(f"vlm: this transformers ({transformers.__version__}) has no {MODEL_CLASSES[found]}")
-        if dtype is None:
-            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        dtype = torch_dtype(torch, dtype, device, torch.bfloat16)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
             model = model_class.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
@@ -171,18 +168,6 @@ class Qwen2VLAdapter(VLMAdapter):
         """[D, h, w] float32 torch tensor: the vision tower's output on its merged patch grid (after
         the 2x2 merge, which for Qwen2-VL is the projector: D is the language model's width)."""
         return self._merged_grid(self.image_inputs(frame_rgb))
-
-    def _gather(self, result, features):
-        """[N, D] float32 on the model's device: result.gather_features over the merged grid."""
-        torch = self._torch
-        pipe = result._pipeline
-        if pipe is None or pipe.device == "cpu":
-            return torch.from_numpy(result.gather_features(features.cpu().numpy())).to(self.device)
-        f = features.to(f"cuda:{pipe.cuda_device}").contiguous()
-        out = torch.empty((len(host(result.kinds)), f.shape[0]), dtype=torch.float32, device=f.device)
-        result.gather_features(f, out, stream=torch.cuda.current_stream(f.device).cuda_stream)
-        torch.cuda.current_stream(f.device).synchronize()
-        return out.to(self.device)
 
     token_cells = staticmethod(token_cells)
 
