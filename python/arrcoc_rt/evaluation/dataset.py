@@ -193,21 +193,28 @@ def load_jsonl(path) -> list[Item]:
     return items
 
 
-def parse_item(line: str, where: str, folder: Path, default_id: str = "") -> Item:
-    """One JSONL line as an Item; ``where`` (e.g. "set.jsonl line 3") starts every error message."""
-
-    def fail(msg: str):
-        raise DatasetError(f"{where}: {msg}")
-
+def json_object(line: str, fields, fail) -> dict:
+    """One JSONL line as a JSON object holding only ``fields``; ``fail(message)`` raises otherwise
+    (shared with the experiment's question files)."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         fail(f"not valid JSON ({e.msg} at column {e.colno})")
     if not isinstance(obj, dict):
         fail(f"expected a JSON object {{...}}; got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(FIELDS))
+    unknown = sorted(set(obj) - set(fields))
     if unknown:
-        fail(f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(FIELDS)}")
+        fail(f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(fields)}")
+    return obj
+
+
+def parse_item(line: str, where: str, folder: Path, default_id: str = "") -> Item:
+    """One JSONL line as an Item; ``where`` (e.g. "set.jsonl line 3") starts every error message."""
+
+    def fail(msg: str):
+        raise DatasetError(f"{where}: {msg}")
+
+    obj = json_object(line, FIELDS, fail)
 
     def file_field(name: str) -> Path:
         value = obj[name]

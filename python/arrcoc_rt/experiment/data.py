@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.dataset import json_object
+
 FIELDS = ("id", "image", "video", "frame", "question", "answers", "box", "kind")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # Decision thresholds of the seeds (points of accuracy): (promising, strong).
@@ -163,15 +165,7 @@ def parse_line(line: str, where: str, folder: Path, default_id: str) -> Question
     def fail(msg: str):
         raise DatasetError(f"{where}: {msg}")
 
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        fail(f"not valid JSON ({e.msg} at column {e.colno})")
-    if not isinstance(obj, dict):
-        fail(f"expected a JSON object {{...}}; got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(FIELDS))
-    if unknown:
-        fail(f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(FIELDS)}")
+    obj = json_object(line, FIELDS, fail)
 
     def path_field(name: str, folder_ok: bool = False) -> str:
         value = obj[name]
