@@ -128,8 +128,6 @@ ARRCOC_HD float max_cosine_similarity(const float* f, int64_t stride, const floa
 // histograms cannot tell a thin object from its background when the exemplar's box holds both;
 // the layout can. Float64 reference: arrcoc_rt.reference.layout_similarity.
 
-constexpr int kMaxLayoutCells = 64;       // cells per template
-constexpr int kMaxLayoutTemplates = 4;
 constexpr int kCellStats = kDescriptorDims + 1;  // the cell maps hold the 32 dims, then |d|^2
 constexpr float kLayoutWeight = 0.7f;     // ch 33 = (1 - w) * bag + w * max(0, layout)
 

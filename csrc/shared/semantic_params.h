@@ -55,7 +55,7 @@ struct LayoutParams {
   float* cell_maps[kLayoutCellSizes];  // [kCellStats, hc, wc] per cell size (nullptr: unused)
   int32_t hc[kLayoutCellSizes], wc[kLayoutCellSizes];
   int32_t num_templates;
-  LayoutTemplateParams t[math::kMaxLayoutTemplates];
+  LayoutTemplateParams t[kMaxLayoutTemplates];  // arrcoc/semantic.h
   float* layout;  // [h4, w4] out
   int32_t num_threads;
 };
