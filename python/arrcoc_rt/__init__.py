@@ -18,7 +18,7 @@ from .runtime import cuda_available, cuda_built, devices, info
 from .frames import PIXEL_FORMATS
 from .pipeline import FrameResult, Pipeline
 from .query import Query
-from .sources import SourceError, open
+from .sources import SourceError, SourceGap, open
 from .stream import Stream
 from .weights import default_weights, load_weights, save_weights
 from .texture import Texture, TextureBuilder, to_host

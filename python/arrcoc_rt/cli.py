@@ -182,6 +182,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 keep = r.kinds >= 0
                 out.write(json.dumps({
                     "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
+                    **({"reconnected": True, "gap_s": round(r.gap_s, 3)} if r.reconnected else {}),
                     "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
                                "padding": int(np.sum(r.kinds < 0))},
                     "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
@@ -290,6 +291,10 @@ def _cmd_run(args) -> int:
     source = int(args.source) if args.source.isdigit() else args.source
     ranged = {k: getattr(args, k) for k in ("start", "end", "fps") if getattr(args, k) is not None}
     try:
+        if args.reconnect is not None:
+            ranged["reconnect_attempts"] = args.reconnect
+        if args.follow is not None:
+            ranged["follow"] = args.follow
         src = open_source(source, drop_oldest=True, **ranged) if args.drop_oldest else open_source(source, **ranged)
     except (SourceError, ValueError) as e:
         raise _error(str(e)) from None
@@ -339,10 +344,13 @@ def _cmd_run(args) -> int:
             "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
             "churn_median": float(np.median(churn)) if churn else None, "scene_cuts": cuts,
             "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
+            "disconnects": st.disconnects, "reconnects": st.reconnects, "gap_s": round(st.gap_s, 3),
             "interrupted": interrupted}, indent=2))
     print(_summary(timings, cuts, saccades, churn,
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
-                   f"{st.dropped} frames dropped" + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
+                   f"{st.dropped} frames dropped"
+                   + (f", {st.disconnects} connection(s) lost, {st.reconnects} reconnected ({st.gap_s:.1f} s without "
+                      "frames)" if st.disconnects else "") + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
     return 130 if interrupted else 0
 
 
@@ -419,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     r.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: all)")
     r.add_argument("--drop-oldest", action="store_true", help="live sources: drop the oldest frame when behind")
+    r.add_argument("--reconnect", type=int, metavar="N",
+                   help="live sources: reconnection attempts in a row after a lost connection (default 5; 0: none)")
+    r.add_argument("--follow", type=float, metavar="SECONDS",
+                   help="a file still being written: wait for new data, end after SECONDS without any")
     r.add_argument("--strategy", default="balanced", choices=["balanced", "random", "saliency", "query"],
                    help="how saccades are chosen (default: balanced)")
     r.add_argument("--saccades", type=int, default=273, help="saccade slots per frame (default: 273)")

@@ -15,6 +15,17 @@
   frames and drops the oldest when the consumer falls behind; every drop is counted in ``stats`` and
   warned about. ``on_full="block"`` reads in the same thread and queue but makes the reader wait while
   the queue is full: nothing is dropped (files and live sources).
+* Live sources that fail come back: when the connection of a live source drops (the server closes
+  it, a read times out, the network fails), the source reconnects with exponential backoff
+  (``reconnect_backoff=(first_s, max_s)``: 0.5, 1, 2, 4, 8 s by default) up to
+  ``reconnect_attempts`` times in a row (5 by default; 0 turns it off), then raises a
+  ``SourceError``: never a hang. The end of an rtsp/rtmp/srt/tcp/udp stream counts as a drop (such
+  streams do not end); an http(s) stream that ends, ends. ``stats.disconnects``,
+  ``stats.reconnects`` and ``stats.gap_s`` (seconds without frames) count them, and the first frame
+  after a gap carries a ``SourceGap`` in ``frame.opaque``: ``Stream.process`` resets its temporal
+  state there and flags the result (``result.reconnected``, ``result.gap_s``).
+* A file that is still being written (a recorder's MPEG-TS or MKV; not MP4, whose index is written
+  last): ``follow=seconds`` waits for new data at its end and ends after ``seconds`` without any.
 * Accounting (``stats``): ``decoded`` frames came out of the decoder (inside the range), and each is
   either ``delivered`` to the consumer or ``dropped``: at the end of the stream and after ``close()``
   (which counts the frames still queued as dropped) ``decoded == delivered + dropped`` exactly;
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +46,8 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
+# Live protocols whose streams have no natural end: an end of stream there is a lost connection.
+ENDLESS_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
 class SourceError(RuntimeError):
@@ -46,6 +60,9 @@ class SourceStats:
     corrupt_packets: int = 0      # packets skipped because they failed to demux or decode (no frame)
     dropped: int = 0              # decoded frames dropped by drop-oldest backpressure (or queued at close)
     delivered: int = 0            # decoded frames handed to the consumer
+    disconnects: int = 0          # live connection losses (server gone, read timeout, network error)
+    reconnects: int = 0           # of those, the ones that came back (a frame arrived again)
+    gap_s: float = 0.0            # seconds without frames around the losses that came back
     errors: list = field(default_factory=list)  # the last few error messages
 
     @property
@@ -56,6 +73,15 @@ class SourceStats:
 
     def note(self, msg: str) -> None:
         self.errors = (self.errors + [msg])[-5:]
+
+
+@dataclass(frozen=True)
+class SourceGap:
+    """Put in ``frame.opaque`` of the first frame after a live source came back: the frames between
+    were never received. ``seconds``: from the last frame before the loss to this one."""
+
+    seconds: float
+    attempts: int  # reconnection attempts it took
 
 
 def _av():
@@ -72,7 +98,8 @@ class VideoSource:
     def __init__(self, url: str, *, live: bool | None = None, format: str | None = None, options=None,
                  timeout=(10.0, 10.0), max_consecutive_errors: int = 10, drop_oldest: bool = False,
                  queue_size: int = 4, start: float | None = None, end: float | None = None,
-                 fps: float | None = None, stride: int = 1, on_full: str | None = None):
+                 fps: float | None = None, stride: int = 1, on_full: str | None = None,
+                 reconnect_attempts: int = 5, reconnect_backoff=(0.5, 8.0), follow: float | None = None):
         av = _av()
         for name, v in (("start", start), ("end", end), ("fps", fps)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
@@ -97,19 +124,35 @@ class VideoSource:
             raise ValueError(f"max_consecutive_errors: {max_consecutive_errors} must be >= 1")
         if queue_size < 1:
             raise ValueError(f"queue_size: {queue_size} must be >= 1")
+        if isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int) or reconnect_attempts < 0:
+            raise ValueError(f"reconnect_attempts: {reconnect_attempts!r} must be an int >= 0 (0: never reconnect)")
+        try:
+            first_s, max_s = (float(v) for v in reconnect_backoff)
+        except (TypeError, ValueError):
+            raise ValueError(f"reconnect_backoff: {reconnect_backoff!r} must be (first_s, max_s), "
+                             "e.g. (0.5, 8.0)") from None
+        if not 0 <= first_s <= max_s:
+            raise ValueError(f"reconnect_backoff: {reconnect_backoff!r} must have 0 <= first_s <= max_s")
+        self._reconnect = (reconnect_attempts if self.live else 0, first_s, max_s)
         opts = dict(options or {})
+        if follow is not None:
+            if isinstance(follow, bool) or not isinstance(follow, (int, float)) or not follow > 0:
+                raise ValueError(f"follow: {follow!r} must be seconds > 0 (a growing file ends after that long "
+                                 "without new data)")
+            if self.live:
+                raise ValueError("follow: only for files that are still being written, not for live sources")
+            opts.update(follow="1", rw_timeout=str(int(follow * 1e6)))  # FFmpeg's file protocol waits for data
+            open_s, read_s = timeout if isinstance(timeout, (tuple, list)) else (timeout, timeout)
+            if read_s is not None:  # PyAV's read timeout must not end the wait first
+                timeout = (open_s, max(float(read_s), follow + 1.0))
+        self._follow = follow is not None
         if self.url.startswith(("rtsp://", "rtsps://")):
             opts.setdefault("rtsp_transport", "tcp")
         self.stats = SourceStats()
         self._max_errors = max_consecutive_errors
-        try:
-            self.container = av.open(self.url, format=format, options=opts, timeout=timeout)
-        except (av.error.FFmpegError, OSError) as e:
-            raise SourceError(f"cannot open {self.url!r}: {e}") from None
-        if not self.container.streams.video:
-            self.container.close()
-            raise SourceError(f"{self.url!r} has no video stream")
-        self.stream = self.container.streams.video[0]
+        self._open_args = (format, opts, timeout)
+        self._closing = threading.Event()
+        self.container, self.stream = self._open()
         if not self.live:
             self.stream.thread_type = "AUTO"  # frame threading for files; the flush returns every frame
         self.frame_count = int(self.stream.frames or 0)  # from the container; 0 when unknown
@@ -131,24 +174,90 @@ class VideoSource:
         self._thread = None
         self._closed = False
 
+    def _open(self):
+        av = _av()
+        format, opts, timeout = self._open_args
+        try:
+            container = av.open(self.url, format=format, options=opts, timeout=timeout)
+        except (av.error.FFmpegError, OSError) as e:
+            raise SourceError(f"cannot open {self.url!r}: {e}") from None
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.url!r} has no video stream")
+        return container, container.streams.video[0]
+
+    def _reopen(self, cause: str) -> int:
+        """After a lost connection: reopen with exponential backoff. Returns the attempts it took;
+        SourceError after ``reconnect_attempts`` failures in a row (or when closed meanwhile)."""
+        attempts, first_s, max_s = self._reconnect
+        self.stats.disconnects += 1
+        self.stats.note(f"connection lost: {cause}")
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - the old connection is gone either way
+            pass
+        waited, last = 0.0, cause
+        for attempt in range(1, attempts + 1):
+            delay = min(first_s * 2 ** (attempt - 1), max_s)
+            if self._closing.wait(delay):
+                break
+            waited += delay
+            try:
+                self.container, self.stream = self._open()
+                return attempt
+            except SourceError as e:
+                last = str(e)
+                self.stats.note(f"reconnection attempt {attempt}: {e}")
+        raise SourceError(f"{self.url!r}: connection lost ({cause}) and {attempts} reconnection attempt(s) over "
+                          f"{waited:.1f} s failed; last: {last}")
+
+    def _flush(self):
+        """The decoder's last frames when a stream stops without its final flush packet."""
+        try:
+            yield from self.stream.codec_context.decode(None)
+        except (_av().error.FFmpegError, ValueError):
+            pass
+
     def _decode(self):
-        """Decoded frames, skipping (and counting) bad packets; flushes at the end."""
+        """Decoded frames, skipping (and counting) bad packets; flushes at the end. A live source
+        whose connection drops is reopened (``_reopen``); its first frame after the gap is marked."""
         av = _av()
         consecutive = 0
+        endless = self.url.startswith(ENDLESS_PREFIXES)
+        last_frame_at, gap = None, None
         demux = self.container.demux(self.stream)
         while True:
+            lost = bad = None
             try:
                 packet = next(demux)
-            except StopIteration:
-                break
-            except av.error.EOFError:
-                break
+            except (StopIteration, av.error.EOFError):
+                if not (endless and self._reconnect[0]) or self._closing.is_set():
+                    break
+                lost = "the stream ended"
+            except (av.error.ExitError, OSError) as e:  # read timeout, connection reset
+                if self._follow:  # the recorder stopped writing for `follow` seconds: the end
+                    yield from self._flush()
+                    break
+                if not self.live:
+                    bad = e  # a file's read error: counted like bad data
+                elif not self._reconnect[0] or self._closing.is_set():
+                    raise SourceError(f"{self.url!r}: connection lost: {e}") from None
+                else:
+                    lost = str(e)
             except (av.error.InvalidDataError, av.error.FFmpegError) as e:  # broken container data
+                bad = e
+            if lost is not None:
+                gap_start = last_frame_at if last_frame_at is not None else time.monotonic()
+                gap = (gap_start, self._reopen(lost))
+                demux = self.container.demux(self.stream)
+                consecutive = 0
+                continue
+            if bad is not None:
                 consecutive += 1
                 self.stats.corrupt_packets += 1
-                self.stats.note(str(e))
+                self.stats.note(str(bad))
                 if consecutive >= self._max_errors:
-                    raise SourceError(f"{self.url!r}: {consecutive} consecutive unreadable packets; last: {e}") from None
+                    raise SourceError(f"{self.url!r}: {consecutive} consecutive unreadable packets; last: {bad}") from None
                 continue
             try:
                 frames = packet.decode()  # the final empty packet flushes the decoder
@@ -162,6 +271,14 @@ class VideoSource:
             if frames:
                 consecutive = 0
             for f in frames:
+                now = time.monotonic()
+                if gap is not None:
+                    seconds = now - gap[0]
+                    self.stats.reconnects += 1
+                    self.stats.gap_s += seconds
+                    f.opaque = SourceGap(seconds, gap[1])
+                    gap = None
+                last_frame_at = now
                 yield f
 
     def _reader(self):
@@ -194,6 +311,8 @@ class VideoSource:
         rate = float(self.stream.average_rate) if self.stream.average_rate else None
         next_t, kept = None, 0
         for i, f in enumerate(frames):
+            if isinstance(f.opaque, SourceGap):
+                next_t = None  # a reconnected stream's clock starts again
             t = f.time if f.time is not None else (i / rate if rate else None)
             if t is not None and start is not None and t < start - 1e-9:
                 continue
@@ -256,6 +375,7 @@ class VideoSource:
                 f"{fps}{dur}{frames}{', live' if self.live else ''})")
 
     def close(self) -> None:
+        self._closing.set()  # ends a reconnection's backoff wait at once
         with self._cond:
             self._closed = True
             self.stats.dropped += len(self._queue)  # decoded, never delivered
@@ -329,7 +449,9 @@ def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", *
     VideoSource (live, options, timeout, max_consecutive_errors, drop_oldest, queue_size, on_full
     ("drop": drop_oldest; "block": a reader thread that waits while the queue is full), and the
     range: ``start`` / ``end`` in seconds (a file seeks to ``start``), ``fps`` to sample at most that
-    many frames per second (VLM pipelines often take 1-2), ``stride`` to keep every stride-th)."""
+    many frames per second (VLM pipelines often take 1-2), ``stride`` to keep every stride-th), live
+    sources' ``reconnect_attempts`` / ``reconnect_backoff``, and ``follow`` for a growing file (see the
+    module docstring)."""
     if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
         device = f"/dev/video{source}" if isinstance(source, int) else source
         options = dict(kwargs.pop("options", None) or {})

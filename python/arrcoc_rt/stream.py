@@ -24,6 +24,7 @@ import numpy as np
 from .encoders import make_encoder
 from .pipeline import FrameResult, Pipeline
 from .query import Query, make_query
+from .sources import SourceGap
 from .vlm.base import timed_generate
 
 _ZERO_COPY_FORMATS = ("yuv420p", "nv12", "rgb24", "bgr24")
@@ -206,8 +207,10 @@ class Stream:
             raise ValueError("this Stream is closed; create a new one")
         pts = None
         pixel_format = None
+        gap = None
         original = frame  # an av.VideoFrame stays one for ask() (its planes are not RGB)
         if type(frame).__module__.startswith("av.") and hasattr(frame, "planes"):
+            gap = frame.opaque if isinstance(frame.opaque, SourceGap) else None
             frame, pixel_format, pts = frame_from_av(frame)
         if isinstance(frame, tuple):
             h, w = frame[0].shape[:2]
@@ -223,13 +226,15 @@ class Stream:
         if p is None or w > p.width or h > p.height:
             self._pipeline = Pipeline(max(w, p.width if p else 0), max(h, p.height if p else 0), device=self.device,
                                       **self._config)
-        elif resized:
-            self._pipeline.reset()
+        elif resized or gap is not None:
+            self._pipeline.reset()  # motion and carried relevance do not reach across a gap
         self._last_geometry = geometry
         result = self._pipeline.process(frame, query=self._query, pixel_format=pixel_format, layout=layout,
                                         return_tensors=return_tensors)
         result.pts = pts
         result.resized = resized
+        if gap is not None:
+            result.reconnected, result.gap_s = True, gap.seconds
         result.frame_index = self.frames
         self.frames += 1
         if self.vlm is not None:
