@@ -59,7 +59,7 @@ def test_rtsp_server_that_restarts_is_reconnected_and_the_gap_is_counted(clip):
     # The gap runs from the last frame before the loss to the first after it: at least the 1.5 s the
     # server was down, less than that plus a backoff step, a connection and a read timeout.
     assert flagged[0].gap_s == pytest.approx(st.gap_s)
-    assert 1.5 <= st.gap_s < 1.5 + 1.0 + 5.0
+    assert 1.5 <= st.gap_s < 1.5 + 1.0 + 10.0
     assert time.monotonic() - t_stop >= 1.5
     assert server.sessions == 2
     assert st.delivered == len(results) == st.decoded and st.corrupt_packets == 0
@@ -84,7 +84,7 @@ def test_rtsp_server_that_stalls_is_reconnected_after_the_read_timeout(clip):
         src.close()
     assert src.stats.disconnects == 1 and src.stats.reconnects == 1
     assert len(gaps) == 1 and gaps[0].attempts == 1
-    assert 1.0 <= gaps[0].seconds < 1.0 + 0.2 + 5.0  # the read timeout, a backoff step and a reopen
+    assert 1.0 <= gaps[0].seconds < 1.0 + 0.2 + 10.0  # the read timeout, a backoff step and a reopen
     assert "connection lost" in " ".join(src.stats.errors)
 
 

@@ -65,6 +65,8 @@ class Answer:
     visual_tokens: int
     latency_ms: dict
     frame_indices: tuple = ()
+    uncertainty: float | None = None  # normalized entropy of the answer's tokens (0 certain .. 1 uniform)
+    passes: tuple = ()                # ask(passes=n): every pass (arrcoc_rt.vlm.multipass.PassRecord)
 
 
 def _rgb_frame(frame) -> np.ndarray:
@@ -95,6 +97,33 @@ def _answer_frames(adapter, rgbs, results, question: str, max_new_tokens: int) -
                "generate": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
     return Answer(text, last.frame_index, last.pts, inputs["num_visual_tokens"], latency,
                   tuple(r.frame_index for r in results))
+
+
+class _PassStart:
+    """What a multi-pass ask needs of the latest result, copied for a worker thread: its token pack
+    and its relevance map."""
+
+    def __init__(self, result):
+        from .vlm.base import PackSnapshot
+
+        self._snapshot = PackSnapshot(result)
+        self.relevance = np.array(result.relevance)
+        self.frame_index, self.pts = result.frame_index, result.pts
+
+    def __getattr__(self, name):
+        return getattr(self._snapshot, name)
+
+
+def _answer_passes(adapter, rgb, result, question: str, passes: int, max_new_tokens: int, pipeline_for) -> Answer:
+    from .vlm.multipass import answer_with_passes
+
+    t0 = time.perf_counter()
+    h, w = rgb.shape[:2]
+    best, records = answer_with_passes(adapter, rgb, result, question, passes=passes, max_new_tokens=max_new_tokens,
+                                       make_pipeline=lambda: pipeline_for(w, h))
+    latency = {"passes": [r.latency_ms for r in records], "total": (time.perf_counter() - t0) * 1e3}
+    return Answer(best.text, result.frame_index, result.pts, best.visual_tokens, latency, (result.frame_index,),
+                  best.uncertainty, tuple(records))
 
 
 def _copy_frame(frame):
@@ -257,7 +286,8 @@ class Stream:
             raise ValueError(f"frames: a batch is [N, H, W, 3] or [N, 3, H, W]; got shape {tuple(shape)}")
         return [self.process(f, layout=layout, return_tensors=return_tensors) for f in frames]
 
-    def ask(self, question: str, *, frames: int = 1, max_new_tokens: int = 32, asynchronous: bool = False):
+    def ask(self, question: str, *, frames: int = 1, max_new_tokens: int = 32, asynchronous: bool = False,
+            passes: int = 1):
         """The frozen VLM's answer about the latest frame, fed only its allocated tokens: an Answer
         (text, the frame it saw, latencies in ms). ``frames=k`` (at most the Stream's ``ask_frames``)
         answers over the last k frames, oldest first, each fed its own allocation (k x the per-frame
@@ -265,9 +295,18 @@ class Stream:
         ``Answer.frame_indices`` says which). ``asynchronous=True`` returns a Future at once and
         answers on a worker thread from copies of the frames and their token packs, while ``process``
         keeps up with the camera. The question becomes the query when none is set and the encoder
-        understands text (CLIP/SigLIP)."""
+        understands text (CLIP/SigLIP).
+
+        ``passes=n`` (n up to 4 is the seed's design) looks again while the answer is uncertain: each
+        later pass re-allocates the latest frame's tokens towards regions no pass has looked at, and
+        it stops early once the uncertainty is below 0.15 (arrcoc_rt.vlm.multipass). The Answer is
+        the most certain pass's, with ``uncertainty`` and every pass in ``passes``."""
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
             raise ValueError(f"frames: {frames!r} is not a positive int")
+        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or passes < 1:
+            raise ValueError(f"passes: {passes!r} is not a positive int")
+        if passes > 1 and frames > 1:
+            raise ValueError("ask: passes > 1 looks again at the latest frame; it does not combine with frames > 1")
         if frames > self.ask_frames:
             raise ValueError(f"ask: frames={frames} is more than this Stream keeps (ask_frames={self.ask_frames}); "
                              f"create it with ask_frames={frames}")
@@ -289,19 +328,34 @@ class Stream:
             rgbs = [_to_rgb(f) for f, _ in window]
             results = [snap for _, snap in window]
             results[-1] = result  # the latest frame's live result (its gather may run on the GPU)
+        if passes > 1:
+            if not asynchronous:
+                return _answer_passes(self.adapter, rgbs[0], result, question, passes, max_new_tokens,
+                                      self._pass_pipeline)
+            return self._submit(_answer_passes, self.adapter, np.array(rgbs[0]), _PassStart(result), question,
+                                passes, max_new_tokens, self._pass_pipeline)
         if not asynchronous:
             return _answer_frames(self.adapter, rgbs, results, question, max_new_tokens)
-        from concurrent.futures import ThreadPoolExecutor
-
         from .vlm.base import PackSnapshot
 
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrcoc-vlm")
         if frames == 1:
             rgbs, results = [np.array(rgbs[0])], [PackSnapshot(result)]
         else:  # the window's frames are private copies already, its packs snapshots
             results[-1] = window[-1][1]
-        return self._worker.submit(_answer_frames, self.adapter, rgbs, results, question, max_new_tokens)
+        return self._submit(_answer_frames, self.adapter, rgbs, results, question, max_new_tokens)
+
+    def _submit(self, fn, *args):
+        """Run fn(*args) on the Stream's one VLM worker thread: a Future."""
+        if self._worker is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrcoc-vlm")
+        return self._worker.submit(fn, *args)
+
+    def _pass_pipeline(self, width: int, height: int) -> Pipeline:
+        """A Pipeline of this Stream's configuration for multi-pass asks (never the stream's own:
+        its temporal state must follow the frames)."""
+        return Pipeline(width, height, device=self.device, **self._config)
 
     def close(self) -> None:
         """No more frames; ``pipeline`` (and its configuration) stays inspectable."""

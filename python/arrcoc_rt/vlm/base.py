@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -81,11 +82,13 @@ def check_frames(frames_rgb, results, tokens):
     return arrays, keeps
 
 
-def timed_generate(adapter, inputs: dict, max_new_tokens: int, now=time.perf_counter):
+def timed_generate(adapter, inputs: dict, max_new_tokens: int, now=time.perf_counter, entropies: list | None = None):
     """``adapter.generate`` timed: (text, prefill ms, decode ms, new tokens). Prefill runs from the
     call to the first new token's logits, stamped by a logits processor (wall clock, through
     ``now``: pass a clock that synchronizes the GPU for CUDA timings); prefill/decode/tokens are None
-    when the adapter's ``generate`` takes no extra keywords."""
+    when the adapter's ``generate`` takes no extra keywords. ``entropies``: a list that receives each
+    new token's normalized entropy (the entropy of the next-token distribution / log(vocabulary):
+    0 = certain, 1 = uniform)."""
     stamps = []
     kw = {}
     params = inspect.signature(adapter.generate).parameters.values()
@@ -95,15 +98,28 @@ def timed_generate(adapter, inputs: dict, max_new_tokens: int, now=time.perf_cou
         class _Stamp(LogitsProcessor):
             def __call__(self, input_ids, scores):
                 stamps.append(now())
+                if entropies is not None:
+                    entropies.append(normalized_entropy(scores))
                 return scores
 
         kw["logits_processor"] = LogitsProcessorList([_Stamp()])
+    elif entropies is not None:
+        raise TypeError(f"{type(adapter).__name__}.generate takes no logits processor: its uncertainty cannot be measured")
     t0 = now()
     text = adapter.generate(inputs, max_new_tokens=max_new_tokens, **kw)
     t1 = now()
     if not stamps:
         return text, None, None, None
     return text, (stamps[0] - t0) * 1e3, (t1 - stamps[0]) * 1e3, len(stamps)
+
+
+def normalized_entropy(scores) -> float:
+    """The entropy of softmax(scores) over the vocabulary, divided by log(vocabulary size), averaged
+    over the batch: 0 when one token takes all the probability, 1 when all are equally likely."""
+    torch = __import__("torch")
+    logp = torch.log_softmax(scores.float(), dim=-1)
+    h = -(logp.exp() * logp).nansum(dim=-1)  # nansum: -inf logits (masked tokens) have p = 0
+    return float((h / math.log(scores.shape[-1])).mean())
 
 
 class PackSnapshot:
@@ -114,6 +130,8 @@ class PackSnapshot:
         self.kinds = np.array(host(result.kinds))
         self.positions = np.array(host(result.positions), np.float64)
         self.levels = np.array(host(result.levels))
+        self.budgets = np.array(host(result.budgets))
+        self.patches = np.array(host(result.patches))
         self.frame_size = tuple(result.frame_size)
         self.frame_index = result.frame_index
         self.pts = result.pts
