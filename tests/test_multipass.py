@@ -141,3 +141,19 @@ def test_passes_errors(llava_dirs):
         s2.ask("what is here ?", passes=2, frames=2)
     stream.close()
     s2.close()
+
+
+def test_cli_ask_and_run_look_again(llava_dirs, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(frame(0)).save(tmp_path / "f.png")
+    cli = [sys.executable, "-m", "arrcoc_rt.cli"]
+    r = subprocess.run(cli + ["ask", "f.png", "what is here ?", "--vlm", f"llava:{llava_dirs[0]}", "--device", "cpu",
+                              "--passes", "3", "--max-new-tokens", "2"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "pass 1:" in r.stderr and "pass 2:" in r.stderr and "exploration 0.5" in r.stderr
+    r = subprocess.run(cli + ["run", "f.png", "--passes", "2"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "--passes" in r.stderr and "Traceback" not in r.stderr

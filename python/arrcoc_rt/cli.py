@@ -170,7 +170,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 cuts.append(r.frame_index)
             question = getattr(stream, "question", None)
             if question and r.frame_index % stream.ask_every == 0:
-                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1))
+                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1), passes=getattr(stream, "ask_passes", 1))
                 t = f"t={a.pts:.2f}s " if a.pts is not None else ""
                 over = f" over {len(a.frame_indices)} frames" if len(a.frame_indices) > 1 else ""
                 (bar.write if progress else print)(f"{t}frame {a.frame_index}: {a.text!r} ({a.visual_tokens} visual "
@@ -308,7 +308,10 @@ def _cmd_run(args) -> int:
                         ask_frames=args.frames, **options)
     except (ValueError, TypeError, OSError) as e:
         raise _error(str(e)) from None
-    stream.question, stream.ask_every = args.ask, max(1, args.every)
+    if args.passes < 1 or (args.passes > 1 and not args.ask) or (args.passes > 1 and args.frames > 1):
+        raise _error(f"--passes {args.passes}: looks again at the latest frame for --ask; at least 1, and not "
+                     "with --frames")
+    stream.question, stream.ask_every, stream.ask_passes = args.ask, max(1, args.every), args.passes
     fps = 30.0
     if args.fps:
         fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
@@ -357,7 +360,7 @@ def _cmd_run(args) -> int:
 def _cmd_ask(args) -> int:
     from .pipeline import Pipeline
     from .runtime import resolve_device
-    from .stream import _answer
+    from .stream import _answer, _answer_passes
     from .vlm import make_adapter
 
     frames = _read_frames(Path(args.image), 1)
@@ -365,8 +368,17 @@ def _cmd_ask(args) -> int:
     kind, ordinal = resolve_device(args.device)
     vlm = make_adapter(args.vlm, device="cpu" if kind == "cpu" else f"cuda:{ordinal}", tokens=args.tokens)
     result = Pipeline(w, h, device=args.device).process(frames[0])
-    a = _answer(vlm, frames[0], result, args.question, args.max_new_tokens)
+    if args.passes < 1:
+        raise _error(f"--passes {args.passes}: expected at least 1")
+    if args.passes == 1:
+        a = _answer(vlm, frames[0], result, args.question, args.max_new_tokens)
+    else:
+        a = _answer_passes(vlm, frames[0], result, args.question, args.passes, args.max_new_tokens,
+                           lambda width, height: Pipeline(width, height, device=args.device))
     print(a.text)
+    for i, p in enumerate(a.passes):
+        print(f"pass {i + 1}: {p.text!r} (uncertainty {p.uncertainty:.3f}, exploration {p.exploration:g}, "
+              f"{p.visual_tokens} visual tokens)", file=sys.stderr)
     print(f"({a.visual_tokens} visual tokens; {a.latency_ms['total']:.0f} ms)", file=sys.stderr)
     return 0
 
@@ -445,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--every", type=int, default=30, help="ask every this many frames (default: 30)")
     r.add_argument("--frames", type=int, default=1, metavar="K",
                    help="--ask answers over the last K frames, each with its own tokens (default: 1, the latest)")
+    r.add_argument("--passes", type=int, default=1, metavar="N",
+                   help="--ask looks again, up to N passes, while the answer is uncertain (docs/VLM.md)")
     r.add_argument("--start", type=float, help="seconds into the source to start at (files seek there)")
     r.add_argument("--end", type=float, help="seconds into the source to stop at")
     r.add_argument("--fps", type=float, help="sample at most this many frames per second (e.g. 1 or 2 for a VLM)")
@@ -467,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     a.add_argument("--tokens", type=int, help="visual tokens that reach the language model (default: all kept)")
     a.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens (default: 32)")
+    a.add_argument("--passes", type=int, default=1, metavar="N",
+                   help="look again, up to N passes, while the answer is uncertain (docs/VLM.md)")
     a.set_defaults(func=_cmd_ask)
     t = sub.add_parser("texture", help="build the 40-channel texture array and write PNGs of it")
     t.add_argument("input", nargs="?", help="image or video file (default: a built-in synthetic sample)")
