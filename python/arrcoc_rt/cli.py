@@ -170,7 +170,8 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 cuts.append(r.frame_index)
             question = getattr(stream, "question", None)
             if question and r.frame_index % stream.ask_every == 0:
-                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1), passes=getattr(stream, "ask_passes", 1))
+                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1), passes=getattr(stream, "ask_passes", 1),
+                               budget=getattr(stream, "ask_budget", None))
                 t = f"t={a.pts:.2f}s " if a.pts is not None else ""
                 over = f" over {len(a.frame_indices)} frames" if len(a.frame_indices) > 1 else ""
                 (bar.write if progress else print)(f"{t}frame {a.frame_index}: {a.text!r} ({a.visual_tokens} visual "
@@ -312,6 +313,10 @@ def _cmd_run(args) -> int:
         raise _error(f"--passes {args.passes}: looks again at the latest frame for --ask; at least 1, and not "
                      "with --frames")
     stream.question, stream.ask_every, stream.ask_passes = args.ask, max(1, args.every), args.passes
+    stream.ask_budget = _budget_option(args.budget)
+    if stream.ask_budget is not None and (not args.ask or args.frames > 1):
+        raise _error(f"--budget {args.budget}: sets the budget of --ask's question on the latest frame; not "
+                     "without --ask, not with --frames")
     fps = 30.0
     if args.fps:
         fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
@@ -357,6 +362,18 @@ def _cmd_run(args) -> int:
     return 130 if interrupted else 0
 
 
+def _budget_option(value):
+    """--budget: a preset name (the question's tier picks the budget) or an int total budget."""
+    from .vlm.tiers import PRESETS
+
+    if value is None or value in PRESETS:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise _error(f"--budget {value}: expected one of {', '.join(PRESETS)} or an int total budget") from None
+
+
 def _cmd_ask(args) -> int:
     from .pipeline import Pipeline
     from .runtime import resolve_device
@@ -370,11 +387,22 @@ def _cmd_ask(args) -> int:
     result = Pipeline(w, h, device=args.device).process(frames[0])
     if args.passes < 1:
         raise _error(f"--passes {args.passes}: expected at least 1")
-    if args.passes == 1:
+    budget = _budget_option(args.budget)
+    tier = total = None
+    if budget is not None:
+        from .vlm.tiers import question_tier, tier_budget
+
+        tier = question_tier(args.question).name if isinstance(budget, str) else None
+        total = tier_budget(tier, {}, budget) if tier else budget
+    if args.passes == 1 and budget is None:
         a = _answer(vlm, frames[0], result, args.question, args.max_new_tokens)
     else:
-        a = _answer_passes(vlm, frames[0], result, args.question, args.passes, args.max_new_tokens,
-                           lambda width, height: Pipeline(width, height, device=args.device))
+        extra = {} if total is None else {"total_budget": total}
+        a = _answer_passes(vlm, frames[0], None if total else result, args.question, args.passes,
+                           args.max_new_tokens, lambda width, height: Pipeline(width, height, device=args.device,
+                                                                              **extra), tier, (0, None))
+    if a.total_budget is not None:
+        print(f"budget: {a.total_budget}" + (f" (a {a.tier} question)" if a.tier else ""), file=sys.stderr)
     print(a.text)
     for i, p in enumerate(a.passes):
         print(f"pass {i + 1}: {p.text!r} (uncertainty {p.uncertainty:.3f}, exploration {p.exploration:g}, "
@@ -459,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--ask answers over the last K frames, each with its own tokens (default: 1, the latest)")
     r.add_argument("--passes", type=int, default=1, metavar="N",
                    help="--ask looks again, up to N passes, while the answer is uncertain (docs/VLM.md)")
+    r.add_argument("--budget", metavar="PRESET|N",
+                   help="--ask's question sets the budget: fast, balanced or accurate (by its tier), or a total "
+                        "budget N (docs/VLM.md)")
     r.add_argument("--start", type=float, help="seconds into the source to start at (files seek there)")
     r.add_argument("--end", type=float, help="seconds into the source to stop at")
     r.add_argument("--fps", type=float, help="sample at most this many frames per second (e.g. 1 or 2 for a VLM)")
@@ -483,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens (default: 32)")
     a.add_argument("--passes", type=int, default=1, metavar="N",
                    help="look again, up to N passes, while the answer is uncertain (docs/VLM.md)")
+    a.add_argument("--budget", metavar="PRESET|N",
+                   help="the question sets the budget: fast, balanced or accurate (by its tier), or a total budget N")
     a.set_defaults(func=_cmd_ask)
     t = sub.add_parser("texture", help="build the 40-channel texture array and write PNGs of it")
     t.add_argument("input", nargs="?", help="image or video file (default: a built-in synthetic sample)")

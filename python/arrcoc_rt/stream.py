@@ -67,6 +67,8 @@ class Answer:
     frame_indices: tuple = ()
     uncertainty: float | None = None  # normalized entropy of the answer's tokens (0 certain .. 1 uniform)
     passes: tuple = ()                # ask(passes=n): every pass (arrcoc_rt.vlm.multipass.PassRecord)
+    tier: str | None = None           # ask(budget=...): the question's tier (arrcoc_rt.vlm.tiers)
+    total_budget: int | None = None   # ask(budget=...): the total budget the frame was re-allocated at
 
 
 def _rgb_frame(frame) -> np.ndarray:
@@ -114,16 +116,32 @@ class _PassStart:
         return getattr(self._snapshot, name)
 
 
-def _answer_passes(adapter, rgb, result, question: str, passes: int, max_new_tokens: int, pipeline_for) -> Answer:
+def _answer_passes(adapter, rgb, result, question: str, passes: int, max_new_tokens: int, pipeline_for,
+                   tier=None, frame=(None, None)) -> Answer:
+    """The multi-pass answer (passes >= 1). ``result`` None: the first pass's allocation is made
+    here by a fresh ``pipeline_for(width, height)`` (a question's own budget, ``ask(budget=...)``);
+    ``frame``: the stream's (frame_index, pts) of ``rgb`` then."""
     from .vlm.multipass import answer_with_passes
 
     t0 = time.perf_counter()
     h, w = rgb.shape[:2]
+    pipeline = None
+
+    def make_pipeline():
+        nonlocal pipeline
+        pipeline = pipeline or pipeline_for(w, h)
+        return pipeline
+
+    budgeted = result is None
+    if budgeted:
+        result = make_pipeline().process(rgb)
     best, records = answer_with_passes(adapter, rgb, result, question, passes=passes, max_new_tokens=max_new_tokens,
-                                       make_pipeline=lambda: pipeline_for(w, h))
+                                       make_pipeline=make_pipeline)
     latency = {"passes": [r.latency_ms for r in records], "total": (time.perf_counter() - t0) * 1e3}
-    return Answer(best.text, result.frame_index, result.pts, best.visual_tokens, latency, (result.frame_index,),
-                  best.uncertainty, tuple(records))
+    total = pipeline.config["total_budget"] if budgeted else None
+    index, pts = frame if budgeted else (result.frame_index, result.pts)
+    return Answer(best.text, index, pts, best.visual_tokens, latency, (index,), best.uncertainty,
+                  tuple(records) if passes > 1 else (), tier, total)
 
 
 def _copy_frame(frame):
@@ -287,7 +305,7 @@ class Stream:
         return [self.process(f, layout=layout, return_tensors=return_tensors) for f in frames]
 
     def ask(self, question: str, *, frames: int = 1, max_new_tokens: int = 32, asynchronous: bool = False,
-            passes: int = 1):
+            passes: int = 1, budget: str | int | None = None):
         """The frozen VLM's answer about the latest frame, fed only its allocated tokens: an Answer
         (text, the frame it saw, latencies in ms). ``frames=k`` (at most the Stream's ``ask_frames``)
         answers over the last k frames, oldest first, each fed its own allocation (k x the per-frame
@@ -300,13 +318,33 @@ class Stream:
         ``passes=n`` (n up to 4 is the seed's design) looks again while the answer is uncertain: each
         later pass re-allocates the latest frame's tokens towards regions no pass has looked at, and
         it stops early once the uncertainty is below 0.15 (arrcoc_rt.vlm.multipass). The Answer is
-        the most certain pass's, with ``uncertainty`` and every pass in ``passes``."""
+        the most certain pass's, with ``uncertainty`` and every pass in ``passes``.
+
+        ``budget`` lets the question set the budget: a preset ("fast", "balanced", "accurate") picks
+        the total budget of the question's tier (simple / medium / complex, by rules:
+        arrcoc_rt.vlm.tiers), an int is a total budget; the latest frame is re-allocated at it by a
+        fresh pipeline of this Stream's configuration (``Answer.tier``, ``Answer.total_budget``)."""
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
             raise ValueError(f"frames: {frames!r} is not a positive int")
         if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or passes < 1:
             raise ValueError(f"passes: {passes!r} is not a positive int")
         if passes > 1 and frames > 1:
             raise ValueError("ask: passes > 1 looks again at the latest frame; it does not combine with frames > 1")
+        tier = None
+        if budget is not None:
+            from .vlm.tiers import PRESETS, question_tier, tier_budget
+
+            if frames > 1:
+                raise ValueError("ask: budget re-allocates the latest frame; it does not combine with frames > 1")
+            if isinstance(budget, str):
+                if budget not in PRESETS:
+                    raise ValueError(f"budget: {budget!r} is not a preset; expected one of {tuple(PRESETS)} or an int")
+                tier = question_tier(question).name
+                total = tier_budget(tier, self._config, budget)
+            elif isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
+                total = int(budget)
+            else:
+                raise TypeError(f"budget: expected a preset name {tuple(PRESETS)} or an int; got {budget!r}")
         if frames > self.ask_frames:
             raise ValueError(f"ask: frames={frames} is more than this Stream keeps (ask_frames={self.ask_frames}); "
                              f"create it with ask_frames={frames}")
@@ -328,12 +366,13 @@ class Stream:
             rgbs = [_to_rgb(f) for f, _ in window]
             results = [snap for _, snap in window]
             results[-1] = result  # the latest frame's live result (its gather may run on the GPU)
-        if passes > 1:
-            if not asynchronous:
-                return _answer_passes(self.adapter, rgbs[0], result, question, passes, max_new_tokens,
-                                      self._pass_pipeline)
-            return self._submit(_answer_passes, self.adapter, np.array(rgbs[0]), _PassStart(result), question,
-                                passes, max_new_tokens, self._pass_pipeline)
+        if passes > 1 or budget is not None:
+            pipeline_for = self._pass_pipeline if budget is None else (
+                lambda w, h: self._pass_pipeline(w, h, total_budget=total))
+            start = None if budget is not None else (_PassStart(result) if asynchronous else result)
+            args = (self.adapter, np.array(rgbs[0]) if asynchronous else rgbs[0], start, question, passes,
+                    max_new_tokens, pipeline_for, tier, (result.frame_index, result.pts))
+            return self._submit(_answer_passes, *args) if asynchronous else _answer_passes(*args)
         if not asynchronous:
             return _answer_frames(self.adapter, rgbs, results, question, max_new_tokens)
         from .vlm.base import PackSnapshot
@@ -352,10 +391,10 @@ class Stream:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrcoc-vlm")
         return self._worker.submit(fn, *args)
 
-    def _pass_pipeline(self, width: int, height: int) -> Pipeline:
-        """A Pipeline of this Stream's configuration for multi-pass asks (never the stream's own:
-        its temporal state must follow the frames)."""
-        return Pipeline(width, height, device=self.device, **self._config)
+    def _pass_pipeline(self, width: int, height: int, **overrides) -> Pipeline:
+        """A Pipeline of this Stream's configuration (with ``overrides``) for multi-pass and budgeted
+        asks (never the stream's own: its temporal state must follow the frames)."""
+        return Pipeline(width, height, device=self.device, **(self._config | overrides))
 
     def close(self) -> None:
         """No more frames; ``pipeline`` (and its configuration) stays inspectable."""
