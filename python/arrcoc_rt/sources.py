@@ -19,8 +19,8 @@
   it, a read times out, the network fails), the source reconnects with exponential backoff
   (``reconnect_backoff=(first_s, max_s)``: 0.5, 1, 2, 4, 8 s by default) up to
   ``reconnect_attempts`` times in a row (5 by default; 0 turns it off), then raises a
-  ``SourceError``: never a hang. The end of an rtsp/rtmp/srt/tcp/udp stream counts as a drop (such
-  streams do not end); an http(s) stream that ends, ends. ``stats.disconnects``,
+  ``SourceError``: never a hang. The end of an rtsp/rtmp/srt session counts as a drop (a camera's
+  session does not end); a tcp/udp/http(s) stream that ends, ends. ``stats.disconnects``,
   ``stats.reconnects`` and ``stats.gap_s`` (seconds without frames) count them, and the first frame
   after a gap carries a ``SourceGap`` in ``frame.opaque``: ``Stream.process`` resets its temporal
   state there and flags the result (``result.reconnected``, ``result.gap_s``).
@@ -46,8 +46,9 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
-# Live protocols whose streams have no natural end: an end of stream there is a lost connection.
-ENDLESS_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
+# Live protocols whose sessions have no natural end (a camera's): an end of stream there is a lost
+# connection. A raw tcp:// or udp:// feed, or an http(s) stream, may simply end.
+ENDLESS_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "srt://")
 
 
 class SourceError(RuntimeError):
