@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "../cpu/allocate_cpu.h"
 #include "../shared/allocate_params.h"
@@ -101,6 +102,7 @@ struct TokenAllocator::Impl {
   ~Impl() {
     cuda::DeviceGuard on(ordinal());
     cuda::event_destroy(done_event);
+    cuda::free_host(host_mirror);
     arena.release();
   }
   int ordinal() const { return guard_ordinal(config.device, config.cuda_device); }
@@ -121,6 +123,68 @@ struct TokenAllocator::Impl {
   StreamOrder order;
   math::BalanceWeightsData host_weights;  // CUDA: the packed weights, copied on the last stream
   bool ran = false;
+  TokenPack last{};              // the last run's pack
+  void* host_mirror = nullptr;   // CUDA: page-locked copy of a pack at max sizes (copy_to_host)
+
+  // Calls f(array, elements now, elements at most) for every array of a pack.
+  template <typename F>
+  void each_array(TokenPack& v, F&& f) const {
+    const size_t N = static_cast<size_t>(config.gestalt_x) * config.gestalt_y + config.saccades;
+    const size_t P = static_cast<size_t>(config.glimpse_size);
+    LevelLayout L[kNumLevels];
+    texture_layout(config.max_width, config.max_height, L);
+    const size_t n4 = static_cast<size_t>(v.patch_grid_width) * v.patch_grid_height;
+    const size_t n4_max = static_cast<size_t>(L[4].width) * L[4].height;
+    const size_t C = static_cast<size_t>(v.candidate_capacity), C_max = static_cast<size_t>(config.max_candidates);
+    f(v.positions, 2 * N, 2 * N);
+    for (const int32_t** a : {&v.levels, &v.budgets, &v.kinds, &v.patches, &v.previous, &v.reuse}) f(*a, N, N);
+    f(v.scores, N, N);
+    f(v.glimpses, N * 3 * P * P, N * 3 * P * P);
+    f(v.relevance, n4, n4_max);
+    f(v.homunculus, n4, n4_max);
+    f(v.scene_cut, 1, 1);
+    f(v.num_saccades, 1, 1);
+    for (const float** a : {&v.info, &v.salience, &v.query, &v.raw, &v.balanced, &v.candidate_relevance})
+      f(*a, C, C_max);
+    f(v.candidates, C, C_max);
+  }
+
+  // One wait for the whole pack: every copy is queued on `stream` into the page-locked mirror.
+  Status copy_to_host(TokenPack* out, void* stream) {
+    if (!out) return bad(StatusCode::kInvalidArgument, "out (TokenPack*) is null");
+    if (!ran) return bad(StatusCode::kInvalidArgument, "copy_to_host: run() has not produced tokens yet");
+    if (config.device == Device::kCPU) {
+      *out = last;
+      return Status::Ok();
+    }
+    cuda::DeviceGuard on(ordinal());
+    if (!on.status().ok()) return on.status();
+    auto padded = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
+    Status s;
+    if (!host_mirror) {
+      size_t total = 0;
+      TokenPack sizes = last;
+      each_array(sizes, [&](auto& a, size_t, size_t most) { total += padded(most * sizeof(*a)); });
+      if (!(s = cuda::malloc_host(&host_mirror, total)).ok()) return s;
+    }
+    TokenPack h = last;
+    size_t offset = 0;
+    s = cuda::stream_wait_event(stream, done_event);
+    each_array(h, [&](auto& a, size_t now, size_t most) {
+      using T = std::remove_const_t<std::remove_pointer_t<std::remove_reference_t<decltype(a)>>>;
+      T* dst = reinterpret_cast<T*>(static_cast<char*>(host_mirror) + offset);
+      offset += padded(most * sizeof(T));
+      if (s.ok() && now > 0) s = cuda::copy_to_host_async(dst, a, now * sizeof(T), stream);
+      a = dst;
+    });
+    // The next run waits for these copies too (StreamOrder), so it cannot overwrite what they read.
+    if (s.ok()) s = cuda::event_record(done_event, stream);
+    if (s.ok()) s = cuda::event_synchronize(done_event);
+    if (!s.ok()) return s;
+    h.device = Device::kCPU;
+    *out = h;
+    return Status::Ok();
+  }
 
   Status allocate() {
     LevelLayout L[kNumLevels];
@@ -304,7 +368,9 @@ struct TokenAllocator::Impl {
     v.raw = p.slot_raw;
     v.balanced = p.slot_bal;
     v.candidate_relevance = p.slot_rel;
+    v.candidates = c.candidate_patch;
     v.candidate_capacity = p.capacity;
+    last = v;
     *out = v;
     return Status::Ok();
   }
@@ -371,6 +437,16 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
                                  m.last_width, m.last_height);
     return Status::Ok();
   })
+}
+
+Status TokenAllocator::copy_to_host(TokenPack* out, void* cuda_stream) noexcept {
+  ARRCOC_GUARD({ return impl_->copy_to_host(out, cuda_stream); })
+}
+
+Status TokenAllocator::wait_on_stream(void* stream) noexcept {
+  if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
+  cuda::DeviceGuard on(impl_->ordinal());
+  return on.status().ok() ? cuda::stream_wait_event(stream, impl_->done_event) : on.status();
 }
 
 void TokenAllocator::reset() noexcept { impl_->has_history = false; }

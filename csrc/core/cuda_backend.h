@@ -53,6 +53,9 @@ Status copy_plane_to_device(void* dst, size_t dst_pitch, const void* src, size_t
                             size_t row_bytes, size_t rows, void* stream) noexcept;
 // Blocking device -> host copy (waits for all work queued before it on the legacy stream).
 Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept;
+// Device -> host copy queued on `stream`; into page-locked `dst` it returns at once (wait on an
+// event recorded after it), into pageable memory only once complete.
+Status copy_to_host_async(void* dst, const void* src, size_t bytes, void* stream) noexcept;
 // Blocking host -> device copy (at creation only: nothing is queued yet).
 Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept;
 // Host -> device copy queued on `stream`, ordered with the kernels there. `src` must be pageable

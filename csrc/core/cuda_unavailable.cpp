@@ -22,6 +22,7 @@ Status copy_plane_to_device(void*, size_t, const void*, size_t, size_t, size_t, 
   return not_built();
 }
 Status copy_to_host(void*, const void*, size_t) noexcept { return not_built(); }
+Status copy_to_host_async(void*, const void*, size_t, void*) noexcept { return not_built(); }
 Status event_create(void**) noexcept { return not_built(); }
 void event_destroy(void*) noexcept {}
 Status event_record(void*, void*) noexcept { return not_built(); }

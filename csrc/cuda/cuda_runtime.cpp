@@ -118,6 +118,11 @@ Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept {
   return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (device to host)");
 }
 
+Status copy_to_host_async(void* dst, const void* src, size_t bytes, void* stream) noexcept {
+  return check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(stream)),
+               "cudaMemcpyAsync (device to host)");
+}
+
 Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept {
   // A pageable cudaMemcpy may return before its DMA ends: wait, so work on any stream sees the data.
   Status s = check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");

@@ -10,9 +10,11 @@
 //   device synchronize, blocking copies, cudaFree), honouring cudaStreamWaitEvent and the legacy
 //   default stream's implicit ordering with blocking streams. A host read that forgot to wait
 //   sees the poison or the previous frame.
+// - Counters (cuda_emu_counters.h): allocations, frees, host synchronizations, device bytes.
 // - Launches check a real GPU's limits and run blocks in a scrambled order on worker threads,
 //   each block's threads as fibers in a scrambled order that is reshuffled at every barrier.
 #include <cuda_runtime.h>
+#include <cuda_emu_counters.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -97,6 +99,39 @@ struct DeviceState {
   std::vector<AllocRecord*> live;
   CUstream_st* legacy = nullptr;
 };
+
+// What host code costs the device (cuda_emu_counters.h); atomics: read without the emulator's lock.
+struct Counters {
+  enum Id {
+    kMalloc, kFree, kMallocHost, kFreeHost, kHostSyncs, kDeviceSyncs, kStreamSyncs, kEventSyncs, kBlockingCopies,
+    kBlockingMemsets, kImplicitSyncs, kQueries, kLaunches, kAsyncCopies, kDeviceBytes, kPeakDeviceBytes, kCount
+  };
+  static constexpr const char* kNames[kCount] = {
+      "malloc_calls", "free_calls", "malloc_host_calls", "free_host_calls", "host_syncs", "device_syncs",
+      "stream_syncs", "event_syncs", "blocking_copies", "blocking_memsets", "implicit_syncs", "queries", "launches",
+      "async_copies", "device_bytes", "peak_device_bytes"};
+  std::atomic<unsigned long long> v[kCount] = {};
+
+  void add(Id id) { v[id].fetch_add(1, std::memory_order_relaxed); }
+  // One of the calls that block the host until device work is done.
+  void host_sync(Id kind) {
+    add(kind);
+    add(kHostSyncs);
+  }
+  void allocated(size_t bytes) {
+    const unsigned long long now = v[kDeviceBytes].fetch_add(bytes) + bytes;
+    unsigned long long peak = v[kPeakDeviceBytes].load();
+    while (now > peak && !v[kPeakDeviceBytes].compare_exchange_weak(peak, now)) {
+    }
+  }
+  void freed(size_t bytes) { v[kDeviceBytes].fetch_sub(bytes); }
+  void reset() {
+    for (int i = 0; i < kCount; ++i)
+      if (i != kDeviceBytes) v[i].store(0);
+    v[kPeakDeviceBytes].store(v[kDeviceBytes].load());
+  }
+};
+Counters g_counters;
 
 // What the calling OS thread is doing for the emulated device (for fault reports).
 thread_local const char* tls_activity = nullptr;
@@ -578,7 +613,12 @@ cudaError_t enqueue_copy(Emulator& e, char* dst, size_t dpitch, const char* src,
   });
   const bool host_dst_pageable = !dst_dev && !e.is_pinned(reinterpret_cast<uintptr_t>(dst), dspan);
   // Blocking copies, and copies into pageable host memory, return once complete (CUDA's rules).
-  if (blocking_call || host_dst_pageable) e.flush(s, pos);
+  if (blocking_call || host_dst_pageable) {
+    g_counters.host_sync(Counters::kBlockingCopies);
+    e.flush(s, pos);
+  } else {
+    g_counters.add(Counters::kAsyncCopies);
+  }
   return cudaSuccess;
 }
 
@@ -592,7 +632,12 @@ cudaError_t enqueue_memset(Emulator& e, void* p, int value, size_t n, cudaStream
     tls_activity = "a memset";
     std::memset(p, value, n);
   });
-  if (blocking_call) e.flush(s, pos);
+  if (blocking_call) {
+    g_counters.host_sync(Counters::kBlockingMemsets);
+    e.flush(s, pos);
+  } else {
+    g_counters.add(Counters::kAsyncCopies);
+  }
   return cudaSuccess;
 }
 
@@ -641,6 +686,7 @@ cudaError_t launch_kernel(const void* kernel, dim3 grid, dim3 block, size_t dyna
   auto shared_call = std::make_shared<std::unique_ptr<void, void (*)(void*)>>(std::move(owned));
   const KernelCall c{shared_call->get(), call.run, call.destroy};
   e.enqueue(s, [&e, c, grid, block, launch_seed, shared_call] { e.run_grid(c, grid, block, launch_seed); });
+  g_counters.add(Counters::kLaunches);
   return cudaSuccess;
 }
 
@@ -663,6 +709,52 @@ using cuda_emu::tls_last_error;
 namespace {
 cuda_emu::Emulator& emu() { return cuda_emu::Emulator::get(); }
 #define EMU_LOCK std::lock_guard<std::recursive_mutex> emu_lock(emu().mu)
+}  // namespace
+
+namespace {
+// The live allocation that starts at `ptr`, or an error.
+cudaError_t find_allocation(void* ptr, const char* what, cuda_emu::AllocRecord** out) {
+  cuda_emu::Emulator& e = emu();
+  const auto a = reinterpret_cast<uintptr_t>(ptr);
+  const int dev = e.device_of(a);
+  if (dev < 0) return fail(cudaErrorInvalidValue, std::string(what) + ": not a device pointer");
+  cuda_emu::DeviceState& d = e.devices[dev];
+  auto it = std::find_if(d.live.begin(), d.live.end(), [&](cuda_emu::AllocRecord* r) { return r->begin == a; });
+  if (it == d.live.end()) return fail(cudaErrorInvalidValue, std::string(what) + ": not the start of a live allocation");
+  *out = *it;
+  return cudaSuccess;
+}
+
+void release_allocation(cuda_emu::AllocRecord* r) {
+  cuda_emu::Emulator& e = emu();
+  cuda_emu::DeviceState& d = e.devices[e.device_of(r->begin)];
+  auto it = std::find(d.live.begin(), d.live.end(), r);
+  if (it == d.live.end()) return;  // freed twice through cudaFreeAsync: nothing left to drop
+  d.live.erase(it);
+  r->live.store(false);
+  d.in_use -= r->map_end - r->map_begin;
+  cuda_emu::g_counters.freed(r->end - r->begin);
+  // Drop the pages but keep the range reserved and inaccessible: a later use faults.
+  mmap(reinterpret_cast<void*>(r->map_begin), r->map_end - r->map_begin, PROT_NONE,
+       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+}
+
+cudaError_t complete_stream(cudaStream_t stream, const char* what) {
+  EMU_LOCK;
+  CUstream_st* s = emu().resolve(stream, tls_device);
+  if (!s) return fail(cudaErrorInvalidResourceHandle, std::string(what) + ": unknown stream");
+  emu().flush_all(s);
+  return cudaSuccess;
+}
+
+cudaError_t complete_event(cudaEvent_t event, const char* what) {
+  EMU_LOCK;
+  cuda_emu::Emulator& e = emu();
+  if (!event || !e.events.count(event) || event->destroyed)
+    return fail(cudaErrorInvalidResourceHandle, std::string(what) + ": unknown event");
+  if (event->stream) e.flush(event->stream, event->position);
+  return cudaSuccess;
+}
 }  // namespace
 
 extern "C" {
@@ -709,6 +801,7 @@ cudaError_t cudaGetDevice(int* device) {
 
 cudaError_t cudaDeviceSynchronize(void) {
   EMU_LOCK;
+  cuda_emu::g_counters.host_sync(cuda_emu::Counters::kDeviceSyncs);
   emu().flush_device(tls_device);
   return cudaSuccess;
 }
@@ -763,6 +856,7 @@ const char* cudaGetErrorString(cudaError_t error) {
 }
 
 cudaError_t cudaMalloc(void** ptr, size_t size) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kMalloc);
   if (!ptr) return fail(cudaErrorInvalidValue);
   EMU_LOCK;
   cuda_emu::Emulator& e = emu();
@@ -793,32 +887,51 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   std::memset(base, 0xFF, pages);  // poison: NaN as float16/32/64, -1 as integers
   d.live.push_back(&r);
   if (e.granted != tls_device) e.protect(&r, PROT_NONE);
+  cuda_emu::g_counters.allocated(size);
   *ptr = reinterpret_cast<void*>(r.begin);
   return cudaSuccess;
 }
 
+// Stream-ordered allocation: the memory exists at once (work queued before it cannot touch it).
+cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
+  EMU_LOCK;
+  if (!emu().resolve(stream, tls_device)) {
+    cuda_emu::g_counters.add(cuda_emu::Counters::kMalloc);
+    return fail(cudaErrorInvalidResourceHandle, "cudaMallocAsync: unknown or destroyed stream");
+  }
+  return cudaMalloc(ptr, size);
+}
+
 cudaError_t cudaFree(void* ptr) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kFree);
+  if (!ptr) return cudaSuccess;
+  EMU_LOCK;
+  cuda_emu::AllocRecord* r = nullptr;
+  if (const cudaError_t err = find_allocation(ptr, "cudaFree", &r); err != cudaSuccess) return err;
+  cuda_emu::g_counters.host_sync(cuda_emu::Counters::kImplicitSyncs);
+  emu().flush_device(emu().device_of(r->begin));  // cudaFree synchronizes: queued work that uses the memory runs first
+  release_allocation(r);
+  return cudaSuccess;
+}
+
+// Stream-ordered free: the memory goes once the work queued before it on `stream` has run.
+cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kFree);
   if (!ptr) return cudaSuccess;
   EMU_LOCK;
   cuda_emu::Emulator& e = emu();
-  const auto a = reinterpret_cast<uintptr_t>(ptr);
-  const int dev = e.device_of(a);
-  if (dev < 0) return fail(cudaErrorInvalidValue, "cudaFree: not a device pointer");
-  cuda_emu::DeviceState& d = e.devices[dev];
-  auto it = std::find_if(d.live.begin(), d.live.end(), [&](cuda_emu::AllocRecord* r) { return r->begin == a; });
-  if (it == d.live.end()) return fail(cudaErrorInvalidValue, "cudaFree: not the start of a live allocation");
-  e.flush_device(dev);  // cudaFree synchronizes: queued work that uses the memory runs first
-  cuda_emu::AllocRecord* r = *it;
-  d.live.erase(it);
-  r->live.store(false);
-  d.in_use -= r->map_end - r->map_begin;
-  // Drop the pages but keep the range reserved and inaccessible: a later use faults.
-  mmap(reinterpret_cast<void*>(r->map_begin), r->map_end - r->map_begin, PROT_NONE,
-       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  CUstream_st* s = e.resolve(stream, tls_device);
+  if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaFreeAsync: unknown or destroyed stream");
+  cuda_emu::AllocRecord* r = nullptr;
+  if (const cudaError_t err = find_allocation(ptr, "cudaFreeAsync", &r); err != cudaSuccess) return err;
+  if (e.device_of(r->begin) != s->device)
+    return fail(cudaErrorInvalidValue, "cudaFreeAsync: the memory belongs to another device than the stream");
+  e.enqueue(s, [r] { release_allocation(r); });
   return cudaSuccess;
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t size) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kMallocHost);
   if (!ptr) return fail(cudaErrorInvalidValue);
   EMU_LOCK;
   void* p = nullptr;
@@ -829,11 +942,13 @@ cudaError_t cudaMallocHost(void** ptr, size_t size) {
 }
 
 cudaError_t cudaFreeHost(void* ptr) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kFreeHost);
   if (!ptr) return cudaSuccess;
   EMU_LOCK;
   cuda_emu::Emulator& e = emu();
   auto it = e.pinned.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == e.pinned.end()) return fail(cudaErrorInvalidValue, "cudaFreeHost: not from cudaMallocHost");
+  cuda_emu::g_counters.host_sync(cuda_emu::Counters::kImplicitSyncs);
   for (int d = 0; d < e.num_devices; ++d) e.flush_device(d);  // synchronizes, as CUDA's does
   e.pinned.erase(it);
   std::free(ptr);
@@ -912,16 +1027,16 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  EMU_LOCK;
-  CUstream_st* s = emu().resolve(stream, tls_device);
-  if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
-  emu().flush_all(s);
-  return cudaSuccess;
+  cuda_emu::g_counters.host_sync(cuda_emu::Counters::kStreamSyncs);
+  return complete_stream(stream, "cudaStreamSynchronize");
 }
 
 // A query is a point where the host may observe completion: the emulator completes the work then
 // (an always-"not ready" answer would hang a polling loop).
-cudaError_t cudaStreamQuery(cudaStream_t stream) { return cudaStreamSynchronize(stream); }
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kQueries);
+  return complete_stream(stream, "cudaStreamQuery");
+}
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
   EMU_LOCK;
@@ -969,14 +1084,24 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  EMU_LOCK;
-  cuda_emu::Emulator& e = emu();
-  if (!event || !e.events.count(event) || event->destroyed)
-    return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
-  if (event->stream) e.flush(event->stream, event->position);
-  return cudaSuccess;
+  cuda_emu::g_counters.host_sync(cuda_emu::Counters::kEventSyncs);
+  return complete_event(event, "cudaEventSynchronize");
 }
 
-cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  cuda_emu::g_counters.add(cuda_emu::Counters::kQueries);
+  return complete_event(event, "cudaEventQuery");
+}
+
+size_t arrcoc_emu_read_counters(const char** names, unsigned long long* values, size_t capacity) {
+  using cuda_emu::Counters;
+  for (size_t i = 0; i < capacity && i < Counters::kCount; ++i) {
+    if (names) names[i] = Counters::kNames[i];
+    if (values) values[i] = cuda_emu::g_counters.v[i].load();
+  }
+  return Counters::kCount;
+}
+
+void arrcoc_emu_reset_counters(void) { cuda_emu::g_counters.reset(); }
 
 }  // extern "C"

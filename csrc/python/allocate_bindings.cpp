@@ -100,20 +100,23 @@ class PyTokenAllocator {
 
   void set_weights(const py::dict& d) { throw_if_error(alloc_->set_weights(weights_from_dict(d))); }
 
-  // copy=true: host copies (safe to keep). copy=false: zero-copy views of the allocator's memory
-  // (read-only NumPy on the CPU, DeviceArray on CUDA), valid until the next run.
+  // copy=true: host copies (safe to keep; on CUDA one wait for the whole pack). copy=false: zero-copy
+  // views of the allocator's memory (read-only NumPy on the CPU, DeviceArray on CUDA: no host wait),
+  // valid until the next run.
   py::dict run(py::object self, PyTextureBuilder& builder, PyClusterCascade& cascade, bool has_query,
                uintptr_t stream, bool copy) {
     TokenPack v;
     Status s;
     {
-      py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(builder.mutex());
-      s = alloc_->run(builder.last_texture(), cascade.last_view(), has_query, &v, reinterpret_cast<void*>(stream));
+      py::gil_scoped_release nogil;  // also while copy_to_host waits for the device
+      {
+        std::lock_guard<std::mutex> lock(builder.mutex());
+        s = alloc_->run(builder.last_texture(), cascade.last_view(), has_query, &v, reinterpret_cast<void*>(stream));
+      }
+      if (s.ok() && copy) s = alloc_->copy_to_host(&v, reinterpret_cast<void*>(stream));
     }
     throw_if_error(s);
-    const Device d = v.device;
-    if (d == Device::kCUDA && copy) throw_if_error(alloc_->synchronize());
+    const Device d = v.device;  // the host after copy_to_host
     const py::ssize_t N = v.num_tokens, P = v.glimpse_size, C = v.candidate_capacity;
     const py::ssize_t h4 = v.patch_grid_height, w4 = v.patch_grid_width;
     TokenAllocator* alloc = alloc_.get();
@@ -128,7 +131,9 @@ class PyTokenAllocator {
         return std::move(a);
       }
       return py::cast(DeviceArray(reinterpret_cast<uintptr_t>(ptr), shape, dtype, d, device_id, self,
-                                  [alloc](void*) { return alloc->synchronize(); }));
+                                  [alloc](void* stream) {
+                                    return stream ? alloc->wait_on_stream(stream) : alloc->synchronize();
+                                  }));
     };
     py::dict r;
     r["positions"] = out(v.positions, {N, 2}, "float32");
@@ -142,9 +147,10 @@ class PyTokenAllocator {
     r["glimpses"] = out(v.glimpses, {N, 3, P, P}, "float32");
     r["relevance"] = out(v.relevance, {h4, w4}, "float32");
     r["homunculus"] = out(v.homunculus, {h4, w4}, "float32");
-    if (d == Device::kCUDA && !copy) throw_if_error(alloc_->synchronize());  // the two flags below
-    r["scene_cut"] = host_copy(reinterpret_cast<uintptr_t>(v.scene_cut), 1, "int32", d);
-    r["num_saccades"] = host_copy(reinterpret_cast<uintptr_t>(v.num_saccades), 1, "int32", d);
+    // [1] each; on CUDA with copy=false device views, read when the caller asks (pipeline.py).
+    r["scene_cut"] = out(v.scene_cut, {1}, "int32");
+    r["num_saccades"] = out(v.num_saccades, {1}, "int32");
+    r["candidates"] = out(v.candidates, {C}, "int32");
     for (auto [name, ptr] : {std::pair<const char*, const float*>{"info", v.info}, {"salience", v.salience},
                              {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
                              {"candidate_relevance", v.candidate_relevance}})

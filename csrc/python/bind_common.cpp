@@ -27,10 +27,17 @@ py::array host_copy(uintptr_t ptr, py::ssize_t count, const std::string& dtype, 
   py::dtype dt(dtype);
   py::array out(dt, std::vector<py::ssize_t>{count});
   const size_t bytes = static_cast<size_t>(count) * dt.itemsize();
-  if (device == Device::kCPU)
+  if (device == Device::kCPU) {
     std::memcpy(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes);
-  else
-    throw_if_error(cuda_copy_to_host(out.mutable_data(), reinterpret_cast<const void*>(ptr), bytes));
+    return out;
+  }
+  void* dst = out.mutable_data();
+  Status s;
+  {
+    py::gil_scoped_release nogil;  // a blocking copy: other Python threads run meanwhile
+    s = cuda_copy_to_host(dst, reinterpret_cast<const void*>(ptr), bytes);
+  }
+  throw_if_error(s);
   return out;
 }
 

@@ -54,7 +54,14 @@ py::dict PyClusterCascade::run(PyTextureBuilder& builder, uintptr_t stream) {
 }
 
 py::array PyClusterCascade::fetch(uintptr_t ptr, py::ssize_t count, const std::string& dtype) {
-  if (cascade_->config().device == Device::kCUDA) throw_if_error(cascade_->synchronize());
+  if (cascade_->config().device == Device::kCUDA) {
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      s = cascade_->synchronize();
+    }
+    throw_if_error(s);
+  }
   return host_copy(ptr, count, dtype, cascade_->config().device);
 }
 

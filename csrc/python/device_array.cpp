@@ -11,6 +11,8 @@ namespace arrcoc::pyglue {
 
 namespace {
 
+const auto kLegacyStream = reinterpret_cast<void*>(1);  // cudaStreamLegacy, as DLPack's stream=1
+
 // ------------------------------------------------------------------ DLPack producer
 
 struct ExportCtx {
@@ -131,7 +133,9 @@ py::array DeviceArray::numpy() const {
   Status s;
   {
     py::gil_scoped_release nogil;  // other Python threads run while the GPU finishes and copies
-    s = sync_ ? sync_(nullptr) : Status::Ok();
+    // The producer's work is ordered before the copy on the legacy stream, whose blocking copy is
+    // then the only host wait.
+    s = sync_ ? sync_(kLegacyStream) : Status::Ok();
     if (s.ok()) s = cuda_copy_to_host(dst, reinterpret_cast<const void*>(ptr_), bytes);
   }
   throw_if_error(s);

@@ -26,7 +26,7 @@ class DeviceArray {
   py::object dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy);
   py::dict cuda_array_interface() const;
 
-  // A host copy as a NumPy array (waits for the builder's last build first, without the GIL).
+  // A host copy as a NumPy array: one blocking copy ordered after the producer, without the GIL.
   py::array numpy() const;
 
   py::tuple shape() const;

@@ -46,7 +46,14 @@ class PySemanticEncoder {
   // Host copy of the last descriptors: [32, h4, w4].
   py::array features() {
     if (!features_) throw py::value_error("no descriptors yet: call encode first");
-    if (device_ == Device::kCUDA) throw_if_error(enc_->synchronize());  // encode ran on the caller's stream
+    if (device_ == Device::kCUDA) {  // encode ran on the caller's stream
+      Status s;
+      {
+        py::gil_scoped_release nogil;
+        s = enc_->synchronize();
+      }
+      throw_if_error(s);
+    }
     const LevelLayout& L = tex_.levels[kPatchLevel];
     py::array out = host_copy(reinterpret_cast<uintptr_t>(features_),
                               static_cast<py::ssize_t>(kBuiltinDescriptorDims) * L.width * L.height, "float32", device_);

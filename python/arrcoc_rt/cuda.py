@@ -6,7 +6,9 @@ arrays and page-locked host arrays on arrcoc_rt's CUDA devices.
     >>> pipe.process(frame, stream=s); s.synchronize()
     >>> buf = arrcoc_rt.cuda.pinned_empty((720, 1280, 3))         # page-locked: faster, truly async uploads
 
-In a test build (``ARRCOC_CUDA=EMULATE``) the devices are the CPU emulation: ``is_emulated()``.
+In a test build (``ARRCOC_CUDA=EMULATE``) the devices are the CPU emulation: ``is_emulated()``;
+``emulator_counters()`` / ``reset_emulator_counters()`` read and zero its allocation, synchronization
+and memory counters (csrc/cuda_emu/include/cuda_emu_counters.h).
 """
 
 from __future__ import annotations
@@ -18,12 +20,55 @@ import numpy as np
 from . import _native
 from .runtime import cuda_available, resolve_device
 
-__all__ = ["Stream", "current_device", "is_emulated", "pinned_empty", "set_device", "to_device"]
+__all__ = ["Stream", "current_device", "emulator_counters", "is_emulated", "pinned_empty", "reset_emulator_counters",
+           "set_device", "to_device"]
 
 
 def is_emulated() -> bool:
     """True in a test build whose CUDA devices are the CPU emulation (never in a released wheel)."""
     return bool(_native.built_with_cuda() and _native.cuda_emulated())
+
+
+def _emulator():
+    """The emulator's exported C functions (ctypes), from the library the native module loaded."""
+    global _EMU
+    if not is_emulated():
+        raise RuntimeError("emulator counters exist only in a test build (ARRCOC_CUDA=EMULATE)")
+    if _EMU is None:
+        import ctypes
+
+        from . import _arrcoc
+
+        lib = ctypes.CDLL(_arrcoc.__file__)  # dlsym searches its dependencies: libarrcoc_core
+        lib.arrcoc_emu_read_counters.restype = ctypes.c_size_t
+        lib.arrcoc_emu_read_counters.argtypes = [ctypes.POINTER(ctypes.c_char_p),
+                                                 ctypes.POINTER(ctypes.c_ulonglong), ctypes.c_size_t]
+        lib.arrcoc_emu_reset_counters.restype = None
+        _EMU = lib
+    return _EMU
+
+
+_EMU = None
+
+
+def emulator_counters() -> dict:
+    """The emulated device's counters, per process over all devices since the last reset:
+    ``malloc_calls``, ``free_calls``, ``malloc_host_calls``, ``free_host_calls``, ``host_syncs`` (every
+    call that blocks the host on device work; by kind: ``device_syncs``, ``stream_syncs``,
+    ``event_syncs``, ``blocking_copies``, ``blocking_memsets``, ``implicit_syncs``), ``queries``,
+    ``launches``, ``async_copies``, ``device_bytes`` and ``peak_device_bytes``. Test builds only."""
+    import ctypes
+
+    lib = _emulator()
+    n = int(lib.arrcoc_emu_read_counters(None, None, 0))
+    names, values = (ctypes.c_char_p * n)(), (ctypes.c_ulonglong * n)()
+    lib.arrcoc_emu_read_counters(names, values, n)
+    return {names[i].decode(): int(values[i]) for i in range(n)}
+
+
+def reset_emulator_counters() -> None:
+    """Zero the emulated device's call counters; ``peak_device_bytes`` restarts from the bytes live now."""
+    _emulator().arrcoc_emu_reset_counters()
 
 
 def _ordinal(device) -> int:

@@ -172,6 +172,42 @@ class FrameResult:
         return self._pipeline._gather(self, features, out, stream)
 
 
+class _DeviceScalar:
+    """A flag of a ``copy=False`` CUDA result, left on the device until it is read: asking for it
+    is asking for a host result (one wait), so a frame whose flags nobody reads waits for nothing."""
+
+    __slots__ = ("array", "pipeline", "frame")
+
+    def __init__(self, array, pipeline, frame: int):
+        self.array, self.pipeline, self.frame = array, pipeline, frame
+
+    def read(self, name: str):
+        if self.pipeline._frames != self.frame:
+            raise ValueError(f"FrameResult.{name}: this copy=False result is a view of frame {self.frame - 1}, "
+                             f"overwritten by a later frame; read it before the next process() or use copy=True")
+        return to_host(self.array)[0]
+
+
+def _host_scalar(name: str, kind):
+    slot = "_" + name
+
+    def get(self):
+        v = self.__dict__[slot]
+        if isinstance(v, _DeviceScalar):
+            v = self.__dict__[slot] = kind(v.read(name))
+        return v
+
+    def set(self, v):
+        self.__dict__[slot] = v
+
+    return property(get, set)
+
+
+# Set after @dataclass: its __init__ assigns through these properties.
+FrameResult.scene_cut = _host_scalar("scene_cut", bool)
+FrameResult.num_saccades = _host_scalar("num_saccades", int)
+
+
 class Pipeline:
     """Where should a frozen VLM look? One object per stream, created for a maximum frame size.
 
@@ -397,7 +433,9 @@ class Pipeline:
         ``query_vector`` (in the encoder's space), ``query_map`` (similarity over the frame [H, W] or
         its patch grid), or ``query=arrcoc_rt.Query...``. Nothing is guessed from a file suffix.
         ``copy=False``: the token arrays are zero-copy views (read-only NumPy on the CPU, DLPack
-        ``DeviceArray`` on CUDA, e.g. ``torch.from_dlpack``), valid until the next ``process``."""
+        ``DeviceArray`` on CUDA, e.g. ``torch.from_dlpack``), valid until the next ``process``; on CUDA
+        nothing then waits for the device (``scene_cut`` and ``num_saccades`` are read when first used).
+        With copies, CUDA waits once per frame."""
         t = {}
         kind, qvalue = self._resolve_query(make_query(query, query_text=query_text, query_image=query_image,
                                                       query_vector=query_vector, query_map=query_map))
@@ -429,7 +467,7 @@ class Pipeline:
             self.texture_builder._native.set_patch_channel(33, qmap)
         has_query = qmap is not None or kind == "vector"
         t1 = time.perf_counter()
-        rc = self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
+        self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
         t2 = time.perf_counter()
         r = self._allocator.run(self.texture_builder._native, self.cascade._native, has_query,
                                 stream_handle(stream), bool(copy))
@@ -440,13 +478,17 @@ class Pipeline:
         t3 = time.perf_counter()
         t.update(texture=(t_texture - t0) * 1e3, encoder=(t1 - t_texture) * 1e3, cascade=(t2 - t1) * 1e3,
                  allocate_and_gather=(t3 - t2) * 1e3, total=(t3 - t0) * 1e3)
-        candidates = self.cascade._native.fetch(rc["candidate_patch"], rc["capacity"], "int32")
         self._frames += 1
+        if isinstance(r["scene_cut"], np.ndarray):
+            scene_cut, num_saccades = bool(r["scene_cut"][0]), int(r["num_saccades"][0])
+        else:  # copy=False on CUDA: no wait for the device unless they are read
+            scene_cut = _DeviceScalar(r["scene_cut"], self, self._frames)
+            num_saccades = _DeviceScalar(r["num_saccades"], self, self._frames)
         result = FrameResult(
             frame_index=tex.frame_index, glimpses=r["glimpses"], positions=r["positions"], levels=r["levels"],
             budgets=r["budgets"], kinds=r["kinds"], scores=r["scores"], patches=r["patches"],
-            relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=bool(r["scene_cut"][0]),
-            num_saccades=int(r["num_saccades"][0]), candidates=candidates, info_score=r["info"],
+            relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=scene_cut,
+            num_saccades=num_saccades, candidates=r["candidates"], info_score=r["info"],
             salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
             previous=r["previous"], reuse=r["reuse"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
@@ -458,7 +500,7 @@ class Pipeline:
     def _gather(self, result: FrameResult, features, out, stream=None):
         if result.texture is not None:
             result.texture._check_fresh()
-        n = len(result.kinds)
+        n = int(result.kinds.shape[0])  # a NumPy array, a DeviceArray (copy=False) or a tensor
         if self.device == "cpu":
             f = np.asarray(features)
             if f.dtype != np.float32:

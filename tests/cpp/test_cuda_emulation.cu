@@ -3,6 +3,7 @@
 // lazy streams, and two devices that refuse each other's memory. Built only with
 // ARRCOC_CUDA=EMULATE (the same kernel syntax as csrc/cuda/, through launch.cuh). Crashes that
 // the emulator must cause run in a forked child whose death and message are checked.
+#include <cuda_emu_counters.h>
 #include <cuda_runtime.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -242,6 +244,70 @@ void test_streams_are_lazy() {
   cudaFreeHost(pinned);
 }
 
+std::map<std::string, unsigned long long> counters() {
+  const char* names[64];
+  unsigned long long values[64];
+  const size_t n = arrcoc_emu_read_counters(names, values, 64);
+  std::map<std::string, unsigned long long> m;
+  for (size_t i = 0; i < n && i < 64; ++i) m[names[i]] = values[i];
+  return m;
+}
+
+// Each call is counted where tests/test_cuda_per_frame.py expects it.
+void test_counters() {
+  constexpr int n = 1000;
+  cudaDeviceSynchronize();
+  arrcoc_emu_reset_counters();
+  auto c = counters();
+  const unsigned long long base = c["device_bytes"];
+  check(c["malloc_calls"] == 0 && c["host_syncs"] == 0 && c["peak_device_bytes"] == base, "reset zeroes the counts");
+  float* d = device_alloc<float>(n);
+  float* pinned = nullptr;
+  cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float));
+  cudaStream_t s;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  cudaEvent_t e;
+  cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+  launch(fill_kernel, (n + 255) / 256, 256, 0, s)(d, n, 1.0f);
+  cudaMemsetAsync(d, 0, sizeof(float), s);
+  cudaMemcpyAsync(pinned, d, n * sizeof(float), cudaMemcpyDeviceToHost, s);  // page-locked: no wait
+  cudaEventRecord(e, s);
+  c = counters();
+  check(c["malloc_calls"] == 1 && c["malloc_host_calls"] == 1 && c["launches"] == 1 && c["async_copies"] == 2 &&
+            c["host_syncs"] == 0,
+        "queued work is counted, and no wait");
+  check(c["device_bytes"] == base + n * sizeof(float), "device_bytes counts the bytes asked for");
+  cudaEventSynchronize(e);
+  cudaStreamSynchronize(s);
+  cudaDeviceSynchronize();
+  float h[4];
+  cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+  cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, s);  // pageable destination: returns complete
+  cudaMemset(d, 0, sizeof(float));
+  cudaStreamQuery(s);
+  cudaEventQuery(e);
+  c = counters();
+  check(c["event_syncs"] == 1 && c["stream_syncs"] == 1 && c["device_syncs"] == 1 && c["blocking_copies"] == 2 &&
+            c["blocking_memsets"] == 1 && c["host_syncs"] == 6,
+        "each kind of host wait is counted, and their sum");
+  check(c["queries"] == 2, "queries are counted apart from host waits");
+  float* a = nullptr;
+  cudaMallocAsync(reinterpret_cast<void**>(&a), 4096, s);
+  check(counters()["peak_device_bytes"] == base + n * sizeof(float) + 4096, "the peak follows the live bytes");
+  cudaFreeAsync(a, s);
+  check(counters()["device_bytes"] == base + n * sizeof(float) + 4096, "cudaFreeAsync frees in stream order");
+  cudaStreamSynchronize(s);
+  cudaFree(d);
+  cudaFreeHost(pinned);
+  c = counters();
+  check(c["malloc_calls"] == 2 && c["free_calls"] == 2 && c["free_host_calls"] == 1, "allocations and frees");
+  check(c["implicit_syncs"] == 2 && c["host_syncs"] == 9, "cudaFree and cudaFreeHost wait for the device");
+  check(c["device_bytes"] == base && c["peak_device_bytes"] == base + n * sizeof(float) + 4096,
+        "freed bytes leave device_bytes, not the peak");
+  cudaEventDestroy(e);
+  cudaStreamDestroy(s);
+}
+
 void test_host_dereference_crashes() {
   float* d = device_alloc<float>(16);
   std::string err;
@@ -312,6 +378,7 @@ int main() {
   test_launch_limits();
   test_device_memory_is_poisoned();
   test_streams_are_lazy();
+  test_counters();
   test_host_dereference_crashes();
   test_two_devices();
   return arrcoc_test::finish();

@@ -109,6 +109,7 @@ struct TokenPack {
   const float* raw = nullptr;
   const float* balanced = nullptr;
   const float* candidate_relevance = nullptr;
+  const int32_t* candidates = nullptr;  // [capacity] the cascade's candidate patch per slot, -1 padding
   int32_t candidate_capacity = 0;
 };
 
@@ -138,8 +139,17 @@ class TokenAllocator {
   Status gather_features(const float* features, int channels, int height, int width, float* out,
                          void* cuda_stream = nullptr) noexcept;
 
+  // The last run's token pack in host memory. CUDA: copied into page-locked memory the allocator
+  // owns (allocated at the first call, then reused), queued on `cuda_stream` after the run, and
+  // waited for: one host synchronization. *out views that memory until the next copy_to_host.
+  // CPU: *out is the last run's pack.
+  Status copy_to_host(TokenPack* out, void* cuda_stream = nullptr) noexcept;
+  // CUDA: work queued on `stream` from now on waits for the last run (and gathers); no host wait.
+  Status wait_on_stream(void* stream) noexcept;
+
   // Forget the carried relevance (the next frame starts fresh).
   void reset() noexcept;
+  // Block the host until the last run (and gathers) have finished (CUDA; no-op on the CPU).
   Status synchronize() noexcept;
   const AllocatorConfig& config() const noexcept;
 
