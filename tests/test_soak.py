@@ -120,10 +120,16 @@ def decoded_clip(tmp_path, w, h):
     return frames
 
 
-def soak(tmp_path, total, segment):
-    """`total` frames through one Stream; every `segment` frames the size and the query change."""
+def device_bytes(device) -> int | None:
+    """Live device memory on the emulated CUDA device (its allocation counter); None on the CPU."""
+    return arrcoc_rt.cuda.emulator_counters()["device_bytes"] if device == "cuda" else None
+
+
+def soak(tmp_path, total, segment, device="cpu"):
+    """`total` frames through one Stream; every `segment` frames the size and the query change.
+    On the emulated CUDA device the live device memory must be flat too."""
     clips = [decoded_clip(tmp_path, 64, 48), decoded_clip(tmp_path, 48, 32)]
-    stream = arrcoc_rt.Stream(device="cpu", num_threads=1)
+    stream = arrcoc_rt.Stream(device=device, num_threads=1)
     warmup = min(2 * segment, total // 4)
     base = None
     resized = cuts = 0
@@ -145,17 +151,41 @@ def soak(tmp_path, total, segment):
         cuts += r.scene_cut
         if i == warmup:
             gc.collect()
-            base = rss_mb()
+            base, base_device = rss_mb(), device_bytes(device)
     elapsed = time.perf_counter() - t0
     gc.collect()
     growth = rss_mb() - base
+    device_growth = device_bytes(device) - base_device if device == "cuda" else 0
     stream.close()
-    print(f"\nsoak: {total} frames in {elapsed:.1f} s, {resized} resizes, {cuts} cuts, "
-          f"RSS {base:.1f} MB after warm-up, growth {growth:+.2f} MB")
+    print(f"\nsoak ({device}): {total} frames in {elapsed:.1f} s, {resized} resizes, {cuts} cuts, "
+          f"RSS {base:.1f} MB after warm-up, growth {growth:+.2f} MB"
+          + (f"; device memory {base_device / 2**20:.1f} MB after warm-up, growth {device_growth} bytes"
+             if device == "cuda" else ""))
     assert resized == (total - 1) // segment  # every size change is seen
     assert cuts > 0
     assert growth <= 20, f"RSS grew by {growth:.1f} MB over {total - warmup} frames"
+    assert device_growth == 0, f"device memory grew by {device_growth} bytes over {total - warmup} frames"
     return elapsed, growth
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.needs_emulator
+def test_soak_on_the_emulated_device_keeps_device_memory_flat(tmp_path):
+    """The same soak on the emulated CUDA device, shorter (the emulator runs kernels on one CPU
+    thread): 1,000 frames, size and query changing every 125; the live device allocations after
+    warm-up equal those at its end, to the byte, and dropping the Stream frees them all."""
+    before = device_bytes("cuda")
+    soak(tmp_path, 1000, 125, device="cuda")
+    gc.collect()
+    assert device_bytes("cuda") == before
+    frame = sample_frames(64, 48, 1)[0]
+    for _ in range(100):  # created, run and dropped: nothing of theirs stays on the device
+        with arrcoc_rt.Stream(device="cuda", num_threads=1) as s:
+            s.process(frame)
+        arrcoc_rt.Pipeline(64, 48, device="cuda", num_threads=1).process(frame)
+    del s  # a closed Stream keeps its pipeline inspectable until it is dropped
+    gc.collect()
+    assert device_bytes("cuda") == before
 
 
 def test_soak_20000_frames_rss_flat(tmp_path):
