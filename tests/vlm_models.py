@@ -120,3 +120,66 @@ def build_tiny_qwen(path, kind: str = "qwen2_vl"):
                             additional_special_tokens=SPECIAL).save_pretrained(path)
     Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS).save_pretrained(path)
     return path
+
+
+# ----------------------------------------------------------------------------- a frozen model that reads a region
+
+COLOUR_WORDS = ["USER:", "ASSISTANT:", "what", "colour", "is", "the", "square", "?", "red", "green", "blue", "yellow"]
+
+
+def fit_colour_reader(path, examples, *, steps: int = 300, batch: int = 16, lr: float = 3e-3, seed: int = 0,
+                      verbose: bool = False):
+    """Fits the tiny LLaVA at ``path`` (built with COLOUR_WORDS) so that it answers
+    arrcoc_rt.learning.colour_task's question from the visual tokens it is given, then saves it: its
+    projector and language model learn (the vision tower stays as built) on packs like the pipeline's
+    (four whole-grid gestalt tokens and three windows of 1 or 2x2 cells; the square's window is one of
+    them half of the time), so its answer loss is low only when a token covers the square."""
+    import numpy as np
+    import torch
+
+    from arrcoc_rt import reference as R
+    from arrcoc_rt.vlm import make_adapter
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    adapter = make_adapter(f"llava:{path}", device="cpu")
+    model = adapter.model
+    grids = [adapter.vision_features(e.frame).numpy() for e in examples]
+    answers = [adapter.tokenizer(" " + e.answer, add_special_tokens=False)["input_ids"][0] for e in examples]
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    model.train()
+    ids = adapter._prompt_ids(examples[0].question, 7)  # 4 gestalt tokens and 3 windows, as packed
+    image = (ids == adapter.image_token_id)[..., None]
+    for _ in range(steps):
+        opt.zero_grad()
+        feats, labels = [], []
+        for i in rng.choice(len(examples), size=batch):
+            e = examples[i]
+            h, w = e.frame.shape[:2]
+            x0, y0, x1, y1 = e.box
+            pos = [(w * (k + 0.5) / 2, h * (j + 0.5) / 2) for j in range(2) for k in range(2)]
+            lev = [3] * 4
+            target = rng.random() < 0.5
+            for s in range(3):
+                if target and s == int(rng.integers(3)):
+                    pos.append(((x0 + x1) / 2 + rng.uniform(-4, 4), (y0 + y1) / 2 + rng.uniform(-4, 4)))
+                else:
+                    pos.append((rng.uniform(0, w), rng.uniform(0, h)))
+                lev.append(int(rng.integers(0, 2)))
+            feats.append(torch.from_numpy(R.gather_features(grids[i], np.array(pos), np.array(lev), w, h)).float())
+            labels.append(answers[i])
+        visual = model.model.multi_modal_projector(torch.stack(feats))           # [B, 7, D]
+        embeds = model.get_input_embeddings()(ids).expand(batch, -1, -1)
+        embeds = embeds.masked_scatter(image.expand(batch, -1, embeds.shape[-1]), visual)
+        logits = model(inputs_embeds=embeds, attention_mask=torch.ones(batch, ids.shape[1], dtype=torch.long)).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, -1], torch.tensor(labels))
+        loss.backward()
+        opt.step()
+        if verbose and _ % 100 == 0:
+            print("fit", _, float(loss.detach()))
+    model.eval()
+    model.save_pretrained(path)
+    return path

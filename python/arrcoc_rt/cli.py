@@ -529,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)  # arrcoc-rt eval: saccade budget on annotated boxes, coherence, cuts
+    from .learning.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
     from .experiment.cli import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)  # arrcoc-rt experiment: does the choice of tokens help a frozen VLM answer?

@@ -1,0 +1,9 @@
+"""Learned relevance (needs torch): ``arrcoc-rt train`` learns the balancer against a frozen VLM
+(docs/TRAINING.md). ``Trainer`` runs it; ``colour_task`` is a synthetic task whose answer depends on
+one small region."""
+
+from .examples import Example
+from .synthetic import colour_task
+from .trainer import TrainConfig, Trainer, relevance_share
+
+__all__ = ["Example", "TrainConfig", "Trainer", "colour_task", "relevance_share"]

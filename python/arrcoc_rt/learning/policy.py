@@ -1,0 +1,92 @@
+"""The balancer as a trainable torch module: the same float64 formulas as the reference
+(arrcoc_rt.reference.allocate_tokens: mlp_raw, spatial diversity, opponent mix, min-max), so the
+weights it learns load into the weights file that both backends run (arrcoc_rt.weights).
+
+Selection for training (see docs/TRAINING.md): the S saccades are sampled without replacement from
+the candidates (Gumbel top-S, Plackett-Luce log-probability) with logits key / temperature; at
+evaluation and at inference the selection is the pipeline's own, the top S by key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference as R
+from ..weights import SHAPES, validate
+
+_MLP_KEYS = ("W1", "b1", "ln_gamma", "ln_beta", "W2", "b2", "W3", "b3", "lambda_logits", "mix")
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class BalancerPolicy:
+    """Balancer parameters as float64 torch tensors (``params``), with the reference's forward."""
+
+    def __init__(self, weights: dict):
+        torch = _torch()
+        w = validate(weights)
+        self.params = {k: torch.tensor(np.asarray(w[k], np.float64), requires_grad=True) for k in _MLP_KEYS}
+
+    def parameters(self) -> list:
+        return [self.params[k] for k in _MLP_KEYS]
+
+    def weights(self) -> dict:
+        """The learned parameters in the weights-file layout (float32, validated)."""
+        return validate({k: self.params[k].detach().numpy().astype(np.float32).reshape(SHAPES[k]) for k in _MLP_KEYS},
+                        "trained weights")
+
+    def raw(self, info, sal, query):
+        """reference.mlp_raw in torch: sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3)."""
+        torch = _torch()
+        p = self.params
+        x = torch.stack([info, sal, query], dim=-1)
+        h = x @ p["W1"].T + p["b1"]
+        mu = h.mean(-1, keepdim=True)
+        var = ((h - mu) ** 2).mean(-1, keepdim=True)
+        h = torch.relu((h - mu) / torch.sqrt(var + 1e-5) * p["ln_gamma"] + p["ln_beta"])
+        h = torch.relu(h @ p["W2"].T + p["b2"])
+        return torch.sigmoid((h @ p["W3"].T + p["b3"])[:, 0])
+
+    def key(self, info, sal, query, px, py):
+        """The 'balanced' strategy's key of each candidate on a frame without history (no temporal
+        blend, no motion boost): min-max of mix . (T1, T2, T3). The spatial diversity is measured
+        against the K best by raw without a gradient through that choice (it is a ranking)."""
+        torch = _torch()
+        p = self.params
+        raw = self.raw(info, sal, query)
+        div = torch.from_numpy(R.spatial_diversity(raw.detach().numpy(), px, py))
+        lam = torch.sigmoid(p["lambda_logits"])
+        t1 = lam[0] * info + (1 - lam[0]) * query
+        t2 = lam[1] * sal + (1 - lam[1]) * (1 - sal)
+        t3 = raw + (1 - lam[2]) * 0.3 * div
+        b = p["mix"][0] * t1 + p["mix"][1] * t2 + p["mix"][2] * t3
+        spread = b.max() - b.min()
+        return (b - b.min()) / spread if float(spread.detach()) > 0 else torch.full_like(b, 0.5)
+
+
+def sample_order(key, count: int, temperature: float, rng: np.random.Generator):
+    """(order, log_prob): ``count`` candidates drawn without replacement with probabilities
+    softmax(key / temperature) (Gumbel top-k), and the Plackett-Luce log-probability of that order."""
+    torch = _torch()
+    logits = key / temperature
+    g = torch.from_numpy(-np.log(-np.log(rng.uniform(1e-12, 1.0, size=key.shape[0]))))
+    order = torch.argsort(-(logits.detach() + g), stable=True)[:count]
+    chosen = logits[order]
+    # log p = sum_k (l_k - logsumexp of the logits not chosen before k)
+    rest = torch.ones(key.shape[0], dtype=torch.bool)
+    log_prob = logits.new_zeros(())
+    for k in range(order.shape[0]):
+        log_prob = log_prob + chosen[k] - torch.logsumexp(logits[rest], 0)
+        rest = rest.clone()
+        rest[order[k]] = False
+    return order.numpy(), log_prob
+
+
+def top_order(key, count: int) -> np.ndarray:
+    """The pipeline's selection: the ``count`` largest keys, ties to the lower index."""
+    k = np.asarray(key, np.float64)
+    return np.array(sorted(range(len(k)), key=lambda i: (-k[i], i))[:count], np.int64)

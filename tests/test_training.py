@@ -1,0 +1,133 @@
+"""``arrcoc-rt train`` (issue #14 section 1): the balancer learns against a frozen tiny VLM fitted
+here, on a synthetic task whose answer depends on one small region."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+import arrcoc_rt  # noqa: E402
+from arrcoc_rt.learning import TrainConfig, Trainer, colour_task, relevance_share  # noqa: E402
+from arrcoc_rt.learning.trainer import STAGES  # noqa: E402
+from arrcoc_rt.vlm import make_adapter  # noqa: E402
+from arrcoc_rt.weights import default_weights, load_weights  # noqa: E402
+
+from conftest import devices  # noqa: E402
+
+W, H = 160, 96
+SMALL = dict(gestalt_x=2, gestalt_y=2, saccades=3)
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    """A tiny LLaVA fitted to answer the colour task from its visual tokens, then frozen: its answer
+    loss is low only when a token covers the square (about 0.9 against 2.0 nats on held-out frames)."""
+    from vlm_models import COLOUR_WORDS, build_tiny_llava, fit_colour_reader
+
+    path = build_tiny_llava(tmp_path_factory.mktemp("reader"), words=COLOUR_WORDS)
+    fit_colour_reader(path, colour_task(400, seed=1), steps=1500, lr=3e-3, batch=32)
+    return make_adapter(f"llava:{path}", device="cpu")
+
+
+def _trainer(reader, out, **cfg):
+    pipe = arrcoc_rt.Pipeline(W, H, device="cpu", **SMALL)
+    config = TrainConfig(**({"batch_size": 16, "lr": 0.05, "warmup": 5, "samples": 4, "temperature": 0.3,
+                             "checkpoint_every": 1000} | cfg))
+    return Trainer(reader, pipe, colour_task(64, seed=3), out, config), pipe
+
+
+def _held_out_loss(trainer, examples, weights):
+    from arrcoc_rt.learning.answer import answer_ids
+    from arrcoc_rt.learning.examples import prepare
+    from arrcoc_rt.learning.policy import BalancerPolicy
+
+    trainer.policy = BalancerPolicy(weights)
+    losses = []
+    for e in examples:
+        p = prepare(e, trainer.pipeline, trainer.adapter)
+        p.answer_ids = answer_ids(trainer.adapter, e.answer)
+        losses.append(trainer.evaluate_example(p)["answer_loss"])
+    return float(np.mean(losses))
+
+
+def test_training_moves_budget_onto_the_answer_region_and_lowers_the_answer_loss(reader, tmp_path):
+    trainer, pipe = _trainer(reader, tmp_path, steps=80)
+    assert set(trainer.stage_of) == set(STAGES) and trainer.stage_of[0] == "images" and trainer.stage_of[-1] == "hard"
+    trainer.train()
+    trained = load_weights(tmp_path / "weights.npz")
+    held = colour_task(32, seed=4)
+    default_share = relevance_share(pipe, held, default_weights())["mean"]
+    trained_share = relevance_share(pipe, held, trained)["mean"]
+    default_loss = _held_out_loss(trainer, held, default_weights())
+    trained_loss = _held_out_loss(trainer, held, trained)
+    print(f"\nheld-out share of the saccade budget on the square: default {default_share:.3f}, trained "
+          f"{trained_share:.3f}; answer loss: default {default_loss:.3f}, trained {trained_loss:.3f}")
+    assert trained_share >= default_share + 0.1
+    assert trained_loss < default_loss
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert len(rows) == 80 and [r["stage"] for r in rows][:1] == ["images"]
+    assert {"loss", "answer_loss", "accuracy", "tokens_per_question"} <= set(rows[0])
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    assert len(trainer.state.hard) == 16  # the hardest quarter of 64, at twice the weight
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(reader, tmp_path):
+    whole, _ = _trainer(reader, tmp_path / "whole", steps=8)
+    whole.train()
+    first, _ = _trainer(reader, tmp_path / "parts", steps=8)
+    first.train(until=5)  # interrupted after step 5: its checkpoint is all that is left
+    assert not (tmp_path / "parts" / "weights.npz").exists()
+    second, _ = _trainer(reader, tmp_path / "parts", steps=8)
+    assert second.resume() == 5
+    second.train()
+    a, b = load_weights(tmp_path / "whole" / "weights.npz"), load_weights(tmp_path / "parts" / "weights.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert len(list(csv.DictReader(open(tmp_path / "parts" / "log.csv")))) == 8
+
+
+@pytest.mark.parametrize("device", devices())
+def test_trained_weights_run_on_every_backend_as_the_reference(device, tmp_path):
+    """Weights moved off the default by a few steps (against an untrained tiny LLaVA: any gradient
+    will do here) give each backend's tokens as the float64 reference does."""
+    from test_pipeline import _compare, _reference_for
+    from vlm_models import COLOUR_WORDS, build_tiny_llava
+
+    adapter = make_adapter(f"llava:{build_tiny_llava(tmp_path / 'm', words=COLOUR_WORDS)}", device="cpu")
+    trainer = Trainer(adapter, arrcoc_rt.Pipeline(W, H, device="cpu", **SMALL), colour_task(8, seed=5), tmp_path / "t",
+                      TrainConfig(steps=3, batch_size=4, lr=0.05, warmup=1, samples=2, temperature=0.3))
+    trainer.train()
+    weights = load_weights(tmp_path / "t" / "weights.npz")
+    assert any(not np.array_equal(weights[k], v) for k, v in default_weights().items())
+    pipe = arrcoc_rt.Pipeline(W, H, device=device, weights=str(tmp_path / "t" / "weights.npz"), **SMALL)
+    for e in colour_task(3, seed=6):
+        pipe.reset()
+        r = pipe.process(e.frame, query=e.query)
+        _compare(pipe, r, _reference_for(pipe, r, None, has_query=True))
+
+
+def test_cli_trains_resumes_and_checks_its_options(tmp_path):
+    from vlm_models import COLOUR_WORDS, build_tiny_llava
+
+    model = build_tiny_llava(tmp_path / "m", words=COLOUR_WORDS)
+    cli = [sys.executable, "-m", "arrcoc_rt.cli", "train", "--vlm", f"llava:{model}", "--data", "synthetic",
+           "--sample", "12", "--batch-size", "4", "--warmup", "1", "--gestalt", "2", "--saccades", "3", "--quiet",
+           "--out", str(tmp_path / "run")]
+    r = subprocess.run(cli + ["--steps", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "trained 3 steps on 12 questions" in r.stdout
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"weights.npz", "log.csv", "checkpoint.pt", "config.json"}
+    r = subprocess.run(cli + ["--steps", "5", "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0 and "resumed at step 3" in r.stderr, r.stderr
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "log.csv")))) == 5
+    r = subprocess.run(cli + ["--steps", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--steps" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cli[:5] + ["llava:" + str(tmp_path / "nothing"), "--data", "synthetic", "--steps", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
