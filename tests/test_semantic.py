@@ -69,6 +69,21 @@ def test_exemplar_layout_matches_reference(device, source, rng):
     assert layout.max() > 0.5  # the exemplar is found where it was cut (even in noise: it is on the cell grid)
 
 
+def test_exemplar_layout_does_not_depend_on_the_thread_count(rng):
+    """The CPU matches the layout in spans of anchors and cells split over the threads (the last span
+    of a row overlaps the one before): channel 33 and the descriptors are the same bits for any count."""
+    img = rng.integers(0, 256, (211, 333, 3), dtype=np.uint8)  # anchor rows of 39, 18 and 8: spans and singles
+    exemplar = np.ascontiguousarray(img[48:112, 80:152])
+    results = []
+    for threads in (1, 2, 3):
+        pipe = arrcoc_rt.Pipeline(333, 211, device="cpu", dtype="float32", encoder="builtin", num_threads=threads)
+        r = pipe.process(img, query_image=exemplar)
+        results.append((np.array(r.texture.channel(33, 4)), np.array(pipe._sem.features())))
+    for ch33, feats in results[1:]:
+        np.testing.assert_array_equal(ch33, results[0][0])
+        np.testing.assert_array_equal(feats, results[0][1])
+
+
 def test_layout_template_shapes_and_errors():
     from arrcoc_rt.encoders import layout_template_shape
 

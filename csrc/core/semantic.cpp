@@ -45,7 +45,7 @@ struct SemanticEncoder::Impl {
   std::vector<LayoutShape> layout_shapes;
   std::vector<float> layout_host;
   bool layout_memory = false;
-  // Which texture raw8 holds (encode made it): the layout's first pass is skipped for it.
+  // Which texture raw[0] and raw[1] hold (encode made them): the layout's first passes are skipped for it.
   struct FrameKey {
     const void* data = nullptr;
     uint64_t frame_index = 0;
@@ -57,10 +57,8 @@ struct SemanticEncoder::Impl {
   };
   FrameKey histograms_for;
   float* layout_templates = nullptr;                       // [kMaxLayoutTemplates * 32 * kMaxLayoutCells]
-  float* raw8 = nullptr;                                   // [kRawHistogram, hc8, wc8]
+  float* raw[kLayoutCellSizes] = {nullptr, nullptr, nullptr};  // [kRawHistogram, hc, wc] per cell size
   float* cell_maps[kLayoutCellSizes] = {nullptr, nullptr, nullptr};  // [kCellStats, hc, wc] per size
-  float* layout_rows = nullptr;                            // window sums (scratch)
-  float* layout_win = nullptr;
   float* layout_ncc[kMaxLayoutTemplates] = {};
   float* layout_out = nullptr;                             // [h4, w4]
 
@@ -77,11 +75,10 @@ struct SemanticEncoder::Impl {
     texture_layout(config.max_width, config.max_height, L);
     Status s = arena.alloc_n(static_cast<size_t>(kMaxLayoutTemplates) * kBuiltinDescriptorDims * kMaxLayoutCells,
                              &layout_templates);
-    if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kRawHistogram) * fine, &raw8);
+    for (int z = 0; z < kLayoutCellSizes && s.ok(); ++z)
+      s = arena.alloc_n(static_cast<size_t>(math::kRawHistogram) * cells_of(w, h, z), &raw[z]);
     for (int z = 0; z < kLayoutCellSizes && s.ok(); ++z)
       s = arena.alloc_n(static_cast<size_t>(math::kCellStats) * cells_of(w, h, z), &cell_maps[z]);
-    if (s.ok()) s = arena.alloc_n(math::kCellStats * fine, &layout_rows);
-    if (s.ok()) s = arena.alloc_n(math::kCellStats * fine, &layout_win);
     for (int k = 0; k < kMaxLayoutTemplates && s.ok(); ++k) s = arena.alloc_n(fine, &layout_ncc[k]);
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(L[4].width) * L[4].height, &layout_out);
     layout_memory = s.ok();
@@ -106,7 +103,9 @@ struct SemanticEncoder::Impl {
       p.wc[z] = (t.width + c - 1) / c;
       p.cell_maps[z] = (sizes >> z) & 1u ? cell_maps[z] : nullptr;
     }
-    p.raw8 = raw8;
+    p.raw[0] = raw[0];
+    p.raw[1] = raw[1];  // the patches' descriptors (encode) and the 32-px cells add these up
+    p.raw[2] = (sizes >> 2) & 1u ? raw[2] : nullptr;
     p.num_templates = templates ? static_cast<int32_t>(layout_shapes.size()) : 0;
     for (int k = 0; k < p.num_templates; ++k) {
       const LayoutShape& shape = layout_shapes[k];
@@ -123,8 +122,6 @@ struct SemanticEncoder::Impl {
       const bool fits = shape.th <= tp.hc && shape.tw <= tp.wc;
       tp.ha = fits ? tp.hc - shape.th + 1 : 0;
       tp.wa = fits ? tp.wc - shape.tw + 1 : 0;
-      tp.rows = layout_rows;
-      tp.win = layout_win;
       tp.ncc = layout_ncc[k];
     }
     p.layout = templates ? layout_out : nullptr;
@@ -267,9 +264,7 @@ Status SemanticEncoder::encode(const TextureView& texture, bool carry, const flo
     LayoutParams lp{};
     if (via_cells) {
       lp = m.layout_params(texture, nullptr, 0u);
-      p.raw8 = lp.raw8;
-      p.hc8 = lp.hc[0];
-      p.wc8 = lp.wc[0];
+      p.raw16 = lp.raw[1];
     }
     if (m.config.device == Device::kCPU) {
       if (via_cells) s = cpu::match_layout(lp);

@@ -5,9 +5,33 @@
 #include "parallel.h"
 
 namespace arrcoc::cpu {
+namespace {
+
+constexpr int kCellSpan = 64;   // cells described at once (vectorized along a row)
+constexpr int kAnchorSpan = 16;  // anchors matched at once (their sums stay in vector registers)
+
+// NCC along anchor row y of template t: spans of kAnchorSpan, the last one moved back to end at the
+// row's end (its overlap is computed twice, the same way); rows narrower than a span one by one.
+void layout_ncc_row(const LayoutTemplateParams& t, int y) {
+  if (t.wa < kAnchorSpan) {
+    for (int x = 0; x < t.wa; ++x) layout_ncc_span<1>(t, y, x);
+    return;
+  }
+  for (int x = 0; x < t.wa; x += kAnchorSpan)
+    layout_ncc_span<kAnchorSpan>(t, y, x + kAnchorSpan <= t.wa ? x : t.wa - kAnchorSpan);
+}
+
+}  // namespace
 
 Status encode_semantic(const SemanticParams& p) noexcept {
   const int n = p.w4 * p.h4;
+  if (p.raw16 && !p.carry) {  // an exemplar layout read the texels: normalize its 16-px cells
+    parallel_for((n + kCellSpan - 1) / kCellSpan, p.num_threads, [&](int r) {
+      const int q0 = r * kCellSpan;
+      describe_cells<kCellSpan>(p.raw16, n, q0, n - q0 < kCellSpan ? n - q0 : kCellSpan, p.features, false);
+    }, 2);
+    return Status::Ok();
+  }
   if (p.dtype == DType::kFloat16)
     parallel_for(n, p.num_threads, [&](int q) { encode_patch<uint16_t>(p, q); });
   else
@@ -30,42 +54,51 @@ namespace {
 // phases themselves); every thread meets the same worksharing loops, with implicit barriers.
 template <typename T>
 void match_layout_typed(const LayoutParams& p) {
-  const int n8 = p.hc[0] * p.wc[0];
+  // The anchor rows of all templates, as one loop: row r of template k is r - first_row[k].
+  int first_row[kMaxLayoutTemplates + 1] = {0};
+  for (int k = 0; k < p.num_templates; ++k) first_row[k + 1] = first_row[k] + p.t[k].ha;
+  const int anchor_rows = first_row[p.num_templates];
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(p.num_threads)
 #endif
   {
     if (!p.histograms_ready) {
+      const int spans = (p.wc[0] + kCellSpan - 1) / kCellSpan;
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
-      for (int q = 0; q < n8; ++q) layout_histogram_8px<T>(p, q);
+      for (int r = 0; r < p.hc[0] * spans; ++r) {
+        const int i = r / spans, j = (r % spans) * kCellSpan;
+        layout_histogram_8px<T, kCellSpan>(p, i, j, p.wc[0] - j < kCellSpan ? p.wc[0] - j : kCellSpan);
+      }
+    }
+    for (int z = p.histograms_ready ? 2 : 1; z < kLayoutCellSizes; ++z) {
+      if (!p.raw[z]) continue;
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (int i = 0; i < p.hc[z]; ++i) layout_add_up_cells(p, z, i, 0, p.wc[z]);
     }
     for (int z = 0; z < kLayoutCellSizes; ++z) {
       if (!p.cell_maps[z]) continue;
+      const int cells = p.hc[z] * p.wc[z];
 #if defined(_OPENMP)
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
 #endif
-      for (int q = 0; q < p.hc[z] * p.wc[z]; ++q) layout_describe_cell(p, z, q);
+      for (int r = 0; r < (cells + kCellSpan - 1) / kCellSpan; ++r) {
+        const int q0 = r * kCellSpan;
+        layout_describe_cells<kCellSpan>(p, z, q0, cells - q0 < kCellSpan ? cells - q0 : kCellSpan);
+      }
     }
-    for (int k = 0; k < p.num_templates; ++k) {
-      const LayoutTemplateParams& t = p.t[k];
-      if (t.ha == 0) continue;
-      // Row by row: the window sums and the NCC dots run along contiguous rows.
+    // Rows round-robin: the templates' rows differ in width, and the first template's come first.
 #if defined(_OPENMP)
-#pragma omp for schedule(static)
+#pragma omp barrier
+#pragma omp for schedule(static, 1)
 #endif
-      for (int r = 0; r < math::kCellStats * t.hc; ++r)
-        for (int x = 0; x < t.wa; ++x) layout_row_sum(t, static_cast<int64_t>(r) * t.wa + x);
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-      for (int r = 0; r < math::kCellStats * t.ha; ++r)
-        for (int x = 0; x < t.wa; ++x) layout_col_sum(t, static_cast<int64_t>(r) * t.wa + x);
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-      for (int y = 0; y < t.ha; ++y) layout_ncc_span(t, y, 0, t.wa);
+    for (int r = 0; r < anchor_rows; ++r) {
+      int k = 0;
+      while (r >= first_row[k + 1]) ++k;
+      layout_ncc_row(p.t[k], r - first_row[k]);
     }
     if (p.layout) {
 #if defined(_OPENMP)

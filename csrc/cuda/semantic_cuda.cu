@@ -24,27 +24,22 @@ __global__ void channels_kernel(SemanticParams p) {
 template <typename T>
 __global__ void layout_histogram_kernel(LayoutParams p) {
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
-  if (q < p.hc[0] * p.wc[0]) layout_histogram_8px<T>(p, q);
+  if (q < p.hc[0] * p.wc[0]) layout_histogram_8px<T, 1>(p, q / p.wc[0], q % p.wc[0], 1);
+}
+
+__global__ void layout_add_up_kernel(LayoutParams p, int z) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q < p.hc[z] * p.wc[z]) layout_add_up_cells(p, z, q / p.wc[z], q % p.wc[z], 1);
 }
 
 __global__ void layout_cells_kernel(LayoutParams p, int z) {
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
-  if (q < p.hc[z] * p.wc[z]) layout_describe_cell(p, z, q);
-}
-
-__global__ void layout_row_sum_kernel(LayoutTemplateParams t, int64_t n) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) layout_row_sum(t, i);
-}
-
-__global__ void layout_col_sum_kernel(LayoutTemplateParams t, int64_t n) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) layout_col_sum(t, i);
+  if (q < p.hc[z] * p.wc[z]) layout_describe_cells<1>(p, z, q, 1);
 }
 
 __global__ void layout_ncc_kernel(LayoutTemplateParams t) {
   const int a = blockIdx.x * blockDim.x + threadIdx.x;
-  if (a < t.ha * t.wa) layout_ncc_span(t, a / t.wa, a % t.wa, 1);
+  if (a < t.ha * t.wa) layout_ncc_span<1>(t, a / t.wa, a % t.wa);
 }
 
 __global__ void layout_patch_kernel(LayoutParams p) {
@@ -65,15 +60,13 @@ Status match_layout(const LayoutParams& p, void* stream) noexcept {
     launch(layout_histogram_kernel<uint16_t>, blocks_for(n8), 128, 0, s)(p);
   else
     launch(layout_histogram_kernel<float>, blocks_for(n8), 128, 0, s)(p);
+  for (int z = p.histograms_ready ? 2 : 1; z < kLayoutCellSizes; ++z)
+    if (p.raw[z]) launch(layout_add_up_kernel, blocks_for(p.hc[z] * p.wc[z]), 128, 0, s)(p, z);
   for (int z = 0; z < kLayoutCellSizes; ++z)
     if (p.cell_maps[z]) launch(layout_cells_kernel, blocks_for(p.hc[z] * p.wc[z]), 128, 0, s)(p, z);
   for (int k = 0; k < p.num_templates; ++k) {
     const LayoutTemplateParams& t = p.t[k];
     if (t.ha == 0) continue;
-    const int64_t rows = static_cast<int64_t>(math::kCellStats) * t.hc * t.wa;
-    const int64_t wins = static_cast<int64_t>(math::kCellStats) * t.ha * t.wa;
-    launch(layout_row_sum_kernel, blocks_for(rows), 128, 0, s)(t, rows);
-    launch(layout_col_sum_kernel, blocks_for(wins), 128, 0, s)(t, wins);
     launch(layout_ncc_kernel, blocks_for(static_cast<int64_t>(t.ha) * t.wa), 128, 0, s)(t);
   }
   if (p.layout) launch(layout_patch_kernel, blocks_for(static_cast<int64_t>(p.w4) * p.h4), 128, 0, s)(p);

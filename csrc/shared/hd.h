@@ -10,6 +10,14 @@
 #define ARRCOC_HD inline
 #endif
 
+// Before a loop along a CPU span (of anchors or cells) that must vectorize with its accumulators
+// in registers: GCC would otherwise unroll it completely first and vectorize the copies poorly.
+#if defined(__CUDACC__) || !defined(__GNUC__)
+#define ARRCOC_SPAN_LOOP
+#else
+#define ARRCOC_SPAN_LOOP _Pragma("GCC unroll 1")
+#endif
+
 namespace arrcoc::math {
 
 ARRCOC_HD int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }

@@ -54,17 +54,35 @@ struct DescriptorPlanes {
 // 32-px cells from the 8-px ones this way).
 constexpr int kRawHistogram = kDescriptorDims + 2;
 
-// Descriptor from a raw histogram: each part normalized, square-rooted, scaled by 1/sqrt(3).
+// Descriptor dim from its raw bin and its part's total (histogram_total): normalized,
+// square-rooted, scaled by 1/sqrt(3).
+ARRCOC_HD float histogram_value(float raw, float total) { return 0.57735026919f * sqrtf(raw / total); }
+
+// The total that dim k is normalized by: the texel count, or for the orientation bins (16..23) the
+// magnitude sum.
+ARRCOC_HD float histogram_total(int k, float n, float msum) { return k >= 16 && k < 24 ? msum + 1e-6f : n; }
+
+// Descriptor from a raw histogram (one loop per part, so each vectorizes).
 ARRCOC_HD void normalize_histogram(const float* raw, float* out) {
   const float n = raw[kDescriptorDims], msum = raw[kDescriptorDims + 1];
-  const float scale = 0.57735026919f;  // 1/sqrt(3)
-  for (int k = 0; k < 16; ++k) out[k] = scale * sqrtf(raw[k] / n);
-  for (int k = 16; k < 24; ++k) out[k] = scale * sqrtf(raw[k] / (msum + 1e-6f));
-  for (int k = 24; k < 32; ++k) out[k] = scale * sqrtf(raw[k] / n);
+  for (int k = 0; k < 16; ++k) out[k] = histogram_value(raw[k], histogram_total(k, n, msum));
+  for (int k = 16; k < 24; ++k) out[k] = histogram_value(raw[k], histogram_total(k, n, msum));
+  for (int k = 24; k < 32; ++k) out[k] = histogram_value(raw[k], histogram_total(k, n, msum));
+}
+
+// Adds level-1 texel t to a raw histogram's 32 bins; returns its gradient magnitude (for the
+// magnitude sum).
+template <typename T>
+ARRCOC_HD float add_texel(const DescriptorPlanes<T>& P, int64_t t, float* hist) {
+  hist[opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t))] += 1.0f;
+  const float m = load_texel(P.mag + t);
+  hist[16 + orientation_bin(load_texel(P.gx + t), load_texel(P.gy + t))] += m;
+  hist[24 + luminance_bin(load_texel(P.lum + t))] += 1.0f;
+  return m;
 }
 
 // Raw histogram of a cell of `cell` x `cell` level-1 texels at cell (bi, bj) (cell 8: a 16-px
-// patch; 4: the 8-px cells of exemplar layout matching).
+// patch), its texels in row-major order.
 template <typename T>
 ARRCOC_HD void cell_histogram(const DescriptorPlanes<T>& P, int bi, int bj, int cell, float* raw) {
   float* hist = raw;
@@ -74,13 +92,8 @@ ARRCOC_HD void cell_histogram(const DescriptorPlanes<T>& P, int bi, int bj, int 
   const int j1 = cell * bj + cell < P.w1 ? cell * bj + cell : P.w1;
   for (int i = cell * bi; i < i1; ++i)
     for (int j = cell * bj; j < j1; ++j) {
-      const int64_t t = static_cast<int64_t>(i) * P.w1 + j;
-      hist[opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t))] += 1.0f;
-      const float m = load_texel(P.mag + t);
-      hist[16 + orientation_bin(load_texel(P.gx + t), load_texel(P.gy + t))] += m;
-      hist[24 + luminance_bin(load_texel(P.lum + t))] += 1.0f;
+      msum += add_texel(P, static_cast<int64_t>(i) * P.w1 + j, hist);
       n += 1.0f;
-      msum += m;
     }
   raw[kDescriptorDims] = n;
   raw[kDescriptorDims + 1] = msum;
@@ -131,66 +144,80 @@ ARRCOC_HD float max_cosine_similarity(const float* f, int64_t stride, const floa
 constexpr int kCellStats = kDescriptorDims + 1;  // the cell maps hold the 32 dims, then |d|^2
 constexpr float kLayoutWeight = 0.7f;     // ch 33 = (1 - w) * bag + w * max(0, layout)
 
-// Sum of `len` values of `src` from `at` with stride `step` (the separable window sums).
-ARRCOC_HD float window_sum(const float* src, int64_t at, int64_t step, int len) {
-  float s = 0.0f;
-  for (int i = 0; i < len; ++i) s += src[at + i * step];
-  return s;
-}
-
-// Dot products of the zero-mean template `tz` ([32, th, tw]) with the frame's cell map `cells`
-// ([kCellStats, hc, wc]) at anchors (y, x0 .. x0 + count - 1), accumulated into out[0 .. count):
-// the innermost loop runs along a row of anchors, so a CPU row vectorizes and a CUDA thread takes
-// count = 1.
-ARRCOC_HD void layout_dots(const float* __restrict__ cells, int hc, int wc, const float* __restrict__ tz, int th,
-                           int tw, int y, int x0, int count, float* __restrict__ out) {
-  const int64_t plane = static_cast<int64_t>(hc) * wc;
-  for (int x = 0; x < count; ++x) out[x] = 0.0f;
-  for (int k = 0; k < kDescriptorDims; ++k)
-    for (int i = 0; i < th; ++i)
-      for (int j = 0; j < tw; ++j) {
-        const float t = tz[(static_cast<int64_t>(k) * th + i) * tw + j];
-        const float* __restrict__ row = cells + k * plane + static_cast<int64_t>(y + i) * wc + x0 + j;
-        for (int x = 0; x < count; ++x) out[x] += t * row[x];
-      }
-}
-
-// NCC at one anchor from its dot with the zero-mean template (norm `tnorm`) and the window sums
-// `win` ([kCellStats] values, stride `step`: 32 per-dim sums, then the sum of |d|^2) over n cells:
-// the window's centred energy is sum |d|^2 - sum_k (sum d_k)^2 / n. A flat window (no energy) or
-// a flat template scores 0.
-ARRCOC_HD float layout_ncc(float dot, float tnorm, const float* win, int64_t step, int n) {
-  float s2 = 0.0f;
-  for (int k = 0; k < kDescriptorDims; ++k) s2 += win[k * step] * win[k * step];
-  const float energy = win[kDescriptorDims * step] - s2 / static_cast<float>(n);
-  const float d = tnorm * sqrtf(maxf(energy, 0.0f));
+// NCC at one anchor from its dot with the zero-mean template (norm `tnorm`) and the window's sums
+// over its n cells: `sum_sq` = sum_k (sum d_k)^2 over the 32 dims, `energy` = sum |d|^2. The
+// window's centred energy is energy - sum_sq / n. A flat window (no energy) or a flat template
+// scores 0.
+ARRCOC_HD float layout_ncc(float dot, float tnorm, float sum_sq, float energy, int n) {
+  const float centred = energy - sum_sq / static_cast<float>(n);
+  const float d = tnorm * sqrtf(maxf(centred, 0.0f));
   return d > 1e-6f ? dot / d : 0.0f;
 }
 
-// Best NCC of any placement of a th x tw template covering cell (ci, cj): anchors
-// (ci - th + 1 .. ci, cj - tw + 1 .. cj) inside the ha x wa anchor grid; -1 when none.
-ARRCOC_HD float layout_cell(const float* ncc, int ha, int wa, int th, int tw, int ci, int cj) {
-  float best = -1.0f;
-  const int y0 = ci - th + 1 > 0 ? ci - th + 1 : 0, y1 = ci < ha - 1 ? ci : ha - 1;
-  const int x0 = cj - tw + 1 > 0 ? cj - tw + 1 : 0, x1 = cj < wa - 1 ? cj : wa - 1;
-  for (int y = y0; y <= y1; ++y)
-    for (int x = x0; x <= x1; ++x) best = maxf(best, ncc[static_cast<int64_t>(y) * wa + x]);
-  return best;
+// NCC of the zero-mean template `tz` ([32, th, tw], norm `tnorm`) on the frame's cell map `cells`
+// ([kCellStats, hc, wc]) at the N anchors (y, x0 .. x0 + N - 1), into out[0 .. N). The window sums
+// are taken in the same pass over the window as the dot (no window-sum planes, no extra passes),
+// and the innermost loop runs along the N anchors: on the CPU N = 16, whose sums stay in vector
+// registers; a CUDA thread takes N = 1.
+template <int N>
+ARRCOC_HD void layout_ncc_n(const float* __restrict__ cells, int hc, int wc, const float* __restrict__ tz,
+                            float tnorm, int th, int tw, int y, int x0, float* __restrict__ out) {
+  const int64_t plane = static_cast<int64_t>(hc) * wc;
+  float dot[N], sum_sq[N], energy[N];
+  ARRCOC_SPAN_LOOP
+  for (int x = 0; x < N; ++x) dot[x] = sum_sq[x] = energy[x] = 0.0f;
+  for (int k = 0; k < kDescriptorDims; ++k) {
+    float sum[N];
+    ARRCOC_SPAN_LOOP
+    for (int x = 0; x < N; ++x) sum[x] = 0.0f;
+    for (int i = 0; i < th; ++i) {
+      const float* __restrict__ row = cells + k * plane + static_cast<int64_t>(y + i) * wc + x0;
+      const float* __restrict__ trow = tz + (static_cast<int64_t>(k) * th + i) * tw;
+      for (int j = 0; j < tw; ++j) {
+        const float t = trow[j];
+        ARRCOC_SPAN_LOOP
+        for (int x = 0; x < N; ++x) {
+          dot[x] += t * row[j + x];
+          sum[x] += row[j + x];
+        }
+      }
+    }
+    ARRCOC_SPAN_LOOP
+    for (int x = 0; x < N; ++x) sum_sq[x] += sum[x] * sum[x];
+  }
+  for (int i = 0; i < th; ++i) {
+    const float* __restrict__ row = cells + kDescriptorDims * plane + static_cast<int64_t>(y + i) * wc + x0;
+    for (int j = 0; j < tw; ++j) {
+      ARRCOC_SPAN_LOOP
+      for (int x = 0; x < N; ++x) energy[x] += row[j + x];
+    }
+  }
+  ARRCOC_SPAN_LOOP
+  for (int x = 0; x < N; ++x) out[x] = layout_ncc(dot[x], tnorm, sum_sq[x], energy[x], th * tw);
 }
 
-// A template's layout similarity on 16-px patch (pi, pj): the best over the patch's cells (8-px
-// cells: up to 2 x 2) or the cell that holds it (32-px cells).
-ARRCOC_HD float layout_patch_value(const float* ncc, int ha, int wa, int th, int tw, int hc, int wc, int cell_px,
-                                   int pi, int pj) {
+// A template's layout similarity on 16-px patch (pi, pj): the best NCC of any placement that covers
+// one of the patch's cells (8-px cells: f x f of them) or the cell that holds it (16, 32 px);
+// -1 when none. The anchors covering any of f x f cells form one (th + f - 1) x (tw + f - 1)
+// rectangle, so the max is taken once over it rather than per cell.
+ARRCOC_HD float layout_patch_value(const float* ncc, int ha, int wa, int th, int tw, int cell_px, int pi, int pj) {
+  int c0y, c1y, c0x, c1x;  // the cells, inclusive
   if (cell_px >= 16) {
     const int f = cell_px / 16;
-    return layout_cell(ncc, ha, wa, th, tw, pi / f, pj / f);
+    c0y = c1y = pi / f;
+    c0x = c1x = pj / f;
+  } else {
+    const int f = 16 / cell_px;
+    c0y = pi * f;
+    c1y = c0y + f - 1;
+    c0x = pj * f;
+    c1x = c0x + f - 1;
   }
-  const int f = 16 / cell_px;
+  const int y0 = c0y - th + 1 > 0 ? c0y - th + 1 : 0, y1 = c1y < ha - 1 ? c1y : ha - 1;
+  const int x0 = c0x - tw + 1 > 0 ? c0x - tw + 1 : 0, x1 = c1x < wa - 1 ? c1x : wa - 1;
   float best = -1.0f;
-  for (int a = 0; a < f; ++a)
-    for (int b = 0; b < f; ++b)
-      if (pi * f + a < hc && pj * f + b < wc) best = maxf(best, layout_cell(ncc, ha, wa, th, tw, pi * f + a, pj * f + b));
+  for (int y = y0; y <= y1; ++y)
+    for (int x = x0; x <= x1; ++x) best = maxf(best, ncc[static_cast<int64_t>(y) * wa + x]);
   return best;
 }
 

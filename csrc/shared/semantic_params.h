@@ -16,8 +16,8 @@ struct SemanticParams {
   float* features;                    // [32, h4, w4] descriptors written (encode)
   const float* previous;              // [32, h4, w4] previous descriptors (carry)
   bool carry;
-  const float* raw8;                  // or nullptr: [kRawHistogram, hc8, wc8] raw histograms of this
-  int32_t hc8, wc8;                   // frame's 8-px cells, to add up instead of reading the texels
+  const float* raw16;                 // or nullptr: [kRawHistogram, h4, w4] raw histograms of this frame's
+                                      // patches (the layout's 16-px cells), to normalize instead of reading the texels
   const float* in_features;           // [dims, h4, w4] features for write_channels
   int32_t dims;
   const float* query;                 // [num_queries, dims] on the device, or nullptr
@@ -38,8 +38,6 @@ struct LayoutTemplateParams {
   const float* cells;  // [kCellStats, hc, wc] the frame's cells of this size
   int32_t hc, wc;
   int32_t ha, wa;      // anchors (hc - th + 1) x (wc - tw + 1); 0 when the template does not fit
-  float* rows;         // [kCellStats, hc, wa] window sums along rows (scratch)
-  float* win;          // [kCellStats, ha, wa] window sums
   float* ncc;          // [ha, wa]
 };
 
@@ -50,8 +48,9 @@ struct LayoutParams {
   DType dtype;
   const void* l1[6];  // as SemanticParams::l1
   int32_t w1, h1, w4, h4;
-  float* raw8;                         // [kRawHistogram, hc[0], wc[0]] raw histograms of the 8-px cells
-  bool histograms_ready;               // raw8 already holds this frame's (made by encode)
+  float* raw[kLayoutCellSizes];        // [kRawHistogram, hc, wc] raw histograms per cell size (raw[2]: nullptr
+                                       // unless cell_maps[2] is computed)
+  bool histograms_ready;               // raw[0] and raw[1] already hold this frame's (made by encode)
   float* cell_maps[kLayoutCellSizes];  // [kCellStats, hc, wc] per cell size (nullptr: unused)
   int32_t hc[kLayoutCellSizes], wc[kLayoutCellSizes];
   int32_t num_templates;
@@ -74,59 +73,92 @@ ARRCOC_HD math::DescriptorPlanes<T> descriptor_planes(const void* const* l1, int
   return P;
 }
 
-// The frame's texels are read once, into the raw histograms of the 8-px cells; cells of 16 and
-// 32 px add up their 2x2 and 4x4 children's.
-template <typename T>
-ARRCOC_HD void layout_histogram_8px(const LayoutParams& p, int q) {
-  const int64_t plane = static_cast<int64_t>(p.hc[0]) * p.wc[0];
-  float raw[math::kRawHistogram];
-  math::cell_histogram(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.wc[0], q % p.wc[0], 4, raw);
-  for (int k = 0; k < math::kRawHistogram; ++k) p.raw8[k * plane + q] = raw[k];
-}
-
-// Raw histogram of the f x f block of 8-px cells at block (ci, cj): the sum of its children.
-ARRCOC_HD void add_up_cells(const float* raw8, int hc8, int wc8, int f, int ci, int cj, float* raw) {
-  const int64_t plane8 = static_cast<int64_t>(hc8) * wc8;
-  for (int k = 0; k < math::kRawHistogram; ++k) raw[k] = 0.0f;
-  for (int a = 0; a < f && ci * f + a < hc8; ++a)
-    for (int b = 0; b < f && cj * f + b < wc8; ++b) {
-      const int64_t child = static_cast<int64_t>(ci * f + a) * wc8 + cj * f + b;
-      for (int k = 0; k < math::kRawHistogram; ++k) raw[k] += raw8[k * plane8 + child];
-    }
-}
-
-// Cell q of the frame's cell map of size index `z`: 32 descriptor dims, then |d|^2.
-ARRCOC_HD void layout_describe_cell(const LayoutParams& p, int z, int q) {
-  const int64_t plane = static_cast<int64_t>(p.hc[z]) * p.wc[z];
-  float raw[math::kRawHistogram];
-  add_up_cells(p.raw8, p.hc[0], p.wc[0], 1 << z, q / p.wc[z], q % p.wc[z], raw);
-  float d[math::kDescriptorDims];
-  math::normalize_histogram(raw, d);
-  float e = 0.0f;
-  for (int k = 0; k < math::kDescriptorDims; ++k) {
-    p.cell_maps[z][k * plane + q] = d[k];
-    e += d[k] * d[k];
-  }
-  p.cell_maps[z][math::kDescriptorDims * plane + q] = e;
-}
-
-// Window sums: along rows (element i of [kCellStats, hc, wa]), then down columns ([kCellStats, ha, wa]).
-ARRCOC_HD void layout_row_sum(const LayoutTemplateParams& t, int64_t i) {
-  const int64_t x = i % t.wa, yk = i / t.wa, y = yk % t.hc, k = yk / t.hc;
-  t.rows[i] = math::window_sum(t.cells, (k * t.hc + y) * t.wc + x, 1, t.tw);
-}
-ARRCOC_HD void layout_col_sum(const LayoutTemplateParams& t, int64_t i) {
-  const int64_t x = i % t.wa, yk = i / t.wa, y = yk % t.ha, k = yk / t.ha;
-  t.win[i] = math::window_sum(t.rows, (k * t.hc + y) * t.wa + x, t.wa, t.th);
-}
-
-// NCC at anchors (y, x0 .. x0 + count - 1).
-ARRCOC_HD void layout_ncc_span(const LayoutTemplateParams& t, int y, int x0, int count) {
-  float* out = t.ncc + static_cast<int64_t>(y) * t.wa + x0;
-  math::layout_dots(t.cells, t.hc, t.wc, t.tz, t.th, t.tw, y, x0, count, out);
-  const int64_t plane = static_cast<int64_t>(t.ha) * t.wa;
+// The frame's texels are read once, into the raw histograms of the 8-px cells; each larger cell
+// size adds up 2 x 2 cells of the size below (raw histograms of adjacent cells add up to their
+// union's). Here the `count` (<= N) 8-px cells (ci, cj0 ..), 4 x 4 level-1 texels each: texels row
+// by row across the cells (each cell's in row-major order, as cell_histogram adds them).
+template <typename T, int N>
+ARRCOC_HD void layout_histogram_8px(const LayoutParams& p, int ci, int cj0, int count) {
+  const math::DescriptorPlanes<T> P = descriptor_planes<T>(p.l1, p.w1, p.h1);
+  float hist[N][math::kRawHistogram];
   for (int x = 0; x < count; ++x)
-    out[x] = math::layout_ncc(out[x], t.norm, t.win + static_cast<int64_t>(y) * t.wa + x0 + x, plane, t.th * t.tw);
+    for (int k = 0; k < math::kRawHistogram; ++k) hist[x][k] = 0.0f;
+  const int i0 = 4 * ci, i1 = i0 + 4 < p.h1 ? i0 + 4 : p.h1;
+  const int j0 = 4 * cj0, j1 = 4 * (cj0 + count) < p.w1 ? 4 * (cj0 + count) : p.w1;
+  for (int i = i0; i < i1; ++i)
+    for (int j = j0; j < j1; ++j) {
+      float* h = hist[(j - j0) >> 2];
+      h[math::kDescriptorDims + 1] += math::add_texel(P, static_cast<int64_t>(i) * p.w1 + j, h);
+      h[math::kDescriptorDims] += 1.0f;
+    }
+  const int64_t plane = static_cast<int64_t>(p.hc[0]) * p.wc[0], q0 = static_cast<int64_t>(ci) * p.wc[0] + cj0;
+  for (int k = 0; k < math::kRawHistogram; ++k)
+    for (int x = 0; x < count; ++x) p.raw[0][k * plane + q0 + x] = hist[x][k];
+}
+
+// Raw histograms of the `count` cells (ci, cj0 ..) of size index z >= 1: the sums of their
+// 2 x 2 children of size z - 1 (those inside the frame).
+ARRCOC_HD void layout_add_up_cells(const LayoutParams& p, int z, int ci, int cj0, int count) {
+  const int hcc = p.hc[z - 1], wcc = p.wc[z - 1];
+  const int64_t plane = static_cast<int64_t>(p.hc[z]) * p.wc[z], child_plane = static_cast<int64_t>(hcc) * wcc;
+  const bool lower = 2 * ci + 1 < hcc;
+  for (int k = 0; k < math::kRawHistogram; ++k) {
+    const float* __restrict__ c0 = p.raw[z - 1] + k * child_plane + static_cast<int64_t>(2 * ci) * wcc;
+    const float* __restrict__ c1 = c0 + wcc;
+    float* __restrict__ o = p.raw[z] + k * plane + static_cast<int64_t>(ci) * p.wc[z] + cj0;
+    for (int x = 0; x < count; ++x) {
+      const int j = 2 * (cj0 + x);
+      const bool right = j + 1 < wcc;
+      float s = c0[j];
+      if (right) s += c0[j + 1];
+      if (lower) s += c1[j];
+      if (lower && right) s += c1[j + 1];
+      o[x] = s;
+    }
+  }
+}
+
+// Descriptors of the `count` (<= N) cells q0 .. q0 + count - 1 of a raw histogram map `raw`
+// ([kRawHistogram, plane]): dim k of cell q goes to out[k * plane + q], then, with `energy`, |d|^2
+// to plane 32. The loops run along the cells, so the CPU's divisions and square roots vectorize;
+// a CUDA thread takes N = count = 1.
+template <int N>
+ARRCOC_HD void describe_cells(const float* __restrict__ raw, int64_t plane, int64_t q0, int count,
+                              float* __restrict__ out, bool energy) {
+  float e[N];
+  const float* __restrict__ n = raw + math::kDescriptorDims * plane + q0;
+  const float* __restrict__ msum = n + plane;
+  ARRCOC_SPAN_LOOP
+  for (int x = 0; x < count; ++x) e[x] = 0.0f;
+  for (int k = 0; k < math::kDescriptorDims; ++k) {
+    const float* __restrict__ r = raw + k * plane + q0;
+    float* __restrict__ o = out + k * plane + q0;
+    ARRCOC_SPAN_LOOP
+    for (int x = 0; x < count; ++x) {
+      const float d = math::histogram_value(r[x], math::histogram_total(k, n[x], msum[x]));
+      o[x] = d;
+      e[x] += d * d;
+    }
+  }
+  if (energy) {
+    float* __restrict__ o = out + math::kDescriptorDims * plane + q0;
+    ARRCOC_SPAN_LOOP
+    for (int x = 0; x < count; ++x) o[x] = e[x];
+  }
+}
+
+// Cells q0 .. q0 + count - 1 (count <= N) of the frame's cell map of size index `z`: 32 descriptor
+// dims, then |d|^2.
+template <int N>
+ARRCOC_HD void layout_describe_cells(const LayoutParams& p, int z, int64_t q0, int count) {
+  describe_cells<N>(p.raw[z], static_cast<int64_t>(p.hc[z]) * p.wc[z], q0, count, p.cell_maps[z], true);
+}
+
+// NCC at the N anchors (y, x0 .. x0 + N - 1).
+template <int N>
+ARRCOC_HD void layout_ncc_span(const LayoutTemplateParams& t, int y, int x0) {
+  math::layout_ncc_n<N>(t.cells, t.hc, t.wc, t.tz, t.norm, t.th, t.tw, y, x0,
+                        t.ncc + static_cast<int64_t>(y) * t.wa + x0);
 }
 
 // Patch q: the best layout match over the templates (-1 when none fits the frame).
@@ -135,8 +167,7 @@ ARRCOC_HD void layout_patch(const LayoutParams& p, int q) {
   for (int k = 0; k < p.num_templates; ++k) {
     const LayoutTemplateParams& t = p.t[k];
     if (t.ha > 0)
-      best = math::maxf(best, math::layout_patch_value(t.ncc, t.ha, t.wa, t.th, t.tw, t.hc, t.wc, t.cell_px,
-                                                       q / p.w4, q % p.w4));
+      best = math::maxf(best, math::layout_patch_value(t.ncc, t.ha, t.wa, t.th, t.tw, t.cell_px, q / p.w4, q % p.w4));
   }
   p.layout[q] = best;
 }
@@ -151,14 +182,12 @@ ARRCOC_HD void encode_patch(const SemanticParams& p, int q) {
     for (int k = 0; k < math::kDescriptorDims; ++k) p.features[k * n4 + q] = p.previous[k * n4 + src];
     return;
   }
-  float d[math::kDescriptorDims];
-  if (p.raw8) {  // an exemplar layout read the texels already: add up its 8-px cells
-    float raw[math::kRawHistogram];
-    add_up_cells(p.raw8, p.hc8, p.wc8, 2, q / p.w4, q % p.w4, raw);
-    math::normalize_histogram(raw, d);
-  } else {
-    math::patch_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.w4, q % p.w4, d);
+  if (p.raw16) {  // an exemplar layout read the texels already
+    describe_cells<1>(p.raw16, n4, q, 1, p.features, false);
+    return;
   }
+  float d[math::kDescriptorDims];
+  math::patch_descriptor(descriptor_planes<T>(p.l1, p.w1, p.h1), q / p.w4, q % p.w4, d);
   for (int k = 0; k < math::kDescriptorDims; ++k) p.features[k * n4 + q] = d[k];
 }
 
