@@ -13,6 +13,9 @@ namespace arrcoc::cuda {
 namespace {
 
 constexpr int kFused = 1024;  // threads of the fused kernel (>= max_candidates)
+// Balancer sums live per thread (balance_mlp): 64 would spill under kFused's 64-register limit; 32
+// spills on no architecture of CMakeLists.txt's list (16 spills 4 bytes on sm_75; ptxas_report.py).
+constexpr int kMlpChunk = 32;
 constexpr int kBlock = 256;
 inline int blocks_for(int64_t n) { return static_cast<int>((n + kBlock - 1) / kBlock); }
 
@@ -100,7 +103,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   __syncthreads();
   if (i == 0) info_gain = math::repetition_gain(p.info, n);  // sequential: the CPU's bits
   __syncthreads();
-  if (mine) info_gain_and_raw(p, i, info_gain);
+  if (mine) info_gain_and_raw<kMlpChunk>(p, i, info_gain);
   __syncthreads();
 
   const int k = min(math::diversity_k(n), n);

@@ -43,28 +43,62 @@ ARRCOC_HD float robust_unit(float x, float lo, float hi) {
   return minf(1.0f, maxf(0.0f, (x - lo) / (hi - lo)));
 }
 
+// Layer-1 pre-activation of hidden unit k: recomputed where needed (3 inputs), never stored.
+ARRCOC_HD float balance_hidden1(const ::arrcoc::BalanceWeights& w, int k, float info, float sal, float query) {
+  return w.W1[3 * k] * info + w.W1[3 * k + 1] * sal + w.W1[3 * k + 2] * query + w.b1[k];
+}
+
+// Unroll a loop on the device: sums indexed by constants stay in registers, not local memory.
+#if defined(__CUDA_ARCH__)
+#define ARRCOC_DEVICE_UNROLL _Pragma("unroll")
+#else
+#define ARRCOC_DEVICE_UNROLL
+#endif
+
 // raw = sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3) for x = (info, salience, query).
+// The 128 -> 64 layer runs in chunks of Chunk outputs that feed the output sum chunk by chunk: only
+// Chunk sums are live. The CPU takes one chunk of 64 (vector lanes) and stores layer 1, computed
+// once in vector lanes; a GPU thread (64 registers under 1024 threads) takes smaller chunks and
+// recomputes layer 1 (3 inputs) where it reads it, so it keeps no array in local memory. Every sum
+// adds its terms in the same order (k = 0..127, then j = 0..63) whatever Chunk is: the same values.
+template <int Chunk = kHidden2>
 ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, float query) {
+  static_assert(kHidden2 % Chunk == 0, "Chunk divides the second layer");
+  constexpr bool kStored = Chunk == kHidden2;
   const ::arrcoc::BalanceWeights& w = d.w;
-  float h1[kHidden1];
+  float h1[kStored ? kHidden1 : 1];
+  if constexpr (kStored)
+    for (int k = 0; k < kHidden1; ++k) h1[k] = balance_hidden1(w, k, info, sal, query);
+  auto hidden1 = [&](int k) {
+    if constexpr (kStored) return h1[k];
+    else return balance_hidden1(w, k, info, sal, query);
+  };
   float mean = 0.0f;
-  for (int k = 0; k < kHidden1; ++k) {
-    h1[k] = w.W1[3 * k] * info + w.W1[3 * k + 1] * sal + w.W1[3 * k + 2] * query + w.b1[k];
-    mean += h1[k];
-  }
+  for (int k = 0; k < kHidden1; ++k) mean += hidden1(k);
   mean /= static_cast<float>(kHidden1);
   float var = 0.0f;
-  for (int k = 0; k < kHidden1; ++k) var += (h1[k] - mean) * (h1[k] - mean);
-  const float inv = 1.0f / sqrtf(var / static_cast<float>(kHidden1) + kLayerNormEps);
-  for (int k = 0; k < kHidden1; ++k) h1[k] = maxf(0.0f, (h1[k] - mean) * inv * w.ln_gamma[k] + w.ln_beta[k]);
-  float a[kHidden2];
-  for (int j = 0; j < kHidden2; ++j) a[j] = w.b2[j];
   for (int k = 0; k < kHidden1; ++k) {
-    const float* col = d.W2T + k * kHidden2;
-    for (int j = 0; j < kHidden2; ++j) a[j] += col[j] * h1[k];
+    const float c = hidden1(k) - mean;
+    var += c * c;
   }
+  const float inv = 1.0f / sqrtf(var / static_cast<float>(kHidden1) + kLayerNormEps);
+  auto relu_norm = [&](float h, int k) { return maxf(0.0f, (h - mean) * inv * w.ln_gamma[k] + w.ln_beta[k]); };
+  if constexpr (kStored)
+    for (int k = 0; k < kHidden1; ++k) h1[k] = relu_norm(h1[k], k);
   float out = w.b3;
-  for (int j = 0; j < kHidden2; ++j) out += w.W3[j] * maxf(0.0f, a[j]);
+  for (int j0 = 0; j0 < kHidden2; j0 += Chunk) {
+    float a[Chunk];
+    ARRCOC_DEVICE_UNROLL
+    for (int j = 0; j < Chunk; ++j) a[j] = w.b2[j0 + j];
+    for (int k = 0; k < kHidden1; ++k) {
+      const float h = kStored ? h1[k] : relu_norm(balance_hidden1(w, k, info, sal, query), k);
+      const float* col = d.W2T + k * kHidden2 + j0;
+      ARRCOC_DEVICE_UNROLL
+      for (int j = 0; j < Chunk; ++j) a[j] += col[j] * h;
+    }
+    ARRCOC_DEVICE_UNROLL
+    for (int j = 0; j < Chunk; ++j) out += w.W3[j0 + j] * maxf(0.0f, a[j]);
+  }
   return sigmoidf(out);
 }
 

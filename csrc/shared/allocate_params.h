@@ -259,10 +259,11 @@ ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
 
 // The information score scaled by the frame's repetition gain of information (a frame where every
 // candidate is busy texture leaves the choice to salience and query: texture must not take the
-// saccades from the subject), then the MLP's raw score.
+// saccades from the subject), then the MLP's raw score (Chunk: see balance_mlp).
+template <int Chunk = math::kHidden2>
 ARRCOC_HD void info_gain_and_raw(const AllocateParams& p, int i, float info_gain) {
   p.info[i] *= info_gain;
-  p.raw[i] = math::balance_mlp(*p.weights, p.info[i], p.sal[i], p.query[i]);
+  p.raw[i] = math::balance_mlp<Chunk>(*p.weights, p.info[i], p.sal[i], p.query[i]);
 }
 
 // Distance (patch units) from candidate i to the nearest of the k best by raw.
