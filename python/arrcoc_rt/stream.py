@@ -187,7 +187,7 @@ class Stream:
 
     def __init__(self, *, query: Query | None = None, query_text: str | None = None, query_image=None,
                  query_vector=None, query_map=None, device: str = "auto", encoder=None, vlm=None,
-                 ask_frames: int = 1, **pipeline_config):
+                 ask_frames: int = 1, tier_classifier=None, **pipeline_config):
         if "budget" in pipeline_config:  # one name for the total everywhere: total_budget
             import warnings
 
@@ -208,6 +208,11 @@ class Stream:
         if isinstance(ask_frames, bool) or not isinstance(ask_frames, (int, np.integer)) or ask_frames < 1:
             raise ValueError(f"ask_frames: {ask_frames!r} is not a positive int")
         self.ask_frames = int(ask_frames)
+        if tier_classifier is not None and not hasattr(tier_classifier, "predict"):
+            from .vlm.tiers import TierClassifier
+
+            tier_classifier = TierClassifier.load(tier_classifier)  # a path (arrcoc-rt train --tiers)
+        self.tier_classifier = tier_classifier  # ask(budget=preset): the tier from it, else from the rules
         self._last = None  # (frame, result) of the latest frame, for ask()
         # (frame copy, PackSnapshot) of the last ask_frames frames, for ask(frames=k > 1)
         self._window = deque(maxlen=self.ask_frames) if self.ask_frames > 1 else None
@@ -339,7 +344,8 @@ class Stream:
             if isinstance(budget, str):
                 if budget not in PRESETS:
                     raise ValueError(f"budget: {budget!r} is not a preset; expected one of {tuple(PRESETS)} or an int")
-                tier = question_tier(question).name
+                tier = (self.tier_classifier.predict(question) if self.tier_classifier is not None
+                        else question_tier(question)).name
                 total = tier_budget(tier, self._config, budget)
             elif isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
                 total = int(budget)

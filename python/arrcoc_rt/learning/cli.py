@@ -26,7 +26,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                           "model answers better from the tokens the pipeline gives it, with few tokens. "
                                           "Writes weights.npz (Pipeline(weights=...)), log.csv, checkpoint.pt and "
                                           "config.json to --out.")
-    p.add_argument("--vlm", required=True, metavar="KIND:PATH", help="the frozen model: llava:PATH or llava_next:PATH")
+    p.add_argument("--vlm", metavar="KIND:PATH", help="the frozen model: llava:PATH or llava_next:PATH")
+    p.add_argument("--tiers", metavar="FILE",
+                   help="also train the question-tier classifier on this JSONL of {\"question\", \"tier\"} "
+                        "(simple / medium / complex; 'builtin': the set shipped with the package); without --vlm "
+                        "only the classifier. Writes tier_classifier.json and prints its held-out accuracy")
     p.add_argument("--data", default="synthetic", metavar="SPEC",
                    help="synthetic (the colour task; default), builtin (the experiment's set), QUESTIONS.jsonl, "
                         "vqav2:ROOT or textvqa:ROOT (the experiment command's formats)")
@@ -70,6 +74,27 @@ def examples_from(spec: str, *, split=None, images=None, sample=None, seed=0, ma
     return out
 
 
+def train_tiers(spec: str, out) -> int:
+    """Trains and saves the tier classifier; prints its 5-fold held-out accuracy."""
+    from pathlib import Path
+
+    from ..vlm.tiers import LABELLED_QUESTIONS, TierClassifier, cross_validate, load_labelled
+
+    try:
+        pairs = load_labelled(LABELLED_QUESTIONS if spec == "builtin" else spec)
+    except (OSError, ValueError) as e:
+        return _error(f"--tiers {spec}: {e}")
+    if len(pairs) < 10:
+        return _error(f"--tiers {spec}: {len(pairs)} questions; at least 10 are needed")
+    cv = cross_validate(pairs)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    TierClassifier().fit(pairs).save(Path(out) / "tier_classifier.json")
+    per = ", ".join(f"{t} {v:.1%}" for t, v in cv["per_tier"].items())
+    print(f"tier classifier: {cv['accuracy']:.1%} of {cv['questions']} questions right on held-out folds ({per}); "
+          f"complex put in simple: {cv['complex_as_simple']:.1%}; wrote {out}/tier_classifier.json")
+    return 0
+
+
 def run(args) -> int:
     from ..experiment.data import DatasetError
     from ..pipeline import Pipeline
@@ -77,6 +102,12 @@ def run(args) -> int:
     from ..weights import load_weights
     from .trainer import TrainConfig, Trainer
 
+    if args.tiers:
+        rc = train_tiers(args.tiers, args.out)
+        if rc or not args.vlm:
+            return rc
+    elif not args.vlm:
+        return _error("give --vlm (the frozen model to train the balancer against), --tiers FILE, or both")
     try:
         cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "stage_fractions"})
         if cfg.steps < 1 or cfg.batch_size < 1 or cfg.samples < 1 or cfg.lr <= 0 or cfg.temperature <= 0:

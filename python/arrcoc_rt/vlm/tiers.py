@@ -15,7 +15,9 @@ Presets shift the tiers: ``fast`` (64 / 128 / 256), ``balanced`` (the seed's 64 
 
 The tier comes from rules (keywords, question length, whether text must be read), checked on a
 labelled question set shipped with the package (``tier_questions.jsonl``, scored by
-``rule_accuracy``).
+``rule_accuracy``). A learned classifier comes second (``TierClassifier``: logistic regression over
+hashed words and the rules' answer, trained by ``arrcoc-rt train --tiers FILE``; ``cross_validate``
+scores it on held-out folds).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 TIERS = ("simple", "medium", "complex")
 PRESETS = {
@@ -124,3 +128,83 @@ def rule_accuracy(pairs=None) -> dict:
     return {"questions": n, "accuracy": sum(confusion[t][t] for t in TIERS) / n if n else None,
             "per_tier": per_tier, "complex_as_simple": confusion["complex"]["simple"] / hard if hard else None,
             "confusion": confusion}
+
+
+# ----------------------------------------------------------------------------- the learned classifier
+
+_DIM = 512  # hashed word and word-pair features
+
+
+def _features(question: str) -> np.ndarray:
+    """Hashed unigrams and bigrams of the lower-cased words, the words' count in 5 buckets, and the
+    rules' tier (one-hot): the classifier starts from the rules and learns where they are wrong."""
+    import zlib
+
+    words = " ".join(question.lower().replace("?", " ").replace(",", " ").split()).split()
+    f = np.zeros(_DIM + 5 + len(TIERS))
+    for t in words + [a + " " + b for a, b in zip(words, words[1:])]:
+        f[zlib.crc32(t.encode()) % _DIM] += 1.0
+    f[_DIM + min(4, len(words) // 4)] = 1.0
+    f[_DIM + 5 + question_tier(question).index] = 3.0
+    return f
+
+
+class TierClassifier:
+    """Multinomial logistic regression over ``_features``: ``predict(question)`` -> Tier."""
+
+    def __init__(self, weights: np.ndarray | None = None):
+        self.weights = np.zeros((_DIM + 5 + len(TIERS) + 1, len(TIERS))) if weights is None else np.asarray(weights)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return np.hstack([x, np.ones((len(x), 1))]) @ self.weights
+
+    def fit(self, pairs, *, epochs: int = 300, lr: float = 0.5, l2: float = 1e-3) -> "TierClassifier":
+        """Full-batch gradient descent on the cross-entropy of (question, tier) pairs (deterministic)."""
+        x = np.stack([_features(q) for q, _ in pairs])
+        y = np.array([TIERS.index(t) for _, t in pairs])
+        onehot = np.eye(len(TIERS))[y]
+        xb = np.hstack([x, np.ones((len(x), 1))])
+        for _ in range(epochs):
+            z = xb @ self.weights
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            self.weights -= lr * (xb.T @ (p - onehot) / len(x) + l2 * self.weights)
+        return self
+
+    def predict(self, question: str) -> Tier:
+        if not isinstance(question, str) or not question.strip():
+            raise TypeError(f"question: expected a non-empty str; got {question!r}")
+        z = self._logits(_features(question)[None])[0]
+        return Tier(TIERS[int(np.argmax(z))], ("learned classifier",))
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps({"tiers": list(TIERS), "features": _DIM, "weights": self.weights.tolist()}))
+
+    @classmethod
+    def load(cls, path) -> "TierClassifier":
+        try:
+            data = json.loads(Path(path).read_text())
+            w = np.asarray(data["weights"], np.float64)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"tier classifier {str(path)!r}: not a saved TierClassifier ({e})") from None
+        if tuple(data.get("tiers", ())) != TIERS or w.shape != (_DIM + 5 + len(TIERS) + 1, len(TIERS)):
+            raise ValueError(f"tier classifier {str(path)!r}: made for other tiers or features")
+        return cls(w)
+
+
+def cross_validate(pairs, folds: int = 5, seed: int = 0) -> dict:
+    """The classifier's accuracy on held-out folds (``rule_accuracy``'s keys), trained on the rest."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pairs))
+    confusion = {t: {u: 0 for u in TIERS} for t in TIERS}
+    for k in range(folds):
+        held = set(order[k::folds].tolist())
+        clf = TierClassifier().fit([p for i, p in enumerate(pairs) if i not in held])
+        for i in held:
+            q, t = pairs[i]
+            confusion[t][clf.predict(q).name] += 1
+    n = len(pairs)
+    hard = sum(confusion["complex"].values())
+    return {"questions": n, "accuracy": sum(confusion[t][t] for t in TIERS) / n,
+            "per_tier": {t: confusion[t][t] / max(1, sum(confusion[t].values())) for t in TIERS},
+            "complex_as_simple": confusion["complex"]["simple"] / hard if hard else None, "confusion": confusion}
