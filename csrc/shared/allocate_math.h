@@ -48,13 +48,6 @@ ARRCOC_HD float balance_hidden1(const ::arrcoc::BalanceWeights& w, int k, float 
   return w.W1[3 * k] * info + w.W1[3 * k + 1] * sal + w.W1[3 * k + 2] * query + w.b1[k];
 }
 
-// Unroll a loop on the device: sums indexed by constants stay in registers, not local memory.
-#if defined(__CUDA_ARCH__)
-#define ARRCOC_DEVICE_UNROLL _Pragma("unroll")
-#else
-#define ARRCOC_DEVICE_UNROLL
-#endif
-
 // raw = sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3) for x = (info, salience, query).
 // The 128 -> 64 layer runs in chunks of Chunk outputs that feed the output sum chunk by chunk: only
 // Chunk sums are live. The CPU takes one chunk of 64 (vector lanes) and stores layer 1, computed

@@ -18,6 +18,13 @@
 #define ARRCOC_SPAN_LOOP _Pragma("GCC unroll 1")
 #endif
 
+// Unroll a loop on the device: arrays indexed by constants stay in registers, not local memory.
+#if defined(__CUDA_ARCH__)
+#define ARRCOC_DEVICE_UNROLL _Pragma("unroll")
+#else
+#define ARRCOC_DEVICE_UNROLL
+#endif
+
 namespace arrcoc::math {
 
 ARRCOC_HD int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }

@@ -65,19 +65,38 @@ ARRCOC_HD float histogram_total(int k, float n, float msum) { return k >= 16 && 
 // Descriptor from a raw histogram (one loop per part, so each vectorizes).
 ARRCOC_HD void normalize_histogram(const float* raw, float* out) {
   const float n = raw[kDescriptorDims], msum = raw[kDescriptorDims + 1];
+  ARRCOC_DEVICE_UNROLL
   for (int k = 0; k < 16; ++k) out[k] = histogram_value(raw[k], histogram_total(k, n, msum));
+  ARRCOC_DEVICE_UNROLL
   for (int k = 16; k < 24; ++k) out[k] = histogram_value(raw[k], histogram_total(k, n, msum));
+  ARRCOC_DEVICE_UNROLL
   for (int k = 24; k < 32; ++k) out[k] = histogram_value(raw[k], histogram_total(k, n, msum));
+}
+
+// hist[bin] += v on the device: every bin is updated at a constant index (adding +0.0 to the
+// others: bins are sums from +0.0, so they are unchanged bit for bit), which keeps the histogram in
+// registers; a data-dependent index would put it in local memory.
+template <int Bins>
+ARRCOC_HD void add_to_bin(float* hist, int bin, float v) {
+  ARRCOC_DEVICE_UNROLL
+  for (int k = 0; k < Bins; ++k) hist[k] += k == bin ? v : 0.0f;
 }
 
 // Adds level-1 texel t to a raw histogram's 32 bins; returns its gradient magnitude (for the
 // magnitude sum).
 template <typename T>
 ARRCOC_HD float add_texel(const DescriptorPlanes<T>& P, int64_t t, float* hist) {
+#if defined(__CUDA_ARCH__)
+  add_to_bin<16>(hist, opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t)), 1.0f);
+  const float m = load_texel(P.mag + t);
+  add_to_bin<kOrientBins>(hist + 16, orientation_bin(load_texel(P.gx + t), load_texel(P.gy + t)), m);
+  add_to_bin<kLumBins>(hist + 24, luminance_bin(load_texel(P.lum + t)), 1.0f);
+#else  // the CPU indexes its histogram (on the stack) directly
   hist[opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t))] += 1.0f;
   const float m = load_texel(P.mag + t);
   hist[16 + orientation_bin(load_texel(P.gx + t), load_texel(P.gy + t))] += m;
   hist[24 + luminance_bin(load_texel(P.lum + t))] += 1.0f;
+#endif
   return m;
 }
 
@@ -86,6 +105,7 @@ ARRCOC_HD float add_texel(const DescriptorPlanes<T>& P, int64_t t, float* hist) 
 template <typename T>
 ARRCOC_HD void cell_histogram(const DescriptorPlanes<T>& P, int bi, int bj, int cell, float* raw) {
   float* hist = raw;
+  ARRCOC_DEVICE_UNROLL
   for (int k = 0; k < kDescriptorDims; ++k) hist[k] = 0.0f;
   float n = 0.0f, msum = 0.0f;
   const int i1 = cell * bi + cell < P.h1 ? cell * bi + cell : P.h1;

@@ -80,18 +80,21 @@ ARRCOC_HD math::DescriptorPlanes<T> descriptor_planes(const void* const* l1, int
 template <typename T, int N>
 ARRCOC_HD void layout_histogram_8px(const LayoutParams& p, int ci, int cj0, int count) {
   const math::DescriptorPlanes<T> P = descriptor_planes<T>(p.l1, p.w1, p.h1);
-  float hist[N][math::kRawHistogram];
-  for (int x = 0; x < count; ++x)
+  float hist[N][math::kRawHistogram];  // on the device (N = 1) in registers: constant indices only
+  for (int x = 0; x < count; ++x) {
+    ARRCOC_DEVICE_UNROLL
     for (int k = 0; k < math::kRawHistogram; ++k) hist[x][k] = 0.0f;
+  }
   const int i0 = 4 * ci, i1 = i0 + 4 < p.h1 ? i0 + 4 : p.h1;
   const int j0 = 4 * cj0, j1 = 4 * (cj0 + count) < p.w1 ? 4 * (cj0 + count) : p.w1;
   for (int i = i0; i < i1; ++i)
     for (int j = j0; j < j1; ++j) {
-      float* h = hist[(j - j0) >> 2];
+      float* h = hist[N == 1 ? 0 : (j - j0) >> 2];
       h[math::kDescriptorDims + 1] += math::add_texel(P, static_cast<int64_t>(i) * p.w1 + j, h);
       h[math::kDescriptorDims] += 1.0f;
     }
   const int64_t plane = static_cast<int64_t>(p.hc[0]) * p.wc[0], q0 = static_cast<int64_t>(ci) * p.wc[0] + cj0;
+  ARRCOC_DEVICE_UNROLL
   for (int k = 0; k < math::kRawHistogram; ++k)
     for (int x = 0; x < count; ++x) p.raw[0][k * plane + q0 + x] = hist[x][k];
 }
