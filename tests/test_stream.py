@@ -196,6 +196,12 @@ def test_cli_run_and_bench(tmp_path):
     assert r.returncode == 0 and "frames: 12" in r.stdout, r.stderr
     r = _cli(["run", "missing.mp4"], tmp_path)
     assert r.returncode != 0 and "does not exist" in r.stderr
+    r = _cli(["bench", "in.mp4", "--frames", "5"], tmp_path)  # a video: packet to token pack, split
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[1]: float(line.split()[2]) for line in r.stdout.splitlines()
+            if line.startswith("cpu ") and "fps" not in line}
+    assert {"decode", "convert", "texture", "cascade", "allocate_and_gather", "pipeline", "packet_to_pack"} <= set(rows)
+    assert rows["packet_to_pack"] >= rows["pipeline"] >= rows["texture"] > 0 and "96x64" in r.stdout
     r = _cli(["bench", "--size", "160x120", "--frames", "5"], tmp_path)
     assert r.returncode == 0 and "fps (p50)" in r.stdout and "allocate_and_gather" in r.stdout, r.stderr
 
