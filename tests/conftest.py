@@ -70,6 +70,17 @@ def pytest_report_header(config):
             f"{arrcoc_rt._native.cuda_device_count() if arrcoc_rt.cuda_built() else 0} GPU(s)"]
 
 
+@pytest.fixture(scope="session")
+def llava_dir(tmp_path_factory):
+    """A tiny random LLaVA-1.5 checkpoint folder (tests/vlm_models.py), built once per session;
+    skips without torch, transformers and tokenizers."""
+    for module in ("torch", "transformers", "tokenizers"):
+        pytest.importorskip(module)
+    from vlm_models import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+
+
 @pytest.fixture
 def rng(request):
     """A fresh random generator per test and run; the seed is printed so failures reproduce."""

@@ -232,16 +232,6 @@ def test_uniform_is_average_pooling_and_visionzip_evs_select_as_documented():
 
 
 @pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    pytest.importorskip("tokenizers")
-    from vlm_models import build_tiny_llava
-
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava_exp"))
-
-
-@pytest.fixture(scope="module")
 def adapter(llava_dir):
     from arrcoc_rt.vlm import make_adapter
 

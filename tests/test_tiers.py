@@ -49,16 +49,6 @@ def test_labelled_files_are_checked(tmp_path):
         tiers.load_labelled(p)
 
 
-@pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    pytest.importorskip("tokenizers")
-    from vlm_models import build_tiny_llava
-
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
-
-
 def _frame(seed=0):
     rng = np.random.default_rng(seed)
     f = (rng.random((96, 160, 3)) * 60).astype(np.uint8)

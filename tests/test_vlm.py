@@ -14,13 +14,6 @@ W, H = 128, 96
 
 
 @pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    from vlm_models import build_tiny_llava  # tests/vlm_models.py, shared with test_experiment.py
-
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
-
-
-@pytest.fixture(scope="module")
 def adapter(llava_dir):
     return make_adapter(f"llava:{llava_dir}", device="cpu")
 
