@@ -229,8 +229,11 @@ def test_cli_ctrl_c_prints_a_summary(tmp_path):
 
     frames = sample_frames(160, 120, 2) * 1500
     write_video(tmp_path / "long.mp4", frames)
+    # A shell's background job ignores SIGINT, and Python keeps an ignored SIGINT ignored: the child
+    # starts with the default disposition, as a command typed at a terminal does.
     p = subprocess.Popen([sys.executable, "-m", "arrcoc_rt.cli", "run", "long.mp4", "--device", "cpu", "--quiet",
-                          "--jsonl", "t.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--jsonl", "t.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:  # signal once a few frames are done, long before the 3000th
         jsonl = tmp_path / "t.jsonl"
