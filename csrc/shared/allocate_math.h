@@ -166,8 +166,9 @@ ARRCOC_HD int quantize_lod_held(float b, int held, float band) {
   return b >= static_cast<float>(held) - band && b < next + band ? held : q;
 }
 
-// Mip level of a level of detail: 400 -> 0, 384/256 -> 1, 128 -> 2, 64 -> 3.
-ARRCOC_HD int lod_level(int lod) { return lod >= 400 ? 0 : lod >= 256 ? 1 : lod >= 128 ? 2 : 3; }
+// Mip level of a level of detail, seed 004's thresholds: >= 300 -> 0 (400, 384), >= 200 -> 1 (256),
+// >= 100 -> 2 (128), else 3 (64).
+ARRCOC_HD int lod_level(int lod) { return lod >= 300 ? 0 : lod >= 200 ? 1 : lod >= 100 ? 2 : 3; }
 
 // Centre of the existing part of patch p (edge patches are partial), in pixels.
 ARRCOC_HD void patch_centre(int p, int w4, int width, int height, float* x, float* y) {

@@ -88,7 +88,7 @@ class FrameResult:
     frame_index: int
     glimpses: np.ndarray      # [N, 3, P, P] float32 RGB glimpses at each token's mip level
     positions: np.ndarray     # [N, 2] float32 centre (x, y) in pixels
-    levels: np.ndarray        # [N] int32 mip level (400 -> 0, 256/384 -> 1, 128 -> 2, 64 -> 3)
+    levels: np.ndarray        # [N] int32 mip level (400/384 -> 0, 256 -> 1, 128 -> 2, 64 -> 3)
     budgets: np.ndarray       # [N] int32 level of detail (64..400)
     kinds: np.ndarray         # [N] int32: 0 gestalt, 1 saccade, -1 padding
     scores: np.ndarray        # [N] float32 selection key of saccades

@@ -467,7 +467,7 @@ def _exact_sums(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- stages 3-5: scores, balance, temporal, allocation
 
 LODS = (64, 128, 256, 384, 400)
-LOD_LEVEL = {400: 0, 384: 1, 256: 1, 128: 2, 64: 3}
+LOD_LEVEL = {400: 0, 384: 0, 256: 1, 128: 2, 64: 3}  # seed 004: >= 300 -> 0, >= 200 -> 1, >= 100 -> 2
 PATCH = 16
 
 
