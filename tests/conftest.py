@@ -70,6 +70,20 @@ def pytest_report_header(config):
             f"{arrcoc_rt._native.cuda_device_count() if arrcoc_rt.cuda_built() else 0} GPU(s)"]
 
 
+def write_video(path, frames, codec="mpeg4", rate=10, container_format=None):
+    """Encodes H x W x 3 uint8 frames into a real video file with PyAV (yuv420p); returns ``path``."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w", format=container_format) as c:
+        s = c.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
 @pytest.fixture(scope="session")
 def llava_dir(tmp_path_factory):
     """A tiny random LLaVA-1.5 checkpoint folder (tests/vlm_models.py), built once per session;

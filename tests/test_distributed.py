@@ -21,20 +21,10 @@ import arrcoc_rt  # noqa: E402
 from arrcoc_rt.distributed import FramePack, read_parquet, run_batch, run_many  # noqa: E402
 from arrcoc_rt.distributed.worker import StreamWorker  # noqa: E402
 from arrcoc_rt.samples import demo_clip  # noqa: E402
+from conftest import write_video  # noqa: E402
 
 CUTS = (8, 11, 14, 17)  # scene cut of clip i (its first frame of the second shot)
 FRAMES = (30, 26, 34, 28)
-
-
-def write_video(path, frames, rate=10):
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=rate)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
-    return str(path)
 
 
 class LiveCamera(threading.Thread):
@@ -91,7 +81,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
-    return [write_video(d / f"clip{i}.mp4", demo_clip(160, 120, frames=n, cut_at=c))
+    return [str(write_video(d / f"clip{i}.mp4", demo_clip(160, 120, frames=n, cut_at=c)))
             for i, (n, c) in enumerate(zip(FRAMES, CUTS))]
 
 

@@ -23,22 +23,13 @@ import arrcoc_rt
 from arrcoc_rt.samples import demo_clip, sample_frames
 from arrcoc_rt.visualize import LOD_COLOURS, OVERLAY_LAYERS, budget_per_patch, overlay
 
+from conftest import write_video
+
 av = pytest.importorskip("av")
 
 W, H = 320, 240
 # The green triangle of sample_frames(320, 240): it stays still while the disc moves below it.
 TRIANGLE = (224, 72, 288, 139)
-
-
-def _video(path, frames, rate=10):
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=rate)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
-    return path
 
 
 def _share_in(result, box) -> float:
@@ -139,7 +130,7 @@ def test_session_settings_and_an_exemplar_box_move_the_saccades():
 
 
 def test_cli_run_draws_the_layers_asked_for(tmp_path):
-    _video(tmp_path / "in.mp4", sample_frames(96, 64, 3))
+    write_video(tmp_path / "in.mp4", sample_frames(96, 64, 3))
     run = [sys.executable, "-m", "arrcoc_rt.cli", "run", "in.mp4", "--device", "cpu", "--quiet"]
     r = subprocess.run(run + ["--png-dir", "all"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -203,8 +194,8 @@ def test_the_page_in_a_real_browser(tmp_path):
     from arrcoc_rt.serve.app import build_app, launch
 
     t_start = time.monotonic()
-    video = _video(tmp_path / "clip.mp4", sample_frames(W, H, 40, step=(4, 0)))
-    server_clip = _video(tmp_path / "server.mp4", sample_frames(160, 120, 20))
+    video = write_video(tmp_path / "clip.mp4", sample_frames(W, H, 40, step=(4, 0)))
+    server_clip = write_video(tmp_path / "server.mp4", sample_frames(160, 120, 20))
     port = _free_port()
     app = build_app(ServeConfig(source=str(server_clip), device="cpu"), port=port)
     launch(app, block=False, quiet=True)

@@ -13,18 +13,9 @@ import pytest
 import arrcoc_rt
 from arrcoc_rt.samples import sample_frames
 
+from conftest import write_video
+
 av = pytest.importorskip("av")
-
-
-def write_video(path, frames, codec="mpeg4", rate=25, container_format=None):
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container_format) as c:
-        s = c.add_stream(codec, rate=rate)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
-    return path
 
 
 def clip_with_cuts(w, h, n=24):
@@ -53,7 +44,7 @@ def slow_consume(src, delay=0.003):
 
 
 def test_drop_counts_add_up_exactly(tmp_path):
-    path = write_video(tmp_path / "clip.mp4", clip_with_cuts(64, 48, 120))
+    path = write_video(tmp_path / "clip.mp4", clip_with_cuts(64, 48, 120), rate=25)
     with arrcoc_rt.open(path, live=True, on_full="drop", queue_size=2) as src:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -67,7 +58,7 @@ def test_drop_counts_add_up_exactly(tmp_path):
 
 
 def test_block_drops_nothing_and_every_frame_is_processed(tmp_path):
-    path = write_video(tmp_path / "clip.mp4", clip_with_cuts(64, 48, 120))
+    path = write_video(tmp_path / "clip.mp4", clip_with_cuts(64, 48, 120), rate=25)
     for live in (False, True):
         with arrcoc_rt.open(path, live=live, on_full="block", queue_size=2) as src:
             processed = slow_consume(src)
@@ -76,7 +67,7 @@ def test_block_drops_nothing_and_every_frame_is_processed(tmp_path):
 
 
 def test_accounting_with_corrupt_packets_and_early_close(tmp_path):
-    path = write_video(tmp_path / "clip.ts", clip_with_cuts(128, 96, 60), container_format="mpegts")
+    path = write_video(tmp_path / "clip.ts", clip_with_cuts(128, 96, 60), rate=25, container_format="mpegts")
     data = bytearray(path.read_bytes())
     rng = np.random.default_rng(0)
     for pos in rng.integers(len(data) // 4, 3 * len(data) // 4, 40):
@@ -113,7 +104,7 @@ def test_accounting_with_corrupt_packets_and_early_close(tmp_path):
 
 def decoded_clip(tmp_path, w, h):
     """A real encoded clip with cuts, decoded once: yuv420p av.VideoFrames."""
-    path = write_video(tmp_path / f"clip_{w}x{h}.mp4", clip_with_cuts(w, h, 30))
+    path = write_video(tmp_path / f"clip_{w}x{h}.mp4", clip_with_cuts(w, h, 30), rate=25)
     with arrcoc_rt.open(path) as src:
         frames = list(src)
     assert len(frames) == 30

@@ -12,19 +12,10 @@ import pytest
 import arrcoc_rt
 from arrcoc_rt.samples import sample_frames
 
+from conftest import write_video
+
 av = pytest.importorskip("av")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_video(path, frames, codec="mpeg4", rate=10, container_format=None):
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container_format) as c:
-        s = c.add_stream(codec, rate=rate)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
-    return path
 
 
 @pytest.mark.parametrize("size", [(97, 65), (320, 240), (33, 17)], ids=["97x65", "320x240", "33x17"])

@@ -53,6 +53,20 @@ def torch_dtype(torch, dtype, device, cuda_default):
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
+def checkpoint_folder(path, name: str) -> Path:
+    """``path`` as a local checkpoint folder of a ``name`` model, after checking that torch and
+    transformers import: ValueError saying which is missing otherwise."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise ValueError(f"vlm: {name} needs torch and transformers: pip install torch==2.13.0 transformers") from None
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"vlm: {name} checkpoint folder {str(p)!r} does not exist")
+    return p
+
+
 def check_model_type(folder: Path, expected: str) -> None:
     """A checkpoint folder's config.json, if it has one, must name ``expected`` as its model_type."""
     cfg_file = folder / "config.json"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
-from .base import VLMAdapter, check_frames, check_model_type, host, torch_dtype
+from .base import VLMAdapter, check_frames, check_model_type, checkpoint_folder, host, torch_dtype
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -75,14 +74,10 @@ class LlavaAdapter(VLMAdapter):
         """A LLaVA checkpoint folder (model + tokenizer, ``from_pretrained(local_files_only=True)``).
         ``dtype`` None: float16 on CUDA, float32 on the CPU. Raises ValueError when the folder is
         missing or does not hold a LLaVA model."""
-        try:
-            import torch
-            from transformers import AutoTokenizer, LlavaForConditionalGeneration
-        except ImportError:
-            raise ValueError("vlm: LLaVA needs torch and transformers: pip install torch==2.13.0 transformers") from None
-        p = Path(path)
-        if not p.is_dir():
-            raise ValueError(f"vlm: LLaVA checkpoint folder {str(p)!r} does not exist")
+        p = checkpoint_folder(path, "LLaVA")
+        import torch
+        from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
         check_model_type(p, "llava")
         dtype = torch_dtype(torch, dtype, device, torch.float16)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}

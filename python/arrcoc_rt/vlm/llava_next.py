@@ -3,11 +3,10 @@ arrcoc_rt tokens."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from .base import check_frames, check_model_type, host, token_cells, torch_dtype
+from .base import check_frames, check_model_type, checkpoint_folder, host, token_cells, torch_dtype
 from .llava import DEFAULT_TEMPLATE, LlavaAdapter
 
 
@@ -57,15 +56,10 @@ class LlavaNextAdapter(LlavaAdapter):
         """A LLaVA-NeXT checkpoint folder (model, tokenizer and image processor,
         ``from_pretrained(local_files_only=True)``). ``dtype`` None: float16 on CUDA, float32 on the
         CPU. Raises ValueError when the folder is missing or does not hold a LLaVA-NeXT model."""
-        try:
-            import torch
-            from transformers import AutoImageProcessor, AutoTokenizer, LlavaNextForConditionalGeneration
-        except ImportError:
-            raise ValueError("vlm: LLaVA-NeXT needs torch and transformers: "
-                             "pip install torch==2.13.0 transformers") from None
-        p = Path(path)
-        if not p.is_dir():
-            raise ValueError(f"vlm: LLaVA-NeXT checkpoint folder {str(p)!r} does not exist")
+        p = checkpoint_folder(path, "LLaVA-NeXT")
+        import torch
+        from transformers import AutoImageProcessor, AutoTokenizer, LlavaNextForConditionalGeneration
+
         check_model_type(p, "llava_next")
         dtype = torch_dtype(torch, dtype, device, torch.float16)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}

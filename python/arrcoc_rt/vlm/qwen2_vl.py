@@ -4,11 +4,10 @@ Qwen2_5_VLForConditionalGeneration, unmodified) fed with arrcoc_rt tokens."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
-from .base import VLMAdapter, check_frames, host, token_cells, torch_dtype
+from .base import VLMAdapter, check_frames, checkpoint_folder, host, token_cells, torch_dtype
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
 # adapter puts the visual tokens, between the vision start / end markers.
@@ -106,16 +105,11 @@ class Qwen2VLAdapter(VLMAdapter):
         ``from_pretrained(local_files_only=True)``). ``dtype`` None: bfloat16 on CUDA (the dtype
         Qwen's checkpoints ship in), float32 on the CPU. ``model_type`` ('qwen2_vl' or 'qwen2_5_vl')
         insists on that kind. Raises ValueError when the folder is missing or holds another model."""
-        try:
-            import torch
-            import transformers
-            from transformers import AutoImageProcessor, AutoTokenizer
-        except ImportError:
-            raise ValueError("vlm: Qwen2-VL needs torch and transformers: "
-                             "pip install torch==2.13.0 transformers") from None
-        p = Path(path)
-        if not p.is_dir():
-            raise ValueError(f"vlm: Qwen2-VL checkpoint folder {str(p)!r} does not exist")
+        p = checkpoint_folder(path, "Qwen2-VL")
+        import torch
+        import transformers
+        from transformers import AutoImageProcessor, AutoTokenizer
+
         cfg_file = p / "config.json"
         if not cfg_file.exists():
             raise ValueError(f"vlm: {str(p)!r} has no config.json; expected a Qwen2-VL checkpoint folder")
