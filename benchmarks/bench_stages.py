@@ -96,7 +96,8 @@ def test_allocate_gather_torch(benchmark, pipeline_after_two_frames):
         with torch.no_grad():
             h = torch.nn.functional.linear(scores, wts["W1"].reshape(128, 3), wts["b1"])
             h = torch.relu(torch.nn.functional.layer_norm(h, (128,), wts["ln_gamma"], wts["ln_beta"]))
-            h = torch.relu(torch.nn.functional.linear(h, wts["W2"].reshape(64, 128), wts["b2"]))
+            h = torch.nn.functional.linear(h, wts["W2"].reshape(64, 128), wts["b2"])
+            h = torch.relu(torch.nn.functional.layer_norm(h, (64,), wts["ln2_gamma"], wts["ln2_beta"]))
             raw = torch.sigmoid(h @ wts["W3"].reshape(64) + wts["b3"].reshape(()))
             k = max(1, min(50, len(raw) // 5))
             d = torch.cdist(xy, xy[torch.topk(raw, k).indices]).min(1).values

@@ -15,7 +15,7 @@ import arrcoc_rt
 from arrcoc_rt import reference as R
 from conftest import devices, host, real_image
 
-LEVEL4 = (3, 5, 9, 10, 11, 12, 14, 33, 35, 36)
+LEVEL4 = (3, 5, 8, 9, 10, 11, 12, 14, 33, 35, 36)
 
 
 def _history(result):
@@ -105,7 +105,7 @@ def test_stages_match_reference_over_a_clip(device, size, rng):
 
 
 @pytest.mark.parametrize("device", devices())
-@pytest.mark.parametrize("strategy", ["balanced", "random", "saliency", "query"])
+@pytest.mark.parametrize("strategy", ["balanced", "random", "saliency", "query", "sobel"])
 def test_strategies_match_reference_on_a_photo(device, strategy):
     img = real_image("astronaut")
     h, w = img.shape[:2]
@@ -250,6 +250,42 @@ def test_default_mlp_is_the_mean_of_the_scores():
     assert np.abs(raw - x.mean(axis=1)).max() < 2e-3
 
 
+def test_second_layernorm_is_applied_and_old_files_are_refused(tmp_path):
+    """Seed 004's balancer has a LayerNorm after both hidden layers: its parameters change the
+    backends' raw scores as the reference's; a file from before it existed is refused by name."""
+    w = arrcoc_rt.default_weights()
+    rng = np.random.default_rng(5)
+    w2 = dict(w, ln2_gamma=rng.uniform(0.5, 2.0, 64).astype(np.float32),
+              ln2_beta=rng.normal(0, 0.5, 64).astype(np.float32), W3=rng.normal(0, 0.3, (1, 64)).astype(np.float32))
+    img = real_image("chelsea")
+    h, wd = img.shape[:2]
+    pipe = arrcoc_rt.Pipeline(wd, h, device="cpu", weights=w2)
+    r = pipe.process(img)
+    _compare(pipe, r, _reference_for(pipe, r, None))
+    x = rng.random((64, 3))
+    assert not np.allclose(R.mlp_raw(w2, *x.T), R.mlp_raw(dict(w2, ln2_beta=w["ln2_beta"]), *x.T), atol=1e-3)
+    old = {k: v for k, v in w.items() if not k.startswith("ln2_")}
+    np.savez(tmp_path / "old.npz", **old)
+    with pytest.raises(ValueError, match=r"missing \['ln2_beta', 'ln2_gamma'\].*before the balancer had a LayerNorm"):
+        arrcoc_rt.Pipeline(64, 48, device="cpu", weights=tmp_path / "old.npz")
+
+
+def test_sobel_strategy_ranks_by_edge_magnitude():
+    """Seed 000's saliency baseline: saccades on the candidates with the largest mean Sobel
+    magnitude (channel 8 at level 4), best first, with levels of detail from its min-max key."""
+    img = real_image("astronaut")
+    h, w = img.shape[:2]
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", strategy="sobel", saccades=40)
+    r = pipe.process(img)
+    edge = np.asarray(r.texture.channel(8, 4), np.float64).ravel()
+    cand = r.candidates[r.candidates >= 0]
+    chosen = r.patches[r.kinds == 1]
+    assert len(chosen) == 40
+    assert np.all(np.diff(edge[chosen]) <= 0), "best first"
+    assert edge[chosen].min() >= np.sort(edge[cand])[-40]
+    assert r.budgets[r.kinds == 1][0] == 400  # the largest magnitude has key 1
+
+
 def test_gather_features_matches_reference():
     img = real_image("coffee")
     h, w = img.shape[:2]
@@ -269,6 +305,7 @@ def test_gather_features_matches_reference():
     (dict(saccades=2000), ValueError, r"saccades: 2000 is out of range"),
     (dict(total_budget=1000), ValueError, r"total_budget: 1000 cannot hold the 256 gestalt tokens"),
     (dict(decay=1.5), ValueError, r"decay: 1.5 is out of range; expected \[0.0, 1.0\]"),
+    (dict(offset=0.5), ValueError, r"offset: 0.5 is out of range; expected \[-0.3, 0.3\]"),
     (dict(gestalt_lod=100), ValueError, r"gestalt_lod: 100 is not a level of detail"),
     (dict(top_clusters=30, patches_per_cluster=50), ValueError, r"1500 candidates; expected at most 1024"),
     (dict(budget=5), TypeError, r"unknown option"),

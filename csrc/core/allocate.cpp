@@ -17,12 +17,13 @@
 namespace arrcoc {
 
 BalanceWeights default_balance_weights() noexcept {
-  // raw = mean(info, salience, query) within ~1.5e-3: +-m on two first-layer units (LayerNorm mean
-  // exactly 0; the small scale keeps it linear), 63 ReLU hinges building logit(m), the final
-  // sigmoid undoing it. See python/arrcoc_rt/weights.py.
+  // raw = mean(info, salience, query) within ~1.5e-3: +-m on two first-layer units (LayerNorm 1's
+  // mean exactly 0; the small scale keeps it linear), 63 ReLU hinges of the second layer building
+  // logit(m) plus one unit that balances their sum (LayerNorm 2's mean 0; a smaller scale keeps
+  // it linear too), the final sigmoid undoing it. See python/arrcoc_rt/weights.py.
   BalanceWeights w;
   std::memset(&w, 0, sizeof(w));
-  const double scale = 1e-3, eps = 1e-5;
+  const double scale = 1e-3, scale2 = 1e-5, eps = 1e-5;
   auto g = [&](double m) {
     const double u = scale * m;
     return u / std::sqrt(2.0 * u * u / 128.0 + eps);
@@ -36,20 +37,25 @@ BalanceWeights default_balance_weights() noexcept {
     w.W1[3 + c] = static_cast<float>(-scale / 3.0);
   }
   for (int k = 0; k < 128; ++k) w.ln_gamma[k] = 1.0f;
+  for (int j = 0; j < 64; ++j) w.ln2_gamma[j] = 1.0f;
   constexpr int kKnots = 63;
-  double gk[kKnots + 1], target[kKnots + 1], slope_prev = 0.0;
+  double gk[kKnots + 1], target[kKnots + 1], slope_prev = 0.0, knot_sum = 0.0;
   for (int k = 0; k <= kKnots; ++k) {
     const double t = static_cast<double>(k) / kKnots;
     gk[k] = g(t);
     target[k] = logit(t);
   }
+  const double unit = scale2 / std::sqrt(eps);  // a hinge's slope in g after LayerNorm 2
   for (int k = 0; k < kKnots; ++k) {
-    w.W2[k * 128] = 1.0f;
-    w.b2[k] = static_cast<float>(-gk[k]);
+    w.W2[k * 128] = static_cast<float>(scale2);
+    w.b2[k] = static_cast<float>(-scale2 * gk[k]);
+    knot_sum += static_cast<double>(w.b2[k]);
     const double slope = (target[k + 1] - target[k]) / (gk[k + 1] - gk[k]);
-    w.W3[k] = static_cast<float>(slope - slope_prev);
+    w.W3[k] = static_cast<float>((slope - slope_prev) / unit);
     slope_prev = slope;
   }
+  w.W2[kKnots * 128] = static_cast<float>(-scale2 * kKnots);  // the balancing unit (its W3 is 0)
+  w.b2[kKnots] = static_cast<float>(-knot_sum);
   w.b3 = static_cast<float>(target[0]);
   w.mix[0] = 0.4f;
   w.mix[1] = 0.3f;
@@ -81,9 +87,9 @@ Status check_config(const AllocatorConfig& c) {
                                             " is out of range; expected at least the gestalt tokens' " +
                                             std::to_string(gestalt) + " and at most 10000000");
   if (!(std::fabs(c.steepness) <= 20.0f)) return range("steepness", c.steepness, -20, 20);
-  if (!(std::fabs(c.offset) <= 1.0f)) return range("offset", c.offset, -1, 1);
-  if (static_cast<int>(c.strategy) < 0 || static_cast<int>(c.strategy) > 3)
-    return bad(StatusCode::kInvalidArgument, "strategy must be balanced, random, saliency or query");
+  if (!(std::fabs(c.offset) <= 0.3f)) return range("offset", c.offset, -0.3, 0.3);
+  if (static_cast<int>(c.strategy) < 0 || static_cast<int>(c.strategy) > 4)
+    return bad(StatusCode::kInvalidArgument, "strategy must be balanced, random, saliency, query or sobel");
   const float unit[] = {c.decay, c.motion_boost, c.motion_threshold, c.cut_motion, c.cut_share, c.cut_correlation};
   const char* names[] = {"decay", "motion_boost", "motion_threshold", "cut_motion", "cut_share", "cut_correlation"};
   for (int i = 0; i < 6; ++i)

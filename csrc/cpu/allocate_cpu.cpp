@@ -65,8 +65,9 @@ void run_typed(const AllocateParams& p) {
   // Stage 3: robust bounds per component, then the three scores and the MLP.
   for (int c = 0; c < kNumComp; ++c) {
     const float* v = p.feat[component_feature(c)];
-    p.lohi[2 * c] = n ? sorted_at(v, n, math::low_index(n), p.div) : 0.0f;  // div: scratch until below
-    p.lohi[2 * c + 1] = n ? sorted_at(v, n, math::high_index(n), p.div) : 0.0f;
+    const bool rank = n && component_needed(p.cfg, c);
+    p.lohi[2 * c] = rank ? sorted_at(v, n, component_low_rank(c, n), p.div) : 0.0f;  // div: scratch until below
+    p.lohi[2 * c + 1] = rank ? sorted_at(v, n, component_high_rank(c, n), p.div) : 0.0f;
   }
   parallel_for(n, nt, [&](int i) { three_scores(p, i); });
   const float info_gain = math::repetition_gain(p.info, n);

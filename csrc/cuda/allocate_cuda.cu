@@ -90,11 +90,13 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   // robust bounds: the elements whose ascending rank is low_index / high_index
   for (int c = 0; c < kNumComp; ++c) {
     const float* v = p.feat[component_feature(c)];
-    if (mine) {
+    if (!component_needed(p.cfg, c)) {
+      if (i == 0) p.lohi[2 * c] = p.lohi[2 * c + 1] = 0.0f;
+    } else if (mine) {
       int r = 0;
       for (int j = 0; j < n; ++j) r += (v[j] < v[i] || (v[j] == v[i] && j < i)) ? 1 : 0;
-      if (r == math::low_index(n)) p.lohi[2 * c] = v[i];
-      if (r == math::high_index(n)) p.lohi[2 * c + 1] = v[i];
+      if (r == component_low_rank(c, n)) p.lohi[2 * c] = v[i];
+      if (r == component_high_rank(c, n)) p.lohi[2 * c + 1] = v[i];
     }
   }
   __syncthreads();

@@ -37,6 +37,8 @@ BalanceWeights weights_from_dict(const py::dict& d) {
   copy("ln_beta", w.ln_beta, 128);
   copy("W2", w.W2, 64 * 128);
   copy("b2", w.b2, 64);
+  copy("ln2_gamma", w.ln2_gamma, 64);
+  copy("ln2_beta", w.ln2_beta, 64);
   copy("W3", w.W3, 64);
   copy("b3", &w.b3, 1);
   copy("lambda_logits", w.lambda_logits, 3);
@@ -57,6 +59,8 @@ py::dict weights_to_dict(const BalanceWeights& w) {
   put("ln_beta", w.ln_beta, {128});
   put("W2", w.W2, {64, 128});
   put("b2", w.b2, {64});
+  put("ln2_gamma", w.ln2_gamma, {64});
+  put("ln2_beta", w.ln2_beta, {64});
   put("W3", w.W3, {1, 64});
   put("b3", &w.b3, {1});
   put("lambda_logits", w.lambda_logits, {3});

@@ -48,12 +48,13 @@ ARRCOC_HD float balance_hidden1(const ::arrcoc::BalanceWeights& w, int k, float 
   return w.W1[3 * k] * info + w.W1[3 * k + 1] * sal + w.W1[3 * k + 2] * query + w.b1[k];
 }
 
-// raw = sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3) for x = (info, salience, query).
-// The 128 -> 64 layer runs in chunks of Chunk outputs that feed the output sum chunk by chunk: only
-// Chunk sums are live. The CPU takes one chunk of 64 (vector lanes) and stores layer 1, computed
-// once in vector lanes; a GPU thread (64 registers under 1024 threads) takes smaller chunks and
-// recomputes layer 1 (3 inputs) where it reads it, so it keeps no array in local memory. Every sum
-// adds its terms in the same order (k = 0..127, then j = 0..63) whatever Chunk is: the same values.
+// raw = sigmoid(W3 ReLU(LN2(W2 ReLU(LN1(W1 x + b1)) + b2)) + b3) for x = (info, salience, query)
+// (seed 004: LayerNorm after both hidden layers; its dropout acts in training only).
+// The CPU (Chunk = 64) stores both layers, computed once in vector lanes. A GPU thread (64
+// registers under 1024 threads) keeps no array in local memory: it recomputes layer 1 (3 inputs)
+// where it reads it, and layer 2 in chunks of Chunk outputs, three times (its mean, its variance,
+// then the output sum). Every sum adds its terms in the same order (k = 0..127, j = 0..63) whatever
+// Chunk is: the same values.
 template <int Chunk = kHidden2>
 ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, float query) {
   static_assert(kHidden2 % Chunk == 0, "Chunk divides the second layer");
@@ -78,9 +79,8 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
   auto relu_norm = [&](float h, int k) { return maxf(0.0f, (h - mean) * inv * w.ln_gamma[k] + w.ln_beta[k]); };
   if constexpr (kStored)
     for (int k = 0; k < kHidden1; ++k) h1[k] = relu_norm(h1[k], k);
-  float out = w.b3;
-  for (int j0 = 0; j0 < kHidden2; j0 += Chunk) {
-    float a[Chunk];
+  // Layer 2's pre-activations j0 .. j0 + Chunk - 1 into a.
+  auto layer2 = [&](int j0, float* a) {
     ARRCOC_DEVICE_UNROLL
     for (int j = 0; j < Chunk; ++j) a[j] = w.b2[j0 + j];
     for (int k = 0; k < kHidden1; ++k) {
@@ -89,8 +89,31 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
       ARRCOC_DEVICE_UNROLL
       for (int j = 0; j < Chunk; ++j) a[j] += col[j] * h;
     }
+  };
+  float a[Chunk];
+  float mean2 = 0.0f;
+  for (int j0 = 0; j0 < kHidden2; j0 += Chunk) {
+    layer2(j0, a);
     ARRCOC_DEVICE_UNROLL
-    for (int j = 0; j < Chunk; ++j) out += w.W3[j0 + j] * maxf(0.0f, a[j]);
+    for (int j = 0; j < Chunk; ++j) mean2 += a[j];
+  }
+  mean2 /= static_cast<float>(kHidden2);
+  float var2 = 0.0f;
+  for (int j0 = 0; j0 < kHidden2; j0 += Chunk) {
+    if constexpr (!kStored) layer2(j0, a);
+    ARRCOC_DEVICE_UNROLL
+    for (int j = 0; j < Chunk; ++j) {
+      const float c = a[j] - mean2;
+      var2 += c * c;
+    }
+  }
+  const float inv2 = 1.0f / sqrtf(var2 / static_cast<float>(kHidden2) + kLayerNormEps);
+  float out = w.b3;
+  for (int j0 = 0; j0 < kHidden2; j0 += Chunk) {
+    if constexpr (!kStored) layer2(j0, a);
+    ARRCOC_DEVICE_UNROLL
+    for (int j = 0; j < Chunk; ++j)
+      out += w.W3[j0 + j] * maxf(0.0f, (a[j] - mean2) * inv2 * w.ln2_gamma[j0 + j] + w.ln2_beta[j0 + j]);
   }
   return sigmoidf(out);
 }

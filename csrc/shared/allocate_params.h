@@ -13,21 +13,30 @@ namespace arrcoc {
 
 // Features of a candidate: texture planes at level 4 (kFeatureChannel), then ones computed here.
 enum Feature {
-  kFeatEcc = 0, kFeatHighPass, kFeatMotion, kFeatSaliency, kFeatEdge, kFeatEntropy, kFeatQuery, kNumPlaneFeat,
+  kFeatEcc = 0, kFeatHighPass, kFeatMotion, kFeatSaliency, kFeatEdge, kFeatEntropy, kFeatQuery, kFeatSobel, kNumPlaneFeat,
   kFeatRelMotion = kNumPlaneFeat,  // |motion vector - the frame's mean| in patches: motion against the background's
   kNumFeat
 };
-constexpr int kFeatureChannel[kNumPlaneFeat] = {5, 9, 10, 11, 12, 14, 33};
-// Components with a robust normalization (ecc enters as 1 - ecc): index into lohi pairs.
-enum Component { kCompEntropy = 0, kCompEdge, kCompHighPass, kCompSaliency, kCompQuery, kNumComp };
+constexpr int kFeatureChannel[kNumPlaneFeat] = {5, 9, 10, 11, 12, 14, 33, 8};
+// Components with a normalization (ecc enters as 1 - ecc): index into lohi pairs. Robust (ranks
+// low_index / high_index) except the Sobel key, min-max (ranks 0 and n - 1) as the seed's top-k of
+// pooled edge magnitudes: its best patches must stay ordered, not tie at 1.
+enum Component { kCompEntropy = 0, kCompEdge, kCompHighPass, kCompSaliency, kCompQuery, kCompSobel, kNumComp };
 ARRCOC_HD int component_feature(int c) {
   switch (c) {
     case kCompEntropy: return kFeatEntropy;
     case kCompEdge: return kFeatEdge;
     case kCompHighPass: return kFeatHighPass;
     case kCompSaliency: return kFeatSaliency;
+    case kCompSobel: return kFeatSobel;
     default: return kFeatQuery;
   }
+}
+ARRCOC_HD int component_low_rank(int c, int n) { return c == kCompSobel ? 0 : math::low_index(n); }
+ARRCOC_HD int component_high_rank(int c, int n) { return c == kCompSobel ? n - 1 : math::high_index(n); }
+// Only the sobel strategy reads the Sobel bounds (the others skip ranking it; its bounds read 0).
+ARRCOC_HD bool component_needed(const AllocatorConfig& cfg, int c) {
+  return c != kCompSobel || cfg.strategy == SaccadeStrategy::kSobel;
 }
 
 struct AllocateParams {
@@ -289,6 +298,9 @@ ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
     case SaccadeStrategy::kRandom: p.key[i] = math::hash_unit(p.cfg.seed, p.frame_index, static_cast<uint32_t>(q)); break;
     case SaccadeStrategy::kSaliency: p.key[i] = p.sal[i]; break;
     case SaccadeStrategy::kQuery: p.key[i] = p.query[i]; break;
+    case SaccadeStrategy::kSobel:
+      p.key[i] = math::robust_unit(p.feat[kFeatSobel][i], p.lohi[2 * kCompSobel], p.lohi[2 * kCompSobel + 1]);
+      break;
     default: p.key[i] = p.rel[i]; break;
   }
   // Random selection has nothing to hold on to; every other strategy keeps held content unless a

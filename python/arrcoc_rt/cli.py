@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runtime
+from .pipeline import STRATEGIES
 from .samples import sample_frames
 from .texture import TextureBuilder
 
@@ -528,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live sources: reconnection attempts in a row after a lost connection (default 5; 0: none)")
     r.add_argument("--follow", type=float, metavar="SECONDS",
                    help="a file still being written: wait for new data, end after SECONDS without any")
-    r.add_argument("--strategy", default="balanced", choices=["balanced", "random", "saliency", "query"],
+    r.add_argument("--strategy", default="balanced", choices=list(STRATEGIES),
                    help="how saccades are chosen (default: balanced)")
     r.add_argument("--saccades", type=int, default=273, help="saccade slots per frame (default: 273)")
     r.add_argument("--total-budget", type=int, default=100000,

@@ -19,7 +19,7 @@ from .runtime import device_string
 from .texture import Texture, TextureBuilder, to_host
 from .weights import default_weights, load_weights, validate
 
-STRATEGIES = ("balanced", "random", "saliency", "query")
+STRATEGIES = ("balanced", "random", "saliency", "query", "sobel")
 LODS = (64, 128, 256, 384, 400)
 
 # name: (default, low, high, kind); documented in the Pipeline docstring
@@ -28,8 +28,8 @@ ALLOCATOR_DEFAULTS = {
     "gestalt_y": (16, 1, 64, int),
     "saccades": (273, 0, 1024, int),
     "total_budget": (100_000, 1, 10_000_000, int),
-    "steepness": (0.0, -20.0, 20.0, float),
-    "offset": (0.0, -1.0, 1.0, float),
+    "steepness": (2.0, -20.0, 20.0, float),   # kappa 4.02: seed 004's initial steepness
+    "offset": (0.0, -0.3, 0.3, float),        # seed 004's range
     "seed": (0, 0, 2**32 - 1, int),
     "decay": (0.8, 0.0, 1.0, float),
     "motion_boost": (0.8, 0.0, 1.0, float),
@@ -219,8 +219,8 @@ class Pipeline:
     (1..256), patches_per_cluster 50 (1..4096; top_clusters * patches_per_cluster <= 1024),
     motion_weight 1.0, query_weight 1.0 and contrast_weight 1.0 ([0, 100]); allocation: gestalt_x = gestalt_y = 16
     (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * 64),
-    steepness 0 ([-20, 20]), offset 0 ([-1, 1]), strategy 'balanced' | 'random' | 'saliency' |
-    'query', seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share
+    steepness 2 ([-20, 20]; kappa = 4 sigmoid(steepness) + 0.5 = 4.02), offset 0 ([-0.3, 0.3]), strategy 'balanced' | 'random' | 'saliency' |
+    'query' | 'sobel' (seed 000's saliency baseline: the patch's mean Sobel edge magnitude), seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share
     0.25, cut_correlation 0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion >
     cut_motion and a level-4 luminance correlation with the previous frame, moved by the mean motion
     vector, below cut_correlation: a flash is no cut), gestalt_overlap True, glimpse_size 16 (1..64);

@@ -485,6 +485,14 @@ def robust_normalize(x: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
+def sobel_key(edge: np.ndarray) -> np.ndarray:
+    """(x - min) / (max - min) of the candidates' level-4 Sobel magnitudes (channel 8); 0.5 when equal."""
+    edge = np.asarray(edge, np.float64)
+    if len(edge) == 0 or edge.max() <= edge.min():
+        return np.full(len(edge), 0.5)
+    return (edge - edge.min()) / (edge.max() - edge.min())
+
+
 def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contrast=None):
     """Information, salience and query relevance of candidate patches, each in [0, 1].
     ``level4[c]`` is the level-4 plane of channel c (flattened by patch id); ``patch_contrast``
@@ -522,7 +530,10 @@ def mlp_raw(weights: dict, info, sal, query) -> np.ndarray:
     mu = h.mean(-1, keepdims=True)
     var = ((h - mu) ** 2).mean(-1, keepdims=True)
     h = np.maximum((h - mu) / np.sqrt(var + 1e-5) * w["ln_gamma"] + w["ln_beta"], 0.0)
-    h = np.maximum(h @ w["W2"].T + w["b2"], 0.0)
+    h = h @ w["W2"].T + w["b2"]
+    mu = h.mean(-1, keepdims=True)
+    var = ((h - mu) ** 2).mean(-1, keepdims=True)
+    h = np.maximum((h - mu) / np.sqrt(var + 1e-5) * w["ln2_gamma"] + w["ln2_beta"], 0.0)
     return 1.0 / (1.0 + np.exp(-(h @ w["W3"].T + w["b3"])[:, 0]))
 
 
@@ -662,13 +673,13 @@ def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.nda
 
 def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool, candidates, width: int,
                     height: int, weights: dict, previous_relevance=None, has_query=False, frame_index=0,
-                    gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=0.0,
+                    gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=2.0,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
                     previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
                     patch_contrast=None, previous_lum=None, cut_correlation=0.5) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
-    11, 12, 14, 33, 35, 36) and the cascade's candidates (patch ids, -1 padding ignored).
+    11, 12, 14, 33, 35, 36; 8 too for the 'sobel' strategy) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
     (held saccades), given together with ``previous_relevance``. Candidates are the cascade's, then
     the held patches it did not propose (patch order), up to ``max_candidates``. ``patch_contrast``:
@@ -716,8 +727,11 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
         rel = rel + np.where(np.asarray(level4[10], np.float64).ravel()[cand] > motion_threshold, motion_boost, 0.0)
     rel = np.clip(rel, 0.0, 1.0)
 
-    key = {"balanced": rel, "saliency": sal, "query": query,
-           "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]
+    if strategy == "sobel":  # seed 000's saliency: the patch's mean Sobel magnitude, min-max over the candidates
+        key = sobel_key(np.asarray(level4[8], np.float64).ravel()[cand])
+    else:
+        key = {"balanced": rel, "saliency": sal, "query": query,
+               "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]
     held = held_token[cand] >= 0 if strategy != "random" else np.zeros(n, bool)
     rank_key = np.asarray(key, np.float64) + np.where(held, hysteresis, 0.0)
     gest = gestalt_tokens(width, height, gestalt_grid)

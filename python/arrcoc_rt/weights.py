@@ -3,19 +3,22 @@
 The balancer computes, per candidate with scores x = (info, salience, query) in [0, 1]:
 
     h1  = ReLU(LayerNorm(W1 x + b1) * ln_gamma + ln_beta)      W1 [128, 3]   (LayerNorm eps 1e-5)
-    h2  = ReLU(W2 h1 + b2)                                     W2 [64, 128]
+    h2  = ReLU(LayerNorm(W2 h1 + b2) * ln2_gamma + ln2_beta)   W2 [64, 128]
     raw = sigmoid(W3 h2 + b3)                                  W3 [1, 64]
     lambda_i = sigmoid(lambda_logits[i])                       3 opponent dials
     balanced = mix . (T1, T2, T3), then min-max over the frame's candidates   mix [3]
 
 File formats (both hold exactly these keys): ``.npz`` (``np.savez``) or ``.json`` (lists of numbers):
-``W1, b1, ln_gamma, ln_beta, W2, b2, W3, b3, lambda_logits, mix``.
+``W1, b1, ln_gamma, ln_beta, W2, b2, ln2_gamma, ln2_beta, W3, b3, lambda_logits, mix``. LayerNorm
+after both hidden layers is seed 004's balancer (its dropout of 0.1 acts in training only); files
+written before the second LayerNorm existed lack ``ln2_gamma``/``ln2_beta`` and are refused.
 
 Untrained default (``default_weights()``): raw equals the **mean of the three scores** to within
 1.5e-3 on [0, 1]: the first layer puts m = mean(x) and -m on two units (the other 126 are zero), so the
 LayerNorm's mean is exactly 0; a small first-layer scale keeps it in its linear regime (its eps
 dominates); 63 ReLU hinges of the second layer then build a piecewise-linear logit(m) that the final
-sigmoid undoes. lambda_logits = 0 (each dial at 0.5), mix = (0.4, 0.3, 0.3).
+sigmoid undoes, and a 64th unit balances their sum so that the second LayerNorm's mean is 0 too (an
+even smaller scale keeps it linear). lambda_logits = 0 (each dial at 0.5), mix = (0.4, 0.3, 0.3).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ HIDDEN1, HIDDEN2 = 128, 64
 LN_EPS = 1e-5
 SHAPES = {
     "W1": (HIDDEN1, 3), "b1": (HIDDEN1,), "ln_gamma": (HIDDEN1,), "ln_beta": (HIDDEN1,),
-    "W2": (HIDDEN2, HIDDEN1), "b2": (HIDDEN2,), "W3": (1, HIDDEN2), "b3": (1,),
+    "W2": (HIDDEN2, HIDDEN1), "b2": (HIDDEN2,), "ln2_gamma": (HIDDEN2,), "ln2_beta": (HIDDEN2,),
+    "W3": (1, HIDDEN2), "b3": (1,),
     "lambda_logits": (3,), "mix": (3,),
 }
 
@@ -49,8 +53,10 @@ def validate(weights: dict, source: str = "weights") -> dict:
     missing = sorted(set(SHAPES) - set(weights))
     extra = sorted(set(weights) - set(SHAPES))
     if missing or extra:
+        hint = (" (weights written before the balancer had a LayerNorm after its second layer: retrain them)"
+                if missing == ["ln2_beta", "ln2_gamma"] else "")
         raise ValueError(f"{source}: keys do not match; missing {missing}, unexpected {extra}; "
-                         f"expected exactly {sorted(SHAPES)}")
+                         f"expected exactly {sorted(SHAPES)}{hint}")
     out = {}
     for k, shape in SHAPES.items():
         a = np.asarray(weights[k])

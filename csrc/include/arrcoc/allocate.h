@@ -20,6 +20,7 @@ enum class SaccadeStrategy : int32_t {
   kRandom = 1,    // seeded uniform order (for running-back experiments)
   kSaliency = 2,  // bottom-up salience score only
   kQuery = 3,     // query relevance only
+  kSobel = 4,     // seed 000's saliency baseline: the patch's mean Sobel edge magnitude (channel 8), min-max
 };
 
 // Balancer parameters; python/arrcoc_rt/weights.py documents them and the file formats.
@@ -30,6 +31,8 @@ struct BalanceWeights {
   float ln_beta[128];
   float W2[64 * 128];
   float b2[64];
+  float ln2_gamma[64];  // LayerNorm after the second hidden layer too (seed 004's balancer)
+  float ln2_beta[64];
   float W3[64];
   float b3;
   float lambda_logits[3];
@@ -45,8 +48,8 @@ struct AllocatorConfig {
   int32_t gestalt_lod = 64;          // level of detail of gestalt tokens: 64, 128, 256, 384 or 400
   int32_t saccades = 273;            // saccade slots, 0..1024
   int32_t total_budget = 100000;     // all tokens' levels of detail, >= gestalt count * gestalt_lod
-  float steepness = 0.0f;            // kappa = 4 sigmoid(steepness) + 0.5, [-20, 20]
-  float offset = 0.0f;               // budget curve offset, [-1, 1]
+  float steepness = 2.0f;            // kappa = 4 sigmoid(steepness) + 0.5 = 4.02 (seed 004's init), [-20, 20]
+  float offset = 0.0f;               // budget curve offset, [-0.3, 0.3] (seed 004's range)
   SaccadeStrategy strategy = SaccadeStrategy::kBalanced;
   uint32_t seed = 0;                 // for kRandom
   float decay = 0.8f;                // weight of the carried relevance, [0, 1]

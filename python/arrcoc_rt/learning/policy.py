@@ -14,7 +14,7 @@ import numpy as np
 from .. import reference as R
 from ..weights import SHAPES, validate
 
-_MLP_KEYS = ("W1", "b1", "ln_gamma", "ln_beta", "W2", "b2", "W3", "b3", "lambda_logits", "mix")
+_MLP_KEYS = ("W1", "b1", "ln_gamma", "ln_beta", "W2", "b2", "ln2_gamma", "ln2_beta", "W3", "b3", "lambda_logits", "mix")
 
 
 def _torch():
@@ -39,25 +39,36 @@ class BalancerPolicy:
         return validate({k: self.params[k].detach().numpy().astype(np.float32).reshape(SHAPES[k]) for k in _MLP_KEYS},
                         "trained weights")
 
-    def raw(self, info, sal, query):
-        """reference.mlp_raw in torch: sigmoid(W3 ReLU(W2 ReLU(LN(W1 x + b1)) + b2) + b3)."""
+    def raw(self, info, sal, query, dropout: float = 0.0, rng: np.random.Generator | None = None):
+        """reference.mlp_raw in torch: sigmoid(W3 ReLU(LN2(W2 ReLU(LN1(W1 x + b1)) + b2)) + b3), with
+        seed 004's dropout after each hidden layer when training (``dropout`` > 0; masks from ``rng``,
+        so a run stays deterministic and resumable)."""
         torch = _torch()
         p = self.params
+
+        def norm(h, gamma, beta):
+            mu = h.mean(-1, keepdim=True)
+            var = ((h - mu) ** 2).mean(-1, keepdim=True)
+            return torch.relu((h - mu) / torch.sqrt(var + 1e-5) * gamma + beta)
+
+        def drop(h):
+            if dropout <= 0.0:
+                return h
+            keep = torch.from_numpy(rng.random(tuple(h.shape)) >= dropout)
+            return h * keep / (1.0 - dropout)
+
         x = torch.stack([info, sal, query], dim=-1)
-        h = x @ p["W1"].T + p["b1"]
-        mu = h.mean(-1, keepdim=True)
-        var = ((h - mu) ** 2).mean(-1, keepdim=True)
-        h = torch.relu((h - mu) / torch.sqrt(var + 1e-5) * p["ln_gamma"] + p["ln_beta"])
-        h = torch.relu(h @ p["W2"].T + p["b2"])
+        h = drop(norm(x @ p["W1"].T + p["b1"], p["ln_gamma"], p["ln_beta"]))
+        h = drop(norm(h @ p["W2"].T + p["b2"], p["ln2_gamma"], p["ln2_beta"]))
         return torch.sigmoid((h @ p["W3"].T + p["b3"])[:, 0])
 
-    def key(self, info, sal, query, px, py):
+    def key(self, info, sal, query, px, py, dropout: float = 0.0, rng: np.random.Generator | None = None):
         """The 'balanced' strategy's key of each candidate on a frame without history (no temporal
         blend, no motion boost): min-max of mix . (T1, T2, T3). The spatial diversity is measured
         against the K best by raw without a gradient through that choice (it is a ranking)."""
         torch = _torch()
         p = self.params
-        raw = self.raw(info, sal, query)
+        raw = self.raw(info, sal, query, dropout, rng)
         div = torch.from_numpy(R.spatial_diversity(raw.detach().numpy(), px, py))
         lam = torch.sigmoid(p["lambda_logits"])
         t1 = lam[0] * info + (1 - lam[0]) * query

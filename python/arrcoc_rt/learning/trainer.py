@@ -43,6 +43,7 @@ class TrainConfig:
     clip: float = 1.0
     samples: int = 2                 # sampled selections per question (leave-one-out baseline)
     temperature: float = 0.1         # of the sampling softmax over keys in [0, 1]
+    dropout: float = 0.1             # after each hidden layer of the balancer (seed 004), training only
     answer_weight: float = 1.0
     efficiency_weight: float = 0.3
     diversity_weight: float = 0.1
@@ -158,7 +159,7 @@ class Trainer:
         t = self.torch
         cfg = self.cfg
         info, sal, query = self._scores(p)
-        key = self.policy.key(info, sal, query, p.px, p.py)
+        key = self.policy.key(info, sal, query, p.px, p.py, cfg.dropout, rng)
         key_np = key.detach().numpy()
         S = min(self.alloc["saccades"], len(p.candidates))
         costs, logps, effs, divs, toks, hits = [], [], [], [], [], []
