@@ -473,3 +473,26 @@ def test_the_command_on_vqav2_files_and_with_a_text_query(llava_dir, tmp_path, c
                                                                       "query-awareness helps", "GO"]
     assert main(["experiment", "--vlm", f"llava:{llava_dir}", "--data", str(tmp_path / "missing.jsonl")]) == 2
     assert "cannot read the questions" in capsys.readouterr().err
+
+
+def test_the_saliency_arm_runs_the_seeds_sobel_baseline_when_asked(llava_dir, tmp_path, capsys):
+    """--saliency sobel: the 'saliency' method ranks by seed 000's mean Sobel magnitude (the
+    pipeline's 'sobel' strategy); the default keeps this project's salience score."""
+    from arrcoc_rt.cli import main
+    from arrcoc_rt.experiment.methods import Method
+    from arrcoc_rt.experiment.runner import Clock, FrameStore, MemoryMeter, MethodRunner, Settings
+    from arrcoc_rt.experiment.synthetic import synthetic_questions
+
+    questions = synthetic_questions(count=1, width=160, height=120)
+    store = FrameStore(questions, 1, None, 64.0)
+    for choice, strategy in (("saliency", "saliency"), ("sobel", "sobel")):
+        runner = MethodRunner(Method("augmentation", "saliency", saccades=4, gestalt=4), None,
+                              Settings(device="cpu", saliency_strategy=choice), store, Clock(False), MemoryMeter(False))
+        assert runner.pipe.config["strategy"] == strategy
+    out = tmp_path / "exp"
+    rc = main(["experiment", "--vlm", f"llava:{llava_dir}", "--device", "cpu", "--synthetic-count", "1",
+               "--synthetic-size", "160x120", "--study", "augmentation", "--saccades", "4", "--overlap", "prevented",
+               "--max-new-tokens", "2", "--warmup", "0", "--saliency", "sobel", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads((out / "results.json").read_text())
+    assert result["config"]["saliency"] == "sobel" and "augmentation/saliency/S4/no-overlap" in result["methods"]

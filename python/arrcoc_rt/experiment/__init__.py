@@ -4,9 +4,10 @@
 * ``synthetic``: the built-in set of rendered scenes and short videos (answers depend on a small region).
 * ``vqa``: the VQA answer normalization and accuracy.
 * ``methods``: the compared ways of choosing tokens (arrcoc_rt's packs; all / uniform / VisionZip-style /
-  EVS-style selections on the model's grid) and the rows of the two studies.
+  EVS-style selections on the model's grid) and the rows of the studies (augmentation, equal, budget).
 * ``runner``: runs methods over questions with one adapter: accuracy, tokens, latency per stage, memory.
-* ``report``: summaries, the seeds' decision rules, the table, JSON and CSV.
+* ``report``: summaries, the seeds' decision rules, the budget study's buckets and tier scores, the
+  table, JSON and CSV.
 * ``cli``: the ``arrcoc-rt experiment`` command.
 
 It lives beside ``evaluation`` rather than inside ``vlm``: like ``evaluation`` it is a command-level

@@ -4,6 +4,7 @@
     arrcoc-rt experiment --vlm llava:PATH --data vqav2:/data/vqa --sample 1000 --seed 0 --encoder clip:/models/clip
     arrcoc-rt experiment --vlm llava:PATH --data textvqa:/data/textvqa --study augmentation
     arrcoc-rt experiment --vlm llava:PATH --data questions.jsonl --study equal --tokens 64,144,256
+    arrcoc-rt experiment --vlm llava:PATH --data questions.jsonl --study budget --budget fast,balanced
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ saliency, by the query and balanced, for several S and with overlap between sacc
 or allowed, with the seeds' decision rules (STOP / selection matters / query-awareness helps / GO). The
 equal-token study: at N visual tokens reaching the language model, all tokens, uniform pooling of the model's
 grid, arrcoc_rt's four strategies, an attention-free VisionZip-style selection and, on video, EVS-style
-temporal pruning. Reports VQA accuracy, visual tokens, latency per stage (median, p95) and peak memory as a
-table (printed and report.txt), results.json, summary.csv and records.csv in --out."""
+temporal pruning. The budget study (--budget): each question allocated at its tier's total budget under a
+preset, as ask(budget=...) does, reported per budget bucket with the tier accuracy where questions are
+labelled. Reports VQA accuracy, visual tokens, latency per stage (median, p95) and peak memory as a
+table (printed and report.txt), results.json, summary.csv, records.csv (and budget.csv) in --out."""
 
 
 def _ints(text: str, name: str) -> list:
@@ -54,12 +57,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="DIR", help="the image folder of vqav2 / textvqa (default: under ROOT)")
     p.add_argument("--sample", type=int, metavar="N", help="this many questions drawn at random (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample and of the random strategy (default 0)")
-    p.add_argument("--study", default="augmentation,equal", metavar="augmentation,equal",
-                   help="which studies to run (default: both)")
+    p.add_argument("--study", default="augmentation,equal", metavar="augmentation,equal,budget",
+                   help="which studies to run (default: augmentation and equal; budget too when --budget is given)")
+    p.add_argument("--budget", metavar="PRESET,...",
+                   help="budget study: presets (fast, balanced, accurate); each question is allocated at its tier's "
+                        "total budget (as ask(budget=PRESET)), a balanced pack of --main-saccades saccades with the "
+                        "first --overlap; reported per tier (default with --study budget: balanced)")
+    p.add_argument("--tier-classifier", metavar="PATH",
+                   help="budget study: a TierClassifier (arrcoc-rt train --tiers) assigns the tiers (default: the "
+                        "rules)")
     p.add_argument("--saccades", default="100,200,273,400", metavar="S,S,...",
                    help="augmentation: saccade counts (default 100,200,273,400)")
     p.add_argument("--main-saccades", type=int, default=273,
-                   help="augmentation: the count the decision is read from (default 273, or the nearest run)")
+                   help="augmentation: the count the decision is read from (default 273, or the nearest run); "
+                        "budget: the saccades of its pack")
     p.add_argument("--overlap", default="prevented,allowed", metavar="prevented,allowed",
                    help="augmentation: saccades on gestalt patches prevented and/or allowed (default both; the "
                         "decision reads 'prevented', the seeds' protocol)")
@@ -77,6 +88,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=16, help="longest answer in tokens (default 16)")
     p.add_argument("--max-side", type=int, default=640,
                    help="frames are shrunk so their longer side is at most this (default 640; 0: never)")
+    p.add_argument("--saliency", default="salience", choices=["salience", "sobel"],
+                   help="what the 'saliency' method ranks by: salience (this project's score: centre-surround, "
+                        "colour contrast, fovea, motion) or sobel (seed 000's baseline as written: the patch's mean "
+                        "Sobel edge magnitude) (default salience)")
     p.add_argument("--cascade", default="wide", choices=["wide", "default"],
                    help="wide (default): every cluster's patches are saccade candidates, so hundreds of saccades "
                         "can be placed; default: the pipeline's 10 x 50 candidates")
@@ -112,7 +127,12 @@ def run(args) -> int:
     from .runner import DEFAULT_PROMPT, Settings, run as run_methods, terminal_progress
 
     try:
-        studies = _choices(args.study, "--study", ("augmentation", "equal"))
+        from ..vlm.tiers import PRESETS
+
+        studies = _choices(args.study, "--study", ("augmentation", "equal", "budget"))
+        budgets = _choices(args.budget or "balanced", "--budget", tuple(PRESETS))
+        if args.budget and "budget" not in studies:
+            studies.append("budget")
         saccades = _ints(args.saccades, "--saccades")
         tokens = _ints(args.tokens, "--tokens")
         overlaps = [o == "allowed" for o in _choices(args.overlap, "--overlap", ("prevented", "allowed"))]
@@ -133,6 +153,14 @@ def run(args) -> int:
         return _error(str(e))
     if args.encoder and not args.encoder.startswith(("clip:", "siglip:")):
         return _error(f"--encoder {args.encoder!r}: expected clip:PATH or siglip:PATH (a text encoder)")
+    tier_classifier = None
+    if args.tier_classifier:
+        from ..vlm.tiers import TierClassifier
+
+        try:
+            tier_classifier = TierClassifier.load(args.tier_classifier)
+        except ValueError as e:
+            return _error(str(e))
     try:
         questions = load_dataset(args.data, split=args.split, images=args.images,
                                  synthetic_count=args.synthetic_count, synthetic_size=size)
@@ -165,7 +193,8 @@ def run(args) -> int:
         return _error(str(e))
     methods, notes = build_methods(studies, grid=grid, saccades=saccades, overlaps=overlaps, tokens=tokens,
                                    equal_methods=equal_methods, has_query=encoder is not None,
-                                   has_video=any(q.is_video for q in questions))
+                                   has_video=any(q.is_video for q in questions), budgets=budgets,
+                                   budget_saccades=args.main_saccades, budget_overlap=overlaps[0])
     from ..vlm.base import VLMAdapter
 
     if type(adapter).prepare_features is VLMAdapter.prepare_features and any(not m.is_pack for m in methods):
@@ -178,7 +207,8 @@ def run(args) -> int:
     settings = Settings(prompt=prompt, max_new_tokens=args.max_new_tokens, context_frames=args.context_frames,
                         warmup=args.warmup, max_side=args.max_side or None, device=args.device, encoder=encoder,
                         cascade=args.cascade, gestalt_lod=args.gestalt_lod, total_budget=args.total_budget,
-                        seed=args.seed, grid=grid)
+                        seed=args.seed, grid=grid, tier_classifier=tier_classifier,
+                        saliency_strategy="sobel" if args.saliency == "sobel" else "saliency")
     benchmark, thresholds = thresholds_for(questions)
     print(f"arrcoc-rt experiment: {len(questions)} questions from {args.data}, {len(methods)} methods, model grid "
           f"{grid[0]}x{grid[1]}", file=sys.stderr)
@@ -189,11 +219,14 @@ def run(args) -> int:
         return _error(str(e))
     config = {"vlm": args.vlm, "data": args.data, "split": args.split, "sample": args.sample, "seed": args.seed,
               "questions": len(questions), "video_questions": sum(q.is_video for q in questions),
-              "studies": studies, "saccades": saccades, "overlap": ["allowed" if o else "prevented" for o in overlaps],
+              "studies": studies, "saliency": args.saliency, "saccades": saccades, "overlap": ["allowed" if o else "prevented" for o in overlaps],
               "tokens": tokens, "encoder": args.encoder, "device": model_device, "pipeline_device": args.device,
               "grid": list(grid), "prompt": prompt, "max_new_tokens": args.max_new_tokens, "max_side": args.max_side,
               "cascade": args.cascade, "gestalt_lod": args.gestalt_lod, "total_budget": args.total_budget,
-              "context_frames": args.context_frames, "warmup": args.warmup, "benchmark": benchmark}
+              "context_frames": args.context_frames, "warmup": args.warmup, "benchmark": benchmark,
+              "budget": budgets if "budget" in studies else None,
+              "tiers_by": f"classifier {args.tier_classifier}" if args.tier_classifier else "rules",
+              "labelled_tiers": sum(q.tier is not None for q in questions)}
     result = build_result(records, config=config, notes=notes, run_info=info, thresholds=thresholds,
                           margin=args.margin, main_saccades=args.main_saccades)
     print(format_report(result))

@@ -16,6 +16,8 @@ JSONL, one question per line (blank lines and lines starting with ``#`` are skip
 * ``box`` (optional): [x0, y0, x1, y1] in pixels (x1/y1 exclusive), where the answer is; the report
   then gives the share of the visual tokens whose centre falls in it.
 * ``id`` (optional; default ``<file stem>:<line>``) and ``kind`` (optional; a tag the report groups by).
+* ``tier`` (optional): the question's labelled tier, ``simple``, ``medium`` or ``complex``
+  (``arrcoc_rt.vlm.tiers``); a ``--budget`` run then scores the tiers it assigned against it.
 
 Problems raise ``DatasetError`` (a ``ValueError``) naming the file, the line and the field.
 
@@ -35,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.dataset import json_object
+from ..vlm.tiers import TIERS
 
-FIELDS = ("id", "image", "video", "frame", "question", "answers", "box", "kind")
+FIELDS = ("id", "image", "video", "frame", "question", "answers", "box", "kind", "tier")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # Decision thresholds of the seeds (points of accuracy): (promising, strong).
 THRESHOLDS = {"vqav2": (2.0, 5.0), "textvqa": (3.0, 7.0)}
@@ -61,6 +64,7 @@ class Question:
     dataset: str = "jsonl"
     kind: str = ""
     where: str = ""
+    tier: str | None = None  # the labelled tier (simple / medium / complex), when known
     frames_: list | None = field(default=None, repr=False)  # synthetic: [..., target] RGB arrays
 
     @property
@@ -201,11 +205,14 @@ def parse_line(line: str, where: str, folder: Path, default_id: str) -> Question
     kind = obj.get("kind", "")
     if not isinstance(kind, str):
         fail(f"field 'kind': expected a string; got {kind!r}")
+    tier = obj.get("tier")
+    if "tier" in obj and tier not in TIERS:
+        fail(f"field 'tier': expected one of {', '.join(TIERS)}; got {tier!r}")
     qid = obj.get("id", default_id)
     if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid) == "":
         fail(f"field 'id': expected a non-empty string; got {qid!r}")
     return Question(id=str(qid), question=question.strip(), answers=list(answers), source=source, box=box,
-                    dataset="jsonl", kind=kind, where=where)
+                    dataset="jsonl", kind=kind, where=where, tier=tier)
 
 
 def check_box(value, fail) -> list:

@@ -9,6 +9,12 @@ Token packs (arrcoc_rt's ``Pipeline``; ``FrameResult`` -> ``adapter.prepare``):
   when a CLIP/SigLIP encoder is given). In the equal-token study a pack of N tokens is k x k gestalt
   tokens, k = floor(sqrt(N / 2)) (so N = 529 is the seeds' 256 + 273), plus N - k^2 saccades.
 
+The question-set budget (``--budget fast|balanced|accurate``): a ``balanced`` pack of the gestalt
+grid plus S saccades whose pipeline's ``total_budget`` is the question's tier's under the preset
+(``arrcoc_rt.vlm.tiers.tier_budget``, as ``Stream.ask(budget=preset)`` sets it), so a simple
+question's saccades get lower levels of detail than a complex one's (and fewer of them when even
+the lowest no longer fit).
+
 Selections on the model's own patch grid (``adapter.vision_features`` -> ``adapter.prepare_features``),
 each giving exactly N tokens with their (x, y) positions in grid cells:
 
@@ -41,10 +47,11 @@ VISIONZIP_DOMINANT = 54 / 64  # VisionZip's split at 64 tokens (54 dominant + 10
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the experiment. ``study``: "augmentation" or "equal"; ``name``: one of
+    """One row of the experiment. ``study``: "augmentation", "equal" or "budget"; ``name``: one of
     PACK_METHODS or FEATURE_METHODS; ``tokens``: N in the equal-token study (None: all the pack
     holds); ``gestalt``: k of the k x k gestalt grid; ``overlap``: saccades may sit on a patch that
-    holds a gestalt centre (the pipeline's ``gestalt_overlap``)."""
+    holds a gestalt centre (the pipeline's ``gestalt_overlap``); ``preset``: the budget study's
+    preset (one of arrcoc_rt.vlm.tiers.PRESETS)."""
 
     study: str
     name: str
@@ -52,6 +59,7 @@ class Method:
     saccades: int = 0
     gestalt: int = 16
     overlap: bool = True
+    preset: str | None = None
 
     @property
     def is_pack(self) -> bool:
@@ -63,6 +71,8 @@ class Method:
 
     @property
     def key(self) -> str:
+        if self.study == "budget":
+            return f"budget/{self.preset}/S{self.saccades}/{'overlap' if self.overlap else 'no-overlap'}"
         if self.study == "augmentation":
             if self.name == "base":
                 return "augmentation/base"
@@ -79,9 +89,11 @@ def pack_split(n: int, grid_side: int) -> tuple[int, int]:
 
 def build_methods(studies, *, grid: tuple[int, int], saccades=(100, 200, 273, 400), overlaps=(False, True),
                   tokens=(64, 144, 256, 529), equal_methods=EQUAL_METHODS, has_query: bool = True,
-                  has_video: bool = True) -> tuple[list, list]:
-    """(methods, notes): the rows to run for ``studies`` ("augmentation", "equal") on a model whose
-    patch grid is ``grid`` (h, w), and why anything asked for was left out."""
+                  has_video: bool = True, budgets=("balanced",), budget_saccades: int = 273,
+                  budget_overlap: bool = False) -> tuple[list, list]:
+    """(methods, notes): the rows to run for ``studies`` ("augmentation", "equal", "budget") on a
+    model whose patch grid is ``grid`` (h, w), and why anything asked for was left out. The budget
+    study has one row per preset of ``budgets``, each a balanced pack of ``budget_saccades``."""
     h, w = grid
     side, cells = min(h, w), h * w
     methods, notes = [], []
@@ -98,6 +110,17 @@ def build_methods(studies, *, grid: tuple[int, int], saccades=(100, 200, 273, 40
         for s in saccades:
             for ov in overlaps:
                 methods += [Method("augmentation", a, saccades=int(s), gestalt=k, overlap=bool(ov)) for a in arms]
+    if "budget" in studies:
+        from ..vlm.tiers import PRESETS
+
+        bad = [b for b in budgets if b not in PRESETS]
+        if bad:
+            raise ValueError(f"budget: {bad[0]!r} is not a preset; expected some of {', '.join(PRESETS)}")
+        k = min(16, side)
+        if not has_query and "augmentation" not in studies:
+            notes.append("budget: no text encoder: 'balanced' runs without the question as a query")
+        methods += [Method("budget", "balanced", saccades=int(budget_saccades), gestalt=k, overlap=bool(budget_overlap),
+                           preset=b) for b in budgets]
     if "equal" in studies:
         names = [m for m in equal_methods if m in EQUAL_METHODS]
         if "query" in names and not has_query:

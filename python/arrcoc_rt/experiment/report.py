@@ -11,6 +11,14 @@ The seeds' rules (the augmentation study; accuracies in points, a "beat" is a di
   rule fires, else GO / GO (strong) / NO-GO; "undecided" without a query arm.
 
 The same thresholds are applied to ``balanced`` (ours) against the base, for information.
+
+The budget study (``--budget PRESET``; issue #14: "report accuracy per budget bucket and the share of
+misclassified hard questions, not only the average"): per tier the question was assigned (its
+budget bucket) the number of questions, accuracy, mean visual tokens, mean allocated budget (the sum
+of those tokens' levels of detail) and the tier's total budget, beside the fixed-budget balanced
+arm's on the same questions when the augmentation study ran it at the same setting; where questions
+carry a labelled tier, the tier accuracy, the accuracy per labelled tier, the confusion counts and
+the share of complex questions put in the simple tier.
 """
 
 from __future__ import annotations
@@ -175,6 +183,84 @@ def augmentation_study(summary: dict, records: list, *, thresholds=(2.0, 5.0), m
     return out
 
 
+# ----------------------------------------------------------------------------- the budget study
+
+
+def budget_study(records: list, summary: dict, tiers_by: str = "rules") -> dict | None:
+    """{budget method key: its buckets and tier scores} (see the module docstring); percentages
+    (accuracy, tier accuracy, complex put in simple) are in points; None without a budget method."""
+    from ..vlm.tiers import TIERS, tier_scores
+
+    out = {}
+    for key, s in summary.items():
+        if s["study"] != "budget":
+            continue
+        rs = [r for r in records if r["method"] == key]
+        ref_key = _aug_key("balanced", s["saccades"], s["overlap"])
+        ref = {r["question_id"]: r for r in records if r["method"] == ref_key}
+        buckets = {}
+        for tier in TIERS:
+            b = [r for r in rs if r["tier"] == tier]
+            rb = [ref[r["question_id"]] for r in b if r["question_id"] in ref]
+            buckets[tier] = {
+                "n": len(b), "accuracy": _mean([r["accuracy"] for r in b], 100.0),
+                "visual_tokens": _mean([r["visual_tokens"] for r in b]),
+                "allocated_budget": _mean([r["allocated_budget"] for r in b]),
+                "total_budget": b[0]["total_budget"] if b else None,
+                "reference_accuracy": _mean([r["accuracy"] for r in rb], 100.0) if len(rb) == len(b) else None,
+                "reference_visual_tokens": _mean([r["visual_tokens"] for r in rb]) if len(rb) == len(b) else None,
+                "reference_allocated_budget": _mean([r["allocated_budget"] for r in rb]) if len(rb) == len(b) else None}
+        labelled = [(r["labelled_tier"], r["tier"]) for r in rs if r.get("labelled_tier")]
+        scores = tier_scores(labelled)
+        pct = lambda v: None if v is None else 100.0 * v  # noqa: E731
+        out[key] = {"preset": rs[0]["preset"], "tiers_by": tiers_by, "saccades": s["saccades"], "overlap": s["overlap"],
+                    "reference": ref_key if ref else None, "buckets": buckets, "labelled": scores["questions"],
+                    "tier_accuracy": pct(scores["accuracy"]),
+                    "per_tier": {t: pct(v) for t, v in scores["per_tier"].items()},
+                    "complex_as_simple": pct(scores["complex_as_simple"]),
+                    "complex": sum(scores["confusion"]["complex"].values()),
+                    "complex_in_simple": scores["confusion"]["complex"]["simple"], "confusion": scores["confusion"]}
+    return out or None
+
+
+def _mean(values, scale: float = 1.0) -> float | None:
+    return float(np.mean(values)) * scale if len(values) else None
+
+
+def _format_budget(budget: dict) -> list:
+    from ..vlm.tiers import TIERS
+
+    lines = []
+    for key, e in budget.items():
+        overlap = "allowed" if e["overlap"] else "prevented"
+        lines.append("")
+        lines.append(f"BUDGET FOLLOWS THE QUESTION — preset {e['preset']}, tiers by {e['tiers_by']}, balanced pack of "
+                     f"{e['saccades']} saccades (overlap {overlap}); per assigned tier (budget bucket): accuracy in "
+                     "points, mean visual tokens, mean allocated budget (the sum of their levels of detail) and the "
+                     "tier's total budget"
+                     + (f"; ref: {e['reference']} (a fixed budget) on the same questions" if e["reference"] else ""))
+        ref = bool(e["reference"])
+        lines.append(f"   {'tier':8s} {'n':>4s} {'acc':>6s} {'tokens':>7s} {'alloc':>8s} {'budget':>8s}"
+                     + (f" {'ref acc':>7s} {'ref tok':>7s} {'ref alloc':>9s}" if ref else ""))
+        for tier in TIERS:
+            b = e["buckets"][tier]
+            lines.append(f"   {tier:8s} {b['n']:4d} {_f(b['accuracy']):>6s} {_f(b['visual_tokens']):>7s} "
+                         f"{_f(b['allocated_budget'], '{:.0f}'):>8s} {_f(b['total_budget'], '{:d}'):>8s}"
+                         + (f" {_f(b['reference_accuracy']):>7s} {_f(b['reference_visual_tokens']):>7s} "
+                            f"{_f(b['reference_allocated_budget'], '{:.0f}'):>9s}" if ref else ""))
+        if e["labelled"]:
+            per = ", ".join(f"{t} {_f(e['per_tier'][t], '{:.0f}%')}" for t in TIERS)
+            lines.append(f"   tier accuracy {_f(e['tier_accuracy'], '{:.1f}%')} on {e['labelled']} labelled questions "
+                         f"({per}); complex put in simple: {_f(e['complex_as_simple'], '{:.1f}%')} "
+                         f"({e['complex_in_simple']} of {e['complex']}; issue #14's targets: >= 92%, < 2%)")
+            lines.append("   " + "labelled \\ assigned".ljust(20) + " " + " ".join(f"{t:>8s}" for t in TIERS))
+            for t in TIERS:
+                lines.append(f"   {t:20s} " + " ".join(f"{e['confusion'][t][u]:8d}" for u in TIERS))
+        else:
+            lines.append("   no labelled tiers (the JSONL field 'tier'): tier accuracy not measured")
+    return lines
+
+
 # ----------------------------------------------------------------------------- the table
 
 
@@ -253,6 +339,8 @@ def format_report(result: dict) -> str:
             for name in names:
                 cells = [f"{video[k]:9.1f}" if (k := f"equal/{name}/N{n}") in video else f"{'-':>9s}" for n in ns]
                 lines.append(f"   {name:10s} " + " ".join(cells))
+    if result.get("budget"):
+        lines += _format_budget(result["budget"])
     lines.append("")
     lines.append("ALL METHODS — in-box: share of the visual tokens on the answer box (grown by half a model "
                  "grid cell), hit: share of questions with any; latency ms median/p95 per stage; peak memory MiB "
@@ -283,6 +371,10 @@ def build_result(records: list, *, config: dict, notes: list, run_info: dict, th
               "run": run_info, "methods": summary}
     result["augmentation"] = augmentation_study(summary, records, thresholds=thresholds, margin=margin,
                                                 main_saccades=main_saccades)
+    result["budget"] = budget_study(records, summary, config.get("tiers_by", "rules"))
+    for key, e in (result["budget"] or {}).items():
+        summary[key].update(preset=e["preset"], tier_accuracy=e["tier_accuracy"],
+                            complex_as_simple=e["complex_as_simple"])
     video = [r for r in records if r["video"] and r["study"] == "equal"]
     if video and any(not r["video"] for r in records):
         result["video_subset"] = {k: float(np.mean([r["accuracy"] for r in video if r["method"] == k]) * 100.0)
@@ -300,7 +392,8 @@ def _flat(summary_row: dict) -> dict:
 
 def write_outputs(result: dict, out_dir) -> dict:
     """results.json (everything), summary.csv (one row per method), records.csv (one row per method
-    and question) and report.txt (the table) in ``out_dir``; returns their paths."""
+    and question), budget.csv (with a budget study: one row per budget method and tier) and
+    report.txt (the table) in ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "summary_csv": out / "summary.csv", "records_csv": out / "records.csv",
@@ -309,8 +402,27 @@ def write_outputs(result: dict, out_dir) -> dict:
     rows = [dict(method=k, **_flat(s)) for k, s in result["methods"].items()]
     _write_csv(paths["summary_csv"], rows)
     _write_csv(paths["records_csv"], [dict(r, answers=" | ".join(r["answers"])) for r in result["records"]])
+    if result.get("budget"):
+        paths["budget_csv"] = out / "budget.csv"
+        _write_csv(paths["budget_csv"], _budget_rows(result["budget"]))
     paths["table"].write_text(format_report(result) + "\n")
     return {k: str(v) for k, v in paths.items()}
+
+
+def _budget_rows(budget: dict) -> list:
+    """budget.csv: one row per budget method and tier: its bucket (the questions assigned the tier)
+    and the questions labelled with it (how many, the share assigned it, where they went)."""
+    from ..vlm.tiers import TIERS
+
+    rows = []
+    for key, e in budget.items():
+        for t in TIERS:
+            b = e["buckets"][t]
+            rows.append({"method": key, "preset": e["preset"], "tiers_by": e["tiers_by"], "tier": t, **b,
+                         "labelled_n": sum(e["confusion"][t].values()), "labelled_right": e["per_tier"][t],
+                         **{f"labelled_as_{u}": e["confusion"][t][u] for u in TIERS},
+                         "tier_accuracy": e["tier_accuracy"], "complex_as_simple": e["complex_as_simple"]})
+    return rows
 
 
 def _write_csv(path: Path, rows: list) -> None:

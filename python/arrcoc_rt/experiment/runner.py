@@ -14,6 +14,11 @@ Per method (the outer loop, so one method's pipeline and caches are warm and alo
   stamps the time; CUDA is synchronized first), ``decode``: the rest of the generation.
 * ``e2e``: wall clock of the whole step (select + vision + generation).
 
+A budget-study method (``--budget PRESET``) first assigns the question its tier (the rules, or a
+``TierClassifier`` when given; timed as ``tier_ms`` and counted in ``select`` and ``e2e``), then
+allocates with a pipeline whose ``total_budget`` is that tier's (``tiers.tier_budget``), one
+pipeline per tier.
+
 With a box on the question: ``in_box``, the share of the visual tokens whose centre lies in the
 answer box grown by half a cell of the model's grid on each side (finer than a cell the model
 cannot tell where a token is), and ``box_hit``, whether any does.
@@ -63,6 +68,8 @@ class Settings:
     seed: int = 0
     frame_cache_mb: float = 2048.0
     grid: tuple | None = None  # the model's patch grid (h, w): the answer box is grown by half a cell
+    tier_classifier: object = None  # budget study: a TierClassifier (None: the rules, question_tier)
+    saliency_strategy: str = "saliency"  # the 'saliency' method's pipeline strategy ('sobel': seed 000's)
     pipeline_options: dict = field(default_factory=dict)
 
 
@@ -227,9 +234,26 @@ class MethodRunner:
     def __init__(self, method: Method, adapter, settings: Settings, store: FrameStore, clock: Clock,
                  meter: MemoryMeter):
         self.m, self.adapter, self.s, self.store, self.clock, self.meter = method, adapter, settings, store, clock, meter
-        self.pipe = self._pipeline() if method.is_pack else None
+        self.pipe = self._pipeline() if method.is_pack and method.study != "budget" else None
+        self._tier_pipes = {}  # budget study: one pipeline per tier, at that tier's total budget
 
-    def _pipeline(self):
+    def _tier(self, question: str) -> str:
+        from ..vlm.tiers import question_tier
+
+        clf = self.s.tier_classifier
+        return (clf.predict(question) if clf is not None else question_tier(question)).name
+
+    def _pipeline_for(self, tier: str):
+        if tier not in self._tier_pipes:
+            from ..vlm.tiers import tier_budget
+
+            m, s = self.m, self.s
+            config = {"gestalt_x": m.gestalt, "gestalt_y": m.gestalt, "gestalt_lod": s.gestalt_lod,
+                      "saccades": m.saccades}
+            self._tier_pipes[tier] = self._pipeline(tier_budget(tier, config, m.preset))
+        return self._tier_pipes[tier]
+
+    def _pipeline(self, total_budget: int | None = None):
         from ..cascade import CASCADE_DEFAULTS
         from ..pipeline import ALLOCATOR_DEFAULTS, Pipeline
 
@@ -240,10 +264,12 @@ class MethodRunner:
             options.setdefault("top_clusters", seeds)
             options.setdefault("patches_per_cluster", max(1, 1024 // seeds))
         gestalt = m.gestalt * m.gestalt
-        budget = s.total_budget or max(ALLOCATOR_DEFAULTS["total_budget"][0], gestalt * s.gestalt_lod + m.saccades * 64)
+        budget = total_budget or s.total_budget or max(ALLOCATOR_DEFAULTS["total_budget"][0],
+                                                       gestalt * s.gestalt_lod + m.saccades * 64)
         query = m.name in ("query", "balanced") and s.encoder is not None
         w, h = self.store.size
-        return Pipeline(w, h, device=s.device, strategy="balanced" if m.name == "base" else m.name,
+        strategy = {"base": "balanced", "saliency": s.saliency_strategy}.get(m.name, m.name)
+        return Pipeline(w, h, device=s.device, strategy=strategy,
                         saccades=m.saccades, gestalt_x=m.gestalt, gestalt_y=m.gestalt, gestalt_overlap=m.overlap,
                         gestalt_lod=s.gestalt_lod, total_budget=budget, seed=s.seed,
                         encoder=s.encoder if query else None, **options)
@@ -262,18 +288,28 @@ class MethodRunner:
                   "saccades": m.saccades if m.is_pack else None, "gestalt": m.gestalt * m.gestalt if m.is_pack else None,
                   "overlap": m.overlap if m.is_pack and m.name != "base" else None, "question_id": q.id,
                   "dataset": q.dataset, "kind": q.kind, "video": q.is_video}
+        tier_ms = 0.0
+        if m.study == "budget":
+            t = clock.now()
+            tier = self._tier(q.question)
+            tier_ms = (clock.now() - t) * 1e3
+            pipe = self._pipeline_for(tier)
+            record.update(preset=m.preset, tier=tier, labelled_tier=q.tier, tier_ms=tier_ms,
+                          total_budget=int(pipe.config["total_budget"]))
+        else:
+            pipe = self.pipe
         if m.is_pack:
             query = self._query(q)
-            self.pipe.reset()
+            pipe.reset()
             for f in frames[:-1]:
-                self.pipe.process(f, **query)
+                pipe.process(f, **query)
             self.meter.start()
             t0 = clock.now()
-            r = self.pipe.process(frame, **query)
+            r = pipe.process(frame, **query)
             t1 = clock.now()
             inputs = self.adapter.prepare(frame, r, prompt, tokens=m.tokens)
             t2 = clock.now()
-            select_ms, vision_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+            select_ms, vision_ms = (t1 - t0) * 1e3 + tier_ms, (t2 - t1) * 1e3
             index = inputs.get("token_index")
             if index is None:
                 from ..vlm.base import kept_tokens
@@ -281,6 +317,8 @@ class MethodRunner:
                 index = kept_tokens(r, m.tokens)
             points = np.asarray(r.positions, np.float64)[np.asarray(index)]
             record["saccades_placed"] = int(np.sum(np.asarray(r.kinds)[np.asarray(index)] == 1))
+            # the kept tokens' levels of detail: what total_budget caps (a tier mostly changes these, not the count)
+            record["allocated_budget"] = int(np.asarray(r.budgets)[np.asarray(index)].sum())
         else:
             previous = None
             if m.name == "evs" and len(frames) > 1:
@@ -320,7 +358,7 @@ class MethodRunner:
             visual_tokens=int(inputs["num_visual_tokens"]), in_box=in_box, box_hit=hit,
             box_area=None if box is None else float((box[2] - box[0]) * (box[3] - box[1]) / frame[..., 0].size),
             select_ms=select_ms, vision_ms=vision_ms, prefill_ms=prefill_ms, decode_ms=decode_ms,
-            e2e_ms=(t_end - t0) * 1e3, new_tokens=new_tokens, peak_memory_mb=peak, memory_increase_mb=delta)
+            e2e_ms=(t_end - t0) * 1e3 + tier_ms, new_tokens=new_tokens, peak_memory_mb=peak, memory_increase_mb=delta)
         return record
 
 

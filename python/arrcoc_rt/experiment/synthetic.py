@@ -15,6 +15,10 @@ Video questions (``max(1, count // 2)``): six frames of a still scene in which a
 white card with a digit) moves; the question is about the last frame ("What color is the moving
 square?", "What number is on the moving card?"), whose box is the moving object's.
 
+Each question carries its labelled tier (``Question.tier``), by what the question asks, as in
+``arrcoc_rt/vlm/tier_questions.jsonl``: one property of one object (colour, shape) is simple; a count
+or text to read is complex. (The rules have no "what shape" rule and put those in medium.)
+
 The backgrounds are busy on purpose: smoothed colour noise under large, soft, low-contrast blobs,
 so that the small target is not simply the most salient thing in the frame.
 """
@@ -29,6 +33,7 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 225), 
            "purple": (140, 60, 190), "orange": (240, 135, 30)}
 SHAPES = ("circle", "square", "triangle")
 VIDEO_FRAMES = 6
+TIER_OF_KIND = {"colour": "simple", "shape": "simple", "count": "complex", "text": "complex"}
 
 
 def _background(rng, w: int, h: int) -> np.ndarray:
@@ -153,7 +158,8 @@ def image_question(kind: str, index: int, width: int = 640, height: int = 480) -
         raise ValueError(f"kind: {kind!r} is not one of colour, count, shape, text")
     frame = np.ascontiguousarray(np.asarray(im))
     return Question(id=f"synthetic-{kind}-{index}", question=text, answers=[answer], source={"synthetic": f"{kind}-{index}"},
-                    box=_union(boxes), dataset="synthetic", kind=kind, where=f"built-in {kind} {index}", frames_=[frame])
+                    box=_union(boxes), dataset="synthetic", kind=kind, where=f"built-in {kind} {index}", frames_=[frame],
+                    tier=TIER_OF_KIND[kind])
 
 
 def video_question(index: int, width: int = 640, height: int = 480, frames: int = VIDEO_FRAMES) -> Question:
@@ -191,7 +197,7 @@ def video_question(index: int, width: int = 640, height: int = 480, frames: int 
     text = "What number is on the moving card?" if card else "What color is the moving square?"
     return Question(id=f"synthetic-video-{index}", question=text, answers=[char if card else colour],
                     source={"synthetic": f"video-{index}"}, box=[float(v) for v in box], dataset="synthetic",
-                    kind="video", where=f"built-in video {index}", frames_=out)
+                    kind="video", where=f"built-in video {index}", frames_=out, tier="complex" if card else "simple")
 
 
 def synthetic_questions(count: int = 6, width: int = 640, height: int = 480) -> list[Question]:
@@ -218,6 +224,8 @@ def write_jsonl(questions: list, folder) -> str:
     lines = []
     for q in questions:
         d = {"id": q.id, "question": q.question, "answers": list(q.answers), "kind": q.kind}
+        if q.tier is not None:
+            d["tier"] = q.tier
         if q.box is not None:
             d["box"] = list(q.box)
         if q.is_video:
