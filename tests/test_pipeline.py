@@ -52,6 +52,7 @@ def _reference_for(pipe, result, previous, has_query=False, **kw):
                              gestalt_overlap=cfg["gestalt_overlap"], cut_motion=cfg["cut_motion"],
                              cut_share=cfg["cut_share"], cut_correlation=cfg["cut_correlation"],
                              hysteresis=cfg["hysteresis"], lod_band=cfg["lod_band"],
+                             text_floor=cfg["text_floor"], text_threshold=cfg["text_threshold"],
                              max_candidates=min(1024, cfg["top_clusters"] * cfg["patches_per_cluster"] + cfg["saccades"]),
                              **kw)
 
@@ -275,7 +276,7 @@ def test_sobel_strategy_ranks_by_edge_magnitude():
     magnitude (channel 8 at level 4), best first, with levels of detail from its min-max key."""
     img = real_image("astronaut")
     h, w = img.shape[:2]
-    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", strategy="sobel", saccades=40)
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", strategy="sobel", saccades=40, text_floor=0)
     r = pipe.process(img)
     edge = np.asarray(r.texture.channel(8, 4), np.float64).ravel()
     cand = r.candidates[r.candidates >= 0]

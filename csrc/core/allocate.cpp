@@ -97,6 +97,10 @@ Status check_config(const AllocatorConfig& c) {
   if (c.glimpse_size < 1 || c.glimpse_size > 64) return range("glimpse_size", c.glimpse_size, 1, 64);
   if (!(c.hysteresis >= 0.0f && c.hysteresis <= 1.0f)) return range("hysteresis", c.hysteresis, 0, 1);
   if (!(c.lod_band >= 0.0f && c.lod_band <= 336.0f)) return range("lod_band", c.lod_band, 0, 336);
+  if (c.text_floor != 0 && (c.text_floor < 64 || c.text_floor > 400))
+    return bad(StatusCode::kOutOfRange, "text_floor " + std::to_string(c.text_floor) +
+                                            " is out of range; expected 0 (off) or 64..400");
+  if (!(c.text_threshold >= 0.0f && c.text_threshold <= 1.0f)) return range("text_threshold", c.text_threshold, 0, 1);
   if (c.num_threads < 0 || c.num_threads > 1024) return range("num_threads", c.num_threads, 0, 1024);
   return Status::Ok();
 }
@@ -209,6 +213,7 @@ struct TokenAllocator::Impl {
     if (s.ok()) s = arena.alloc_n(n4, &b.held_token);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_budget);
     if (s.ok()) s = arena.alloc_n(n4, &b.is_candidate);
+    if (s.ok()) s = arena.alloc_n(n4, &b.is_text);
     if (s.ok()) s = arena.alloc_n(cap, &b.rank_key);
     if (s.ok()) s = arena.alloc_n(n4, &b.cached);
     if (s.ok()) s = arena.alloc_n(n4, &b.homunculus);

@@ -102,13 +102,13 @@ void run_typed(const AllocateParams& p) {
   std::copy(p.ranked, p.ranked + take, p.order);
   double total = 0.0;
   for (int s = 0; s < take; ++s) {
-    p.budget[s] = math::saccade_budget(p.key[p.order[s]], p.cfg.steepness, p.cfg.offset);
+    p.budget[s] = saccade_raw_budget(p, s);
     total += p.budget[s];
   }
   const float scale = total > p.room ? static_cast<float>(p.room / total) : 1.0f;
   int64_t lods = 0;
   for (int s = 0; s < take; ++s) {
-    if (scale < 1.0f) p.budget[s] = std::max(64.0f, p.budget[s] * scale);
+    p.budget[s] = saccade_scaled_budget(p, s, scale);
     p.lod[s] = saccade_lod(p, s);
     lods += p.lod[s];
   }

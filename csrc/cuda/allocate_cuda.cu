@@ -138,14 +138,14 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   __syncthreads();
   double b = 0.0;
   if (i < take) {
-    p.budget[i] = math::saccade_budget(p.key[p.order[i]], p.cfg.steepness, p.cfg.offset);
+    p.budget[i] = saccade_raw_budget(p, i);
     b = p.budget[i];
   }
   const double total = block_reduce(b, dred, [](double x, double y) { return x + y; });
   const float scale = total > p.room ? static_cast<float>(p.room / total) : 1.0f;
   double lod = 0.0;
   if (i < take) {
-    if (scale < 1.0f) p.budget[i] = fmaxf(64.0f, p.budget[i] * scale);
+    p.budget[i] = saccade_scaled_budget(p, i, scale);
     p.lod[i] = saccade_lod(p, i);
     lod = p.lod[i];
   }

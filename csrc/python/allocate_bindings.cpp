@@ -94,6 +94,8 @@ class PyTokenAllocator {
     c.glimpse_size = kw["glimpse_size"].cast<int>();
     c.hysteresis = kw["hysteresis"].cast<float>();
     c.lod_band = kw["lod_band"].cast<float>();
+    c.text_floor = kw["text_floor"].cast<int>();
+    c.text_threshold = kw["text_threshold"].cast<float>();
     c.device = kw["device"].cast<std::string>() == "cuda" ? Device::kCUDA : Device::kCPU;
     c.cuda_device = kw["cuda_device"].cast<int>();
     c.num_threads = kw["num_threads"].cast<int>();

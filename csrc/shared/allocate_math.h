@@ -118,6 +118,22 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
   return sigmoidf(out);
 }
 
+// How much a patch looks like text: sharp edges (high_pass, ch 9) between few grey levels (low
+// entropy, ch 14), as ink on a sign or a page. Busy texture has edges and high entropy; a smooth
+// region or a lone outline has little high-pass energy.
+ARRCOC_HD float text_likeness(float high_pass, float entropy) {
+  const float flat = 1.0f - entropy;
+  return high_pass * flat * flat;
+}
+
+// The smallest key whose budget (saccade_budget) reaches `budget`: 1 when unreachable.
+ARRCOC_HD float key_for_budget(float budget, float steepness, float offset) {
+  const float kappa = 4.0f * sigmoidf(steepness) + 0.5f;
+  const float v = (budget - 64.0f) / 336.0f - offset;
+  if (!(v > 0.0f)) return 0.0f;
+  return v >= 1.0f ? 1.0f : powf(v, 1.0f / kappa);
+}
+
 // Number of best candidates the spatial diversity is measured against.
 ARRCOC_HD int diversity_k(int n) {
   const int k = n / 5 < 50 ? n / 5 : 50;

@@ -78,7 +78,8 @@ struct AllocateParams {
   int32_t* held_budget;                 // [w4*h4] prev_budget warped the same way
   int32_t* new_token;                   // [w4*h4] this frame's saccade token per patch (next frame's prev)
   int32_t* new_budget;                  // [w4*h4]
-  int32_t* is_candidate;                // [w4*h4] scratch: 1 where the cascade proposed the patch
+  int32_t* is_candidate;                // [w4*h4] scratch: 1 where the patch is a candidate
+  int32_t* is_text;                     // [w4*h4] 1 where the patch looks like text (cfg.text_threshold)
 
   // per candidate (compacted order), capacity entries each
   int32_t* cand;                        // patch id
@@ -192,6 +193,9 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   p.new_token[q] = -1;
   p.new_budget[q] = 0;
   p.is_candidate[q] = 0;
+  p.is_text[q] = p.cfg.text_floor > 0 &&
+                 math::text_likeness(plane_value<T>(p.feat4[kFeatHighPass], q), plane_value<T>(p.feat4[kFeatEntropy], q)) >=
+                     p.cfg.text_threshold;
   p.new_rel[q] = has_prev ? p.cfg.decay * c : 0.0f;
   math::store_texel(static_cast<T*>(p.out_cached4) + q, c);
   math::store_texel(static_cast<T*>(p.out_info4) + q, 0.0f);
@@ -201,7 +205,8 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
 
 // Candidates: the cascade's slots in slot order (padding skipped), then, in patch order, the
 // patches whose content held a saccade last frame that the cascade did not propose (so a saccade
-// can stay on its content: hysteresis), up to max_candidates. Returns their number.
+// can stay on its content: hysteresis), then the patches that look like text (the guardrail), up
+// to max_candidates. Returns their number.
 ARRCOC_HD int compact_candidates(const AllocateParams& p) {
   int n = 0;
   for (int s = 0; s < p.capacity; ++s)
@@ -217,6 +222,14 @@ ARRCOC_HD int compact_candidates(const AllocateParams& p) {
     if (p.held_token[q] >= 0 && !p.is_candidate[q]) {
       p.cand[n] = q;
       p.slot_of[n] = -1;
+      p.is_candidate[q] = 1;
+      ++n;
+    }
+  for (int q = 0; q < npatch && n < p.cfg.max_candidates; ++q)
+    if (p.is_text[q] && !p.is_candidate[q]) {
+      p.cand[n] = q;
+      p.slot_of[n] = -1;
+      p.is_candidate[q] = 1;
       ++n;
     }
   return n;
@@ -288,6 +301,25 @@ ARRCOC_HD float nearest_best_distance(const AllocateParams& p, int i, int k) {
   return best;
 }
 
+// Does the text guardrail hold candidate i (it looks like text; not for the random baseline)?
+ARRCOC_HD bool text_guarded(const AllocateParams& p, int i) {
+  return p.cfg.strategy != SaccadeStrategy::kRandom && p.is_text[p.cand[i]];
+}
+
+// Budget of saccade s before scaling: from its key, at least text_floor on text.
+ARRCOC_HD float saccade_raw_budget(const AllocateParams& p, int s) {
+  const int i = p.order[s];
+  const float b = math::saccade_budget(p.key[i], p.cfg.steepness, p.cfg.offset);
+  return text_guarded(p, i) ? math::maxf(b, static_cast<float>(p.cfg.text_floor)) : b;
+}
+
+// Budget of saccade s after scaling by `scale` (<= 1): not below 64, nor below text_floor on text.
+ARRCOC_HD float saccade_scaled_budget(const AllocateParams& p, int s, float scale) {
+  float b = p.budget[s];
+  if (scale < 1.0f) b = math::maxf(64.0f, b * scale);
+  return text_guarded(p, p.order[s]) ? math::maxf(b, static_cast<float>(p.cfg.text_floor)) : b;
+}
+
 // Relevance after temporal blending, and the strategy's selection key, of candidate i.
 template <typename T>
 ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
@@ -306,7 +338,9 @@ ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
   // Random selection has nothing to hold on to; every other strategy keeps held content unless a
   // newcomer beats it by the margin.
   const bool held = p.cfg.strategy != SaccadeStrategy::kRandom && p.held_token[q] >= 0;
-  p.rank_key[i] = p.key[i] + (held ? p.cfg.hysteresis : 0.0f);
+  float rank = p.key[i];
+  if (text_guarded(p, i)) rank = math::maxf(rank, math::key_for_budget(static_cast<float>(p.cfg.text_floor), p.cfg.steepness, p.cfg.offset));
+  p.rank_key[i] = rank + (held ? p.cfg.hysteresis : 0.0f);
   p.eligible[i] = (p.cfg.gestalt_overlap || !patch_has_gestalt(p, q)) ? 1 : 0;
 }
 

@@ -485,6 +485,20 @@ def robust_normalize(x: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
+def text_likeness(high_pass, entropy) -> np.ndarray:
+    """high_pass * (1 - entropy)^2 of level-4 planes (channels 9, 14), in float32 operations as the
+    backends (a patch exactly at the threshold must fall on the same side)."""
+    flat = np.float32(1.0) - np.asarray(entropy, np.float32)
+    return (np.asarray(high_pass, np.float32) * flat) * flat
+
+
+def key_for_budget(budget: float, steepness: float, offset: float) -> float:
+    """The smallest key whose saccade_budget reaches ``budget`` (1 when unreachable)."""
+    kappa = 4.0 / (1.0 + np.exp(-steepness)) + 0.5
+    v = (budget - 64.0) / 336.0 - offset
+    return 0.0 if v <= 0 else 1.0 if v >= 1 else float(v ** (1.0 / kappa))
+
+
 def sobel_key(edge: np.ndarray) -> np.ndarray:
     """(x - min) / (max - min) of the candidates' level-4 Sobel magnitudes (channel 8); 0.5 when equal."""
     edge = np.asarray(edge, np.float64)
@@ -677,7 +691,8 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
                     previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
-                    patch_contrast=None, previous_lum=None, cut_correlation=0.5) -> ReferenceAllocation:
+                    patch_contrast=None, previous_lum=None, cut_correlation=0.5, text_floor=256,
+                    text_threshold=0.02) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36; 8 too for the 'sobel' strategy) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
@@ -700,14 +715,20 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     else:
         held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
     cand = [int(c) for c in np.asarray(candidates).ravel() if c >= 0]
+    # text guardrail: patches that look like text (float32 as the backends, so the threshold agrees)
+    text = (text_likeness(level4[9], level4[14]).ravel() >= np.float32(text_threshold) if text_floor > 0
+            else np.zeros(h4 * w4, bool))
     if strategy != "random":
         proposed = set(cand)
-        for q in np.flatnonzero(held_token >= 0):
-            if len(cand) >= max_candidates:
-                break
-            if int(q) not in proposed:
-                cand.append(int(q))
+        for extra in (np.flatnonzero(held_token >= 0), np.flatnonzero(text)):
+            for q in extra:
+                if len(cand) >= max_candidates:
+                    break
+                if int(q) not in proposed:
+                    cand.append(int(q))
+                    proposed.add(int(q))
     cand = np.asarray(cand, np.int64)
+    guarded = text[cand] & (strategy != "random")
     n = len(cand)
     info, sal, query = three_scores(level4, cand, has_query, patch_contrast)
     raw = mlp_raw(weights, info, sal, query) if n else np.zeros(0)
@@ -733,16 +754,19 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
         key = {"balanced": rel, "saliency": sal, "query": query,
                "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]
     held = held_token[cand] >= 0 if strategy != "random" else np.zeros(n, bool)
-    rank_key = np.asarray(key, np.float64) + np.where(held, hysteresis, 0.0)
+    rank_key = np.where(guarded, np.maximum(key, key_for_budget(text_floor, steepness, offset)), key)
+    rank_key = np.asarray(rank_key, np.float64) + np.where(held, hysteresis, 0.0)
     gest = gestalt_tokens(width, height, gestalt_grid)
     G = len(gest)
     gest_patch = (np.minimum(gest[:, 1] // PATCH, h4 - 1) * w4 + np.minimum(gest[:, 0] // PATCH, w4 - 1)).astype(np.int64)
     eligible = [i for i in range(n) if gestalt_overlap or cand[i] not in set(gest_patch.tolist())]
     order = sorted(eligible, key=lambda i: (-rank_key[i], i))[:saccades]
     budget = saccade_budget(key[order], steepness, offset) if order else np.zeros(0)
+    floor = np.where(guarded[order], float(text_floor), 0.0) if order else np.zeros(0)
+    budget = np.maximum(budget, floor)
     room = total_budget - G * gestalt_lod
     if budget.sum() > room:
-        budget = np.maximum(64.0, budget * (room / budget.sum()))
+        budget = np.maximum(np.maximum(64.0, budget * (room / budget.sum())), floor)
     lod = quantize_lod_held(budget, held_budget[cand[order]] if order else np.zeros(0), lod_band)
     keep = len(order)
     while keep and lod[:keep].sum() > room:
