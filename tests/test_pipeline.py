@@ -15,7 +15,7 @@ import arrcoc_rt
 from arrcoc_rt import reference as R
 from conftest import devices, host, real_image
 
-LEVEL4 = (3, 5, 8, 9, 10, 11, 12, 14, 33, 35, 36)
+LEVEL4 = (0, 1, 2, 3, 5, 8, 9, 10, 11, 12, 14, *range(17, 34), 35, 36)
 
 
 def _history(result):
@@ -53,6 +53,7 @@ def _reference_for(pipe, result, previous, has_query=False, **kw):
                              cut_share=cfg["cut_share"], cut_correlation=cfg["cut_correlation"],
                              hysteresis=cfg["hysteresis"], lod_band=cfg["lod_band"],
                              text_floor=cfg["text_floor"], text_threshold=cfg["text_threshold"],
+                             query_embedding=pipe._embedding_set,
                              max_candidates=min(1024, cfg["top_clusters"] * cfg["patches_per_cluster"] + cfg["saccades"]),
                              **kw)
 
@@ -63,6 +64,7 @@ def _compare(pipe, result, ref):
                                  ("query", result.query_score, ref.query, 1e-5), ("balanced", result.balanced_score, ref.balanced, 1e-4)):
         np.testing.assert_allclose(got[valid], want[:valid.sum()], atol=tol, err_msg=name)  # + held patches
     assert result.scene_cut == ref.scene_cut
+    np.testing.assert_allclose(result.context_weights, ref.context_weights, atol=1e-5, err_msg="context")
     sel = result.kinds == 1
     got_patches = result.patches[sel]
     want_patches = ref.token_patch[ref.kinds == 1]
@@ -265,9 +267,9 @@ def test_second_layernorm_is_applied_and_old_files_are_refused(tmp_path):
     _compare(pipe, r, _reference_for(pipe, r, None))
     x = rng.random((64, 3))
     assert not np.allclose(R.mlp_raw(w2, *x.T), R.mlp_raw(dict(w2, ln2_beta=w["ln2_beta"]), *x.T), atol=1e-3)
-    old = {k: v for k, v in w.items() if not k.startswith("ln2_")}
+    old = {k: v for k, v in w.items() if not k.startswith(("ln2_", "ctx_"))}
     np.savez(tmp_path / "old.npz", **old)
-    with pytest.raises(ValueError, match=r"missing \['ln2_beta', 'ln2_gamma'\].*before the balancer had a LayerNorm"):
+    with pytest.raises(ValueError, match=r"missing \['ctx_W1', .*'ln2_gamma'\].*before the balancer had a LayerNorm"):
         arrcoc_rt.Pipeline(64, 48, device="cpu", weights=tmp_path / "old.npz")
 
 

@@ -2,8 +2,10 @@
 // backend choice.
 #include "arrcoc/allocate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -132,6 +134,8 @@ struct TokenAllocator::Impl {
   void* done_event = nullptr;
   StreamOrder order;
   math::BalanceWeightsData host_weights;  // CUDA: the packed weights, copied on the last stream
+  bool context_on = false;        // the weights' context network is not all zero
+  float query_embedding[kQueryEmbeddingDims] = {};
   bool ran = false;
   TokenPack last{};              // the last run's pack
   void* host_mirror = nullptr;   // CUDA: page-locked copy of a pack at max sizes (copy_to_host)
@@ -157,6 +161,7 @@ struct TokenAllocator::Impl {
     for (const float** a : {&v.info, &v.salience, &v.query, &v.raw, &v.balanced, &v.candidate_relevance})
       f(*a, C, C_max);
     f(v.candidates, C, C_max);
+    f(v.context_weights, 3, 3);
   }
 
   // One wait for the whole pack: every copy is queued on `stream` into the page-locked mirror.
@@ -209,7 +214,8 @@ struct TokenAllocator::Impl {
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &token_of_patch[i]);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &budget_of_patch[i]);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &lum_of_patch[i]);
-    if (s.ok()) s = arena.alloc_n(kStructureSums, &b.structure_sums);
+    if (s.ok()) s = arena.alloc_n(kAllSums, &b.structure_sums);
+    if (s.ok()) s = arena.alloc_n(3, &b.context);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_token);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_budget);
     if (s.ok()) s = arena.alloc_n(n4, &b.is_candidate);
@@ -246,6 +252,8 @@ struct TokenAllocator::Impl {
     for (size_t i = 0; i < sizeof(BalanceWeights) / sizeof(float); ++i)
       if (!std::isfinite(f[i]))
         return bad(StatusCode::kInvalidArgument, "weights contain NaN or inf (float " + std::to_string(i) + ")");
+    auto nonzero = [](const auto& a) { return std::any_of(std::begin(a), std::end(a), [](float v) { return v != 0.0f; }); };
+    context_on = nonzero(w.ctx_W1) || nonzero(w.ctx_b1) || nonzero(w.ctx_W2) || nonzero(w.ctx_b2);
     if (config.device == Device::kCPU) {
       math::pack_balance_weights(w, weights);
       return Status::Ok();
@@ -290,6 +298,7 @@ struct TokenAllocator::Impl {
     const size_t es = static_cast<size_t>(dtype_size(t.dtype));
     auto plane = [&](int ch, int level) { return static_cast<char*>(t.data) + t.plane_offset(ch, level) * es; };
     for (int f = 0; f < kNumPlaneFeat; ++f) p.feat4[f] = plane(kFeatureChannel[f], 4);
+    for (int k = 0; k < kGestaltChannels; ++k) p.gestalt4[k] = plane(gestalt_channel(k), 4);
     p.mvx4 = plane(35, 4);
     p.mvy4 = plane(36, 4);
     p.motion0 = plane(10, 0);
@@ -314,6 +323,8 @@ struct TokenAllocator::Impl {
     p.motion_valid = t.motion_valid;
     p.frame_index = frame_index;
     p.weights = weights;
+    p.context_on = context_on && config.strategy == SaccadeStrategy::kBalanced;
+    std::copy(query_embedding, query_embedding + kQueryEmbeddingDims, p.query_embedding);
     p.cfg = config;
     p.num_gestalt = config.gestalt_x * config.gestalt_y;
     p.num_tokens = p.num_gestalt + config.saccades;
@@ -379,6 +390,7 @@ struct TokenAllocator::Impl {
     v.raw = p.slot_raw;
     v.balanced = p.slot_bal;
     v.candidate_relevance = p.slot_rel;
+    v.context_weights = p.context;
     v.candidates = c.candidate_patch;
     v.candidate_capacity = p.capacity;
     last = v;
@@ -406,6 +418,20 @@ Status TokenAllocator::create(const AllocatorConfig& config, std::unique_ptr<Tok
 
 Status TokenAllocator::set_weights(const BalanceWeights& weights) noexcept {
   ARRCOC_GUARD({ return impl_->set_weights(weights); })
+}
+
+Status TokenAllocator::set_query_embedding(const float* embedding) noexcept {
+  ARRCOC_GUARD({
+    float e[kQueryEmbeddingDims] = {};
+    if (embedding)
+      for (int k = 0; k < kQueryEmbeddingDims; ++k) {
+        if (!std::isfinite(embedding[k]))
+          return bad(StatusCode::kInvalidArgument, "query embedding contains NaN or inf (value " + std::to_string(k) + ")");
+        e[k] = embedding[k];
+      }
+    std::copy(e, e + kQueryEmbeddingDims, impl_->query_embedding);
+    return Status::Ok();
+  })
 }
 
 Status TokenAllocator::run(const TextureView& texture, const CascadeView& cascade, bool has_query, TokenPack* out,

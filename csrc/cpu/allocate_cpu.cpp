@@ -45,7 +45,7 @@ void run_typed(const AllocateParams& p) {
     for (int y = 0; y < p.height; ++y) moving += row_counts[y];
   }
   // Structure sums (integers: exact; a few thousand patches, one pass).
-  for (int k = 0; k < kStructureSums; ++k) p.structure_sums[k] = 0;
+  for (int k = 0; k < kAllSums; ++k) p.structure_sums[k] = 0;
   for (int q = 0; q < npatch; ++q) {
     unsigned long long t[kMotionSums];
     motion_terms<T>(p, q, t);
@@ -56,6 +56,12 @@ void run_typed(const AllocateParams& p) {
     structure_terms<T>(p, q, t);
     for (int k = 0; k < kStructureSums - kMotionSums; ++k) p.structure_sums[kMotionSums + k] += t[k];
   }
+  if (p.context_on)  // the context network's gestalt (only when it runs)
+    for (int q = 0; q < npatch; ++q) {
+      unsigned long long t[kGestaltChannels];
+      gestalt_terms<T>(p, q, t);
+      for (int k = 0; k < kGestaltChannels; ++k) p.structure_sums[kStructureSums + k] += t[k];
+    }
   const bool cut = is_scene_cut(p, moving);
   parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });
 
@@ -71,6 +77,7 @@ void run_typed(const AllocateParams& p) {
   }
   parallel_for(n, nt, [&](int i) { three_scores(p, i); });
   const float info_gain = math::repetition_gain(p.info, n);
+  context_step(p, n, info_gain);
   parallel_for(n, nt, [&](int i) { info_gain_and_raw(p, i, info_gain); });
 
   // Stage 4 (fused): diversity, opponent mix, normalization, temporal blend, selection, budgets.

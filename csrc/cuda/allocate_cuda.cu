@@ -45,6 +45,25 @@ __global__ void structure_kernel(AllocateParams p) {
   for (int k = 0; k < kStructureSums - kMotionSums; ++k) atomicAdd(p.structure_sums + kMotionSums + k, t[k]);
 }
 
+// The context network's gestalt sums: a block's exact integer sums, then one atomic per channel.
+template <typename T>
+__global__ void gestalt_kernel(AllocateParams p) {
+  __shared__ unsigned long long part[kBlock];
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  unsigned long long t[kGestaltChannels] = {};
+  if (q < p.w4 * p.h4) gestalt_terms<T>(p, q, t);
+  for (int k = 0; k < kGestaltChannels; ++k) {
+    part[threadIdx.x] = t[k];
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(p.structure_sums + kStructureSums + k, part[0]);
+    __syncthreads();
+  }
+}
+
 template <typename T>
 __global__ void carry_kernel(AllocateParams p) {
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
@@ -103,7 +122,10 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   __shared__ float info_gain;
   if (mine) three_scores(p, i);
   __syncthreads();
-  if (i == 0) info_gain = math::repetition_gain(p.info, n);  // sequential: the CPU's bits
+  if (i == 0) {  // sequential: the CPU's bits
+    info_gain = math::repetition_gain(p.info, n);
+    context_step(p, n, info_gain);
+  }
   __syncthreads();
   if (mine) info_gain_and_raw<kMlpChunk>(p, i, info_gain);
   __syncthreads();
@@ -189,7 +211,7 @@ template <typename T>
 Status run_typed(const AllocateParams& p, cudaStream_t st) {
   Status s = check(cudaMemsetAsync(p.counters, 0, 4 * sizeof(int32_t), st), "cudaMemsetAsync");
   if (!s.ok()) return s;
-  s = check(cudaMemsetAsync(p.structure_sums, 0, kStructureSums * sizeof(unsigned long long), st), "cudaMemsetAsync");
+  s = check(cudaMemsetAsync(p.structure_sums, 0, kAllSums * sizeof(unsigned long long), st), "cudaMemsetAsync");
   if (!s.ok()) return s;
   const int npatch = p.w4 * p.h4;
   const int P = p.cfg.glimpse_size;
@@ -198,6 +220,10 @@ Status run_typed(const AllocateParams& p, cudaStream_t st) {
   launch(motion_sum_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
   launch(structure_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "structure_kernel launch")).ok()) return s;
+  if (p.context_on) {
+    launch(gestalt_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
+    if (!(s = check(cudaGetLastError(), "gestalt_kernel launch")).ok()) return s;
+  }
   launch(carry_kernel<T>, blocks_for(npatch), kBlock, 0, st)(p);
   if (!(s = check(cudaGetLastError(), "carry_kernel launch")).ok()) return s;
   launch(fused_allocate_kernel<T>, 1, kFused, 0, st)(p);

@@ -43,6 +43,10 @@ BalanceWeights weights_from_dict(const py::dict& d) {
   copy("b3", &w.b3, 1);
   copy("lambda_logits", w.lambda_logits, 3);
   copy("mix", w.mix, 3);
+  copy("ctx_W1", w.ctx_W1, kContextHidden * kContextInputs);
+  copy("ctx_b1", w.ctx_b1, kContextHidden);
+  copy("ctx_W2", w.ctx_W2, 3 * kContextHidden);
+  copy("ctx_b2", w.ctx_b2, 3);
   return w;
 }
 
@@ -65,6 +69,10 @@ py::dict weights_to_dict(const BalanceWeights& w) {
   put("b3", &w.b3, {1});
   put("lambda_logits", w.lambda_logits, {3});
   put("mix", w.mix, {3});
+  put("ctx_W1", w.ctx_W1, {kContextHidden, kContextInputs});
+  put("ctx_b1", w.ctx_b1, {kContextHidden});
+  put("ctx_W2", w.ctx_W2, {3, kContextHidden});
+  put("ctx_b2", w.ctx_b2, {3});
   return d;
 }
 
@@ -105,6 +113,16 @@ class PyTokenAllocator {
   }
 
   void set_weights(const py::dict& d) { throw_if_error(alloc_->set_weights(weights_from_dict(d))); }
+
+  // None: no query embedding (zeros).
+  void set_query_embedding(const py::object& e) {
+    if (e.is_none()) return throw_if_error(alloc_->set_query_embedding(nullptr));
+    auto a = e.cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
+    if (a.size() != kQueryEmbeddingDims)
+      throw py::value_error("query embedding: " + std::to_string(a.size()) + " values; expected " +
+                            std::to_string(kQueryEmbeddingDims));
+    throw_if_error(alloc_->set_query_embedding(a.data()));
+  }
 
   // copy=true: host copies (safe to keep; on CUDA one wait for the whole pack). copy=false: zero-copy
   // views of the allocator's memory (read-only NumPy on the CPU, DeviceArray on CUDA: no host wait),
@@ -161,6 +179,7 @@ class PyTokenAllocator {
                              {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
                              {"candidate_relevance", v.candidate_relevance}})
       r[name] = out(ptr, {C}, "float32");
+    r["context_weights"] = out(v.context_weights, {3}, "float32");
     r["num_gestalt"] = v.num_gestalt;
     return r;
   }
@@ -190,6 +209,7 @@ void bind_allocate(py::module_& m) {
   py::class_<PyTokenAllocator>(m, "TokenAllocator")
       .def(py::init<const py::dict&>())
       .def("set_weights", &PyTokenAllocator::set_weights)
+      .def("set_query_embedding", &PyTokenAllocator::set_query_embedding)
       .def("run", [](py::object self, PyBuilderRef b, PyCascadeRef c, bool q, uintptr_t s, bool copy) {
         return self.cast<PyTokenAllocator&>().run(self, b, c, q, s, copy);
       })

@@ -134,6 +134,26 @@ ARRCOC_HD float key_for_budget(float budget, float steepness, float offset) {
   return v >= 1.0f ? 1.0f : powf(v, 1.0f / kappa);
 }
 
+// The context network's weights w of the three scores from its inputs x (kContextInputs):
+// softmax(W2 ReLU(W1 x + b1) + b2). Sums in index order: the same values on every backend.
+ARRCOC_HD void context_weights(const ::arrcoc::BalanceWeights& w, const float* x, float out[3]) {
+  float z[3];
+  for (int c = 0; c < 3; ++c) z[c] = w.ctx_b2[c];
+  for (int j = 0; j < ::arrcoc::kContextHidden; ++j) {
+    float h = w.ctx_b1[j];
+    for (int k = 0; k < ::arrcoc::kContextInputs; ++k) h += w.ctx_W1[j * ::arrcoc::kContextInputs + k] * x[k];
+    h = maxf(0.0f, h);
+    for (int c = 0; c < 3; ++c) z[c] += w.ctx_W2[c * ::arrcoc::kContextHidden + j] * h;
+  }
+  const float top = maxf(z[0], maxf(z[1], z[2]));
+  float e[3], sum = 0.0f;
+  for (int c = 0; c < 3; ++c) {
+    e[c] = expf(z[c] - top);
+    sum += e[c];
+  }
+  for (int c = 0; c < 3; ++c) out[c] = e[c] / sum;
+}
+
 // Number of best candidates the spatial diversity is measured against.
 ARRCOC_HD int diversity_k(int n) {
   const int k = n / 5 < 50 ? n / 5 : 50;

@@ -39,8 +39,13 @@ ARRCOC_HD bool component_needed(const AllocatorConfig& cfg, int c) {
   return c != kCompSobel || cfg.strategy == SaccadeStrategy::kSobel;
 }
 
+// The context network's gestalt: level-4 channels 17..32 (semantic), then 0..3 (colour, luminance).
+constexpr int kGestaltChannels = 20;
+ARRCOC_HD int gestalt_channel(int k) { return k < 16 ? 17 + k : k - 16; }
+
 struct AllocateParams {
   DType dtype;                          // texture element type
+  const void* gestalt4[kGestaltChannels];  // level-4 planes of gestalt_channel(k)
   const void* feat4[kNumPlaneFeat];     // level-4 planes of the features (kFeatureChannel)
   const void* mvx4;                     // ch 35 at level 4
   const void* mvy4;                     // ch 36 at level 4
@@ -48,7 +53,7 @@ struct AllocateParams {
   const void* lum4;                     // ch 3 at level 4 (scene cut: structure)
   const float* prev_lum;                // [w4*h4] the previous frame's lum4 (with has_history)
   float* new_lum;                       // [w4*h4] this frame's, for the next
-  unsigned long long* structure_sums;   // [kStructureSums] see structure_terms
+  unsigned long long* structure_sums;   // [kAllSums] see structure_terms, then the gestalt sums
   int32_t* row_counts;                  // CPU: [max_height] moving pixels per row of motion0
   void* out_cached4;                    // ch 34 at level 4 (written)
   void* out_info4;                      // ch 37 at level 4 (written)
@@ -63,6 +68,9 @@ struct AllocateParams {
   bool has_query, motion_valid;
   uint32_t frame_index;
   const math::BalanceWeightsData* weights;  // on the backend's device
+  bool context_on;                      // the weights' context network is not all zero (strategy balanced)
+  float query_embedding[kQueryEmbeddingDims];  // set_query_embedding (zeros: none)
+  float* context;                       // [3] the context network's weights of the three scores
   AllocatorConfig cfg;                  // knobs (the device fields are unused here)
   int32_t num_gestalt;                  // gestalt_x * gestalt_y
   int32_t num_tokens;                   // num_gestalt + saccades
@@ -118,6 +126,7 @@ ARRCOC_HD float plane_value(const void* plane, int64_t i) {
 // y^2, xy in 2^-20 units (two's complement; exact in any order).
 constexpr int kMotionSums = 2;
 constexpr int kStructureSums = kMotionSums + 5;
+constexpr int kAllSums = kStructureSums + kGestaltChannels;  // then the gestalt's sums (2^-20 units)
 
 ARRCOC_HD int64_t structure_fixed(float v) { return static_cast<int64_t>(rintf(v * 1048576.0f)); }
 
@@ -165,6 +174,44 @@ ARRCOC_HD double structure_correlation(const unsigned long long* all_sums, int64
   const double vx = n_d * sxx - sx * sx, vy = n_d * syy - sy * sy;
   if (!(vx > 1e-12 * n_d * n_d) || !(vy > 1e-12 * n_d * n_d)) return 1.0;
   return (n_d * sxy - sx * sy) / sqrt(vx * vy);
+}
+
+// Patch q's gestalt terms: its level-4 value of each gestalt channel in 2^-20 units (integers: the
+// sums are exact in any order, so every backend gets the same means).
+template <typename T>
+ARRCOC_HD void gestalt_terms(const AllocateParams& p, int q, unsigned long long out[kGestaltChannels]) {
+  for (int k = 0; k < kGestaltChannels; ++k)
+    out[k] = static_cast<unsigned long long>(structure_fixed(plane_value<T>(p.gestalt4[k], q)));
+}
+
+// The context network's inputs (kContextInputs; see arrcoc/allocate.h) once the gestalt sums and the
+// n candidates' three scores are known (information with the frame's repetition gain, as the
+// balancer sees it). The score means add in candidate order (one thread).
+ARRCOC_HD void context_inputs(const AllocateParams& p, int n, float info_gain, float* x) {
+  for (int k = 0; k < kQueryEmbeddingDims; ++k) x[k] = p.query_embedding[k];
+  x[kQueryEmbeddingDims] = p.has_query ? 1.0f : 0.0f;
+  const double npatch = static_cast<double>(p.w4) * p.h4;
+  for (int k = 0; k < kGestaltChannels; ++k)
+    x[kQueryEmbeddingDims + 1 + k] = static_cast<float>(
+        static_cast<double>(static_cast<int64_t>(p.structure_sums[kStructureSums + k])) / 1048576.0 / npatch);
+  float s[3] = {0.0f, 0.0f, 0.0f};
+  for (int i = 0; i < n; ++i) {
+    s[0] += p.info[i] * info_gain;
+    s[1] += p.sal[i];
+    s[2] += p.query[i];
+  }
+  for (int c = 0; c < 3; ++c) x[kContextInputs - 3 + c] = n ? s[c] / static_cast<float>(n) : 0.0f;
+}
+
+// The context step (one thread): p.context = the network's weights, or 1/3 each when it is off.
+ARRCOC_HD void context_step(const AllocateParams& p, int n, float info_gain) {
+  if (!p.context_on) {
+    for (int c = 0; c < 3; ++c) p.context[c] = 1.0f / 3.0f;
+    return;
+  }
+  float x[kContextInputs];
+  context_inputs(p, n, info_gain, x);
+  math::context_weights(p.weights->w, x, p.context);
 }
 
 ARRCOC_HD bool is_scene_cut(const AllocateParams& p, int64_t count) {
@@ -282,9 +329,16 @@ ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
 // The information score scaled by the frame's repetition gain of information (a frame where every
 // candidate is busy texture leaves the choice to salience and query: texture must not take the
 // saccades from the subject), then the MLP's raw score (Chunk: see balance_mlp).
+// With the context network on, the scores are then weighted by 3 w (the seeds' weighted sum of
+// the three scores; 1 each at uniform weights) before the balancer sees them.
 template <int Chunk = math::kHidden2>
 ARRCOC_HD void info_gain_and_raw(const AllocateParams& p, int i, float info_gain) {
   p.info[i] *= info_gain;
+  if (p.context_on) {
+    p.info[i] *= 3.0f * p.context[0];
+    p.sal[i] *= 3.0f * p.context[1];
+    p.query[i] *= 3.0f * p.context[2];
+  }
   p.raw[i] = math::balance_mlp<Chunk>(*p.weights, p.info[i], p.sal[i], p.query[i]);
 }
 

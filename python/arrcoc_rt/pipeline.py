@@ -59,7 +59,8 @@ def _check(name, value, spec):
 
 
 _ARRAY_FIELDS = ("glimpses", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance", "homunculus",
-                 "candidates", "info_score", "salience_score", "query_score", "balanced_score", "previous", "reuse")
+                 "candidates", "info_score", "salience_score", "query_score", "balanced_score", "previous", "reuse",
+                 "context_weights")
 
 
 def _as_torch(result) -> None:
@@ -108,6 +109,8 @@ class FrameResult:
     #                                     the motion vectors) this token shows, -1 if none
     reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too:
     #                                     the same pixels, so a model may keep that token's cached keys/values
+    context_weights: np.ndarray | None = None  # [3] the context network's weights of (information,
+    #                                     salience, query) for this frame; 1/3 each when it is off
     follows_a_frame: bool = False       # a previous frame of this pipeline exists (churn is defined)
     frame_size: tuple = (0, 0)  # (width, height) of the frame, pixels
     timings: dict = field(default_factory=dict)  # ms per stage (host clock; on CUDA the first two are
@@ -275,6 +278,7 @@ class Pipeline:
             strategy=STRATEGIES.index(strategy), gestalt_overlap=gestalt_overlap, device=self.device,
             cuda_device=self.texture_builder.cuda_device, num_threads=int(num_threads)))
         self.set_weights(weights)
+        self._embedding_key, self._embedding, self._embedding_set = None, None, None
         self._frames = 0
         self._history = False  # a previous frame exists (for churn)
         self._gathers = []  # producers of gathers that may still be queued
@@ -430,6 +434,19 @@ class Pipeline:
         raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({tex.height}, "
                          f"{tex.width}) nor its patch grid ({h4}, {w4})")
 
+    def _query_embedding(self, vectors):
+        """The context network's query embedding: the mean query vector projected like texture
+        channels 17..32 (components . (v - mean)), or None without a query vector or a PCA yet.
+        Cached per query object, so the allocator is told only when it changes."""
+        if vectors is None or self._sem is None or self.pca.components is None:
+            return None
+        key = (vectors, self.pca.components)  # the objects themselves: kept alive, compared by identity
+        if self._embedding_key is None or any(a is not b for a, b in zip(key, self._embedding_key)):
+            v = np.asarray(vectors, np.float64).reshape(-1, self.pca.components.shape[1]).mean(axis=0)
+            self._embedding = (self.pca.components.astype(np.float64) @ (v - self.pca.mean)).astype(np.float32)
+            self._embedding_key = key
+        return self._embedding
+
     def process(self, frame, query: Query | None = None, *, query_text: str | None = None, query_image=None,
                 query_vector=None, query_map=None, pixel_format: str | None = None, layout: str | None = None,
                 stream=None, copy: bool = True, return_tensors: str = "np") -> FrameResult:
@@ -471,6 +488,10 @@ class Pipeline:
         if qmap is not None:
             self.texture_builder._native.set_patch_channel(33, qmap)
         has_query = qmap is not None or kind == "vector"
+        embedding = self._query_embedding(qvalue if kind == "vector" else None)
+        if embedding is not self._embedding_set:
+            self._allocator.set_query_embedding(embedding)
+            self._embedding_set = embedding
         t1 = time.perf_counter()
         self.cascade._native.run(self.texture_builder._native, stream_handle(stream))
         t2 = time.perf_counter()
@@ -495,7 +516,7 @@ class Pipeline:
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=scene_cut,
             num_saccades=num_saccades, candidates=r["candidates"], info_score=r["info"],
             salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
-            previous=r["previous"], reuse=r["reuse"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
+            previous=r["previous"], reuse=r["reuse"], context_weights=r["context_weights"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
         self._history = True
         if return_tensors == "pt":

@@ -537,6 +537,37 @@ def _relative_motion(mvx, mvy) -> np.ndarray:
     return np.hypot(np.asarray(mvx, np.float64) - gx, np.asarray(mvy, np.float64) - gy) / PATCH
 
 
+GESTALT_CHANNELS = tuple(range(17, 33)) + (0, 1, 2, 3)  # the context network's gestalt (level 4)
+
+
+def context_on(weights: dict) -> bool:
+    """The context network runs unless its parameters are all zero (the default)."""
+    return any(np.any(np.asarray(weights[k]) != 0) for k in ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2"))
+
+
+def context_inputs(level4: dict, query_embedding, has_query: bool, info, sal, query) -> np.ndarray:
+    """The context network's 40 inputs: the query embedding (16; zeros without one), 1 with a
+    query, the frame's means of level-4 channels 17..32 and 0..3 (as the backends: each value in
+    2^-20 units, rounded, summed exactly), the candidates' mean information (with its repetition
+    gain), salience and query scores."""
+    e = np.zeros(16) if query_embedding is None else np.asarray(query_embedding, np.float64).ravel()
+    g = []
+    for c in GESTALT_CHANNELS:
+        v = np.asarray(level4[c], np.float32).ravel()
+        g.append(float(np.rint(v * np.float32(1048576.0)).astype(np.int64).sum()) / 1048576.0 / v.size)
+    m = [float(np.mean(s)) if len(s) else 0.0 for s in (info, sal, query)]
+    return np.concatenate([e, [1.0 if has_query else 0.0], g, m])
+
+
+def context_weights(weights: dict, x) -> np.ndarray:
+    """softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2): the weights of the three scores."""
+    w = {k: np.asarray(weights[k], np.float64) for k in ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2")}
+    h = np.maximum(w["ctx_W1"] @ np.asarray(x, np.float64) + w["ctx_b1"], 0.0)
+    z = w["ctx_W2"] @ h + w["ctx_b2"]
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
 def mlp_raw(weights: dict, info, sal, query) -> np.ndarray:
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     x = np.stack([info, sal, query], axis=-1)
@@ -631,6 +662,7 @@ class ReferenceAllocation:
     reuse: np.ndarray = None       # [G+S] previous where the level of detail is unchanged, else -1
     token_map: np.ndarray = None   # [h4, w4] this frame's saccade token per patch (-1): next frame's history
     budget_map: np.ndarray = None  # [h4, w4] their levels of detail (0)
+    context_weights: np.ndarray = None  # [3] the context network's weights of the three scores
 
 
 def gestalt_tokens(width: int, height: int, grid=(16, 16)):
@@ -692,7 +724,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
                     previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
                     patch_contrast=None, previous_lum=None, cut_correlation=0.5, text_floor=256,
-                    text_threshold=0.02) -> ReferenceAllocation:
+                    text_threshold=0.02, query_embedding=None) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36; 8 too for the 'sobel' strategy) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
@@ -731,6 +763,10 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     guarded = text[cand] & (strategy != "random")
     n = len(cand)
     info, sal, query = three_scores(level4, cand, has_query, patch_contrast)
+    context = np.full(3, 1.0 / 3.0)
+    if strategy == "balanced" and context_on(weights):
+        context = context_weights(weights, context_inputs(level4, query_embedding, has_query, info, sal, query))
+        info, sal, query = 3 * context[0] * info, 3 * context[1] * sal, 3 * context[2] * query
     raw = mlp_raw(weights, info, sal, query) if n else np.zeros(0)
     py, px = np.divmod(cand, w4)
     div = spatial_diversity(raw, px.astype(np.float64), py.astype(np.float64)) if n else np.zeros(0)
@@ -814,7 +850,8 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     new_rel[cand] = rel
     return ReferenceAllocation(info, sal, query, raw, div, balanced, rel, key, np.asarray(order, np.int64), budget,
                                positions, levels, budgets, kinds, scores, token_patch, new_rel.reshape(h4, w4),
-                               cached, cut, previous, reuse, token_map.reshape(h4, w4), budget_map.reshape(h4, w4))
+                               cached, cut, previous, reuse, token_map.reshape(h4, w4), budget_map.reshape(h4, w4),
+                               context)
 
 
 # ----------------------------------------------------------------------------- stage 6: gather

@@ -8,10 +8,20 @@ The balancer computes, per candidate with scores x = (info, salience, query) in 
     lambda_i = sigmoid(lambda_logits[i])                       3 opponent dials
     balanced = mix . (T1, T2, T3), then min-max over the frame's candidates   mix [3]
 
+and, per frame, the context network (seeds 000/001) that weights the three scores:
+
+    w = softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2)     ctx_W1 [32, 40], ctx_W2 [3, 32]
+    (info, salience, query) *= 3 w                           (strategy 'balanced', before the MLP)
+
+x: the query's embedding (16: its projection into texture channels 17..32), 1 with a query, the
+frame's mean of level-4 channels 17..32 and 0..3, and the candidates' mean three scores (see
+arrcoc/allocate.h). All-zero context parameters (the default) leave the scores as they are.
+
 File formats (both hold exactly these keys): ``.npz`` (``np.savez``) or ``.json`` (lists of numbers):
-``W1, b1, ln_gamma, ln_beta, W2, b2, ln2_gamma, ln2_beta, W3, b3, lambda_logits, mix``. LayerNorm
-after both hidden layers is seed 004's balancer (its dropout of 0.1 acts in training only); files
-written before the second LayerNorm existed lack ``ln2_gamma``/``ln2_beta`` and are refused.
+``W1, b1, ln_gamma, ln_beta, W2, b2, ln2_gamma, ln2_beta, W3, b3, lambda_logits, mix, ctx_W1, ctx_b1,
+ctx_W2, ctx_b2``. LayerNorm after both hidden layers is seed 004's balancer (its dropout of 0.1 acts
+in training only); files written before the second LayerNorm and the context network existed lack
+those keys and are refused.
 
 Untrained default (``default_weights()``): raw equals the **mean of the three scores** to within
 1.5e-3 on [0, 1]: the first layer puts m = mean(x) and -m on two units (the other 126 are zero), so the
@@ -29,13 +39,18 @@ from pathlib import Path
 import numpy as np
 
 HIDDEN1, HIDDEN2 = 128, 64
+CONTEXT_INPUTS, CONTEXT_HIDDEN, QUERY_EMBEDDING_DIMS = 40, 32, 16
 LN_EPS = 1e-5
 SHAPES = {
     "W1": (HIDDEN1, 3), "b1": (HIDDEN1,), "ln_gamma": (HIDDEN1,), "ln_beta": (HIDDEN1,),
     "W2": (HIDDEN2, HIDDEN1), "b2": (HIDDEN2,), "ln2_gamma": (HIDDEN2,), "ln2_beta": (HIDDEN2,),
     "W3": (1, HIDDEN2), "b3": (1,),
     "lambda_logits": (3,), "mix": (3,),
+    "ctx_W1": (CONTEXT_HIDDEN, CONTEXT_INPUTS), "ctx_b1": (CONTEXT_HIDDEN,), "ctx_W2": (3, CONTEXT_HIDDEN),
+    "ctx_b2": (3,),
 }
+CONTEXT_KEYS = ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2")
+NEWER_KEYS = {"ln2_gamma", "ln2_beta", *CONTEXT_KEYS}  # 2026-11-30: absent from older files
 
 
 def default_weights() -> dict:
@@ -53,8 +68,8 @@ def validate(weights: dict, source: str = "weights") -> dict:
     missing = sorted(set(SHAPES) - set(weights))
     extra = sorted(set(weights) - set(SHAPES))
     if missing or extra:
-        hint = (" (weights written before the balancer had a LayerNorm after its second layer: retrain them)"
-                if missing == ["ln2_beta", "ln2_gamma"] else "")
+        hint = (" (weights written before the balancer had a LayerNorm after its second layer and a context "
+                "network: retrain them)" if missing and set(missing) <= NEWER_KEYS and not extra else "")
         raise ValueError(f"{source}: keys do not match; missing {missing}, unexpected {extra}; "
                          f"expected exactly {sorted(SHAPES)}{hint}")
     out = {}

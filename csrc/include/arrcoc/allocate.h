@@ -23,6 +23,15 @@ enum class SaccadeStrategy : int32_t {
   kSobel = 4,     // seed 000's saliency baseline: the patch's mean Sobel edge magnitude (channel 8), min-max
 };
 
+// The context network (seeds 000/001): per frame, the query embedding and the frame's gestalt ->
+// a hidden layer -> softmax weights of the three scores (information, salience, query). Inputs:
+// [0, 16) the query's embedding in the texture's semantic space (set_query_embedding), [16] 1 with
+// a query, [17, 33) the frame's mean of channels 17..32 and [33, 37) of channels 0..3 over the
+// patches (level 4), [37, 40) the candidates' mean information, salience and query scores.
+constexpr int kContextInputs = 40;
+constexpr int kContextHidden = 32;
+constexpr int kQueryEmbeddingDims = 16;
+
 // Balancer parameters; python/arrcoc_rt/weights.py documents them and the file formats.
 struct BalanceWeights {
   float W1[128 * 3];
@@ -37,6 +46,13 @@ struct BalanceWeights {
   float b3;
   float lambda_logits[3];
   float mix[3];
+  // context network: w = softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2); all zero (the default)
+  // is off: the scores are used as they are (with any other values the strategy 'balanced' scales
+  // information, salience and query by 3 w).
+  float ctx_W1[kContextHidden * kContextInputs];
+  float ctx_b1[kContextHidden];
+  float ctx_W2[3 * kContextHidden];
+  float ctx_b2[3];
 };
 
 struct AllocatorConfig {
@@ -120,6 +136,7 @@ struct TokenPack {
   const float* raw = nullptr;
   const float* balanced = nullptr;
   const float* candidate_relevance = nullptr;
+  const float* context_weights = nullptr;  // [3] the context network's weights of the three scores (1/3 each when off)
   const int32_t* candidates = nullptr;  // [capacity] the cascade's candidate patch per slot, -1 padding
   int32_t candidate_capacity = 0;
 };
@@ -138,6 +155,11 @@ class TokenAllocator {
   // Replace the balancer parameters (default: the untrained "mean of the three scores" MLP,
   // which the Python package supplies; a C++ host passes its own). Rejects NaN/inf.
   Status set_weights(const BalanceWeights& weights) noexcept;
+
+  // The query's embedding for the context network ([kQueryEmbeddingDims] host floats, e.g. the
+  // query vector projected like texture channels 17..32), used by the following run()s; nullptr:
+  // none (zeros). Rejects NaN/inf.
+  Status set_query_embedding(const float* embedding) noexcept;
 
   // One frame: reads the texture (levels 0, 4 and the colour at every level) and the cascade's
   // candidates, writes texture channels 34, 37, 38, 39 and the token pack.

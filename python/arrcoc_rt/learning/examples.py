@@ -39,6 +39,7 @@ class Prepared:
     grid: np.ndarray                # [C, g, g] the model's vision features
     size: tuple                     # (width, height)
     w4: int
+    context: np.ndarray = None      # [40] the context network's inputs (reference.context_inputs)
     answer_ids: list = field(default_factory=list)
 
 
@@ -55,9 +56,11 @@ def prepare(example: Example, pipeline, adapter) -> Prepared:
     kinds = np.asarray(r.kinds)
     g = kinds == 0
     grid = adapter.vision_features(example.frame).detach().cpu().float().numpy()
+    level4 = {c: np.asarray(r.texture.channel(c, 4), np.float64) for c in R.GESTALT_CHANNELS}
+    context = R.context_inputs(level4, pipeline._embedding_set, example.query is not None, info, sal, query)
     return Prepared(example, cand, (info, sal, query), px.astype(np.float64), py.astype(np.float64),
                     np.asarray(r.positions, np.float64)[g], int(np.asarray(r.levels)[g][0]), grid,
-                    tuple(r.frame_size), w4)
+                    tuple(r.frame_size), w4, context)
 
 
 def pack_features(p: Prepared, key: np.ndarray, order: np.ndarray, config: dict) -> tuple[np.ndarray, np.ndarray,

@@ -14,7 +14,7 @@ import numpy as np
 from .. import reference as R
 from ..weights import SHAPES, validate
 
-_MLP_KEYS = ("W1", "b1", "ln_gamma", "ln_beta", "W2", "b2", "ln2_gamma", "ln2_beta", "W3", "b3", "lambda_logits", "mix")
+_MLP_KEYS = tuple(SHAPES)  # the balancer's MLP, dials and mix, and the context network
 
 
 def _torch():
@@ -62,12 +62,24 @@ class BalancerPolicy:
         h = drop(norm(h @ p["W2"].T + p["b2"], p["ln2_gamma"], p["ln2_beta"]))
         return torch.sigmoid((h @ p["W3"].T + p["b3"])[:, 0])
 
-    def key(self, info, sal, query, px, py, dropout: float = 0.0, rng: np.random.Generator | None = None):
+    def context_weights(self, x):
+        """reference.context_weights in torch: softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2)."""
+        torch = _torch()
+        p = self.params
+        h = torch.relu(p["ctx_W1"] @ torch.as_tensor(np.asarray(x, np.float64)) + p["ctx_b1"])
+        return torch.softmax(p["ctx_W2"] @ h + p["ctx_b2"], 0)
+
+    def key(self, info, sal, query, px, py, dropout: float = 0.0, rng: np.random.Generator | None = None,
+            context=None):
         """The 'balanced' strategy's key of each candidate on a frame without history (no temporal
-        blend, no motion boost): min-max of mix . (T1, T2, T3). The spatial diversity is measured
+        blend, no motion boost): min-max of mix . (T1, T2, T3), the scores first weighted by the
+        context network when ``context`` (its 40 inputs, reference.context_inputs) is given. The spatial diversity is measured
         against the K best by raw without a gradient through that choice (it is a ranking)."""
         torch = _torch()
         p = self.params
+        if context is not None:  # the context network's weights of the three scores (the kernels' 3 w)
+            w = self.context_weights(context)
+            info, sal, query = 3 * w[0] * info, 3 * w[1] * sal, 3 * w[2] * query
         raw = self.raw(info, sal, query, dropout, rng)
         div = torch.from_numpy(R.spatial_diversity(raw.detach().numpy(), px, py))
         lam = torch.sigmoid(p["lambda_logits"])

@@ -89,7 +89,14 @@ class Trainer:
         self.alloc = {k: pc[k] for k in ("steepness", "offset", "total_budget", "gestalt_lod", "saccades")}
         from ..weights import default_weights
 
-        self.policy = BalancerPolicy(weights if weights is not None else default_weights())
+        start = weights if weights is not None else default_weights()
+        if not R.context_on(start):
+            # A context network of zeros has no gradient past its output bias: start its first layer
+            # small and random (seeded) and its output layer at zero -- still exactly uniform weights.
+            rng = np.random.default_rng([self.cfg.seed, 1 << 20])
+            start = dict(start, ctx_W1=rng.normal(0, 0.1, np.shape(start["ctx_W1"])).astype(np.float32),
+                         ctx_b1=np.full(np.shape(start["ctx_b1"]), 0.1, np.float32))
+        self.policy = BalancerPolicy(start)
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.state = Progress()
         self.show_progress = progress
@@ -159,7 +166,7 @@ class Trainer:
         t = self.torch
         cfg = self.cfg
         info, sal, query = self._scores(p)
-        key = self.policy.key(info, sal, query, p.px, p.py, cfg.dropout, rng)
+        key = self.policy.key(info, sal, query, p.px, p.py, cfg.dropout, rng, p.context)
         key_np = key.detach().numpy()
         S = min(self.alloc["saccades"], len(p.candidates))
         costs, logps, effs, divs, toks, hits = [], [], [], [], [], []
@@ -250,7 +257,7 @@ class Trainer:
         """Answer loss and whether it is right with the current weights' top-S selection."""
         t = self.torch
         with t.no_grad():
-            key = self.policy.key(*self._scores(p), p.px, p.py).numpy()
+            key = self.policy.key(*self._scores(p), p.px, p.py, context=p.context).numpy()
         order = top_order(key, min(self.alloc["saccades"], len(p.candidates)))
         inputs, _ = self._inputs(p, key, order)
         ce, right = answer_loss(self.adapter, inputs, p.answer_ids)
