@@ -57,11 +57,8 @@ void run_typed(const AllocateParams& p) {
     for (int k = 0; k < kStructureSums - kMotionSums; ++k) p.structure_sums[kMotionSums + k] += t[k];
   }
   if (p.context_on)  // the context network's gestalt (only when it runs)
-    for (int q = 0; q < npatch; ++q) {
-      unsigned long long t[kGestaltChannels];
-      gestalt_terms<T>(p, q, t);
-      for (int k = 0; k < kGestaltChannels; ++k) p.structure_sums[kStructureSums + k] += t[k];
-    }
+    for (int q = 0; q < npatch; ++q)
+      for (int k = 0; k < kGestaltChannels; ++k) p.structure_sums[kStructureSums + k] += gestalt_term<T>(p, q, k);
   const bool cut = is_scene_cut(p, moving);
   parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });
 

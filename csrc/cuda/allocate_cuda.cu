@@ -50,10 +50,8 @@ template <typename T>
 __global__ void gestalt_kernel(AllocateParams p) {
   __shared__ unsigned long long part[kBlock];
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
-  unsigned long long t[kGestaltChannels] = {};
-  if (q < p.w4 * p.h4) gestalt_terms<T>(p, q, t);
   for (int k = 0; k < kGestaltChannels; ++k) {
-    part[threadIdx.x] = t[k];
+    part[threadIdx.x] = q < p.w4 * p.h4 ? gestalt_term<T>(p, q, k) : 0ull;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
       if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];

@@ -176,12 +176,11 @@ ARRCOC_HD double structure_correlation(const unsigned long long* all_sums, int64
   return (n_d * sxy - sx * sy) / sqrt(vx * vy);
 }
 
-// Patch q's gestalt terms: its level-4 value of each gestalt channel in 2^-20 units (integers: the
+// Patch q's gestalt term k: its level-4 value of gestalt channel k in 2^-20 units (integers: the
 // sums are exact in any order, so every backend gets the same means).
 template <typename T>
-ARRCOC_HD void gestalt_terms(const AllocateParams& p, int q, unsigned long long out[kGestaltChannels]) {
-  for (int k = 0; k < kGestaltChannels; ++k)
-    out[k] = static_cast<unsigned long long>(structure_fixed(plane_value<T>(p.gestalt4[k], q)));
+ARRCOC_HD unsigned long long gestalt_term(const AllocateParams& p, int q, int k) {
+  return static_cast<unsigned long long>(structure_fixed(plane_value<T>(p.gestalt4[k], q)));
 }
 
 // The context network's inputs (kContextInputs; see arrcoc/allocate.h) once the gestalt sums and the
