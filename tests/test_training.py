@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 import arrcoc_rt  # noqa: E402
-from arrcoc_rt.learning import TrainConfig, Trainer, colour_task, relevance_share  # noqa: E402
+from arrcoc_rt.learning import TrainConfig, Trainer, colour_task, pipeline_answer_loss, relevance_share  # noqa: E402
 from arrcoc_rt.learning.trainer import STAGES  # noqa: E402
 from arrcoc_rt.vlm import make_adapter  # noqa: E402
 from arrcoc_rt.weights import default_weights, load_weights  # noqa: E402
@@ -26,34 +26,44 @@ SMALL = dict(gestalt_x=2, gestalt_y=2, saccades=3)
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory):
-    """A tiny LLaVA fitted to answer the colour task from its visual tokens, then frozen: its answer
-    loss is low only when a token covers the square (about 0.9 against 2.0 nats on held-out frames)."""
+    """A tiny LLaVA fitted to answer the colour task from its visual tokens, then frozen. Its tower
+    sees 112 px (an 8 x 8 grid of cells of 20 x 12 frame pixels, about the square's size; at 56 px a
+    cell was 40 x 24 and a level-1 token a quarter of the frame, so nearly any pack read the square),
+    and the frames' colour cast hides the square's colour from whole-frame tokens: on held-out frames
+    its answer loss is about 0.05 nats with a full-resolution token on the square and 1.43 (chance:
+    ln 4 = 1.39) with only the gestalt and tokens elsewhere."""
     from vlm_models import COLOUR_WORDS, build_tiny_llava, fit_colour_reader
 
-    path = build_tiny_llava(tmp_path_factory.mktemp("reader"), words=COLOUR_WORDS)
+    path = build_tiny_llava(tmp_path_factory.mktemp("reader"), words=COLOUR_WORDS, image_size=112)
     fit_colour_reader(path, colour_task(400, seed=1), steps=1500, lr=3e-3, batch=32)
     return make_adapter(f"llava:{path}", device="cpu")
 
 
 def _trainer(reader, out, **cfg):
-    pipe = arrcoc_rt.Pipeline(W, H, device="cpu", **SMALL)
+    # Without the text guardrail: the scene's bright squares with dark centres look like text to it,
+    # and training's packs do not model the guardrail (docs/TRAINING.md), so train what runs.
+    pipe = arrcoc_rt.Pipeline(W, H, device="cpu", text_floor=0, **SMALL)
     config = TrainConfig(**({"batch_size": 16, "lr": 0.05, "warmup": 5, "samples": 4, "temperature": 0.3,
                              "checkpoint_every": 1000} | cfg))
     return Trainer(reader, pipe, colour_task(64, seed=3), out, config), pipe
 
 
 def test_training_moves_budget_onto_the_answer_region(reader, tmp_path):
-    """The held-out share of the saccade budget on the square rises (0.28 -> 0.47 when measured).
-    The frozen model's held-out answer loss does not reliably fall with it (docs/TRAINING.md): it is
-    not asserted."""
+    """On held-out questions, with the pipeline's own selection (top S by the kernels' keys), the
+    trained weights beat the untrained default in the share of the saccade budget on the square and
+    in the frozen model's answer loss (docs/TRAINING.md, "Measured here")."""
     trainer, pipe = _trainer(reader, tmp_path, steps=80)
     assert set(trainer.stage_of) == set(STAGES) and trainer.stage_of[0] == "images" and trainer.stage_of[-1] == "hard"
     trainer.train()
     trained = load_weights(tmp_path / "weights.npz")
-    held = colour_task(32, seed=4)
+    held = colour_task(96, seed=4)
     default_share = relevance_share(pipe, held, default_weights())["mean"]
     trained_share = relevance_share(pipe, held, trained)["mean"]
-    assert trained_share >= default_share + 0.1, (default_share, trained_share)
+    default_loss = pipeline_answer_loss(pipe, reader, held, default_weights())["mean"]
+    trained_loss = pipeline_answer_loss(pipe, reader, held, trained)["mean"]
+    print(f"held-out share {default_share:.3f} -> {trained_share:.3f}, answer loss {default_loss:.3f} -> {trained_loss:.3f}")
+    assert trained_share >= default_share + 0.05, (default_share, trained_share)
+    assert trained_loss < 0.8 * default_loss, (default_loss, trained_loss)
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert len(rows) == 80 and [r["stage"] for r in rows][:1] == ["images"]
     assert {"loss", "answer_loss", "accuracy", "tokens_per_question"} <= set(rows[0])

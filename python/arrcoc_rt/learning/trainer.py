@@ -44,6 +44,7 @@ class TrainConfig:
     samples: int = 2                 # sampled selections per question (leave-one-out baseline)
     temperature: float = 0.1         # of the sampling softmax over keys in [0, 1]
     dropout: float = 0.1             # after each hidden layer of the balancer (seed 004), training only
+    relative_lr: bool = True         # each tensor's step is lr x its entries' size (_step_scale)
     answer_weight: float = 1.0
     efficiency_weight: float = 0.3
     diversity_weight: float = 0.1
@@ -59,6 +60,24 @@ class TrainConfig:
 class Progress:
     step: int = 0
     hard: list = field(default_factory=list)   # indices of the hard examples (stage 3)
+
+
+# A zero tensor's scale: its layer's weights' (a bias moves with what it is added to), else these.
+_ZERO_SCALE = {"b1": "W1", "ctx_b1": "ctx_W1", "ctx_W2": 0.1, "ctx_b2": 0.1}
+
+
+def _step_scale(params: dict, key: str) -> float:
+    """The size of a parameter tensor's entries: the root mean square of its nonzero entries at the
+    start. Adam moves every entry by about lr a step whatever its size; the untrained default builds
+    its mean-of-the-scores MLP from entries of 1e-5 .. 1e4 (LayerNorms kept in their linear range),
+    which one step of 0.05 would erase. Steps of lr x scale (at most lr) keep the small tensors'
+    relative change like the others'."""
+    a = params[key].detach().abs()
+    nz = a[a > 0]
+    if nz.numel():
+        return min(1.0, float((nz ** 2).mean().sqrt()))
+    other = _ZERO_SCALE.get(key, 1.0)
+    return _step_scale(params, other) if isinstance(other, str) else float(other)
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -97,7 +116,9 @@ class Trainer:
             start = dict(start, ctx_W1=rng.normal(0, 0.1, np.shape(start["ctx_W1"])).astype(np.float32),
                          ctx_b1=np.full(np.shape(start["ctx_b1"]), 0.1, np.float32))
         self.policy = BalancerPolicy(start)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        groups = [{"params": [self.policy.params[k]], "scale": _step_scale(self.policy.params, k) if self.cfg.relative_lr
+                   else 1.0} for k in self.policy.params]
+        self.opt = torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.state = Progress()
         self.show_progress = progress
         self.stage_of = self._stage_plan()
@@ -219,7 +240,7 @@ class Trainer:
             pick = rng.choice(len(idx), size=min(cfg.batch_size, len(idx)), replace=len(idx) < cfg.batch_size)
             t0 = time.perf_counter()
             for g in self.opt.param_groups:
-                g["lr"] = cfg.lr * _lr_factor(step, cfg.warmup)
+                g["lr"] = cfg.lr * g["scale"] * _lr_factor(step, cfg.warmup)
             self.opt.zero_grad()
             total, logs = 0.0, []
             weights = w[pick] / w[pick].sum()
@@ -231,7 +252,7 @@ class Trainer:
             t.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.clip)
             self.opt.step()
             self.state.step += 1
-            row = {"step": self.state.step, "stage": stage, "lr": self.opt.param_groups[0]["lr"], "loss": total,
+            row = {"step": self.state.step, "stage": stage, "lr": cfg.lr * _lr_factor(step, cfg.warmup), "loss": total,
                    **{k: float(np.average([n[k] for n in logs], weights=weights)) for k in logs[0]},
                    "seconds": time.perf_counter() - t0}
             with open(log_path, "a", newline="") as f:
