@@ -10,7 +10,7 @@ The balancer computes, per candidate with scores x = (info, salience, query) in 
 
 and, per frame, the context network (seeds 000/001) that weights the three scores:
 
-    w = softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2)     ctx_W1 [32, 40], ctx_W2 [3, 32]
+    w = softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2)     ctx_W1 [256, 40], ctx_W2 [3, 256]
     (info, salience, query) *= 3 w                           (strategy 'balanced', before the MLP)
 
 x: the query's embedding (16: its projection into texture channels 17..32), 1 with a query, the
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 HIDDEN1, HIDDEN2 = 128, 64
-CONTEXT_INPUTS, CONTEXT_HIDDEN, QUERY_EMBEDDING_DIMS = 40, 32, 16
+CONTEXT_INPUTS, CONTEXT_HIDDEN, QUERY_EMBEDDING_DIMS = 40, 256, 16
 LN_EPS = 1e-5
 SHAPES = {
     "W1": (HIDDEN1, 3), "b1": (HIDDEN1,), "ln_gamma": (HIDDEN1,), "ln_beta": (HIDDEN1,),

@@ -29,7 +29,7 @@ enum class SaccadeStrategy : int32_t {
 // a query, [17, 33) the frame's mean of channels 17..32 and [33, 37) of channels 0..3 over the
 // patches (level 4), [37, 40) the candidates' mean information, salience and query scores.
 constexpr int kContextInputs = 40;
-constexpr int kContextHidden = 32;
+constexpr int kContextHidden = 256;  // seed 000's width
 constexpr int kQueryEmbeddingDims = 16;
 
 // Balancer parameters; python/arrcoc_rt/weights.py documents them and the file formats.
