@@ -109,7 +109,9 @@ def test_backends_match_the_reference_on_signs(device, strategy):
     _compare(pipe, r, _reference_for(pipe, r, prev))
 
 
-@pytest.mark.parametrize("kwargs,pattern", [(dict(text_floor=32), r"text_floor 32 is out of range"),
+@pytest.mark.parametrize("kwargs,pattern", [(dict(text_floor=32), r"text_floor 32 is not a level of detail"),
+                                            (dict(text_floor=300), r"text_floor 300 is not a level of detail"),
+                                            (dict(text_threshold=0.0), r"text_threshold: 0.0 is out of range"),
                                             (dict(text_threshold=2.0), r"text_threshold: 2.0 is out of range")])
 def test_bad_guardrail_settings(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):

@@ -2,6 +2,7 @@
 here, on a synthetic task whose answer depends on one small region."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -122,6 +123,12 @@ def test_cli_trains_resumes_and_checks_its_options(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path / "run" / "log.csv")))) == 5
     r = subprocess.run(cli + ["--steps", "0"], capture_output=True, text=True)
     assert r.returncode == 2 and "--steps" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cli + ["--steps", "1", "--dropout", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--dropout 1.0 is out of range" in r.stderr and "Traceback" not in r.stderr
+    other = cli[:-1] + [str(tmp_path / "plain")]  # --out elsewhere
+    r = subprocess.run(other + ["--steps", "1", "--no-relative-lr"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["relative_lr"] is False
     r = subprocess.run(cli[:5] + ["llava:" + str(tmp_path / "nothing"), "--data", "synthetic", "--steps", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

@@ -99,10 +99,13 @@ Status check_config(const AllocatorConfig& c) {
   if (c.glimpse_size < 1 || c.glimpse_size > 64) return range("glimpse_size", c.glimpse_size, 1, 64);
   if (!(c.hysteresis >= 0.0f && c.hysteresis <= 1.0f)) return range("hysteresis", c.hysteresis, 0, 1);
   if (!(c.lod_band >= 0.0f && c.lod_band <= 336.0f)) return range("lod_band", c.lod_band, 0, 336);
-  if (c.text_floor != 0 && (c.text_floor < 64 || c.text_floor > 400))
-    return bad(StatusCode::kOutOfRange, "text_floor " + std::to_string(c.text_floor) +
-                                            " is out of range; expected 0 (off) or 64..400");
-  if (!(c.text_threshold >= 0.0f && c.text_threshold <= 1.0f)) return range("text_threshold", c.text_threshold, 0, 1);
+  if (c.text_floor != 0 && c.text_floor != 64 && c.text_floor != 128 && c.text_floor != 256 && c.text_floor != 384 &&
+      c.text_floor != 400)
+    return bad(StatusCode::kInvalidArgument, "text_floor " + std::to_string(c.text_floor) +
+                                                 " is not a level of detail; expected 0 (off), 64, 128, 256, 384 or 400");
+  if (!(c.text_threshold > 0.0f && c.text_threshold <= 1.0f))
+    return bad(StatusCode::kOutOfRange, "text_threshold " + std::to_string(c.text_threshold) +
+                                            " is out of range; expected (0, 1] (at 0 every patch would count as text)");
   if (c.num_threads < 0 || c.num_threads > 1024) return range("num_threads", c.num_threads, 0, 1024);
   return Status::Ok();
 }
@@ -253,9 +256,10 @@ struct TokenAllocator::Impl {
       if (!std::isfinite(f[i]))
         return bad(StatusCode::kInvalidArgument, "weights contain NaN or inf (float " + std::to_string(i) + ")");
     auto nonzero = [](const auto& a) { return std::any_of(std::begin(a), std::end(a), [](float v) { return v != 0.0f; }); };
-    context_on = nonzero(w.ctx_W1) || nonzero(w.ctx_b1) || nonzero(w.ctx_W2) || nonzero(w.ctx_b2);
+    const bool ctx_on = nonzero(w.ctx_W1) || nonzero(w.ctx_b1) || nonzero(w.ctx_W2) || nonzero(w.ctx_b2);
     if (config.device == Device::kCPU) {
       math::pack_balance_weights(w, weights);
+      context_on = ctx_on;
       return Status::Ok();
     }
     cuda::DeviceGuard on(ordinal());
@@ -265,7 +269,9 @@ struct TokenAllocator::Impl {
     // change rarely; the last frame's stream may be gone), then copy and complete the copy, so the
     // next run on any stream sees the new weights.
     Status s = ran ? cuda::event_synchronize(done_event) : Status::Ok();
-    return s.ok() ? cuda::copy_to_device(weights, &host_weights, sizeof(math::BalanceWeightsData)) : s;
+    if (s.ok()) s = cuda::copy_to_device(weights, &host_weights, sizeof(math::BalanceWeightsData));
+    if (s.ok()) context_on = ctx_on;  // only with the weights it describes
+    return s;
   }
 
   Status run(const TextureView& t, const CascadeView& c, bool has_query, TokenPack* out, void* stream) {

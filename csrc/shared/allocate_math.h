@@ -44,8 +44,10 @@ ARRCOC_HD float robust_unit(float x, float lo, float hi) {
 }
 
 // Layer-1 pre-activation of hidden unit k: recomputed where needed (3 inputs), never stored.
+// The balancer's multiply-adds are explicit fmaf: a compiler's contraction of a * b + c differs with
+// the code around it (the Chunk, vector or scalar code), explicit fused operations do not.
 ARRCOC_HD float balance_hidden1(const ::arrcoc::BalanceWeights& w, int k, float info, float sal, float query) {
-  return w.W1[3 * k] * info + w.W1[3 * k + 1] * sal + w.W1[3 * k + 2] * query + w.b1[k];
+  return fmaf(w.W1[3 * k + 2], query, fmaf(w.W1[3 * k + 1], sal, w.W1[3 * k] * info)) + w.b1[k];
 }
 
 // raw = sigmoid(W3 ReLU(LN2(W2 ReLU(LN1(W1 x + b1)) + b2)) + b3) for x = (info, salience, query)
@@ -73,10 +75,10 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
   float var = 0.0f;
   for (int k = 0; k < kHidden1; ++k) {
     const float c = hidden1(k) - mean;
-    var += c * c;
+    var = fmaf(c, c, var);
   }
   const float inv = 1.0f / sqrtf(var / static_cast<float>(kHidden1) + kLayerNormEps);
-  auto relu_norm = [&](float h, int k) { return maxf(0.0f, (h - mean) * inv * w.ln_gamma[k] + w.ln_beta[k]); };
+  auto relu_norm = [&](float h, int k) { return maxf(0.0f, fmaf((h - mean) * inv, w.ln_gamma[k], w.ln_beta[k])); };
   if constexpr (kStored)
     for (int k = 0; k < kHidden1; ++k) h1[k] = relu_norm(h1[k], k);
   // Layer 2's pre-activations j0 .. j0 + Chunk - 1 into a.
@@ -87,7 +89,7 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
       const float h = kStored ? h1[k] : relu_norm(balance_hidden1(w, k, info, sal, query), k);
       const float* col = d.W2T + k * kHidden2 + j0;
       ARRCOC_DEVICE_UNROLL
-      for (int j = 0; j < Chunk; ++j) a[j] += col[j] * h;
+      for (int j = 0; j < Chunk; ++j) a[j] = fmaf(col[j], h, a[j]);
     }
   };
   float a[Chunk];
@@ -104,7 +106,7 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
     ARRCOC_DEVICE_UNROLL
     for (int j = 0; j < Chunk; ++j) {
       const float c = a[j] - mean2;
-      var2 += c * c;
+      var2 = fmaf(c, c, var2);
     }
   }
   const float inv2 = 1.0f / sqrtf(var2 / static_cast<float>(kHidden2) + kLayerNormEps);
@@ -113,7 +115,7 @@ ARRCOC_HD float balance_mlp(const BalanceWeightsData& d, float info, float sal, 
     if constexpr (!kStored) layer2(j0, a);
     ARRCOC_DEVICE_UNROLL
     for (int j = 0; j < Chunk; ++j)
-      out += w.W3[j0 + j] * maxf(0.0f, (a[j] - mean2) * inv2 * w.ln2_gamma[j0 + j] + w.ln2_beta[j0 + j]);
+      out = fmaf(w.W3[j0 + j], maxf(0.0f, fmaf((a[j] - mean2) * inv2, w.ln2_gamma[j0 + j], w.ln2_beta[j0 + j])), out);
   }
   return sigmoidf(out);
 }
@@ -141,9 +143,9 @@ ARRCOC_HD void context_weights(const ::arrcoc::BalanceWeights& w, const float* x
   for (int c = 0; c < 3; ++c) z[c] = w.ctx_b2[c];
   for (int j = 0; j < ::arrcoc::kContextHidden; ++j) {
     float h = w.ctx_b1[j];
-    for (int k = 0; k < ::arrcoc::kContextInputs; ++k) h += w.ctx_W1[j * ::arrcoc::kContextInputs + k] * x[k];
+    for (int k = 0; k < ::arrcoc::kContextInputs; ++k) h = fmaf(w.ctx_W1[j * ::arrcoc::kContextInputs + k], x[k], h);
     h = maxf(0.0f, h);
-    for (int c = 0; c < 3; ++c) z[c] += w.ctx_W2[c * ::arrcoc::kContextHidden + j] * h;
+    for (int c = 0; c < 3; ++c) z[c] = fmaf(w.ctx_W2[c * ::arrcoc::kContextHidden + j], h, z[c]);
   }
   const float top = maxf(z[0], maxf(z[1], z[2]));
   float e[3], sum = 0.0f;

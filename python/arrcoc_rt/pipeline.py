@@ -40,8 +40,8 @@ ALLOCATOR_DEFAULTS = {
     "glimpse_size": (16, 1, 64, int),
     "hysteresis": (0.15, 0.0, 1.0, float),
     "lod_band": (24.0, 0.0, 336.0, float),
-    "text_floor": (256, 0, 400, int),       # 0: off; else 64..400 (checked by the core)
-    "text_threshold": (0.02, 0.0, 1.0, float),
+    "text_floor": (256, 0, 400, int),       # 0: off; else a level of detail (checked by the core)
+    "text_threshold": (0.02, 1e-6, 1.0, float),  # > 0: at 0 every patch would count as text
 }
 
 
@@ -440,9 +440,11 @@ class Pipeline:
         Cached per query object, so the allocator is told only when it changes."""
         if vectors is None or self._sem is None or self.pca.components is None:
             return None
-        key = (vectors, self.pca.components)  # the objects themselves: kept alive, compared by identity
+        key = (vectors, self.pca.components, self.pca.mean)  # the objects themselves: kept alive, compared by identity
         if self._embedding_key is None or any(a is not b for a, b in zip(key, self._embedding_key)):
-            v = np.asarray(vectors, np.float64).reshape(-1, self.pca.components.shape[1]).mean(axis=0)
+            v = np.asarray(vectors, np.float64).reshape(-1, self.pca.components.shape[1])
+            # Only directions count in the similarity (cosine): so here too.
+            v = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).mean(axis=0)
             self._embedding = (self.pca.components.astype(np.float64) @ (v - self.pca.mean)).astype(np.float32)
             self._embedding_key = key
         return self._embedding

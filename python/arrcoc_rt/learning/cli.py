@@ -49,6 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         if f.name in ("stage_fractions",):
             continue
         default = getattr(d, f.name)
+        if isinstance(default, bool):  # --relative-lr / --no-relative-lr (type=bool would read "False" as True)
+            p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=default,
+                           help=f"(default {default})")
+            continue
         p.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default,
                        help=f"(default {default})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -112,6 +116,8 @@ def run(args) -> int:
         cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "stage_fractions"})
         if cfg.steps < 1 or cfg.batch_size < 1 or cfg.samples < 1 or cfg.lr <= 0 or cfg.temperature <= 0:
             raise ValueError("--steps, --batch-size, --samples, --lr and --temperature must be positive")
+        if not 0.0 <= cfg.dropout < 1.0:
+            raise ValueError(f"--dropout {cfg.dropout} is out of range; expected [0, 1)")
         examples = examples_from(args.data, split=args.split, images=args.images, sample=args.sample, seed=args.seed,
                                  max_side=args.max_side)
         if not examples:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import reference as R
+from ..texture import to_host
 
 
 @dataclass
@@ -56,7 +57,7 @@ def prepare(example: Example, pipeline, adapter) -> Prepared:
     kinds = np.asarray(r.kinds)
     g = kinds == 0
     grid = adapter.vision_features(example.frame).detach().cpu().float().numpy()
-    level4 = {c: np.asarray(r.texture.channel(c, 4), np.float64) for c in R.GESTALT_CHANNELS}
+    level4 = {c: to_host(r.texture.channel(c, 4)).astype(np.float64) for c in R.GESTALT_CHANNELS}
     context = R.context_inputs(level4, pipeline._embedding_set, example.query is not None, info, sal, query)
     return Prepared(example, cand, (info, sal, query), px.astype(np.float64), py.astype(np.float64),
                     np.asarray(r.positions, np.float64)[g], int(np.asarray(r.levels)[g][0]), grid,

@@ -101,20 +101,28 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if not examples:
             raise ValueError("examples: nothing to train on")
+        if not 0.0 <= self.cfg.dropout < 1.0:
+            raise ValueError(f"dropout: {self.cfg.dropout} is out of range; expected [0, 1)")
+        from ..weights import default_weights
+
+        # The frozen parts give the scores as the balancer's inputs: unweighted (context network off).
+        pipeline.set_weights(default_weights())
         self.examples = [prepare(e, pipeline, adapter) for e in examples]
         for p in self.examples:
             p.answer_ids = answer_ids(adapter, p.example.answer)
         pc = pipeline.config
         self.alloc = {k: pc[k] for k in ("steepness", "offset", "total_budget", "gestalt_lod", "saccades")}
-        from ..weights import default_weights
 
         start = weights if weights is not None else default_weights()
         if not R.context_on(start):
             # A context network of zeros has no gradient past its output bias: start its first layer
             # small and random (seeded) and its output layer at zero -- still exactly uniform weights.
+            # Inputs that are 0 in every example (no query embedding without an encoder) get no
+            # gradient: their columns start at 0, not at random values inference would then apply.
             rng = np.random.default_rng([self.cfg.seed, 1 << 20])
-            start = dict(start, ctx_W1=rng.normal(0, 0.1, np.shape(start["ctx_W1"])).astype(np.float32),
-                         ctx_b1=np.full(np.shape(start["ctx_b1"]), 0.1, np.float32))
+            used = np.any(np.stack([p.context for p in self.examples]) != 0, axis=0)
+            w1 = rng.normal(0, 0.1, np.shape(start["ctx_W1"])) * used[None, :]
+            start = dict(start, ctx_W1=w1.astype(np.float32), ctx_b1=np.full(np.shape(start["ctx_b1"]), 0.1, np.float32))
         self.policy = BalancerPolicy(start)
         groups = [{"params": [self.policy.params[k]], "scale": _step_scale(self.policy.params, k) if self.cfg.relative_lr
                    else 1.0} for k in self.policy.params]
