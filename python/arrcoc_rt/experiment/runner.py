@@ -32,7 +32,6 @@ increase over the step's start is reported too.
 
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 from dataclasses import dataclass, field

@@ -27,7 +27,7 @@ import numpy as np
 from .. import reference as R
 from ..weights import save_weights
 from .answer import answer_ids, answer_loss
-from .examples import Example, pack_features, prepare
+from .examples import pack_features, prepare
 from .policy import BalancerPolicy, sample_order, top_order
 
 STAGES = ("images", "video", "hard")
@@ -192,7 +192,6 @@ class Trainer:
 
     def question_loss(self, p, rng: np.random.Generator):
         """(loss with gradient, logged numbers) of one question with ``samples`` sampled selections."""
-        t = self.torch
         cfg = self.cfg
         info, sal, query = self._scores(p)
         key = self.policy.key(info, sal, query, p.px, p.py, cfg.dropout, rng, p.context)
