@@ -50,15 +50,14 @@ void run_typed(const AllocateParams& p) {
     unsigned long long t[kMotionSums];
     motion_terms<T>(p, q, t);
     for (int k = 0; k < kMotionSums; ++k) p.structure_sums[k] += t[k];
+    if (p.context_on)  // the context network's gestalt, in the same pass (only when it runs)
+      for (int k = 0; k < kGestaltChannels; ++k) p.structure_sums[kStructureSums + k] += gestalt_term<T>(p, q, k);
   }
   for (int q = 0; q < npatch; ++q) {
     unsigned long long t[kStructureSums - kMotionSums];
     structure_terms<T>(p, q, t);
     for (int k = 0; k < kStructureSums - kMotionSums; ++k) p.structure_sums[kMotionSums + k] += t[k];
   }
-  if (p.context_on)  // the context network's gestalt (only when it runs)
-    for (int q = 0; q < npatch; ++q)
-      for (int k = 0; k < kGestaltChannels; ++k) p.structure_sums[kStructureSums + k] += gestalt_term<T>(p, q, k);
   const bool cut = is_scene_cut(p, moving);
   parallel_for(npatch, nt, [&](int q) { carry_patch<T>(p, q, cut); });
 

@@ -33,6 +33,9 @@ inline void pack_balance_weights(const ::arrcoc::BalanceWeights& w, BalanceWeigh
 
 ARRCOC_HD float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// The budget curve's exponent (saccade_budget): kappa = 4 sigmoid(steepness) + 0.5, in [0.5, 4.5].
+ARRCOC_HD float budget_kappa(float steepness) { return 4.0f * sigmoidf(steepness) + 0.5f; }
+
 // Index of the q-th "percentile" in a sorted list of n: floor(q * (n - 1)) for q = 1/10, 9/10.
 ARRCOC_HD int low_index(int n) { return (n - 1) / 10; }
 ARRCOC_HD int high_index(int n) { return (9 * (n - 1)) / 10; }
@@ -130,10 +133,9 @@ ARRCOC_HD float text_likeness(float high_pass, float entropy) {
 
 // The smallest key whose budget (saccade_budget) reaches `budget`: 1 when unreachable.
 ARRCOC_HD float key_for_budget(float budget, float steepness, float offset) {
-  const float kappa = 4.0f * sigmoidf(steepness) + 0.5f;
   const float v = (budget - 64.0f) / 336.0f - offset;
   if (!(v > 0.0f)) return 0.0f;
-  return v >= 1.0f ? 1.0f : powf(v, 1.0f / kappa);
+  return v >= 1.0f ? 1.0f : powf(v, 1.0f / budget_kappa(steepness));
 }
 
 // The context network's weights w of the three scores from its inputs x (kContextInputs):
@@ -202,8 +204,7 @@ ARRCOC_HD float hash_unit(uint32_t seed, uint32_t frame, uint32_t patch) {
 
 // b = 64 + 336 clamp(s^kappa + offset, 0, 1), kappa = 4 sigmoid(steepness) + 0.5.
 ARRCOC_HD float saccade_budget(float s, float steepness, float offset) {
-  const float kappa = 4.0f * sigmoidf(steepness) + 0.5f;
-  const float v = powf(minf(1.0f, maxf(0.0f, s)), kappa) + offset;
+  const float v = powf(minf(1.0f, maxf(0.0f, s)), budget_kappa(steepness)) + offset;
   return 64.0f + 336.0f * minf(1.0f, maxf(0.0f, v));
 }
 

@@ -359,18 +359,20 @@ ARRCOC_HD bool text_guarded(const AllocateParams& p, int i) {
   return p.cfg.strategy != SaccadeStrategy::kRandom && p.is_text[p.cand[i]];
 }
 
-// Budget of saccade s before scaling: from its key, at least text_floor on text.
-ARRCOC_HD float saccade_raw_budget(const AllocateParams& p, int s) {
-  const int i = p.order[s];
-  const float b = math::saccade_budget(p.key[i], p.cfg.steepness, p.cfg.offset);
-  return text_guarded(p, i) ? math::maxf(b, static_cast<float>(p.cfg.text_floor)) : b;
+// The least budget of saccade s: text_floor on text, else 0 (scaling keeps 64 anyway).
+ARRCOC_HD float saccade_floor(const AllocateParams& p, int s) {
+  return text_guarded(p, p.order[s]) ? static_cast<float>(p.cfg.text_floor) : 0.0f;
 }
 
-// Budget of saccade s after scaling by `scale` (<= 1): not below 64, nor below text_floor on text.
+// Budget of saccade s before scaling: from its key, not below its floor.
+ARRCOC_HD float saccade_raw_budget(const AllocateParams& p, int s) {
+  return math::maxf(math::saccade_budget(p.key[p.order[s]], p.cfg.steepness, p.cfg.offset), saccade_floor(p, s));
+}
+
+// Budget of saccade s after scaling by `scale` (<= 1): not below 64, nor below its floor.
 ARRCOC_HD float saccade_scaled_budget(const AllocateParams& p, int s, float scale) {
-  float b = p.budget[s];
-  if (scale < 1.0f) b = math::maxf(64.0f, b * scale);
-  return text_guarded(p, p.order[s]) ? math::maxf(b, static_cast<float>(p.cfg.text_floor)) : b;
+  const float b = scale < 1.0f ? math::maxf(64.0f, p.budget[s] * scale) : p.budget[s];
+  return math::maxf(b, saccade_floor(p, s));
 }
 
 // Relevance after temporal blending, and the strategy's selection key, of candidate i.

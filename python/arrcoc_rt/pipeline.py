@@ -231,8 +231,8 @@ class Pipeline:
     vector, below cut_correlation: a flash is no cut), gestalt_overlap True, glimpse_size 16 (1..64);
     hysteresis 0.15 ([0, 1]: content that held a saccade keeps it unless a newcomer's key is higher by
     this margin), lod_band 24 ([0, 336]: a held saccade keeps its level of detail while its budget stays
-    within this of the level's interval); text_floor 256 (0: off, else 64..400) and text_threshold 0.02
-    ([0, 1]): the text guardrail -- a patch whose level-4 high_pass * (1 - entropy)^2 reaches the
+    within this of the level's interval); text_floor 256 (0: off, else a level of detail) and text_threshold 0.02
+    ((0, 1]): the text guardrail -- a patch whose level-4 high_pass * (1 - entropy)^2 reaches the
     threshold (sharp edges between few grey levels: ink on a sign) joins the candidates and its saccade
     gets at least text_floor (not with strategy 'random'); weights: None (the untrained
     default), a path (.npz / .json) or a dict (see arrcoc_rt.weights).

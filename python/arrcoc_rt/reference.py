@@ -492,11 +492,15 @@ def text_likeness(high_pass, entropy) -> np.ndarray:
     return (np.asarray(high_pass, np.float32) * flat) * flat
 
 
+def budget_kappa(steepness: float) -> float:
+    """The budget curve's exponent (saccade_budget): 4 sigmoid(steepness) + 0.5."""
+    return 4.0 / (1.0 + np.exp(-steepness)) + 0.5
+
+
 def key_for_budget(budget: float, steepness: float, offset: float) -> float:
     """The smallest key whose saccade_budget reaches ``budget`` (1 when unreachable)."""
-    kappa = 4.0 / (1.0 + np.exp(-steepness)) + 0.5
     v = (budget - 64.0) / 336.0 - offset
-    return 0.0 if v <= 0 else 1.0 if v >= 1 else float(v ** (1.0 / kappa))
+    return 0.0 if v <= 0 else 1.0 if v >= 1 else float(v ** (1.0 / budget_kappa(steepness)))
 
 
 def sobel_key(edge: np.ndarray) -> np.ndarray:
@@ -538,11 +542,13 @@ def _relative_motion(mvx, mvy) -> np.ndarray:
 
 
 GESTALT_CHANNELS = tuple(range(17, 33)) + (0, 1, 2, 3)  # the context network's gestalt (level 4)
+CONTEXT_KEYS = ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2")
+QUERY_EMBEDDING_DIMS = 16
 
 
 def context_on(weights: dict) -> bool:
     """The context network runs unless its parameters are all zero (the default)."""
-    return any(np.any(np.asarray(weights[k]) != 0) for k in ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2"))
+    return any(np.any(np.asarray(weights[k]) != 0) for k in CONTEXT_KEYS)
 
 
 def context_inputs(level4: dict, query_embedding, has_query: bool, info, sal, query) -> np.ndarray:
@@ -550,7 +556,7 @@ def context_inputs(level4: dict, query_embedding, has_query: bool, info, sal, qu
     query, the frame's means of level-4 channels 17..32 and 0..3 (as the backends: each value in
     2^-20 units, rounded, summed exactly), the candidates' mean information (with its repetition
     gain), salience and query scores."""
-    e = np.zeros(16) if query_embedding is None else np.asarray(query_embedding, np.float64).ravel()
+    e = np.zeros(QUERY_EMBEDDING_DIMS) if query_embedding is None else np.asarray(query_embedding, np.float64).ravel()
     g = []
     for c in GESTALT_CHANNELS:
         v = np.asarray(level4[c], np.float32).ravel()
@@ -561,7 +567,7 @@ def context_inputs(level4: dict, query_embedding, has_query: bool, info, sal, qu
 
 def context_weights(weights: dict, x) -> np.ndarray:
     """softmax(ctx_W2 ReLU(ctx_W1 x + ctx_b1) + ctx_b2): the weights of the three scores."""
-    w = {k: np.asarray(weights[k], np.float64) for k in ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2")}
+    w = {k: np.asarray(weights[k], np.float64) for k in CONTEXT_KEYS}
     h = np.maximum(w["ctx_W1"] @ np.asarray(x, np.float64) + w["ctx_b1"], 0.0)
     z = w["ctx_W2"] @ h + w["ctx_b2"]
     e = np.exp(z - z.max())
@@ -605,8 +611,7 @@ def hash_unit(seed: int, frame: int, patch) -> np.ndarray:
 
 
 def saccade_budget(s, steepness: float, offset: float) -> np.ndarray:
-    kappa = 4.0 / (1.0 + np.exp(-steepness)) + 0.5
-    return 64.0 + 336.0 * np.clip(np.power(np.clip(s, 0.0, 1.0), kappa) + offset, 0.0, 1.0)
+    return 64.0 + 336.0 * np.clip(np.power(np.clip(s, 0.0, 1.0), budget_kappa(steepness)) + offset, 0.0, 1.0)
 
 
 _NEXT_LOD = {64: 128, 128: 256, 256: 384, 384: 400, 400: np.inf}

@@ -49,7 +49,7 @@ SHAPES = {
     "ctx_W1": (CONTEXT_HIDDEN, CONTEXT_INPUTS), "ctx_b1": (CONTEXT_HIDDEN,), "ctx_W2": (3, CONTEXT_HIDDEN),
     "ctx_b2": (3,),
 }
-CONTEXT_KEYS = ("ctx_W1", "ctx_b1", "ctx_W2", "ctx_b2")
+CONTEXT_KEYS = tuple(k for k in SHAPES if k.startswith("ctx_"))
 NEWER_KEYS = {"ln2_gamma", "ln2_beta", *CONTEXT_KEYS}  # 2026-11-30: absent from older files
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,8 +165,7 @@ class Trainer:
 
     def _soft_budget(self, key):
         a = self.alloc
-        kappa = 4.0 / (1.0 + math.exp(-a["steepness"])) + 0.5
-        return 64.0 + 336.0 * (key.clamp(0, 1) ** kappa + a["offset"]).clamp(0, 1)
+        return 64.0 + 336.0 * (key.clamp(0, 1) ** R.budget_kappa(a["steepness"]) + a["offset"]).clamp(0, 1)
 
     def _smooth_terms(self, p, key, order):
         """Efficiency and diversity of a selection, differentiable in the keys."""
@@ -310,19 +308,3 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.state = Progress(step=int(ck["step"]), hard=list(ck["hard"]))
         return self.state.step
-
-
-def relevance_share(pipeline, examples: list, weights: dict) -> dict:
-    """With ``weights`` in the pipeline: the mean share of the saccade budget inside each example's
-    answer box, and per example."""
-    pipeline.set_weights(weights)
-    shares = []
-    for e in examples:
-        pipeline.reset()
-        r = pipeline.process(e.frame, query=e.query)
-        kinds, budgets, pos = np.asarray(r.kinds), np.asarray(r.budgets, np.float64), np.asarray(r.positions)
-        s = kinds == 1
-        x0, y0, x1, y1 = e.box
-        inside = s & (pos[:, 0] >= x0) & (pos[:, 0] < x1) & (pos[:, 1] >= y0) & (pos[:, 1] < y1)
-        shares.append(float(budgets[inside].sum() / budgets[s].sum()) if budgets[s].sum() > 0 else 0.0)
-    return {"mean": float(np.mean(shares)), "per_example": shares}
