@@ -109,3 +109,52 @@ def test_process_from_several_threads_on_one_pipeline_never_corrupts_it():
     for a, b in zip(got[0], want[0]):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def _os_threads() -> int:
+    import os
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_streams_share_one_pool_of_workers():
+    """Four streams with multi-threaded kernels (num_threads=0: all cores) on four Python threads:
+    each gives exactly a sequential run's results, and the process's threads do not grow with the
+    streams (the CPU backend's loops run on one shared pool, not a team per calling thread)."""
+    w, h = 320, 240
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (h, w + 12, 3), dtype=np.uint8)
+    clip = [np.ascontiguousarray(base[:, 3 * i:3 * i + w]) for i in range(4)]
+
+    def run(k, out, barrier=None):
+        pipe = arrcoc_rt.Pipeline(w, h, device="cpu", num_threads=0)
+        if barrier is not None:
+            barrier.wait()
+        out[k] = [(r.glimpses.copy(), r.budgets.copy(), r.relevance.copy()) for r in (pipe.process(f) for f in clip)]
+        if barrier is not None:
+            counts.append(_os_threads())  # while the other streams still run
+            barrier.wait()
+
+    want = {}
+    run(0, want)  # the pool exists from here on
+    before = _os_threads()
+    counts, got, errors = [], {}, []
+    barrier = threading.Barrier(4)
+
+    def guarded(k):
+        try:
+            run(k, got, barrier)
+        except BaseException as e:
+            errors.append(e)
+
+    ts = [threading.Thread(target=guarded, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=300)
+    assert not errors, errors
+    # the 4 Python threads themselves, and nothing more
+    assert max(counts) <= before + 4, (before, counts)
+    for k in range(4):
+        for a, b in zip(want[0], got[k]):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)

@@ -50,63 +50,38 @@ Status write_semantic_channels(const SemanticParams& p) noexcept {
 
 namespace {
 
-// One parallel region for all the phases (a fork and join per phase cost more than the small
-// phases themselves); every thread meets the same worksharing loops, with implicit barriers.
+// The phases in order, each a loop over the shared pool (whose workers are already running: a
+// loop costs a wake-up, not a thread start).
 template <typename T>
 void match_layout_typed(const LayoutParams& p) {
-  // The anchor rows of all templates, as one loop: row r of template k is r - first_row[k].
+  const int nt = p.num_threads;
+  if (!p.histograms_ready) {
+    const int spans = (p.wc[0] + kCellSpan - 1) / kCellSpan;
+    parallel_for(p.hc[0] * spans, nt, [&](int r) {
+      const int i = r / spans, j = (r % spans) * kCellSpan;
+      layout_histogram_8px<T, kCellSpan>(p, i, j, p.wc[0] - j < kCellSpan ? p.wc[0] - j : kCellSpan);
+    }, 2);
+  }
+  for (int z = p.histograms_ready ? 2 : 1; z < kLayoutCellSizes; ++z)
+    if (p.raw[z]) parallel_for(p.hc[z], nt, [&](int i) { layout_add_up_cells(p, z, i, 0, p.wc[z]); }, 2);
+  for (int z = 0; z < kLayoutCellSizes; ++z) {
+    if (!p.cell_maps[z]) continue;
+    const int cells = p.hc[z] * p.wc[z];
+    parallel_for((cells + kCellSpan - 1) / kCellSpan, nt, [&](int r) {
+      const int q0 = r * kCellSpan;
+      layout_describe_cells<kCellSpan>(p, z, q0, cells - q0 < kCellSpan ? cells - q0 : kCellSpan);
+    }, 2);
+  }
+  // The anchor rows of all templates, as one loop: row r of template k is r - first_row[k]. The
+  // pool's chunks are claimed as threads free up, which balances rows of different widths.
   int first_row[kMaxLayoutTemplates + 1] = {0};
   for (int k = 0; k < p.num_templates; ++k) first_row[k + 1] = first_row[k] + p.t[k].ha;
-  const int anchor_rows = first_row[p.num_templates];
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(p.num_threads)
-#endif
-  {
-    if (!p.histograms_ready) {
-      const int spans = (p.wc[0] + kCellSpan - 1) / kCellSpan;
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-      for (int r = 0; r < p.hc[0] * spans; ++r) {
-        const int i = r / spans, j = (r % spans) * kCellSpan;
-        layout_histogram_8px<T, kCellSpan>(p, i, j, p.wc[0] - j < kCellSpan ? p.wc[0] - j : kCellSpan);
-      }
-    }
-    for (int z = p.histograms_ready ? 2 : 1; z < kLayoutCellSizes; ++z) {
-      if (!p.raw[z]) continue;
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-      for (int i = 0; i < p.hc[z]; ++i) layout_add_up_cells(p, z, i, 0, p.wc[z]);
-    }
-    for (int z = 0; z < kLayoutCellSizes; ++z) {
-      if (!p.cell_maps[z]) continue;
-      const int cells = p.hc[z] * p.wc[z];
-#if defined(_OPENMP)
-#pragma omp for schedule(static) nowait
-#endif
-      for (int r = 0; r < (cells + kCellSpan - 1) / kCellSpan; ++r) {
-        const int q0 = r * kCellSpan;
-        layout_describe_cells<kCellSpan>(p, z, q0, cells - q0 < kCellSpan ? cells - q0 : kCellSpan);
-      }
-    }
-    // Rows round-robin: the templates' rows differ in width, and the first template's come first.
-#if defined(_OPENMP)
-#pragma omp barrier
-#pragma omp for schedule(static, 1)
-#endif
-    for (int r = 0; r < anchor_rows; ++r) {
-      int k = 0;
-      while (r >= first_row[k + 1]) ++k;
-      layout_ncc_row(p.t[k], r - first_row[k]);
-    }
-    if (p.layout) {
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-      for (int q = 0; q < p.w4 * p.h4; ++q) layout_patch(p, q);
-    }
-  }
+  parallel_for(first_row[p.num_templates], nt, [&](int r) {
+    int k = 0;
+    while (r >= first_row[k + 1]) ++k;
+    layout_ncc_row(p.t[k], r - first_row[k]);
+  }, 2);
+  if (p.layout) parallel_for(p.w4 * p.h4, nt, [&](int q) { layout_patch(p, q); }, 2);
 }
 
 }  // namespace
