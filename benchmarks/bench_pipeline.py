@@ -1,6 +1,8 @@
 """The whole front end (Pipeline.process: texture, cascade, scores + fused allocation, glimpses)
-at 640x480, 1280x720 and 1920x1080, with per-stage medians in extra_info; and the float64 NumPy
-reference of the same stages at 640x480 for the ratio."""
+at 640x480, 1280x720, 1920x1080 and 3840x2160, with per-stage medians in extra_info; the float64
+NumPy reference of the same stages at 640x480 for the ratio; and four streams at 640x480 in one
+process (StreamGroup, and what a user would write instead: the four one after another) against one
+stream alone, as frames per second in aggregate."""
 
 import numpy as np
 import pytest
@@ -97,3 +99,38 @@ def test_pipeline_exemplar_640(benchmark, frames, matcher):
     benchmark.pedantic(run, rounds=20, warmup_rounds=2, iterations=1)
     benchmark.extra_info["stage_median_ms"] = _stage_medians(timings)
     record(benchmark, benchmark.group, matcher, 0)
+
+
+STREAM_FRAMES = 8  # frames per stream per round
+
+
+@pytest.mark.parametrize("how", ["one stream alone", "4 streams one after another", "arrcoc-StreamGroup-4"])
+def test_streams_640(benchmark, how):
+    """Frames per second of 4 streams at 640x480 in one process, against one stream alone (issue 15,
+    section 2: >= 90 %). The median is the time per frame (a round's time over its frames)."""
+    from arrcoc_rt.samples import sample_frames
+
+    benchmark.group = "streams 640x480 (time per frame)"
+    clip = sample_frames(640, 480, STREAM_FRAMES)
+    n = 1 if how == "one stream alone" else 4
+    if how == "arrcoc-StreamGroup-4":
+        group = arrcoc_rt.StreamGroup(640, 480, n, device="cpu")
+        group.process_batch([clip[0]] * n)
+
+        def run():
+            for i in range(STREAM_FRAMES):
+                group.process_batch([clip[(i + b) % STREAM_FRAMES] for b in range(n)])
+    else:
+        pipes = [arrcoc_rt.Pipeline(640, 480, device="cpu") for _ in range(n)]
+        for p in pipes:
+            p.process(clip[0])
+
+        def run():
+            for i in range(STREAM_FRAMES):
+                for b, p in enumerate(pipes):
+                    p.process(clip[(i + b) % STREAM_FRAMES])
+
+    benchmark.pedantic(run, rounds=8, warmup_rounds=1, iterations=1)
+    per_frame = benchmark.stats.stats.median / (STREAM_FRAMES * n)
+    benchmark.extra_info["frames_per_second"] = round(1.0 / per_frame, 1)
+    record(benchmark, benchmark.group, how, 0, per_frame)

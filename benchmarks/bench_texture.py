@@ -79,7 +79,8 @@ def test_texture_opencv_numpy(benchmark, frames, size):
     record(benchmark, benchmark.group, "opencv+numpy-float32", texture_bytes(w, h, "float32"))
 
 
-@pytest.mark.parametrize("size", list(SIZES))
+# not at 4K: the float64 reference takes minutes there, and the ratio is the same at every size
+@pytest.mark.parametrize("size", [s for s in SIZES if s != "3840x2160"])
 def test_texture_numpy_reference(benchmark, frames, size):
     benchmark.group = f"texture {size}"
     w, h = SIZES[size]

@@ -14,7 +14,7 @@ import pytest
 import arrcoc_rt
 from arrcoc_rt.samples import sample_frames
 
-SIZES = {"640x480": (640, 480), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}
+SIZES = {"640x480": (640, 480), "1280x720": (1280, 720), "1920x1080": (1920, 1080), "3840x2160": (3840, 2160)}
 _RESULTS: dict = collections.defaultdict(dict)
 
 

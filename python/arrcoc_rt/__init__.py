@@ -20,6 +20,7 @@ from .pipeline import FrameResult, Pipeline
 from .query import Query
 from .sources import SourceError, SourceGap, open
 from .stream import Stream
+from .stream_group import StreamGroup
 from .weights import default_weights, load_weights, save_weights
 from .texture import Texture, TextureBuilder, to_host
 from .visualize import overlay
@@ -36,6 +37,7 @@ __all__ = [
     "Query",
     "SourceError",
     "Stream",
+    "StreamGroup",
     "Texture",
     "TextureBuilder",
     "base_level",

@@ -1,0 +1,90 @@
+"""StreamGroup.process_batch (issue 15, section 2): B frames of B streams at once give exactly what B
+separate Pipelines give for the same frames, on every backend, with each stream's history its own;
+bad input names the stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from conftest import devices, real_image
+
+W, H, FRAMES, B = 160, 128, 4, 3
+
+
+def _clips() -> list:
+    """Three different pans over real photographs (motion, carried relevance, hysteresis)."""
+    clips = []
+    for k, name in enumerate(("astronaut", "coffee", "chelsea")):
+        img = real_image(name)
+        clips.append([np.ascontiguousarray(img[20 + 2 * i:20 + 2 * i + H, 30 + 3 * i * (k + 1):30 + 3 * i * (k + 1) + W])
+                      for i in range(FRAMES)])
+    return clips
+
+
+def _fields(r) -> tuple:
+    return (np.asarray(r.glimpses), np.asarray(r.budgets), np.asarray(r.positions), np.asarray(r.levels),
+            np.asarray(r.relevance), bool(r.scene_cut), int(r.num_saccades))
+
+
+OPTIONS = dict(saccades=32, gestalt_x=4, gestalt_y=4)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_process_batch_equals_separate_pipelines(device):
+    clips = _clips()
+    # stream 1 has a query map (the right half), the others none
+    qmap = np.zeros((H, W), np.float32)
+    qmap[:, W // 2:] = 1.0
+    queries = [None, arrcoc_rt.Query.map(qmap), None]
+    separate = [arrcoc_rt.Pipeline(W, H, device=device, **OPTIONS) for _ in range(B)]
+    want = [[_fields(separate[b].process(clips[b][i], query=queries[b])) for i in range(FRAMES)] for b in range(B)]
+    with arrcoc_rt.StreamGroup(W, H, B, device=device, **OPTIONS) as group:
+        assert group.streams == B and group.device == device
+        got = [[] for _ in range(B)]
+        for i in range(FRAMES):
+            results = group.process_batch([clips[b][i] for b in range(B)], queries=queries)
+            assert len(results) == B
+            for b, r in enumerate(results):
+                got[b].append(_fields(r))
+    for b in range(B):
+        for i in range(FRAMES):
+            for x, y in zip(want[b][i], got[b][i]):
+                np.testing.assert_array_equal(x, y, err_msg=f"{device} stream {b} frame {i}")
+    # the streams differ (a group that gave every stream stream 0's result would fail above too)
+    assert not np.array_equal(got[0][-1][0], got[2][-1][0])
+
+
+def test_reset_forgets_one_stream_only():
+    clips = _clips()
+    group = arrcoc_rt.StreamGroup(W, H, 2, device="cpu", **OPTIONS)
+    for i in range(2):
+        group.process_batch([clips[0][i], clips[1][i]])
+    group.reset(1)
+    r = group.process_batch([clips[0][2], clips[1][2]])
+    assert r[0].follows_a_frame and r[0].motion_valid
+    assert not r[1].motion_valid  # stream 1 starts afresh
+    fresh = arrcoc_rt.Pipeline(W, H, device="cpu", **OPTIONS)
+    # stream 1's frame equals a fresh pipeline's first frame in what does not depend on history
+    np.testing.assert_array_equal(np.asarray(r[1].glimpses), np.asarray(fresh.process(clips[1][2]).glimpses))
+    group.close()
+
+
+def test_bad_input_names_what_was_wrong():
+    clips = _clips()
+    with pytest.raises(ValueError, match="streams"):
+        arrcoc_rt.StreamGroup(W, H, 0, device="cpu")
+    group = arrcoc_rt.StreamGroup(W, H, 3, device="cpu", **OPTIONS)
+    with pytest.raises(ValueError, match=r"one frame per stream \(3\); got 2"):
+        group.process_batch([clips[0][0], clips[1][0]])
+    with pytest.raises(ValueError, match="queries"):
+        group.process_batch([c[0] for c in clips], queries=[None])
+    too_big = np.zeros((H * 2, W, 3), np.uint8)
+    with pytest.raises(ValueError, match="stream 2"):
+        group.process_batch([clips[0][0], clips[1][0], too_big])
+    with pytest.raises(ValueError, match="stream"):
+        group.reset(3)
+    group.close()
+    with pytest.raises(ValueError, match="closed"):
+        group.process_batch([c[0] for c in clips])
