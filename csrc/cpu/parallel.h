@@ -30,6 +30,7 @@ void parallel_for(int n, int threads, F&& body, int min_parallel = 16) {
   };
   job.body = const_cast<void*>(static_cast<const void*>(&body));
   job.n = n;
+  threads = std::min(threads, n);  // also keeps threads * kChunksPerThread far from overflow
   job.chunks = std::min(n, threads * kChunksPerThread);
   job.max_threads = threads;
   run_on_shared_pool(job);

@@ -171,7 +171,7 @@ Pool& shared_pool() {
 
 }  // namespace
 
-void run_on_shared_pool(RangeJob& job) { shared_pool().run(job); }
+void run_on_shared_pool(RangeJob& job) noexcept { shared_pool().run(job); }
 
 int shared_pool_workers() {
   Pool* p = g_pool.load(std::memory_order_acquire);

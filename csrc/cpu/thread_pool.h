@@ -25,8 +25,9 @@ struct RangeJob {
   int begin_of(int c) const { return static_cast<int>(static_cast<int64_t>(n) * c / chunks); }
 };
 
-// Runs every chunk of job and returns when all are done.
-void run_on_shared_pool(RangeJob& job);
+// Runs every chunk of job and returns when all are done. A body that throws terminates the
+// process (as under OpenMP): unwinding would free the job while workers still run its chunks.
+void run_on_shared_pool(RangeJob& job) noexcept;
 
 // Worker threads the shared pool has started so far (0 until the first parallel loop).
 int shared_pool_workers();
