@@ -75,6 +75,9 @@ Status stream_destroy(void* stream) noexcept;
 Status stream_synchronize(void* stream) noexcept;
 Status malloc_host(void** ptr, size_t bytes) noexcept;
 void free_host(void* ptr) noexcept;
+// Whether stages run as replayed CUDA graphs (csrc/cuda/graph_cache.h).
+void set_graphs_enabled(bool enabled) noexcept;
+bool graphs_enabled() noexcept;
 
 // Converts `n` float32 values (device memory) into a texture plane of `dtype` on `stream`.
 Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stream) noexcept;

@@ -57,5 +57,7 @@ Status stream_destroy(void*) noexcept { return not_built(); }
 Status stream_synchronize(void*) noexcept { return not_built(); }
 Status malloc_host(void**, size_t) noexcept { return not_built(); }
 void free_host(void*) noexcept {}
+void set_graphs_enabled(bool) noexcept {}
+bool graphs_enabled() noexcept { return false; }
 
 }  // namespace arrcoc::cuda

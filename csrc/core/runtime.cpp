@@ -68,6 +68,8 @@ Status cuda_malloc_host(size_t bytes, void** ptr) noexcept {
   return cuda::malloc_host(ptr, bytes);
 }
 void cuda_free_host(void* ptr) noexcept { cuda::free_host(ptr); }
+void cuda_set_graphs(bool enabled) noexcept { cuda::set_graphs_enabled(enabled); }
+bool cuda_graphs() noexcept { return cuda::graphs_enabled(); }
 
 const char* status_code_name(StatusCode code) noexcept {
   switch (code) {

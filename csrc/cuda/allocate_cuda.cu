@@ -7,6 +7,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/allocate_params.h"
 #include "cuda_check.h"
+#include "graph_cache.h"
 #include "launch.cuh"
 
 namespace arrcoc::cuda {
@@ -252,8 +253,14 @@ Status gather_features(const float* features, int channels, int h, int w, const 
 }
 
 Status run_allocation(const AllocateParams& p, void* stream) noexcept {
-  cudaStream_t st = static_cast<cudaStream_t>(stream);
-  return p.dtype == DType::kFloat16 ? run_typed<uint16_t>(p, st) : run_typed<float>(p, st);
+  // The frame index counts up every frame but only the random strategy reads it: elsewhere it
+  // must not make every frame's parameters new (the graph would never be replayed).
+  AllocateParams key = p;
+  if (p.cfg.strategy != SaccadeStrategy::kRandom) key.frame_index = 0;
+  return run_as_graph(GraphStage::kAllocation, p.glimpses, &key, sizeof key, static_cast<cudaStream_t>(stream),
+                      [&](cudaStream_t st) {
+                        return p.dtype == DType::kFloat16 ? run_typed<uint16_t>(p, st) : run_typed<float>(p, st);
+                      });
 }
 
 }  // namespace arrcoc::cuda

@@ -7,6 +7,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/cascade_params.h"
 #include "cuda_check.h"
+#include "graph_cache.h"
 #include "launch.cuh"
 
 namespace arrcoc::cuda {
@@ -169,8 +170,9 @@ Status run_typed(const CascadeParams& p, cudaStream_t st) {
 }  // namespace
 
 Status run_cascade(const CascadeParams& p, void* stream) noexcept {
-  cudaStream_t st = static_cast<cudaStream_t>(stream);
-  return p.dtype == DType::kFloat16 ? run_typed<uint16_t>(p, st) : run_typed<float>(p, st);
+  return run_as_graph(GraphStage::kCascade, p.labels, &p, sizeof p, static_cast<cudaStream_t>(stream), [&](cudaStream_t st) {
+    return p.dtype == DType::kFloat16 ? run_typed<uint16_t>(p, st) : run_typed<float>(p, st);
+  });
 }
 
 }  // namespace arrcoc::cuda

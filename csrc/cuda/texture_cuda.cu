@@ -6,6 +6,7 @@
 #include "../core/cuda_backend.h"
 #include "../shared/texture_params.h"
 #include "cuda_check.h"
+#include "graph_cache.h"
 #include "launch.cuh"
 
 namespace arrcoc::cuda {
@@ -258,8 +259,9 @@ Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stre
 }
 
 Status build_texture(const TextureParams& p, void* stream) noexcept {
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  return p.dtype == DType::kFloat16 ? build_typed<uint16_t>(p, s) : build_typed<float>(p, s);
+  return run_as_graph(GraphStage::kTexture, p.out, &p, sizeof p, static_cast<cudaStream_t>(stream), [&](cudaStream_t s) {
+    return p.dtype == DType::kFloat16 ? build_typed<uint16_t>(p, s) : build_typed<float>(p, s);
+  });
 }
 
 }  // namespace arrcoc::cuda

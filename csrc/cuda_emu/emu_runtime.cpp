@@ -11,6 +11,10 @@
 //   default stream's implicit ordering with blocking streams. A host read that forgot to wait
 //   sees the poison or the previous frame.
 // - Counters (cuda_emu_counters.h): allocations, frees, host synchronizations, device bytes.
+// - Stream capture: while a stream captures, what is queued on it goes into a graph instead of
+//   running; a graph launch queues the captured work as one step. Calls CUDA refuses during a
+//   capture (synchronous copies and waits, pageable host memory, cudaMalloc on the capturing
+//   thread) fail and invalidate it, as on a GPU.
 // - Launches check a real GPU's limits and run blocks in a scrambled order on worker threads,
 //   each block's threads as fibers in a scrambled order that is reshuffled at every barrier.
 #include <cuda_runtime.h>
@@ -104,12 +108,13 @@ struct DeviceState {
 struct Counters {
   enum Id {
     kMalloc, kFree, kMallocHost, kFreeHost, kHostSyncs, kDeviceSyncs, kStreamSyncs, kEventSyncs, kBlockingCopies,
-    kBlockingMemsets, kImplicitSyncs, kQueries, kLaunches, kAsyncCopies, kDeviceBytes, kPeakDeviceBytes, kCount
+    kBlockingMemsets, kImplicitSyncs, kQueries, kLaunches, kAsyncCopies, kCaptures, kGraphLaunches, kDeviceBytes,
+    kPeakDeviceBytes, kCount
   };
   static constexpr const char* kNames[kCount] = {
       "malloc_calls", "free_calls", "malloc_host_calls", "free_host_calls", "host_syncs", "device_syncs",
       "stream_syncs", "event_syncs", "blocking_copies", "blocking_memsets", "implicit_syncs", "queries", "launches",
-      "async_copies", "device_bytes", "peak_device_bytes"};
+      "async_copies", "captures", "graph_launches", "device_bytes", "peak_device_bytes"};
   std::atomic<unsigned long long> v[kCount] = {};
 
   void add(Id id) { v[id].fetch_add(1, std::memory_order_relaxed); }
@@ -141,6 +146,16 @@ thread_local int tls_activity_device = -1;
 }  // namespace cuda_emu
 
 // ------------------------------------------------------------------ streams and events
+// A captured sequence of stream work (its steps run in order, as captured from one stream).
+struct CUgraph_st {
+  int device = 0;
+  std::vector<std::function<void()>> steps;
+};
+struct CUgraphExec_st {
+  int device = 0;
+  std::vector<std::function<void()>> steps;
+};
+
 struct CUstream_st {
   struct Op {
     std::function<void()> run;
@@ -152,6 +167,11 @@ struct CUstream_st {
   bool destroyed = false;
   std::deque<Op> pending;
   uint64_t enqueued = 0, completed = 0;
+  // Capturing: work goes into `capture` instead of `pending` (null when not capturing).
+  CUgraph_st* capture = nullptr;
+  bool capture_invalidated = false;
+  cudaStreamCaptureMode capture_mode = cudaStreamCaptureModeGlobal;
+  std::thread::id capture_thread;
 };
 
 struct CUevent_st {
@@ -247,8 +267,13 @@ class Emulator {
     return streams.count(s) && !s->destroyed ? s : nullptr;
   }
 
-  // Queues `run` on `s` after the implicit ordering of the legacy default stream.
+  // Queues `run` on `s` after the implicit ordering of the legacy default stream (while `s`
+  // captures: appends it to the graph; nothing runs, and the returned position is unchanged).
   uint64_t enqueue(CUstream_st* s, std::function<void()> run) {
+    if (s->capture) {
+      s->capture->steps.push_back(std::move(run));
+      return s->enqueued;
+    }
     CUstream_st::Op op;
     op.run = std::move(run);
     if (s->legacy) {
@@ -266,6 +291,21 @@ class Emulator {
     uint64_t pos = enqueue(s, [] {});
     s->pending.back().deps.emplace_back(on, position);
     return pos;
+  }
+
+  // A call CUDA refuses while a capture that it would disturb is under way ("unsafe" calls: they
+  // synchronize or allocate): a global-mode capture on any thread, or a thread-local one on this
+  // thread. Such a call fails and invalidates those captures. Returns true when it must fail.
+  bool unsafe_during_capture() {
+    bool hit = false;
+    for (CUstream_st* s : streams)
+      if (s->capture && !s->destroyed &&
+          (s->capture_mode == cudaStreamCaptureModeGlobal ||
+           (s->capture_mode == cudaStreamCaptureModeThreadLocal && s->capture_thread == std::this_thread::get_id()))) {
+        s->capture_invalidated = true;
+        hit = true;
+      }
+    return hit;
   }
 
   // Runs `s`'s queued work up to `position` (and everything it depends on).
@@ -602,6 +642,15 @@ cudaError_t enqueue_copy(Emulator& e, char* dst, size_t dpitch, const char* src,
 
   std::shared_ptr<std::vector<char>> snapshot;
   const bool host_src_pageable = !src_dev && !e.is_pinned(reinterpret_cast<uintptr_t>(src), sspan);
+  const bool host_dst_pageable = !dst_dev && !e.is_pinned(reinterpret_cast<uintptr_t>(dst), dspan);
+  if (blocking_call && e.unsafe_during_capture())
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaMemcpy: a synchronous copy while a stream captures");
+  if (s->capture && (host_src_pageable || host_dst_pageable)) {
+    // A graph would replay what the host held at capture time, or write where it may be gone.
+    s->capture_invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported, "copy: pageable host memory cannot be captured in a graph "
+                                                   "(use page-locked memory, cudaMallocHost)");
+  }
   if (host_src_pageable && !blocking_call) {
     // Pageable host source: CUDA stages it before the call returns, so the caller may reuse it.
     snapshot = std::make_shared<std::vector<char>>(src, src + sspan);
@@ -611,7 +660,6 @@ cudaError_t enqueue_copy(Emulator& e, char* dst, size_t dpitch, const char* src,
     const char* from = snapshot ? snapshot->data() : src;
     for (size_t r = 0; r < rows; ++r) std::memcpy(dst + r * dpitch, from + r * spitch, width);
   });
-  const bool host_dst_pageable = !dst_dev && !e.is_pinned(reinterpret_cast<uintptr_t>(dst), dspan);
   // Blocking copies, and copies into pageable host memory, return once complete (CUDA's rules).
   if (blocking_call || host_dst_pageable) {
     g_counters.host_sync(Counters::kBlockingCopies);
@@ -628,6 +676,8 @@ cudaError_t enqueue_memset(Emulator& e, void* p, int value, size_t n, cudaStream
   if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaMemset: unknown or destroyed stream");
   cudaError_t err = check_device_range(e, p, n, s->device, "cudaMemset");
   if (err != cudaSuccess) return err;
+  if (blocking_call && e.unsafe_during_capture())
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaMemset: a synchronous memset while a stream captures");
   const uint64_t pos = e.enqueue(s, [=] {
     tls_activity = "a memset";
     std::memset(p, value, n);
@@ -743,6 +793,9 @@ cudaError_t complete_stream(cudaStream_t stream, const char* what) {
   EMU_LOCK;
   CUstream_st* s = emu().resolve(stream, tls_device);
   if (!s) return fail(cudaErrorInvalidResourceHandle, std::string(what) + ": unknown stream");
+  if (s->capture) s->capture_invalidated = true;
+  if (s->capture || emu().unsafe_during_capture())
+    return fail(cudaErrorStreamCaptureUnsupported, std::string(what) + " while a stream captures");
   emu().flush_all(s);
   return cudaSuccess;
 }
@@ -752,6 +805,8 @@ cudaError_t complete_event(cudaEvent_t event, const char* what) {
   cuda_emu::Emulator& e = emu();
   if (!event || !e.events.count(event) || event->destroyed)
     return fail(cudaErrorInvalidResourceHandle, std::string(what) + ": unknown event");
+  if (e.unsafe_during_capture())
+    return fail(cudaErrorStreamCaptureUnsupported, std::string(what) + " while a stream captures");
   if (event->stream) e.flush(event->stream, event->position);
   return cudaSuccess;
 }
@@ -802,6 +857,8 @@ cudaError_t cudaGetDevice(int* device) {
 cudaError_t cudaDeviceSynchronize(void) {
   EMU_LOCK;
   cuda_emu::g_counters.host_sync(cuda_emu::Counters::kDeviceSyncs);
+  if (emu().unsafe_during_capture())
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaDeviceSynchronize while a stream captures");
   emu().flush_device(tls_device);
   return cudaSuccess;
 }
@@ -834,6 +891,12 @@ const char* cudaGetErrorName(cudaError_t error) {
     EMU_NAME(cudaErrorIllegalAddress)
     EMU_NAME(cudaErrorLaunchOutOfResources)
     EMU_NAME(cudaErrorNotSupported)
+    EMU_NAME(cudaErrorIllegalState)
+    EMU_NAME(cudaErrorStreamCaptureUnsupported)
+    EMU_NAME(cudaErrorStreamCaptureInvalidated)
+    EMU_NAME(cudaErrorStreamCaptureIsolation)
+    EMU_NAME(cudaErrorStreamCaptureImplicit)
+    EMU_NAME(cudaErrorCapturedEvent)
 #undef EMU_NAME
   }
   return "cudaErrorUnknown";
@@ -860,6 +923,7 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   if (!ptr) return fail(cudaErrorInvalidValue);
   EMU_LOCK;
   cuda_emu::Emulator& e = emu();
+  if (e.unsafe_during_capture()) return fail(cudaErrorStreamCaptureUnsupported, "cudaMalloc while a stream captures");
   cuda_emu::DeviceState& d = e.devices[tls_device];
   const size_t page = cuda_emu::page_size();
   const size_t bytes = std::max<size_t>(size, 1);
@@ -895,9 +959,12 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
 // Stream-ordered allocation: the memory exists at once (work queued before it cannot touch it).
 cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
   EMU_LOCK;
-  if (!emu().resolve(stream, tls_device)) {
+  CUstream_st* s = emu().resolve(stream, tls_device);
+  if (!s || s->capture) {
     cuda_emu::g_counters.add(cuda_emu::Counters::kMalloc);
-    return fail(cudaErrorInvalidResourceHandle, "cudaMallocAsync: unknown or destroyed stream");
+    if (s) s->capture_invalidated = true;
+    return s ? fail(cudaErrorNotSupported, "cudaMallocAsync: memory nodes in a capture are not emulated")
+             : fail(cudaErrorInvalidResourceHandle, "cudaMallocAsync: unknown or destroyed stream");
   }
   return cudaMalloc(ptr, size);
 }
@@ -908,6 +975,7 @@ cudaError_t cudaFree(void* ptr) {
   EMU_LOCK;
   cuda_emu::AllocRecord* r = nullptr;
   if (const cudaError_t err = find_allocation(ptr, "cudaFree", &r); err != cudaSuccess) return err;
+  if (emu().unsafe_during_capture()) return fail(cudaErrorStreamCaptureUnsupported, "cudaFree while a stream captures");
   cuda_emu::g_counters.host_sync(cuda_emu::Counters::kImplicitSyncs);
   emu().flush_device(emu().device_of(r->begin));  // cudaFree synchronizes: queued work that uses the memory runs first
   release_allocation(r);
@@ -922,6 +990,10 @@ cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   cuda_emu::Emulator& e = emu();
   CUstream_st* s = e.resolve(stream, tls_device);
   if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaFreeAsync: unknown or destroyed stream");
+  if (s->capture) {
+    s->capture_invalidated = true;
+    return fail(cudaErrorNotSupported, "cudaFreeAsync: memory nodes in a capture are not emulated");
+  }
   cuda_emu::AllocRecord* r = nullptr;
   if (const cudaError_t err = find_allocation(ptr, "cudaFreeAsync", &r); err != cudaSuccess) return err;
   if (e.device_of(r->begin) != s->device)
@@ -948,6 +1020,7 @@ cudaError_t cudaFreeHost(void* ptr) {
   cuda_emu::Emulator& e = emu();
   auto it = e.pinned.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == e.pinned.end()) return fail(cudaErrorInvalidValue, "cudaFreeHost: not from cudaMallocHost");
+  if (e.unsafe_during_capture()) return fail(cudaErrorStreamCaptureUnsupported, "cudaFreeHost while a stream captures");
   cuda_emu::g_counters.host_sync(cuda_emu::Counters::kImplicitSyncs);
   for (int d = 0; d < e.num_devices; ++d) e.flush_device(d);  // synchronizes, as CUDA's does
   e.pinned.erase(it);
@@ -1021,6 +1094,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   CUstream_st* s = stream == cudaStreamLegacy || stream == cudaStreamPerThread || !stream ? nullptr
                                                                                           : e.resolve(stream, tls_device);
   if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
+  if (s->capture) return fail(cudaErrorIllegalState, "cudaStreamDestroy: the stream is capturing (end the capture first)");
   e.flush_all(s);  // its work still completes
   s->destroyed = true;
   return cudaSuccess;
@@ -1044,6 +1118,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   CUstream_st* s = e.resolve(stream, tls_device);
   if (!s || !event || !e.events.count(event) || event->destroyed)
     return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream or event");
+  if (s->capture) {  // an event of captured work is not emulated; one of uncaptured work is CUDA's isolation error
+    s->capture_invalidated = true;
+    return fail(cudaErrorStreamCaptureIsolation, "cudaStreamWaitEvent: a capturing stream cannot wait on work outside the capture");
+  }
   if (event->stream) e.enqueue_wait(s, event->stream, event->position);
   return cudaSuccess;
 }
@@ -1078,6 +1156,10 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: the event belongs to device " +
                                                     std::to_string(event->device) + ", the stream to device " +
                                                     std::to_string(s->device));
+  if (s->capture) {
+    s->capture_invalidated = true;
+    return fail(cudaErrorNotSupported, "cudaEventRecord: events inside a capture are not emulated");
+  }
   event->stream = s;
   event->position = e.enqueue(s, [] {});
   return cudaSuccess;
@@ -1091,6 +1173,98 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   cuda_emu::g_counters.add(cuda_emu::Counters::kQueries);
   return complete_event(event, "cudaEventQuery");
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  EMU_LOCK;
+  cuda_emu::Emulator& e = emu();
+  if (stream == nullptr || stream == cudaStreamLegacy)
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: the legacy default stream cannot capture");
+  CUstream_st* s = e.resolve(stream, tls_device);
+  if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaStreamBeginCapture: unknown stream");
+  if (s->capture) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
+  s->capture = new CUgraph_st();
+  s->capture->device = s->device;
+  s->capture_invalidated = false;
+  s->capture_mode = mode;
+  s->capture_thread = std::this_thread::get_id();
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (!graph) return fail(cudaErrorInvalidValue);
+  EMU_LOCK;
+  CUstream_st* s = emu().resolve(stream, tls_device);
+  if (!s || !s->capture) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
+  if (s->capture_mode != cudaStreamCaptureModeRelaxed && s->capture_thread != std::this_thread::get_id())
+    return fail(cudaErrorIllegalState, "cudaStreamEndCapture: called from another thread than the capture began on");
+  CUgraph_st* g = s->capture;
+  s->capture = nullptr;
+  if (s->capture_invalidated) {
+    delete g;
+    *graph = nullptr;
+    return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated by a refused call");
+  }
+  cuda_emu::g_counters.add(cuda_emu::Counters::kCaptures);
+  *graph = g;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  if (!status) return fail(cudaErrorInvalidValue);
+  EMU_LOCK;
+  CUstream_st* s = emu().resolve(stream, tls_device);
+  if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaStreamIsCapturing: unknown stream");
+  *status = !s->capture ? cudaStreamCaptureStatusNone
+                        : s->capture_invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!exec || !graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null graph or output");
+  EMU_LOCK;
+  auto* x = new CUgraphExec_st();
+  x->device = graph->device;
+  x->steps = graph->steps;  // independent of the graph afterwards, as in CUDA
+  *exec = x;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: null graph");
+  EMU_LOCK;
+  cuda_emu::Emulator& e = emu();
+  CUstream_st* s = e.resolve(stream, tls_device);
+  if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: unknown or destroyed stream");
+  if (s->device != exec->device)
+    return fail(cudaErrorInvalidValue, "cudaGraphLaunch: the graph was captured on device " + std::to_string(exec->device) +
+                                           ", the stream is on device " + std::to_string(s->device));
+  if (s->capture) {
+    s->capture_invalidated = true;
+    return fail(cudaErrorNotSupported, "cudaGraphLaunch: a graph inside a capture is not emulated");
+  }
+  // One step on the stream that runs the captured steps in their order; the executable may be
+  // destroyed before it runs (CUDA frees it once its launches finish): the step holds a copy.
+  auto steps = std::make_shared<std::vector<std::function<void()>>>(exec->steps);
+  e.enqueue(s, [steps] {
+    for (auto& step : *steps) step();
+  });
+  cuda_emu::g_counters.add(cuda_emu::Counters::kGraphLaunches);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  if (!exec) return fail(cudaErrorInvalidValue);
+  EMU_LOCK;
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  if (!graph) return fail(cudaErrorInvalidValue);
+  EMU_LOCK;
+  delete graph;
+  return cudaSuccess;
 }
 
 size_t arrcoc_emu_read_counters(const char** names, unsigned long long* values, size_t capacity) {

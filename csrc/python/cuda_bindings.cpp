@@ -22,6 +22,8 @@ struct DeviceBuffer {
 void bind_cuda(py::module_& m) {
   m.def("cuda_emulated", &cuda_emulated);
   m.def("cuda_current_device", &cuda_current_device);
+  m.def("cuda_set_graphs", &cuda_set_graphs);
+  m.def("cuda_graphs", &cuda_graphs);
   m.def("cuda_set_device", [](int ordinal) { throw_if_error(cuda_set_device(ordinal)); });
   m.def("cuda_pointer_device", [](uintptr_t ptr) { return cuda_pointer_device(reinterpret_cast<const void*>(ptr)); });
 

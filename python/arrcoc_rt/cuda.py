@@ -20,8 +20,8 @@ import numpy as np
 from . import _native
 from .runtime import cuda_available, resolve_device
 
-__all__ = ["Stream", "current_device", "emulator_counters", "is_emulated", "pinned_empty", "reset_emulator_counters",
-           "set_device", "to_device"]
+__all__ = ["Stream", "current_device", "emulator_counters", "graphs_enabled", "is_emulated", "pinned_empty",
+           "reset_emulator_counters", "set_device", "set_graphs", "to_device"]
 
 
 def is_emulated() -> bool:
@@ -56,7 +56,8 @@ def emulator_counters() -> dict:
     ``malloc_calls``, ``free_calls``, ``malloc_host_calls``, ``free_host_calls``, ``host_syncs`` (every
     call that blocks the host on device work; by kind: ``device_syncs``, ``stream_syncs``,
     ``event_syncs``, ``blocking_copies``, ``blocking_memsets``, ``implicit_syncs``), ``queries``,
-    ``launches``, ``async_copies``, ``device_bytes`` and ``peak_device_bytes``. Test builds only."""
+    ``launches``, ``async_copies``, ``captures`` and ``graph_launches`` (CUDA graphs), ``device_bytes`` and
+    ``peak_device_bytes``. Test builds only."""
     import ctypes
 
     lib = _emulator()
@@ -69,6 +70,20 @@ def emulator_counters() -> dict:
 def reset_emulator_counters() -> None:
     """Zero the emulated device's call counters; ``peak_device_bytes`` restarts from the bytes live now."""
     _emulator().arrcoc_emu_reset_counters()
+
+
+def set_graphs(enabled: bool) -> None:
+    """Replay each stage's per-frame kernels as a CUDA graph (the default; the environment variable
+    ``ARRCOC_CUDA_GRAPHS=0`` starts with them off) or launch every kernel on its own. Per process;
+    results are the same either way (docs/ARCHITECTURE.md, "CUDA graphs")."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled: expected a bool; got {type(enabled).__name__}")
+    _native.cuda_set_graphs(enabled)
+
+
+def graphs_enabled() -> bool:
+    """Whether stages run as replayed CUDA graphs (always False without the CUDA backend)."""
+    return bool(_native.cuda_graphs())
 
 
 def _ordinal(device) -> int:

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../csrc/cuda/launch.cuh"
@@ -370,6 +371,113 @@ void test_two_devices() {
   cudaFree(on0);
 }
 
+// Stream capture and graphs: nothing runs while capturing; a graph replays its kernels, memsets
+// and page-locked copies in order, reading page-locked host memory when it runs; what CUDA
+// refuses during a capture is refused and invalidates it.
+__global__ void add_kernel(float* p, int n, float v) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) p[i] += v;
+}
+
+void test_graphs() {
+  constexpr int n = 300;
+  float* d = device_alloc<float>(n);
+  float* pinned = nullptr;
+  cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float));
+  cudaStream_t cap, run;
+  cudaStreamCreateWithFlags(&cap, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&run, cudaStreamNonBlocking);
+  cudaMemset(d, 0, n * sizeof(float));
+  arrcoc_emu_reset_counters();
+
+  check(cudaStreamBeginCapture(cap, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "capture begins");
+  cudaStreamCaptureStatus status;
+  cudaStreamIsCapturing(cap, &status);
+  check(status == cudaStreamCaptureStatusActive, "the stream reports an active capture");
+  cudaMemcpyAsync(d, pinned, n * sizeof(float), cudaMemcpyHostToDevice, cap);  // page-locked: captured
+  launch(add_kernel, (n + 127) / 128, 128, 0, cap)(d, n, 1.5f);
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(cap, &graph) == cudaSuccess && graph, "capture ends with a graph");
+  cudaGraphExec_t exec = nullptr;
+  check(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && exec, "the graph instantiates");
+  cudaGraphDestroy(graph);  // the executable does not need it
+  float h = -1.0f;
+  cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);
+  check(h == 0.0f, "nothing captured has run");
+
+  for (int rep = 0; rep < 3; ++rep) {
+    for (int i = 0; i < n; ++i) pinned[i] = static_cast<float>(10 * rep + i);  // read at replay
+    check(cudaGraphLaunch(exec, run) == cudaSuccess, "the graph launches");
+    cudaStreamSynchronize(run);
+    float last = 0;
+    cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);
+    cudaMemcpy(&last, d + n - 1, sizeof last, cudaMemcpyDeviceToHost);
+    check(h == 10.0f * rep + 1.5f && last == 10.0f * rep + n - 1 + 1.5f,
+          "replay " + std::to_string(rep) + ": the copy read the host memory at replay, then the kernel ran");
+  }
+  const auto c = counters();
+  check(c.at("captures") == 1 && c.at("graph_launches") == 3 && c.at("launches") == 1,
+        "counted: 1 capture, 3 graph launches, the one kernel launched into the capture");
+  cudaGraphExecDestroy(exec);
+
+  // What CUDA refuses while capturing: each fails, and the capture ends invalidated.
+  std::vector<float> pageable(n, 2.0f);
+  auto refused = [&](const char* what, const std::function<cudaError_t()>& call, cudaError_t want) {
+    cudaStreamBeginCapture(cap, cudaStreamCaptureModeThreadLocal);
+    const cudaError_t got = call();
+    cudaGetLastError();
+    cudaGraph_t g = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(cap, &g);
+    cudaGetLastError();
+    check(got == want && ended == cudaErrorStreamCaptureInvalidated && g == nullptr,
+          std::string(what) + ": refused (" + cudaGetErrorName(got) + ") and the capture invalidated");
+  };
+  setenv("ARRCOC_EMU_QUIET", "1", 1);
+  refused("a pageable host copy", [&] {
+    return cudaMemcpyAsync(d, pageable.data(), n * sizeof(float), cudaMemcpyHostToDevice, cap);
+  }, cudaErrorStreamCaptureUnsupported);
+  refused("cudaStreamSynchronize of the capturing stream", [&] { return cudaStreamSynchronize(cap); },
+          cudaErrorStreamCaptureUnsupported);
+  refused("cudaMalloc on the capturing thread", [&] {
+    void* p = nullptr;
+    return cudaMalloc(&p, 16);
+  }, cudaErrorStreamCaptureUnsupported);
+  refused("a blocking cudaMemcpy on the capturing thread", [&] {
+    return cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);
+  }, cudaErrorStreamCaptureUnsupported);
+  cudaEvent_t e;
+  cudaEventCreate(&e);
+  cudaEventRecord(e, run);
+  refused("a wait on an event outside the capture", [&] { return cudaStreamWaitEvent(cap, e, 0); },
+          cudaErrorStreamCaptureIsolation);
+  unsetenv("ARRCOC_EMU_QUIET");
+  cudaGraph_t none = nullptr;
+  check(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeThreadLocal) == cudaErrorStreamCaptureUnsupported,
+        "the legacy default stream cannot capture");
+  cudaGetLastError();
+  check(cudaStreamEndCapture(cap, &none) == cudaErrorIllegalState, "ending a capture that never began is an error");
+  cudaGetLastError();
+
+  // Thread-local mode: another thread may allocate while this one captures.
+  cudaStreamBeginCapture(cap, cudaStreamCaptureModeThreadLocal);
+  cudaError_t other = cudaErrorNotReady;
+  std::thread([&] {
+    void* p = nullptr;
+    other = cudaMalloc(&p, 16);
+    if (other == cudaSuccess) cudaFree(p);
+  }).join();
+  cudaGraph_t g = nullptr;
+  check(other == cudaSuccess && cudaStreamEndCapture(cap, &g) == cudaSuccess && g,
+        "thread-local capture: another thread's cudaMalloc neither fails nor invalidates it");
+  if (g) cudaGraphDestroy(g);
+
+  cudaEventDestroy(e);
+  cudaStreamDestroy(cap);
+  cudaStreamDestroy(run);
+  cudaFree(d);
+  cudaFreeHost(pinned);
+}
+
 }  // namespace
 
 int main() {
@@ -381,5 +489,6 @@ int main() {
   test_counters();
   test_host_dereference_crashes();
   test_two_devices();
+  test_graphs();
   return arrcoc_test::finish();
 }

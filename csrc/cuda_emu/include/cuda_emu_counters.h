@@ -24,7 +24,9 @@ extern "C" {
 //   implicit_syncs     cudaFree and cudaFreeHost (they synchronize, as CUDA's do)
 //   queries            cudaStreamQuery / cudaEventQuery (no wait on a GPU; the emulator completes
 //                      the work there, so they are counted apart from host_syncs)
-//   launches           kernel launches
+//   launches           kernel launches (captured ones included: they are launched into the graph)
+//   captures           stream captures ended into a graph (cudaStreamEndCapture)
+//   graph_launches     cudaGraphLaunch
 //   async_copies       copies and memsets queued on a stream without a wait
 //   device_bytes       bytes of live device allocations (as requested)
 //   peak_device_bytes  the most device_bytes reached since the reset

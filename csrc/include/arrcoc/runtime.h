@@ -49,4 +49,10 @@ Status cuda_stream_synchronize(void* stream, int ordinal = -1) noexcept;
 Status cuda_malloc_host(size_t bytes, void** ptr) noexcept;
 void cuda_free_host(void* ptr) noexcept;
 
+// CUDA graphs (on by default; ARRCOC_CUDA_GRAPHS=0 in the environment turns them off at start):
+// each stage's per-frame kernels are captured once per parameter set and replayed with one graph
+// launch (docs/ARCHITECTURE.md). Off, every kernel is launched on its own. Per process.
+void cuda_set_graphs(bool enabled) noexcept;
+bool cuda_graphs() noexcept;
+
 }  // namespace arrcoc

@@ -1,0 +1,141 @@
+// The graph cache behind run_as_graph (see graph_cache.h).
+#include "graph_cache.h"
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../core/cuda_backend.h"
+#include "cuda_check.h"
+
+namespace arrcoc::cuda {
+namespace {
+
+constexpr size_t kMaxGraphs = 64;    // executables kept per process (a few per stage per stream)
+constexpr int kMaxMisses = 8;        // consecutive misses of a stage before it stops capturing ...
+constexpr int kDirectRuns = 256;     // ... for this many runs, then tries again
+constexpr size_t kMaxOwners = 1024;  // operators whose policy is remembered (then forgotten at once)
+
+// ARRCOC_CUDA_GRAPHS=0 turns graphs off at start; set_graphs_enabled() at run time.
+std::atomic<bool> g_enabled{[] {
+  const char* v = std::getenv("ARRCOC_CUDA_GRAPHS");
+  return !(v && std::strcmp(v, "0") == 0);
+}()};
+
+struct Entry {
+  int device;
+  GraphStage stage;
+  std::string key;
+  cudaGraphExec_t exec;
+  uint64_t last_use;
+};
+
+// One operator's capture-or-not policy for one stage.
+struct OwnerState {
+  int misses = 0;       // consecutive runs that captured (no cached graph fitted)
+  int direct_left = 0;  // runs left without capturing
+};
+
+class GraphCache {
+ public:
+  static GraphCache& get() {
+    static GraphCache* c = new GraphCache();  // never destroyed: executables outlive static destructors
+    return *c;
+  }
+
+  Status run(GraphStage stage, const void* owner, const void* key, size_t key_bytes, cudaStream_t stream,
+             const std::function<Status(cudaStream_t)>& enqueue) {
+    const int device = current_device();
+    std::string k(static_cast<const char*>(key), key_bytes);
+    // Held while launching (an executable evicted by another thread must not be destroyed in
+    // between) and while capturing (one capture stream per device).
+    std::lock_guard<std::mutex> lock(mu_);
+    if (owners_.size() >= kMaxOwners) owners_.clear();  // operators come and go; forget them all
+    OwnerState& st = owners_[{owner, static_cast<int>(stage)}];
+    for (Entry& e : entries_)
+      if (e.device == device && e.stage == stage && e.key == k) {
+        e.last_use = ++tick_;
+        st.misses = 0;
+        return check(cudaGraphLaunch(e.exec, stream), "cudaGraphLaunch");
+      }
+    if (st.direct_left > 0) {
+      --st.direct_left;
+      return enqueue(stream);
+    }
+    if (++st.misses > kMaxMisses) {
+      st.misses = 0;
+      st.direct_left = kDirectRuns;
+      return enqueue(stream);
+    }
+    cudaGraphExec_t exec = nullptr;
+    Status s = capture(device, enqueue, &exec);
+    if (!s.ok()) return s;
+    if (!exec) return enqueue(stream);  // this device cannot capture it: run it as it is
+    if (entries_.size() >= kMaxGraphs) {
+      size_t oldest = 0;
+      for (size_t i = 1; i < entries_.size(); ++i)
+        if (entries_[i].last_use < entries_[oldest].last_use) oldest = i;
+      cudaGraphExecDestroy(entries_[oldest].exec);  // CUDA frees it after launches in flight end
+      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(oldest));
+    }
+    entries_.push_back(Entry{device, stage, std::move(k), exec, ++tick_});
+    return check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+  }
+
+ private:
+  // Captures enqueue on this device's capture stream into *exec (null, and Ok, when the capture
+  // itself was refused: the caller then runs the work directly). An error of enqueue is returned.
+  Status capture(int device, const std::function<Status(cudaStream_t)>& enqueue, cudaGraphExec_t* exec) {
+    *exec = nullptr;
+    cudaStream_t& cap = capture_streams_[device];
+    if (!cap && cudaStreamCreateWithFlags(&cap, cudaStreamNonBlocking) != cudaSuccess) {
+      cudaGetLastError();
+      cap = nullptr;
+      return Status::Ok();
+    }
+    if (cudaStreamBeginCapture(cap, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      cudaGetLastError();
+      return Status::Ok();
+    }
+    const Status s = enqueue(cap);
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(cap, &graph);
+    if (ended != cudaSuccess) cudaGetLastError();
+    if (!s.ok() || ended != cudaSuccess || !graph) {
+      if (graph) cudaGraphDestroy(graph);
+      return s;
+    }
+    const cudaError_t made = cudaGraphInstantiate(exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (made != cudaSuccess) {
+      cudaGetLastError();
+      *exec = nullptr;
+    }
+    return Status::Ok();
+  }
+
+  std::mutex mu_;
+  std::vector<Entry> entries_;
+  std::map<std::pair<const void*, int>, OwnerState> owners_;
+  std::map<int, cudaStream_t> capture_streams_;
+  uint64_t tick_ = 0;
+};
+
+}  // namespace
+
+Status run_as_graph(GraphStage stage, const void* owner, const void* key, size_t key_bytes, cudaStream_t stream,
+                    const std::function<Status(cudaStream_t)>& enqueue) {
+  if (!g_enabled.load(std::memory_order_relaxed)) return enqueue(stream);
+  return GraphCache::get().run(stage, owner, key, key_bytes, stream, enqueue);
+}
+
+void set_graphs_enabled(bool enabled) noexcept { g_enabled.store(enabled); }
+bool graphs_enabled() noexcept { return g_enabled.load(); }
+
+}  // namespace arrcoc::cuda
