@@ -25,7 +25,7 @@ constexpr int kChunk = 256;  // pixels per row chunk (stack buffers of kChunk fl
 
 // Bulk conversions between float rows and stored texels.
 inline void store_row(const float* src, float* dst, int n) { std::memcpy(dst, src, sizeof(float) * n); }
-inline void store_row(const float* src, uint16_t* dst, int n) {
+__attribute__((always_inline)) inline void store_row(const float* src, uint16_t* dst, int n) {
   int i = 0;
 #if defined(__F16C__)
   for (; i + 8 <= n; i += 8)
@@ -59,6 +59,51 @@ inline void for_chunks(int w, F&& body) {
   for (int x0 = 0; x0 < w; x0 += kChunk) body(x0, std::min(kChunk, w - x0));
 }
 
+// One mip level of a plane, from the stored level above: rows of the source are loaded in
+// float chunks, the 2x2 box is the shared box2().
+template <typename T>
+void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
+  const T* r0 = src + static_cast<int64_t>(2 * i) * sw;
+  const T* r1 = src + static_cast<int64_t>(std::min(2 * i + 1, sh - 1)) * sw;
+  for (int j0 = 0; j0 < dw; j0 += kChunk / 2) {
+    const int n = std::min(kChunk / 2, dw - j0);
+    const int xs = 2 * j0, xn = std::min(2 * n, sw - xs);  // source columns available
+    float a[kChunk + 1], b[kChunk + 1], out[kChunk / 2];
+    load_row(r0 + xs, a, xn);
+    load_row(r1 + xs, b, xn);
+    a[xn] = a[xn - 1];  // odd width: replicate the last column
+    b[xn] = b[xn - 1];
+    for (int k = 0; k < n; ++k) out[k] = box2(a[2 * k], a[2 * k + 1], b[2 * k], b[2 * k + 1]);
+    store_row(out, dst + static_cast<int64_t>(i) * dw + j0, n);
+  }
+}
+
+// Level-1 row i of the given level-0 channels (and of the float feature planes when `features`),
+// from their level-0 rows 2i and 2i + 1, which the pass calling this has just written: they are
+// still in cache, where a later pass over whole planes would read them from memory again. The
+// same box2 of the same stored values as that pass would compute.
+// Not inlined: inside the passes' loops it would push their own per-pixel calls out of line.
+template <typename T, size_t N>
+__attribute__((noinline)) void level1_row(const TextureParams& p, const int (&channels)[N], bool features, int i) {
+  const LevelLayout& s = p.levels[0];
+  const LevelLayout& d = p.levels[1];
+  for (int c : channels) mip_row(texture_plane<T>(p, c, 0), s.width, s.height, texture_plane<T>(p, c, 1), d.width, i);
+  if (features)
+    for (int f = 0; f < 3; ++f) mip_row(p.feature[f][0], s.width, s.height, p.feature[f][1], d.width, i);
+}
+
+// Calls row(y) for rows 2i and 2i + 1 (if it exists) of each level-1 row i, in parallel over i,
+// then level1_row for the channels those rows wrote.
+template <typename T, size_t N, typename F>
+void rows_by_pairs(const TextureParams& p, const int (&channels)[N], bool features, F&& row) {
+  const int h = p.height;
+  parallel_for(p.levels[1].height, p.num_threads, [&](int i) {
+    row(2 * i);
+    if (2 * i + 1 < h) row(2 * i + 1);
+    level1_row<T>(p, channels, features, i);
+  });
+}
+
 // Pass 1 (point channels) for frames of pixel format F: one instantiation per format, so the
 // pixel loads carry no per-pixel format switch and the loop vectorizes.
 template <typename T, PixelFormat F>
@@ -78,7 +123,9 @@ void point_pass(const TextureParams& p) {
   float* const feat[3] = {p.feature[0][0], p.feature[1][0], p.feature[2][0]};
   uint8_t* const y8s = p.y8;
   uint8_t* const bins = p.bins;
-  parallel_for(h, nt, [&](int y) {
+  (void)nt;
+  constexpr int kWritten[] = {0, 1, 2, 3, 5, 15, 16};
+  rows_by_pairs<T>(p, kWritten, /*features=*/true, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
@@ -136,7 +183,8 @@ void build_level0(const TextureParams& p) {
   float* const diff = p.diff;
   const float* const lum_prev = p.lum_prev;
   const bool motion_valid = p.motion_valid;
-  parallel_for(h, nt, [&](int y) {
+  constexpr int kGradientPlanes[] = {6, 7, 8, 9};
+  rows_by_pairs<T>(p, kGradientPlanes, /*features=*/false, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bx[kChunk], by[kChunk], bh[kChunk], bm[kChunk];
@@ -224,11 +272,14 @@ void build_level0(const TextureParams& p) {
       store_row(bt, entropy + row + x0, n);
     });
   };
-  // One band (and ring) per thread; each band recomputes the 4 horizontal rows around it.
-  const int bands = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(nt), h, p.scratch_pixels / w / kBoxTaps}));
+  // One band (and ring) per thread; each band recomputes the 4 horizontal rows around it. Bands
+  // start at even rows, so each ends a level-1 row (its pair of rows) before the next begins.
+  const int h1 = p.levels[1].height;
+  const int bands = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(nt), h1, p.scratch_pixels / w / kBoxTaps}));
+  constexpr int kBoxPlanes[] = {4, 10, 12, 14};
   parallel_for(bands, nt, [&](int b) {
-    const int y0 = static_cast<int>(static_cast<int64_t>(h) * b / bands);
-    const int y1 = static_cast<int>(static_cast<int64_t>(h) * (b + 1) / bands);
+    const int y0 = 2 * static_cast<int>(static_cast<int64_t>(h1) * b / bands);
+    const int y1 = std::min(h, 2 * static_cast<int>(static_cast<int64_t>(h1) * (b + 1) / bands));
     const int64_t ring = static_cast<int64_t>(b) * kBoxTaps * w;
     auto slot = [&](int yy) { return ring + static_cast<int64_t>(((yy % kBoxTaps) + kBoxTaps) % kBoxTaps) * w; };
     for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal_row(clampi(y0 + d, 0, h - 1), slot(y0 + d));
@@ -236,6 +287,7 @@ void build_level0(const TextureParams& p) {
       int64_t rows[kBoxTaps];
       for (int d = 0; d < kBoxTaps; ++d) rows[d] = slot(y + d - kBoxRadius);
       vertical_row(y, rows);
+      if (y % 2 == 1 || y + 1 == h) level1_row<T>(p, kBoxPlanes, /*features=*/false, y / 2);
       if (y + 1 < y1) horizontal_row(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
     }
   }, /*min_parallel=*/2);  // only nt iterations: below the default minimum
@@ -285,30 +337,11 @@ inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int 
 #endif
 }
 
-// One mip level of a plane, from the stored level above: rows of the source are loaded in
-// float chunks, the 2x2 box is the shared box2().
-template <typename T>
-void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
-  const T* r0 = src + static_cast<int64_t>(2 * i) * sw;
-  const T* r1 = src + static_cast<int64_t>(std::min(2 * i + 1, sh - 1)) * sw;
-  for (int j0 = 0; j0 < dw; j0 += kChunk / 2) {
-    const int n = std::min(kChunk / 2, dw - j0);
-    const int xs = 2 * j0, xn = std::min(2 * n, sw - xs);  // source columns available
-    float a[kChunk + 1], b[kChunk + 1], out[kChunk / 2];
-    load_row(r0 + xs, a, xn);
-    load_row(r1 + xs, b, xn);
-    a[xn] = a[xn - 1];  // odd width: replicate the last column
-    b[xn] = b[xn - 1];
-    for (int k = 0; k < n; ++k) out[k] = box2(a[2 * k], a[2 * k + 1], b[2 * k], b[2 * k + 1]);
-    store_row(out, dst + static_cast<int64_t>(i) * dw + j0, n);
-  }
-}
-
 template <typename T>
 void build_pyramids_and_coarse(const TextureParams& p) {
   const int nt = p.num_threads;
-  // Float32 feature pyramids (saliency inputs).
-  for (int k = 1; k < kNumLevels; ++k) {
+  // Float32 feature pyramids (saliency inputs); level 1 came with the point pass.
+  for (int k = 2; k < kNumLevels; ++k) {
     const LevelLayout& s = p.levels[k - 1];
     const LevelLayout& d = p.levels[k];
     parallel_for(3 * d.height, nt, [&](int r) {
@@ -365,8 +398,9 @@ void build_pyramids_and_coarse(const TextureParams& p) {
     });
   });
 
-  // Mip levels of every channel computed above, each from the stored level above it.
-  for (int k = 1; k < kNumLevels; ++k) {
+  // Mip levels of every channel computed above, each from the stored level above it (level 1 of
+  // the level-0 channels came with the passes that wrote them; saliency starts at level 1).
+  for (int k = 2; k < kNumLevels; ++k) {
     const LevelLayout& s = p.levels[k - 1];
     const LevelLayout& d = p.levels[k];
     int chans[kNumChannels];

@@ -6,8 +6,15 @@
 
 #if defined(__CUDACC__)
 #define ARRCOC_HD __host__ __device__ __forceinline__
+#define ARRCOC_HD_ALWAYS_INLINE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define ARRCOC_HD inline
+// For a per-element function that a CPU loop must inline to vectorize, even where the compiler's
+// size heuristics would call it (one call per element, then no vector loop at all).
+#define ARRCOC_HD_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define ARRCOC_HD inline
+#define ARRCOC_HD_ALWAYS_INLINE inline
 #endif
 
 // Before a loop along a CPU span (of anchors or cells) that must vectorize with its accumulators

@@ -66,7 +66,7 @@ struct InsideColumn {
 
 // Horizontal 5-tap sums at column x of the input row starting at `row` (y * width).
 template <typename Column>
-ARRCOC_HD BoxSums horizontal_box_sums_at(const TextureParams& p, int64_t row, int x, Column column) {
+ARRCOC_HD_ALWAYS_INLINE BoxSums horizontal_box_sums_at(const TextureParams& p, int64_t row, int x, Column column) {
   BoxSums s;
   for (int d = -math::kBoxRadius; d <= math::kBoxRadius; ++d) {
     const int64_t j = row + column(x + d);
@@ -93,7 +93,7 @@ ARRCOC_HD void horizontal_box_sums(const TextureParams& p, int64_t row, int64_t 
 
 // Vertical 5-tap sums at column x of the five horizontal-sum rows starting at rows[0..4]
 // (the rows y-2 .. y+2, edge-clamped), added in that order.
-ARRCOC_HD BoxSums vertical_box_sums_rows(const TextureParams& p, const int64_t rows[math::kBoxTaps], int x) {
+ARRCOC_HD_ALWAYS_INLINE BoxSums vertical_box_sums_rows(const TextureParams& p, const int64_t rows[math::kBoxTaps], int x) {
   BoxSums s;
   for (int d = 0; d < math::kBoxTaps; ++d) {
     const int64_t j = rows[d] + x;
