@@ -130,9 +130,32 @@ void point_pass(const TextureParams& p) {
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
       uint8_t yv[kChunk], bv[kChunk];
+      // 4:2:0 formats: the row's luma and its chroma repeated per pixel first, so the loop below
+      // reads three contiguous byte rows and vectorizes (indexing chroma by x / 2 inside it does not).
+      constexpr bool kYuv = F == PixelFormat::kYUV420P || F == PixelFormat::kNV12;
+      uint8_t luma[kYuv ? kChunk : 1], cb[kYuv ? kChunk : 1], cr[kYuv ? kChunk : 1];
+      if constexpr (kYuv) {
+        const uint8_t* yrow = frame.planes[0] + static_cast<int64_t>(y) * frame.row_stride[0] + x0;
+        std::memcpy(luma, yrow, n);
+        const int64_t co = static_cast<int64_t>(y >> 1);
+        if constexpr (F == PixelFormat::kYUV420P) {
+          const uint8_t* u = frame.planes[1] + co * frame.row_stride[1];
+          const uint8_t* v = frame.planes[2] + co * frame.row_stride[2];
+          for (int k = 0; k < n; ++k) cb[k] = u[(x0 + k) >> 1];
+          for (int k = 0; k < n; ++k) cr[k] = v[(x0 + k) >> 1];
+        } else {
+          const uint8_t* uv = frame.planes[1] + co * frame.row_stride[1];
+          for (int k = 0; k < n; ++k) cb[k] = uv[2 * ((x0 + k) >> 1)];
+          for (int k = 0; k < n; ++k) cr[k] = uv[2 * ((x0 + k) >> 1) + 1];
+        }
+      }
       for (int k = 0; k < n; ++k) {
         const int x = x0 + k;
-        const Rgb8 c = load_rgb8_as<F>(frame, x, y);
+        Rgb8 c;
+        if constexpr (kYuv)
+          c = yuv_to_rgb8(luma[k], cb[k], cr[k]);
+        else
+          c = load_rgb8_as<F>(frame, x, y);
         const PointChannels pc = point_channels(c);
         r[k] = pc.r;
         g[k] = pc.g;
