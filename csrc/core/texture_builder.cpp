@@ -144,6 +144,10 @@ struct TextureBuilder::Impl {
     const size_t nb = static_cast<size_t>(math::saliency_blocks(max_layout[1].width)) *
                       math::saliency_blocks(max_layout[1].height);
     if (s.ok()) s = arena.alloc_n(3 * n1, &b.sal_cs);
+    if (s.ok() && config.device == Device::kCPU)
+      s = arena.alloc_n(3 * static_cast<size_t>(max_layout[1].width) *
+                            (max_layout[2].height + max_layout[3].height + max_layout[4].height),
+                        &b.sal_rows);
     if (s.ok()) s = arena.alloc_n(3 * nb, &b.sal_block_max);
     if (s.ok()) s = arena.alloc_n(3, &b.sal_gain);
     if (s.ok() && config.device == Device::kCUDA) {

@@ -393,13 +393,39 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   const LevelLayout& l1 = p.levels[1];
   const int64_t n1 = static_cast<int64_t>(l1.width) * l1.height;
   for (int j = 0; j < l1.width; ++j) p.saliency_x_taps[j] = saliency_taps(j, fp.width);
-  parallel_for(l1.height, nt, [&](int i) {  // the three centre-surround maps
-    const int64_t row = static_cast<int64_t>(i) * l1.width;
+  // The three centre-surround maps, separably: every row of levels 2-4 sampled along x at each
+  // level-1 column once (a level-4 row serves 16 level-1 rows), then each level-1 row mixes two
+  // such rows per level along y, in vector lanes. The same lerps as centre_surround() samples.
+  int row_base[4] = {0, 0, 0, 0};  // first row of level 2 + k in a feature's slice of sal_rows
+  for (int k = 2; k < kNumLevels; ++k) row_base[k - 1] = row_base[k - 2] + fp.height[k];
+  const int rows_per_feature = row_base[3], w1 = l1.width;
+  parallel_for(3 * rows_per_feature, nt, [&](int r) {
+    const int f = r / rows_per_feature, rr = r % rows_per_feature;
+    const int k = rr < row_base[1] ? 2 : rr < row_base[2] ? 3 : 4;
+    const float* src = fp.level[f][k] + static_cast<int64_t>(rr - row_base[k - 2]) * fp.width[k];
+    float* dst = p.sal_rows + static_cast<int64_t>(r) * w1;
+    for (int j = 0; j < w1; ++j) {
+      const BilinearTap& t = p.saliency_x_taps[j].at[k - 2];
+      dst[j] = lerp(src[t.i0], src[t.i1], t.t);
+    }
+  }, 2);
+  parallel_for(l1.height, nt, [&](int i) {
+    const int64_t row = static_cast<int64_t>(i) * w1;
     const SaliencyTaps ty = saliency_taps(i, fp.height);
-    for (int j = 0; j < l1.width; ++j) {
-      float cs[3];
-      centre_surround(fp, i, j, p.saliency_x_taps[j], ty, cs);
-      for (int f = 0; f < 3; ++f) p.sal_cs[f * n1 + row + j] = cs[f];
+    for (int f = 0; f < 3; ++f) {
+      const float* r0[3];
+      const float* r1[3];
+      for (int k = 0; k < 3; ++k) {
+        const float* level = p.sal_rows + (static_cast<int64_t>(f) * rows_per_feature + row_base[k]) * w1;
+        r0[k] = level + static_cast<int64_t>(ty.at[k].i0) * w1;
+        r1[k] = level + static_cast<int64_t>(ty.at[k].i1) * w1;
+      }
+      const float* c1 = fp.level[f][1] + row;
+      float* out = p.sal_cs + f * n1 + row;
+      const float t2 = ty.at[0].t, t3 = ty.at[1].t, t4 = ty.at[2].t;
+      for (int j = 0; j < w1; ++j)
+        out[j] = centre_surround_of(c1[j], lerp(r0[0][j], r1[0][j], t2), lerp(r0[1][j], r1[1][j], t3),
+                                    lerp(r0[2][j], r1[2][j], t4));
     }
   });
   const int bw = saliency_blocks(l1.width), bh = saliency_blocks(l1.height), nb = bw * bh;

@@ -248,10 +248,13 @@ ARRCOC_HD BilinearTap bilinear_tap(float x, int n) {
   return BilinearTap{clampi(x0, 0, n - 1), clampi(x0 + 1, 0, n - 1), x - xf};
 }
 
-// Bilinear mix of the four corners a (x0, y0), b (x1, y0), c (x0, y1), d (x1, y1).
+// Linear interpolation from a (t = 0) to b (t = 1): one axis of a bilinear sample.
+ARRCOC_HD float lerp(float a, float b, float t) { return a + (b - a) * t; }
+
+// Bilinear mix of the four corners a (x0, y0), b (x1, y0), c (x0, y1), d (x1, y1): along x, then
+// y (the CPU's separable saliency sampling does the x step once per source row, the same way).
 ARRCOC_HD float bilinear_mix(float a, float b, float c, float d, float tx, float ty) {
-  const float top = a + (b - a) * tx, bottom = c + (d - c) * tx;
-  return top + (bottom - top) * ty;
+  return lerp(lerp(a, b, tx), lerp(c, d, tx), ty);
 }
 
 // Bilinear sample of a plane of row pitch w (float or float16 bits) at precomputed taps.
@@ -295,6 +298,11 @@ ARRCOC_HD SaliencyTaps saliency_taps(int index, const int n[5]) {
   return t;
 }
 
+// One feature's centre-surround from its level-1 value c1 and its samples s2, s3, s4 of levels 2-4.
+ARRCOC_HD float centre_surround_of(float c1, float s2, float s3, float s4) {
+  return 0.5f * (absf(c1 - s3) + absf(s2 - s4));
+}
+
 // Centre-surround (Itti-Koch style) of each feature at level-1 texel (i, j) given its taps:
 // centres at levels 1 and 2, surrounds two levels coarser (3 and 4).
 ARRCOC_HD void centre_surround(const FeaturePyramids& P, int i, int j, const SaliencyTaps& tx, const SaliencyTaps& ty,
@@ -302,8 +310,7 @@ ARRCOC_HD void centre_surround(const FeaturePyramids& P, int i, int j, const Sal
   for (int f = 0; f < 3; ++f) {
     float s[3];  // levels 2, 3, 4
     for (int k = 0; k < 3; ++k) s[k] = sample_taps(P.level[f][k + 2], P.width[k + 2], tx.at[k], ty.at[k]);
-    const float c1 = P.level[f][1][static_cast<int64_t>(i) * P.width[1] + j];
-    cs[f] = 0.5f * (absf(c1 - s[1]) + absf(s[0] - s[2]));
+    cs[f] = centre_surround_of(P.level[f][1][static_cast<int64_t>(i) * P.width[1] + j], s[0], s[1], s[2]);
   }
 }
 

@@ -33,6 +33,8 @@ struct TextureParams {
   uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
   math::SaliencyTaps* saliency_x_taps;  // CPU: level-1 width; where each column samples levels 2-4
   float* sal_cs;                    // [3][level-1 plane] centre-surround of L, R-G, B-Y
+  float* sal_rows;                  // CPU: [3][rows of levels 2, 3, 4][level-1 width] each row of the
+                                    // features' levels 2-4 sampled along x at every level-1 column
   float* sal_block_max;             // [3][saliency blocks] block maxima of each map
   float* sal_gain;                  // [3] each map's gain (repetition_gain of its block maxima)
 
