@@ -99,29 +99,37 @@ void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
   }
 }
 
-// Level-1 row i of the given level-0 channels (and of the float feature planes when `features`),
-// from their level-0 rows 2i and 2i + 1, which the pass calling this has just written: they are
-// still in cache, where a later pass over whole planes would read them from memory again. The
-// same box2 of the same stored values as that pass would compute.
+// Levels 1 and 2 of the given level-0 channels (and of the float feature planes when `features`)
+// as soon as the rows they need exist: after level-0 row y, level-1 row y / 2 if y ends it, then
+// level-2 row y / 4 if that ends it. The rows were just written by the pass calling this and are
+// still in cache, where a later pass over whole planes would read them from memory again. The same
+// box2 of the same stored values as that pass would compute.
 // Not inlined: inside the passes' loops it would push their own per-pixel calls out of line.
 template <typename T, size_t N>
-__attribute__((noinline)) void level1_row(const TextureParams& p, const int (&channels)[N], bool features, int i) {
-  const LevelLayout& s = p.levels[0];
-  const LevelLayout& d = p.levels[1];
-  for (int c : channels) mip_row(texture_plane<T>(p, c, 0), s.width, s.height, texture_plane<T>(p, c, 1), d.width, i);
-  if (features)
-    for (int f = 0; f < 3; ++f) mip_row(p.feature[f][0], s.width, s.height, p.feature[f][1], d.width, i);
+__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int (&channels)[N], bool features, int y) {
+  for (int k = 1; k <= 2; ++k) {
+    const LevelLayout& s = p.levels[k - 1];
+    const LevelLayout& d = p.levels[k];
+    const int src_row = y >> (k - 1);
+    if (src_row % 2 == 0 && src_row + 1 < s.height) return;  // the pair is not complete yet
+    const int i = src_row / 2;
+    for (int c : channels)
+      mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, i);
+    if (features)
+      for (int f = 0; f < 3; ++f) mip_row(p.feature[f][k - 1], s.width, s.height, p.feature[f][k], d.width, i);
+  }
 }
 
-// Calls row(y) for rows 2i and 2i + 1 (if it exists) of each level-1 row i, in parallel over i,
-// then level1_row for the channels those rows wrote.
+// Calls row(y) for the level-0 rows 4j .. 4j + 3 (those that exist) of each level-2 row j, in
+// parallel over j, each followed by mip_rows_after for the channels those rows wrote.
 template <typename T, size_t N, typename F>
-void rows_by_pairs(const TextureParams& p, const int (&channels)[N], bool features, F&& row) {
+void rows_by_quads(const TextureParams& p, const int (&channels)[N], bool features, F&& row) {
   const int h = p.height;
-  parallel_for(p.levels[1].height, p.num_threads, [&](int i) {
-    row(2 * i);
-    if (2 * i + 1 < h) row(2 * i + 1);
-    level1_row<T>(p, channels, features, i);
+  parallel_for(p.levels[2].height, p.num_threads, [&](int j) {
+    for (int y = 4 * j; y < 4 * j + 4 && y < h; ++y) {
+      row(y);
+      mip_rows_after<T>(p, channels, features, y);
+    }
   });
 }
 
@@ -146,7 +154,7 @@ void point_pass(const TextureParams& p) {
   uint8_t* const bins = p.bins;
   (void)nt;
   constexpr int kWritten[] = {0, 1, 2, 3, 5, 15, 16};
-  rows_by_pairs<T>(p, kWritten, /*features=*/true, [&](int y) {
+  rows_by_quads<T>(p, kWritten, /*features=*/true, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
@@ -228,7 +236,7 @@ void build_level0(const TextureParams& p) {
   const float* const lum_prev = p.lum_prev;
   const bool motion_valid = p.motion_valid;
   constexpr int kGradientPlanes[] = {6, 7, 8, 9};
-  rows_by_pairs<T>(p, kGradientPlanes, /*features=*/false, [&](int y) {
+  rows_by_quads<T>(p, kGradientPlanes, /*features=*/false, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bx[kChunk], by[kChunk], bh[kChunk], bm[kChunk];
@@ -317,13 +325,13 @@ void build_level0(const TextureParams& p) {
     });
   };
   // One band (and ring) per thread; each band recomputes the 4 horizontal rows around it. Bands
-  // start at even rows, so each ends a level-1 row (its pair of rows) before the next begins.
-  const int h1 = p.levels[1].height;
-  const int bands = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(nt), h1, p.scratch_pixels / w / kBoxTaps}));
+  // start at multiples of 4 rows, so each completes its level-1 and level-2 rows itself.
+  const int h2 = p.levels[2].height;
+  const int bands = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(nt), h2, p.scratch_pixels / w / kBoxTaps}));
   constexpr int kBoxPlanes[] = {4, 10, 12, 14};
   parallel_for(bands, nt, [&](int b) {
-    const int y0 = 2 * static_cast<int>(static_cast<int64_t>(h1) * b / bands);
-    const int y1 = std::min(h, 2 * static_cast<int>(static_cast<int64_t>(h1) * (b + 1) / bands));
+    const int y0 = 4 * static_cast<int>(static_cast<int64_t>(h2) * b / bands);
+    const int y1 = std::min(h, 4 * static_cast<int>(static_cast<int64_t>(h2) * (b + 1) / bands));
     const int64_t ring = static_cast<int64_t>(b) * kBoxTaps * w;
     auto slot = [&](int yy) { return ring + static_cast<int64_t>(((yy % kBoxTaps) + kBoxTaps) % kBoxTaps) * w; };
     for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal_row(clampi(y0 + d, 0, h - 1), slot(y0 + d));
@@ -331,7 +339,7 @@ void build_level0(const TextureParams& p) {
       int64_t rows[kBoxTaps];
       for (int d = 0; d < kBoxTaps; ++d) rows[d] = slot(y + d - kBoxRadius);
       vertical_row(y, rows);
-      if (y % 2 == 1 || y + 1 == h) level1_row<T>(p, kBoxPlanes, /*features=*/false, y / 2);
+      mip_rows_after<T>(p, kBoxPlanes, /*features=*/false, y);
       if (y + 1 < y1) horizontal_row(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
     }
   }, /*min_parallel=*/2);  // only nt iterations: below the default minimum
@@ -384,8 +392,8 @@ inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int 
 template <typename T>
 void build_pyramids_and_coarse(const TextureParams& p) {
   const int nt = p.num_threads;
-  // Float32 feature pyramids (saliency inputs); level 1 came with the point pass.
-  for (int k = 2; k < kNumLevels; ++k) {
+  // Float32 feature pyramids (saliency inputs); levels 1 and 2 came with the point pass.
+  for (int k = 3; k < kNumLevels; ++k) {
     const LevelLayout& s = p.levels[k - 1];
     const LevelLayout& d = p.levels[k];
     parallel_for(3 * d.height, nt, [&](int r) {
@@ -468,15 +476,17 @@ void build_pyramids_and_coarse(const TextureParams& p) {
     });
   });
 
-  // Mip levels of every channel computed above, each from the stored level above it (level 1 of
-  // the level-0 channels came with the passes that wrote them; saliency starts at level 1).
+  // Mip levels of every channel computed above, each from the stored level above it (levels 1
+  // and 2 of the level-0 channels came with the passes that wrote them; saliency starts at 1).
   for (int k = 2; k < kNumLevels; ++k) {
     const LevelLayout& s = p.levels[k - 1];
     const LevelLayout& d = p.levels[k];
     int chans[kNumChannels];
     int nc = 0;
     for (int c = 0; c < kNumChannels; ++c)
-      if (mipmapped_by_texture_stage(c) && channel_base_level(c) < k) chans[nc++] = c;
+      // levels 1 and 2 of the level-0 channels came with the passes that wrote them
+      if (mipmapped_by_texture_stage(c) && channel_base_level(c) < k && !(channel_base_level(c) == 0 && k <= 2))
+        chans[nc++] = c;
     parallel_for(nc * d.height, nt, [&](int r) {
       const int c = chans[r / d.height];
       mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, r % d.height);
