@@ -53,30 +53,37 @@ class GraphCache {
              const std::function<Status(cudaStream_t)>& enqueue) {
     const int device = current_device();
     std::string k(static_cast<const char*>(key), key_bytes);
-    // Held while launching (an executable evicted by another thread must not be destroyed in
-    // between) and while capturing (one capture stream per device).
-    std::lock_guard<std::mutex> lock(mu_);
-    if (owners_.size() >= kMaxOwners) owners_.clear();  // operators come and go; forget them all
-    OwnerState& st = owners_[{owner, static_cast<int>(stage)}];
-    for (Entry& e : entries_)
-      if (e.device == device && e.stage == stage && e.key == k) {
-        e.last_use = ++tick_;
-        st.misses = 0;
-        return check(cudaGraphLaunch(e.exec, stream), "cudaGraphLaunch");
+    {
+      // Held while looking up and launching (an executable another thread evicts must not be
+      // destroyed in between), never while launching kernels one by one or capturing.
+      std::unique_lock<std::mutex> lock(mu_);
+      if (Status s; launch_cached(device, stage, k, stream, &s)) {
+        owners_[{owner, static_cast<int>(stage)}].misses = 0;
+        return s;
       }
-    if (st.direct_left > 0) {
-      --st.direct_left;
-      return enqueue(stream);
-    }
-    if (++st.misses > kMaxMisses) {
-      st.misses = 0;
-      st.direct_left = kDirectRuns;
-      return enqueue(stream);
+      if (owners_.size() >= kMaxOwners) owners_.clear();  // operators come and go; forget them all
+      OwnerState& st = owners_[{owner, static_cast<int>(stage)}];
+      bool direct = false;
+      if (st.direct_left > 0) {
+        --st.direct_left;
+        direct = true;
+      } else if (++st.misses > kMaxMisses) {
+        st.misses = 0;
+        st.direct_left = kDirectRuns;
+        direct = true;
+      }
+      if (direct) {
+        lock.unlock();
+        return enqueue(stream);
+      }
     }
     cudaGraphExec_t exec = nullptr;
-    Status s = capture(device, enqueue, &exec);
-    if (!s.ok()) return s;
-    if (!exec) return enqueue(stream);  // this device cannot capture it: run it as it is
+    {
+      std::lock_guard<std::mutex> lock(capture_mu_);  // one capture stream per device
+      exec = capture(device, enqueue);
+    }
+    if (!exec) return enqueue(stream);  // not capturable here: run it as it is (a real error shows there)
+    std::lock_guard<std::mutex> lock(mu_);
     if (entries_.size() >= kMaxGraphs) {
       size_t oldest = 0;
       for (size_t i = 1; i < entries_.size(); ++i)
@@ -89,38 +96,52 @@ class GraphCache {
   }
 
  private:
-  // Captures enqueue on this device's capture stream into *exec (null, and Ok, when the capture
-  // itself was refused: the caller then runs the work directly). An error of enqueue is returned.
-  Status capture(int device, const std::function<Status(cudaStream_t)>& enqueue, cudaGraphExec_t* exec) {
-    *exec = nullptr;
+  // Launches the cached executable of (device, stage, key) on stream, if there is one (*s: how the
+  // launch went). Called with mu_ held.
+  bool launch_cached(int device, GraphStage stage, const std::string& k, cudaStream_t stream, Status* s) {
+    for (Entry& e : entries_)
+      if (e.device == device && e.stage == stage && e.key == k) {
+        e.last_use = ++tick_;
+        *s = check(cudaGraphLaunch(e.exec, stream), "cudaGraphLaunch");
+        return true;
+      }
+    return false;
+  }
+
+  // enqueue captured on this device's capture stream and instantiated; null when anything failed
+  // (the capture refused, or an error only under capture, e.g. lazy module loading on old
+  // drivers): nothing has run, so the caller runs the work directly, where a real error shows.
+  cudaGraphExec_t capture(int device, const std::function<Status(cudaStream_t)>& enqueue) {
     cudaStream_t& cap = capture_streams_[device];
     if (!cap && cudaStreamCreateWithFlags(&cap, cudaStreamNonBlocking) != cudaSuccess) {
       cudaGetLastError();
       cap = nullptr;
-      return Status::Ok();
+      return nullptr;
     }
     if (cudaStreamBeginCapture(cap, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       cudaGetLastError();
-      return Status::Ok();
+      return nullptr;
     }
     const Status s = enqueue(cap);
     cudaGraph_t graph = nullptr;
-    const cudaError_t ended = cudaStreamEndCapture(cap, &graph);
-    if (ended != cudaSuccess) cudaGetLastError();
+    const cudaError_t ended = cudaStreamEndCapture(cap, &graph);  // ends capture mode in every case
     if (!s.ok() || ended != cudaSuccess || !graph) {
+      cudaGetLastError();
       if (graph) cudaGraphDestroy(graph);
-      return s;
+      return nullptr;
     }
-    const cudaError_t made = cudaGraphInstantiate(exec, graph, 0);
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiateWithFlags(&exec, graph, 0);
     cudaGraphDestroy(graph);
     if (made != cudaSuccess) {
       cudaGetLastError();
-      *exec = nullptr;
+      return nullptr;
     }
-    return Status::Ok();
+    return exec;
   }
 
-  std::mutex mu_;
+  std::mutex mu_;          // entries_, owners_, tick_
+  std::mutex capture_mu_;  // capture_streams_ and their use
   std::vector<Entry> entries_;
   std::map<std::pair<const void*, int>, OwnerState> owners_;
   std::map<int, cudaStream_t> capture_streams_;

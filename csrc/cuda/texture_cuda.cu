@@ -3,6 +3,8 @@
 // Every launch goes on the caller's stream and is checked.
 #include <cuda_runtime.h>
 
+#include <cstring>
+
 #include "../core/cuda_backend.h"
 #include "../shared/texture_params.h"
 #include "cuda_check.h"
@@ -259,9 +261,24 @@ Status store_plane(const float* src, void* dst, int64_t n, int dtype, void* stre
 }
 
 Status build_texture(const TextureParams& p, void* stream) noexcept {
-  return run_as_graph(GraphStage::kTexture, p.out, &p, sizeof p, static_cast<cudaStream_t>(stream), [&](cudaStream_t s) {
-    return p.dtype == DType::kFloat16 ? build_typed<uint16_t>(p, s) : build_typed<float>(p, s);
-  });
+  // The caller's FrameView may carry indeterminate padding bytes (before cuda_stream): the key
+  // holds its fields on zeroed bytes, or no two frames' keys would be sure to match.
+  TextureParams key = p;
+  std::memset(static_cast<void*>(&key.frame), 0, sizeof key.frame);
+  for (int k = 0; k < 3; ++k) {
+    key.frame.planes[k] = p.frame.planes[k];
+    key.frame.row_stride[k] = p.frame.row_stride[k];
+  }
+  key.frame.width = p.frame.width;
+  key.frame.height = p.frame.height;
+  key.frame.format = p.frame.format;
+  key.frame.device = p.frame.device;
+  key.frame.cuda_device = p.frame.cuda_device;
+  key.frame.cuda_stream = p.frame.cuda_stream;
+  return run_as_graph(GraphStage::kTexture, p.out, &key, sizeof key, static_cast<cudaStream_t>(stream),
+                      [&](cudaStream_t s) {
+                        return p.dtype == DType::kFloat16 ? build_typed<uint16_t>(p, s) : build_typed<float>(p, s);
+                      });
 }
 
 }  // namespace arrcoc::cuda

@@ -735,7 +735,12 @@ cudaError_t launch_kernel(const void* kernel, dim3 grid, dim3 block, size_t dyna
   const uint64_t launch_seed = e.seed * 0xD1B54A32D192ED03ull + ++e.launches;
   auto shared_call = std::make_shared<std::unique_ptr<void, void (*)(void*)>>(std::move(owned));
   const KernelCall c{shared_call->get(), call.run, call.destroy};
-  e.enqueue(s, [&e, c, grid, block, launch_seed, shared_call] { e.run_grid(c, grid, block, launch_seed); });
+  // A captured launch draws a new block order at each replay (it runs during a flush, under the
+  // emulator's lock), so replays keep exposing order dependence.
+  const bool captured = s->capture != nullptr;
+  e.enqueue(s, [&e, c, grid, block, launch_seed, shared_call, captured] {
+    e.run_grid(c, grid, block, captured ? e.seed * 0xD1B54A32D192ED03ull + ++e.launches : launch_seed);
+  });
   g_counters.add(Counters::kLaunches);
   return cudaSuccess;
 }
@@ -897,6 +902,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     EMU_NAME(cudaErrorStreamCaptureIsolation)
     EMU_NAME(cudaErrorStreamCaptureImplicit)
     EMU_NAME(cudaErrorCapturedEvent)
+    EMU_NAME(cudaErrorStreamCaptureWrongThread)
 #undef EMU_NAME
   }
   return "cudaErrorUnknown";
@@ -1197,7 +1203,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   CUstream_st* s = emu().resolve(stream, tls_device);
   if (!s || !s->capture) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
   if (s->capture_mode != cudaStreamCaptureModeRelaxed && s->capture_thread != std::this_thread::get_id())
-    return fail(cudaErrorIllegalState, "cudaStreamEndCapture: called from another thread than the capture began on");
+    return fail(cudaErrorStreamCaptureWrongThread, "cudaStreamEndCapture: called from another thread than the capture began on");
   CUgraph_st* g = s->capture;
   s->capture = nullptr;
   if (s->capture_invalidated) {
@@ -1220,8 +1226,8 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
   return cudaSuccess;
 }
 
-cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
-  if (!exec || !graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null graph or output");
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!exec || !graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiateWithFlags: null graph or output");
   EMU_LOCK;
   auto* x = new CUgraphExec_st();
   x->device = graph->device;

@@ -399,7 +399,7 @@ void test_graphs() {
   cudaGraph_t graph = nullptr;
   check(cudaStreamEndCapture(cap, &graph) == cudaSuccess && graph, "capture ends with a graph");
   cudaGraphExec_t exec = nullptr;
-  check(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && exec, "the graph instantiates");
+  check(cudaGraphInstantiateWithFlags(&exec, graph, 0) == cudaSuccess && exec, "the graph instantiates");
   cudaGraphDestroy(graph);  // the executable does not need it
   float h = -1.0f;
   cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);

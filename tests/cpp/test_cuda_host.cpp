@@ -2,6 +2,8 @@
 // each against a bug that reading the code found:
 // they fail on the emulated device before the fix. Results are compared with the CPU backend.
 // Without a CUDA device (CPU-only builds) the program says so and passes.
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -376,6 +378,53 @@ void test_two_devices() {
   arrcoc::cuda_free(dev1);
 }
 
+// A C++ caller's FrameView may hold indeterminate padding bytes (here: different on every frame).
+// The texture stage's graph key must not see them, or no frame would replay the captured graph
+// (found by review: every frame captured, then plain launches). Emulated device only (counters).
+void test_graph_key_ignores_frame_padding() {
+  if (!arrcoc::cuda_emulated()) return;
+  using ReadCounters = size_t (*)(const char**, unsigned long long*, size_t);
+  auto read = reinterpret_cast<ReadCounters>(dlsym(RTLD_DEFAULT, "arrcoc_emu_read_counters"));
+  check(read != nullptr, "the emulator's counters are reachable");
+  if (!read) return;
+  auto captures = [&] {
+    const char* names[64];
+    unsigned long long values[64];
+    const size_t n = read(names, values, 64);
+    for (size_t i = 0; i < n; ++i)
+      if (std::strcmp(names[i], "captures") == 0) return values[i];
+    return 0ull;
+  };
+  arrcoc::cuda_set_graphs(true);
+  void* stream = nullptr;
+  ok(arrcoc::cuda_stream_create(0, true, &stream), "stream");
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "create");
+  const std::vector<uint8_t> px = random_frame(11);
+  unsigned long long before = 0;
+  for (int i = 0; i < 8; ++i) {
+    if (i == 4) before = captures();
+    arrcoc::FrameView f;
+    std::memset(static_cast<void*>(&f), 17 * i + 1, sizeof f);  // padding bytes differ per frame
+    f.planes[0] = px.data();
+    f.planes[1] = f.planes[2] = nullptr;
+    f.row_stride[0] = 3 * kW;
+    f.row_stride[1] = f.row_stride[2] = 0;
+    f.width = kW;
+    f.height = kH;
+    f.format = arrcoc::PixelFormat::kRGB24;
+    f.device = arrcoc::Device::kCPU;
+    f.cuda_device = 0;
+    f.cuda_stream = stream;
+    arrcoc::TextureView v;
+    ok(b->build(f, &v), "build");
+  }
+  ok(b->synchronize(), "synchronize");
+  check(captures() == before, "after warm-up no frame captures again, whatever its FrameView's padding holds (" +
+                                  std::to_string(captures() - before) + " captures in frames 4-7)");
+  ok(arrcoc::cuda_stream_destroy(stream), "stream destroy");
+}
+
 }  // namespace
 
 int main() {
@@ -393,5 +442,6 @@ int main() {
   test_per_thread_default_streams();
   test_semantic_synchronize_without_encode();
   test_two_devices();
+  test_graph_key_ignores_frame_padding();
   return arrcoc_test::finish();
 }
