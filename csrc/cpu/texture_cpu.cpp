@@ -230,13 +230,17 @@ void build_level0(const TextureParams& p) {
   // Pass 1: point channels from the frame's pixels.
   dispatch_pixel_format(p.frame.format, [&](auto tag) { point_pass<T, decltype(tag)::value>(p); });
 
-  // Pass 2: 3x3 derivatives and the frame difference (p's fields copied to locals, as in pass 1).
-  float* const mag = p.mag;
-  float* const diff = p.diff;
+  // Passes 2-4, fused per band of rows: each row's 3x3 derivatives (stored as channels 6-9) and
+  // frame difference go into one row of gradient magnitude and one of difference (the band's own,
+  // in cache: no full-frame planes written and read back), their horizontal 5-tap sums into a 5-row
+  // ring buffer (the hsum scratch holds one ring per band), and the vertical sums read the ring.
+  // Same values and the same sums in the same order as the separate passes (and the CUDA kernels).
   const float* const lum_prev = p.lum_prev;
   const bool motion_valid = p.motion_valid;
   constexpr int kGradientPlanes[] = {6, 7, 8, 9};
-  rows_by_quads<T>(p, kGradientPlanes, /*features=*/false, [&](int y) {
+  // Row y's gradient magnitude and |L - L_prev| into mag_row / diff_row; channels 6-9 of the row
+  // stored too when `store` (each row once, by the band it belongs to).
+  auto gradient_row = [&](int y, float* mag_row, float* diff_row, bool store) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bx[kChunk], by[kChunk], bh[kChunk], bm[kChunk];
@@ -258,25 +262,30 @@ void build_level0(const TextureParams& p) {
       for (; k < end; ++k) at(k, x0 + k - 1, x0 + k + 1);
       if (k < n) at(k, x0 + k - 1, x0 + k);
       const int64_t i = row + x0;
-      std::memcpy(mag + i, bm, sizeof(float) * n);
+      std::memcpy(mag_row + x0, bm, sizeof(float) * n);
       if (motion_valid)
-        for (int q = 0; q < n; ++q) diff[i + q] = absf(L[i + q] - lum_prev[i + q]);
+        for (int q = 0; q < n; ++q) diff_row[x0 + q] = absf(L[i + q] - lum_prev[i + q]);
       else
-        std::fill(diff + i, diff + i + n, 0.0f);
-      store_row(bx, gx + i, n);
-      store_row(by, gy + i, n);
-      store_row(bm, gmag + i, n);
-      store_row(bh, hp + i, n);
+        std::fill(diff_row + x0, diff_row + x0 + n, 0.0f);
+      if (store) {
+        store_row(bx, gx + i, n);
+        store_row(by, gy + i, n);
+        store_row(bm, gmag + i, n);
+        store_row(bh, hp + i, n);
+      }
     });
-  });
-
-  // Passes 3+4, fused per band of rows: horizontal 5-tap sums go into a 5-row ring buffer
-  // (kept in cache; the hsum scratch holds one ring per band) and the vertical sums read it.
-  // Same sums in the same order as the two-pass form (and the CUDA kernels).
-  auto horizontal_row = [&](int src_y, int64_t out_row) {
+  };
+  // The horizontal sums of row src_y from its gradient row (computed here, into the band's rows).
+  auto horizontal_row = [&](int src_y, int64_t out_row, float* mag_row, float* diff_row, bool store) {
+    gradient_row(src_y, mag_row, diff_row, store);
+    TextureParams q = p;  // the shared sums read row 0 of these: this row's terms
     const int64_t row = static_cast<int64_t>(src_y) * w;
+    q.y8 = p.y8 + row;
+    q.bins = p.bins + row;
+    q.mag = mag_row;
+    q.diff = diff_row;
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);
-    for (int x = 0; x < lo; ++x) horizontal_box_sums(p, row, out_row, x, ClampedColumn{w});
+    for (int x = 0; x < lo; ++x) horizontal_box_sums(q, 0, out_row, x, ClampedColumn{w});
     // Inside: one loop per sum (the unused ones are dead code), each of one element type, into
     // stack chunks copied out afterwards: GCC vectorizes none of this as one mixed-width loop
     // writing through p's pointers, and each of these loops fully.
@@ -285,18 +294,18 @@ void build_level0(const TextureParams& p) {
       int32_t sy[kChunk], sy2[kChunk];
       float sm[kChunk], sd[kChunk];
       uint64_t sb[kChunk];
-      for (int k = 0; k < n; ++k) sy[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).y;
-      for (int k = 0; k < n; ++k) sy2[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).y2;
-      for (int k = 0; k < n; ++k) sm[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).mag;
-      for (int k = 0; k < n; ++k) sd[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).diff;
-      for (int k = 0; k < n; ++k) sb[k] = horizontal_box_sums_at(p, row, x0 + k, InsideColumn{}).bins;
+      for (int k = 0; k < n; ++k) sy[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).y;
+      for (int k = 0; k < n; ++k) sy2[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).y2;
+      for (int k = 0; k < n; ++k) sm[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).mag;
+      for (int k = 0; k < n; ++k) sd[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).diff;
+      for (int k = 0; k < n; ++k) sb[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).bins;
       std::memcpy(p.hsum_y + out_row + x0, sy, sizeof(int32_t) * n);
       std::memcpy(p.hsum_y2 + out_row + x0, sy2, sizeof(int32_t) * n);
       std::memcpy(p.hsum_mag + out_row + x0, sm, sizeof(float) * n);
       std::memcpy(p.hsum_diff + out_row + x0, sd, sizeof(float) * n);
       std::memcpy(p.hbins + out_row + x0, sb, sizeof(uint64_t) * n);
     }
-    for (int x = hi; x < w; ++x) horizontal_box_sums(p, row, out_row, x, ClampedColumn{w});
+    for (int x = hi; x < w; ++x) horizontal_box_sums(q, 0, out_row, x, ClampedColumn{w});
   };
   auto vertical_row = [&](int y, const int64_t rows[kBoxTaps]) {
     const int64_t row = static_cast<int64_t>(y) * w;
@@ -312,7 +321,7 @@ void build_level0(const TextureParams& p) {
       for (int k = 0; k < n; ++k) bm[k] = vertical_box_sums_rows(p, rows, x0 + k).diff / kBoxArea;
       for (int k = 0; k < n; ++k) packed[k] = vertical_box_sums_rows(p, rows, x0 + k).bins;
       // entropy: the same sum as entropy_from_packed(), with count_log2_count() read from a
-      // table (gathers), out of the loop above, which then vectorizes
+      // table, out of the loop above, which then vectorizes
       int k = 0;
 #if defined(__AVX2__)
       // 8 pixels at a time: each bin's 5-bit counts of 8 packed words as 8 int32 table indices,
@@ -369,14 +378,24 @@ void build_level0(const TextureParams& p) {
     const int y0 = 4 * static_cast<int>(static_cast<int64_t>(h2) * b / bands);
     const int y1 = std::min(h, 4 * static_cast<int>(static_cast<int64_t>(h2) * (b + 1) / bands));
     const int64_t ring = static_cast<int64_t>(b) * kBoxTaps * w;
+    float* const mag_row = p.mag + static_cast<int64_t>(b) * w;  // full-frame buffers: a row per band
+    float* const diff_row = p.diff + static_cast<int64_t>(b) * w;
     auto slot = [&](int yy) { return ring + static_cast<int64_t>(((yy % kBoxTaps) + kBoxTaps) % kBoxTaps) * w; };
-    for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal_row(clampi(y0 + d, 0, h - 1), slot(y0 + d));
+    // Source rows come in non-decreasing order (edge-clamped ones repeat): the band stores rows
+    // y0 .. y1 - 1 of channels 6-9 as they first come, then their mips.
+    int next_store = y0;
+    auto horizontal = [&](int src_y, int64_t out_row) {
+      const bool store = src_y == next_store && src_y < y1;
+      horizontal_row(src_y, out_row, mag_row, diff_row, store);
+      if (store) mip_rows_after<T>(p, kGradientPlanes, /*features=*/false, next_store++);
+    };
+    for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal(clampi(y0 + d, 0, h - 1), slot(y0 + d));
     for (int y = y0; y < y1; ++y) {
       int64_t rows[kBoxTaps];
       for (int d = 0; d < kBoxTaps; ++d) rows[d] = slot(y + d - kBoxRadius);
       vertical_row(y, rows);
       mip_rows_after<T>(p, kBoxPlanes, /*features=*/false, y);
-      if (y + 1 < y1) horizontal_row(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
+      if (y + 1 < y1) horizontal(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
     }
   }, /*min_parallel=*/2);  // only nt iterations: below the default minimum
 }
