@@ -134,7 +134,6 @@ struct TextureBuilder::Impl {
     if (s.ok()) s = arena.alloc_n(nh, &b.hsum_mag);
     if (s.ok()) s = arena.alloc_n(nh, &b.hsum_diff);
     if (s.ok()) s = arena.alloc_n(nh, &b.hbins);
-    if (s.ok()) s = arena.alloc_n(n0, &b.bins);
     if (s.ok()) s = arena.alloc_n(n0, &b.y8);
     if (s.ok()) s = arena.alloc_n(n2, &b.ysum);
     if (s.ok()) s = arena.alloc_n(n2, &b.ysum_prev);

@@ -151,14 +151,13 @@ void point_pass(const TextureParams& p) {
   const float fx = p.fixation_x, fy = p.fixation_y;
   float* const feat[3] = {p.feature[0][0], p.feature[1][0], p.feature[2][0]};
   uint8_t* const y8s = p.y8;
-  uint8_t* const bins = p.bins;
   (void)nt;
   constexpr int kWritten[] = {0, 1, 2, 3, 5, 15, 16};
   rows_by_quads<T>(p, kWritten, /*features=*/true, [&](int y) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
-      uint8_t yv[kChunk], bv[kChunk];
+      uint8_t yv[kChunk];
       // 4:2:0 formats: the row's luma and its chroma repeated per pixel first, so the loop below
       // reads three contiguous byte rows and vectorizes (indexing chroma by x / 2 inside it does not).
       constexpr bool kYuv = F == PixelFormat::kYUV420P || F == PixelFormat::kNV12;
@@ -193,16 +192,13 @@ void point_pass(const TextureParams& p) {
         l[k] = pc.lum;
         rg[k] = pc.rg;
         by[k] = pc.by;
-        const int y8 = luma8(c);
-        yv[k] = static_cast<uint8_t>(y8);
-        bv[k] = static_cast<uint8_t>(entropy_bin(y8));
+        yv[k] = static_cast<uint8_t>(luma8(c));
       }
       const int64_t i = row + x0;
       std::memcpy(feat[0] + i, l, sizeof(float) * n);
       std::memcpy(feat[1] + i, rg, sizeof(float) * n);
       std::memcpy(feat[2] + i, by, sizeof(float) * n);
       std::memcpy(y8s + i, yv, n);
-      std::memcpy(bins + i, bv, n);
       store_row(r, red + i, n);
       store_row(g, green + i, n);
       store_row(b, blue + i, n);
@@ -281,7 +277,6 @@ void build_level0(const TextureParams& p) {
     TextureParams q = p;  // the shared sums read row 0 of these: this row's terms
     const int64_t row = static_cast<int64_t>(src_y) * w;
     q.y8 = p.y8 + row;
-    q.bins = p.bins + row;
     q.mag = mag_row;
     q.diff = diff_row;
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);

@@ -46,9 +46,7 @@ __global__ void point_kernel(TextureParams p, Level0Planes<T> o) {
   p.feature[0][0][i] = pc.lum;
   p.feature[1][0][i] = pc.rg;
   p.feature[2][0][i] = pc.by;
-  const int y8 = luma8(c);
-  p.y8[i] = static_cast<uint8_t>(y8);
-  p.bins[i] = static_cast<uint8_t>(entropy_bin(y8));
+  p.y8[i] = static_cast<uint8_t>(luma8(c));
 }
 
 template <typename T>

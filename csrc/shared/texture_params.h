@@ -27,7 +27,6 @@ struct TextureParams {
   float* hsum_mag;                  // ... of gradient magnitude
   float* hsum_diff;                 // ... of |L - L_prev|
   uint64_t* hbins;                  // horizontal 5-tap sums of packed luma-bin one-hots
-  uint8_t* bins;                    // luma bin per pixel (0..7)
   uint8_t* y8;                      // integer luma per pixel
   uint16_t* ysum;                   // level-2 integer luma sums, this frame
   uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
@@ -77,7 +76,7 @@ ARRCOC_HD_ALWAYS_INLINE BoxSums horizontal_box_sums_at(const TextureParams& p, i
     s.y2 += y8 * y8;
     s.mag += p.mag[j];
     s.diff += p.diff[j];
-    s.bins += math::bin_one_hot(p.bins[j]);
+    s.bins += math::bin_one_hot(math::entropy_bin(y8));  // the bin from the luma: no plane of bins
   }
   return s;
 }
