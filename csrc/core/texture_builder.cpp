@@ -122,7 +122,9 @@ struct TextureBuilder::Impl {
     Status s = arena.alloc(static_cast<size_t>(v.total_elements()) * dtype_size(config.dtype), &b.out);
     for (int f = 0; f < 3 && s.ok(); ++f)
       for (int k = 0; k < kNumLevels && s.ok(); ++k)
-        s = arena.alloc_n(static_cast<size_t>(max_layout[k].width) * max_layout[k].height, &b.feature[f][k]);
+        // the CPU keeps level 0 of R-G and B-Y in per-thread rows only (texture_cpu.cpp)
+        if (!(config.device == Device::kCPU && f > 0 && k == 0))
+          s = arena.alloc_n(static_cast<size_t>(max_layout[k].width) * max_layout[k].height, &b.feature[f][k]);
     if (s.ok()) s = arena.alloc_n(n0, &b.lum_prev);
     if (s.ok()) s = arena.alloc_n(n0, &b.mag);
     if (s.ok()) s = arena.alloc_n(n0, &b.diff);

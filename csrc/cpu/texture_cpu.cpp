@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "parallel.h"
 #include "../shared/texture_params.h"
@@ -63,16 +64,13 @@ inline void for_chunks(int w, F&& body) {
 // One mip level of a plane, from the stored level above: rows of the source are loaded in
 // float chunks, the 2x2 box is the shared box2().
 template <typename T>
-void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
-  const T* r0 = src + static_cast<int64_t>(2 * i) * sw;
-  const T* r1 = src + static_cast<int64_t>(std::min(2 * i + 1, sh - 1)) * sw;
+void mip_pair(const T* r0, const T* r1, int sw, T* out, int dw) {
   int j0 = 0;
 #if defined(__AVX2__) && defined(__F16C__)
   if constexpr (std::is_same_v<T, uint16_t>) {
     // float16 rows, 8 outputs from 16 source columns at a time in registers: pairwise sums of each
     // row (hadd: a0+a1, a2+a3, a8+a9, ... per 128-bit lane), their sum, * 0.25, lanes put back in
     // order. box2's arithmetic exactly: ((tl + tr) + (bl + br)) * 0.25.
-    uint16_t* out = dst + static_cast<int64_t>(i) * dw;
     const __m256 quarter = _mm256_set1_ps(0.25f);
     for (; j0 + 8 <= dw && 2 * j0 + 16 <= sw; j0 += 8) {
       auto pairs = [&](const uint16_t* row) {
@@ -89,14 +87,21 @@ void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
   for (; j0 < dw; j0 += kChunk / 2) {
     const int n = std::min(kChunk / 2, dw - j0);
     const int xs = 2 * j0, xn = std::min(2 * n, sw - xs);  // source columns available
-    float a[kChunk + 1], b[kChunk + 1], out[kChunk / 2];
+    float a[kChunk + 1], b[kChunk + 1], box[kChunk / 2];
     load_row(r0 + xs, a, xn);
     load_row(r1 + xs, b, xn);
     a[xn] = a[xn - 1];  // odd width: replicate the last column
     b[xn] = b[xn - 1];
-    for (int k = 0; k < n; ++k) out[k] = box2(a[2 * k], a[2 * k + 1], b[2 * k], b[2 * k + 1]);
-    store_row(out, dst + static_cast<int64_t>(i) * dw + j0, n);
+    for (int k = 0; k < n; ++k) box[k] = box2(a[2 * k], a[2 * k + 1], b[2 * k], b[2 * k + 1]);
+    store_row(box, out + j0, n);
   }
+}
+
+// Row i of a plane's next mip level (dw wide) from rows 2i and 2i + 1 of the plane (sw x sh).
+template <typename T>
+void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
+  mip_pair(src + static_cast<int64_t>(2 * i) * sw, src + static_cast<int64_t>(std::min(2 * i + 1, sh - 1)) * sw, sw,
+           dst + static_cast<int64_t>(i) * dw, dw);
 }
 
 // Levels 1 and 2 of the given level-0 channels (and of the float feature planes when `features`)
@@ -105,8 +110,11 @@ void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
 // still in cache, where a later pass over whole planes would read them from memory again. The same
 // box2 of the same stored values as that pass would compute.
 // Not inlined: inside the passes' loops it would push their own per-pixel calls out of line.
+// With `features`, feature_pair[2f], [2f + 1] are rows 2i and 2i + 1 of feature f at level 0 (the
+// point pass keeps R-G and B-Y there only: nothing else reads their level 0).
 template <typename T, size_t N>
-__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int (&channels)[N], bool features, int y) {
+__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int (&channels)[N], bool features, int y,
+                                              const float* const* feature_pair = nullptr) {
   for (int k = 1; k <= 2; ++k) {
     const LevelLayout& s = p.levels[k - 1];
     const LevelLayout& d = p.levels[k];
@@ -116,21 +124,14 @@ __attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int 
     for (int c : channels)
       mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, i);
     if (features)
-      for (int f = 0; f < 3; ++f) mip_row(p.feature[f][k - 1], s.width, s.height, p.feature[f][k], d.width, i);
+      for (int f = 0; f < 3; ++f) {
+        if (k == 1)
+          mip_pair(feature_pair[2 * f], feature_pair[2 * f + 1], s.width, p.feature[f][1] + static_cast<int64_t>(i) * d.width,
+                   d.width);
+        else
+          mip_row(p.feature[f][k - 1], s.width, s.height, p.feature[f][k], d.width, i);
+      }
   }
-}
-
-// Calls row(y) for the level-0 rows 4j .. 4j + 3 (those that exist) of each level-2 row j, in
-// parallel over j, each followed by mip_rows_after for the channels those rows wrote.
-template <typename T, size_t N, typename F>
-void rows_by_quads(const TextureParams& p, const int (&channels)[N], bool features, F&& row) {
-  const int h = p.height;
-  parallel_for(p.levels[2].height, p.num_threads, [&](int j) {
-    for (int y = 4 * j; y < 4 * j + 4 && y < h; ++y) {
-      row(y);
-      mip_rows_after<T>(p, channels, features, y);
-    }
-  });
 }
 
 // Pass 1 (point channels) for frames of pixel format F: one instantiation per format, so the
@@ -149,11 +150,10 @@ void point_pass(const TextureParams& p) {
   // would make the compiler reload every field of p per pixel.
   const FrameView frame = p.frame;
   const float fx = p.fixation_x, fy = p.fixation_y;
-  float* const feat[3] = {p.feature[0][0], p.feature[1][0], p.feature[2][0]};
+  float* const lum_f = p.feature[0][0];
   uint8_t* const y8s = p.y8;
-  (void)nt;
   constexpr int kWritten[] = {0, 1, 2, 3, 5, 15, 16};
-  rows_by_quads<T>(p, kWritten, /*features=*/true, [&](int y) {
+  auto point_row = [&](int y, float* rg_row, float* by_row) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
@@ -195,9 +195,9 @@ void point_pass(const TextureParams& p) {
         yv[k] = static_cast<uint8_t>(luma8(c));
       }
       const int64_t i = row + x0;
-      std::memcpy(feat[0] + i, l, sizeof(float) * n);
-      std::memcpy(feat[1] + i, rg, sizeof(float) * n);
-      std::memcpy(feat[2] + i, by, sizeof(float) * n);
+      std::memcpy(lum_f + i, l, sizeof(float) * n);
+      std::memcpy(rg_row + x0, rg, sizeof(float) * n);
+      std::memcpy(by_row + x0, by, sizeof(float) * n);
       std::memcpy(y8s + i, yv, n);
       store_row(r, red + i, n);
       store_row(g, green + i, n);
@@ -207,6 +207,22 @@ void point_pass(const TextureParams& p) {
       store_row(by, opp_by + i, n);
       store_row(e, ecc + i, n);
     });
+  };
+  // In parallel over level-2 rows j: level-0 rows 4j .. 4j + 3, each followed by the mips its pair
+  // or quad of rows completes; R-G and B-Y of the current row pair in two rows each of a per-thread
+  // buffer that stays in cache, instead of full float planes written and read back.
+  parallel_for(p.levels[2].height, nt, [&](int j) {
+    thread_local std::vector<float> pair_rows;  // [R-G, B-Y][row parity][w]
+    if (pair_rows.size() < 4 * static_cast<size_t>(w)) pair_rows.resize(4 * static_cast<size_t>(w));
+    float* const rows = pair_rows.data();
+    for (int y = 4 * j; y < 4 * j + 4 && y < h; ++y) {
+      point_row(y, rows + (y & 1) * w, rows + (2 + (y & 1)) * w);
+      const int ya = y & ~1, yb = std::min(ya + 1, h - 1);  // the pair's rows (the same one at an odd end)
+      const float* const pair[6] = {lum_f + static_cast<int64_t>(ya) * w, lum_f + static_cast<int64_t>(yb) * w,
+                                    rows + (ya & 1) * w, rows + (yb & 1) * w,
+                                    rows + (2 + (ya & 1)) * w, rows + (2 + (yb & 1)) * w};
+      mip_rows_after<T>(p, kWritten, /*features=*/true, y, pair);
+    }
   });
 }
 
