@@ -18,6 +18,24 @@ def _clip(seed: int) -> list:
     return [np.ascontiguousarray(base[:, 2 * i:2 * i + W]) for i in range(FRAMES)]  # a pan: motion, carry
 
 
+def _in_threads(fn, n: int) -> None:
+    """fn(k) for k in range(n), each on its own thread at once; what any of them raised fails the test."""
+    errors = []
+
+    def guarded(k):
+        try:
+            fn(k)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+
+
 def _run(clip, results, key, errors, barrier=None):
     try:
         pipe = arrcoc_rt.Pipeline(W, H, device="cpu", num_threads=1, gestalt_x=4, gestalt_y=4, saccades=24)
@@ -54,21 +72,12 @@ def test_concurrent_builds_on_one_builder_are_serialized():
     builder gives for the same frame after the same previous frame."""
     b = arrcoc_rt.TextureBuilder(W, H, device="cpu", dtype="float32", num_threads=2)
     frames = [np.random.default_rng(k).integers(0, 256, (H - 8 * k, W - 8 * k, 3), dtype=np.uint8) for k in range(4)]
-    errors = []
 
     def worker(k):
-        try:
-            for _ in range(6):
-                b.build(frames[k])
-        except BaseException as e:
-            errors.append(e)
+        for _ in range(6):
+            b.build(frames[k])
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
+    _in_threads(worker, 4)
     f1, f2 = _clip(9)[:2]
     fresh = arrcoc_rt.TextureBuilder(W, H, device="cpu", dtype="float32", num_threads=2)
     for builder in (b, fresh):
@@ -86,20 +95,12 @@ def test_process_from_several_threads_on_one_pipeline_never_corrupts_it():
     pipe = arrcoc_rt.Pipeline(W, H, device="cpu", num_threads=1, gestalt_x=4, gestalt_y=4, saccades=24)
     clip, errors = _clip(3), []
 
-    def worker():
-        try:
-            for f in clip:
-                r = pipe.process(f)
-                assert r.glimpses.shape == (16 + 24, 3, 16, 16) and r.relevance.shape == ((H + 15) // 16, (W + 15) // 16)
-        except BaseException as e:
-            errors.append(e)
+    def worker(_):
+        for f in clip:
+            r = pipe.process(f)
+            assert r.glimpses.shape == (16 + 24, 3, 16, 16) and r.relevance.shape == ((H + 15) // 16, (W + 15) // 16)
 
-    ts = [threading.Thread(target=worker) for _ in range(3)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=300)
-    assert not errors, errors
+    _in_threads(worker, 3)
     pipe.reset()
     got, want = {}, {}
     _run(clip, want, 0, errors)
@@ -137,21 +138,9 @@ def test_streams_share_one_pool_of_workers():
     want = {}
     run(0, want)  # the pool exists from here on
     before = _os_threads()
-    counts, got, errors = [], {}, []
+    counts, got = [], {}
     barrier = threading.Barrier(4)
-
-    def guarded(k):
-        try:
-            run(k, got, barrier)
-        except BaseException as e:
-            errors.append(e)
-
-    ts = [threading.Thread(target=guarded, args=(k,)) for k in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=300)
-    assert not errors, errors
+    _in_threads(lambda k: run(k, got, barrier), 4)
     # the 4 Python threads themselves, and nothing more
     assert max(counts) <= before + 4, (before, counts)
     for k in range(4):
