@@ -33,6 +33,18 @@ int available_cpus() {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+// Spins until done() or kSpin has passed; true when done() came true. The clock is read once every
+// 32 pauses (reading it is most of a pause loop's cost otherwise).
+template <typename Done>
+bool spin_until(Done&& done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    if (i % 32 == 0 && std::chrono::steady_clock::now() >= until) return false;
+    ARRCOC_CPU_RELAX();
+  }
+}
+
 // Claims and runs chunks of job until none is left; returns how many it ran.
 int work_on(RangeJob& job) {
   int ran = 0;
@@ -67,10 +79,7 @@ class Pool {
       return;
     }
     // Chunks claimed by workers are still running: spin a little, then sleep until the last ends.
-    const auto until = std::chrono::steady_clock::now() + kSpin;
-    while (job.done.load(std::memory_order_acquire) < job.chunks && std::chrono::steady_clock::now() < until)
-      ARRCOC_CPU_RELAX();
-    if (job.done.load(std::memory_order_acquire) < job.chunks) {
+    if (!spin_until([&] { return job.done.load(std::memory_order_acquire) >= job.chunks; })) {
       std::unique_lock<std::mutex> lock(mutex_);
       done_cv_.wait(lock, [&] { return job.done.load(std::memory_order_acquire) >= job.chunks; });
     }
@@ -124,9 +133,7 @@ class Pool {
       // Nothing this worker may join (no job, or each has its threads): wait for a new job. Spin
       // a little first: the next loop of a frame is usually microseconds away.
       lock.unlock();
-      const auto until = std::chrono::steady_clock::now() + kSpin;
-      while (pushes_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until)
-        ARRCOC_CPU_RELAX();
+      spin_until([&] { return pushes_.load(std::memory_order_acquire) != seen; });
       lock.lock();
       if (pushes_.load(std::memory_order_relaxed) == seen) {
         sleeping_.fetch_add(1, std::memory_order_release);
