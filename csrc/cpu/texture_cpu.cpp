@@ -1,5 +1,6 @@
-// CPU backend of the texture stage: row-parallel loops (OpenMP) over the shared formulas of
-// csrc/shared/texture_math.h. Pass structure mirrors csrc/cuda/texture_cuda.cu.
+// CPU backend of the texture stage: row-parallel loops (the shared pool, parallel.h) over the
+// shared formulas of csrc/shared/texture_math.h. The same values as csrc/cuda/texture_cuda.cu's
+// kernels, with the passes fused per group of rows so rows are reused while in cache.
 //
 // Rows are processed in chunks: values are computed in float into stack buffers and then
 // stored in bulk (8 float16 conversions per F16C instruction when built for x86-64-v3), which
