@@ -1,8 +1,9 @@
 """CUDA graphs (issue 15, section 3): each stage's per-frame work is captured once per parameter set
 and replayed with one graph launch; results equal those of launching every kernel, on any stream
-(the legacy default one included), with a query and with the random strategy (whose parameters
-change every frame: it falls back to plain launches). On the emulated device the counters show
-what a frame costs after warm-up: no kernel launched from the host, no capture, 3 graph launches."""
+(the legacy default one included), with a query and new balancer weights arriving mid-clip, and
+with the random strategy (whose parameters change every frame: it falls back to plain launches). On
+the emulated device the counters show what a frame costs after warm-up: no kernel launched from the
+host, no capture, 3 graph launches."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _fields(r) -> tuple:
             np.asarray(bool(r.scene_cut)), r.previous, r.reuse)
 
 
-def _run(graphs: bool, stream_kind: str, **options) -> list:
+def _run(graphs: bool, stream_kind: str, new_weights: bool = True, **options) -> list:
     previous = cuda.graphs_enabled()
     cuda.set_graphs(graphs)
     try:
@@ -39,6 +40,10 @@ def _run(graphs: bool, stream_kind: str, **options) -> list:
         out = []
         for i, f in enumerate(_clip()):
             query = arrcoc_rt.Query.map(qmap) if i >= 3 else None  # the query arrives mid-clip
+            if i == 5 and new_weights:  # new balancer weights mid-clip: in device memory the graphs read
+                weights = arrcoc_rt.default_weights()
+                weights["lambda_logits"] = np.array([2.0, -2.0, 1.0], np.float32)
+                pipe.set_weights(weights)
             out.append(tuple(np.asarray(x).copy() for x in _fields(pipe.process(f, query=query, stream=stream))))
         if stream is not None:
             stream.close()
@@ -55,6 +60,10 @@ def test_graph_replay_equals_plain_launches(stream_kind, strategy):
     for i, (a, b) in enumerate(zip(plain, replayed)):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(y, x, err_msg=f"frame {i}")
+    if strategy == "balanced" and stream_kind == "own stream":
+        # the new weights did change the allocation (a graph that kept the old ones would differ)
+        unchanged = _run(True, stream_kind, new_weights=False, strategy=strategy)
+        assert any(not np.array_equal(u, r) for u, r in zip(unchanged[-1], replayed[-1]))
 
 
 @pytest.mark.needs_emulator
