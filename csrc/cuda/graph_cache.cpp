@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -52,7 +53,7 @@ class GraphCache {
   Status run(GraphStage stage, const void* owner, const void* key, size_t key_bytes, cudaStream_t stream,
              const std::function<Status(cudaStream_t)>& enqueue) {
     const int device = current_device();
-    std::string k(static_cast<const char*>(key), key_bytes);
+    const std::string_view k(static_cast<const char*>(key), key_bytes);  // copied only into a new entry
     {
       // Held while looking up and launching (an executable another thread evicts must not be
       // destroyed in between), never while launching kernels one by one or capturing.
@@ -91,14 +92,14 @@ class GraphCache {
       cudaGraphExecDestroy(entries_[oldest].exec);  // CUDA frees it after launches in flight end
       entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(oldest));
     }
-    entries_.push_back(Entry{device, stage, std::move(k), exec, ++tick_});
+    entries_.push_back(Entry{device, stage, std::string(k), exec, ++tick_});
     return check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
   }
 
  private:
   // Launches the cached executable of (device, stage, key) on stream, if there is one (*s: how the
   // launch went). Called with mu_ held.
-  bool launch_cached(int device, GraphStage stage, const std::string& k, cudaStream_t stream, Status* s) {
+  bool launch_cached(int device, GraphStage stage, std::string_view k, cudaStream_t stream, Status* s) {
     for (Entry& e : entries_)
       if (e.device == device && e.stage == stage && e.key == k) {
         e.last_use = ++tick_;
