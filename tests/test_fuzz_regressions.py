@@ -59,6 +59,28 @@ def test_weights_json_that_is_not_weights(tmp_path, text, pattern):
         W.load_weights(p)
 
 
+def test_finite_weights_that_overflow_the_balancer_are_refused():
+    """fuzz_weights (2026-11-30): a W1 entry of 3.4e38 - finite, so accepted - overflowed the first
+    layer's float32 sums: NaN saccade scores. Every parameter must now satisfy |w| <= 1e6; the bound
+    itself keeps every output finite, whatever the signs."""
+    w = arrcoc_rt.default_weights()
+    w["W1"] = w["W1"].copy()
+    w["W1"][0, 1] = 3.4e38
+    with pytest.raises(ValueError, match=r"W1 has values up to 3.4e\+38; expected \|w\| <= 1e\+06"):
+        arrcoc_rt.Pipeline(64, 48, device="cpu", weights=w)
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu")
+    with pytest.raises(ValueError, match=r"expected \|w\| <= 1e6"):
+        pipe._allocator.set_weights(w)  # the C++ core refuses it on its own too
+    frame = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for sign in (1.0, -1.0):
+        w = {k: np.full_like(v, sign * 1e6) for k, v in arrcoc_rt.default_weights().items()}
+        pipe.set_weights(w)
+        for _ in range(2):
+            r = pipe.process(frame)
+            assert all(np.all(np.isfinite(np.asarray(x))) for x in (r.scores, r.balanced_score, r.relevance,
+                                                                    r.context_weights))
+
+
 # ---------------------------------------------------------------- the CUDA array interface / DLPack
 
 

@@ -255,6 +255,9 @@ struct TokenAllocator::Impl {
     for (size_t i = 0; i < sizeof(BalanceWeights) / sizeof(float); ++i)
       if (!std::isfinite(f[i]))
         return bad(StatusCode::kInvalidArgument, "weights contain NaN or inf (float " + std::to_string(i) + ")");
+      else if (std::fabs(f[i]) > kMaxBalanceWeight)
+        return bad(StatusCode::kOutOfRange, "weights: float " + std::to_string(i) + " is " + std::to_string(f[i]) +
+                                                "; expected |w| <= 1e6 (larger ones overflow the balancer's float32 sums)");
     auto nonzero = [](const auto& a) { return std::any_of(std::begin(a), std::end(a), [](float v) { return v != 0.0f; }); };
     const bool ctx_on = nonzero(w.ctx_W1) || nonzero(w.ctx_b1) || nonzero(w.ctx_W2) || nonzero(w.ctx_b2);
     if (config.device == Device::kCPU) {

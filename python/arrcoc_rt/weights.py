@@ -50,6 +50,9 @@ SHAPES = {
     "ctx_b2": (3,),
 }
 CONTEXT_KEYS = tuple(k for k in SHAPES if k.startswith("ctx_"))
+# Largest |value| of any parameter (arrcoc::kMaxBalanceWeight): beyond it the balancer's float32
+# sums can overflow to inf and the scores to NaN (a finite 3.4e38 did, found by fuzzing).
+MAX_ABS = 1e6
 NEWER_KEYS = {"ln2_gamma", "ln2_beta", *CONTEXT_KEYS}  # 2026-11-30: absent from older files
 
 
@@ -62,7 +65,7 @@ def default_weights() -> dict:
 
 
 def validate(weights: dict, source: str = "weights") -> dict:
-    """Checks keys, shapes and finiteness; returns float32 C-contiguous copies."""
+    """Checks keys, shapes, finiteness and |w| <= MAX_ABS; returns float32 C-contiguous copies."""
     if not isinstance(weights, dict):
         raise TypeError(f"{source}: expected a dict of arrays; got {type(weights).__name__}")
     missing = sorted(set(SHAPES) - set(weights))
@@ -82,6 +85,9 @@ def validate(weights: dict, source: str = "weights") -> dict:
             raise ValueError(f"{source}: {k} has shape {a.shape}; expected {shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{source}: {k} contains NaN or inf")
+        if np.any(np.abs(a) > MAX_ABS):
+            raise ValueError(f"{source}: {k} has values up to {float(np.abs(a).max()):g}; expected |w| <= {MAX_ABS:g} "
+                             "(larger ones overflow the balancer's float32 sums)")
         out[k] = a
     return out
 

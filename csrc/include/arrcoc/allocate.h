@@ -32,6 +32,10 @@ constexpr int kContextInputs = 40;
 constexpr int kContextHidden = 256;  // seed 000's width
 constexpr int kQueryEmbeddingDims = 16;
 
+// Largest |value| of any balancer parameter: beyond it the MLP's float32 sums can overflow (a
+// finite 3.4e38 in W1 made NaN scores, found by fuzzing); set_weights refuses larger ones.
+constexpr float kMaxBalanceWeight = 1e6f;
+
 // Balancer parameters; python/arrcoc_rt/weights.py documents them and the file formats.
 struct BalanceWeights {
   float W1[128 * 3];
