@@ -157,7 +157,8 @@ class TokenAllocator {
   TokenAllocator& operator=(const TokenAllocator&) = delete;
 
   // Replace the balancer parameters (default: the untrained "mean of the three scores" MLP,
-  // which the Python package supplies; a C++ host passes its own). Rejects NaN/inf.
+  // which the Python package supplies; a C++ host passes its own). Rejects NaN/inf and values
+  // beyond +-kMaxBalanceWeight.
   Status set_weights(const BalanceWeights& weights) noexcept;
 
   // The query's embedding for the context network ([kQueryEmbeddingDims] host floats, e.g. the
