@@ -179,6 +179,13 @@ def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _stream_strategy(session):
+    """The strategy of the session's current pipeline; None while its new Stream has had no frame yet
+    (a Stream builds its Pipeline at its first frame; read once: the session may swap streams)."""
+    pipe = getattr(session.stream, "pipeline", None)
+    return pipe.config["strategy"] if pipe is not None else None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -283,7 +290,7 @@ def test_the_page_in_a_real_browser(tmp_path):
             # ... and so does the allocation: strategy 'query' through the page's radio buttons
             page.locator("#strategy").get_by_text("query", exact=True).click()
             _wait(lambda: session.settings.strategy == "query", 30, "the strategy to change")
-            _wait(lambda: session.stream.pipeline.config["strategy"] == "query", 30, "a stream with the new strategy")
+            _wait(lambda: _stream_strategy(session) == "query", 30, "a stream with the new strategy")
             page.screenshot(path=str(shots / "serve_page.png"), full_page=True)
 
             # 3. the server's own source plays on request; Stop stops it
