@@ -126,8 +126,11 @@ struct TextureBuilder::Impl {
         if (!(config.device == Device::kCPU && f > 0 && k == 0))
           s = arena.alloc_n(static_cast<size_t>(max_layout[k].width) * max_layout[k].height, &b.feature[f][k]);
     if (s.ok()) s = arena.alloc_n(n0, &b.lum_prev);
-    if (s.ok()) s = arena.alloc_n(n0, &b.mag);
-    if (s.ok()) s = arena.alloc_n(n0, &b.diff);
+    // Gradient magnitude and frame difference: full planes (CUDA) or, on the CPU, one row per band
+    // of rows (at most one band per thread; texture_cpu.cpp)
+    const size_t nm = config.device == Device::kCPU ? static_cast<size_t>(config.max_width) * threads() : n0;
+    if (s.ok()) s = arena.alloc_n(nm, &b.mag);
+    if (s.ok()) s = arena.alloc_n(nm, &b.diff);
     // Horizontal sums: a full frame (CUDA) or, on the CPU, at least one 5-row ring per thread.
     b.scratch_pixels = static_cast<int64_t>(std::max<size_t>(n0, static_cast<size_t>(config.max_width) * 5 * threads()));
     const size_t nh = static_cast<size_t>(b.scratch_pixels);

@@ -105,16 +105,16 @@ void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
            dst + static_cast<int64_t>(i) * dw, dw);
 }
 
-// Levels 1 and 2 of the given level-0 channels (and of the float feature planes when `features`)
-// as soon as the rows they need exist: after level-0 row y, level-1 row y / 2 if y ends it, then
+// Levels 1 and 2 of the given level-0 channels (and of the float feature planes when given
+// feature_pair) as soon as the rows they need exist: after level-0 row y, level-1 row y / 2 if y ends it, then
 // level-2 row y / 4 if that ends it. The rows were just written by the pass calling this and are
 // still in cache, where a later pass over whole planes would read them from memory again. The same
 // box2 of the same stored values as that pass would compute.
 // Not inlined: inside the passes' loops it would push their own per-pixel calls out of line.
-// With `features`, feature_pair[2f], [2f + 1] are rows 2i and 2i + 1 of feature f at level 0 (the
-// point pass keeps R-G and B-Y there only: nothing else reads their level 0).
+// feature_pair[2f], [2f + 1] are rows 2i and 2i + 1 of feature f at level 0 (the point pass keeps
+// R-G and B-Y there only: nothing else reads their level 0).
 template <typename T, size_t N>
-__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int (&channels)[N], bool features, int y,
+__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int (&channels)[N], int y,
                                               const float* const* feature_pair = nullptr) {
   for (int k = 1; k <= 2; ++k) {
     const LevelLayout& s = p.levels[k - 1];
@@ -124,7 +124,7 @@ __attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int 
     const int i = src_row / 2;
     for (int c : channels)
       mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, i);
-    if (features)
+    if (feature_pair)
       for (int f = 0; f < 3; ++f) {
         if (k == 1)
           mip_pair(feature_pair[2 * f], feature_pair[2 * f + 1], s.width, p.feature[f][1] + static_cast<int64_t>(i) * d.width,
@@ -222,7 +222,7 @@ void point_pass(const TextureParams& p) {
       const float* const pair[6] = {lum_f + static_cast<int64_t>(ya) * w, lum_f + static_cast<int64_t>(yb) * w,
                                     rows + (ya & 1) * w, rows + (yb & 1) * w,
                                     rows + (2 + (ya & 1)) * w, rows + (2 + (yb & 1)) * w};
-      mip_rows_after<T>(p, kWritten, /*features=*/true, y, pair);
+      mip_rows_after<T>(p, kWritten, y, pair);
     }
   });
 }
@@ -390,7 +390,7 @@ void build_level0(const TextureParams& p) {
     const int y0 = 4 * static_cast<int>(static_cast<int64_t>(h2) * b / bands);
     const int y1 = std::min(h, 4 * static_cast<int>(static_cast<int64_t>(h2) * (b + 1) / bands));
     const int64_t ring = static_cast<int64_t>(b) * kBoxTaps * w;
-    float* const mag_row = p.mag + static_cast<int64_t>(b) * w;  // full-frame buffers: a row per band
+    float* const mag_row = p.mag + static_cast<int64_t>(b) * w;  // a row per band
     float* const diff_row = p.diff + static_cast<int64_t>(b) * w;
     auto slot = [&](int yy) { return ring + static_cast<int64_t>(((yy % kBoxTaps) + kBoxTaps) % kBoxTaps) * w; };
     // Source rows come in non-decreasing order (edge-clamped ones repeat): the band stores rows
@@ -399,14 +399,14 @@ void build_level0(const TextureParams& p) {
     auto horizontal = [&](int src_y, int64_t out_row) {
       const bool store = src_y == next_store && src_y < y1;
       horizontal_row(src_y, out_row, mag_row, diff_row, store);
-      if (store) mip_rows_after<T>(p, kGradientPlanes, /*features=*/false, next_store++);
+      if (store) mip_rows_after<T>(p, kGradientPlanes, next_store++);
     };
     for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal(clampi(y0 + d, 0, h - 1), slot(y0 + d));
     for (int y = y0; y < y1; ++y) {
       int64_t rows[kBoxTaps];
       for (int d = 0; d < kBoxTaps; ++d) rows[d] = slot(y + d - kBoxRadius);
       vertical_row(y, rows);
-      mip_rows_after<T>(p, kBoxPlanes, /*features=*/false, y);
+      mip_rows_after<T>(p, kBoxPlanes, y);
       if (y + 1 < y1) horizontal(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
     }
   }, /*min_parallel=*/2);  // only nt iterations: below the default minimum
@@ -551,7 +551,6 @@ void build_pyramids_and_coarse(const TextureParams& p) {
     int chans[kNumChannels];
     int nc = 0;
     for (int c = 0; c < kNumChannels; ++c)
-      // levels 1 and 2 of the level-0 channels came with the passes that wrote them
       if (mipmapped_by_texture_stage(c) && channel_base_level(c) < k && !(channel_base_level(c) == 0 && k <= 2))
         chans[nc++] = c;
     parallel_for(nc * d.height, nt, [&](int r) {

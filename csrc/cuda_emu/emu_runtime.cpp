@@ -151,10 +151,7 @@ struct CUgraph_st {
   int device = 0;
   std::vector<std::function<void()>> steps;
 };
-struct CUgraphExec_st {
-  int device = 0;
-  std::vector<std::function<void()>> steps;
-};
+struct CUgraphExec_st : CUgraph_st {};  // an independent copy of its graph
 
 struct CUstream_st {
   struct Op {
@@ -1230,8 +1227,7 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t* exec, cudaGraph_t gra
   if (!exec || !graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiateWithFlags: null graph or output");
   EMU_LOCK;
   auto* x = new CUgraphExec_st();
-  x->device = graph->device;
-  x->steps = graph->steps;  // independent of the graph afterwards, as in CUDA
+  static_cast<CUgraph_st&>(*x) = *graph;  // independent of the graph afterwards, as in CUDA
   *exec = x;
   return cudaSuccess;
 }

@@ -20,8 +20,8 @@ struct TextureParams {
   // Scratch, float32 unless noted; level-0 planes are width x height, pitch = width.
   float* feature[3][kNumLevels];    // pyramids of luminance, R-G, B-Y (saliency inputs)
   float* lum_prev;                  // previous frame's level-0 luminance (read only in the passes)
-  float* mag;                       // gradient magnitude (input of edge density)
-  float* diff;                      // |L - L_prev|
+  float* mag;                       // gradient magnitude (input of edge density); CPU: a row per band
+  float* diff;                      // |L - L_prev|; CPU: a row per band
   int32_t* hsum_y;                  // horizontal 5-tap sums of luma8
   int32_t* hsum_y2;                 // ... of luma8^2
   float* hsum_mag;                  // ... of gradient magnitude
