@@ -32,9 +32,13 @@ int TextureView::plane_index(int channel, int level) noexcept {
   return idx;
 }
 
+bool TextureView::has_plane(int channel, int level) const noexcept {
+  return plane_index(channel, level) >= 0 && (level > 0 || (level0_kept >> channel & 1u));
+}
+
 int64_t TextureView::plane_offset(int channel, int level) const noexcept {
+  if (!has_plane(channel, level)) return -1;
   const int idx = plane_index(channel, level);
-  if (idx < 0) return -1;
   return levels[level].offset + static_cast<int64_t>(idx) * levels[level].width * levels[level].height;
 }
 
@@ -75,6 +79,8 @@ Status check_config(const TextureConfig& c) {
   if (c.num_threads < 0 || c.num_threads > 1024)
     return Status(StatusCode::kOutOfRange, "num_threads " + std::to_string(c.num_threads) +
                                                " is out of range; expected 0 (all cores)..1024");
+  if (c.planes != TexturePlanes::kAll && c.planes != TexturePlanes::kPipeline)
+    return Status(StatusCode::kInvalidArgument, "planes must be TexturePlanes::kAll or kPipeline");
   if (!(c.fixation_x >= 0.0f && c.fixation_x <= 1.0f && c.fixation_y >= 0.0f && c.fixation_y <= 1.0f))
     return Status(StatusCode::kOutOfRange, "fixation (" + std::to_string(c.fixation_x) + ", " +
                                                std::to_string(c.fixation_y) + ") must lie in [0,1] x [0,1]");
@@ -224,6 +230,9 @@ struct TextureBuilder::Impl {
     p.fixation_y = config.fixation_y;
     p.motion_valid = has_prev && prev_width == frame.width && prev_height == frame.height;
     p.num_threads = threads();
+    // CUDA writes every level-0 plane (its mip kernels read them back), whatever the view shows.
+    p.level0_kept = config.planes == TexturePlanes::kAll || config.device == Device::kCUDA ? kAllLevel0Kept
+                                                                                           : kPipelineLevel0Planes;
 
     if (config.device == Device::kCPU) {
       s = cpu::build_texture(p);
@@ -254,6 +263,7 @@ struct TextureBuilder::Impl {
     std::copy(p.levels, p.levels + kNumLevels, v.levels);
     v.motion_valid = p.motion_valid;
     v.frame_index = frame_index;
+    v.level0_kept = config.planes == TexturePlanes::kAll ? kAllLevel0Kept : kPipelineLevel0Planes;
     last = v;
     if (config.device == Device::kCUDA) order.after(frame.cuda_stream);
     *view = v;

@@ -105,6 +105,29 @@ void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
            dst + static_cast<int64_t>(i) * dw, dw);
 }
 
+// Level-0 rows of the channels the passes compute: the plane's rows for a channel the texture keeps
+// at level 0, else two rows (by parity) of a per-thread buffer. Such a row lives only until the
+// pass has made its level-1 row (every pass makes a pair's mips on the thread that wrote it), so
+// a level-0 plane no later stage reads costs no memory traffic (TexturePlanes::kPipeline).
+template <typename T>
+class Level0Rows {
+ public:
+  explicit Level0Rows(const TextureParams& p) : p_(p) {
+    thread_local std::vector<T> rows;  // [channel 0..16][row parity][w]
+    const size_t n = static_cast<size_t>(kLevel0Channels) * 2 * p.width;
+    if (p.level0_kept != kAllLevel0Kept && rows.size() < n) rows.resize(n);
+    scratch_ = rows.data();
+  }
+  T* row(int c, int y) const {
+    if (p_.level0_kept >> c & 1u) return texture_plane<T>(p_, c, 0) + static_cast<int64_t>(y) * p_.width;
+    return scratch_ + (static_cast<int64_t>(c) * 2 + (y & 1)) * p_.width;
+  }
+
+ private:
+  const TextureParams& p_;
+  T* scratch_;
+};
+
 // Levels 1 and 2 of the given level-0 channels (and of the float feature planes when given
 // feature_pair) as soon as the rows they need exist: after level-0 row y, level-1 row y / 2 if y ends it, then
 // level-2 row y / 4 if that ends it. The rows were just written by the pass calling this and are
@@ -114,7 +137,8 @@ void mip_row(const T* src, int sw, int sh, T* dst, int dw, int i) {
 // feature_pair[2f], [2f + 1] are rows 2i and 2i + 1 of feature f at level 0 (the point pass keeps
 // R-G and B-Y there only: nothing else reads their level 0).
 template <typename T, size_t N>
-__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int (&channels)[N], int y,
+__attribute__((noinline)) void mip_rows_after(const TextureParams& p, const Level0Rows<T>& level0,
+                                              const int (&channels)[N], int y,
                                               const float* const* feature_pair = nullptr) {
   for (int k = 1; k <= 2; ++k) {
     const LevelLayout& s = p.levels[k - 1];
@@ -122,8 +146,13 @@ __attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int 
     const int src_row = y >> (k - 1);
     if (src_row % 2 == 0 && src_row + 1 < s.height) return;  // the pair is not complete yet
     const int i = src_row / 2;
-    for (int c : channels)
-      mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, i);
+    for (int c : channels) {
+      T* out = texture_plane<T>(p, c, k) + static_cast<int64_t>(i) * d.width;
+      if (k == 1)
+        mip_pair(level0.row(c, 2 * i), level0.row(c, std::min(2 * i + 1, s.height - 1)), s.width, out, d.width);
+      else
+        mip_row(texture_plane<T>(p, c, k - 1), s.width, s.height, texture_plane<T>(p, c, k), d.width, i);
+    }
     if (feature_pair)
       for (int f = 0; f < 3; ++f) {
         if (k == 1)
@@ -140,13 +169,6 @@ __attribute__((noinline)) void mip_rows_after(const TextureParams& p, const int 
 template <typename T, PixelFormat F>
 void point_pass(const TextureParams& p) {
   const int w = p.width, h = p.height, nt = p.num_threads;
-  T* red = texture_plane<T>(p, 0, 0);
-  T* green = texture_plane<T>(p, 1, 0);
-  T* blue = texture_plane<T>(p, 2, 0);
-  T* lum = texture_plane<T>(p, 3, 0);
-  T* ecc = texture_plane<T>(p, 5, 0);
-  T* opp_rg = texture_plane<T>(p, 15, 0);
-  T* opp_by = texture_plane<T>(p, 16, 0);
   // Locals, not p's fields, inside the loop: stores through uint8_t* may alias anything, which
   // would make the compiler reload every field of p per pixel.
   const FrameView frame = p.frame;
@@ -154,8 +176,15 @@ void point_pass(const TextureParams& p) {
   float* const lum_f = p.feature[0][0];
   uint8_t* const y8s = p.y8;
   constexpr int kWritten[] = {0, 1, 2, 3, 5, 15, 16};
-  auto point_row = [&](int y, float* rg_row, float* by_row) {
+  auto point_row = [&](const Level0Rows<T>& level0, int y, float* rg_row, float* by_row) {
     const int64_t row = static_cast<int64_t>(y) * w;
+    T* const red = level0.row(0, y);
+    T* const green = level0.row(1, y);
+    T* const blue = level0.row(2, y);
+    T* const lum = level0.row(3, y);
+    T* const ecc = level0.row(5, y);
+    T* const opp_rg = level0.row(15, y);
+    T* const opp_by = level0.row(16, y);
     for_chunks(w, [&](int x0, int n) {
       float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
       uint8_t yv[kChunk];
@@ -200,13 +229,13 @@ void point_pass(const TextureParams& p) {
       std::memcpy(rg_row + x0, rg, sizeof(float) * n);
       std::memcpy(by_row + x0, by, sizeof(float) * n);
       std::memcpy(y8s + i, yv, n);
-      store_row(r, red + i, n);
-      store_row(g, green + i, n);
-      store_row(b, blue + i, n);
-      store_row(l, lum + i, n);
-      store_row(rg, opp_rg + i, n);
-      store_row(by, opp_by + i, n);
-      store_row(e, ecc + i, n);
+      store_row(r, red + x0, n);
+      store_row(g, green + x0, n);
+      store_row(b, blue + x0, n);
+      store_row(l, lum + x0, n);
+      store_row(rg, opp_rg + x0, n);
+      store_row(by, opp_by + x0, n);
+      store_row(e, ecc + x0, n);
     });
   };
   // In parallel over level-2 rows j: level-0 rows 4j .. 4j + 3, each followed by the mips its pair
@@ -216,13 +245,14 @@ void point_pass(const TextureParams& p) {
     thread_local std::vector<float> pair_rows;  // [R-G, B-Y][row parity][w]
     if (pair_rows.size() < 4 * static_cast<size_t>(w)) pair_rows.resize(4 * static_cast<size_t>(w));
     float* const rows = pair_rows.data();
+    const Level0Rows<T> level0(p);
     for (int y = 4 * j; y < 4 * j + 4 && y < h; ++y) {
-      point_row(y, rows + (y & 1) * w, rows + (2 + (y & 1)) * w);
+      point_row(level0, y, rows + (y & 1) * w, rows + (2 + (y & 1)) * w);
       const int ya = y & ~1, yb = std::min(ya + 1, h - 1);  // the pair's rows (the same one at an odd end)
       const float* const pair[6] = {lum_f + static_cast<int64_t>(ya) * w, lum_f + static_cast<int64_t>(yb) * w,
                                     rows + (ya & 1) * w, rows + (yb & 1) * w,
                                     rows + (2 + (ya & 1)) * w, rows + (2 + (yb & 1)) * w};
-      mip_rows_after<T>(p, kWritten, y, pair);
+      mip_rows_after<T>(p, level0, kWritten, y, pair);
     }
   });
 }
@@ -230,14 +260,6 @@ void point_pass(const TextureParams& p) {
 template <typename T>
 void build_level0(const TextureParams& p) {
   const int w = p.width, h = p.height, nt = p.num_threads;
-  T* contrast = texture_plane<T>(p, 4, 0);
-  T* gx = texture_plane<T>(p, 6, 0);
-  T* gy = texture_plane<T>(p, 7, 0);
-  T* gmag = texture_plane<T>(p, 8, 0);
-  T* hp = texture_plane<T>(p, 9, 0);
-  T* motion = texture_plane<T>(p, 10, 0);
-  T* edge = texture_plane<T>(p, 12, 0);
-  T* entropy = texture_plane<T>(p, 14, 0);
   const float* L = p.feature[0][0];
 
   // Pass 1: point channels from the frame's pixels.
@@ -253,7 +275,7 @@ void build_level0(const TextureParams& p) {
   constexpr int kGradientPlanes[] = {6, 7, 8, 9};
   // Row y's gradient magnitude and |L - L_prev| into mag_row / diff_row; channels 6-9 of the row
   // stored too when `store` (each row once, by the band it belongs to).
-  auto gradient_row = [&](int y, float* mag_row, float* diff_row, bool store) {
+  auto gradient_row = [&](const Level0Rows<T>& level0, int y, float* mag_row, float* diff_row, bool store) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
       float bx[kChunk], by[kChunk], bh[kChunk], bm[kChunk];
@@ -281,16 +303,17 @@ void build_level0(const TextureParams& p) {
       else
         std::fill(diff_row + x0, diff_row + x0 + n, 0.0f);
       if (store) {
-        store_row(bx, gx + i, n);
-        store_row(by, gy + i, n);
-        store_row(bm, gmag + i, n);
-        store_row(bh, hp + i, n);
+        store_row(bx, level0.row(6, y) + x0, n);
+        store_row(by, level0.row(7, y) + x0, n);
+        store_row(bm, level0.row(8, y) + x0, n);
+        store_row(bh, level0.row(9, y) + x0, n);
       }
     });
   };
   // The horizontal sums of row src_y from its gradient row (computed here, into the band's rows).
-  auto horizontal_row = [&](int src_y, int64_t out_row, float* mag_row, float* diff_row, bool store) {
-    gradient_row(src_y, mag_row, diff_row, store);
+  auto horizontal_row = [&](const Level0Rows<T>& level0, int src_y, int64_t out_row, float* mag_row, float* diff_row,
+                            bool store) {
+    gradient_row(level0, src_y, mag_row, diff_row, store);
     TextureParams q = p;  // the shared sums read row 0 of these: this row's terms
     const int64_t row = static_cast<int64_t>(src_y) * w;
     q.y8 = p.y8 + row;
@@ -319,8 +342,7 @@ void build_level0(const TextureParams& p) {
     }
     for (int x = hi; x < w; ++x) horizontal_box_sums(q, 0, out_row, x, ClampedColumn{w});
   };
-  auto vertical_row = [&](int y, const int64_t rows[kBoxTaps]) {
-    const int64_t row = static_cast<int64_t>(y) * w;
+  auto vertical_row = [&](const Level0Rows<T>& level0, int y, const int64_t rows[kBoxTaps]) {
     for_chunks(w, [&](int x0, int n) {
       float bc[kChunk], be[kChunk], bm[kChunk], bt[kChunk];
       uint64_t packed[kChunk];
@@ -375,10 +397,10 @@ void build_level0(const TextureParams& p) {
         for (int bin = 0; bin < kEntropyBins; ++bin) s += kCountLog2Count.value[packed_bin_count(packed[k], bin)];
         bt[k] = entropy_from_sum(s);
       }
-      store_row(bc, contrast + row + x0, n);
-      store_row(be, edge + row + x0, n);
-      store_row(bm, motion + row + x0, n);
-      store_row(bt, entropy + row + x0, n);
+      store_row(bc, level0.row(4, y) + x0, n);
+      store_row(be, level0.row(12, y) + x0, n);
+      store_row(bm, level0.row(10, y) + x0, n);
+      store_row(bt, level0.row(14, y) + x0, n);
     });
   };
   // One band (and ring) per thread; each band recomputes the 4 horizontal rows around it. Bands
@@ -396,17 +418,18 @@ void build_level0(const TextureParams& p) {
     // Source rows come in non-decreasing order (edge-clamped ones repeat): the band stores rows
     // y0 .. y1 - 1 of channels 6-9 as they first come, then their mips.
     int next_store = y0;
+    const Level0Rows<T> level0(p);
     auto horizontal = [&](int src_y, int64_t out_row) {
       const bool store = src_y == next_store && src_y < y1;
-      horizontal_row(src_y, out_row, mag_row, diff_row, store);
-      if (store) mip_rows_after<T>(p, kGradientPlanes, next_store++);
+      horizontal_row(level0, src_y, out_row, mag_row, diff_row, store);
+      if (store) mip_rows_after<T>(p, level0, kGradientPlanes, next_store++);
     };
     for (int d = -kBoxRadius; d <= kBoxRadius; ++d) horizontal(clampi(y0 + d, 0, h - 1), slot(y0 + d));
     for (int y = y0; y < y1; ++y) {
       int64_t rows[kBoxTaps];
       for (int d = 0; d < kBoxTaps; ++d) rows[d] = slot(y + d - kBoxRadius);
-      vertical_row(y, rows);
-      mip_rows_after<T>(p, kBoxPlanes, y);
+      vertical_row(level0, y, rows);
+      mip_rows_after<T>(p, level0, kBoxPlanes, y);
       if (y + 1 < y1) horizontal(clampi(y + 1 + kBoxRadius, 0, h - 1), slot(y + 1 + kBoxRadius));
     }
   }, /*min_parallel=*/2);  // only nt iterations: below the default minimum

@@ -9,7 +9,8 @@ namespace arrcoc::pyglue {
 // ------------------------------------------------------------------ TextureBuilder
 
 PyTextureBuilder::PyTextureBuilder(int max_width, int max_height, const std::string& dtype, const std::string& device,
-                                   int cuda_device, int num_threads, float fixation_x, float fixation_y) {
+                                   int cuda_device, int num_threads, float fixation_x, float fixation_y,
+                                   const std::string& planes) {
   TextureConfig c;
   c.max_width = max_width;
   c.max_height = max_height;
@@ -19,6 +20,7 @@ PyTextureBuilder::PyTextureBuilder(int max_width, int max_height, const std::str
   c.num_threads = num_threads;
   c.fixation_x = fixation_x;
   c.fixation_y = fixation_y;
+  c.planes = planes == "pipeline" ? TexturePlanes::kPipeline : TexturePlanes::kAll;
   std::unique_ptr<TextureBuilder> b;
   throw_if_error(TextureBuilder::create(c, &b));
   builder_ = std::shared_ptr<TextureBuilder>(std::move(b));
@@ -55,6 +57,7 @@ py::dict PyTextureBuilder::build(std::vector<uintptr_t> planes, std::vector<int6
   d["levels"] = levels;
   d["motion_valid"] = v.motion_valid;
   d["frame_index"] = v.frame_index;
+  d["level0_kept"] = v.level0_kept;
   d["data"] = reinterpret_cast<uintptr_t>(v.data);
   return d;
 }
@@ -122,9 +125,9 @@ bool PyTextureBuilder::query() {
 
 void bind_texture(py::module_& m) {
   py::class_<PyTextureBuilder>(m, "TextureBuilder")
-      .def(py::init<int, int, const std::string&, const std::string&, int, int, float, float>(), py::arg("max_width"),
-           py::arg("max_height"), py::arg("dtype"), py::arg("device"), py::arg("cuda_device"), py::arg("num_threads"),
-           py::arg("fixation_x"), py::arg("fixation_y"))
+      .def(py::init<int, int, const std::string&, const std::string&, int, int, float, float, const std::string&>(),
+           py::arg("max_width"), py::arg("max_height"), py::arg("dtype"), py::arg("device"), py::arg("cuda_device"),
+           py::arg("num_threads"), py::arg("fixation_x"), py::arg("fixation_y"), py::arg("planes"))
       .def("build", &PyTextureBuilder::build)
       .def("view", [](py::object self, uintptr_t data, int64_t offset, std::vector<int64_t> shape) {
         return self.cast<PyTextureBuilder&>().view(self, data, offset, std::move(shape));

@@ -18,7 +18,8 @@ namespace arrcoc::pyglue {
 class PyTextureBuilder {
  public:
   PyTextureBuilder(int max_width, int max_height, const std::string& dtype, const std::string& device,
-                   int cuda_device, int num_threads, float fixation_x, float fixation_y);
+                   int cuda_device, int num_threads, float fixation_x, float fixation_y,
+                   const std::string& planes);
 
   py::dict build(std::vector<uintptr_t> planes, std::vector<int64_t> strides, int width, int height, int format,
                  int device, int device_id, uintptr_t stream);

@@ -16,6 +16,7 @@ struct TextureParams {
   DType dtype;                      // element type of `out`
   float fixation_x, fixation_y;     // eccentricity centre, in [0,1]
   bool motion_valid;                // a previous frame of the same size exists
+  uint32_t level0_kept;             // bit c: channel c's level-0 plane is written (TextureView::level0_kept)
 
   // Scratch, float32 unless noted; level-0 planes are width x height, pitch = width.
   float* feature[3][kNumLevels];    // pyramids of luminance, R-G, B-Y (saliency inputs)
@@ -44,6 +45,7 @@ struct TextureParams {
 
 // Channels computed by the level-0 passes, and the ones filled by later stages
 // (zero until those stages write them).
+constexpr int kLevel0Channels = 17;  // channels 0..16 hold every channel with base level 0
 constexpr int kLevel0Computed[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 15, 16};
 constexpr int kNotYetComputed[] = {13, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
                                    29, 30, 31, 32, 33, 34, 37, 38, 39};

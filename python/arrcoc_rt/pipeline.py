@@ -16,7 +16,7 @@ from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
 from .frames import describe_array, stream_handle
 from .query import Query, make_query
 from .runtime import device_string
-from .texture import Texture, TextureBuilder, to_host
+from .texture import PLANES as TEXTURE_PLANES, Texture, TextureBuilder, to_host
 from .weights import default_weights, load_weights, validate
 
 STRATEGIES = ("balanced", "random", "saliency", "query", "sobel")
@@ -235,13 +235,16 @@ class Pipeline:
     ((0, 1]): the text guardrail -- a patch whose level-4 high_pass * (1 - entropy)^2 reaches the
     threshold (sharp edges between few grey levels: ink on a sign) joins the candidates and its saccade
     gets at least text_floor (not with strategy 'random'); weights: None (the untrained
-    default), a path (.npz / .json) or a dict (see arrcoc_rt.weights).
+    default), a path (.npz / .json) or a dict (see arrcoc_rt.weights); texture_planes 'pipeline'
+    (level 0 of the texture holds only red, green, blue and motion, what the stages read: the CPU
+    skips the other 11 level-0 planes' stores) or 'all' (every channel at level 0 too, for viewing
+    them in ``FrameResult.texture``; the tokens are the same).
     """
 
     def __init__(self, width: int, height: int, *, device: str = "auto", dtype: str = "float16", weights=None,
                  num_threads: int = 0, patch: int = 16, strategy: str = "balanced", gestalt_lod: int = 64,
                  gestalt_overlap: bool = True, encoder=None, encoder_every: int = 1, pca_frames: int = 8,
-                 pca=None, **config):
+                 pca=None, texture_planes: str = "pipeline", **config):
         if patch != 16:
             raise ValueError(f"patch: {patch!r} is not supported; expected 16 (one patch is one level-4 texel)")
         if strategy not in STRATEGIES:
@@ -259,7 +262,11 @@ class Pipeline:
         if alloc_cfg["total_budget"] < gestalt * gestalt_lod:
             raise ValueError(f"total_budget: {alloc_cfg['total_budget']} cannot hold the {gestalt} gestalt tokens of "
                              f"{gestalt_lod} ({gestalt * gestalt_lod}); raise it or shrink the gestalt grid")
-        self.texture_builder = TextureBuilder(width, height, device=device, dtype=dtype, num_threads=num_threads)
+        if texture_planes not in TEXTURE_PLANES:
+            raise ValueError(f"texture_planes: {texture_planes!r} is not supported; expected one of "
+                             f"{', '.join(map(repr, TEXTURE_PLANES))}")
+        self.texture_builder = TextureBuilder(width, height, device=device, dtype=dtype, num_threads=num_threads,
+                                              planes=texture_planes)
         self.texture_builder._owner = "Pipeline"
         self.device = self.texture_builder.device
         self.cuda_device = self.texture_builder.cuda_device

@@ -12,6 +12,7 @@ from .runtime import resolve_device
 from .frames import DEVICE_CUDA, frame_spec, stream_handle
 
 NUM_LEVELS = _native.NUM_LEVELS
+PLANES = ("all", "pipeline")  # TextureBuilder(planes=...): which level-0 planes are written
 MAX_DIMENSION = 16384
 
 
@@ -59,6 +60,7 @@ class Texture:
         self.height: int = info["height"]
         self.motion_valid: bool = info["motion_valid"]
         self.frame_index: int = info["frame_index"] - 1  # 0 for the builder's first frame, as FrameResult
+        self._level0_kept: int = info["level0_kept"]
 
     @property
     def device(self) -> str:
@@ -92,11 +94,26 @@ class Texture:
         """Channels stored at ``level``, in the order of the planes of ``level(level)``."""
         return [Channel(c) for c in range(_native.NUM_CHANNELS) if _native.channel_base_level(c) <= level]
 
+    def has_plane(self, channel, level: int = 0) -> bool:
+        """Whether ``channel`` at ``level`` holds this frame's values: stored there (its base level
+        <= ``level``) and, at level 0, written (see TextureBuilder's ``planes``)."""
+        c = channel_index(channel)
+        k = self._level_index(level)
+        return base_level(c) <= k and (k > 0 or bool(self._level0_kept >> c & 1))
+
+    def _not_kept(self, what: str) -> ValueError:
+        kept = ", ".join(Channel(c).name.lower() for c in self.channels_at(0) if self._level0_kept >> c & 1)
+        return ValueError(f"{what} is not written in this texture: its builder keeps at level 0 only {kept} "
+                          "(planes='pipeline', a Pipeline's default); ask for level >= 1, or create it with "
+                          "planes='all' (Pipeline(..., texture_planes='all'))")
+
     def level(self, level: int):
         """All planes stored at ``level`` as one [planes, height, width] array (zero-copy);
         ``Texture.channels_at(level)`` names the planes."""
         self._check_fresh()
         k = self._level_index(level)
+        if k == 0 and any(not self.has_plane(c, 0) for c in self.channels_at(0)):
+            raise self._not_kept("level 0 as a whole")
         w, h, offset, planes = self._info["levels"][k]
         return self._read_only(self._builder._native.view(self._info["data"], offset, [planes, h, w]))
 
@@ -110,6 +127,8 @@ class Texture:
             raise ValueError(f"channel {Channel(c).name.lower()} is stored from level {b} on (it is defined on a "
                              f"coarser grid); ask for level >= {b}, or upsample with "
                              "arrcoc_rt.reference.upsample_to_level")
+        if not self.has_plane(c, k):
+            raise self._not_kept(f"channel {Channel(c).name.lower()} at level 0")
         w, h, offset, _ = self._info["levels"][k]
         plane = _native.plane_index(c, k)
         return self._read_only(self._builder._native.view(self._info["data"], offset + plane * w * h, [h, w]))
@@ -121,11 +140,12 @@ class Texture:
         return a
 
     def to_numpy(self, level: int = 0) -> dict:
-        """{Channel: float32 NumPy copy} of every channel stored at ``level`` (host copies; CPU only)."""
+        """{Channel: float32 NumPy copy} of every channel written at ``level`` (host copies; CPU only)."""
         if self.device != "cpu":
             raise ValueError("to_numpy: the texture is in CUDA memory; use channel()/level() with "
                              "torch.from_dlpack or cupy.from_dlpack")
-        return {c: np.asarray(self.channel(c, level), dtype=np.float32) for c in self.channels_at(level)}
+        return {c: np.asarray(self.channel(c, level), dtype=np.float32) for c in self.channels_at(level)
+                if self.has_plane(c, level)}
 
     def __repr__(self) -> str:
         return (f"Texture({self.width}x{self.height}, dtype={self.dtype}, device={self.device}, "
@@ -145,21 +165,28 @@ class TextureBuilder:
         dtype: storage type of the texture, 'float16' (default) or 'float32'.
         fixation: eccentricity centre (x, y) in fractions of width and height.
         num_threads: CPU worker threads, 0 = all cores.
+        planes: 'all' (default) writes every channel at every level; 'pipeline' writes at level 0
+            only what a Pipeline's later stages read (red, green, blue, motion): the other level-0
+            planes are computed into per-thread rows for their mips and never stored (the CPU saves
+            their stores). Everything stored is identical under both.
     """
 
     def __init__(self, width: int, height: int, *, device: str = "auto", dtype: str = "float16",
-                 fixation=(0.5, 0.5), num_threads: int = 0):
+                 fixation=(0.5, 0.5), num_threads: int = 0, planes: str = "all"):
         self.max_width = _positive_int(width, "width")
         self.max_height = _positive_int(height, "height")
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype: {dtype!r} is not supported; expected 'float16' or 'float32'")
         if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or not 0 <= num_threads <= 1024:
             raise ValueError(f"num_threads: expected an int 0..1024 (0 = all cores); got {num_threads!r}")
+        if planes not in PLANES:
+            raise ValueError(f"planes: {planes!r} is not supported; expected one of {', '.join(map(repr, PLANES))}")
         fx, fy = _fixation(fixation)
         self.device, self.cuda_device = resolve_device(device)
         self.dtype = dtype
+        self.planes = planes
         self._native = _native.TextureBuilder(self.max_width, self.max_height, dtype, self.device,
-                                              self.cuda_device, int(num_threads), fx, fy)
+                                              self.cuda_device, int(num_threads), fx, fy, planes)
         self._generation = 0
         self._inflight = []  # device frames whose kernels may still be queued
         self._owner = "TextureBuilder"  # what the user created, for messages (a Pipeline sets its name)

@@ -57,6 +57,9 @@ void test_config_errors() {
   check_status(arrcoc::TextureBuilder::create(arrcoc::TextureConfig(), nullptr), StatusCode::kInvalidArgument,
                "null out");
   c = arrcoc::TextureConfig();
+  c.planes = static_cast<arrcoc::TexturePlanes>(7);
+  check_status(arrcoc::TextureBuilder::create(c, &b), StatusCode::kInvalidArgument, "planes 7", "planes");
+  c = arrcoc::TextureConfig();
   c.device = arrcoc::Device::kCUDA;
   const arrcoc::Status s = arrcoc::TextureBuilder::create(c, &b);
   if (!arrcoc::built_with_cuda())
@@ -139,6 +142,21 @@ void test_values_and_layout() {
   check(texel(v, arrcoc::Channel::kMotion, 0, 3, 3) == 0.0f, "no motion between identical frames");
   b->reset();
   check(b->build(rgb_frame(px, 33, 17), &v).ok() && !v.motion_valid, "reset forgets the previous frame");
+
+  // TexturePlanes::kPipeline: level 0 keeps R, G, B and motion; the rest is there from level 1 on
+  c.planes = arrcoc::TexturePlanes::kPipeline;
+  std::unique_ptr<arrcoc::TextureBuilder> lean;
+  arrcoc::TextureView lv;
+  check(arrcoc::TextureBuilder::create(c, &lean).ok() && lean->build(rgb_frame(px, 33, 17), &lv).ok(), "lean build");
+  check(lv.has_plane(0, 0) && lv.has_plane(10, 0) && !lv.has_plane(3, 0) && lv.plane_offset(3, 0) == -1 &&
+            lv.has_plane(3, 1) && lv.plane_offset(3, 1) == v.plane_offset(3, 1),
+        "lean view: luminance from level 1 on, same layout");
+  check(texel(lv, arrcoc::Channel::kRed, 0, 5, 5) == texel(v, arrcoc::Channel::kRed, 0, 5, 5) &&
+            texel(lv, arrcoc::Channel::kLuminance, 1, 2, 2) == texel(v, arrcoc::Channel::kLuminance, 1, 2, 2),
+        "lean texture's planes equal the full one's");
+  check(arrcoc::PipelineConfig().texture.planes == arrcoc::TexturePlanes::kPipeline &&
+            arrcoc::TextureConfig().planes == arrcoc::TexturePlanes::kAll,
+        "a Pipeline's texture defaults to kPipeline, a TextureBuilder's to kAll");
 }
 
 void test_motion_vectors() {

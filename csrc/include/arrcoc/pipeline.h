@@ -13,10 +13,18 @@
 
 namespace arrcoc {
 
+// A Pipeline's texture defaults: a TextureConfig's, but level 0 holds only what the stages read.
+inline TextureConfig pipeline_texture_defaults() {
+  TextureConfig c;
+  c.planes = TexturePlanes::kPipeline;
+  return c;
+}
+
 struct PipelineConfig {
   // Maximum frame size, device, dtype and threads are taken from `texture` and applied to every
-  // stage; the cascade's and allocator's own max-size/device fields are ignored.
-  TextureConfig texture;
+  // stage; the cascade's and allocator's own max-size/device fields are ignored. Its planes
+  // default to TexturePlanes::kPipeline (set kAll to read every channel at level 0 too).
+  TextureConfig texture = pipeline_texture_defaults();
   CascadeConfig cascade;
   AllocatorConfig allocator;
   // Synchronize after each stage on CUDA so the per-stage timings are real (costs a little).

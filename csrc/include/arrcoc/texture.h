@@ -27,6 +27,19 @@ enum class DType : int32_t {
 
 int dtype_size(DType t) noexcept;
 
+// Which level-0 planes build() writes. Levels 1-4 of every channel are written either way, from
+// the same level-0 values, so everything stored is identical under both.
+enum class TexturePlanes : int32_t {
+  kAll = 0,       // every channel at every level (a TextureBuilder's default)
+  kPipeline = 1,  // at level 0 only what the later stages read: R, G, B (glimpses) and motion (scene
+                  // cuts); saves 11 of 15 level-0 planes of stores (a Pipeline's default). The
+                  // CUDA backend still writes them (its mip kernels read them), but the view hides them.
+};
+
+// Level-0 planes kept under TexturePlanes::kPipeline: bit c for channel c.
+constexpr uint32_t kPipelineLevel0Planes = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 10);
+constexpr uint32_t kAllLevel0Kept = 0xFFFFFFFFu;
+
 struct TextureConfig {
   int32_t max_width = 1920;    // largest frame width build() accepts, 1..16384
   int32_t max_height = 1080;   // largest frame height build() accepts, 1..16384
@@ -36,6 +49,7 @@ struct TextureConfig {
   int32_t num_threads = 0;     // CPU worker threads; 0 = all hardware threads
   float fixation_x = 0.5f;     // fixation point for eccentricity, in [0,1] of the width
   float fixation_y = 0.5f;     // ... and of the height
+  TexturePlanes planes = TexturePlanes::kAll;
 };
 
 // Geometry of one mip level inside the texture buffer.
@@ -59,11 +73,16 @@ struct TextureView {
   LevelLayout levels[kNumLevels];
   bool motion_valid = false;  // false on the first frame, after reset() and after a size change
   uint64_t frame_index = 0;   // frames built since creation (1 for the first)
+  // Bit c: channel c's level-0 plane holds this frame's values (TextureConfig::planes); a plane
+  // that is not kept stays in the layout but is not written.
+  uint32_t level0_kept = kAllLevel0Kept;
 
   // Plane index of `channel` at `level` within that level, or -1 if it is not stored there.
   static int plane_index(int channel, int level) noexcept;
-  // Element offset of that plane in the buffer, or -1 if it is not stored there.
+  // Element offset of that plane in the buffer, or -1 if it is not stored there or not kept.
   int64_t plane_offset(int channel, int level) const noexcept;
+  // Whether the plane of `channel` at `level` holds this frame's values.
+  bool has_plane(int channel, int level) const noexcept;
   int64_t total_elements() const noexcept;
 };
 

@@ -1,0 +1,104 @@
+"""TextureBuilder(planes='pipeline') (a Pipeline's default): level 0 keeps only red, green, blue
+and motion; every plane it does write is the same bits as under planes='all', on every backend,
+and the planes it does not write cannot be read by mistake."""
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt import reference as R
+from conftest import compare_texture, devices, host, poison, real_image
+
+KEPT = {arrcoc_rt.Channel.RED, arrcoc_rt.Channel.GREEN, arrcoc_rt.Channel.BLUE, arrcoc_rt.Channel.MOTION}
+
+
+def _same_bits(a, b) -> bool:
+    a, b = host(a), host(b)
+    return a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def _assert_same_planes(full, lean, context):
+    for k in range(5):
+        for c in arrcoc_rt.Texture.channels_at(k):
+            assert lean.has_plane(c, k) == (k > 0 or c in KEPT), (context, c, k)
+            if lean.has_plane(c, k):
+                assert _same_bits(full.channel(c, k), lean.channel(c, k)), f"{context}: {c.name}@L{k}"
+
+
+def _formats(h, w, rng):
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    y = rng.integers(16, 236, (h, w), dtype=np.uint8)
+    u = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
+    v = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
+    return {"rgb24": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "nv12": (y, np.stack([u, v], axis=2)),
+            "yuv420p": (y, u, v), "gray8": rng.integers(0, 256, (h, w), dtype=np.uint8)}
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (17, 31), (97, 61), (640, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_written_planes_equal_all_planes(device, dtype, size, rng):
+    """Fresh random frames, odd sizes, 4:2:0 and gray input, two frames (motion), 1-3 CPU threads:
+    the lean texture's planes are those of the full one, bit for bit, and match the reference."""
+    w, h = size
+    for threads in ([1, 2, 3] if device == "cpu" else [0]):
+        full = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype, num_threads=threads)
+        lean = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype, num_threads=threads, planes="pipeline")
+        for fmt, frame in _formats(h, w, rng).items():
+            for step in range(2):  # the second frame has motion
+                moved = frame if step == 0 else tuple(np.roll(p, 1, axis=1) for p in frame) \
+                    if isinstance(frame, tuple) else np.roll(frame, 3, axis=1)
+                poison(full)
+                poison(lean)
+                a = full.build(moved, pixel_format=fmt)
+                b = lean.build(moved, pixel_format=fmt)
+                _assert_same_planes(a, b, f"{device} {dtype} {w}x{h} {fmt} frame {step} threads {threads}")
+            if fmt == "rgb24":
+                compare_texture(b, R.build_texture(moved, previous=R.build_texture(frame)), dtype, "lean")
+
+
+@pytest.mark.parametrize("device", devices())
+def test_real_photograph(device):
+    img = real_image("astronaut")
+    h, w = img.shape[:2]
+    full = arrcoc_rt.TextureBuilder(w, h, device=device)
+    lean = arrcoc_rt.TextureBuilder(w, h, device=device, planes="pipeline")
+    for frame in (img, np.roll(img, (-4, 8), axis=(0, 1))):
+        poison(lean)
+        _assert_same_planes(full.build(frame), lean.build(frame), f"astronaut {device}")
+
+
+def test_unwritten_planes_raise_and_say_how(rng):
+    b = arrcoc_rt.TextureBuilder(64, 48, device="cpu", planes="pipeline")
+    t = b.build(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    assert t.has_plane("red") and t.has_plane("motion") and t.has_plane("luminance", 1)
+    assert not t.has_plane("luminance") and not t.has_plane("saliency", 0)  # saliency starts at level 1
+    with pytest.raises(ValueError, match=r"channel luminance at level 0 is not written.*planes='all'"):
+        t.channel("luminance")
+    with pytest.raises(ValueError, match="level 0 as a whole"):
+        t.level(0)
+    assert set(t.to_numpy(0)) == KEPT
+    assert t.level(1).shape[0] == len(arrcoc_rt.Texture.channels_at(1))
+    with pytest.raises(ValueError, match="planes: 'some' is not supported; expected one of 'all', 'pipeline'"):
+        arrcoc_rt.TextureBuilder(8, 8, planes="some")
+
+
+@pytest.mark.parametrize("device", devices())
+def test_pipeline_tokens_do_not_depend_on_texture_planes(device, rng):
+    """A Pipeline (default texture_planes='pipeline') gives the same token pack, relevance and
+    clusters as one that writes every plane, frame after frame."""
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)]
+    for k in range(1, 4):
+        frames.append(np.roll(frames[0], 4 * k, axis=1))
+    lean = arrcoc_rt.Pipeline(160, 120, device=device)
+    full = arrcoc_rt.Pipeline(160, 120, device=device, texture_planes="all")
+    assert lean.texture_builder.planes == "pipeline"
+    for f in frames:
+        a, b = full.process(f), lean.process(f)
+        for name in ("glimpses", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance",
+                     "homunculus", "candidates", "balanced_score"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert _same_bits(a.texture.channel("relevance", 4), b.texture.channel("relevance", 4))
+        assert _same_bits(a.texture.channel("cluster_id", 2), b.texture.channel("cluster_id", 2))
+    with pytest.raises(ValueError, match="texture_planes: 'none' is not supported"):
+        arrcoc_rt.Pipeline(32, 32, device=device, texture_planes="none")
