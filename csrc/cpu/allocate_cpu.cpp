@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "parallel.h"
+#include "texel_rows.h"
 #include "../shared/allocate_params.h"
 
 namespace arrcoc::cpu {
@@ -17,6 +18,64 @@ float sorted_at(const float* values, int n, int k, float* tmp) {
   std::copy(values, values + n, tmp);
   std::nth_element(tmp, tmp + k, tmp + n);
   return tmp[k];
+}
+
+// Token t's glimpse (3 planes of P x P) from its level's R, G, B planes. The taps are separable
+// (2P per token) and every sample is sample_taps' lerp(lerp(a, b, tx), lerp(c, d, tx), ty): the
+// window of texels the samples read (about (P + 1)^2) is converted to float once, each of its rows
+// is interpolated along x at the P columns, and each glimpse row mixes two of those along y. Away
+// from the plane's edges the taps step by one texel, and both steps run in vector lanes.
+template <typename T>
+void gather_glimpse(const AllocateParams& p, int t, float* g) {
+  constexpr int kMaxSide = 64, kMaxWindow = kMaxSide + 2;  // glimpse_size <= 64, checked at creation
+  const int P = p.cfg.glimpse_size, level = p.levels[t];
+  if (P < 1 || P > kMaxSide) return;  // refused at creation
+  if (level < 0) {
+    std::fill(g, g + 3 * P * P, 0.0f);
+    return;
+  }
+  math::BilinearTap tx[kMaxSide], ty[kMaxSide];
+  for (int u = 0; u < P; ++u) {
+    tx[u] = glimpse_tap(p, t, 0, u);
+    ty[u] = glimpse_tap(p, t, 1, u);
+  }
+  // Taps are non-decreasing in u (clamped at the edges): the window spans the first to the last.
+  const int c0 = tx[0].i0, r0 = ty[0].i0;
+  const int ww = tx[P - 1].i1 - c0 + 1, wh = ty[P - 1].i1 - r0 + 1;
+  const int w = p.lw[level];
+  if (ww > kMaxWindow || wh > kMaxWindow) {  // not expected (taps one texel apart); stay exact anyway
+    for (int c = 0; c < 3; ++c)
+      for (int v = 0; v < P; ++v)
+        for (int u = 0; u < P; ++u)
+          g[(c * P + v) * P + u] = math::sample_taps(static_cast<const T*>(p.rgb[level][c]), w, tx[u], ty[v]);
+    return;
+  }
+  bool unit_steps = true;  // column taps c0 + u and c0 + u + 1: contiguous loads
+  float fx[kMaxSide];
+  for (int u = 0; u < P; ++u) {
+    unit_steps &= tx[u].i0 == c0 + u && tx[u].i1 == c0 + u + 1;
+    fx[u] = tx[u].t;
+  }
+  float window[kMaxWindow * kMaxWindow], along_x[kMaxWindow * kMaxSide];
+  for (int c = 0; c < 3; ++c) {
+    const T* plane = static_cast<const T*>(p.rgb[level][c]);
+    for (int r = 0; r < wh; ++r) load_row(plane + static_cast<int64_t>(r0 + r) * w + c0, window + r * ww, ww);
+    for (int r = 0; r < wh; ++r) {
+      const float* in = window + r * ww;
+      float* out = along_x + r * P;
+      if (unit_steps)
+        for (int u = 0; u < P; ++u) out[u] = math::lerp(in[u], in[u + 1], fx[u]);
+      else
+        for (int u = 0; u < P; ++u) out[u] = math::lerp(in[tx[u].i0 - c0], in[tx[u].i1 - c0], fx[u]);
+    }
+    for (int v = 0; v < P; ++v) {
+      const float* a = along_x + (ty[v].i0 - r0) * P;
+      const float* b = along_x + (ty[v].i1 - r0) * P;
+      const float fy = ty[v].t;
+      float* out = g + (c * P + v) * P;
+      for (int u = 0; u < P; ++u) out[u] = math::lerp(a[u], b[u], fy);
+    }
+  }
 }
 
 // The first `take` of indices[0..n) ranked by value (desc, then index).
@@ -39,7 +98,12 @@ void run_typed(const AllocateParams& p) {
     parallel_for(p.height, nt, [&](int y) {
       const T* row = motion0 + static_cast<int64_t>(y) * w;
       int32_t c = 0;
-      for (int x = 0; x < w; ++x) c += math::load_texel(row + x) > cut_motion ? 1 : 0;
+      for (int x0 = 0; x0 < w; x0 += 256) {  // float chunks: the count vectorizes
+        const int n = std::min(256, w - x0);
+        float values[256];
+        load_row(row + x0, values, n);
+        for (int x = 0; x < n; ++x) c += values[x] > cut_motion ? 1 : 0;
+      }
       row_counts[y] = c;
     });
     for (int y = 0; y < p.height; ++y) moving += row_counts[y];
@@ -132,27 +196,7 @@ void run_typed(const AllocateParams& p) {
   for (int t = 0; t < p.num_tokens; ++t)
     if (p.patches[t] >= 0) p.homunculus[p.patches[t]] += static_cast<float>(p.budgets[t]);
   const int P = p.cfg.glimpse_size;
-  parallel_for(p.num_tokens, nt, [&](int t) {
-    float* g = p.glimpses + static_cast<int64_t>(t) * 3 * P * P;
-    const int level = p.levels[t];
-    if (level < 0) {
-      std::fill(g, g + 3 * P * P, 0.0f);
-      return;
-    }
-    // The taps are separable: 2P per token, shared by the P^2 samples of each colour plane.
-    math::BilinearTap tx[64], ty[64];  // glimpse_size <= 64, checked at creation
-    for (int u = 0; u < P; ++u) {
-      tx[u] = glimpse_tap(p, t, 0, u);
-      ty[u] = glimpse_tap(p, t, 1, u);
-    }
-    const int w = p.lw[level];
-    for (int c = 0; c < 3; ++c) {
-      const T* plane = static_cast<const T*>(p.rgb[level][c]);
-      float* out = g + c * P * P;
-      for (int v = 0; v < P; ++v)
-        for (int u = 0; u < P; ++u) out[v * P + u] = math::sample_taps(plane, w, tx[u], ty[v]);
-    }
-  });
+  parallel_for(p.num_tokens, nt, [&](int t) { gather_glimpse<T>(p, t, p.glimpses + static_cast<int64_t>(t) * 3 * P * P); });
 }
 
 }  // namespace

@@ -13,9 +13,10 @@
 #include <vector>
 
 #include "parallel.h"
+#include "texel_rows.h"
 #include "../shared/texture_params.h"
 
-#if defined(__F16C__) || defined(__AVX2__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -25,27 +26,6 @@ namespace {
 using namespace arrcoc::math;
 
 constexpr int kChunk = 256;  // pixels per row chunk (stack buffers of kChunk floats)
-
-// Bulk conversions between float rows and stored texels.
-inline void store_row(const float* src, float* dst, int n) { std::memcpy(dst, src, sizeof(float) * n); }
-__attribute__((always_inline)) inline void store_row(const float* src, uint16_t* dst, int n) {
-  int i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-#endif
-  for (; i < n; ++i) dst[i] = float_to_half_bits(src[i]);
-}
-inline void load_row(const float* src, float* dst, int n) { std::memcpy(dst, src, sizeof(float) * n); }
-inline void load_row(const uint16_t* src, float* dst, int n) {
-  int i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
-#endif
-  for (; i < n; ++i) dst[i] = half_bits_to_float(src[i]);
-}
 
 // count_log2_count() for every 5-bit field value, as an array the CPU loops can index.
 struct CountLog2CountTable {
