@@ -32,8 +32,10 @@ void assign_row(const CascadeParams& p, int i) {
   int32_t best_k[kRun];
   for (int js = 0; js < w2;) {
     const int cx = math::cell_x(js, w2, gx);
-    int je = js + 1;
-    while (je < w2 && je - js < kRun && math::cell_x(je, w2, gx) == cx) ++je;
+    // The cell's last column + 1: cell_x(j) = j * gx / w2 <= cx exactly for j < ceil((cx + 1) * w2 / gx)
+    // (one division per run; a division per texel took a tenth of the cascade).
+    const int cell_end = static_cast<int>((static_cast<int64_t>(cx + 1) * w2 + gx - 1) / gx);
+    const int je = std::min({w2, js + kRun, cell_end});
     int b0, b1;
     math::neighbour_cells(cx, gx, &b0, &b1);
     const int len = je - js;

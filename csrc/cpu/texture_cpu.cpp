@@ -528,10 +528,25 @@ void build_pyramids_and_coarse(const TextureParams& p) {
     }
   });
   const int bw = saliency_blocks(l1.width), bh = saliency_blocks(l1.height), nb = bw * bh;
-  parallel_for(3 * bh, nt, [&](int r) {  // their block maxima
+  // Their block maxima: block_max's maximum of the same values (>= 0, from 0: any order gives the
+  // same bits), the block's rows folded column by column in vector lanes first, then each block's
+  // columns (a scalar chain over all 64 values waited on every max).
+  parallel_for(3 * bh, nt, [&](int r) {
     const int f = r / bh, bi = r % bh;
-    for (int bj = 0; bj < bw; ++bj)
-      p.sal_block_max[f * nb + bi * bw + bj] = block_max(p.sal_cs + f * n1, l1.width, l1.height, bi, bj);
+    thread_local std::vector<float> column_max;
+    if (column_max.size() < static_cast<size_t>(w1)) column_max.resize(w1);
+    float* const cm = column_max.data();
+    std::fill(cm, cm + w1, 0.0f);
+    const int i_end = std::min(l1.height, (bi + 1) * kSaliencyBlock);
+    for (int i = bi * kSaliencyBlock; i < i_end; ++i) {
+      const float* row = p.sal_cs + f * n1 + static_cast<int64_t>(i) * w1;
+      for (int j = 0; j < w1; ++j) cm[j] = maxf(cm[j], row[j]);
+    }
+    for (int bj = 0; bj < bw; ++bj) {
+      float m = 0.0f;
+      for (int j = bj * kSaliencyBlock; j < w1 && j < (bj + 1) * kSaliencyBlock; ++j) m = maxf(m, cm[j]);
+      p.sal_block_max[f * nb + bi * bw + bj] = m;
+    }
   });
   for (int f = 0; f < 3; ++f) p.sal_gain[f] = repetition_gain(p.sal_block_max + f * nb, nb);
   parallel_for(l1.height, nt, [&](int i) {  // normalized and combined
