@@ -301,24 +301,20 @@ void build_level0(const TextureParams& p) {
     q.diff = diff_row;
     const int lo = std::min(kBoxRadius, w), hi = std::max(lo, w - kBoxRadius);
     for (int x = 0; x < lo; ++x) horizontal_box_sums(q, 0, out_row, x, ClampedColumn{w});
-    // Inside: one loop per sum (the unused ones are dead code), each of one element type, into
-    // stack chunks copied out afterwards: GCC vectorizes none of this as one mixed-width loop
-    // writing through p's pointers, and each of these loops fully.
-    for (int x0 = lo; x0 < hi; x0 += kChunk) {
-      const int n = std::min(kChunk, hi - x0);
-      int32_t sy[kChunk], sy2[kChunk];
-      float sm[kChunk], sd[kChunk];
-      uint64_t sb[kChunk];
-      for (int k = 0; k < n; ++k) sy[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).y;
-      for (int k = 0; k < n; ++k) sy2[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).y2;
-      for (int k = 0; k < n; ++k) sm[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).mag;
-      for (int k = 0; k < n; ++k) sd[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).diff;
-      for (int k = 0; k < n; ++k) sb[k] = horizontal_box_sums_at(q, 0, x0 + k, InsideColumn{}).bins;
-      std::memcpy(p.hsum_y + out_row + x0, sy, sizeof(int32_t) * n);
-      std::memcpy(p.hsum_y2 + out_row + x0, sy2, sizeof(int32_t) * n);
-      std::memcpy(p.hsum_mag + out_row + x0, sm, sizeof(float) * n);
-      std::memcpy(p.hsum_diff + out_row + x0, sd, sizeof(float) * n);
-      std::memcpy(p.hbins + out_row + x0, sb, sizeof(uint64_t) * n);
+    // Inside: one loop per sum (the unused ones are dead code), each of one element type, stored
+    // through restrict pointers: GCC vectorizes none of this as one mixed-width loop writing
+    // through p's pointers (they might alias the inputs), and each of these loops fully.
+    {
+      int32_t* __restrict sy = p.hsum_y + out_row;
+      int32_t* __restrict sy2 = p.hsum_y2 + out_row;
+      float* __restrict sm = p.hsum_mag + out_row;
+      float* __restrict sd = p.hsum_diff + out_row;
+      uint64_t* __restrict sb = p.hbins + out_row;
+      for (int x = lo; x < hi; ++x) sy[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).y;
+      for (int x = lo; x < hi; ++x) sy2[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).y2;
+      for (int x = lo; x < hi; ++x) sm[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).mag;
+      for (int x = lo; x < hi; ++x) sd[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).diff;
+      for (int x = lo; x < hi; ++x) sb[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).bins;
     }
     for (int x = hi; x < w; ++x) horizontal_box_sums(q, 0, out_row, x, ClampedColumn{w});
   };
