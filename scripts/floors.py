@@ -6,7 +6,10 @@ bandwidth), the measured time, and the ratio to the peer a user would write inst
     python3 scripts/floors.py [--sizes 640x480,1280x720,1920x1080] [--frames 20] [--device cpu]
 
 Bytes (at least, each byte once; reads + writes; float16 texture):
-* texture: the frame read (3 B a pixel) + every stored texture plane written once;
+* texture: the frame read (3 B a pixel) + every texture plane the Pipeline writes, once (level 0:
+  red, green, blue and motion only, TexturePlanes::kPipeline; every channel from level 1 on);
+* texture, all planes: the same for a TextureBuilder(planes='all'), which writes every level-0
+  plane too (what the OpenCV + NumPy peer computes and stores: the peer ratio is on this row);
 * cascade: the level-2 planes it clusters (channels 3, 5, 10, 11, 15, 16) and the level-4 planes
   it scores (10, 11, 33) read, cluster ids (channel 13, levels 2-4) written;
 * allocate + gather: the level-0 motion plane read (scene cut), the level-4 planes it scores read,
@@ -47,11 +50,13 @@ def stage_bytes(result) -> dict:
     levels = tex._info["levels"]
     es = 2  # float16
     plane = lambda k: levels[k][0] * levels[k][1] * es  # noqa: E731
-    stored = sum(lw * lh * planes * es for lw, lh, _, planes in levels)
+    written0 = sum(1 for c in tex.channels_at(0) if tex.has_plane(c, 0))  # the Pipeline's level-0 planes
+    stored = sum(lw * lh * (written0 if k == 0 else planes) * es for k, (lw, lh, _, planes) in enumerate(levels))
     n_tokens = int(np.asarray(result.kinds).shape[0])
     glimpses = n_tokens * 3 * 16 * 16 * 4
     return {
         "texture": 3 * w * h + stored,
+        "texture, all planes": 3 * w * h + sum(lw * lh * planes * es for lw, lh, _, planes in levels),
         "cascade": 6 * plane(2) + 3 * plane(4) + plane(2) + plane(3) + plane(4),
         "allocate_and_gather": plane(0) + 12 * plane(4) + 4 * plane(4) + glimpses + n_tokens * 3 * 16 * 16 * es,
     }
@@ -69,7 +74,7 @@ def peer_times(frame, frames: int) -> dict:
             t = time.perf_counter()
             texture_opencv(frame)
             ts.append(time.perf_counter() - t)
-        out["texture"] = statistics.median(ts) * 1e3
+        out["texture, all planes"] = statistics.median(ts) * 1e3
     except ImportError:
         pass
     try:
@@ -111,17 +116,26 @@ def main(argv=None) -> int:
             if i >= 2:
                 timings.append(r.timings)
         nbytes = stage_bytes(r)
+        builder = arrcoc_rt.TextureBuilder(w, h, device=args.device, planes="all")
+        full = []
+        for i, f in enumerate(frames):
+            t = time.perf_counter()
+            builder.build(f)
+            builder.synchronize()
+            if i >= 2:
+                full.append((time.perf_counter() - t) * 1e3)
         peers = peer_times(frames[-1], args.frames)
         for stage, b in nbytes.items():
-            ms = statistics.median(t[stage] for t in timings)
+            ms = statistics.median(full) if stage == "texture, all planes" else statistics.median(t[stage] for t in timings)
             here = b / bw / 1e6
             peer = peers.get(stage)
             print(f"{size:>10} {stage:>20} {b / 1e6:8.2f} {here:9.3f}ms {b / H100_GBS / 1e6 * 1e3:6.1f}us "
                   f"{b / H200_GBS / 1e6 * 1e3:6.1f}us {ms:7.2f}ms {ms / here:8.1f} "
                   f"{'-' if peer is None else f'{peer:6.1f}ms':>8} {'-' if peer is None else f'{peer / ms:7.1f}x':>8}")
         total = statistics.median(t["total"] for t in timings)
-        print(f"{size:>10} {'whole pipeline':>20} {sum(nbytes.values()) / 1e6:8.2f} "
-              f"{sum(nbytes.values()) / bw / 1e6:9.3f}ms {'':>8} {'':>8} {total:7.2f}ms")
+        pipeline_bytes = sum(b for stage, b in nbytes.items() if stage != "texture, all planes")
+        print(f"{size:>10} {'whole pipeline':>20} {pipeline_bytes / 1e6:8.2f} "
+              f"{pipeline_bytes / bw / 1e6:9.3f}ms {'':>8} {'':>8} {total:7.2f}ms")
     return 0
 
 

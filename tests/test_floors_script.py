@@ -1,0 +1,28 @@
+"""scripts/floors.py (issue #15's table of bytes, floors, times and peers) runs and counts what the
+Pipeline's texture writes: fewer bytes than a texture with every plane."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "floors.py"
+
+
+def test_floors_table(capsys):
+    pytest.importorskip("cv2")
+    spec = importlib.util.spec_from_file_location("floors", SCRIPT)
+    floors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floors)
+    assert floors.main(["--sizes", "64x48", "--frames", "2"]) == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines()[2:]:
+        rest = line.split(None, 1)[1].strip()  # after the size column
+        name = next(n for n in ("texture, all planes", "texture", "cascade", "allocate_and_gather", "whole pipeline")
+                    if rest.startswith(n))
+        rows[name] = rest[len(name):].split()
+    assert set(rows) == {"texture", "texture, all planes", "cascade", "allocate_and_gather", "whole pipeline"}
+    lean_mb, full_mb = float(rows["texture"][0]), float(rows["texture, all planes"][0])
+    # 64x48: level 0 holds 15 planes, the Pipeline writes 4 of them: 11 * 64 * 48 * 2 bytes fewer
+    assert full_mb - lean_mb == pytest.approx(11 * 64 * 48 * 2 / 1e6, abs=0.011)
+    assert rows["texture, all planes"][-1].endswith("x")  # the peer's ratio is on the all-planes row
