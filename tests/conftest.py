@@ -40,7 +40,7 @@ EMULATED = arrcoc_rt.cuda_available() and arrcoc_rt.cuda.is_emulated()
 # (docs/RELIABILITY.md); the rest (CLI, encoders, VLM adapters, streaming) adds time, not native paths.
 SANITIZE_MODULES = {"test_cascade", "test_cuda_host", "test_dlpack", "test_fuzz_regressions", "test_half",
                     "test_pipeline", "test_properties", "test_sanitizers", "test_semantic", "test_texture_errors",
-                    "test_texture_motion", "test_texture_reference", "test_threads", "test_stream_group",
+                    "test_texture_motion", "test_texture_planes", "test_texture_reference", "test_threads", "test_stream_group",
                     "test_cuda_graphs"}
 SANITIZE_TESTS = {  # and these of other modules: decoder planes handed over zero-copy, damaged files, drops
     "test_stream.py::" + name for name in (
