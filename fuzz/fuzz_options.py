@@ -40,7 +40,13 @@ def knob_value(fdp, name):
 
 def one_input(fdp):
     which = fdp.ConsumeIntInRange(0, 5)
-    w, h = fdp.ConsumeIntInRange(1, 72), fdp.ConsumeIntInRange(1, 56)
+    shape = fdp.ConsumeIntInRange(0, 7)
+    if shape == 0:  # long and thin: one level-2 row (a 2048x4 frame once made a seed grid of 362 cells)
+        w, h = fdp.ConsumeIntInRange(1, 2100), fdp.ConsumeIntInRange(1, 8)
+    elif shape == 1:  # up to 100 x 100 (97x61 with 256 seeds once made 20 x 13 cells: past 256)
+        w, h = fdp.ConsumeIntInRange(1, 100), fdp.ConsumeIntInRange(1, 100)
+    else:
+        w, h = fdp.ConsumeIntInRange(1, 72), fdp.ConsumeIntInRange(1, 56)
     if which == 0:
         args = [fuzz_value(fdp) if fdp.ConsumeIntInRange(0, 3) == 0 else v for v in (w, h)]
         kw = {k: knob_value(fdp, k) for k in ("dtype", "num_threads") if fdp.ConsumeBool()}

@@ -55,6 +55,24 @@ def test_random_frames_match_reference_exactly(device, dtype, size, rng):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("size,seeds", [((97, 61), 256), ((2048, 4), 256), ((16384, 2), 200), ((61, 97), 255)],
+                         ids=["97x61-256", "2048x4-256", "16384x2-200", "61x97-255"])
+def test_seed_grid_never_exceeds_the_seed_buffers(device, size, seeds, rng):
+    """The seed grid rounds sqrt(seeds * w2 / h2) x seeds / that: on a 25 x 16 level 256 seeds made a
+    20 x 13 grid, on a level one texel high a row of sqrt(256 * 512) = 362 cells, and both ran past
+    the 256-seed buffers (heap corruption). The grid now stops at 256 cells, in the reference too."""
+    w, h = size
+    b = arrcoc_rt.TextureBuilder(w, h, device=device)
+    c = arrcoc_rt.ClusterCascade(w, h, device=device, num_seeds=seeds, top_clusters=4, patches_per_cluster=8)
+    b.build(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    tex = b.build(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    res = c.run(tex)
+    gx, gy = res.grid
+    assert gx * gy <= R.MAX_SEEDS and res.labels.max() < gx * gy
+    _check_against_reference(tex, res, num_seeds=seeds, top_clusters=4, patches_per_cluster=8)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
 def test_real_photographs_match_reference_exactly(device, name):
     img = real_image(name)

@@ -30,8 +30,12 @@ ARRCOC_HD int64_t stat_fixed(float v) {
 // Seed grid: gx x gy cells over a w2 x h2 level, about `seeds` cells, never more than texels.
 ARRCOC_HD void seed_grid(int seeds, int w2, int h2, int* gx, int* gy) {
   int x = static_cast<int>(rintf(sqrtf(static_cast<float>(seeds) * static_cast<float>(w2) / static_cast<float>(h2))));
-  x = clampi(x, 1, w2);
+  x = clampi(x, 1, w2 < kMaxSeeds ? w2 : kMaxSeeds);
   int y = clampi(static_cast<int>(rintf(static_cast<float>(seeds) / static_cast<float>(x))), 1, h2);
+  // Rounding can give more cells than seeds asked for (256 on a 25 x 16 level: 20 x 13), and a
+  // level one texel high a row of sqrt(seeds * w2) cells: never more than kMaxSeeds, the size of
+  // every per-seed buffer.
+  if (x * y > kMaxSeeds) y = kMaxSeeds / x;
   *gx = x;
   *gy = y;
 }

@@ -317,6 +317,7 @@ def build_texture(frame, pixel_format: str | None = None, previous: ReferenceTex
 # ----------------------------------------------------------------------------- stage 2: cascade
 
 _COLOUR_SCALE, _COLOUR_OFFSET, _POS, _STAT = 1024, 2048, 16, 1 << 20
+MAX_SEEDS = 256  # kMaxSeeds: the most grid cells (clusters) a cascade has
 
 
 def _stat_fixed(v):
@@ -326,8 +327,10 @@ def _stat_fixed(v):
 def seed_grid(seeds: int, w2: int, h2: int) -> tuple[int, int]:
     """Seed grid (gx, gy) with float32 arithmetic, as csrc/shared/cascade_math.h."""
     x = int(np.rint(np.sqrt(np.float32(seeds) * np.float32(w2) / np.float32(h2))))
-    x = min(max(x, 1), w2)
+    x = min(max(x, 1), w2, MAX_SEEDS)
     y = min(max(int(np.rint(np.float32(seeds) / np.float32(x))), 1), h2)
+    if x * y > MAX_SEEDS:  # rounding: never more cells than the per-seed buffers hold
+        y = MAX_SEEDS // x
     return x, y
 
 
