@@ -50,7 +50,8 @@ def stage_bytes(result) -> dict:
     levels = tex._info["levels"]
     es = 2  # float16
     plane = lambda k: levels[k][0] * levels[k][1] * es  # noqa: E731
-    written0 = sum(1 for c in tex.channels_at(0) if tex.has_plane(c, 0))  # the Pipeline's level-0 planes
+    # the Pipeline's level-0 planes (the CUDA backend writes all of them, whatever the view shows)
+    written0 = sum(1 for c in tex.channels_at(0) if tex.has_plane(c, 0) or tex.device != "cpu")
     stored = sum(lw * lh * (written0 if k == 0 else planes) * es for k, (lw, lh, _, planes) in enumerate(levels))
     n_tokens = int(np.asarray(result.kinds).shape[0])
     glimpses = n_tokens * 3 * 16 * 16 * 4

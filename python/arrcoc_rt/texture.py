@@ -104,8 +104,8 @@ class Texture:
     def _not_kept(self, what: str) -> ValueError:
         kept = ", ".join(Channel(c).name.lower() for c in self.channels_at(0) if self._level0_kept >> c & 1)
         return ValueError(f"{what} is not written in this texture: its builder keeps at level 0 only {kept} "
-                          "(planes='pipeline', a Pipeline's default); ask for level >= 1, or create it with "
-                          "planes='all' (Pipeline(..., texture_planes='all'))")
+                          "(planes='pipeline', a Pipeline's default; channel() reads those); ask for level >= 1, "
+                          "or create it with planes='all' (Pipeline(..., texture_planes='all'))")
 
     def level(self, level: int):
         """All planes stored at ``level`` as one [planes, height, width] array (zero-copy);
@@ -140,12 +140,13 @@ class Texture:
         return a
 
     def to_numpy(self, level: int = 0) -> dict:
-        """{Channel: float32 NumPy copy} of every channel written at ``level`` (host copies; CPU only)."""
+        """{Channel: float32 NumPy copy} of every channel stored at ``level`` (host copies; CPU only)."""
         if self.device != "cpu":
             raise ValueError("to_numpy: the texture is in CUDA memory; use channel()/level() with "
                              "torch.from_dlpack or cupy.from_dlpack")
-        return {c: np.asarray(self.channel(c, level), dtype=np.float32) for c in self.channels_at(level)
-                if self.has_plane(c, level)}
+        if any(not self.has_plane(c, level) for c in self.channels_at(level)):
+            raise self._not_kept(f"level {level} as a whole")
+        return {c: np.asarray(self.channel(c, level), dtype=np.float32) for c in self.channels_at(level)}
 
     def __repr__(self) -> str:
         return (f"Texture({self.width}x{self.height}, dtype={self.dtype}, device={self.device}, "

@@ -33,6 +33,12 @@ def _tile(plane, signed, size):
     return Image.fromarray(to_rgb8(plane, signed)).resize(size, Image.NEAREST)
 
 
+def _shown_level(tex: Texture, c: Channel) -> int:
+    """The channel's base level, or level 1 where a Pipeline's texture did not write its level 0."""
+    k = base_level(c)
+    return k if tex.has_plane(c, k) else k + 1
+
+
 def contact_sheet(tex: Texture, title: str = "", tile_width: int = 200) -> Image.Image:
     """All 40 channels on one sheet (each at its base level, nearest-upsampled), labelled with
     index, name, level and value range; then one row with the luminance at mip levels 0..4."""
@@ -46,7 +52,7 @@ def contact_sheet(tex: Texture, title: str = "", tile_width: int = 200) -> Image
     draw.text((pad, 8), title or f"arrcoc_rt texture {tex.width}x{tex.height}, frame {tex.frame_index}",
               fill=(240, 240, 240), font=font)
     for c in Channel:
-        k = base_level(c)
+        k = _shown_level(tex, c)
         plane = to_host(tex.channel(c, k)).astype(np.float32)
         r, col = divmod(int(c), cols)
         x0, y0 = pad + col * (tw + pad), 30 + r * (th + label_h + pad)
@@ -57,6 +63,8 @@ def contact_sheet(tex: Texture, title: str = "", tile_width: int = 200) -> Image
         draw.text((x0, y0 + th + 14), f"[{lo:.3g}, {hi:.3g}]", fill=(150, 150, 160), font=font)
     y0 = 30 + 5 * (th + label_h + pad)
     for k in range(5):
+        if not tex.has_plane(Channel.LUMINANCE, k):
+            continue  # a Pipeline's texture (texture_planes='pipeline') has no level-0 luminance
         x0 = pad + k * (tw + pad)
         plane = to_host(tex.channel(Channel.LUMINANCE, k)).astype(np.float32)
         sheet.paste(_tile(plane, False, (tw, th)), (x0, y0))
@@ -72,7 +80,7 @@ def save_channels(tex: Texture, folder) -> list:
     folder = Path(folder)
     paths = []
     for c in Channel:
-        plane = to_host(tex.channel(c, base_level(c))).astype(np.float32)
+        plane = to_host(tex.channel(c, _shown_level(tex, c))).astype(np.float32)
         p = folder / f"channel_{int(c):02d}_{c.name.lower()}.png"
         Image.fromarray(to_rgb8(plane, c in SIGNED)).save(p)
         paths.append(p)
