@@ -9,7 +9,9 @@ Tolerances (why):
 - float16 storage: flash-attention's rule. A plain float16 implementation (the reference rounded
   to float16 at each level, each mip level averaged from the stored float16 level above, as
   our kernels do) has some error against float64; ours may be at most 2x that (+1e-6 for
-  channels where the plain error is exactly zero).
+  channels where the plain error is exactly zero; on planes under 64 texels also the reach of one
+  rounding flip carried down the mips, `flip_slack`: on a plane of a few texels that flip alone
+  exceeds 2x, in about one of 200 random 17x31 frames).
 - Exact channels (motion vectors: integer SAD on integer luma) must match bit for bit.
 - NaN/inf never passes: outputs are poisoned with NaN before each build and every element of
   every stored plane is checked.
@@ -152,6 +154,28 @@ def poison(builder: arrcoc_rt.TextureBuilder) -> None:
     builder._native.poison_output()
 
 
+# Planes this small (levels 3-4 of tiny frames) get flip_slack on top of the 2x rule.
+SMALL_PLANE = 64
+
+
+def flip_slack(ref: R.ReferenceTexture, c: int, k: int) -> float:
+    """How far one rounding flip can carry into level k: a value next to a float16 rounding
+    boundary at the channel's base level can round the other way after float32 arithmetic than
+    after float64 (one step at that level's largest value), and each mip level rounds the mean of
+    that difference again (at most half of it: an edge texel of an odd size counts twice, plus one
+    step of its own). On a plane of a few texels that one flip alone exceeds twice the plain error
+    (about one random 17x31 frame in 200); on larger planes it is diluted and no slack is given."""
+    def step(level: int) -> float:
+        plane = ref.channel(c, level)
+        return float(np.spacing(np.float16(np.max(np.abs(plane))))) if plane.size else 0.0
+
+    base = R.channel_base_level(c)
+    slack = step(base)
+    for level in range(base + 1, k + 1):
+        slack = slack / 2 + step(level)
+    return slack
+
+
 def compare_texture(tex: arrcoc_rt.Texture, ref: R.ReferenceTexture, dtype: str, context: str = "") -> None:
     """Every channel the texture holds, at every level, against the reference, with the tolerances
     above (level-0 planes a builder with planes='pipeline' does not write are skipped)."""
@@ -183,7 +207,9 @@ def compare_texture(tex: arrcoc_rt.Texture, ref: R.ReferenceTexture, dtype: str,
                 p = plain[k][int(c)].astype(np.float64)
                 perr = rel_l2(p, want)
                 pmax = float(np.max(np.abs(p - want))) if p.size else 0.0
-                if err > 2 * perr + 1e-6 or maxabs > 2 * pmax + 1e-6:
+                slack = flip_slack(ref, int(c), k) if want.size < SMALL_PLANE else 0.0
+                slack_l2 = slack / max(float(np.linalg.norm(want)), 1e-3 * np.sqrt(want.size)) if want.size else 0.0
+                if err > 2 * perr + slack_l2 + 1e-6 or maxabs > 2 * pmax + slack + 1e-6:
                     failures.append(f"{name}: rel L2 {err:.2e} vs plain float16 {perr:.2e}; "
                                     f"max abs {maxabs:.2e} vs {pmax:.2e} (limit 2x)")
     assert not failures, f"{context}: " + "; ".join(failures)
