@@ -148,6 +148,27 @@ def plain_float16(ref: R.ReferenceTexture) -> list[dict]:
     return out
 
 
+def pixel_format_frames(rgb: np.ndarray, rng) -> dict:
+    """The same picture in every pixel format (YUV ones from random planes)."""
+    h, w = rgb.shape[:2]
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (h, w, 1), dtype=np.uint8)], axis=2)
+    y = rng.integers(16, 236, (h, w), dtype=np.uint8)
+    u = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
+    v = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
+    return {
+        "rgb24": rgb,
+        "bgr24": np.ascontiguousarray(rgb[..., ::-1]),
+        "rgba32": rgba,
+        "bgra32": np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]),
+        "gray8": np.ascontiguousarray(rgb[..., 1]),
+        "nv12": (y, np.ascontiguousarray(np.stack([u, v], axis=2))),
+        "yuv420p": (y, u, v),
+        # planar RGB in a padded buffer (row pitch > width): torchcodec's [3, H, W], cropped
+        "rgbp": np.pad(rgb.transpose(2, 0, 1), ((0, 0), (0, 1), (0, 3)))[:, :h, :w],
+    }
+
+
 def poison(builder: arrcoc_rt.TextureBuilder) -> None:
     """Fill the builder's whole texture buffer with NaN (catches unwritten elements); keeps the
     motion history."""

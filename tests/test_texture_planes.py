@@ -7,7 +7,7 @@ import pytest
 
 import arrcoc_rt
 from arrcoc_rt import reference as R
-from conftest import compare_texture, devices, host, poison, real_image
+from conftest import compare_texture, devices, host, pixel_format_frames, poison, real_image
 
 KEPT = {arrcoc_rt.Channel.RED, arrcoc_rt.Channel.GREEN, arrcoc_rt.Channel.BLUE, arrcoc_rt.Channel.MOTION}
 
@@ -25,15 +25,6 @@ def _assert_same_planes(full, lean, context):
                 assert _same_bits(full.channel(c, k), lean.channel(c, k)), f"{context}: {c.name}@L{k}"
 
 
-def _formats(h, w, rng):
-    ch, cw = (h + 1) // 2, (w + 1) // 2
-    y = rng.integers(16, 236, (h, w), dtype=np.uint8)
-    u = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
-    v = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
-    return {"rgb24": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "nv12": (y, np.stack([u, v], axis=2)),
-            "yuv420p": (y, u, v), "gray8": rng.integers(0, 256, (h, w), dtype=np.uint8)}
-
-
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (17, 31), (97, 61), (640, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -44,7 +35,9 @@ def test_written_planes_equal_all_planes(device, dtype, size, rng):
     for threads in ([1, 2, 3] if device == "cpu" else [0]):
         full = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype, num_threads=threads)
         lean = arrcoc_rt.TextureBuilder(w, h, device=device, dtype=dtype, num_threads=threads, planes="pipeline")
-        for fmt, frame in _formats(h, w, rng).items():
+        frames = pixel_format_frames(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng)
+        for fmt in ("rgb24", "nv12", "yuv420p", "gray8"):
+            frame = frames[fmt]
             for step in range(2):  # the second frame has motion
                 moved = frame if step == 0 else tuple(np.roll(p, 1, axis=1) for p in frame) \
                     if isinstance(frame, tuple) else np.roll(frame, 3, axis=1)

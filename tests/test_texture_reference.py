@@ -6,7 +6,7 @@ import pytest
 
 import arrcoc_rt
 from arrcoc_rt import reference as R
-from conftest import REAL_IMAGES, compare_texture, devices, host, poison, real_image
+from conftest import REAL_IMAGES, compare_texture, devices, host, pixel_format_frames, poison, real_image
 
 SIZES = [(1, 1), (2, 3), (3, 2), (17, 31), (31, 17), (640, 480), (1023, 769), (1920, 1080)]
 
@@ -62,34 +62,13 @@ def test_real_photographs(device, dtype, name):
     compare_texture(t2, R.build_texture(moved, previous=r1), dtype, name + " moved")
 
 
-def _formats(rgb, rng):
-    """The same picture in every pixel format (YUV ones from random planes)."""
-    h, w = rgb.shape[:2]
-    ch, cw = (h + 1) // 2, (w + 1) // 2
-    rgba = np.concatenate([rgb, rng.integers(0, 256, (h, w, 1), dtype=np.uint8)], axis=2)
-    y = rng.integers(16, 236, (h, w), dtype=np.uint8)
-    u = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
-    v = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
-    return {
-        "rgb24": rgb,
-        "bgr24": np.ascontiguousarray(rgb[..., ::-1]),
-        "rgba32": rgba,
-        "bgra32": np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]),
-        "gray8": np.ascontiguousarray(rgb[..., 1]),
-        "nv12": (y, np.ascontiguousarray(np.stack([u, v], axis=2))),
-        "yuv420p": (y, u, v),
-        # planar RGB in a padded buffer (row pitch > width): torchcodec's [3, H, W], cropped
-        "rgbp": np.pad(rgb.transpose(2, 0, 1), ((0, 0), (0, 1), (0, 3)))[:, :h, :w],
-    }
-
-
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("size", [(1, 1), (17, 31), (64, 48)], ids=["1x1", "17x31", "64x48"])
 def test_pixel_formats(device, size, rng):
     w, h = size
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     b = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32")
-    for fmt, frame in _formats(rgb, rng).items():
+    for fmt, frame in pixel_format_frames(rgb, rng).items():
         b.reset()  # each format is compared as a first frame
         poison(b)
         tex = b.build(frame, pixel_format=fmt)

@@ -230,9 +230,10 @@ struct TextureBuilder::Impl {
     p.fixation_y = config.fixation_y;
     p.motion_valid = has_prev && prev_width == frame.width && prev_height == frame.height;
     p.num_threads = threads();
-    // CUDA writes every level-0 plane (its mip kernels read them back), whatever the view shows.
-    p.level0_kept = config.planes == TexturePlanes::kAll || config.device == Device::kCUDA ? kAllLevel0Kept
-                                                                                           : kPipelineLevel0Planes;
+    // The view shows the configured planes; CUDA writes every level-0 plane (its mip kernels read
+    // them back) whatever the view shows.
+    const uint32_t shown = config.planes == TexturePlanes::kAll ? kAllLevel0Kept : kPipelineLevel0Planes;
+    p.level0_kept = config.device == Device::kCUDA ? kAllLevel0Kept : shown;
 
     if (config.device == Device::kCPU) {
       s = cpu::build_texture(p);
@@ -263,7 +264,7 @@ struct TextureBuilder::Impl {
     std::copy(p.levels, p.levels + kNumLevels, v.levels);
     v.motion_valid = p.motion_valid;
     v.frame_index = frame_index;
-    v.level0_kept = config.planes == TexturePlanes::kAll ? kAllLevel0Kept : kPipelineLevel0Planes;
+    v.level0_kept = shown;
     last = v;
     if (config.device == Device::kCUDA) order.after(frame.cuda_stream);
     *view = v;

@@ -101,6 +101,11 @@ class Texture:
         k = self._level_index(level)
         return base_level(c) <= k and (k > 0 or bool(self._level0_kept >> c & 1))
 
+    def _check_whole_level(self, k: int) -> None:
+        """level(k) and to_numpy(k) hand out every plane of level k: all of them must be written."""
+        if any(not self.has_plane(c, k) for c in self.channels_at(k)):
+            raise self._not_kept(f"level {k} as a whole")
+
     def _not_kept(self, what: str) -> ValueError:
         kept = ", ".join(Channel(c).name.lower() for c in self.channels_at(0) if self._level0_kept >> c & 1)
         return ValueError(f"{what} is not written in this texture: its builder keeps at level 0 only {kept} "
@@ -112,8 +117,7 @@ class Texture:
         ``Texture.channels_at(level)`` names the planes."""
         self._check_fresh()
         k = self._level_index(level)
-        if k == 0 and any(not self.has_plane(c, 0) for c in self.channels_at(0)):
-            raise self._not_kept("level 0 as a whole")
+        self._check_whole_level(k)
         w, h, offset, planes = self._info["levels"][k]
         return self._read_only(self._builder._native.view(self._info["data"], offset, [planes, h, w]))
 
@@ -144,8 +148,7 @@ class Texture:
         if self.device != "cpu":
             raise ValueError("to_numpy: the texture is in CUDA memory; use channel()/level() with "
                              "torch.from_dlpack or cupy.from_dlpack")
-        if any(not self.has_plane(c, level) for c in self.channels_at(level)):
-            raise self._not_kept(f"level {level} as a whole")
+        self._check_whole_level(self._level_index(level))
         return {c: np.asarray(self.channel(c, level), dtype=np.float32) for c in self.channels_at(level)}
 
     def __repr__(self) -> str:
