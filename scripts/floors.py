@@ -15,6 +15,16 @@ Bytes (at least, each byte once; reads + writes; float16 texture):
 * allocate + gather: the level-0 motion plane read (scene cut), the level-4 planes it scores read,
   channels 34, 37-39 written, and the glimpses (N x 3 x 16 x 16 float32) written with the texels
   they sample read.
+Operations (estimated: the arithmetic of the shared formulas, csrc/shared/*_math.h, per element, as
+`stage_ops` lists them; an add, multiply, compare, shift, square root or table lookup each count one;
+loads, stores and index arithmetic do not): the texture's 147 per level-0 pixel (point channels 33,
+3x3 gradients and frame difference 29, the five 5-tap sums both ways 41, contrast, edge density,
+motion and entropy 44), 4 per texel of every mip, the saliency maps per level-1 texel and block
+matching's 81 x 16 SADs per patch; the cascade's SLIC assignment (17 per seed compared, 9 seeds per
+texel, iterations + 1 times) and sums; the allocation's balancer MLP (about 18,600 per candidate)
+and 9 per glimpse sample and channel. Their floor is operations / this machine's arithmetic rate,
+measured in the run as the float32 matrix product's rate (NumPy's BLAS on every core; a fused
+multiply-add counts two: the most this machine's vector units do, so a lower bound).
 Floors are bytes / bandwidth. This machine's bandwidth is the best of 5 copies of a 256 MB array
 (NumPy, one thread: read + write). Peers: the OpenCV + NumPy texture (benchmarks/opencv_texture.py),
 scikit-image's SLIC for the cascade, the torch balancer of benchmarks/bench_stages.py is not
@@ -42,6 +52,43 @@ def measured_bandwidth_gbs(mb: int = 256, repeats: int = 5) -> float:
         np.copyto(b, a)
         best = min(best, time.perf_counter() - t)
     return 2 * a.nbytes / best / 1e9
+
+
+def measured_gflops(n: int = 1024, repeats: int = 5) -> float:
+    a = np.ones((n, n), np.float32)
+    b = np.ones((n, n), np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 / best / 1e9
+
+
+def stage_ops(result, config: dict) -> dict:
+    """Arithmetic operations per frame and stage (the module docstring says what counts)."""
+    levels = result.texture._info["levels"]
+    texels = [lw * lh for lw, lh, _, _ in levels]
+    (w, h), w1, h1 = levels[0][:2], levels[1][0], levels[1][1]
+    patches = texels[4]
+    # texture: level 0, then 4 per mip texel of channels 0-16 (not 13, the cascade's; not 11 at level
+    # 1, computed there) and of the three float feature pyramids
+    level0 = 147 * texels[0]
+    mips = sum(4 * n * ((16 if k > 1 else 15) + 3) for k, n in enumerate(texels) if k >= 1)
+    saliency = (3 * 3 * w1 * sum(lh for _, lh, _, _ in levels[2:5])  # rows of levels 2-4 lerped along x
+                + (3 * (3 * 3 + 5) + 3 + 7) * texels[1])  # y lerps + centre-surround, block maxima, combine
+    motion = 15 * texels[2] + patches * 81 * (16 * 3 + 4)  # level-2 luma sums; SADs and the choice
+    seeds, iters = config["num_seeds"], config["iterations"]
+    cascade = (6 * texels[2] + (iters + 1) * 9 * 17 * texels[2] + iters * 6 * texels[2] + 8 * texels[2]
+               + seeds * 64 + patches * (20 + config["top_clusters"]))  # seeds' updates; keys, member scans
+    candidates = int((np.asarray(result.candidates) >= 0).sum())
+    g = int(np.asarray(result.glimpses).shape[-1])
+    n_tokens = int(np.asarray(result.kinds).shape[0])
+    mlp = 2 * 3 * 128 + 5 * 128 + 128 + 2 * 128 * 64 + 5 * 64 + 64 + 2 * 64  # 3 -> 128 -> 64 -> 1, LayerNorms, ReLUs
+    allocate = 2 * texels[0] + candidates * mlp + n_tokens * 3 * g * g * 9 + patches * 40
+    texture = level0 + mips + saliency + motion
+    return {"texture": texture, "texture, all planes": texture, "cascade": cascade, "allocate_and_gather": allocate}
 
 
 def stage_bytes(result) -> dict:
@@ -103,10 +150,12 @@ def main(argv=None) -> int:
     from arrcoc_rt.samples import sample_frames
 
     bw = measured_bandwidth_gbs()
+    gflops = measured_gflops()
     print(f"arrcoc_rt {arrcoc_rt.__version__}, device {args.device}; this machine's copy bandwidth "
-          f"{bw:.1f} GB/s (one thread); H100 {H100_GBS:.0f} GB/s, H200 {H200_GBS:.0f} GB/s (published)")
-    print(f"{'size':>10} {'stage':>20} {'MB':>8} {'floor here':>11} {'H100':>8} {'H200':>8} {'measured':>9} "
-          f"{'x floor':>8} {'peer':>8} {'peer/us':>8}")
+          f"{bw:.1f} GB/s (one thread), arithmetic {gflops:.0f} GFLOP/s (float32 matrix product, every core); "
+          f"H100 {H100_GBS:.0f} GB/s, H200 {H200_GBS:.0f} GB/s (published)")
+    print(f"{'size':>10} {'stage':>20} {'MB':>8} {'floor here':>11} {'H100':>8} {'H200':>8} {'Mop':>8} "
+          f"{'op floor':>9} {'measured':>9} {'x floor':>8} {'x op fl':>8} {'peer':>8} {'peer/us':>8}")
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.split("x"))
         frames = sample_frames(w, h, args.frames + 2)
@@ -117,6 +166,7 @@ def main(argv=None) -> int:
             if i >= 2:
                 timings.append(r.timings)
         nbytes = stage_bytes(r)
+        nops = stage_ops(r, pipe.config)
         builder = arrcoc_rt.TextureBuilder(w, h, device=args.device, planes="all")
         full = []
         for i, f in enumerate(frames):
@@ -130,13 +180,17 @@ def main(argv=None) -> int:
             ms = statistics.median(full) if stage == "texture, all planes" else statistics.median(t[stage] for t in timings)
             here = b / bw / 1e6
             peer = peers.get(stage)
+            op_floor = nops[stage] / gflops / 1e6
             print(f"{size:>10} {stage:>20} {b / 1e6:8.2f} {here:9.3f}ms {b / H100_GBS / 1e6 * 1e3:6.1f}us "
-                  f"{b / H200_GBS / 1e6 * 1e3:6.1f}us {ms:7.2f}ms {ms / here:8.1f} "
+                  f"{b / H200_GBS / 1e6 * 1e3:6.1f}us {nops[stage] / 1e6:8.1f} {op_floor:7.3f}ms "
+                  f"{ms:7.2f}ms {ms / here:8.1f} {ms / op_floor:8.1f} "
                   f"{'-' if peer is None else f'{peer:6.1f}ms':>8} {'-' if peer is None else f'{peer / ms:7.1f}x':>8}")
         total = statistics.median(t["total"] for t in timings)
         pipeline_bytes = sum(b for stage, b in nbytes.items() if stage != "texture, all planes")
+        pipeline_ops = sum(n for stage, n in nops.items() if stage != "texture, all planes")
         print(f"{size:>10} {'whole pipeline':>20} {pipeline_bytes / 1e6:8.2f} "
-              f"{pipeline_bytes / bw / 1e6:9.3f}ms {'':>8} {'':>8} {total:7.2f}ms")
+              f"{pipeline_bytes / bw / 1e6:9.3f}ms {'':>8} {'':>8} {pipeline_ops / 1e6:8.1f} "
+              f"{pipeline_ops / gflops / 1e6:7.3f}ms {total:7.2f}ms")
     return 0
 
 

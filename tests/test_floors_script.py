@@ -26,3 +26,9 @@ def test_floors_table(capsys):
     # 64x48: level 0 holds 15 planes, the Pipeline writes 4 of them: 11 * 64 * 48 * 2 bytes fewer
     assert full_mb - lean_mb == pytest.approx(11 * 64 * 48 * 2 / 1e6, abs=0.011)
     assert rows["texture, all planes"][-1].endswith("x")  # the peer's ratio is on the all-planes row
+    # operations (after MB, the floors here, on an H100 and an H200; the whole pipeline's row has no
+    # GPU floors): the texture's 147 per level-0 pixel at least, the whole pipeline's the sum
+    mop = {name: float(cols[2] if name == "whole pipeline" else cols[4]) for name, cols in rows.items()}
+    assert mop["texture"] >= 147 * 64 * 48 / 1e6
+    assert min(mop.values()) > 0
+    assert mop["whole pipeline"] == pytest.approx(mop["texture"] + mop["cascade"] + mop["allocate_and_gather"], abs=0.2)
