@@ -4,6 +4,7 @@
 #include "cascade_cpu.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "parallel.h"
@@ -16,19 +17,21 @@ namespace {
 // grid cell share their 3x3 candidate seeds, so each run of texels is scored seed by seed (seeds
 // in increasing index, strictly smaller distance wins: ties keep the lower index, as in
 // slic_assign), an inner loop over texels that the compiler vectorizes.
-void assign_row(const CascadeParams& p, int i) {
+// Distance is math::slic_distance (any texture) or math::slic_distance_narrow (the same values
+// where math::slic_narrow_ok holds: 1.5x faster here).
+template <typename Distance>
+void assign_row(const CascadeParams& p, int i, Distance distance) {
   constexpr int kRun = 128;
   const int w2 = p.w2, h2 = p.h2, gx = p.gx, gy = p.gy;
   const int64_t n = static_cast<int64_t>(w2) * h2, row = static_cast<int64_t>(i) * w2;
   const int32_t* c0 = p.colour + row;
   const int32_t* c1 = p.colour + n + row;
   const int32_t* c2 = p.colour + 2 * n + row;
-  const int64_t s16_sq = p.s16_sq, m_sq = p.m_sq;
   const int cy = math::cell_y(i, h2, gy);
   int a0, a1;
   math::neighbour_cells(cy, gy, &a0, &a1);
   const int y16 = i * math::kPosScale + math::kPosScale / 2;
-  int64_t best_d[kRun];
+  decltype(distance(math::Seed{}, nullptr, 0, 0)) best_d[kRun];
   int32_t best_k[kRun];
   for (int js = 0; js < w2;) {
     const int cx = math::cell_x(js, w2, gx);
@@ -47,7 +50,7 @@ void assign_row(const CascadeParams& p, int i) {
         for (int t = 0; t < len; ++t) {
           const int j = js + t;
           const int c[3] = {c0[j], c1[j], c2[j]};
-          const int64_t d = math::slic_distance(s, c, j * math::kPosScale + math::kPosScale / 2, y16, s16_sq, m_sq);
+          const auto d = distance(s, c, j * math::kPosScale + math::kPosScale / 2, y16);
           const bool take = first || d < best_d[t];
           best_d[t] = take ? d : best_d[t];
           best_k[t] = take ? k : best_k[t];
@@ -89,13 +92,37 @@ void sum_by_label(const CascadeParams& p, unsigned long long* sums, Terms terms)
 template <typename T>
 void run_typed(const CascadeParams& p) {
   const int nt = p.num_threads, w2 = p.w2, h2 = p.h2, nseeds = p.gx * p.gy;
+  std::atomic<bool> colours_narrow{true};  // every colour in [0, kNarrowColourLimit)
   parallel_for(h2, nt, [&](int i) {
     for (int j = 0; j < w2; ++j) cascade_features<T>(p, static_cast<int64_t>(i) * w2 + j);
+    const int64_t n = static_cast<int64_t>(w2) * h2;
+    int lo = 0, hi = 0;
+    for (int c = 0; c < 3; ++c) {
+      const int32_t* row = p.colour + c * n + static_cast<int64_t>(i) * w2;
+      for (int j = 0; j < w2; ++j) {
+        lo = std::min(lo, row[j]);
+        hi = std::max(hi, row[j]);
+      }
+    }
+    if (!math::slic_narrow_ok(w2, h2, p.s16_sq, p.m_sq, lo, hi)) colours_narrow.store(false, std::memory_order_relaxed);
   });
   for (int k = 0; k < nseeds; ++k) init_seed(p, k);
 
+  const bool narrow = colours_narrow.load() && math::slic_narrow_ok(w2, h2, p.s16_sq, p.m_sq, 0, 0);
+  const uint32_t s16_sq = static_cast<uint32_t>(p.s16_sq), m_sq = static_cast<uint32_t>(p.m_sq);
   auto assign_all = [&] {
-    parallel_for(h2, nt, [&](int i) { assign_row(p, i); });
+    if (narrow)
+      parallel_for(h2, nt, [&](int i) {
+        assign_row(p, i, [=](const math::Seed& s, const int c[3], int x16, int y16) {
+          return math::slic_distance_narrow(s, c, x16, y16, s16_sq, m_sq);
+        });
+      });
+    else
+      parallel_for(h2, nt, [&](int i) {
+        assign_row(p, i, [&](const math::Seed& s, const int c[3], int x16, int y16) {
+          return math::slic_distance(s, c, x16, y16, p.s16_sq, p.m_sq);
+        });
+      });
   };
   for (int it = 0; it < p.iterations; ++it) {
     assign_all();

@@ -62,6 +62,28 @@ ARRCOC_HD int64_t slic_distance(const Seed& s, const int c[3], int x16, int y16,
   return s16_sq * (d0 * d0 + d1 * d1 + d2 * d2) + m_sq * (dx * dx + dy * dy);
 }
 
+// slic_distance() in 32-bit parts and two 32 x 32 -> 64-bit products, the same value where
+// slic_narrow_ok() holds: colours in [0, 2^13) make |dc| < 2^13 and the colour term < 3 * 2^26,
+// positions in [0, 2^15) (levels under 2048 texels) make |dp| < 2^15 and the position term < 2^31,
+// so with s16_sq, m_sq < 2^32 the sum < 2^60 + 2^63 fits a uint64. AVX2 has no 64-bit multiply:
+// each of slic_distance()'s seven is three 32-bit ones, and the CPU's assignment was 1.5x slower.
+ARRCOC_HD uint64_t slic_distance_narrow(const Seed& s, const int c[3], int x16, int y16, uint32_t s16_sq,
+                                        uint32_t m_sq) {
+  const int d0 = c[0] - s.c[0], d1 = c[1] - s.c[1], d2 = c[2] - s.c[2];
+  const int dx = x16 - s.x16, dy = y16 - s.y16;
+  const uint32_t colour = static_cast<uint32_t>(d0 * d0) + static_cast<uint32_t>(d1 * d1) + static_cast<uint32_t>(d2 * d2);
+  const uint32_t position = static_cast<uint32_t>(dx * dx) + static_cast<uint32_t>(dy * dy);
+  return static_cast<uint64_t>(colour) * s16_sq + static_cast<uint64_t>(position) * m_sq;
+}
+constexpr int kNarrowColourLimit = 1 << 13;
+constexpr int kNarrowLevelLimit = (1 << 15) / kPosScale;  // texels along each axis of level 2
+// Texture colours (their features' range over the frame; seeds are means of them) and the level's
+// size for which slic_distance_narrow() is exact.
+ARRCOC_HD bool slic_narrow_ok(int w2, int h2, int64_t s16_sq, int64_t m_sq, int colour_min, int colour_max) {
+  return w2 < kNarrowLevelLimit && h2 < kNarrowLevelLimit && s16_sq >= 0 && s16_sq < (int64_t{1} << 32) &&
+         m_sq >= 0 && m_sq < (int64_t{1} << 32) && colour_min >= 0 && colour_max < kNarrowColourLimit;
+}
+
 // Label of texel (i, j): the nearest seed among those of the 3x3 grid cells around its cell;
 // ties go to the lower seed index.
 // The grid cells a texel of cell `c` (of `g` along one axis) compares against: c-1..c+1, clipped.

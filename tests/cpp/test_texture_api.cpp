@@ -1,5 +1,6 @@
 // C++ API tests (ctest): error statuses for bad input, layout, and known values, with no
 // Python involved. Plain asserts with messages; exits non-zero on the first failure.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -225,6 +226,54 @@ void test_cascade() {
   check_status(c->run(tex, &out), StatusCode::kOutOfRange, "texture larger than the cascade", "exceeds the maximum");
 }
 
+// The CPU's SLIC assignment takes 32-bit distance terms where the texture's colours allow it
+// (slic_distance_narrow) and 64-bit ones elsewhere: a texture whose level-2 luminance is offset by 8
+// (colours past 2^13 in fixed point, which only a texture written by the caller can hold) gives the
+// same distances, so the same labels and candidates, through the 64-bit path.
+void test_cascade_colour_range() {
+  const int w = 320, h = 192;
+  arrcoc::TextureConfig tc;
+  tc.max_width = w;
+  tc.max_height = h;
+  tc.dtype = arrcoc::DType::kFloat32;  // k / 1024 + 8 is exact in float32
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check(arrcoc::TextureBuilder::create(tc, &b).ok(), "create float32 texture builder 320x192");
+  arrcoc::CascadeConfig cc;
+  cc.max_width = w;
+  cc.max_height = h;
+  std::unique_ptr<arrcoc::ClusterCascade> c;
+  check(arrcoc::ClusterCascade::create(cc, &c).ok(), "create cascade 320x192");
+  std::vector<uint8_t> px(w * h * 3);
+  uint32_t state = 12345u;
+  auto next = [&state] { return state = state * 1664525u + 1013904223u; };
+  for (auto& v : px) v = static_cast<uint8_t>(next() >> 24);
+  arrcoc::TextureView tex;
+  check(b->build(rgb_frame(px, w, h), &tex).ok() && b->build(rgb_frame(px, w, h), &tex).ok(), "build two frames");
+  std::vector<float> mine(static_cast<size_t>(tex.total_elements()));
+  std::copy_n(static_cast<const float*>(tex.data), mine.size(), mine.begin());
+  const int64_t n2 = static_cast<int64_t>(tex.levels[2].width) * tex.levels[2].height;
+  float* lum = mine.data() + tex.plane_offset(static_cast<int>(arrcoc::Channel::kLuminance), 2);
+  float* rg = mine.data() + tex.plane_offset(static_cast<int>(arrcoc::Channel::kOpponentRG), 2);
+  float* by = mine.data() + tex.plane_offset(static_cast<int>(arrcoc::Channel::kOpponentBY), 2);
+  for (int64_t i = 0; i < n2; ++i) {  // colours on the 1/1024 grid: exact after the offset too
+    lum[i] = static_cast<float>(next() % 1025u) / 1024.0f;
+    rg[i] = (static_cast<float>(next() % 2049u) - 1024.0f) / 1024.0f;
+    by[i] = (static_cast<float>(next() % 2049u) - 1024.0f) / 1024.0f;
+  }
+  arrcoc::TextureView view = tex;
+  view.data = mine.data();
+  arrcoc::CascadeView out;
+  check(c->run(view, &out).ok(), "cascade on colours in range");
+  const std::vector<int32_t> labels(out.labels, out.labels + n2);
+  const int np = out.capacity;
+  const std::vector<int32_t> candidates(out.candidate_patch, out.candidate_patch + np);
+  for (int64_t i = 0; i < n2; ++i) lum[i] += 8.0f;
+  check(c->run(view, &out).ok(), "cascade on colours offset past 2^13");
+  check(std::equal(labels.begin(), labels.end(), out.labels), "the same labels through the 64-bit distances");
+  check(std::equal(candidates.begin(), candidates.end(), out.candidate_patch), "the same candidates");
+  check(*std::max_element(labels.begin(), labels.end()) > 10, "labels use many seeds");
+}
+
 void test_pipeline_end_to_end() {
   using arrcoc::StatusCode;
   arrcoc::PipelineConfig pc;
@@ -342,6 +391,7 @@ int main() {
   test_values_and_layout();
   test_motion_vectors();
   test_cascade();
+  test_cascade_colour_range();
   test_pipeline_end_to_end();
   test_exemplar_layout();
   return arrcoc_test::finish();
