@@ -411,25 +411,41 @@ void build_level0(const TextureParams& p) {
   }, /*min_parallel=*/2);  // only nt iterations: below the default minimum
 }
 
-// Block matching of a block whose whole search window lies inside the level (no clamping): the
-// 81 SADs by AVX2 (16-bit lanes over the displacements; values <= 4080, so every difference and
-// every 16-term sum (<= 65280) is exact in uint16), then offered to MotionMatch in the same scan
-// order as block_match(). Returns false (nothing written) when the window touches an edge.
-inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int w2, int h2, int bi, int bj, float* mx,
-                                 float* my) {
+// The previous frame's level-2 luma with kMotionSearchRadius texels of edge replication on every
+// side ((w2 + 2R) x (h2 + 2R)): a displaced read there is block_match()'s clamped read, so every
+// block, at the edges too, is matched in vector lanes (the scalar search of the edge blocks took
+// two thirds of the motion vectors' time at 640x480).
+void pad_previous_luma(const uint16_t* prev, int w2, int h2, uint16_t* padded) {
+  constexpr int R = kMotionSearchRadius;
+  const int pw = w2 + 2 * R;
+  for (int r = 0; r < h2 + 2 * R; ++r) {
+    const uint16_t* src = prev + static_cast<int64_t>(clampi(r - R, 0, h2 - 1)) * w2;
+    uint16_t* dst = padded + static_cast<int64_t>(r) * pw;
+    std::fill(dst, dst + R, src[0]);
+    std::memcpy(dst + R, src, sizeof(uint16_t) * w2);
+    std::fill(dst + R + w2, dst + pw, src[w2 - 1]);
+  }
+}
+
+// block_match() of block (bi, bj) (partial at the right and bottom edges) against the padded
+// previous luma: the 81 SADs by AVX2 (16-bit lanes over the displacements; values <= 4080, so every
+// difference and every 16-term sum (<= 65280) is exact in uint16), then MotionMatch's choice.
+// Returns false (nothing written) without AVX2.
+inline bool block_match_padded(const uint16_t* cur, const uint16_t* padded, int w2, int h2, int bi, int bj, float* mx,
+                               float* my) {
 #if defined(__AVX2__)
   constexpr int R = kMotionSearchRadius, B = kMotionBlock, D = 2 * R + 1;
-  const int i0 = bi * B, j0 = bj * B;
-  // The loads read columns j0 - R .. j0 + B - 1 + R (two 8-lane loads per block column, the
-  // second one column further on) and rows i0 - R .. i0 + B - 1 + R.
-  if (i0 - R < 0 || i0 + B + R > h2 || j0 - R < 0 || j0 + B + R > w2) return false;
+  const int pw = w2 + 2 * R;
+  const int i0 = bi * B, j0 = bj * B, rows = std::min(B, h2 - i0), cols = std::min(B, w2 - j0);
   int sads[D * D];
   for (int dy = -R; dy <= R; ++dy) {
     __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();  // dx = -R..R-1 and -R+1..R
-    for (int i = 0; i < B; ++i) {
+    for (int i = 0; i < rows; ++i) {
       const uint16_t* cr = cur + static_cast<int64_t>(i0 + i) * w2 + j0;
-      const uint16_t* pr = prev + static_cast<int64_t>(i0 + i + dy) * w2 + j0 - R;
-      for (int j = 0; j < B; ++j) {
+      // padded column j0 + j + k is column j0 + j + k - R: lane k of the loads at pr + j is dx = k - R
+      // (the second load one column further on); the last one read is w2 - 1 + 2R, the row's end
+      const uint16_t* pr = padded + static_cast<int64_t>(i0 + i + dy + R) * pw + j0;
+      for (int j = 0; j < cols; ++j) {
         const __m128i c = _mm_set1_epi16(static_cast<short>(cr[j]));
         const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pr + j));
         const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pr + j + 1));
@@ -444,13 +460,21 @@ inline bool block_match_interior(const uint16_t* cur, const uint16_t* prev, int 
     for (int k = 0; k < 2 * R; ++k) row[k] = l[k];
     row[2 * R] = h[2 * R - 1];
   }
-  MotionMatch best;
-  for (int dy = -R; dy <= R; ++dy)
-    for (int dx = -R; dx <= R; ++dx) best.offer(sads[(dy + R) * D + dx + R], dx, dy);
-  best.write(mx, my);
+  // MotionMatch::offer()'s choice as one minimum: (SAD, dx^2 + dy^2, scan index) packed into an int
+  // (SAD <= 65280 < 2^16, squared length <= 32 < 2^6, index < 81 < 2^7): the lowest key is the
+  // candidate offer() keeps, without its 81 unpredictable branches.
+  int best = 0x7fffffff;
+  for (int k = 0; k < D * D; ++k) {
+    const int dy = k / D - R, dx = k % D - R;
+    best = std::min(best, sads[k] << 13 | (dx * dx + dy * dy) << 7 | k);
+  }
+  MotionMatch m;
+  m.dx = (best & 127) % D - R;
+  m.dy = (best & 127) / D - R;
+  m.write(mx, my);
   return true;
 #else
-  (void)cur, (void)prev, (void)w2, (void)h2, (void)bi, (void)bj, (void)mx, (void)my;
+  (void)cur, (void)padded, (void)w2, (void)h2, (void)bi, (void)bj, (void)mx, (void)my;
   return false;
 #endif
 }
@@ -577,14 +601,19 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   const LevelLayout& l4 = p.levels[4];
   T* mvx = texture_plane<T>(p, 35, 4);
   T* mvy = texture_plane<T>(p, 36, 4);
+  thread_local std::vector<uint16_t> padded_prev;
+  if (p.motion_valid) {
+    padded_prev.resize(static_cast<size_t>(l2.width + 2 * kMotionSearchRadius) * (l2.height + 2 * kMotionSearchRadius));
+    pad_previous_luma(p.ysum_prev, l2.width, l2.height, padded_prev.data());
+  }
+  const uint16_t* const padded = padded_prev.data();
   parallel_for(l4.height, nt, [&](int bi) {
     const int64_t row = static_cast<int64_t>(bi) * l4.width;
     for_chunks(l4.width, [&](int j0, int n) {
       float bx[kChunk], by[kChunk];
       for (int k = 0; k < n; ++k) {
         bx[k] = by[k] = 0.0f;
-        if (p.motion_valid &&
-            !block_match_interior(p.ysum, p.ysum_prev, l2.width, l2.height, bi, j0 + k, &bx[k], &by[k]))
+        if (p.motion_valid && !block_match_padded(p.ysum, padded, l2.width, l2.height, bi, j0 + k, &bx[k], &by[k]))
           block_match(p.ysum, p.ysum_prev, l2.width, l2.height, bi, j0 + k, &bx[k], &by[k]);
       }
       store_row(bx, mvx + row + j0, n);
