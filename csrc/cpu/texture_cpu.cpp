@@ -166,8 +166,17 @@ void point_pass(const TextureParams& p) {
     T* const opp_rg = level0.row(15, y);
     T* const opp_by = level0.row(16, y);
     for_chunks(w, [&](int x0, int n) {
-      float r[kChunk], g[kChunk], b[kChunk], e[kChunk], l[kChunk], rg[kChunk], by[kChunk];
+      // Luminance, R-G and B-Y go straight to their float rows (no conversion to batch), which the
+      // float16 stores below then read back from cache. (Bytes are stored through a stack row:
+      // a byte store may alias anything, and the loop would reload the captured variables.)
+      const int64_t i = row + x0;
+      float* const l = lum_f + i;
+      float* const rg = rg_row + x0;
+      float* const by = by_row + x0;
+      float r[kChunk], g[kChunk], b[kChunk], e[kChunk];
       uint8_t yv[kChunk];
+      const float fxl = fx, fyl = fy;  // locals: a float store through l could alias the captured ones
+      const int wl = w, hl = h, yl = y;
       // 4:2:0 formats: the row's luma and its chroma repeated per pixel first, so the loop below
       // reads three contiguous byte rows and vectorizes (indexing chroma by x / 2 inside it does not).
       constexpr bool kYuv = F == PixelFormat::kYUV420P || F == PixelFormat::kNV12;
@@ -198,16 +207,12 @@ void point_pass(const TextureParams& p) {
         r[k] = pc.r;
         g[k] = pc.g;
         b[k] = pc.b;
-        e[k] = eccentricity(x, y, w, h, fx, fy);
+        e[k] = eccentricity(x, yl, wl, hl, fxl, fyl);
         l[k] = pc.lum;
         rg[k] = pc.rg;
         by[k] = pc.by;
         yv[k] = static_cast<uint8_t>(luma8(c));
       }
-      const int64_t i = row + x0;
-      std::memcpy(lum_f + i, l, sizeof(float) * n);
-      std::memcpy(rg_row + x0, rg, sizeof(float) * n);
-      std::memcpy(by_row + x0, by, sizeof(float) * n);
       std::memcpy(y8s + i, yv, n);
       store_row(r, red + x0, n);
       store_row(g, green + x0, n);
@@ -258,7 +263,8 @@ void build_level0(const TextureParams& p) {
   auto gradient_row = [&](const Level0Rows<T>& level0, int y, float* mag_row, float* diff_row, bool store) {
     const int64_t row = static_cast<int64_t>(y) * w;
     for_chunks(w, [&](int x0, int n) {
-      float bx[kChunk], by[kChunk], bh[kChunk], bm[kChunk];
+      float bx[kChunk], by[kChunk], bh[kChunk];
+      float* const bm = mag_row + x0;  // straight to the band's row (float: nothing to batch)
       const float* mid = L + row;
       const float* up = L + static_cast<int64_t>(std::max(y - 1, 0)) * w;
       const float* down = L + static_cast<int64_t>(std::min(y + 1, h - 1)) * w;
@@ -277,7 +283,6 @@ void build_level0(const TextureParams& p) {
       for (; k < end; ++k) at(k, x0 + k - 1, x0 + k + 1);
       if (k < n) at(k, x0 + k - 1, x0 + k);
       const int64_t i = row + x0;
-      std::memcpy(mag_row + x0, bm, sizeof(float) * n);
       if (motion_valid)
         for (int q = 0; q < n; ++q) diff_row[x0 + q] = absf(L[i + q] - lum_prev[i + q]);
       else
