@@ -314,7 +314,7 @@ void build_level0(const TextureParams& p) {
       int32_t* __restrict sy2 = p.hsum_y2 + out_row;
       float* __restrict sm = p.hsum_mag + out_row;
       float* __restrict sd = p.hsum_diff + out_row;
-      uint64_t* __restrict sb = p.hbins + out_row;
+      uint32_t* __restrict sb = p.hbins + out_row;
       for (int x = lo; x < hi; ++x) sy[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).y;
       for (int x = lo; x < hi; ++x) sy2[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).y2;
       for (int x = lo; x < hi; ++x) sm[x] = horizontal_box_sums_at(q, 0, x, InsideColumn{}).mag;
@@ -326,7 +326,7 @@ void build_level0(const TextureParams& p) {
   auto vertical_row = [&](const Level0Rows<T>& level0, int y, const int64_t rows[kBoxTaps]) {
     for_chunks(w, [&](int x0, int n) {
       float bc[kChunk], be[kChunk], bm[kChunk], bt[kChunk];
-      uint64_t packed[kChunk];
+      uint32_t even[kChunk], odd[kChunk];
       // one loop per element type, as in horizontal_row (the unused sums are dead code)
       for (int k = 0; k < n; ++k) {
         const BoxSums s = vertical_box_sums_rows(p, rows, x0 + k);
@@ -334,13 +334,14 @@ void build_level0(const TextureParams& p) {
       }
       for (int k = 0; k < n; ++k) be[k] = vertical_box_sums_rows(p, rows, x0 + k).mag / kBoxArea;
       for (int k = 0; k < n; ++k) bm[k] = vertical_box_sums_rows(p, rows, x0 + k).diff / kBoxArea;
-      for (int k = 0; k < n; ++k) packed[k] = vertical_box_sums_rows(p, rows, x0 + k).bins;
+      for (int k = 0; k < n; ++k) even[k] = vertical_box_sums_rows(p, rows, x0 + k).bins_even;
+      for (int k = 0; k < n; ++k) odd[k] = vertical_box_sums_rows(p, rows, x0 + k).bins_odd;
       // entropy: the same sum as entropy_from_packed(), with count_log2_count() read from a
       // table, out of the loop above, which then vectorizes
       int k = 0;
 #if defined(__AVX2__)
-      // 8 pixels at a time: each bin's 5-bit counts of 8 packed words as 8 int32 table indices,
-      // looked up in registers (the 32-entry table as four 8-lane permutes, picked by index bits 3
+      // 8 pixels at a time: each bin's 8-bit counts (a byte of the even or the odd word) as 8 int32
+      // table indices, looked up in registers (the 32-entry table as four 8-lane permutes, picked by index bits 3
       // and 4: cheaper than gathers) and added in bin order (the scalar sum's order, lane by lane);
       // entropy_from_sum's arithmetic on the lanes (max(0, h) picks h at h == 0, as maxf does).
       const __m256 table[4] = {_mm256_loadu_ps(kCountLog2Count.value), _mm256_loadu_ps(kCountLog2Count.value + 8),
@@ -354,19 +355,15 @@ void build_level0(const TextureParams& p) {
                                              _mm256_permutevar8x32_ps(table[3], idx), bit3);
         return _mm256_blendv_ps(low, high, bit4);
       };
-      const __m256i field = _mm256_set1_epi64x(31);
-      const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+      const __m256i byte = _mm256_set1_epi32(0xFF);
       const __m256 log2_25 = _mm256_set1_ps(4.64385618977f), area = _mm256_set1_ps(kBoxArea);
       const __m256 third = _mm256_set1_ps(1.0f / 3.0f), zero = _mm256_setzero_ps();
       for (; k + 8 <= n; k += 8) {
-        const __m256i p0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + k));
-        const __m256i p1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + k + 4));
+        const __m256i words[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(even + k)),
+                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(odd + k))};
         __m256 sum = zero;
         for (int bin = 0; bin < kEntropyBins; ++bin) {
-          const __m256i shift = _mm256_set1_epi64x(5 * bin);
-          const __m256i c0 = _mm256_and_si256(_mm256_srlv_epi64(p0, shift), field);
-          const __m256i c1 = _mm256_slli_epi64(_mm256_and_si256(_mm256_srlv_epi64(p1, shift), field), 32);
-          const __m256i idx = _mm256_permutevar8x32_epi32(_mm256_blend_epi32(c0, c1, 0xAA), order);
+          const __m256i idx = _mm256_and_si256(_mm256_srli_epi32(words[bin & 1], 8 * (bin >> 1)), byte);
           sum = _mm256_add_ps(sum, lookup(idx));
         }
         const __m256 h = _mm256_sub_ps(log2_25, _mm256_div_ps(sum, area));
@@ -375,7 +372,7 @@ void build_level0(const TextureParams& p) {
 #endif
       for (; k < n; ++k) {
         float s = 0.0f;
-        for (int bin = 0; bin < kEntropyBins; ++bin) s += kCountLog2Count.value[packed_bin_count(packed[k], bin)];
+        for (int bin = 0; bin < kEntropyBins; ++bin) s += kCountLog2Count.value[packed_bin_count(even[k], odd[k], bin)];
         bt[k] = entropy_from_sum(s);
       }
       store_row(bc, level0.row(4, y) + x0, n);

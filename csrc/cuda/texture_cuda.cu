@@ -80,7 +80,7 @@ __global__ void vsum_kernel(TextureParams p, Level0Planes<T> o) {
   store_texel(o.contrast + i, local_contrast(s.y, s.y2));
   store_texel(o.edge + i, s.mag / kBoxArea);
   store_texel(o.motion + i, s.diff / kBoxArea);
-  store_texel(o.entropy + i, entropy_from_packed(s.bins));
+  store_texel(o.entropy + i, entropy_from_packed(s.bins_even, s.bins_odd));
 }
 
 __global__ void feature_mip_kernel(TextureParams p, int k) {

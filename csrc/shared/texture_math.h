@@ -160,11 +160,16 @@ constexpr int kBoxRadius = 2;
 constexpr int kBoxTaps = 2 * kBoxRadius + 1;
 constexpr float kBoxArea = 25.0f;
 // Summed per pixel: integer luma8 and its square (exact in int32: <= 25 * 255^2), gradient
-// magnitude and |L - L_prev| (float), and the packed luma-bin one-hot (uint64).
+// magnitude and |L - L_prev| (float), and the packed luma-bin one-hot (uint32).
 
-// One luma bin as a 5-bit counter in a 64-bit word: a 5x5 window (25 samples) never
-// overflows a field, so the histogram is summed with plain integer adds, exactly.
-ARRCOC_HD uint64_t bin_one_hot(int bin) { return 1ull << (5 * bin); }
+// The luma-bin histogram as packed counters summed with plain integer adds, exactly, in 32-bit
+// words (8 vector lanes on the CPU, where 64-bit words gave 4): a horizontal sum of 5 one-hots has
+// counts <= 5, 4 bits per bin (bin b at bits 4b); the vertical sum of 5 of those, counts <= 25, is
+// split into the even bins and the odd bins, 8 bits each (bin b at bits 8 * (b / 2) of its word).
+ARRCOC_HD uint32_t bin_one_hot(int bin) { return 1u << (4 * bin); }
+constexpr uint32_t kNibbles = 0x0F0F0F0Fu;
+ARRCOC_HD uint32_t even_bins(uint32_t horizontal) { return horizontal & kNibbles; }
+ARRCOC_HD uint32_t odd_bins(uint32_t horizontal) { return (horizontal >> 4) & kNibbles; }
 
 // ch 4: standard deviation of luma8 over the 5x5 window, / 255. From exact integer moments:
 // 625 * variance = 25 * sum(y^2) - sum(y)^2, so only the final square root rounds (float
@@ -211,10 +216,12 @@ ARRCOC_HD float entropy_from_sum(float s) {
   const float h = 4.64385618977f - s / kBoxArea;  // log2(25) - sum(c log2 c)/25
   return maxf(0.0f, h) * (1.0f / 3.0f);
 }
-ARRCOC_HD uint32_t packed_bin_count(uint64_t packed, int bin) { return static_cast<uint32_t>((packed >> (5 * bin)) & 31u); }
-ARRCOC_HD float entropy_from_packed(uint64_t packed) {
+ARRCOC_HD uint32_t packed_bin_count(uint32_t even, uint32_t odd, int bin) {
+  return ((bin & 1 ? odd : even) >> (8 * (bin >> 1))) & 0xFFu;
+}
+ARRCOC_HD float entropy_from_packed(uint32_t even, uint32_t odd) {
   float s = 0.0f;
-  for (int b = 0; b < kEntropyBins; ++b) s += count_log2_count(static_cast<int>(packed_bin_count(packed, b)));
+  for (int b = 0; b < kEntropyBins; ++b) s += count_log2_count(static_cast<int>(packed_bin_count(even, odd, b)));
   return entropy_from_sum(s);
 }
 

@@ -27,7 +27,7 @@ struct TextureParams {
   int32_t* hsum_y2;                 // ... of luma8^2
   float* hsum_mag;                  // ... of gradient magnitude
   float* hsum_diff;                 // ... of |L - L_prev|
-  uint64_t* hbins;                  // horizontal 5-tap sums of packed luma-bin one-hots
+  uint32_t* hbins;                  // horizontal 5-tap sums of packed luma-bin one-hots
   uint8_t* y8;                      // integer luma per pixel
   uint16_t* ysum;                   // level-2 integer luma sums, this frame
   uint16_t* ysum_prev;              // ... and the previous frame (read only in the passes)
@@ -55,7 +55,8 @@ struct BoxSums {
   int y = 0, y2 = 0;      // luma8, luma8^2 (exact)
   float mag = 0.0f;       // gradient magnitude
   float diff = 0.0f;      // |L - L_prev|
-  uint64_t bins = 0;      // packed luma-bin histogram (exact)
+  uint32_t bins = 0;      // horizontal: packed luma-bin counts, 4 bits each (exact)
+  uint32_t bins_even = 0, bins_odd = 0;  // vertical: the even and the odd bins, 8 bits each
 };
 
 // Column mappings for the horizontal pass: clamped at the row's ends, identity inside.
@@ -104,7 +105,8 @@ ARRCOC_HD_ALWAYS_INLINE BoxSums vertical_box_sums_rows(const TextureParams& p, c
     s.y2 += p.hsum_y2[j];
     s.mag += p.hsum_mag[j];
     s.diff += p.hsum_diff[j];
-    s.bins += p.hbins[j];
+    s.bins_even += math::even_bins(p.hbins[j]);
+    s.bins_odd += math::odd_bins(p.hbins[j]);
   }
   return s;
 }
