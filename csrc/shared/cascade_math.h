@@ -65,7 +65,8 @@ ARRCOC_HD int64_t slic_distance(const Seed& s, const int c[3], int x16, int y16,
 // slic_distance() in 32-bit parts and two 32 x 32 -> 64-bit products, the same value where
 // slic_narrow_ok() holds: colours in [0, 2^13) make |dc| < 2^13 and the colour term < 3 * 2^26,
 // positions in [0, 2^15) (levels under 2048 texels) make |dp| < 2^15 and the position term < 2^31,
-// so with s16_sq, m_sq < 2^32 the sum < 2^60 + 2^63 fits a uint64. AVX2 has no 64-bit multiply:
+// so with s16_sq < 2^32 and m_sq < 2^31 the sum < 3 * 2^58 + 2^62 < 2^63 (slic_distance's int64
+// holds it too; in practice s16_sq < 2^30 and m_sq < 2^27). AVX2 has no 64-bit multiply:
 // each of slic_distance()'s seven is three 32-bit ones, and the CPU's assignment was 1.5x slower.
 ARRCOC_HD uint64_t slic_distance_narrow(const Seed& s, const int c[3], int x16, int y16, uint32_t s16_sq,
                                         uint32_t m_sq) {
@@ -81,7 +82,7 @@ constexpr int kNarrowLevelLimit = (1 << 15) / kPosScale;  // texels along each a
 // size for which slic_distance_narrow() is exact.
 ARRCOC_HD bool slic_narrow_ok(int w2, int h2, int64_t s16_sq, int64_t m_sq, int colour_min, int colour_max) {
   return w2 < kNarrowLevelLimit && h2 < kNarrowLevelLimit && s16_sq >= 0 && s16_sq < (int64_t{1} << 32) &&
-         m_sq >= 0 && m_sq < (int64_t{1} << 32) && colour_min >= 0 && colour_max < kNarrowColourLimit;
+         m_sq >= 0 && m_sq < (int64_t{1} << 31) && colour_min >= 0 && colour_max < kNarrowColourLimit;
 }
 
 // Label of texel (i, j): the nearest seed among those of the 3x3 grid cells around its cell;
