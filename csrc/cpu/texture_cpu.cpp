@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -639,10 +640,14 @@ void build_all(const TextureParams& p) {
 }  // namespace
 
 Status build_texture(const TextureParams& p) noexcept {
-  if (p.dtype == DType::kFloat16)
-    build_all<uint16_t>(p);
-  else
-    build_all<float>(p);
+  try {  // the calling thread's scratch rows (e.g. the padded luma of motion search) grow on first use
+    if (p.dtype == DType::kFloat16)
+      build_all<uint16_t>(p);
+    else
+      build_all<float>(p);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "texture: out of host memory for the CPU backend's scratch rows");
+  }
   return Status::Ok();
 }
 
