@@ -65,6 +65,18 @@ void mip_pair(const T* r0, const T* r1, int sw, T* out, int dw) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j0), _mm256_cvtps_ph(ordered, _MM_FROUND_TO_NEAREST_INT));
     }
   }
+  if constexpr (std::is_same_v<T, float>) {
+    // float rows (the saliency features, a float32 texture): the same 8 outputs at a time, read
+    // in place (the chunk path below copies each row to the stack first).
+    const __m256 quarter = _mm256_set1_ps(0.25f);
+    for (; j0 + 8 <= dw && 2 * j0 + 16 <= sw; j0 += 8) {
+      auto pairs = [&](const float* row) {
+        return _mm256_hadd_ps(_mm256_loadu_ps(row + 2 * j0), _mm256_loadu_ps(row + 2 * j0 + 8));
+      };
+      const __m256 box = _mm256_mul_ps(_mm256_add_ps(pairs(r0), pairs(r1)), quarter);
+      _mm256_storeu_ps(out + j0, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(box), 0xD8)));
+    }
+  }
 #endif
   for (; j0 < dw; j0 += kChunk / 2) {
     const int n = std::min(kChunk / 2, dw - j0);
