@@ -533,15 +533,67 @@ void build_pyramids_and_coarse(const TextureParams& p) {
   int row_base[4] = {0, 0, 0, 0};  // first row of level 2 + k in a feature's slice of sal_rows
   for (int k = 2; k < kNumLevels; ++k) row_base[k - 1] = row_base[k - 2] + fp.height[k];
   const int rows_per_feature = row_base[3], w1 = l1.width;
+  // Level k's taps repeat with period P = 2^(k-1) columns away from the edges: column P*m + q reads
+  // texels m + offset[q] and m + offset[q] + 1 with weight[q]. Over the columns where that holds
+  // (checked against the taps themselves) each phase q is one contiguous loop, which vectorizes, and
+  // its values are then stored P apart; the same lerps of the same texels as the loop over taps.
+  struct PeriodicTaps {
+    int period = 1, m_begin = 0, m_end = 0;  // columns P * m_begin .. P * m_end - 1
+    int offset[8];
+    float weight[8];
+  } periodic[3];
+  for (int k = 2; k < kNumLevels; ++k) {
+    PeriodicTaps& pt = periodic[k - 2];
+    pt.period = 1 << (k - 1);
+    const int P = pt.period, m_count = w1 / P;
+    auto tap = [&](int j) { return p.saliency_x_taps[j].at[k - 2]; };
+    // the phases of the middle period, then the widest run of periods around it that follow them
+    const int mid = m_count / 2;
+    bool usable = m_count >= 3;
+    for (int q = 0; usable && q < P; ++q) {
+      pt.offset[q] = tap(P * mid + q).i0 - mid;
+      pt.weight[q] = tap(P * mid + q).t;
+    }
+    auto regular = [&](int m) {
+      for (int q = 0; q < P; ++q) {
+        const BilinearTap t = tap(P * m + q);
+        if (t.i0 != m + pt.offset[q] || t.i1 != t.i0 + 1 || t.t != pt.weight[q]) return false;
+      }
+      return true;
+    };
+    if (usable && regular(mid)) {
+      pt.m_begin = mid;
+      pt.m_end = mid + 1;
+      while (pt.m_begin > 0 && regular(pt.m_begin - 1)) --pt.m_begin;
+      while (pt.m_end < m_count && regular(pt.m_end)) ++pt.m_end;
+    }
+  }
   parallel_for(3 * rows_per_feature, nt, [&](int r) {
     const int f = r / rows_per_feature, rr = r % rows_per_feature;
     const int k = rr < row_base[1] ? 2 : rr < row_base[2] ? 3 : 4;
     const float* src = fp.level[f][k] + static_cast<int64_t>(rr - row_base[k - 2]) * fp.width[k];
     float* dst = p.sal_rows + static_cast<int64_t>(r) * w1;
-    for (int j = 0; j < w1; ++j) {
-      const BilinearTap& t = p.saliency_x_taps[j].at[k - 2];
-      dst[j] = lerp(src[t.i0], src[t.i1], t.t);
+    const PeriodicTaps& pt = periodic[k - 2];
+    const int P = pt.period, j_begin = P * pt.m_begin, j_end = P * pt.m_end;
+    auto by_taps = [&](int j0, int j1) {
+      for (int j = j0; j < j1; ++j) {
+        const BilinearTap& t = p.saliency_x_taps[j].at[k - 2];
+        dst[j] = lerp(src[t.i0], src[t.i1], t.t);
+      }
+    };
+    by_taps(0, j_begin);
+    for (int m0 = pt.m_begin; m0 < pt.m_end; m0 += kChunk) {
+      const int n = std::min(kChunk, pt.m_end - m0);
+      for (int q = 0; q < P; ++q) {
+        const float* a = src + m0 + pt.offset[q];
+        const float t = pt.weight[q];
+        float values[kChunk];
+        for (int m = 0; m < n; ++m) values[m] = lerp(a[m], a[m + 1], t);
+        float* out = dst + static_cast<int64_t>(P) * m0 + q;
+        for (int m = 0; m < n; ++m) out[static_cast<int64_t>(P) * m] = values[m];
+      }
     }
+    by_taps(j_end, w1);
   }, 2);
   parallel_for(l1.height, nt, [&](int i) {
     const int64_t row = static_cast<int64_t>(i) * w1;
