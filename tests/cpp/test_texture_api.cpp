@@ -34,6 +34,18 @@ arrcoc::FrameView rgb_frame(const std::vector<uint8_t>& px, int w, int h) {
   return f;
 }
 
+// A float32 texture builder for w x h frames (values the tests compare or write exactly).
+std::unique_ptr<arrcoc::TextureBuilder> float32_texture_builder(int w, int h) {
+  arrcoc::TextureConfig tc;
+  tc.max_width = w;
+  tc.max_height = h;
+  tc.dtype = arrcoc::DType::kFloat32;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  check(arrcoc::TextureBuilder::create(tc, &b).ok(),
+        "create float32 texture builder " + std::to_string(w) + "x" + std::to_string(h));
+  return b;
+}
+
 float texel(const arrcoc::TextureView& v, arrcoc::Channel c, int level, int x, int y) {
   const int64_t off = v.plane_offset(static_cast<int>(c), level);
   const int64_t i = off + static_cast<int64_t>(y) * v.levels[level].width + x;
@@ -232,12 +244,7 @@ void test_cascade() {
 // same distances, so the same labels and candidates, through the 64-bit path.
 void test_cascade_colour_range() {
   const int w = 320, h = 192;
-  arrcoc::TextureConfig tc;
-  tc.max_width = w;
-  tc.max_height = h;
-  tc.dtype = arrcoc::DType::kFloat32;  // k / 1024 + 8 is exact in float32
-  std::unique_ptr<arrcoc::TextureBuilder> b;
-  check(arrcoc::TextureBuilder::create(tc, &b).ok(), "create float32 texture builder 320x192");
+  const auto b = float32_texture_builder(w, h);  // k / 1024 + 8 is exact in float32
   arrcoc::CascadeConfig cc;
   cc.max_width = w;
   cc.max_height = h;
@@ -316,12 +323,7 @@ void test_pipeline_end_to_end() {
 void test_exemplar_layout() {
   using arrcoc::StatusCode;
   const int w = 128, h = 96;
-  arrcoc::TextureConfig tc;
-  tc.max_width = w;
-  tc.max_height = h;
-  tc.dtype = arrcoc::DType::kFloat32;
-  std::unique_ptr<arrcoc::TextureBuilder> b;
-  check(arrcoc::TextureBuilder::create(tc, &b).ok(), "create texture builder 128x96");
+  const auto b = float32_texture_builder(w, h);
   arrcoc::SemanticConfig sc;
   sc.max_width = w;
   sc.max_height = h;
