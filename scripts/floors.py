@@ -70,7 +70,7 @@ def stage_ops(result, config: dict) -> dict:
     """Arithmetic operations per frame and stage (the module docstring says what counts)."""
     levels = result.texture._info["levels"]
     texels = [lw * lh for lw, lh, _, _ in levels]
-    (w, h), w1, h1 = levels[0][:2], levels[1][0], levels[1][1]
+    w1 = levels[1][0]
     patches = texels[4]
     # texture: level 0, then 4 per mip texel of channels 0-16 (not 13, the cascade's; not 11 at level
     # 1, computed there) and of the three float feature pyramids

@@ -92,7 +92,7 @@ void sum_by_label(const CascadeParams& p, unsigned long long* sums, Terms terms)
 template <typename T>
 void run_typed(const CascadeParams& p) {
   const int nt = p.num_threads, w2 = p.w2, h2 = p.h2, nseeds = p.gx * p.gy;
-  std::atomic<bool> colours_narrow{true};  // every colour in [0, kNarrowColourLimit)
+  std::atomic<bool> narrow{true};  // slic_narrow_ok for every row's colours (and the level's size)
   parallel_for(h2, nt, [&](int i) {
     for (int j = 0; j < w2; ++j) cascade_features<T>(p, static_cast<int64_t>(i) * w2 + j);
     const int64_t n = static_cast<int64_t>(w2) * h2;
@@ -104,14 +104,14 @@ void run_typed(const CascadeParams& p) {
         hi = std::max(hi, row[j]);
       }
     }
-    if (!math::slic_narrow_ok(w2, h2, p.s16_sq, p.m_sq, lo, hi)) colours_narrow.store(false, std::memory_order_relaxed);
+    if (!math::slic_narrow_ok(w2, h2, p.s16_sq, p.m_sq, lo, hi)) narrow.store(false, std::memory_order_relaxed);
   });
   for (int k = 0; k < nseeds; ++k) init_seed(p, k);
 
-  const bool narrow = colours_narrow.load() && math::slic_narrow_ok(w2, h2, p.s16_sq, p.m_sq, 0, 0);
+  const bool use_narrow = narrow.load();  // after the loop: every row has checked its colours
   const uint32_t s16_sq = static_cast<uint32_t>(p.s16_sq), m_sq = static_cast<uint32_t>(p.m_sq);
   auto assign_all = [&] {
-    if (narrow)
+    if (use_narrow)
       parallel_for(h2, nt, [&](int i) {
         assign_row(p, i, [=](const math::Seed& s, const int c[3], int x16, int y16) {
           return math::slic_distance_narrow(s, c, x16, y16, s16_sq, m_sq);
