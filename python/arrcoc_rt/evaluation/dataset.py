@@ -283,7 +283,8 @@ def _box(value, name: str, fail) -> list:
 def builtin_items(width: int = 640, height: int = 480, scenes=None) -> list[Item]:
     """The built-in synthetic set (see ``arrcoc_rt.evaluation.synthetic``): per scene, one item per
     pasted object (small, thin, large smooth), its exemplar cut from the image at its own box
-    (``query_box``). ``scenes``: names to use (default all: gravel, grass, brick)."""
+    (``query_box``). ``scenes``: names to use (default all: gravel, grass, brick and their
+    low-contrast versions gravel-camouflage, grass-camouflage, brick-camouflage)."""
     from .synthetic import SCENES, scene
 
     names = list(SCENES) if scenes is None else list(scenes)

@@ -5,6 +5,9 @@ downloaded), with the truth known by construction.
   photographs pasted in at known boxes: a small one (32 x 32 pixels, two patches wide), a thin one
   (12 pixels across, less than a patch, and 0.55 of the frame's height long) and a large smooth one
   (0.34 x 0.42 of the frame, little texture) in front of the busy background.
+* Camouflage scenes (``gravel-camouflage``, ...): the same scenes with every object's colours made
+  those of the background it covers (mean and spread per channel), so that only its structure and
+  smoothness tell it apart: the low-contrast objects.
 * A video: three panning shots with hard cuts between them; the second cut joins two shots of
   similar colour and brightness (the third shot's colours are matched to the second's).
 """
@@ -40,6 +43,10 @@ SCENES = {
                                             ("flag", "thin", (0.88, 0.15)),
                                             ("night-sky", "large", (0.10, 0.20))]),
 }
+
+# Low-contrast versions of the scenes above: each object's colours matched to what it covers.
+CAMOUFLAGE = "-camouflage"
+SCENES.update({name + CAMOUFLAGE: SCENES[name] for name in list(SCENES)})
 
 SMALL = 32  # pixels: two patches
 THIN = 12  # pixels across: less than a patch
@@ -111,7 +118,10 @@ def scene(name: str, width: int = 640, height: int = 480) -> tuple[np.ndarray, d
             crop = np.rot90(crop)  # the object lies on its side
         w, h = _object_size(kind, width, height)
         x0, y0 = round(fx * width), round(fy * height)
-        img[y0:y0 + h, x0:x0 + w] = _resize(crop, w, h)
+        pasted = _resize(crop, w, h)
+        if name.endswith(CAMOUFLAGE):
+            pasted = _match_colours([pasted], [img[y0:y0 + h, x0:x0 + w]])[0]
+        img[y0:y0 + h, x0:x0 + w] = pasted
         boxes[obj] = (kind.split("-")[0], [x0, y0, x0 + w, y0 + h])
     return img, boxes
 
