@@ -67,8 +67,7 @@ def test_pipeline_numpy_reference_640(benchmark, frames):
 
     def run():
         t = R.build_texture(f2, previous=prev)
-        planes = {(c, k): t.channel(c, k).astype(np.float32) for c, k in
-                  [(3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (11, 4), (10, 4), (33, 4)]}
+        planes = {(c, k): t.channel(c, k).astype(np.float32) for c, k in R.CASCADE_PLANES}
         cas = R.cluster_cascade(planes)
         level4 = {c: t.channel(c, 4) for c in (5, 9, 10, 11, 12, 14, 33, 35, 36)}
         a = R.allocate_tokens(level4, t.channel(10, 0), True, cas.candidates, 640, 480, weights)

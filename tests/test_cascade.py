@@ -8,7 +8,7 @@ import arrcoc_rt
 from arrcoc_rt import reference as R
 from conftest import devices, host, poison, real_image
 
-PLANES = [(3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (11, 4), (10, 4), (33, 4)]
+PLANES = R.CASCADE_PLANES
 
 
 def _planes(tex):
@@ -146,6 +146,29 @@ def test_a_bright_moving_object_wins_the_cascade(device):
     best = r.candidates[0][r.candidates[0] >= 0]
     ys, xs = 16 * (best // w4) + 8, 16 * (best % w4) + 8
     assert np.all((ys >= 84) & (ys <= 164) & (xs >= 44) & (xs <= 132)), (ys, xs)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_a_smooth_region_in_busy_texture_of_its_own_colour_is_rare(device, rng):
+    """Texture rarity: a smooth square whose grey is the mean of the grey noise around it differs
+    from it only in texture. Its colour is the least rare in the frame (the noise clusters' means
+    scatter around it), so only texture rarity can give the cluster that lies most inside it a
+    contrast near 1. (Whether a rare cluster is kept also depends on the saliency of the rest; the
+    built-in evaluation set measures that: tests/test_evaluation.py.)"""
+    h, w, x0, y0, side = 240, 320, 128, 80, 80
+    frame = rng.integers(40, 216, size=(h, w, 1), dtype=np.uint8).repeat(3, axis=2)
+    frame[y0:y0 + side, x0:x0 + side] = int(np.rint(frame.mean()))
+    tex = arrcoc_rt.TextureBuilder(w, h, device=device).build(frame)
+    r = arrcoc_rt.ClusterCascade(w, h, device=device, num_seeds=48, top_clusters=4).run(tex)
+    np.testing.assert_array_equal(host(r.cluster_contrast),
+                                  R.cluster_cascade(_planes(tex), num_seeds=48, top_clusters=4).cluster_contrast)
+    labels, contrast = host(r.labels), host(r.cluster_contrast)
+    inside = np.zeros((h // 4, w // 4), bool)
+    inside[y0 // 4:(y0 + side) // 4, x0 // 4:(x0 + side) // 4] = True
+    ks = np.unique(labels)
+    share_inside = np.array([inside[labels == k].mean() for k in ks])
+    assert share_inside.max() > 0.8, share_inside.max()
+    assert contrast[ks[share_inside.argmax()]] >= 0.95, (contrast[ks[share_inside.argmax()]], share_inside.max())
 
 
 @pytest.mark.parametrize("kwargs,exc,pattern", [

@@ -418,20 +418,28 @@ def test_eval_command_default_is_the_builtin_set(tmp_path, monkeypatch, capsys):
     assert len(list((tmp_path / "o").glob("homunculus_*.png"))) == 3
 
 
-def test_exemplar_evidence_on_the_builtin_set():
+ORIGINAL_SCENES = ["gravel", "grass", "brick"]
+CAMOUFLAGE_SCENES = ["gravel-camouflage", "grass-camouflage", "brick-camouflage"]
+
+
+@pytest.mark.parametrize("scenes", [ORIGINAL_SCENES, CAMOUFLAGE_SCENES], ids=["original", "camouflage"])
+def test_exemplar_evidence_on_the_builtin_set(scenes):
     """The relevance targets on the built-in set at 640 x 480 (real photographs pasted into real
-    textures; docs/EVALUATION.md has the table):
+    textures; the camouflage scenes are the same with each object's colours made those of the
+    background it covers: low-contrast objects. docs/EVALUATION.md has the tables):
     - without a query, every large object gets at least its area share of the saccade budget;
     - its exemplar puts >= 3x the box's area share of the budget inside the box, for every object;
-    - and >= 2x the query-free share wherever that is reachable: a patch holds one saccade of at
-      most 400, so the box's ceiling is 400 x (the patches' coverage by the box) over the saccade
-      budget. Where 2x the query-free share is above the ceiling (a small or thin object that
-      already stands out, a large one that already holds most of the budget), the exemplar must
-      instead put saccades on >= 85 % of the box's area."""
+    - and >= 2x the query-free share wherever that is reachable and the query-free allocation does
+      not already find the object. Reachable: a patch holds one saccade of at most 400, so the
+      box's ceiling is 400 x (the patches' coverage by the box) over the saccade budget; a small or
+      thin object that already stands out can be above half of it. Already found: a subject that
+      holds >= 2x its area share without a query (a large one at 0.3-0.6 of the budget) leaves a
+      query less to add than 2x. For those two kinds the exemplar must still not lose the object:
+      saccades on >= 85 % of the box's area, and (found subjects) more budget than without it."""
     from arrcoc_rt.evaluation import box_coverage
 
-    r = evaluate_images(builtin_items(640, 480, scenes=["gravel", "grass", "brick"]), {"encoder": "builtin"},
-                        device="cpu")
+    r = evaluate_images(builtin_items(640, 480, scenes=scenes), {"encoder": "builtin"}, device="cpu")
+    assert len(r["items"]) == 9
     for row in r["items"]:
         q, free = row["with_query"], row["query_free"]
         assert q["share"] >= 3 * row["area_share"], (row["id"], q["share"], row["area_share"])
@@ -440,35 +448,27 @@ def test_exemplar_evidence_on_the_builtin_set():
         budget = np.asarray(row["maps"]["with_query"], np.float64)
         coverage = box_coverage(row["boxes"], 640, 480)
         ceiling = min(1.0, float((400.0 * coverage).sum() / budget.sum()))
-        if 2 * free["share"] <= ceiling:
+        found = free["share"] >= 2 * row["area_share"] and row["object"] == "large"
+        if 2 * free["share"] <= ceiling and not found:
             assert q["share"] >= 2 * free["share"], (row["id"], q["share"], free["share"], ceiling)
         else:
             held = float((coverage * (budget > 0)).sum() / coverage.sum())  # of the box's area
             assert held >= 0.85, (row["id"], held, free["share"], ceiling)
-    assert r["summary"]["iou_above_criterion"] >= 6, r["summary"]
+            if found:
+                assert q["share"] > free["share"], (row["id"], q["share"], free["share"])
+    if scenes == ORIGINAL_SCENES:
+        assert r["summary"]["iou_above_criterion"] >= 6, r["summary"]
     assert r["summary"]["distinctiveness_above_criterion"] == r["summary"]["distinctiveness_pairs"]
 
 
-def test_exemplar_evidence_on_low_contrast_objects():
-    """The same scenes with every object's colours made those of the background it covers (the
-    camouflage scenes: low-contrast objects, told apart only by structure): the exemplar still puts
-    >= 3x the box's area share and >= 2x the query-free share of the saccade budget in the box, for
-    every object (no ceiling applies: without colour contrast no object stands out by itself).
-    docs/EVALUATION.md has the table, and the target these scenes miss: the query-free share of the
-    camouflaged helmet in gravel is far below its area share."""
-    r = evaluate_images(builtin_items(640, 480, scenes=["gravel-camouflage", "grass-camouflage", "brick-camouflage"]),
-                        {"encoder": "builtin"}, device="cpu")
-    assert len(r["items"]) == 9
-    for row in r["items"]:
-        q, free = row["with_query"], row["query_free"]
-        assert q["share"] >= 3 * row["area_share"], (row["id"], q["share"], row["area_share"])
-        assert q["share"] >= 2 * free["share"], (row["id"], q["share"], free["share"])
-    # The camouflage is real: without colour contrast the large objects hold less of the
-    # query-free budget than in the original scenes (where they get 1.9-4.2x their area share).
-    original = evaluate_images(builtin_items(640, 480, scenes=["gravel", "grass", "brick"]), {"encoder": "builtin"},
-                               device="cpu")
-    free_large = {row["id"].split("/")[1]: row["query_free"]["share"] for row in original["items"]
-                  if row["object"] == "large"}
-    for row in r["items"]:
-        if row["object"] == "large":
-            assert row["query_free"]["share"] < free_large[row["id"].split("/")[1]], row["id"]
+def test_camouflage_is_low_contrast():
+    """Without the colours that set them apart, the large objects hold less of the query-free
+    budget than in their original scenes (texture contrast alone still finds them: the test above)."""
+    def large_free(scenes):
+        r = evaluate_images(builtin_items(640, 480, scenes=scenes), {"encoder": "builtin"}, device="cpu")
+        return {row["id"].split("/")[1]: row["query_free"]["share"] for row in r["items"] if row["object"] == "large"}
+
+    original, camouflage = large_free(ORIGINAL_SCENES), large_free(CAMOUFLAGE_SCENES)
+    assert sorted(original) == sorted(camouflage) == ["crema", "helmet", "night-sky"]
+    for name in original:
+        assert camouflage[name] < original[name], (name, camouflage[name], original[name])

@@ -35,10 +35,10 @@ def _reference_for(pipe, result, previous, has_query=False, **kw):
     level4 = {c: host(tex.channel(c, 4)).astype(np.float64) for c in LEVEL4}
     motion0 = host(tex.channel(arrcoc_rt.Channel.MOTION, 0)).astype(np.float64)
     cfg = pipe.config
-    # The cascade's colour contrast from the reference cascade on the same planes (it matches the
+    # The cascade's contrast from the reference cascade on the same planes (it matches the
     # backends bit for bit: tests/test_cascade.py).
     planes = {(c, k): host(tex.channel(c, k)).astype(np.float32)
-              for c, k in [(3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (11, 4), (10, 4), (33, 4)]}
+              for c, k in R.CASCADE_PLANES}
     knobs = {k: cfg[k] for k in ("num_seeds", "iterations", "compactness", "top_clusters", "patches_per_cluster",
                                  "motion_weight", "query_weight", "contrast_weight")}
     kw.setdefault("patch_contrast", R.cluster_cascade(planes, **knobs).patch_contrast)

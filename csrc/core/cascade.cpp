@@ -73,7 +73,7 @@ struct ClusterCascade::Impl {
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kMaxSeeds) * kStatSums, &b.stat_sums);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.scores);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.saliency);
-    if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.rarity);
+    if (s.ok()) s = arena.alloc_n(2 * math::kMaxSeeds, &b.rarity);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.contrast);
     if (s.ok()) s = arena.alloc_n(n4, &b.patch_contrast);
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(config.top_clusters), &b.kept);
@@ -119,6 +119,7 @@ struct ClusterCascade::Impl {
     p.sal2 = plane(11, 2);
     p.ecc2 = plane(5, 2);
     p.mot2 = plane(10, 2);
+    p.tex2 = plane(4, 2);
     p.sal4 = plane(11, 4);
     p.mot4 = plane(10, 4);
     p.qry4 = plane(33, 4);

@@ -63,7 +63,7 @@ struct AllocateParams {
   int32_t lw[kNumLevels], lh[kNumLevels];
   int32_t width, height, w4, h4;
   const int32_t* slots;                 // cascade candidates, capacity entries, -1 padding
-  const float* patch_contrast;          // cascade: [w4*h4] colour contrast of each patch's cluster
+  const float* patch_contrast;          // cascade: [w4*h4] contrast of each patch's cluster
   int32_t capacity;
   bool has_query, motion_valid;
   uint32_t frame_index;
@@ -317,8 +317,8 @@ ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
     return math::robust_unit(p.feat[component_feature(comp)][i], p.lohi[2 * comp], p.lohi[2 * comp + 1]);
   };
   p.info[i] = (unit(kCompEntropy) + unit(kCompEdge) + unit(kCompHighPass)) / 3.0f;
-  // Salience: what stands out -- locally (centre-surround) or as a region whose colour is rare in
-  // the frame (its cluster's colour contrast, which holds a large smooth object whose interior
+  // Salience: what stands out -- locally (centre-surround) or as a region whose colour or texture is rare in
+  // the frame (its cluster's contrast, which holds a large smooth object whose interior
   // has no centre-surround response) -- plus the fovea and motion.
   const float stands_out = math::maxf(unit(kCompSaliency), p.patch_contrast[p.cand[i]]);
   p.sal[i] = (stands_out + (1.0f - p.feat[kFeatEcc][i]) + math::relative_motion_unit(p.feat[kFeatRelMotion][i])) / 3.0f;

@@ -23,6 +23,12 @@ constexpr int kStatScale = 1 << 20;   // cluster statistics in 1/2^20 units (exa
 ARRCOC_HD int colour_fixed(float v) {
   return static_cast<int>(rintf(v * static_cast<float>(kColourScale))) + kColourOffset;
 }
+// Fixed-point texture statistic of one texel: local contrast (channel 4, in [0, 0.5]) in 1/2048
+// units, so its range (0..1024) is that of one colour feature's.
+constexpr int kTextureScale = 2048;
+ARRCOC_HD int texture_fixed(float v) {
+  return static_cast<int>(rintf(v * static_cast<float>(kTextureScale)));
+}
 ARRCOC_HD int64_t stat_fixed(float v) {
   return static_cast<int64_t>(rintf(v * static_cast<float>(kStatScale)));
 }
@@ -131,13 +137,15 @@ ARRCOC_HD float cluster_saliency(int64_t sal_sum, int64_t ecc_sum, int64_t count
   return mul_rn(stat_mean(sal_sum, count), foveal);
 }
 
-// Colour contrast of a cluster in [0, 1]: its rarity (the pixel-weighted L1 distance of its mean
-// colour to every other cluster's, an exact integer) placed between the frame's least and most
-// rare clusters. A region whose colour is everywhere -- grass, foliage, gravel -- has a low
-// contrast however busy it is; an object unlike its surroundings has a high one, smooth or not.
+// Contrast of a cluster in [0, 1]: its rarity placed between the frame's least and most rare
+// clusters. Colour rarity is the pixel-weighted L1 distance of its mean colour to every other
+// cluster's; texture rarity the same for its mean local contrast (exact integers both). A region
+// whose colour and texture are everywhere -- grass, foliage, gravel -- has a low contrast however
+// busy it is; an object unlike its surroundings has a high one, smooth or not: by colour, or, when
+// its colours are those of its surroundings, by being smooth where they are busy (or the reverse).
 // (Over the range, not the maximum: a very distinct object makes everything else look somewhat
 // rare too.)
-ARRCOC_HD float colour_contrast(int64_t rarity, int64_t min_rarity, int64_t max_rarity) {
+ARRCOC_HD float rarity_contrast(int64_t rarity, int64_t min_rarity, int64_t max_rarity) {
   return max_rarity > min_rarity ? static_cast<float>(static_cast<double>(rarity - min_rarity) /
                                                       static_cast<double>(max_rarity - min_rarity))
                                  : 0.0f;

@@ -16,6 +16,7 @@ struct CascadeParams {
   const void* sal2;                  // ch 11 at level 2
   const void* ecc2;                  // ch 5 at level 2
   const void* mot2;                  // ch 10 at level 2
+  const void* tex2;                  // ch 4 at level 2 (local contrast: texture rarity)
   const void* sal4;                  // ch 11 at level 4
   const void* mot4;                  // ch 10 at level 4
   const void* qry4;                  // ch 33 at level 4
@@ -35,22 +36,23 @@ struct CascadeParams {
   int32_t* labels;                   // [w2*h2] cluster id per level-2 texel
   math::Seed* seeds;                 // [kMaxSeeds]
   unsigned long long* seed_sums;     // [kMaxSeeds][6] count, c0, c1, c2, x16, y16 (int64 bits)
-  unsigned long long* stat_sums;     // [kMaxSeeds][8] count, saliency, eccentricity, motion, query, colour x3
+  unsigned long long* stat_sums;     // [kMaxSeeds][9] count, saliency, eccentricity, motion, query, colour x3,
+                                     // local contrast
   float* saliency;                   // [kMaxSeeds] cluster_saliency
-  int64_t* rarity;                   // [kMaxSeeds] colour rarity (see math::colour_contrast)
-  float* contrast;                   // [kMaxSeeds] colour contrast in [0, 1]
+  int64_t* rarity;                   // [kMaxSeeds][2] colour and texture rarity (see math::rarity_contrast)
+  float* contrast;                   // [kMaxSeeds] contrast in [0, 1]: the larger of colour's and texture's
   float* scores;                     // [kMaxSeeds]
   int32_t* kept;                     // [top_k] best clusters, -1 padding
   uint64_t* patch_keys;              // [w4*h4]
   int32_t* patch_cluster;            // [w4*h4]
-  float* patch_contrast;             // [w4*h4] the colour contrast of the patch's cluster
+  float* patch_contrast;             // [w4*h4] the contrast of the patch's cluster
   int32_t* candidates;               // [top_k*per_cluster], -1 padding
   int32_t* members;                  // [w4*h4] CPU: patches of one cluster, for partial_sort
   unsigned long long* partial_sums;  // CPU: [num_threads][kMaxSeeds][max(kSeedSums, kStatSums)]
 };
 
 constexpr int kSeedSums = 6;
-constexpr int kStatSums = 8;
+constexpr int kStatSums = 9;
 
 // Typed texel read of a plane given as const void*.
 template <typename T>
@@ -117,6 +119,7 @@ ARRCOC_HD void stat_terms(const CascadeParams& p, int i, int j, unsigned long lo
   out[4] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.qry4, q)));
   const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
   for (int c = 0; c < 3; ++c) out[5 + c] = static_cast<unsigned long long>(p.colour[c * n + idx]);
+  out[8] = static_cast<unsigned long long>(math::texture_fixed(texel_at<T>(p.tex2, idx)));
 }
 
 ARRCOC_HD int64_t stat_sum(const CascadeParams& p, int k, int which) {
@@ -124,41 +127,50 @@ ARRCOC_HD int64_t stat_sum(const CascadeParams& p, int k, int which) {
 }
 
 // Cluster scores in two phases (every cluster's phase 1 before any phase 2).
-// Phase 1: the cluster's saliency and colour rarity = sum over clusters o of
-// count_o * |mean colour_k - mean colour_o|_1 (exact integers; means rounded as SLIC's).
+// Phase 1: the cluster's saliency, colour rarity = sum over clusters o of
+// count_o * |mean colour_k - mean colour_o|_1, and texture rarity = the same of the mean local
+// contrast (exact integers; means rounded as SLIC's).
 ARRCOC_HD void cluster_saliency_and_rarity(const CascadeParams& p, int k) {
   const int64_t count = stat_sum(p, k, 0);
   p.saliency[k] = math::cluster_saliency(stat_sum(p, k, 1), stat_sum(p, k, 2), count);
-  int64_t rarity = 0;
+  int64_t colour_rarity = 0, texture_rarity = 0;
   if (count > 0) {
-    int64_t mean[3];
-    for (int c = 0; c < 3; ++c) mean[c] = math::mean_round(stat_sum(p, k, 5 + c), count);
+    int64_t mean[4];  // colour x3, local contrast
+    for (int c = 0; c < 4; ++c) mean[c] = math::mean_round(stat_sum(p, k, 5 + c), count);
     for (int o = 0; o < p.gx * p.gy; ++o) {
       const int64_t n = stat_sum(p, o, 0);
       if (n == 0 || o == k) continue;
-      int64_t d = 0;
-      for (int c = 0; c < 3; ++c) {
+      int64_t d[4];
+      for (int c = 0; c < 4; ++c) {
         const int64_t v = mean[c] - math::mean_round(stat_sum(p, o, 5 + c), n);
-        d += v < 0 ? -v : v;
+        d[c] = v < 0 ? -v : v;
       }
-      rarity += n * d;
+      colour_rarity += n * (d[0] + d[1] + d[2]);
+      texture_rarity += n * d[3];
     }
   }
-  p.rarity[k] = rarity;
+  p.rarity[2 * k] = colour_rarity;
+  p.rarity[2 * k + 1] = texture_rarity;
 }
 
-// Phase 2: colour contrast (rarity over the frame's largest) and the score.
+// Phase 2: contrast (the larger of colour's and texture's rarity, each over the frame's range) and
+// the score.
 ARRCOC_HD void cluster_contrast_and_score(const CascadeParams& p, int k) {
   float max_saliency = 0.0f;
-  int64_t min_rarity = -1, max_rarity = 0;
+  int64_t min_rarity[2] = {-1, -1}, max_rarity[2] = {0, 0};
   for (int o = 0; o < p.gx * p.gy; ++o) {
     if (stat_sum(p, o, 0) == 0) continue;
     max_saliency = math::maxf(max_saliency, p.saliency[o]);
-    max_rarity = p.rarity[o] > max_rarity ? p.rarity[o] : max_rarity;
-    min_rarity = min_rarity < 0 || p.rarity[o] < min_rarity ? p.rarity[o] : min_rarity;
+    for (int r = 0; r < 2; ++r) {
+      const int64_t v = p.rarity[2 * o + r];
+      max_rarity[r] = v > max_rarity[r] ? v : max_rarity[r];
+      min_rarity[r] = min_rarity[r] < 0 || v < min_rarity[r] ? v : min_rarity[r];
+    }
   }
   const int64_t count = stat_sum(p, k, 0);
-  p.contrast[k] = count > 0 ? math::colour_contrast(p.rarity[k], min_rarity, max_rarity) : 0.0f;
+  p.contrast[k] = count > 0 ? math::maxf(math::rarity_contrast(p.rarity[2 * k], min_rarity[0], max_rarity[0]),
+                                         math::rarity_contrast(p.rarity[2 * k + 1], min_rarity[1], max_rarity[1]))
+                            : 0.0f;
   p.scores[k] = math::cluster_score(p.saliency[k], p.contrast[k], max_saliency, stat_sum(p, k, 3), stat_sum(p, k, 4),
                                     count, p.w_contrast, p.w_motion, p.w_query);
 }

@@ -45,8 +45,8 @@ class CascadeResult:
 
     labels: np.ndarray          # [h2, w2] int32 cluster id per level-2 texel (4x4 pixels)
     cluster_scores: np.ndarray  # [num_clusters] float32, -1 for empty clusters
-    cluster_contrast: np.ndarray  # [num_clusters] float32 colour contrast in [0, 1]
-    patch_contrast: np.ndarray  # [h4, w4] float32 colour contrast of each patch's cluster
+    cluster_contrast: np.ndarray  # [num_clusters] float32 contrast in [0, 1]: colour or texture rarity
+    patch_contrast: np.ndarray  # [h4, w4] float32 contrast of each patch's cluster
     kept_clusters: np.ndarray   # [top_clusters] int32, best first, -1 padding
     candidates: np.ndarray      # [top_clusters, patches_per_cluster] int32 patch ids, -1 padding
     grid: tuple                 # seed grid (gx, gy)
@@ -65,7 +65,7 @@ class ClusterCascade:
     Knobs (defaults, ranges): num_seeds 48 (1..256), iterations 3 (1..20), compactness 0.1
     ((0, 10]: colour distance worth one seed spacing), top_clusters 10 (1..256),
     patches_per_cluster 50 (1..4096), motion_weight 1.0, query_weight 1.0 and contrast_weight 1.0
-    ([0, 100]; colour contrast = how rare a cluster's colour is in the frame, see cascade_math.h).
+    ([0, 100]; contrast = how rare a cluster's colour or its texture is in the frame, see cascade_math.h).
     """
 
     def __init__(self, width: int, height: int, *, device: str = "auto", num_threads: int = 0, **knobs):

@@ -317,6 +317,10 @@ def build_texture(frame, pixel_format: str | None = None, previous: ReferenceTex
 # ----------------------------------------------------------------------------- stage 2: cascade
 
 _COLOUR_SCALE, _COLOUR_OFFSET, _POS, _STAT = 1024, 2048, 16, 1 << 20
+_TEXTURE_SCALE = 2048  # local contrast in 1/2048 units (cascade_math.h: texture_fixed)
+# The (channel, level) planes the cascade reads: colour, saliency, eccentricity, motion and local
+# contrast at level 2; saliency, motion and query similarity at level 4.
+CASCADE_PLANES = ((3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (4, 2), (11, 4), (10, 4), (33, 4))
 MAX_SEEDS = 256  # kMaxSeeds: the most grid cells (clusters) a cascade has
 
 
@@ -338,8 +342,8 @@ def seed_grid(seeds: int, w2: int, h2: int) -> tuple[int, int]:
 class ReferenceCascade:
     labels: np.ndarray          # [h2, w2] cluster id per level-2 texel
     cluster_scores: np.ndarray  # [gx*gy] float32, -1 for empty clusters
-    cluster_contrast: np.ndarray  # [gx*gy] float32 colour contrast in [0, 1]
-    patch_contrast: np.ndarray  # [h4, w4] float32 colour contrast of each patch's cluster
+    cluster_contrast: np.ndarray  # [gx*gy] float32 contrast (colour or texture rarity) in [0, 1]
+    patch_contrast: np.ndarray  # [h4, w4] float32 contrast of each patch's cluster
     kept_clusters: np.ndarray   # [top_clusters], -1 padding
     candidates: np.ndarray      # [top_clusters, patches_per_cluster], -1 padding
     grid: tuple
@@ -348,10 +352,9 @@ class ReferenceCascade:
 def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, top_clusters=10,
                     patches_per_cluster=50, motion_weight=1.0, query_weight=1.0,
                     contrast_weight=1.0) -> ReferenceCascade:
-    """Stage 2 on texture planes: ``planes[(channel, level)]`` as float32 arrays for channels
-    3, 15, 16, 11, 5, 10 at level 2 and 11, 10, 33 at level 4 (take them from a backend's texture,
-    so both see the same input). Integer SLIC, exact sums, unique patch keys: backends must match
-    this bit for bit."""
+    """Stage 2 on texture planes: ``planes[(channel, level)]`` as float32 arrays for the
+    ``CASCADE_PLANES`` (take them from a backend's texture, so both see the same input). Integer
+    SLIC, exact sums, unique patch keys: backends must match this bit for bit."""
     L2 = [planes[(c, 2)] for c in (3, 15, 16)]
     h2, w2 = L2[0].shape
     h4, w4 = planes[(11, 4)].shape
@@ -413,18 +416,22 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
         sums.append(s)
     f32 = np.float32
     nonempty = np.nonzero(count)[0]
-    # Colour rarity: sum over the other clusters of count x L1 distance of the (rounded) mean
-    # colours, exact integers; contrast = rarity between the frame's least and most rare.
-    mean_colour = np.stack([(_exact_sums(flat, colour[c].ravel(), n) + count // 2) // np.maximum(count, 1)
-                            for c in range(3)])  # [3, n]
-    rarity = np.zeros(n, np.int64)
-    for k in nonempty:
-        d = np.abs(mean_colour[:, nonempty] - mean_colour[:, k:k + 1]).sum(axis=0)
-        rarity[k] = int((count[nonempty] * d).sum())
-    lo, hi = (int(rarity[nonempty].min()), int(rarity[nonempty].max())) if len(nonempty) else (0, 0)
+    # Colour and texture rarity: sum over the other clusters of count x L1 distance of the
+    # (rounded) mean colours, and of the (rounded) mean local contrasts; exact integers. Each is
+    # placed between the frame's least and most rare cluster; contrast is the larger of the two.
+    texture = np.rint(np.asarray(planes[(4, 2)], np.float32) * np.float32(_TEXTURE_SCALE)).astype(np.int64)
+    means = np.stack([(_exact_sums(flat, f.ravel(), n) + count // 2) // np.maximum(count, 1)
+                      for f in (*colour, texture)])  # [4, n]
     contrast = np.zeros(n, np.float32)
-    if hi > lo:
-        contrast[nonempty] = [f32((int(rarity[k]) - lo) / (hi - lo)) for k in nonempty]
+    for rows in (slice(0, 3), slice(3, 4)):
+        rarity = np.zeros(n, np.int64)
+        for k in nonempty:
+            d = np.abs(means[rows][:, nonempty] - means[rows][:, k:k + 1]).sum(axis=0)
+            rarity[k] = int((count[nonempty] * d).sum())
+        lo, hi = (int(rarity[nonempty].min()), int(rarity[nonempty].max())) if len(nonempty) else (0, 0)
+        if hi > lo:
+            contrast[nonempty] = np.maximum(contrast[nonempty],
+                                            [f32((int(rarity[k]) - lo) / (hi - lo)) for k in nonempty])
     saliency = np.full(n, -1.0, np.float32)
     for k in nonempty:
         denom = float(count[k]) * _STAT
@@ -517,7 +524,7 @@ def sobel_key(edge: np.ndarray) -> np.ndarray:
 def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contrast=None):
     """Information, salience and query relevance of candidate patches, each in [0, 1].
     ``level4[c]`` is the level-4 plane of channel c (flattened by patch id); ``patch_contrast``
-    the cascade's colour contrast of each patch's cluster (same layout; None: 0)."""
+    the cascade's contrast of each patch's cluster (same layout; None: 0)."""
     g = {c: np.asarray(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
     relative_motion = _relative_motion(level4[35], level4[36]).ravel()[patches]
     info = (robust_normalize(g[14]) + robust_normalize(g[12]) + robust_normalize(g[9])) / 3.0
@@ -738,7 +745,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
     (held saccades), given together with ``previous_relevance``. Candidates are the cascade's, then
     the held patches it did not propose (patch order), up to ``max_candidates``. ``patch_contrast``:
-    the cascade's colour contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``).
+    the cascade's contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``).
     ``previous_lum``: the previous frame's level-4 luminance (channel 3), with the history."""
     h4, w4 = np.asarray(level4[11]).shape
     mvx = np.asarray(level4[35], np.float64)

@@ -26,7 +26,7 @@ struct CascadeConfig {
   int32_t patches_per_cluster = 50;  // candidates taken from each kept cluster, 1..4096
   float motion_weight = 1.0f;        // weight of mean motion in cluster and patch scores, [0, 100]
   float query_weight = 1.0f;         // weight of mean query similarity (ch 33), [0, 100]
-  float contrast_weight = 1.0f;      // weight of colour contrast (rarity) in cluster scores, [0, 100]
+  float contrast_weight = 1.0f;      // weight of contrast (colour or texture rarity) in cluster scores, [0, 100]
   Device device = Device::kCPU;
   int32_t cuda_device = 0;
   int32_t num_threads = 0;           // CPU worker threads; 0 = all hardware threads
@@ -43,8 +43,8 @@ struct CascadeView {
   int32_t patch_grid_width = 0, patch_grid_height = 0;  // level-4 size
   const int32_t* labels = nullptr;           // [level2_height * level2_width] cluster id per texel
   const float* cluster_scores = nullptr;     // [num_clusters]; -1 for empty clusters
-  const float* cluster_contrast = nullptr;   // [num_clusters] colour contrast in [0, 1] (0 if empty)
-  const float* patch_contrast = nullptr;     // [patch grid] the colour contrast of each patch's cluster
+  const float* cluster_contrast = nullptr;   // [num_clusters] contrast in [0, 1]: colour or texture rarity (0 if empty)
+  const float* patch_contrast = nullptr;     // [patch grid] the contrast of each patch's cluster
   const int32_t* kept_clusters = nullptr;    // [top_clusters] ids, best first; -1 padding
   const int32_t* candidate_patch = nullptr;  // [top_clusters * patches_per_cluster]; -1 padding
   int32_t capacity = 0;                      // top_clusters * patches_per_cluster
