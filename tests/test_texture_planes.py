@@ -109,3 +109,55 @@ def test_contact_sheet_of_a_pipeline_texture(tmp_path, rng):
     assert sheet.size[0] > 0 and sheet.getextrema() != ((24, 24), (24, 24), (28, 28))  # not an empty sheet
     paths = save_channels(r.texture, tmp_path)
     assert len(paths) == 40 and all(p.exists() for p in paths)
+
+
+def _cpu_has_avx512f() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _cpu_has_avx512f(), reason="this CPU has no AVX-512: the texture runs its AVX2 path only")
+def test_avx512_entropy_is_the_same_bits_as_avx2(tmp_path, rng):
+    """Where the CPU has AVX-512 the entropy lookup takes it (two-register permutes); a process with
+    ARRCOC_CPU_NO_AVX512=1 takes the AVX2 path. Every plane of both is the same bits, at widths
+    around the 16- and 8-pixel steps and the 256-pixel chunks, both dtypes, 1-3 threads."""
+    import subprocess
+    import sys
+
+    frames = {f"{w}x{h}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+              for w, h in [(15, 7), (17, 9), (257, 33), (640, 480)]}
+    np.savez(tmp_path / "frames.npz", **frames)
+    script = f"""
+import sys, numpy as np, arrcoc_rt
+frames = np.load({str(tmp_path / 'frames.npz')!r})
+out = {{}}
+for name in frames.files:
+    f = frames[name]
+    for dtype in ("float16", "float32"):
+        for nt in (1, 2, 3):
+            t = arrcoc_rt.TextureBuilder(f.shape[1], f.shape[0], device="cpu", dtype=dtype, num_threads=nt,
+                                         planes="all").build(f)
+            for k in range(5):
+                for c in arrcoc_rt.Texture.channels_at(k):
+                    out[f"{{name}}_{{dtype}}_{{nt}}_{{int(c)}}_{{k}}"] = np.asarray(t.channel(c, k))
+np.savez(sys.argv[1], **out)
+"""
+    import os
+
+    results = {}
+    for path in ("avx512", "avx2"):
+        env = dict(os.environ)
+        env.pop("ARRCOC_CPU_NO_AVX512", None)
+        if path == "avx2":
+            env["ARRCOC_CPU_NO_AVX512"] = "1"
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{path}.npz")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[path] = np.load(tmp_path / f"{path}.npz")
+    a, b = results["avx512"], results["avx2"]
+    assert sorted(a.files) == sorted(b.files) and len(a.files) > 1000
+    for key in a.files:
+        assert np.array_equal(a[key].view(np.uint8), b[key].view(np.uint8)), key
