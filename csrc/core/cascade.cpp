@@ -73,6 +73,7 @@ struct ClusterCascade::Impl {
     if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kMaxSeeds) * kStatSums, &b.stat_sums);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.scores);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.saliency);
+    if (s.ok()) s = arena.alloc_n(static_cast<size_t>(math::kMaxSeeds) * kRarityMeans, &b.means);
     if (s.ok()) s = arena.alloc_n(2 * math::kMaxSeeds, &b.rarity);
     if (s.ok()) s = arena.alloc_n(math::kMaxSeeds, &b.contrast);
     if (s.ok()) s = arena.alloc_n(n4, &b.patch_contrast);

@@ -142,6 +142,7 @@ void run_typed(const CascadeParams& p) {
 
   // Cluster statistics, scores, the kept clusters.
   sum_by_label<kStatSums>(p, p.stat_sums, [&](int i, int j, unsigned long long* t) { stat_terms<T>(p, i, j, t); });
+  for (int k = 0; k < nseeds; ++k) cluster_means(p, k);
   for (int k = 0; k < nseeds; ++k) cluster_saliency_and_rarity(p, k);
   for (int k = 0; k < nseeds; ++k) cluster_contrast_and_score(p, k);
   rank_clusters(p);

@@ -71,6 +71,8 @@ __global__ void stat_sums_kernel(CascadeParams p) {
 __global__ void score_and_rank_kernel(CascadeParams p) {
   const int k = threadIdx.x, n = p.gx * p.gy;
   if (k < p.top_k) p.kept[k] = -1;
+  if (k < n) cluster_means(p, k);
+  __syncthreads();
   if (k < n) cluster_saliency_and_rarity(p, k);
   __syncthreads();
   if (k < n) cluster_contrast_and_score(p, k);

@@ -24,10 +24,11 @@ ARRCOC_HD int colour_fixed(float v) {
   return static_cast<int>(rintf(v * static_cast<float>(kColourScale))) + kColourOffset;
 }
 // Fixed-point texture statistic of one texel: local contrast (channel 4, in [0, 0.5]) in 1/2048
-// units, so its range (0..1024) is that of one colour feature's.
+// units, so its range (0..1024) is that of one colour feature's. Clamped to [0, 0.5] first (NaN to
+// 0): a texture written by the caller gets the same defined integers on every backend.
 constexpr int kTextureScale = 2048;
 ARRCOC_HD int texture_fixed(float v) {
-  return static_cast<int>(rintf(v * static_cast<float>(kTextureScale)));
+  return static_cast<int>(rintf(fminf(fmaxf(v, 0.0f), 0.5f) * static_cast<float>(kTextureScale)));
 }
 ARRCOC_HD int64_t stat_fixed(float v) {
   return static_cast<int64_t>(rintf(v * static_cast<float>(kStatScale)));

@@ -39,6 +39,7 @@ struct CascadeParams {
   unsigned long long* stat_sums;     // [kMaxSeeds][9] count, saliency, eccentricity, motion, query, colour x3,
                                      // local contrast
   float* saliency;                   // [kMaxSeeds] cluster_saliency
+  int64_t* means;                    // [kMaxSeeds][kRarityMeans] rounded mean colour x3 and local contrast
   int64_t* rarity;                   // [kMaxSeeds][2] colour and texture rarity (see math::rarity_contrast)
   float* contrast;                   // [kMaxSeeds] contrast in [0, 1]: the larger of colour's and texture's
   float* scores;                     // [kMaxSeeds]
@@ -53,6 +54,7 @@ struct CascadeParams {
 
 constexpr int kSeedSums = 6;
 constexpr int kStatSums = 9;
+constexpr int kRarityMeans = 4;  // the stat sums 5..8 as means: colour x3, local contrast
 
 // Typed texel read of a plane given as const void*.
 template <typename T>
@@ -126,23 +128,30 @@ ARRCOC_HD int64_t stat_sum(const CascadeParams& p, int k, int which) {
   return static_cast<int64_t>(p.stat_sums[static_cast<int64_t>(k) * kStatSums + which]);
 }
 
-// Cluster scores in two phases (every cluster's phase 1 before any phase 2).
+// Cluster scores in three phases (every cluster's phase before any cluster's next one).
+// Phase 0: the cluster's rounded means (as SLIC's) of colour and local contrast, once per cluster.
+ARRCOC_HD void cluster_means(const CascadeParams& p, int k) {
+  const int64_t count = stat_sum(p, k, 0);
+  for (int c = 0; c < kRarityMeans; ++c)
+    p.means[static_cast<int64_t>(k) * kRarityMeans + c] = count > 0 ? math::mean_round(stat_sum(p, k, 5 + c), count) : 0;
+}
+
 // Phase 1: the cluster's saliency, colour rarity = sum over clusters o of
 // count_o * |mean colour_k - mean colour_o|_1, and texture rarity = the same of the mean local
-// contrast (exact integers; means rounded as SLIC's).
+// contrast (exact integers).
 ARRCOC_HD void cluster_saliency_and_rarity(const CascadeParams& p, int k) {
   const int64_t count = stat_sum(p, k, 0);
   p.saliency[k] = math::cluster_saliency(stat_sum(p, k, 1), stat_sum(p, k, 2), count);
   int64_t colour_rarity = 0, texture_rarity = 0;
   if (count > 0) {
-    int64_t mean[4];  // colour x3, local contrast
-    for (int c = 0; c < 4; ++c) mean[c] = math::mean_round(stat_sum(p, k, 5 + c), count);
+    const int64_t* mean = p.means + static_cast<int64_t>(k) * kRarityMeans;
     for (int o = 0; o < p.gx * p.gy; ++o) {
       const int64_t n = stat_sum(p, o, 0);
       if (n == 0 || o == k) continue;
-      int64_t d[4];
-      for (int c = 0; c < 4; ++c) {
-        const int64_t v = mean[c] - math::mean_round(stat_sum(p, o, 5 + c), n);
+      const int64_t* other = p.means + static_cast<int64_t>(o) * kRarityMeans;
+      int64_t d[kRarityMeans];
+      for (int c = 0; c < kRarityMeans; ++c) {
+        const int64_t v = mean[c] - other[c];
         d[c] = v < 0 ? -v : v;
       }
       colour_rarity += n * (d[0] + d[1] + d[2]);

@@ -419,7 +419,9 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     # Colour and texture rarity: sum over the other clusters of count x L1 distance of the
     # (rounded) mean colours, and of the (rounded) mean local contrasts; exact integers. Each is
     # placed between the frame's least and most rare cluster; contrast is the larger of the two.
-    texture = np.rint(np.asarray(planes[(4, 2)], np.float32) * np.float32(_TEXTURE_SCALE)).astype(np.int64)
+    # local contrast clamped to its range [0, 0.5] (NaN to 0), as texture_fixed does
+    local = np.fmin(np.fmax(np.asarray(planes[(4, 2)], np.float32), np.float32(0)), np.float32(0.5))
+    texture = np.rint(local * np.float32(_TEXTURE_SCALE)).astype(np.int64)
     means = np.stack([(_exact_sums(flat, f.ravel(), n) + count // 2) // np.maximum(count, 1)
                       for f in (*colour, texture)])  # [4, n]
     contrast = np.zeros(n, np.float32)

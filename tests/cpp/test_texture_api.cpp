@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -281,6 +282,49 @@ void test_cascade_colour_range() {
   check(*std::max_element(labels.begin(), labels.end()) > 10, "labels use many seeds");
 }
 
+// A caller's texture whose local contrast (channel 4) leaves its range [0, 0.5] -- negative, huge,
+// infinite, NaN -- is read as the clamped value (NaN as 0): the cascade's contrasts and choices are
+// those of the same texture with channel 4 clamped by hand, with no undefined conversion.
+void test_cascade_clamps_local_contrast() {
+  const int w = 320, h = 192;
+  const auto b = float32_texture_builder(w, h);
+  arrcoc::CascadeConfig cc;
+  cc.max_width = w;
+  cc.max_height = h;
+  std::unique_ptr<arrcoc::ClusterCascade> c;
+  check(arrcoc::ClusterCascade::create(cc, &c).ok(), "create cascade 320x192");
+  std::vector<uint8_t> px(w * h * 3);
+  uint32_t state = 777u;
+  auto next = [&state] { return state = state * 1664525u + 1013904223u; };
+  for (auto& v : px) v = static_cast<uint8_t>(next() >> 24);
+  arrcoc::TextureView tex;
+  check(b->build(rgb_frame(px, w, h), &tex).ok(), "build a frame");
+  std::vector<float> wild(static_cast<size_t>(tex.total_elements()));
+  std::copy_n(static_cast<const float*>(tex.data), wild.size(), wild.begin());
+  std::vector<float> clamped = wild;
+  const int64_t n2 = static_cast<int64_t>(tex.levels[2].width) * tex.levels[2].height;
+  const int64_t at = tex.plane_offset(static_cast<int>(arrcoc::Channel::kLocalContrast), 2);
+  const float odd[] = {-0.25f, -1e30f, 7.0f, 3e9f, std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  const float as[] = {0.0f, 0.0f, 0.5f, 0.5f, 0.5f, 0.0f, 0.0f};
+  for (int64_t i = 0; i < n2; i += 3) {
+    const int k = static_cast<int>(next() % 7u);
+    wild[at + i] = odd[k];
+    clamped[at + i] = as[k];
+  }
+  arrcoc::TextureView view = tex;
+  arrcoc::CascadeView out;
+  view.data = clamped.data();
+  check(c->run(view, &out).ok(), "cascade on clamped local contrast");
+  const int nc = out.num_clusters;
+  const std::vector<float> contrast(out.cluster_contrast, out.cluster_contrast + nc);
+  const std::vector<int32_t> candidates(out.candidate_patch, out.candidate_patch + out.capacity);
+  view.data = wild.data();
+  check(c->run(view, &out).ok(), "cascade on local contrast out of range");
+  check(std::equal(contrast.begin(), contrast.end(), out.cluster_contrast), "the clamped contrasts");
+  check(std::equal(candidates.begin(), candidates.end(), out.candidate_patch), "the clamped candidates");
+}
+
 void test_pipeline_end_to_end() {
   using arrcoc::StatusCode;
   arrcoc::PipelineConfig pc;
@@ -394,6 +438,7 @@ int main() {
   test_motion_vectors();
   test_cascade();
   test_cascade_colour_range();
+  test_cascade_clamps_local_contrast();
   test_pipeline_end_to_end();
   test_exemplar_layout();
   return arrcoc_test::finish();
