@@ -239,44 +239,56 @@ void test_cascade() {
   check_status(c->run(tex, &out), StatusCode::kOutOfRange, "texture larger than the cascade", "exceeds the maximum");
 }
 
+// A 320x192 float32 texture of a noise frame (`frames` builds of it) copied into the caller's
+// memory, and a cascade for that size: the cascade tests below rewrite planes of the copy.
+struct CallerTexture {
+  std::unique_ptr<arrcoc::ClusterCascade> cascade;
+  std::vector<float> data;
+  arrcoc::TextureView view;  // the builder's layout, over `data`
+  int64_t n2 = 0;            // texels of level 2
+  uint32_t state;
+  uint32_t next() { return state = state * 1664525u + 1013904223u; }
+  float* plane(arrcoc::Channel c, int level) { return data.data() + view.plane_offset(static_cast<int>(c), level); }
+};
+
+CallerTexture caller_texture(uint32_t seed, int frames) {
+  const int w = 320, h = 192;
+  CallerTexture t;
+  t.state = seed;
+  const auto b = float32_texture_builder(w, h);
+  arrcoc::CascadeConfig cc;
+  cc.max_width = w;
+  cc.max_height = h;
+  check(arrcoc::ClusterCascade::create(cc, &t.cascade).ok(), "create cascade 320x192");
+  std::vector<uint8_t> px(w * h * 3);
+  for (auto& v : px) v = static_cast<uint8_t>(t.next() >> 24);
+  for (int f = 0; f < frames; ++f) check(b->build(rgb_frame(px, w, h), &t.view).ok(), "build a noise frame");
+  t.data.assign(static_cast<const float*>(t.view.data), static_cast<const float*>(t.view.data) + t.view.total_elements());
+  t.view.data = t.data.data();
+  t.n2 = static_cast<int64_t>(t.view.levels[2].width) * t.view.levels[2].height;
+  return t;
+}
+
 // The CPU's SLIC assignment takes 32-bit distance terms where the texture's colours allow it
 // (slic_distance_narrow) and 64-bit ones elsewhere: a texture whose level-2 luminance is offset by 8
 // (colours past 2^13 in fixed point, which only a texture written by the caller can hold) gives the
 // same distances, so the same labels and candidates, through the 64-bit path.
 void test_cascade_colour_range() {
-  const int w = 320, h = 192;
-  const auto b = float32_texture_builder(w, h);  // k / 1024 + 8 is exact in float32
-  arrcoc::CascadeConfig cc;
-  cc.max_width = w;
-  cc.max_height = h;
-  std::unique_ptr<arrcoc::ClusterCascade> c;
-  check(arrcoc::ClusterCascade::create(cc, &c).ok(), "create cascade 320x192");
-  std::vector<uint8_t> px(w * h * 3);
-  uint32_t state = 12345u;
-  auto next = [&state] { return state = state * 1664525u + 1013904223u; };
-  for (auto& v : px) v = static_cast<uint8_t>(next() >> 24);
-  arrcoc::TextureView tex;
-  check(b->build(rgb_frame(px, w, h), &tex).ok() && b->build(rgb_frame(px, w, h), &tex).ok(), "build two frames");
-  std::vector<float> mine(static_cast<size_t>(tex.total_elements()));
-  std::copy_n(static_cast<const float*>(tex.data), mine.size(), mine.begin());
-  const int64_t n2 = static_cast<int64_t>(tex.levels[2].width) * tex.levels[2].height;
-  float* lum = mine.data() + tex.plane_offset(static_cast<int>(arrcoc::Channel::kLuminance), 2);
-  float* rg = mine.data() + tex.plane_offset(static_cast<int>(arrcoc::Channel::kOpponentRG), 2);
-  float* by = mine.data() + tex.plane_offset(static_cast<int>(arrcoc::Channel::kOpponentBY), 2);
-  for (int64_t i = 0; i < n2; ++i) {  // colours on the 1/1024 grid: exact after the offset too
-    lum[i] = static_cast<float>(next() % 1025u) / 1024.0f;
-    rg[i] = (static_cast<float>(next() % 2049u) - 1024.0f) / 1024.0f;
-    by[i] = (static_cast<float>(next() % 2049u) - 1024.0f) / 1024.0f;
+  CallerTexture t = caller_texture(12345u, 2);  // k / 1024 + 8 is exact in float32
+  float* lum = t.plane(arrcoc::Channel::kLuminance, 2);
+  float* rg = t.plane(arrcoc::Channel::kOpponentRG, 2);
+  float* by = t.plane(arrcoc::Channel::kOpponentBY, 2);
+  for (int64_t i = 0; i < t.n2; ++i) {  // colours on the 1/1024 grid: exact after the offset too
+    lum[i] = static_cast<float>(t.next() % 1025u) / 1024.0f;
+    rg[i] = (static_cast<float>(t.next() % 2049u) - 1024.0f) / 1024.0f;
+    by[i] = (static_cast<float>(t.next() % 2049u) - 1024.0f) / 1024.0f;
   }
-  arrcoc::TextureView view = tex;
-  view.data = mine.data();
   arrcoc::CascadeView out;
-  check(c->run(view, &out).ok(), "cascade on colours in range");
-  const std::vector<int32_t> labels(out.labels, out.labels + n2);
-  const int np = out.capacity;
-  const std::vector<int32_t> candidates(out.candidate_patch, out.candidate_patch + np);
-  for (int64_t i = 0; i < n2; ++i) lum[i] += 8.0f;
-  check(c->run(view, &out).ok(), "cascade on colours offset past 2^13");
+  check(t.cascade->run(t.view, &out).ok(), "cascade on colours in range");
+  const std::vector<int32_t> labels(out.labels, out.labels + t.n2);
+  const std::vector<int32_t> candidates(out.candidate_patch, out.candidate_patch + out.capacity);
+  for (int64_t i = 0; i < t.n2; ++i) lum[i] += 8.0f;
+  check(t.cascade->run(t.view, &out).ok(), "cascade on colours offset past 2^13");
   check(std::equal(labels.begin(), labels.end(), out.labels), "the same labels through the 64-bit distances");
   check(std::equal(candidates.begin(), candidates.end(), out.candidate_patch), "the same candidates");
   check(*std::max_element(labels.begin(), labels.end()) > 10, "labels use many seeds");
@@ -286,41 +298,24 @@ void test_cascade_colour_range() {
 // infinite, NaN -- is read as the clamped value (NaN as 0): the cascade's contrasts and choices are
 // those of the same texture with channel 4 clamped by hand, with no undefined conversion.
 void test_cascade_clamps_local_contrast() {
-  const int w = 320, h = 192;
-  const auto b = float32_texture_builder(w, h);
-  arrcoc::CascadeConfig cc;
-  cc.max_width = w;
-  cc.max_height = h;
-  std::unique_ptr<arrcoc::ClusterCascade> c;
-  check(arrcoc::ClusterCascade::create(cc, &c).ok(), "create cascade 320x192");
-  std::vector<uint8_t> px(w * h * 3);
-  uint32_t state = 777u;
-  auto next = [&state] { return state = state * 1664525u + 1013904223u; };
-  for (auto& v : px) v = static_cast<uint8_t>(next() >> 24);
-  arrcoc::TextureView tex;
-  check(b->build(rgb_frame(px, w, h), &tex).ok(), "build a frame");
-  std::vector<float> wild(static_cast<size_t>(tex.total_elements()));
-  std::copy_n(static_cast<const float*>(tex.data), wild.size(), wild.begin());
-  std::vector<float> clamped = wild;
-  const int64_t n2 = static_cast<int64_t>(tex.levels[2].width) * tex.levels[2].height;
-  const int64_t at = tex.plane_offset(static_cast<int>(arrcoc::Channel::kLocalContrast), 2);
+  CallerTexture wild = caller_texture(777u, 1);
+  std::vector<float> clamped = wild.data;
+  const int64_t at = wild.view.plane_offset(static_cast<int>(arrcoc::Channel::kLocalContrast), 2);
   const float odd[] = {-0.25f, -1e30f, 7.0f, 3e9f, std::numeric_limits<float>::infinity(),
                        -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
   const float as[] = {0.0f, 0.0f, 0.5f, 0.5f, 0.5f, 0.0f, 0.0f};
-  for (int64_t i = 0; i < n2; i += 3) {
-    const int k = static_cast<int>(next() % 7u);
-    wild[at + i] = odd[k];
+  for (int64_t i = 0; i < wild.n2; i += 3) {
+    const int k = static_cast<int>(wild.next() % 7u);
+    wild.data[at + i] = odd[k];
     clamped[at + i] = as[k];
   }
-  arrcoc::TextureView view = tex;
+  arrcoc::TextureView view = wild.view;
   arrcoc::CascadeView out;
   view.data = clamped.data();
-  check(c->run(view, &out).ok(), "cascade on clamped local contrast");
-  const int nc = out.num_clusters;
-  const std::vector<float> contrast(out.cluster_contrast, out.cluster_contrast + nc);
+  check(wild.cascade->run(view, &out).ok(), "cascade on clamped local contrast");
+  const std::vector<float> contrast(out.cluster_contrast, out.cluster_contrast + out.num_clusters);
   const std::vector<int32_t> candidates(out.candidate_patch, out.candidate_patch + out.capacity);
-  view.data = wild.data();
-  check(c->run(view, &out).ok(), "cascade on local contrast out of range");
+  check(wild.cascade->run(wild.view, &out).ok(), "cascade on local contrast out of range");
   check(std::equal(contrast.begin(), contrast.end(), out.cluster_contrast), "the clamped contrasts");
   check(std::equal(candidates.begin(), candidates.end(), out.candidate_patch), "the clamped candidates");
 }
