@@ -153,8 +153,9 @@ def test_a_smooth_region_in_busy_texture_of_its_own_colour_is_rare(device, rng):
     """Texture rarity: a smooth square whose grey is the mean of the grey noise around it differs
     from it only in texture. Its colour is among the least rare in the frame (the noise clusters'
     means scatter around it: colour contrast <= 0.07), so only texture rarity can give the cluster
-    that lies most inside it a contrast near 1 (>= 0.97 over 6,000 seeds). (Whether a rare cluster is kept also depends on the saliency of the rest; the
-    built-in evaluation set measures that: tests/test_evaluation.py.)"""
+    that lies most inside it a contrast near 1 (>= 0.97 over 6,000 seeds). (Whether a rare cluster
+    is kept also depends on the saliency of the rest; the built-in evaluation set measures that:
+    tests/test_evaluation.py.)"""
     h, w, x0, y0, side = 240, 320, 128, 80, 80
     frame = rng.integers(40, 216, size=(h, w, 1), dtype=np.uint8).repeat(3, axis=2)
     frame[y0:y0 + side, x0:x0 + side] = int(np.rint(frame.mean()))

@@ -2,6 +2,10 @@
 and motion; every plane it does write is the same bits as under planes='all', on every backend,
 and the planes it does not write cannot be read by mistake."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -124,9 +128,6 @@ def test_avx512_entropy_is_the_same_bits_as_avx2(tmp_path, rng):
     """Where the CPU has AVX-512 the entropy lookup takes it (two-register permutes); a process with
     ARRCOC_CPU_NO_AVX512=1 takes the AVX2 path. Every plane of both is the same bits, at widths
     around the 16- and 8-pixel steps and the 256-pixel chunks, both dtypes, 1-3 threads."""
-    import subprocess
-    import sys
-
     frames = {f"{w}x{h}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
               for w, h in [(15, 7), (17, 9), (257, 33), (640, 480)]}
     np.savez(tmp_path / "frames.npz", **frames)
@@ -145,8 +146,6 @@ for name in frames.files:
                     out[f"{{name}}_{{dtype}}_{{nt}}_{{int(c)}}_{{k}}"] = np.asarray(t.channel(c, k))
 np.savez(sys.argv[1], **out)
 """
-    import os
-
     results = {}
     for path in ("avx512", "avx2"):
         env = dict(os.environ)

@@ -51,7 +51,7 @@ __attribute__((target("avx512f"))) int entropy_rows_avx512(const uint32_t* even,
   const __m512 table_lo = _mm512_loadu_ps(kCountLog2Count.value);
   const __m512 table_hi = _mm512_loadu_ps(kCountLog2Count.value + 16);
   const __m512i byte = _mm512_set1_epi32(0xFF);
-  const __m512 log2_25 = _mm512_set1_ps(4.64385618977f), area = _mm512_set1_ps(kBoxArea);
+  const __m512 log2_25 = _mm512_set1_ps(kLog2BoxArea), area = _mm512_set1_ps(kBoxArea);
   const __m512 third = _mm512_set1_ps(1.0f / 3.0f), zero = _mm512_setzero_ps();
   int k = 0;
   for (; k + 16 <= n; k += 16) {
@@ -411,7 +411,7 @@ void build_level0(const TextureParams& p) {
         return _mm256_blendv_ps(low, high, bit4);
       };
       const __m256i byte = _mm256_set1_epi32(0xFF);
-      const __m256 log2_25 = _mm256_set1_ps(4.64385618977f), area = _mm256_set1_ps(kBoxArea);
+      const __m256 log2_25 = _mm256_set1_ps(kLog2BoxArea), area = _mm256_set1_ps(kBoxArea);
       const __m256 third = _mm256_set1_ps(1.0f / 3.0f), zero = _mm256_setzero_ps();
       for (; k + 8 <= n; k += 8) {
         const __m256i words[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(even + k)),

@@ -212,8 +212,9 @@ ARRCOC_HD float count_log2_count(int c) {
 
 // ch 14: Shannon entropy of the 8-bin histogram of a 5x5 window, divided by log2(8).
 // From s = sum over the bins of c log2 c (added in bin order 0..7):
+constexpr float kLog2BoxArea = 4.64385618977f;  // log2(25)
 ARRCOC_HD float entropy_from_sum(float s) {
-  const float h = 4.64385618977f - s / kBoxArea;  // log2(25) - sum(c log2 c)/25
+  const float h = kLog2BoxArea - s / kBoxArea;  // log2(25) - sum(c log2 c)/25
   return maxf(0.0f, h) * (1.0f / 3.0f);
 }
 ARRCOC_HD uint32_t packed_bin_count(uint32_t even, uint32_t odd, int bin) {
