@@ -257,3 +257,30 @@ def test_query_vector_whose_norm_overflows_float32_is_refused():
         pipe.process(f, query_vector=v)
     r = pipe.process(f, query_vector=v / 1e30)  # the same direction, scaled down: fine
     assert np.all(np.isfinite(np.asarray(r.texture.channel(33, 4), np.float32)))
+
+
+# ---------------------------------------------------------------- exemplar images
+
+
+@pytest.mark.parametrize("shape", [(1 << 20, 1 << 20, 3), (16385, 8, 3), (8, 16385, 3), (0, 8, 3)])
+def test_exemplar_of_a_size_no_frame_may_have_is_refused_before_it_is_copied(shape):
+    """fuzz/fuzz_queries.py (reproducer Lc6zzhsBKzEtzs7/Kf8= in base64): a broadcast exemplar view of
+    1048576 x 1048576 x 3 over one byte was made contiguous first, a 3 TiB allocation (MemoryError,
+    or an abort under ASan). An exemplar's sides are now checked like a frame's, 1..16384."""
+    pipe = arrcoc_rt.Pipeline(32, 16, device="cpu", encoder="builtin", gestalt_x=2, gestalt_y=1, saccades=4)
+    exemplar = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, (0, 0, 0))
+    with pytest.raises(ValueError, match=r"expected 1..16384 pixels a side"):
+        pipe.process(np.full((16, 32, 3), 120, np.uint8), query_image=exemplar)
+    ok = np.lib.stride_tricks.as_strided(np.full(1, 200, np.uint8), (16384, 4, 3), (0, 0, 0))
+    r = pipe.process(np.full((16, 32, 3), 120, np.uint8), query_image=ok)  # the limit itself works
+    assert np.all(np.isfinite(np.asarray(r.texture.channel(33, 4), np.float32)))
+
+
+def test_exemplar_file_larger_than_a_frame_may_be_is_refused(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "wide.png"
+    Image.new("RGB", (16385, 2), (10, 200, 30)).save(p)
+    pipe = arrcoc_rt.Pipeline(32, 16, device="cpu", encoder="builtin", gestalt_x=2, gestalt_y=1, saccades=4)
+    with pytest.raises(ValueError, match=r"is 16385 x 2; expected 1..16384 pixels a side"):
+        pipe.process(np.full((16, 32, 3), 120, np.uint8), query_image=str(p))

@@ -29,17 +29,30 @@ from .runtime import resolve_device
 DIMS = _native.BUILTIN_DESCRIPTOR_DIMS
 
 
-def read_exemplar(image):
-    """An exemplar given as an array passes through; a path is read as RGB (clear error if not)."""
+def read_exemplar(image) -> np.ndarray:
+    """An exemplar as a contiguous H x W x 3 uint8 array, each side 1..16384 (the frames' limit); a
+    path is read as RGB. Anything else is a clear error, checked before any pixel is copied (a
+    broadcast view may describe terabytes)."""
+    from .texture import MAX_DIMENSION
+
     if isinstance(image, (str, Path)):
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(image) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as e:
+                if not (1 <= im.width <= MAX_DIMENSION and 1 <= im.height <= MAX_DIMENSION):
+                    raise ValueError(f"query: the exemplar image {str(image)!r} is {im.width} x {im.height}; "
+                                     f"expected 1..{MAX_DIMENSION} pixels a side")
+                image = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise ValueError(f"query: cannot read the exemplar image {str(image)!r}: {e}") from None
-    return image
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise TypeError(f"query: an exemplar image must be H x W x 3 uint8; got {a.dtype} {a.shape}")
+    if not (1 <= a.shape[0] <= MAX_DIMENSION and 1 <= a.shape[1] <= MAX_DIMENSION):
+        raise ValueError(f"query: the exemplar image is {a.shape[1]} x {a.shape[0]}; expected 1..{MAX_DIMENSION} "
+                         "pixels a side")
+    return np.ascontiguousarray(a)
 
 
 class BuiltinEncoder:
@@ -70,11 +83,8 @@ class BuiltinEncoder:
     def encode_exemplar(self, image) -> np.ndarray:
         """[K, 32] query vectors: the descriptors of the exemplar's patches (K <= 64, evenly
         subsampled). A frame patch's similarity is its best match among them."""
-        image = read_exemplar(image)
-        a = np.asarray(image)
-        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-            raise TypeError(f"query: an exemplar image must be H x W x 3 uint8; got {a.dtype} {a.shape}")
-        f = self.encode_image(np.ascontiguousarray(a)).reshape(DIMS, -1).T  # [patches, 32]
+        a = read_exemplar(image)
+        f = self.encode_image(a).reshape(DIMS, -1).T  # [patches, 32]
         if len(f) > self.max_exemplar_patches:
             f = f[np.linspace(0, len(f) - 1, self.max_exemplar_patches).round().astype(int)]
         return np.ascontiguousarray(f, np.float32)
@@ -87,9 +97,7 @@ class BuiltinEncoder:
         from .texture import TextureBuilder
         from PIL import Image
 
-        a = np.ascontiguousarray(np.asarray(read_exemplar(image)))
-        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-            raise TypeError(f"query: an exemplar image must be H x W x 3 uint8; got {a.dtype} {a.shape}")
+        a = read_exemplar(image)
         templates = []
         for scale in self.layout_scales:
             tw, th, cell = layout_template_shape(a.shape[1], a.shape[0], scale)
