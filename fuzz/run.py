@@ -4,10 +4,14 @@ Python-only instrumented extension these count Python branches of arrcoc_rt plus
 code was built with coverage), corpus size. Exit status 1 if any target crashed, failed an
 invariant, raised an exception outside the contract (ValueError/TypeError) or tripped a sanitizer.
 
-    python fuzz/run.py --seconds 30 [--sanitized] [--work DIR] [frames options ...]
+    python fuzz/run.py --seconds 30 [--sanitized] [--seed N] [--work DIR] [frames options ...]
 
 The seed corpus in fuzz/corpus/<target>/ is read, never written: new inputs go to the work folder
 (default: a temporary one), and so do crash files (``crash-*``), which the output names.
+
+--seed N: libFuzzer's random seed (default 0: a new one each run). CI gives a fixed one, so that
+whether a change lands never hinges on which inputs chance tried; exploratory runs (longer, random
+seeds) are how new bugs are looked for, and each one found becomes a regression test.
 
 --sanitized: arrcoc_rt was built with ARRCOC_SANITIZE=ON (gcc's AddressSanitizer + UBSan). Each
 target then runs with, preloaded in this order, libFuzzer (a shared library made here from the
@@ -51,13 +55,13 @@ def sanitizer_env(work: str) -> dict:
             "UBSAN_OPTIONS": "halt_on_error=1:abort_on_error=1:print_stacktrace=1"}
 
 
-def run_one(name: str, seconds: int, work: str, extra_env: dict) -> dict:
+def run_one(name: str, seconds: int, work: str, extra_env: dict, seed: int = 0) -> dict:
     corpus_out = os.path.join(work, "corpus", name)
     os.makedirs(corpus_out, exist_ok=True)
     seeds = os.path.join(HERE, "corpus", name)
     log = os.path.join(work, f"{name}.log")
     cmd = [sys.executable, os.path.join(HERE, f"fuzz_{name}.py"), corpus_out, seeds,
-           f"-max_total_time={seconds}", "-timeout=30", "-rss_limit_mb=6144", "-detect_leaks=0",
+           f"-max_total_time={seconds}", f"-seed={seed}", "-timeout=30", "-rss_limit_mb=6144", "-detect_leaks=0",
            "-print_final_stats=1", f"-artifact_prefix={os.path.join(work, name)}-", "-max_len=8192"]
     env = dict(os.environ, ARRCOC_FUZZ_TMP=os.path.join(work, "tmp", name), **extra_env)
     t0 = time.time()
@@ -76,6 +80,7 @@ def main() -> int:
     ap.add_argument("targets", nargs="*", default=TARGETS)
     ap.add_argument("--seconds", type=int, default=30, help="per target")
     ap.add_argument("--work", default=None, help="folder for the grown corpus, logs and crash files")
+    ap.add_argument("--seed", type=int, default=0, help="libFuzzer's seed; 0: random (see above)")
     ap.add_argument("--sanitized", action="store_true", help="arrcoc_rt is an ARRCOC_SANITIZE=ON build (gcc)")
     a = ap.parse_args()
     work = os.path.abspath(a.work or tempfile.mkdtemp(prefix="arrcoc-fuzz-"))
@@ -84,7 +89,7 @@ def main() -> int:
     failed = []
     print(f"{'target':<10} {'seconds':>7} {'execs':>8} {'cov':>6} {'ft':>6} {'corpus':>6}  result", flush=True)
     for name in a.targets:
-        r = run_one(name, a.seconds, work, extra_env)
+        r = run_one(name, a.seconds, work, extra_env, a.seed)
         ok = r["rc"] == 0 and "DONE" in r["text"]
         print(f"{name:<10} {r['seconds']:7.1f} {r['execs']:8d} {r['cov']:6d} {r['ft']:6d} {r['corpus']:6d}  "
               f"{'ok' if ok else 'FAILED (exit %d)' % r['rc']}", flush=True)
