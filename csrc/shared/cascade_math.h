@@ -19,19 +19,36 @@ constexpr int kPosScale = 16;         // seed positions in 1/16 texel
 constexpr int kMaxSeeds = 256;
 constexpr int kStatScale = 1 << 20;   // cluster statistics in 1/2^20 units (exact integer sums)
 
-// Fixed-point colour feature of one texel value (round half to even, as np.rint / lrintf).
+// Fixed-point colour feature of one texel value (round half to even, as np.rint / lrintf). The
+// builder's features lie in [-1, 1]; a texture written by the caller may hold anything, so the value
+// is clamped to [-2, 14] first (NaN to 0): the features are then in [0, 2^14], every SLIC distance
+// fits int64 on any level (s16_sq <= 2^32: 3 * 2^28 * 2^32 + 2^27 * 2^33 < 2^63), every sum is >= 0
+// (so means round alike everywhere), and no float -> int conversion is undefined.
+constexpr float kColourMin = -2.0f, kColourMax = 14.0f;
+// v clamped to [lo, hi], and NaN read as 0 (lo <= 0 <= hi): how a caller's out-of-range texel is read.
+ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) { return v == v ? fminf(fmaxf(v, lo), hi) : 0.0f; }
 ARRCOC_HD int colour_fixed(float v) {
-  return static_cast<int>(rintf(v * static_cast<float>(kColourScale))) + kColourOffset;
+  return static_cast<int>(rintf(clamp_or_zero(v, kColourMin, kColourMax) * static_cast<float>(kColourScale))) +
+         kColourOffset;
 }
 // Fixed-point texture statistic of one texel: local contrast (channel 4, in [0, 0.5]) in 1/2048
 // units, so its range (0..1024) is that of one colour feature's. Clamped to [0, 0.5] first (NaN to
 // 0): a texture written by the caller gets the same defined integers on every backend.
 constexpr int kTextureScale = 2048;
 ARRCOC_HD int texture_fixed(float v) {
-  return static_cast<int>(rintf(fminf(fmaxf(v, 0.0f), 0.5f) * static_cast<float>(kTextureScale)));
+  return static_cast<int>(rintf(clamp_or_zero(v, 0.0f, 0.5f) * static_cast<float>(kTextureScale)));
 }
+// Fixed-point value of a statistic or score; |v| < 2^42 (callers clamp).
 ARRCOC_HD int64_t stat_fixed(float v) {
   return static_cast<int64_t>(rintf(v * static_cast<float>(kStatScale)));
+}
+// A texel of saliency, eccentricity, motion or query similarity, clamped to [-kMaxStatTexel,
+// kMaxStatTexel] (NaN to 0) first. The builder's values lie far inside (the query's by its own limit,
+// kMaxPatchValue = 1e4); a caller's texture may hold anything, and then a cluster's sum of up to
+// 2^24 texels still fits int64 (2^24 * 1e4 * 2^20 < 2^58) with no undefined conversion.
+constexpr float kMaxStatTexel = 1.0e4f;
+ARRCOC_HD int64_t stat_texel_fixed(float v) {
+  return stat_fixed(clamp_or_zero(v, -kMaxStatTexel, kMaxStatTexel));
 }
 
 // Seed grid: gx x gy cells over a w2 x h2 level, about `seeds` cells, never more than texels.
@@ -163,11 +180,14 @@ ARRCOC_HD float cluster_score(float saliency, float contrast, float max_saliency
   return add_rn(add_rn(s, mul_rn(w_motion, stat_mean(mot_sum, count))), mul_rn(w_query, stat_mean(qry_sum, count)));
 }
 
+constexpr float kMaxPatchScore = 2097152.0f;  // 2^21
 // Cheap per-patch score (level-4 texel) as a unique sort key: higher score first, then lower
 // patch index. score = saliency + w_motion * motion + w_query * query similarity.
 ARRCOC_HD uint64_t patch_key(float saliency, float motion, float query, float w_motion, float w_query, int patch) {
   const float s = add_rn(add_rn(saliency, mul_rn(w_motion, motion)), mul_rn(w_query, query));
-  const int64_t q = stat_fixed(maxf(0.0f, s));  // >= 0, < 2^40: weights <= 100, query <= kMaxPatchValue
+  // [0, 2^21] (NaN to 0): the builder's scores stay below 2^20 (weights <= 100, query <= 1e4); a
+  // caller's texture may hold anything, and the key must keep q < 2^42.
+  const int64_t q = stat_fixed(clamp_or_zero(s, 0.0f, kMaxPatchScore));
   return (static_cast<uint64_t>(q) << 22) | static_cast<uint64_t>(0x3fffff - patch);
 }
 

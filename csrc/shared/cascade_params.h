@@ -115,10 +115,10 @@ ARRCOC_HD void stat_terms(const CascadeParams& p, int i, int j, unsigned long lo
   const int64_t idx = static_cast<int64_t>(i) * p.w2 + j;
   const int64_t q = static_cast<int64_t>(math::clampi(i >> 2, 0, p.h4 - 1)) * p.w4 + math::clampi(j >> 2, 0, p.w4 - 1);
   out[0] = 1;
-  out[1] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.sal2, idx)));
-  out[2] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.ecc2, idx)));
-  out[3] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.mot2, idx)));
-  out[4] = static_cast<unsigned long long>(math::stat_fixed(texel_at<T>(p.qry4, q)));
+  out[1] = static_cast<unsigned long long>(math::stat_texel_fixed(texel_at<T>(p.sal2, idx)));
+  out[2] = static_cast<unsigned long long>(math::stat_texel_fixed(texel_at<T>(p.ecc2, idx)));
+  out[3] = static_cast<unsigned long long>(math::stat_texel_fixed(texel_at<T>(p.mot2, idx)));
+  out[4] = static_cast<unsigned long long>(math::stat_texel_fixed(texel_at<T>(p.qry4, q)));
   const int64_t n = static_cast<int64_t>(p.w2) * p.h2;
   for (int c = 0; c < 3; ++c) out[5 + c] = static_cast<unsigned long long>(p.colour[c * n + idx]);
   out[8] = static_cast<unsigned long long>(math::texture_fixed(texel_at<T>(p.tex2, idx)));

@@ -324,8 +324,18 @@ CASCADE_PLANES = ((3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (4, 2), (1
 MAX_SEEDS = 256  # kMaxSeeds: the most grid cells (clusters) a cascade has
 
 
+def _clamp_or_zero(v, lo, hi):
+    """cascade_math.h clamp_or_zero: how a caller's out-of-range texel is read (NaN as 0)."""
+    v = np.asarray(v, np.float32)
+    return np.where(np.isnan(v), np.float32(0), np.clip(v, np.float32(lo), np.float32(hi)))
+
+
 def _stat_fixed(v):
     return np.rint(np.asarray(v, np.float32) * np.float32(_STAT)).astype(np.int64)
+
+
+_MAX_STAT_TEXEL, _MAX_PATCH_SCORE = 1.0e4, 2.0 ** 21  # kMaxStatTexel, kMaxPatchScore
+_COLOUR_MIN, _COLOUR_MAX = -2.0, 14.0  # kColourMin, kColourMax
 
 
 def seed_grid(seeds: int, w2: int, h2: int) -> tuple[int, int]:
@@ -358,8 +368,8 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     L2 = [planes[(c, 2)] for c in (3, 15, 16)]
     h2, w2 = L2[0].shape
     h4, w4 = planes[(11, 4)].shape
-    colour = np.stack([np.rint(np.asarray(p, np.float32) * np.float32(_COLOUR_SCALE)).astype(np.int64) + _COLOUR_OFFSET
-                       for p in L2])  # [3, h2, w2]
+    colour = np.stack([np.rint(_clamp_or_zero(p, _COLOUR_MIN, _COLOUR_MAX) * np.float32(_COLOUR_SCALE)).astype(np.int64)
+                       + _COLOUR_OFFSET for p in L2])  # [3, h2, w2]
     gx, gy = seed_grid(num_seeds, w2, h2)
     n = gx * gy
     s16_sq = int(round(256.0 * w2 * h2 / (gx * gy)))
@@ -412,7 +422,7 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     sums = []
     for v in (planes[(11, 2)], planes[(5, 2)], planes[(10, 2)], q_at_texel):
         s = np.zeros(n, np.int64)
-        np.add.at(s, flat, _stat_fixed(v).ravel())
+        np.add.at(s, flat, _stat_fixed(_clamp_or_zero(v, -_MAX_STAT_TEXEL, _MAX_STAT_TEXEL)).ravel())
         sums.append(s)
     f32 = np.float32
     nonempty = np.nonzero(count)[0]
@@ -420,7 +430,7 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     # (rounded) mean colours, and of the (rounded) mean local contrasts; exact integers. Each is
     # placed between the frame's least and most rare cluster; contrast is the larger of the two.
     # local contrast clamped to its range [0, 0.5] (NaN to 0), as texture_fixed does
-    local = np.fmin(np.fmax(np.asarray(planes[(4, 2)], np.float32), np.float32(0)), np.float32(0.5))
+    local = _clamp_or_zero(planes[(4, 2)], 0.0, 0.5)
     texture = np.rint(local * np.float32(_TEXTURE_SCALE)).astype(np.int64)
     means = np.stack([(_exact_sums(flat, f.ravel(), n) + count // 2) // np.maximum(count, 1)
                       for f in (*colour, texture)])  # [4, n]
@@ -456,7 +466,7 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     patch_contrast = contrast[patch_cluster].reshape(h4, w4)
     s = (planes[(11, 4)].astype(np.float32) + f32(motion_weight) * planes[(10, 4)].astype(np.float32)) \
         + f32(query_weight) * planes[(33, 4)].astype(np.float32)
-    keys = (_stat_fixed(np.maximum(s, f32(0))).ravel().astype(np.uint64) << np.uint64(22)) \
+    keys = (_stat_fixed(_clamp_or_zero(s, 0.0, _MAX_PATCH_SCORE)).ravel().astype(np.uint64) << np.uint64(22)) \
         | (np.uint64(0x3FFFFF) - np.arange(h4 * w4, dtype=np.uint64))
     cand = np.full((top_clusters, patches_per_cluster), -1, np.int64)
     for r, k in enumerate(kept):

@@ -294,30 +294,48 @@ void test_cascade_colour_range() {
   check(*std::max_element(labels.begin(), labels.end()) > 10, "labels use many seeds");
 }
 
-// A caller's texture whose local contrast (channel 4) leaves its range [0, 0.5] -- negative, huge,
-// infinite, NaN -- is read as the clamped value (NaN as 0): the cascade's contrasts and choices are
-// those of the same texture with channel 4 clamped by hand, with no undefined conversion.
-void test_cascade_clamps_local_contrast() {
+// A caller's texture whose planes the cascade reads leave their ranges -- negative, huge, infinite,
+// NaN -- is read as the clamped values (NaN as 0): local contrast to [0, 0.5], colours to [-2, 14],
+// saliency, eccentricity, motion and query similarity to [-1e4, 1e4] (cascade_math.h). The
+// cascade's contrasts and choices are those of the same texture clamped by hand, with no undefined
+// float -> int conversion and no int64 overflow in the distances or the sums.
+void test_cascade_clamps_caller_texels() {
+  using arrcoc::Channel;
   CallerTexture wild = caller_texture(777u, 1);
   std::vector<float> clamped = wild.data;
-  const int64_t at = wild.view.plane_offset(static_cast<int>(arrcoc::Channel::kLocalContrast), 2);
-  const float odd[] = {-0.25f, -1e30f, 7.0f, 3e9f, std::numeric_limits<float>::infinity(),
-                       -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
-  const float as[] = {0.0f, 0.0f, 0.5f, 0.5f, 0.5f, 0.0f, 0.0f};
-  for (int64_t i = 0; i < wild.n2; i += 3) {
-    const int k = static_cast<int>(wild.next() % 7u);
-    wild.data[at + i] = odd[k];
-    clamped[at + i] = as[k];
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const float odd[] = {-0.25f, -1e30f, 7.0f, 3e9f, inf, -inf, nan, 2e4f, -9.0f, 20.0f};
+  struct Plane {
+    Channel channel;
+    int level;
+    float lo, hi;
+  };
+  const Plane planes[] = {{Channel::kLocalContrast, 2, 0.0f, 0.5f},  {Channel::kLuminance, 2, -2.0f, 14.0f},
+                          {Channel::kOpponentRG, 2, -2.0f, 14.0f},   {Channel::kOpponentBY, 2, -2.0f, 14.0f},
+                          {Channel::kSaliency, 2, -1e4f, 1e4f},      {Channel::kEccentricity, 2, -1e4f, 1e4f},
+                          {Channel::kMotion, 2, -1e4f, 1e4f},        {Channel::kSaliency, 4, -1e4f, 1e4f},
+                          {Channel::kMotion, 4, -1e4f, 1e4f},        {Channel::kQuerySimilarity, 4, -1e4f, 1e4f}};
+  for (const Plane& pl : planes) {
+    const int64_t at = wild.view.plane_offset(static_cast<int>(pl.channel), pl.level);
+    const int64_t texels = static_cast<int64_t>(wild.view.levels[pl.level].width) * wild.view.levels[pl.level].height;
+    for (int64_t i = wild.next() % 5u; i < texels; i += 5) {
+      const float v = odd[wild.next() % 10u];
+      wild.data[at + i] = v;
+      clamped[at + i] = std::isnan(v) ? 0.0f : std::min(std::max(v, pl.lo), pl.hi);
+    }
   }
   arrcoc::TextureView view = wild.view;
   arrcoc::CascadeView out;
   view.data = clamped.data();
-  check(wild.cascade->run(view, &out).ok(), "cascade on clamped local contrast");
+  check(wild.cascade->run(view, &out).ok(), "cascade on clamped planes");
+  const std::vector<int32_t> labels(out.labels, out.labels + wild.n2);
   const std::vector<float> contrast(out.cluster_contrast, out.cluster_contrast + out.num_clusters);
   const std::vector<int32_t> candidates(out.candidate_patch, out.candidate_patch + out.capacity);
-  check(wild.cascade->run(wild.view, &out).ok(), "cascade on local contrast out of range");
+  check(wild.cascade->run(wild.view, &out).ok(), "cascade on planes out of range");
+  check(std::equal(labels.begin(), labels.end(), out.labels), "the clamped labels");
   check(std::equal(contrast.begin(), contrast.end(), out.cluster_contrast), "the clamped contrasts");
   check(std::equal(candidates.begin(), candidates.end(), out.candidate_patch), "the clamped candidates");
+  for (float c : contrast) check(std::isfinite(c), "finite contrasts");
 }
 
 void test_pipeline_end_to_end() {
@@ -433,7 +451,7 @@ int main() {
   test_motion_vectors();
   test_cascade();
   test_cascade_colour_range();
-  test_cascade_clamps_local_contrast();
+  test_cascade_clamps_caller_texels();
   test_pipeline_end_to_end();
   test_exemplar_layout();
   return arrcoc_test::finish();
