@@ -284,3 +284,21 @@ def test_exemplar_file_larger_than_a_frame_may_be_is_refused(tmp_path):
     pipe = arrcoc_rt.Pipeline(32, 16, device="cpu", encoder="builtin", gestalt_x=2, gestalt_y=1, saccades=4)
     with pytest.raises(ValueError, match=r"is 16385 x 2; expected 1..16384 pixels a side"):
         pipe.process(np.full((16, 32, 3), 120, np.uint8), query_image=str(p))
+
+
+@pytest.mark.parametrize("value,exc", [(np.uint8(64), None), (np.int64(128), None), (64.0, TypeError),
+                                       (np.float32(64), TypeError), (True, TypeError), (np.uint8(65), ValueError)])
+def test_gestalt_lod_of_numpy_or_float_type(value, exc):
+    """fuzz/fuzz_options.py (a random-seed run, 2026-11-30): gestalt_lod=np.uint8(64) passed the
+    `in LODS` check, then `gestalt * gestalt_lod` overflowed uint8 (OverflowError: Python integer 256
+    out of bounds for uint8); gestalt_lod=64.0 reached pybind11 and raised RuntimeError."""
+    if exc is None:
+        pipe = arrcoc_rt.Pipeline(32, 32, device="cpu", gestalt_lod=value, gestalt_x=2, gestalt_y=2)
+        assert type(pipe.config["gestalt_lod"]) is int and pipe.config["gestalt_lod"] == int(value)
+        r = pipe.process(np.full((32, 32, 3), 100, np.uint8))
+        assert set(np.asarray(r.budgets)[np.asarray(r.kinds) == 0].tolist()) == {int(value)}
+    else:
+        with pytest.raises(exc, match="gestalt_lod"):
+            arrcoc_rt.Pipeline(32, 32, device="cpu", gestalt_lod=value, gestalt_x=2, gestalt_y=2)
+    with pytest.raises(TypeError, match="patch: expected an int"):
+        arrcoc_rt.Pipeline(32, 32, device="cpu", patch=16.0)

@@ -58,6 +58,15 @@ def _check(name, value, spec):
     return v
 
 
+def _int_choice(name, value, choices):
+    """``value`` as a Python int if it is an integer (Python or NumPy, not bool) in ``choices``;
+    None if it is an integer outside them. A NumPy integer must not reach arithmetic (uint8 64 * 4
+    overflows) nor pybind11 (a float raised RuntimeError there)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, one of {choices}; got {type(value).__name__} {value!r}")
+    return int(value) if int(value) in choices else None
+
+
 _ARRAY_FIELDS = ("glimpses", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance", "homunculus",
                  "candidates", "info_score", "salience_score", "query_score", "balanced_score", "previous", "reuse",
                  "context_weights")
@@ -245,12 +254,13 @@ class Pipeline:
                  num_threads: int = 0, patch: int = 16, strategy: str = "balanced", gestalt_lod: int = 64,
                  gestalt_overlap: bool = True, encoder=None, encoder_every: int = 1, pca_frames: int = 8,
                  pca=None, texture_planes: str = "pipeline", **config):
-        if patch != 16:
+        if _int_choice("patch", patch, (16,)) is None:
             raise ValueError(f"patch: {patch!r} is not supported; expected 16 (one patch is one level-4 texel)")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
-        if gestalt_lod not in LODS:
+        if _int_choice("gestalt_lod", gestalt_lod, LODS) is None:
             raise ValueError(f"gestalt_lod: {gestalt_lod!r} is not a level of detail; expected one of {LODS}")
+        gestalt_lod = int(gestalt_lod)
         if not isinstance(gestalt_overlap, bool):
             raise TypeError(f"gestalt_overlap: expected a bool; got {type(gestalt_overlap).__name__}")
         unknown = set(config) - set(CASCADE_DEFAULTS) - set(ALLOCATOR_DEFAULTS)
