@@ -184,8 +184,12 @@ ARRCOC_HD float blend_relevance(float balanced, float cached, bool has_prev, boo
   return minf(1.0f, maxf(0.0f, r));
 }
 
-// Source patch of patch (bi, bj) when content moved by (mx, my) pixels: nearest, edge-clamped.
+// Source patch of patch (bi, bj) when content moved by (mx, my) pixels: nearest, edge-clamped. The
+// motion is clamped to +-2^20 pixels (NaN to 0) first: a caller's texture may hold anything, and the
+// conversion to int must stay defined (the result is the same edge either way).
 ARRCOC_HD int warp_source(int bi, int bj, float mx, float my, int w4, int h4) {
+  mx = clamp_or_zero(mx, -1048576.0f, 1048576.0f);
+  my = clamp_or_zero(my, -1048576.0f, 1048576.0f);
   const int si = clampi(static_cast<int>(floorf(static_cast<float>(bi) - my / kPatch + 0.5f)), 0, h4 - 1);
   const int sj = clampi(static_cast<int>(floorf(static_cast<float>(bj) - mx / kPatch + 0.5f)), 0, w4 - 1);
   return si * w4 + sj;

@@ -128,13 +128,21 @@ constexpr int kMotionSums = 2;
 constexpr int kStructureSums = kMotionSums + 5;
 constexpr int kAllSums = kStructureSums + kGestaltChannels;  // then the gestalt's sums (2^-20 units)
 
+// |v| <= kMaxStatTexel (callers clamp): at most 2^34 in these units, so sums over the 2^20 patches
+// of the largest frame stay exact.
 ARRCOC_HD int64_t structure_fixed(float v) { return static_cast<int64_t>(rintf(v * 1048576.0f)); }
+
+// A texel read as a statistic: a caller's texture may hold anything (hd.h: clamp_or_zero).
+template <typename T>
+ARRCOC_HD float stat_value(const void* plane, int64_t i) {
+  return math::clamp_or_zero(plane_value<T>(plane, i), -math::kMaxStatTexel, math::kMaxStatTexel);
+}
 
 // Pass 1, patch q: its motion vector, for the frame's mean (the camera's motion).
 template <typename T>
 ARRCOC_HD void motion_terms(const AllocateParams& p, int q, unsigned long long out[kMotionSums]) {
-  out[0] = static_cast<unsigned long long>(static_cast<int64_t>(rintf(plane_value<T>(p.mvx4, q))));
-  out[1] = static_cast<unsigned long long>(static_cast<int64_t>(rintf(plane_value<T>(p.mvy4, q))));
+  out[0] = static_cast<unsigned long long>(static_cast<int64_t>(rintf(stat_value<T>(p.mvx4, q))));
+  out[1] = static_cast<unsigned long long>(static_cast<int64_t>(rintf(stat_value<T>(p.mvy4, q))));
 }
 
 ARRCOC_HD float mean_motion(const unsigned long long* sums, int which, int64_t n) {
@@ -147,7 +155,9 @@ ARRCOC_HD float mean_motion(const unsigned long long* sums, int which, int64_t n
 // frames correlate; a pan or shake moves everything alike.
 template <typename T>
 ARRCOC_HD void structure_terms(const AllocateParams& p, int q, unsigned long long out[kStructureSums - kMotionSums]) {
-  const float lx = plane_value<T>(p.lum4, q);
+  // luminance lies in [0, 1]; clamped to [-2, 2] (NaN to 0), x^2 < 2^42 and its sum over 2^20
+  // patches fits int64 whatever a caller's texture holds (kept clamped for the next frame too)
+  const float lx = math::clamp_or_zero(plane_value<T>(p.lum4, q), -2.0f, 2.0f);
   p.new_lum[q] = lx;
   int64_t x = 0, y = 0;
   if (p.has_history) {
@@ -180,7 +190,7 @@ ARRCOC_HD double structure_correlation(const unsigned long long* all_sums, int64
 // sums are exact in any order, so every backend gets the same means).
 template <typename T>
 ARRCOC_HD unsigned long long gestalt_term(const AllocateParams& p, int q, int k) {
-  return static_cast<unsigned long long>(structure_fixed(plane_value<T>(p.gestalt4[k], q)));
+  return static_cast<unsigned long long>(structure_fixed(stat_value<T>(p.gestalt4[k], q)));
 }
 
 // The context network's inputs (kContextInputs; see arrcoc/allocate.h) once the gestalt sums and the
@@ -240,7 +250,7 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   p.new_budget[q] = 0;
   p.is_candidate[q] = 0;
   p.is_text[q] = p.cfg.text_floor > 0 &&
-                 math::text_likeness(plane_value<T>(p.feat4[kFeatHighPass], q), plane_value<T>(p.feat4[kFeatEntropy], q)) >=
+                 math::text_likeness(stat_value<T>(p.feat4[kFeatHighPass], q), stat_value<T>(p.feat4[kFeatEntropy], q)) >=
                      p.cfg.text_threshold;
   p.new_rel[q] = has_prev ? p.cfg.decay * c : 0.0f;
   math::store_texel(static_cast<T*>(p.out_cached4) + q, c);
@@ -256,7 +266,7 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
 ARRCOC_HD int compact_candidates(const AllocateParams& p) {
   int n = 0;
   for (int s = 0; s < p.capacity; ++s)
-    if (p.slots[s] >= 0) {
+    if (p.slots[s] >= 0 && p.slots[s] < p.w4 * p.h4) {  // a caller's CascadeView may hold anything
       p.cand[n] = p.slots[s];
       p.slot_of[n] = s;
       p.is_candidate[p.slots[s]] = 1;
@@ -284,12 +294,12 @@ ARRCOC_HD int compact_candidates(const AllocateParams& p) {
 template <typename T>
 ARRCOC_HD void load_features(const AllocateParams& p, int i) {
   const int q = p.cand[i];
-  for (int f = 0; f < kNumPlaneFeat; ++f) p.feat[f][i] = plane_value<T>(p.feat4[f], q);
+  for (int f = 0; f < kNumPlaneFeat; ++f) p.feat[f][i] = stat_value<T>(p.feat4[f], q);
   // Motion that counts for salience is motion against the background's: in a pan everything
   // moves, and what moves differently stands out (the mean comes from the scene-cut pass).
   const int64_t n = static_cast<int64_t>(p.w4) * p.h4;
-  const float dx = plane_value<T>(p.mvx4, q) - mean_motion(p.structure_sums, 0, n);
-  const float dy = plane_value<T>(p.mvy4, q) - mean_motion(p.structure_sums, 1, n);
+  const float dx = stat_value<T>(p.mvx4, q) - mean_motion(p.structure_sums, 0, n);
+  const float dy = stat_value<T>(p.mvy4, q) - mean_motion(p.structure_sums, 1, n);
   p.feat[kFeatRelMotion][i] = sqrtf(dx * dx + dy * dy) / static_cast<float>(math::kPatch);
 }
 
@@ -320,7 +330,8 @@ ARRCOC_HD void three_scores(const AllocateParams& p, int i) {
   // Salience: what stands out -- locally (centre-surround) or as a region whose colour or texture is rare in
   // the frame (its cluster's contrast, which holds a large smooth object whose interior
   // has no centre-surround response) -- plus the fovea and motion.
-  const float stands_out = math::maxf(unit(kCompSaliency), p.patch_contrast[p.cand[i]]);
+  // a caller's CascadeView may hold anything: contrast lies in [0, 1]
+  const float stands_out = math::maxf(unit(kCompSaliency), math::clamp_or_zero(p.patch_contrast[p.cand[i]], 0.0f, 1.0f));
   p.sal[i] = (stands_out + (1.0f - p.feat[kFeatEcc][i]) + math::relative_motion_unit(p.feat[kFeatRelMotion][i])) / 3.0f;
   p.query[i] = p.has_query ? unit(kCompQuery) : 0.5f;
 }

@@ -25,8 +25,6 @@ constexpr int kStatScale = 1 << 20;   // cluster statistics in 1/2^20 units (exa
 // fits int64 on any level (s16_sq <= 2^32: 3 * 2^28 * 2^32 + 2^27 * 2^33 < 2^63), every sum is >= 0
 // (so means round alike everywhere), and no float -> int conversion is undefined.
 constexpr float kColourMin = -2.0f, kColourMax = 14.0f;
-// v clamped to [lo, hi], and NaN read as 0 (lo <= 0 <= hi): how a caller's out-of-range texel is read.
-ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) { return v == v ? fminf(fmaxf(v, lo), hi) : 0.0f; }
 ARRCOC_HD int colour_fixed(float v) {
   return static_cast<int>(rintf(clamp_or_zero(v, kColourMin, kColourMax) * static_cast<float>(kColourScale))) +
          kColourOffset;
@@ -46,7 +44,6 @@ ARRCOC_HD int64_t stat_fixed(float v) {
 // kMaxStatTexel] (NaN to 0) first. The builder's values lie far inside (the query's by its own limit,
 // kMaxPatchValue = 1e4); a caller's texture may hold anything, and then a cluster's sum of up to
 // 2^24 texels still fits int64 (2^24 * 1e4 * 2^20 < 2^58) with no undefined conversion.
-constexpr float kMaxStatTexel = 1.0e4f;
 ARRCOC_HD int64_t stat_texel_fixed(float v) {
   return stat_fixed(clamp_or_zero(v, -kMaxStatTexel, kMaxStatTexel));
 }

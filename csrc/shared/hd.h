@@ -1,6 +1,8 @@
 // Portability macros for code compiled both by the host compiler and by nvcc.
 #pragma once
 
+#include <math.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -38,6 +40,15 @@ ARRCOC_HD int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi 
 ARRCOC_HD float minf(float a, float b) { return a < b ? a : b; }
 ARRCOC_HD float maxf(float a, float b) { return a > b ? a : b; }
 ARRCOC_HD float absf(float a) { return a < 0.0f ? -a : a; }
+
+// v clamped to [lo, hi], NaN read as 0 (lo <= 0 <= hi): how every stage reads a texel of a texture
+// the caller wrote (the C++ API takes any TextureView), so that no float -> int conversion is
+// undefined, no integer sum overflows and no NaN reaches an ordering, on any backend. The builder's
+// own values lie inside every range used, so its results do not change.
+ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) { return v == v ? fminf(fmaxf(v, lo), hi) : 0.0f; }
+// The range of a texel read as a statistic (saliency, motion, query similarity, ...): the query's
+// own limit (kMaxPatchValue); the builder's statistics lie far inside.
+constexpr float kMaxStatTexel = 1.0e4f;
 
 // Multiply / add that are never fused into an FMA (device intrinsics; host code using them is
 // compiled with -ffp-contract=off), for results that must be bit-identical on every backend.

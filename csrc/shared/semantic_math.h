@@ -27,13 +27,14 @@ ARRCOC_HD int opponent_bin(float v) { return v < -0.5f ? 0 : v < 0.0f ? 1 : v < 
 
 ARRCOC_HD int orientation_bin(float gx, float gy) {
   float a = atan2f(gy, gx);                   // (-pi, pi]
+  if (!(a == a)) a = 0.0f;                     // NaN (a caller's texture): bin 0, a defined conversion
   if (a < 0.0f) a += 3.14159265358979f;        // unsigned orientation: [0, pi)
   const int b = static_cast<int>(a * (static_cast<float>(kOrientBins) / 3.14159265358979f));
   return b < 0 ? 0 : (b >= kOrientBins ? kOrientBins - 1 : b);
 }
 
 ARRCOC_HD int luminance_bin(float l) {
-  const int b = static_cast<int>(l * static_cast<float>(kLumBins));
+  const int b = static_cast<int>(clamp_or_zero(l, 0.0f, 1.0f) * static_cast<float>(kLumBins));  // NaN: bin 0
   return b < 0 ? 0 : (b >= kLumBins ? kLumBins - 1 : b);
 }
 
@@ -88,12 +89,12 @@ template <typename T>
 ARRCOC_HD float add_texel(const DescriptorPlanes<T>& P, int64_t t, float* hist) {
 #if defined(__CUDA_ARCH__)
   add_to_bin<16>(hist, opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t)), 1.0f);
-  const float m = load_texel(P.mag + t);
+  const float m = clamp_or_zero(load_texel(P.mag + t), 0.0f, kMaxStatTexel);  // finite histograms, any texture
   add_to_bin<kOrientBins>(hist + 16, orientation_bin(load_texel(P.gx + t), load_texel(P.gy + t)), m);
   add_to_bin<kLumBins>(hist + 24, luminance_bin(load_texel(P.lum + t)), 1.0f);
 #else  // the CPU indexes its histogram (on the stack) directly
   hist[opponent_bin(load_texel(P.rg + t)) * kColourBins + opponent_bin(load_texel(P.by + t))] += 1.0f;
-  const float m = load_texel(P.mag + t);
+  const float m = clamp_or_zero(load_texel(P.mag + t), 0.0f, kMaxStatTexel);  // finite histograms, any texture
   hist[16 + orientation_bin(load_texel(P.gx + t), load_texel(P.gy + t))] += m;
   hist[24 + luminance_bin(load_texel(P.lum + t))] += 1.0f;
 #endif

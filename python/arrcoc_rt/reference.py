@@ -324,17 +324,23 @@ CASCADE_PLANES = ((3, 2), (15, 2), (16, 2), (11, 2), (5, 2), (10, 2), (4, 2), (1
 MAX_SEEDS = 256  # kMaxSeeds: the most grid cells (clusters) a cascade has
 
 
-def _clamp_or_zero(v, lo, hi):
-    """cascade_math.h clamp_or_zero: how a caller's out-of-range texel is read (NaN as 0)."""
-    v = np.asarray(v, np.float32)
-    return np.where(np.isnan(v), np.float32(0), np.clip(v, np.float32(lo), np.float32(hi)))
+def _clamp_or_zero(v, lo, hi, dtype=np.float32):
+    """hd.h clamp_or_zero: how every stage reads a texel of a caller's texture (NaN as 0), in
+    ``dtype`` (float32: as the kernels compute; float64 where the reference computes in float64)."""
+    v = np.asarray(v, dtype)
+    return np.where(np.isnan(v), dtype(0), np.clip(v, dtype(lo), dtype(hi)))
 
 
 def _stat_fixed(v):
     return np.rint(np.asarray(v, np.float32) * np.float32(_STAT)).astype(np.int64)
 
 
-_MAX_STAT_TEXEL, _MAX_PATCH_SCORE = 1.0e4, 2.0 ** 21  # kMaxStatTexel, kMaxPatchScore
+_MAX_STAT_TEXEL, _MAX_PATCH_SCORE = 1.0e4, 2.0 ** 21  # kMaxStatTexel (hd.h), kMaxPatchScore
+
+
+def _stat_texel(v, dtype=np.float32):
+    """A texel read as a statistic, as every stage reads it: clamped to +-1e4, NaN as 0."""
+    return _clamp_or_zero(v, -_MAX_STAT_TEXEL, _MAX_STAT_TEXEL, dtype)
 _COLOUR_MIN, _COLOUR_MAX = -2.0, 14.0  # kColourMin, kColourMax
 
 
@@ -422,7 +428,7 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     sums = []
     for v in (planes[(11, 2)], planes[(5, 2)], planes[(10, 2)], q_at_texel):
         s = np.zeros(n, np.int64)
-        np.add.at(s, flat, _stat_fixed(_clamp_or_zero(v, -_MAX_STAT_TEXEL, _MAX_STAT_TEXEL)).ravel())
+        np.add.at(s, flat, _stat_fixed(_stat_texel(v)).ravel())
         sums.append(s)
     f32 = np.float32
     nonempty = np.nonzero(count)[0]
@@ -537,13 +543,13 @@ def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contr
     """Information, salience and query relevance of candidate patches, each in [0, 1].
     ``level4[c]`` is the level-4 plane of channel c (flattened by patch id); ``patch_contrast``
     the cascade's contrast of each patch's cluster (same layout; None: 0)."""
-    g = {c: np.asarray(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
+    g = {c: _stat_texel(level4[c], np.float64).ravel()[patches] for c in (5, 9, 10, 11, 12, 14, 33)}
     relative_motion = _relative_motion(level4[35], level4[36]).ravel()[patches]
     info = (robust_normalize(g[14]) + robust_normalize(g[12]) + robust_normalize(g[9])) / 3.0
     # Busy texture everywhere leaves the choice to salience and query (see repetition_gain).
     info = info * repetition_gain(np.asarray(info, np.float32).astype(np.float64)) if len(patches) else info
     contrast = (np.zeros(len(patches)) if patch_contrast is None
-                else np.asarray(patch_contrast, np.float64).ravel()[patches])
+                else _clamp_or_zero(patch_contrast, 0.0, 1.0, np.float64).ravel()[patches])
     # motion against the background's on a fixed scale (0.5 moving with it, 1 a patch or more against it)
     sal = (np.maximum(robust_normalize(g[11]), contrast) + (1.0 - g[5]) + np.minimum(1.0, 0.5 + 0.5 * relative_motion)) / 3.0
     query = robust_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
@@ -553,14 +559,14 @@ def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contr
 def mean_motion(mvx: np.ndarray, mvy: np.ndarray) -> tuple:
     """The frame's mean motion vector: whole pixels averaged (as the backends' exact integer sums)."""
     n = np.size(mvx)
-    return tuple(float(np.float32(float(int(np.rint(np.asarray(m, np.float32)).astype(np.int64).sum())) / n))
+    return tuple(float(np.float32(float(int(np.rint(_stat_texel(m)).astype(np.int64).sum())) / n))
                  for m in (mvx, mvy))
 
 
 def _relative_motion(mvx, mvy) -> np.ndarray:
     """|motion vector - the frame's mean| in patches: motion against the background's."""
     gx, gy = mean_motion(mvx, mvy)
-    return np.hypot(np.asarray(mvx, np.float64) - gx, np.asarray(mvy, np.float64) - gy) / PATCH
+    return np.hypot(_stat_texel(mvx, np.float64) - gx, _stat_texel(mvy, np.float64) - gy) / PATCH
 
 
 GESTALT_CHANNELS = tuple(range(17, 33)) + (0, 1, 2, 3)  # the context network's gestalt (level 4)
@@ -581,7 +587,7 @@ def context_inputs(level4: dict, query_embedding, has_query: bool, info, sal, qu
     e = np.zeros(QUERY_EMBEDDING_DIMS) if query_embedding is None else np.asarray(query_embedding, np.float64).ravel()
     g = []
     for c in GESTALT_CHANNELS:
-        v = np.asarray(level4[c], np.float32).ravel()
+        v = _stat_texel(level4[c]).ravel()
         g.append(float(np.rint(v * np.float32(1048576.0)).astype(np.int64).sum()) / 1048576.0 / v.size)
     m = [float(np.mean(s)) if len(s) else 0.0 for s in (info, sal, query)]
     return np.concatenate([e, [1.0 if has_query else 0.0], g, m])
@@ -721,8 +727,9 @@ def structure_correlation(lum4: np.ndarray, previous_lum4: np.ndarray, mvx: np.n
     sums of the values in 2^-20 units, as the backends compute it; 1 when either frame is flat."""
     n = int(np.size(lum4))
     shift = mean_motion(mvx, mvy)
-    x = np.rint(np.asarray(lum4, np.float32).astype(np.float64) * 2.0 ** 20).astype(np.int64).ravel()
-    prev = warp_relevance(np.asarray(previous_lum4, np.float32).astype(np.float64),
+    # luminance clamped to [-2, 2] (NaN to 0): allocate_params.h structure_terms
+    x = np.rint(_clamp_or_zero(lum4, -2.0, 2.0).astype(np.float64) * 2.0 ** 20).astype(np.int64).ravel()
+    prev = warp_relevance(_clamp_or_zero(previous_lum4, -2.0, 2.0).astype(np.float64),
                           np.full(np.shape(lum4), float(shift[0])), np.full(np.shape(lum4), float(shift[1])))
     y = np.rint(prev * 2.0 ** 20).astype(np.int64).ravel()
     s = 2.0 ** -20
@@ -739,6 +746,7 @@ def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.nda
     the motion vectors (nearest patch, edge-clamped)."""
     h4, w4 = prev.shape
     bi, bj = np.mgrid[0:h4, 0:w4]
+    mvx, mvy = (_clamp_or_zero(m, -2.0 ** 20, 2.0 ** 20, np.float64) for m in (mvx, mvy))  # warp_source
     si = np.clip(np.floor(bi - mvy / PATCH + 0.5).astype(np.int64), 0, h4 - 1)
     sj = np.clip(np.floor(bj - mvx / PATCH + 0.5).astype(np.int64), 0, w4 - 1)
     return prev[si, sj]
@@ -775,7 +783,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
         held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
     cand = [int(c) for c in np.asarray(candidates).ravel() if c >= 0]
     # text guardrail: patches that look like text (float32 as the backends, so the threshold agrees)
-    text = (text_likeness(level4[9], level4[14]).ravel() >= np.float32(text_threshold) if text_floor > 0
+    text = (text_likeness(_stat_texel(level4[9]), _stat_texel(level4[14])).ravel() >= np.float32(text_threshold) if text_floor > 0
             else np.zeros(h4 * w4, bool))
     if strategy != "random":
         proposed = set(cand)
@@ -941,15 +949,16 @@ def cell_descriptors(level1: dict, cell_px: int) -> np.ndarray:
     colours (4x4), gradient orientation (8, magnitude weighted) and luminance (8); each normalized,
     square-rooted and scaled by 1/sqrt(3)."""
     rg, by, gx, gy, mag, lum = (np.asarray(level1[c], np.float64) for c in (15, 16, 6, 7, 8, 3))
+    mag = _stat_texel(mag, np.float64).clip(0.0)  # clamped to [0, 1e4], NaN to 0 (semantic_math.h add_texel)
     cell = int(cell_px) // 2
     h1, w1 = rg.shape
     hc, wc = -(-h1 // cell), -(-w1 // cell)
     edges = np.array([-0.5, 0.0, 0.5])
     colour = np.searchsorted(edges, rg, side="right") * 4 + np.searchsorted(edges, by, side="right")
-    ang = np.arctan2(gy, gx)
+    ang = np.nan_to_num(np.arctan2(gy, gx), nan=0.0)  # NaN (a caller's texture): bin 0, as orientation_bin
     ang = np.where(ang < 0, ang + np.pi, ang)
     orient = np.clip((ang * (8 / np.pi)).astype(np.int64), 0, 7)
-    lbin = np.clip((lum * 8).astype(np.int64), 0, 7)
+    lbin = np.clip((_clamp_or_zero(lum, 0.0, 1.0, np.float64) * 8).astype(np.int64), 0, 7)
     index = (np.arange(h1) // cell)[:, None] * wc + (np.arange(w1) // cell)[None, :]  # cell of each texel
     cells = hc * wc
     n = np.bincount(index.ravel(), minlength=cells).astype(np.float64)

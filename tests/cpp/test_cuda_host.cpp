@@ -17,6 +17,7 @@
 #include "arrcoc/arrcoc.h"
 
 #include "check.h"
+#include "odd_texels.h"
 
 namespace {
 
@@ -425,6 +426,40 @@ void test_graph_key_ignores_frame_padding() {
   ok(arrcoc::cuda_stream_destroy(stream), "stream destroy");
 }
 
+// A caller's device texture with odd texels (NaN, +-inf, huge): found by reading the code, NaN
+// features gave every candidate the same rank in the CUDA allocator's rank counting, so some ranks
+// were never written and saccades took stale slots (patch -1, duplicates); the CPU's sorts stayed in
+// range. Every stage now reads texels clamped (odd_texels.h), on this backend as on the CPU.
+void test_odd_texels_on_the_device() {
+  arrcoc::TextureConfig tc;
+  tc.max_width = 320;
+  tc.max_height = 192;
+  tc.dtype = arrcoc::DType::kFloat32;
+  std::unique_ptr<arrcoc::TextureBuilder> b;
+  ok(arrcoc::TextureBuilder::create(tc, &b), "cpu float32 builder");
+  std::mt19937 rng(99);
+  std::vector<uint8_t> px(320 * 192 * 3);
+  for (auto& v : px) v = static_cast<uint8_t>(rng() & 0xFF);
+  arrcoc::FrameView f;
+  f.planes[0] = px.data();
+  f.row_stride[0] = 3 * 320;
+  f.width = 320;
+  f.height = 192;
+  arrcoc::TextureView v;
+  ok(b->build(f, &v), "build");
+  ok(b->build(f, &v), "build again (motion valid)");
+  arrcoc_test::DeviceMemory mem;
+  mem.upload = [](const std::vector<float>& host) {
+    void* d = nullptr;
+    ok(arrcoc::cuda_malloc(0, host.size() * sizeof(float), &d), "cuda_malloc");
+    ok(arrcoc::cuda_copy_to_device(d, host.data(), host.size() * sizeof(float), nullptr), "copy to device");
+    return d;
+  };
+  mem.download = [](void* host, const void* d, size_t bytes) { ok(arrcoc::cuda_copy_to_host(host, d, bytes), "copy to host"); };
+  mem.release = [](void* d) { arrcoc::cuda_free(d); };
+  arrcoc_test::check_odd_texels_read_clamped(arrcoc::Device::kCUDA, v, mem, "cuda");
+}
+
 }  // namespace
 
 int main() {
@@ -443,5 +478,6 @@ int main() {
   test_semantic_synchronize_without_encode();
   test_two_devices();
   test_graph_key_ignores_frame_padding();
+  test_odd_texels_on_the_device();
   return arrcoc_test::finish();
 }

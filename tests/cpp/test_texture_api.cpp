@@ -12,6 +12,7 @@
 #include "arrcoc/arrcoc.h"
 
 #include "check.h"
+#include "odd_texels.h"
 
 namespace {
 
@@ -338,6 +339,12 @@ void test_cascade_clamps_caller_texels() {
   for (float c : contrast) check(std::isfinite(c), "finite contrasts");
 }
 
+// The allocator and the encoder on a caller's texture with odd texels (odd_texels.h), CPU backend.
+void test_odd_texels_on_the_cpu() {
+  CallerTexture t = caller_texture(31337u, 2);
+  arrcoc_test::check_odd_texels_read_clamped(arrcoc::Device::kCPU, t.view, arrcoc_test::host_memory(), "cpu");
+}
+
 void test_pipeline_end_to_end() {
   using arrcoc::StatusCode;
   arrcoc::PipelineConfig pc;
@@ -452,6 +459,7 @@ int main() {
   test_cascade();
   test_cascade_colour_range();
   test_cascade_clamps_caller_texels();
+  test_odd_texels_on_the_cpu();
   test_pipeline_end_to_end();
   test_exemplar_layout();
   return arrcoc_test::finish();
