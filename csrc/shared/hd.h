@@ -45,7 +45,10 @@ ARRCOC_HD float absf(float a) { return a < 0.0f ? -a : a; }
 // the caller wrote (the C++ API takes any TextureView), so that no float -> int conversion is
 // undefined, no integer sum overflows and no NaN reaches an ordering, on any backend. The builder's
 // own values lie inside every range used, so its results do not change.
-ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) { return v == v ? fminf(fmaxf(v, lo), hi) : 0.0f; }
+// Comparisons and selects only: no fminf/fmaxf calls, so per-texel loops stay vectorized.
+ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) {
+  return v >= lo ? (v <= hi ? v : hi) : (v < lo ? lo : 0.0f);  // NaN fails both tests
+}
 // The range of a texel read as a statistic (saliency, motion, query similarity, ...): the query's
 // own limit (kMaxPatchValue); the builder's statistics lie far inside.
 constexpr float kMaxStatTexel = 1.0e4f;
