@@ -266,7 +266,8 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
 ARRCOC_HD int compact_candidates(const AllocateParams& p) {
   int n = 0;
   for (int s = 0; s < p.capacity; ++s)
-    if (p.slots[s] >= 0 && p.slots[s] < p.w4 * p.h4) {  // a caller's CascadeView may hold anything
+    // a caller's CascadeView may hold anything: patches outside the grid and repeats are skipped
+    if (p.slots[s] >= 0 && p.slots[s] < p.w4 * p.h4 && !p.is_candidate[p.slots[s]]) {
       p.cand[n] = p.slots[s];
       p.slot_of[n] = s;
       p.is_candidate[p.slots[s]] = 1;

@@ -181,9 +181,13 @@ constexpr float kMaxPatchScore = 2097152.0f;  // 2^21
 // Cheap per-patch score (level-4 texel) as a unique sort key: higher score first, then lower
 // patch index. score = saliency + w_motion * motion + w_query * query similarity.
 ARRCOC_HD uint64_t patch_key(float saliency, float motion, float query, float w_motion, float w_query, int patch) {
+  // each texel read as every stage reads a statistic (+-kMaxStatTexel, NaN as 0): |s| <= 2.01e6
+  saliency = clamp_or_zero(saliency, -kMaxStatTexel, kMaxStatTexel);
+  motion = clamp_or_zero(motion, -kMaxStatTexel, kMaxStatTexel);
+  query = clamp_or_zero(query, -kMaxStatTexel, kMaxStatTexel);
   const float s = add_rn(add_rn(saliency, mul_rn(w_motion, motion)), mul_rn(w_query, query));
-  // [0, 2^21] (NaN to 0): the builder's scores stay below 2^20 (weights <= 100, query <= 1e4); a
-  // caller's texture may hold anything, and the key must keep q < 2^42.
+  // [0, 2^21]: the builder's scores stay below 2^20 (weights <= 100, query <= 1e4), and the key
+  // must keep q < 2^42.
   const int64_t q = stat_fixed(clamp_or_zero(s, 0.0f, kMaxPatchScore));
   return (static_cast<uint64_t>(q) << 22) | static_cast<uint64_t>(0x3fffff - patch);
 }

@@ -44,7 +44,7 @@ ARRCOC_HD float absf(float a) { return a < 0.0f ? -a : a; }
 // v clamped to [lo, hi], NaN read as 0 (lo <= 0 <= hi): how every stage reads a texel of a texture
 // the caller wrote (the C++ API takes any TextureView), so that no float -> int conversion is
 // undefined, no integer sum overflows and no NaN reaches an ordering, on any backend. The builder's
-// own values lie inside every range used, so its results do not change.
+// own values lie inside every range used, so its results do not change (docs/RELIABILITY.md).
 // Comparisons and selects only: no fminf/fmaxf calls, so per-texel loops stay vectorized.
 ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) {
   return v >= lo ? (v <= hi ? v : hi) : (v < lo ? lo : 0.0f);  // NaN fails both tests

@@ -470,8 +470,8 @@ def cluster_cascade(planes: dict, num_seeds=48, iterations=3, compactness=0.1, t
     bi, bj = np.mgrid[0:h4, 0:w4]
     patch_cluster = labels[np.minimum(4 * bi + 2, h2 - 1), np.minimum(4 * bj + 2, w2 - 1)].ravel()
     patch_contrast = contrast[patch_cluster].reshape(h4, w4)
-    s = (planes[(11, 4)].astype(np.float32) + f32(motion_weight) * planes[(10, 4)].astype(np.float32)) \
-        + f32(query_weight) * planes[(33, 4)].astype(np.float32)
+    s = (_stat_texel(planes[(11, 4)]) + f32(motion_weight) * _stat_texel(planes[(10, 4)])) \
+        + f32(query_weight) * _stat_texel(planes[(33, 4)])
     keys = (_stat_fixed(_clamp_or_zero(s, 0.0, _MAX_PATCH_SCORE)).ravel().astype(np.uint64) << np.uint64(22)) \
         | (np.uint64(0x3FFFFF) - np.arange(h4 * w4, dtype=np.uint64))
     cand = np.full((top_clusters, patches_per_cluster), -1, np.int64)
@@ -781,7 +781,9 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
         held_budget = np.where(held_token >= 0, warp_relevance(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
     else:
         held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
-    cand = [int(c) for c in np.asarray(candidates).ravel() if c >= 0]
+    # the cascade's slots in order, padding, patches outside the grid and repeats skipped (a caller's
+    # CascadeView may hold anything: compact_candidates)
+    cand = list(dict.fromkeys(int(c) for c in np.asarray(candidates).ravel() if 0 <= c < h4 * w4))
     # text guardrail: patches that look like text (float32 as the backends, so the threshold agrees)
     text = (text_likeness(_stat_texel(level4[9]), _stat_texel(level4[14])).ravel() >= np.float32(text_threshold) if text_floor > 0
             else np.zeros(h4 * w4, bool))
@@ -820,7 +822,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     rel = np.clip(rel, 0.0, 1.0)
 
     if strategy == "sobel":  # seed 000's saliency: the patch's mean Sobel magnitude, min-max over the candidates
-        key = sobel_key(np.asarray(level4[8], np.float64).ravel()[cand])
+        key = sobel_key(_stat_texel(level4[8], np.float64).ravel()[cand])
     else:
         key = {"balanced": rel, "saliency": sal, "query": query,
                "random": hash_unit(seed, frame_index, cand) if n else np.zeros(0)}[strategy]

@@ -345,6 +345,44 @@ void test_odd_texels_on_the_cpu() {
   arrcoc_test::check_odd_texels_read_clamped(arrcoc::Device::kCPU, t.view, arrcoc_test::host_memory(), "cpu");
 }
 
+// A caller's CascadeView whose candidate slots repeat patches or name patches outside the grid:
+// the allocator skips those slots (it used them as indices), and the rest are the candidates.
+void test_allocator_skips_odd_candidate_slots() {
+  CallerTexture t = caller_texture(2024u, 2);
+  arrcoc::CascadeView cv;
+  check(t.cascade->run(t.view, &cv).ok(), "cascade for the odd slots");
+  const int n4 = t.view.levels[4].width * t.view.levels[4].height;
+  std::vector<int32_t> slots(cv.candidate_patch, cv.candidate_patch + cv.capacity);
+  int first = -1;
+  for (int s = 0; s < cv.capacity; ++s) {
+    if (slots[s] < 0) continue;
+    if (first < 0) {
+      first = slots[s];
+    } else if (s % 3 == 0) {
+      slots[s] = first;  // a repeat
+    } else if (s % 3 == 1) {
+      slots[s] = s % 2 ? n4 + s : -1 - s * 1000;  // outside the grid (-1 - ...: below padding's -1)
+    }
+  }
+  cv.candidate_patch = slots.data();
+  arrcoc::AllocatorConfig ac;
+  ac.max_width = t.view.width;
+  ac.max_height = t.view.height;
+  std::unique_ptr<arrcoc::TokenAllocator> a;
+  arrcoc::TokenPack pack;
+  check(arrcoc::TokenAllocator::create(ac, &a).ok() && a->run(t.view, cv, false, &pack).ok(), "allocator on odd slots");
+  std::vector<int32_t> seen;
+  bool in_grid = true;
+  for (int k = 0; k < pack.num_tokens; ++k)
+    if (pack.kinds[k] == 1) {
+      in_grid = in_grid && pack.patches[k] >= 0 && pack.patches[k] < n4;
+      seen.push_back(pack.patches[k]);
+    }
+  std::sort(seen.begin(), seen.end());
+  check(!seen.empty() && in_grid, "every saccade on a patch of the grid");
+  check(std::adjacent_find(seen.begin(), seen.end()) == seen.end(), "no patch holds two saccades");
+}
+
 void test_pipeline_end_to_end() {
   using arrcoc::StatusCode;
   arrcoc::PipelineConfig pc;
@@ -460,6 +498,7 @@ int main() {
   test_cascade_colour_range();
   test_cascade_clamps_caller_texels();
   test_odd_texels_on_the_cpu();
+  test_allocator_skips_odd_candidate_slots();
   test_pipeline_end_to_end();
   test_exemplar_layout();
   return arrcoc_test::finish();
