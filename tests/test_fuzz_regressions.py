@@ -127,6 +127,23 @@ def test_cuda_array_interface_with_a_stream_and_no_usable_device_is_a_value_erro
         arrcoc_rt.TextureBuilder(8, 8, device="cpu").build(_cai(**FRAME_CAI, stream=7))
 
 
+@pytest.mark.needs_emulator
+def test_cuda_array_interface_with_a_handle_that_is_no_stream_is_a_value_error():
+    """fuzz/fuzz_importers.py (CI's fixed-seed run, 2026-11-30): device memory described with
+    stream=3, a handle that is no stream, made cudaStreamSynchronize fail: RuntimeError
+    (cudaErrorInvalidResourceHandle). The emulated device only: a real driver may not detect every
+    handle that is no stream."""
+    from arrcoc_rt import cuda
+
+    frame = cuda.to_device(np.full((8, 8, 3), 7, np.uint8), device=1)
+    cai = dict(frame.__cuda_array_interface__, stream=3)
+    b = arrcoc_rt.TextureBuilder(8, 8, device="cuda:1")
+    with pytest.raises(ValueError, match="stream 3 is not a stream of cuda:1"):
+        b.build(_cai(**cai))
+    producer = cuda.Stream(1)
+    b.build(_cai(**dict(cai, stream=producer.cuda_stream)))  # a stream of that device: fine
+
+
 def test_dlpack_producer_whose_device_disagrees_with_its_capsule():
     """A capsule of host memory from a producer whose __dlpack_device__ says CUDA (or the reverse)
     would have sent host pointers to the GPU path or device pointers to the CPU kernels."""

@@ -133,7 +133,14 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
         if can_ask and producer_stream is not None and producer_stream != (stream or 1):
             # The producer's work on its stream (1, 2: that device's default streams) must be done
             # before ours reads the memory.
-            _native.cuda_stream_synchronize(producer_stream, dev_id)
+            try:
+                _native.cuda_stream_synchronize(producer_stream, dev_id)
+            except RuntimeError as e:  # a handle that is no stream of that device (the fuzzer's 3)
+                if "InvalidResourceHandle" not in str(e):
+                    raise
+                raise ValueError(f"{name}: __cuda_array_interface__ stream {producer_stream} is not a stream of "
+                                 f"cuda:{dev_id}, where its memory is; expected None, 1 (legacy default), "
+                                 "2 (per-thread default) or a stream handle of that device") from None
         return ArrayDesc(ptr, shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
 
     if hasattr(obj, "__array_interface__"):
