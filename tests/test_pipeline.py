@@ -69,16 +69,14 @@ def _diversity_set_near_tied(raw) -> bool:
     return len(s) > k and s[k - 1] - s[k] < 1e-5
 
 
-def _other_side_of_the_tie(raw, px, py):
-    """reference.spatial_diversity with the K-th and (K+1)-th anchors exchanged: the tie broken the
-    other way."""
-    n = len(raw)
-    k = max(1, min(50, n // 5))
-    order = sorted(range(n), key=lambda i: (-raw[i], i))
-    best = order[:k - 1] + order[k:k + 1]
-    d = np.sqrt((px[:, None] - px[best][None, :]) ** 2 + (py[:, None] - py[best][None, :]) ** 2).min(axis=1)
-    m = d.max() if n else 0.0
-    return d / m if m > 0 else np.zeros(n)
+def _other_side_of_the_tie(plain):
+    """reference.spatial_diversity (`plain`) with the K-th and (K+1)-th anchors exchanged: the tie
+    broken the other way."""
+    def swapped(raw, px, py):
+        k = max(1, min(50, len(raw) // 5))
+        order = sorted(range(len(raw)), key=lambda i: (-raw[i], i))
+        return plain(raw, px, py, best=order[:k - 1] + order[k:k + 1])
+    return swapped
 
 
 def _reference_for(pipe, result, previous, has_query=False, **kw):
@@ -89,7 +87,8 @@ def _reference_for(pipe, result, previous, has_query=False, **kw):
     valid = result.candidates >= 0
     if _diversity_set_near_tied(ref.raw) and not np.allclose(result.balanced_score[valid], ref.balanced[:valid.sum()],
                                                              atol=1e-4, rtol=0):
-        plain, R.spatial_diversity = R.spatial_diversity, _other_side_of_the_tie
+        plain = R.spatial_diversity
+        R.spatial_diversity = _other_side_of_the_tie(plain)
         try:
             ref = _reference_once(pipe, result, previous, has_query, **kw)
         finally:

@@ -135,7 +135,7 @@ ARRCOC_HD int64_t structure_fixed(float v) { return static_cast<int64_t>(rintf(v
 // A texel read as a statistic: a caller's texture may hold anything (hd.h: clamp_or_zero).
 template <typename T>
 ARRCOC_HD float stat_value(const void* plane, int64_t i) {
-  return math::clamp_or_zero(plane_value<T>(plane, i), -math::kMaxStatTexel, math::kMaxStatTexel);
+  return math::stat_texel(plane_value<T>(plane, i));
 }
 
 // Pass 1, patch q: its motion vector, for the frame's mean (the camera's motion).

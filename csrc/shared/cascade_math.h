@@ -45,7 +45,7 @@ ARRCOC_HD int64_t stat_fixed(float v) {
 // kMaxPatchValue = 1e4); a caller's texture may hold anything, and then a cluster's sum of up to
 // 2^24 texels still fits int64 (2^24 * 1e4 * 2^20 < 2^58) with no undefined conversion.
 ARRCOC_HD int64_t stat_texel_fixed(float v) {
-  return stat_fixed(clamp_or_zero(v, -kMaxStatTexel, kMaxStatTexel));
+  return stat_fixed(stat_texel(v));
 }
 
 // Seed grid: gx x gy cells over a w2 x h2 level, about `seeds` cells, never more than texels.
@@ -181,11 +181,9 @@ constexpr float kMaxPatchScore = 2097152.0f;  // 2^21
 // Cheap per-patch score (level-4 texel) as a unique sort key: higher score first, then lower
 // patch index. score = saliency + w_motion * motion + w_query * query similarity.
 ARRCOC_HD uint64_t patch_key(float saliency, float motion, float query, float w_motion, float w_query, int patch) {
-  // each texel read as every stage reads a statistic (+-kMaxStatTexel, NaN as 0): |s| <= 2.01e6
-  saliency = clamp_or_zero(saliency, -kMaxStatTexel, kMaxStatTexel);
-  motion = clamp_or_zero(motion, -kMaxStatTexel, kMaxStatTexel);
-  query = clamp_or_zero(query, -kMaxStatTexel, kMaxStatTexel);
-  const float s = add_rn(add_rn(saliency, mul_rn(w_motion, motion)), mul_rn(w_query, query));
+  // each texel read as every stage reads a statistic (stat_texel): |s| <= 2.01e6
+  const float s = add_rn(add_rn(stat_texel(saliency), mul_rn(w_motion, stat_texel(motion))),
+                         mul_rn(w_query, stat_texel(query)));
   // [0, 2^21]: the builder's scores stay below 2^20 (weights <= 100, query <= 1e4), and the key
   // must keep q < 2^42.
   const int64_t q = stat_fixed(clamp_or_zero(s, 0.0f, kMaxPatchScore));

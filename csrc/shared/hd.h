@@ -52,6 +52,7 @@ ARRCOC_HD float clamp_or_zero(float v, float lo, float hi) {
 // The range of a texel read as a statistic (saliency, motion, query similarity, ...): the query's
 // own limit (kMaxPatchValue); the builder's statistics lie far inside.
 constexpr float kMaxStatTexel = 1.0e4f;
+ARRCOC_HD float stat_texel(float v) { return clamp_or_zero(v, -kMaxStatTexel, kMaxStatTexel); }
 
 // Multiply / add that are never fused into an FMA (device intrinsics; host code using them is
 // compiled with -ffp-contract=off), for results that must be bit-identical on every backend.

@@ -258,9 +258,10 @@ class Pipeline:
             raise ValueError(f"patch: {patch!r} is not supported; expected 16 (one patch is one level-4 texel)")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
-        if _int_choice("gestalt_lod", gestalt_lod, LODS) is None:
+        lod = _int_choice("gestalt_lod", gestalt_lod, LODS)
+        if lod is None:
             raise ValueError(f"gestalt_lod: {gestalt_lod!r} is not a level of detail; expected one of {LODS}")
-        gestalt_lod = int(gestalt_lod)
+        gestalt_lod = lod
         if not isinstance(gestalt_overlap, bool):
             raise TypeError(f"gestalt_overlap: expected a bool; got {type(gestalt_overlap).__name__}")
         unknown = set(config) - set(CASCADE_DEFAULTS) - set(ALLOCATOR_DEFAULTS)

@@ -336,12 +336,12 @@ def _stat_fixed(v):
 
 
 _MAX_STAT_TEXEL, _MAX_PATCH_SCORE = 1.0e4, 2.0 ** 21  # kMaxStatTexel (hd.h), kMaxPatchScore
+_COLOUR_MIN, _COLOUR_MAX = -2.0, 14.0  # kColourMin, kColourMax
 
 
 def _stat_texel(v, dtype=np.float32):
     """A texel read as a statistic, as every stage reads it: clamped to +-1e4, NaN as 0."""
     return _clamp_or_zero(v, -_MAX_STAT_TEXEL, _MAX_STAT_TEXEL, dtype)
-_COLOUR_MIN, _COLOUR_MAX = -2.0, 14.0  # kColourMin, kColourMax
 
 
 def seed_grid(seeds: int, w2: int, h2: int) -> tuple[int, int]:
@@ -616,12 +616,14 @@ def mlp_raw(weights: dict, info, sal, query) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(h @ w["W3"].T + w["b3"])[:, 0]))
 
 
-def spatial_diversity(raw: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+def spatial_diversity(raw: np.ndarray, px: np.ndarray, py: np.ndarray, best=None) -> np.ndarray:
     """Distance (patch units) of each candidate to the nearest of the K best by raw
-    (K = max(1, min(50, n // 5)), ties to the lower index), divided by the largest such distance."""
+    (K = max(1, min(50, n // 5)), ties to the lower index), divided by the largest such distance.
+    ``best``: other anchors (candidate indices) in their place."""
     n = len(raw)
     k = max(1, min(50, n // 5))
-    best = sorted(range(n), key=lambda i: (-raw[i], i))[:k]
+    if best is None:
+        best = sorted(range(n), key=lambda i: (-raw[i], i))[:k]
     d = np.sqrt((px[:, None] - px[best][None, :]) ** 2 + (py[:, None] - py[best][None, :]) ** 2).min(axis=1)
     m = d.max() if n else 0.0
     return d / m if m > 0 else np.zeros(n)
