@@ -263,17 +263,24 @@ def test_npz_with_an_unknown_zip_version_is_a_value_error(tmp_path):
 # ---------------------------------------------------------------- query vectors
 
 
-def test_query_vector_whose_norm_overflows_float32_is_refused():
+def test_query_vector_whose_norm_overflows_float32_means_its_direction():
     """fuzz/fuzz_queries.py: finite float32 values of 1e38 made |q|^2 overflow in the similarity
-    kernel, and channel 33 (and the scores built on it) became NaN."""
-    pipe = arrcoc_rt.Pipeline(32, 16, device="cpu", encoder="builtin", gestalt_x=2, gestalt_y=1, saccades=4)
-    f = np.full((16, 32, 3), 120, np.uint8)
+    kernel, and channel 33 (and the scores built on it) became NaN. Such vectors were refused; the
+    kernel now rescales where a squared norm would overflow, so they mean their direction."""
     v = np.zeros(32, np.float32)
-    v[0], v[5] = 1e38, -2e38
-    with pytest.raises(ValueError, match="too long"):
-        pipe.process(f, query_vector=v)
-    r = pipe.process(f, query_vector=v / 1e30)  # the same direction, scaled down: fine
-    assert np.all(np.isfinite(np.asarray(r.texture.channel(33, 4), np.float32)))
+    v[0], v[5], v[9] = 1e38, -2e38, 3e37
+    f = np.random.default_rng(5).integers(0, 256, (48, 64, 3), np.uint8)
+    maps = []
+    for q in (v, v / np.float32(1e30), v.astype(np.float64) * 1e-75):
+        pipe = arrcoc_rt.Pipeline(64, 48, device="cpu", dtype="float32", encoder="builtin", gestalt_x=2,
+                                  gestalt_y=1, saccades=4)
+        maps.append(np.asarray(pipe.process(f, query_vector=q).texture.channel(33, 4), np.float32))
+    assert np.all(np.isfinite(maps[0])) and np.ptp(maps[0]) > 0
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-5)
+    np.testing.assert_allclose(maps[2], maps[1], atol=1e-5)
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu", encoder="builtin", gestalt_x=2, gestalt_y=1, saccades=4)
+    with pytest.raises(ValueError, match="NaN or inf"):  # float64 beyond float32's range
+        pipe.process(f, query_vector=v.astype(np.float64) * 1e10)
 
 
 # ---------------------------------------------------------------- exemplar images

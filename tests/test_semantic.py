@@ -37,6 +37,42 @@ def test_descriptors_similarity_and_projection_match_reference(device, source, r
     np.testing.assert_allclose(proj, R.semantic_projection(feats, pipe.pca.mean, pipe.pca.components), atol=1e-4)
 
 
+
+class _ScaledEncoder:
+    """A caller's encoder whose features have any finite size: random directions on the patch grid
+    (frames a multiple of 16, so no resampling), each patch's vector multiplied by one of `scales`."""
+
+    name, dims = "scaled", 24
+
+    def __init__(self, scales, seed):
+        self.scales, self.seed = np.asarray(scales, np.float64), seed
+
+    def encode_image(self, image):
+        rng = np.random.default_rng(self.seed)
+        h, w = image.shape[0] // 16, image.shape[1] // 16
+        f = rng.standard_normal((self.dims, h, w))
+        f[:, rng.random((h, w)) < 0.2] = 0.0  # zero vectors too: similarity 0
+        return (f * rng.choice(self.scales, (h, w))).astype(np.float32)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("scales", [(1e-38, 1e-30, 1e-20, 1.0), (1.0, 1e19, 1e20, 1e30, 3e37)])
+@pytest.mark.parametrize("query_scale", [1e-30, 1.0, 1e37])
+def test_similarity_holds_for_features_and_queries_of_any_finite_size(device, scales, query_scale, rng):
+    """Channel 33 is a cosine: only directions count. A caller's features or query vector of 1e20
+    made the float32 squared norms overflow (channel 33 then 0, or NaN where the dot product
+    overflowed too), and ones of 1e-20 underflow (0). Against the float64 reference; 1e-4 as above."""
+    pipe = arrcoc_rt.Pipeline(96, 64, device=device, dtype="float32", pca_frames=0,
+                              encoder=_ScaledEncoder(scales, int(rng.integers(1 << 30))))
+    query = rng.standard_normal(24)
+    query[rng.random(24) < 0.3] = 0.0
+    query = (query * query_scale).astype(np.float32)
+    r = pipe.process(rng.integers(0, 256, (64, 96, 3), np.uint8), query_vector=query)
+    got = host(r.texture.channel(33, 4))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, R.similarity_map(pipe._features, query[None]), atol=1e-4)
+    assert np.ptp(got) > 0.5  # the directions differ: not all zero
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("source", ["random", "astronaut"])
 def test_exemplar_layout_matches_reference(device, source, rng):

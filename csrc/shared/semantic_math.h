@@ -133,6 +133,10 @@ ARRCOC_HD void patch_descriptor(const DescriptorPlanes<T>& P, int bi, int bj, fl
 }
 
 // Cosine similarity of a patch's features (stride `stride` between dims) with a unit query.
+// Features from a caller's encoder may be any finite floats: where a squared norm leaves
+// [2^-100, 2^100] (its sums could have overflowed to inf, giving 0 or NaN, or lost the small
+// components to underflow), both vectors are divided by their largest magnitude first, which
+// leaves the cosine unchanged. Features of ordinary size never take that branch.
 ARRCOC_HD float cosine_similarity(const float* f, int64_t stride, const float* query, int dims) {
   float dot = 0.0f, nf = 0.0f, nq = 0.0f;
   for (int k = 0; k < dims; ++k) {
@@ -140,6 +144,22 @@ ARRCOC_HD float cosine_similarity(const float* f, int64_t stride, const float* q
     dot += a * b;
     nf += a * a;
     nq += b * b;
+  }
+  constexpr float kLow = 7.8886091e-31f, kHigh = 1.2676506e30f;  // 2^-100, 2^100
+  if (!(nf >= kLow && nf <= kHigh && nq >= kLow && nq <= kHigh)) {
+    float mf = 0.0f, mq = 0.0f;
+    for (int k = 0; k < dims; ++k) {
+      mf = maxf(mf, fabsf(f[k * stride]));
+      mq = maxf(mq, fabsf(query[k]));
+    }
+    if (!(mf > 0.0f && mq > 0.0f)) return 0.0f;  // a zero vector (or NaN, which no caller passes)
+    dot = nf = nq = 0.0f;
+    for (int k = 0; k < dims; ++k) {  // divisions, not a reciprocal: 1 / a subnormal overflows
+      const float a = f[k * stride] / mf, b = query[k] / mq;
+      dot += a * b;
+      nf += a * a;
+      nq += b * b;
+    }
   }
   const float d = sqrtf(nf) * sqrtf(nq);
   return d > 0.0f ? dot / d : 0.0f;

@@ -388,14 +388,11 @@ class Pipeline:
                 if a.shape[1] != enc.dims:
                     raise ValueError(f"query: vector of length {a.shape[1]}; the {enc.name} encoder's features have "
                                      f"{enc.dims} dimensions")
+                with np.errstate(over="ignore"):  # float64 values beyond float32 become inf: refused
+                    a = a.astype(np.float32)
                 if not np.all(np.isfinite(a)):
-                    raise ValueError("query: the vector contains NaN or inf")
-                with np.errstate(over="ignore"):
-                    if not np.isfinite(np.sum(np.square(a.astype(np.float32)), dtype=np.float32)):
-                        # the similarity kernel computes |q|^2 in float32
-                        raise ValueError("query: the vector is too long (its squared norm overflows float32); "
-                                         "scale it down (only its direction matters)")
-                kind, value = "vector", a.astype(np.float32)
+                    raise ValueError("query: the vector contains NaN or inf (as float32)")
+                kind, value = "vector", a  # any length: the similarity kernel rescales where |q|^2 would overflow
             else:
                 kind, value = "map", q.value
         if self._sem is not None:
@@ -461,7 +458,9 @@ class Pipeline:
         key = (vectors, self.pca.components, self.pca.mean)  # the objects themselves: kept alive, compared by identity
         if self._embedding_key is None or any(a is not b for a, b in zip(key, self._embedding_key)):
             v = np.asarray(vectors, np.float64).reshape(-1, self.pca.components.shape[1])
-            # Only directions count in the similarity (cosine): so here too.
+            # Only directions count in the similarity (cosine): so here too, at any length (a vector
+            # of 1e-30s has one; divided by its largest magnitude first, its norm neither under- nor overflows).
+            v = v / np.maximum(np.abs(v).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
             v = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).mean(axis=0)
             self._embedding = (self.pca.components.astype(np.float64) @ (v - self.pca.mean)).astype(np.float32)
             self._embedding_key = key
