@@ -236,6 +236,32 @@ def test_moving_object_attracts_saccades():
     assert obj.sum() >= 3 and r.budgets[r.kinds == 1][obj].mean() >= r.budgets[r.kinds == 1].mean()
 
 
+
+@pytest.mark.parametrize("device", devices())
+def test_query_score_keeps_a_small_object_above_its_look_alikes(device, rng):
+    """The query score runs from the candidates' 10th percentile to their best match: a two-patch
+    object (similarity 1) stays above a quarter of the candidates that look alike (0.9). With the
+    90th percentile as the top, as information and salience have, both scored 1. (query_weight=0:
+    the cascade then proposes the same candidates with any query map.)"""
+    img = real_image("astronaut")
+    h, w = img.shape[:2]
+    pipe = arrcoc_rt.Pipeline(w, h, device=device, query_weight=0.0)
+    cand = np.asarray(pipe.process(img, query_map=np.zeros((h // 16, w // 16), np.float32)).candidates)
+    cand = cand[cand >= 0]
+    order = rng.permutation(len(cand))
+    obj, alike = cand[order[:2]], cand[order[2:2 + len(cand) // 4]]
+    qmap = rng.uniform(0.0, 0.5, h // 16 * (w // 16)).astype(np.float32)
+    qmap[alike], qmap[obj] = 0.9, 1.0
+    pipe.reset()
+    r = pipe.process(img, query_map=qmap.reshape(h // 16, w // 16))
+    got = np.asarray(r.candidates)
+    np.testing.assert_array_equal(got[got >= 0], cand)
+    score = np.asarray(r.query_score)[got >= 0]
+    assert np.all(score[np.isin(cand, obj)] == 1.0)
+    assert np.all(score[np.isin(cand, alike)] < 0.95), score[np.isin(cand, alike)].max()
+    stored = host(r.texture.channel(33, 4)).astype(np.float64).ravel()  # the map as the texture holds it
+    np.testing.assert_allclose(score, R.query_normalize(stored[cand]), atol=1e-6)
+
 def test_query_map_moves_saccades_between_regions():
     """Distinctiveness: highlighting region A vs region B moves the saccades with the query."""
     img = real_image("astronaut")

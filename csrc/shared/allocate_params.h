@@ -20,7 +20,9 @@ enum Feature {
 constexpr int kFeatureChannel[kNumPlaneFeat] = {5, 9, 10, 11, 12, 14, 33, 8};
 // Components with a normalization (ecc enters as 1 - ecc): index into lohi pairs. Robust (ranks
 // low_index / high_index) except the Sobel key, min-max (ranks 0 and n - 1) as the seed's top-k of
-// pooled edge magnitudes: its best patches must stay ordered, not tie at 1.
+// pooled edge magnitudes: its best patches must stay ordered, not tie at 1; and the query score,
+// from low_index to the best match (rank n - 1): an object smaller than a tenth of the candidates
+// would otherwise tie at 1 with the background's best look-alikes (docs/EVALUATION.md).
 enum Component { kCompEntropy = 0, kCompEdge, kCompHighPass, kCompSaliency, kCompQuery, kCompSobel, kNumComp };
 ARRCOC_HD int component_feature(int c) {
   switch (c) {
@@ -33,7 +35,9 @@ ARRCOC_HD int component_feature(int c) {
   }
 }
 ARRCOC_HD int component_low_rank(int c, int n) { return c == kCompSobel ? 0 : math::low_index(n); }
-ARRCOC_HD int component_high_rank(int c, int n) { return c == kCompSobel ? n - 1 : math::high_index(n); }
+ARRCOC_HD int component_high_rank(int c, int n) {
+  return c == kCompSobel || c == kCompQuery ? n - 1 : math::high_index(n);
+}
 // Only the sobel strategy reads the Sobel bounds (the others skip ranking it; its bounds read 0).
 ARRCOC_HD bool component_needed(const AllocatorConfig& cfg, int c) {
   return c != kCompSobel || cfg.strategy == SaccadeStrategy::kSobel;

@@ -507,9 +507,24 @@ def robust_normalize(x: np.ndarray) -> np.ndarray:
     if n == 0:
         return x
     s = np.sort(x)
-    lo, hi = s[(n - 1) // 10], s[(9 * (n - 1)) // 10]
+    return _unit_between(x, s[(n - 1) // 10], s[(9 * (n - 1)) // 10])
+
+
+def query_normalize(x: np.ndarray) -> np.ndarray:
+    """(x - p10) / (max - p10) clamped to [0, 1] (p10 as in robust_normalize); 0.5 everywhere when
+    max == p10. The query score's upper bound is the best match, not p90: an object smaller than a
+    tenth of the candidates would otherwise tie with the background's best look-alikes at 1."""
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    if n == 0:
+        return x
+    s = np.sort(x)
+    return _unit_between(x, s[(n - 1) // 10], s[n - 1])
+
+
+def _unit_between(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi <= lo:
-        return np.full(n, 0.5)
+        return np.full(len(x), 0.5)
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
@@ -552,7 +567,7 @@ def three_scores(level4: dict, patches: np.ndarray, has_query: bool, patch_contr
                 else _clamp_or_zero(patch_contrast, 0.0, 1.0, np.float64).ravel()[patches])
     # motion against the background's on a fixed scale (0.5 moving with it, 1 a patch or more against it)
     sal = (np.maximum(robust_normalize(g[11]), contrast) + (1.0 - g[5]) + np.minimum(1.0, 0.5 + 0.5 * relative_motion)) / 3.0
-    query = robust_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
+    query = query_normalize(g[33]) if has_query else np.full(len(patches), 0.5)
     return info, sal, query
 
 

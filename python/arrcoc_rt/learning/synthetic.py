@@ -47,9 +47,11 @@ def _free_spot(rng, w, h, side, taken):
 
 
 def colour_task(n: int, *, seed: int = 0, size=(160, 96), side: int = 18, distractors: int = 3,
-                video_share: float = 0.25, video_frames: int = 3, tint: float = 0.08) -> list[Example]:
+                video_share: float = 0.25, video_frames: int = 3, tint: float = 0.08,
+                pointer_offset: float = 0.0) -> list[Example]:
     """``n`` examples (a ``video_share`` of them video questions), deterministic for ``seed``;
-    ``tint``: the strongest colour cast of a frame (0: none)."""
+    ``tint``: the strongest colour cast of a frame (0: none); ``pointer_offset``: how far the
+    pointer's centre lies from the square's, in square sides, in a random direction (0: on it)."""
     rng = np.random.default_rng(seed)
     w, h = size
     names = list(COLOURS)
@@ -73,6 +75,9 @@ def colour_task(n: int, *, seed: int = 0, size=(160, 96), side: int = 18, distra
         frame = _scene(rng, w, h, target, colour, side, spots, tint)
         yy, xx = np.mgrid[0:h, 0:w]
         cx, cy = target[0] + side / 2, target[1] + side / 2
+        if pointer_offset:  # a rough pointer: near the square, not on it
+            angle = rng.uniform(0, 2 * np.pi)
+            cx, cy = cx + pointer_offset * side * np.cos(angle), cy + pointer_offset * side * np.sin(angle)
         pointer = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (1.5 * side) ** 2)) + rng.uniform(0, 0.5, (h, w))
         out.append(Example(frame, QUESTION, name, Query.map(pointer.astype(np.float32)),
                            [target[0], target[1], target[0] + side, target[1] + side],
