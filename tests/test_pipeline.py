@@ -236,7 +236,6 @@ def test_moving_object_attracts_saccades():
     assert obj.sum() >= 3 and r.budgets[r.kinds == 1][obj].mean() >= r.budgets[r.kinds == 1].mean()
 
 
-
 @pytest.mark.parametrize("device", devices())
 def test_query_score_keeps_a_small_object_above_its_look_alikes(device, rng):
     """The query score runs from the candidates' 10th percentile to their best match: a two-patch
@@ -260,6 +259,7 @@ def test_query_score_keeps_a_small_object_above_its_look_alikes(device, rng):
     assert np.all(score[np.isin(cand, obj)] == 1.0)
     assert np.all(score[np.isin(cand, alike)] < 0.95), score[np.isin(cand, alike)].max()
     _compare(pipe, r, _reference_for(pipe, r, None, has_query=True))  # over every candidate, text patches too
+
 
 def test_query_map_moves_saccades_between_regions():
     """Distinctiveness: highlighting region A vs region B moves the saccades with the query."""

@@ -37,7 +37,6 @@ def test_descriptors_similarity_and_projection_match_reference(device, source, r
     np.testing.assert_allclose(proj, R.semantic_projection(feats, pipe.pca.mean, pipe.pca.components), atol=1e-4)
 
 
-
 class _ScaledEncoder:
     """A caller's encoder whose features have any finite size: random directions on the patch grid
     (frames a multiple of 16, so no resampling), each patch's vector multiplied by one of `scales`."""
@@ -72,6 +71,7 @@ def test_similarity_holds_for_features_and_queries_of_any_finite_size(device, sc
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, R.similarity_map(pipe._features, query[None]), atol=1e-4)
     assert np.ptp(got) > 0.5  # the directions differ: not all zero
+
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("source", ["random", "astronaut"])

@@ -502,29 +502,27 @@ PATCH = 16
 def robust_normalize(x: np.ndarray) -> np.ndarray:
     """(x - p10) / (p90 - p10) clamped to [0, 1], where pq is the sorted value at index
     floor(q * (n - 1)) (q = 1/10, 9/10); 0.5 everywhere when p90 == p10."""
-    x = np.asarray(x, np.float64)
-    n = len(x)
-    if n == 0:
-        return x
-    s = np.sort(x)
-    return _unit_between(x, s[(n - 1) // 10], s[(9 * (n - 1)) // 10])
+    return _between_ranks(x, lambda n: (9 * (n - 1)) // 10)
 
 
 def query_normalize(x: np.ndarray) -> np.ndarray:
     """(x - p10) / (max - p10) clamped to [0, 1] (p10 as in robust_normalize); 0.5 everywhere when
     max == p10. The query score's upper bound is the best match, not p90: an object smaller than a
     tenth of the candidates would otherwise tie with the background's best look-alikes at 1."""
+    return _between_ranks(x, lambda n: n - 1)
+
+
+def _between_ranks(x: np.ndarray, high_rank) -> np.ndarray:
+    """x placed between its sorted values at ranks (n - 1) // 10 and high_rank(n) (the kernels'
+    component_low_rank / component_high_rank), clamped to [0, 1]; 0.5 everywhere when they are equal."""
     x = np.asarray(x, np.float64)
     n = len(x)
     if n == 0:
         return x
     s = np.sort(x)
-    return _unit_between(x, s[(n - 1) // 10], s[n - 1])
-
-
-def _unit_between(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    lo, hi = s[(n - 1) // 10], s[high_rank(n)]
     if hi <= lo:
-        return np.full(len(x), 0.5)
+        return np.full(n, 0.5)
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
