@@ -70,7 +70,9 @@ def test_similarity_holds_for_features_and_queries_of_any_finite_size(device, sc
     got = host(r.texture.channel(33, 4))
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, R.similarity_map(pipe._features, query[None]), atol=1e-4)
-    assert np.ptp(got) > 0.5  # the directions differ: not all zero
+    # The directions differ: not all zero. Over 24 patches of random 24-d directions the range falls
+    # below 0.5 at 2.9 % of seeds and below 0.25 at 5e-6 (200,000 simulated); none below 0.2.
+    assert np.ptp(got) > 0.2
 
 
 @pytest.mark.parametrize("device", devices())
