@@ -414,14 +414,8 @@ TokenAllocator::~TokenAllocator() = default;
 Status TokenAllocator::create(const AllocatorConfig& config, std::unique_ptr<TokenAllocator>* out) noexcept {
   ARRCOC_GUARD({
     if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<TokenAllocator>*) is null");
-    Status s = check_config(config);
-    if (!s.ok()) return s;
-    if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
-    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
-    auto impl = std::make_unique<Impl>(config);
-    if (!(s = impl->allocate()).ok()) return s;
-    out->reset(new TokenAllocator(std::move(impl)));
-    return Status::Ok();
+    return create_operator<Impl>(config, check_config(config),
+                                 [&](std::unique_ptr<Impl> impl) { out->reset(new TokenAllocator(std::move(impl))); });
   })
 }
 
@@ -490,17 +484,13 @@ Status TokenAllocator::copy_to_host(TokenPack* out, void* cuda_stream) noexcept 
 }
 
 Status TokenAllocator::wait_on_stream(void* stream) noexcept {
-  if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
-  cuda::DeviceGuard on(impl_->ordinal());
-  return on.status().ok() ? cuda::stream_wait_event(stream, impl_->done_event) : on.status();
+  return stream_waits_for_last_call(stream, impl_->config.device, impl_->ordinal(), impl_->ran, impl_->done_event);
 }
 
 void TokenAllocator::reset() noexcept { impl_->has_history = false; }
 
 Status TokenAllocator::synchronize() noexcept {
-  if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
-  cuda::DeviceGuard on(impl_->ordinal());
-  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
+  return host_waits_for_last_call(impl_->config.device, impl_->ordinal(), impl_->ran, impl_->done_event);
 }
 
 const AllocatorConfig& TokenAllocator::config() const noexcept { return impl_->config; }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,6 +77,35 @@ inline Status prepare_device(Device device, int ordinal) {
 
 // The ordinal a DeviceGuard takes for an operator: its CUDA device, or -1 (nothing) on the CPU.
 inline int guard_ordinal(Device device, int ordinal) { return device == Device::kCUDA ? ordinal : -1; }
+
+// The body of an operator's create() once its config checked out (`checked`: check_config's
+// status): the device prepared and made current, the Impl built and its buffers allocated for the
+// config's maximum sizes, then handed to `wrap` (which stores it in the caller's unique_ptr).
+template <typename Impl, typename Config, typename Wrap>
+Status create_operator(const Config& config, Status checked, Wrap&& wrap) {
+  if (!checked.ok()) return checked;
+  Status s = prepare_device(config.device, config.cuda_device);
+  if (!s.ok()) return s;
+  cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
+  auto impl = std::make_unique<Impl>(config);
+  if (!(s = impl->allocate()).ok()) return s;
+  wrap(std::move(impl));
+  return Status::Ok();
+}
+
+// An operator's last call (its done event), waited for by the host (synchronize()) or by a
+// caller's stream (wait_on_stream()), on the operator's device. Nothing to wait for on the CPU or
+// before the first call (`ran`).
+inline Status host_waits_for_last_call(Device device, int ordinal, bool ran, void* done_event) {
+  if (device == Device::kCPU || !ran) return Status::Ok();
+  cuda::DeviceGuard on(ordinal);
+  return on.status().ok() ? cuda::event_synchronize(done_event) : on.status();
+}
+inline Status stream_waits_for_last_call(void* stream, Device device, int ordinal, bool ran, void* done_event) {
+  if (device == Device::kCPU || !ran) return Status::Ok();
+  cuda::DeviceGuard on(ordinal);
+  return on.status().ok() ? cuda::stream_wait_event(stream, done_event) : on.status();
+}
 
 // An operator's buffers are reused from one call to the next: each call's stream first waits for
 // the last call's work (event). Always, not only when the handle changes: a destroyed stream's

@@ -181,14 +181,8 @@ ClusterCascade::~ClusterCascade() = default;
 Status ClusterCascade::create(const CascadeConfig& config, std::unique_ptr<ClusterCascade>* out) noexcept {
   ARRCOC_GUARD({
     if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<ClusterCascade>*) is null");
-    Status s = check_config(config);
-    if (!s.ok()) return s;
-    if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
-    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
-    auto impl = std::make_unique<Impl>(config);
-    if (!(s = impl->allocate()).ok()) return s;
-    out->reset(new ClusterCascade(std::move(impl)));
-    return Status::Ok();
+    return create_operator<Impl>(config, check_config(config),
+                                 [&](std::unique_ptr<Impl> impl) { out->reset(new ClusterCascade(std::move(impl))); });
   })
 }
 
@@ -197,9 +191,7 @@ Status ClusterCascade::run(const TextureView& texture, CascadeView* out, void* c
 }
 
 Status ClusterCascade::synchronize() noexcept {
-  if (impl_->config.device == Device::kCPU || !impl_->ran) return Status::Ok();
-  cuda::DeviceGuard on(impl_->ordinal());
-  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
+  return host_waits_for_last_call(impl_->config.device, impl_->ordinal(), impl_->ran, impl_->done_event);
 }
 
 const CascadeConfig& ClusterCascade::config() const noexcept { return impl_->config; }

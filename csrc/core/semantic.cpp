@@ -440,9 +440,7 @@ Status SemanticEncoder::encode_cells(const TextureView& texture, int cell_px, co
 Status SemanticEncoder::synchronize() noexcept {
   // Whatever ran (encode, upload_features, write_channels, or nothing yet: an event never
   // recorded is complete), in any order.
-  if (impl_->config.device == Device::kCPU) return Status::Ok();
-  cuda::DeviceGuard on(impl_->ordinal());
-  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
+  return host_waits_for_last_call(impl_->config.device, impl_->ordinal(), true, impl_->done_event);
 }
 
 }  // namespace arrcoc

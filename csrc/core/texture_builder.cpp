@@ -281,14 +281,8 @@ TextureBuilder::~TextureBuilder() = default;
 Status TextureBuilder::create(const TextureConfig& config, std::unique_ptr<TextureBuilder>* out) noexcept {
   ARRCOC_GUARD({
     if (!out) return Status(StatusCode::kInvalidArgument, "out (unique_ptr<TextureBuilder>*) is null");
-    Status s = check_config(config);
-    if (!s.ok()) return s;
-    if (!(s = prepare_device(config.device, config.cuda_device)).ok()) return s;
-    cuda::DeviceGuard on(guard_ordinal(config.device, config.cuda_device));
-    auto impl = std::make_unique<Impl>(config);
-    if (!(s = impl->allocate()).ok()) return s;
-    out->reset(new TextureBuilder(std::move(impl)));
-    return Status::Ok();
+    return create_operator<Impl>(config, check_config(config),
+                                 [&](std::unique_ptr<Impl> impl) { out->reset(new TextureBuilder(std::move(impl))); });
   })
 }
 
@@ -308,15 +302,12 @@ Status TextureBuilder::set_fixation(float x, float y) noexcept {
 }
 
 Status TextureBuilder::wait_on_stream(void* stream) noexcept {
-  if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
-  cuda::DeviceGuard on(impl_->ordinal());
-  return on.status().ok() ? cuda::stream_wait_event(stream, impl_->done_event) : on.status();
+  return stream_waits_for_last_call(stream, impl_->config.device, impl_->ordinal(), impl_->frame_index > 0,
+                                    impl_->done_event);
 }
 
 Status TextureBuilder::synchronize() noexcept {
-  if (impl_->config.device == Device::kCPU || impl_->frame_index == 0) return Status::Ok();
-  cuda::DeviceGuard on(impl_->ordinal());
-  return on.status().ok() ? cuda::event_synchronize(impl_->done_event) : on.status();
+  return host_waits_for_last_call(impl_->config.device, impl_->ordinal(), impl_->frame_index > 0, impl_->done_event);
 }
 
 Status TextureBuilder::record_use(void* stream) noexcept {
