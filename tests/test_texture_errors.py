@@ -57,6 +57,19 @@ def test_bad_pixel_formats(builder, kwargs, exc, pattern):
         builder.build(FRAME, **kwargs)
 
 
+@pytest.mark.parametrize("stream,exc,pattern", [
+    (-5, ValueError, r"stream: -5 is not a CUDA stream handle; expected 0 <= handle < 2\*\*64"),
+    (1 << 64, ValueError, r"stream: 18446744073709551616 is not a CUDA stream handle"),
+    (True, TypeError, r"stream: expected None, an int handle, .* got bool"),
+    ("s", TypeError, r"stream: expected None, an int handle, .* got str"),
+])
+def test_bad_stream_handles(builder, stream, exc, pattern):
+    """A stream handle is a pointer: pybind11 refused a negative or wider int with a message that
+    listed the binding's eight arguments instead of naming the stream."""
+    with pytest.raises(exc, match=pattern):
+        builder.build(FRAME, stream=stream)
+
+
 def test_bad_yuv_planes(builder):
     y = np.zeros((48, 64), np.uint8)
     with pytest.raises(ValueError, match=r"frame\[1\] \(chroma plane\): shape \(24, 31, 2\) does not fit a 64x48 nv12"):

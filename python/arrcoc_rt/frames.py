@@ -60,12 +60,22 @@ def stream_handle(stream) -> int:
     ``cuda_stream`` (torch) or ``ptr`` (CuPy)."""
     if stream is None:
         return 0
+    if isinstance(stream, (bool, np.bool_)):
+        raise TypeError("stream: expected None, an int handle, a torch.cuda.Stream or a cupy Stream; got bool")
     if isinstance(stream, (int, np.integer)):
-        return int(stream)
+        return _checked_handle(int(stream), "stream")
     for attr in ("cuda_stream", "ptr"):
         if hasattr(stream, attr):
-            return int(getattr(stream, attr))
+            return _checked_handle(int(getattr(stream, attr)), f"stream.{attr}")
     raise TypeError(f"stream: expected None, an int handle, a torch.cuda.Stream or a cupy Stream; got {type(stream).__name__}")
+
+
+def _checked_handle(handle: int, name: str) -> int:
+    # A handle is a pointer: a negative or wider value cannot be one (pybind11 would refuse it
+    # with a message that lists the binding's arguments instead of naming the stream).
+    if not 0 <= handle < 1 << 64:
+        raise ValueError(f"{name}: {handle} is not a CUDA stream handle; expected 0 <= handle < 2**64")
+    return handle
 
 
 def _dtype_name(code_bits_lanes) -> str:
