@@ -71,6 +71,11 @@ inline Status prepare_device(Device device, int ordinal) {
     return Status::Ok();
   }
   if (!cuda::compiled()) return cuda::set_device(0);  // answers "not built with CUDA"
+  // No usable device (no GPU, or no driver), or no such ordinal: set_device says which and changes
+  // nothing. Not left to the DeviceGuard: without a driver cudaGetDevice still answers 0, so a guard
+  // for device 0 saw nothing to switch and the first cudaMalloc failed instead (kCudaError).
+  const int n = cuda::device_count();
+  if (ordinal < 0 || ordinal >= n) return cuda::set_device(ordinal);
   cuda::DeviceGuard check(ordinal);
   return check.status();
 }
