@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import arrcoc_rt
-from conftest import devices, real_image
+from conftest import devices, host, real_image
 
 W, H, FRAMES, B = 160, 128, 4, 3
 
@@ -24,8 +24,8 @@ def _clips() -> list:
 
 
 def _fields(r) -> tuple:
-    return (np.asarray(r.glimpses), np.asarray(r.budgets), np.asarray(r.positions), np.asarray(r.levels),
-            np.asarray(r.relevance), bool(r.scene_cut), int(r.num_saccades))
+    return (host(r.glimpses), host(r.budgets), host(r.positions), host(r.levels), host(r.relevance),
+            bool(r.scene_cut), int(r.num_saccades))
 
 
 OPTIONS = dict(saccades=32, gestalt_x=4, gestalt_y=4)
@@ -54,6 +54,32 @@ def test_process_batch_equals_separate_pipelines(device):
                 np.testing.assert_array_equal(x, y, err_msg=f"{device} stream {b} frame {i}")
     # the streams differ (a group that gave every stream stream 0's result would fail above too)
     assert not np.array_equal(got[0][-1][0], got[2][-1][0])
+
+
+@pytest.mark.needs_cuda
+def test_synchronize_waits_for_every_stream():
+    """With copy=False nothing waits for the device; synchronize() waits on each stream's own CUDA
+    stream (the emulated device counts the waits; its streams run queued work only then)."""
+    clips = _clips()
+    with arrcoc_rt.StreamGroup(W, H, B, device="cuda", **OPTIONS) as group, \
+            arrcoc_rt.StreamGroup(W, H, B, device="cuda", **OPTIONS) as copied:
+        for i in range(2):
+            want = [_fields(r) for r in copied.process_batch([clips[b][i] for b in range(B)])]
+            if arrcoc_rt.cuda.is_emulated():
+                arrcoc_rt.cuda.reset_emulator_counters()
+            got = group.process_batch([clips[b][i] for b in range(B)], copy=False)
+            if arrcoc_rt.cuda.is_emulated():
+                assert arrcoc_rt.cuda.emulator_counters()["stream_syncs"] == 0  # nothing waited yet
+            group.synchronize()
+            if arrcoc_rt.cuda.is_emulated():
+                assert arrcoc_rt.cuda.emulator_counters()["stream_syncs"] == B
+            for b in range(B):
+                for x, y in zip(want[b], _fields(got[b])):
+                    np.testing.assert_array_equal(x, y, err_msg=f"stream {b} frame {i}")
+    cpu = arrcoc_rt.StreamGroup(W, H, 2, device="cpu", **OPTIONS)
+    cpu.synchronize()  # nothing to wait for
+    cpu.close()
+    cpu.synchronize()  # nor after close()
 
 
 def test_reset_forgets_one_stream_only():

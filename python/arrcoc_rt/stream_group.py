@@ -33,7 +33,8 @@ class StreamGroup:
 
     ``process_batch(frames, queries=None)`` -> list of B FrameResults. ``queries``: None, or a list
     of B entries (None or anything Pipeline.process takes as ``query=``). ``reset(b)`` forgets the
-    history of stream b (all streams when b is None). Use it as a context manager, or ``close()``.
+    history of stream b (all streams when b is None). ``synchronize()`` waits for every stream's
+    last frame on the device. Use it as a context manager, or ``close()``.
     """
 
     def __init__(self, width: int, height: int, streams: int, *, device: str = "auto", num_threads: int = 0,
@@ -104,6 +105,12 @@ class StreamGroup:
         if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or not 0 <= stream < self.streams:
             raise ValueError(f"stream: expected an int 0..{self.streams - 1}; got {stream!r}")
         self.pipelines[int(stream)].reset()
+
+    def synchronize(self) -> None:
+        """Wait until every stream's last frame is done on the device: after it the host may read the
+        zero-copy results of ``process_batch(copy=False)`` (or time them). Nothing to wait for on the CPU."""
+        for s in self._cuda_streams:
+            s.synchronize()
 
     def close(self) -> None:
         if self._closed:
