@@ -39,8 +39,8 @@ struct TextureParams {
   float* sal_gain;                  // [3] each map's gain (repetition_gain of its block maxima)
 
   int32_t num_threads;              // CPU backend: worker threads
-  int64_t scratch_pixels;           // elements of each hsum_* buffer (>= max_width * max_height and
-                                    // >= 5 rows of max_width per CPU thread)
+  int64_t scratch_pixels;           // elements of each hsum_* buffer and hbins: max_width * max_height
+                                    // (CUDA) or 5 rows of max_width per CPU thread
 };
 
 // Channels computed by the level-0 passes, and the ones filled by later stages
