@@ -124,10 +124,11 @@ def _cpu_has_avx512f() -> bool:
 
 
 @pytest.mark.skipif(not _cpu_has_avx512f(), reason="this CPU has no AVX-512: the texture runs its AVX2 path only")
-def test_avx512_entropy_is_the_same_bits_as_avx2(tmp_path, rng):
-    """Where the CPU has AVX-512 the entropy lookup takes it (two-register permutes); a process with
-    ARRCOC_CPU_NO_AVX512=1 takes the AVX2 path. Every plane of both is the same bits, at widths
-    around the 16- and 8-pixel steps and the 256-pixel chunks, both dtypes, 1-3 threads."""
+def test_avx512_paths_are_the_same_bits_as_avx2(tmp_path, rng):
+    """Where the CPU has AVX-512 the entropy lookup and the mips take it (two-register permutes); a
+    process with ARRCOC_CPU_NO_AVX512=1 takes the AVX2 paths. Every plane of both is the same bits, at
+    widths around the 16- and 8-pixel steps (the mips' 32 source columns) and the 256-pixel chunks,
+    both dtypes, 1-3 threads."""
     frames = {f"{w}x{h}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
               for w, h in [(15, 7), (17, 9), (257, 33), (640, 480)]}
     np.savez(tmp_path / "frames.npz", **frames)
