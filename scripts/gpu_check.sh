@@ -9,7 +9,7 @@
 # device (pytest -m needs_cuda), the C++ tests of the CUDA host code, and the CUDA benchmark rows.
 # Each step gets what is left of GPU_CHECK_SECONDS (default 540: a 600 s command with room to
 # return); a step that no longer fits is skipped and says so. GPU_CHECK_ALL=1 adds the CPU tests
-# and benchmarks (CI runs those anyway).
+# and benchmarks (CI runs those anyway). Exit status 1 if any step failed ($out/steps.log says which).
 #
 # Works offline on the lent GPU image (it has nvcc, torch, cupy, transformers, scikit-build-core,
 # pybind11, cmake, ninja, pytest, pytest-benchmark, scikit-image, opencv; no network): the build
@@ -23,6 +23,8 @@ export PYTHONUNBUFFERED=1 ARRCOC_CUDA=ON ARRCOC_EXPECT_CUDA_BUILD=1
 export CUDAARCHS="${CUDAARCHS:-90}"   # H100/H200; the release list lives in CMakeLists.txt
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-540}))
+: > "$out/steps.log"
+failed=0
 
 # step NAME CAP_SECONDS COMMAND...: runs COMMAND under the smaller of CAP and the time left, output
 # to $out/NAME.log; a step that cannot get 20 s is skipped.
@@ -34,8 +36,10 @@ step() {
     return
   fi
   local t0=$SECONDS
-  timeout $(( cap < left ? cap : left )) bash -c "$*" > "$out/$name.log" 2>&1
+  # -k: a step stuck past its time (say in a CUDA call) is killed 10 s after the TERM
+  timeout -k 10 $(( cap < left ? cap : left )) bash -c "set -o pipefail; $*" > "$out/$name.log" 2>&1
   local rc=$?
+  (( rc == 0 )) || failed=1
   echo "=== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$out/steps.log"
   tail -n 15 "$out/$name.log"
 }
@@ -57,3 +61,4 @@ if [[ "${GPU_CHECK_ALL:-0}" == 1 ]]; then
   step bench_all 600 "python3 -m pytest benchmarks --benchmark-enable -q -p no:cacheprovider --benchmark-json='$out/bench.json'"
 fi
 cat "$out/steps.log"
+exit $failed

@@ -55,11 +55,13 @@ def time_size(width: int, height: int, n: int, streams: int, device: int, warmup
     graphs = cuda.graphs_enabled()
     with cuda.Stream(device) as s:
         pipe = arrcoc_rt.Pipeline(width, height, device=f"cuda:{device}")
-        for use_graphs in (True, False):
-            cuda.set_graphs(use_graphs)
-            _latency(pipe, frames, s, warmup, copy=False)  # (re)captures the graphs, warms the caches
-            row["graphs" if use_graphs else "kernel_by_kernel"] = _latency(pipe, frames, s, n, copy=False)
-        cuda.set_graphs(graphs)
+        try:
+            for use_graphs in (True, False):
+                cuda.set_graphs(use_graphs)
+                _latency(pipe, frames, s, warmup, copy=False)  # (re)captures the graphs, warms the caches
+                row["graphs" if use_graphs else "kernel_by_kernel"] = _latency(pipe, frames, s, n, copy=False)
+        finally:
+            cuda.set_graphs(graphs)
         _latency(pipe, frames, s, warmup, copy=True)
         row["host_copy"] = _latency(pipe, frames, s, n, copy=True)
         t0 = time.perf_counter()
@@ -126,12 +128,12 @@ def main(argv=None) -> int:
     for w, h in sizes:
         rows.append(time_size(w, h, a.frames, a.streams, a.device))
         print(f"{w}x{h}: {json.dumps(rows[-1])}", flush=True)
+        if a.json:  # after each size: a run cut short still leaves the sizes it finished
+            with open(a.json, "w") as f:
+                json.dump({"info": info, "rows": rows}, f, indent=1, default=str)
     if arrcoc_rt.cuda.is_emulated():
         print("(the emulated CUDA device: these times mean nothing)")
     print(table(rows))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"info": info, "rows": rows}, f, indent=1, default=str)
     return 0
 
 
