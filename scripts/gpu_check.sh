@@ -9,7 +9,7 @@
 # device (pytest -m needs_cuda), the C++ tests of the CUDA host code, and the CUDA benchmark rows.
 # Each step gets what is left of GPU_CHECK_SECONDS (default 540: a 600 s command with room to
 # return); a step that no longer fits is skipped and says so. GPU_CHECK_ALL=1 adds the CPU tests
-# and benchmarks (CI runs those anyway). Exit status 1 if any step failed ($out/steps.log says which).
+# and benchmarks (CI runs those anyway). Exit status 1 if any step failed or was skipped ($out/steps.log says which).
 #
 # Works offline on the lent GPU image (it has nvcc, torch, cupy, transformers, scikit-build-core,
 # pybind11, cmake, ninja, pytest, pytest-benchmark, scikit-image, opencv; no network): the build
@@ -33,6 +33,7 @@ step() {
   shift 2
   if (( left < 20 )); then
     echo "=== $name: skipped (${left} s left of GPU_CHECK_SECONDS)" | tee -a "$out/steps.log"
+    failed=1
     return
   fi
   local t0=$SECONDS
