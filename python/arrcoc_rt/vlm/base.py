@@ -21,12 +21,23 @@ def host(a) -> np.ndarray:
     return np.asarray(a.numpy())
 
 
+def check_tokens(tokens) -> None:
+    """A token count: None (all kept tokens) or a positive int; ValueError otherwise."""
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
+        raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+
+
+def check_template(template: str) -> None:
+    """A prompt template holds exactly one '<image>' and a '{prompt}'; ValueError otherwise."""
+    if template.count("<image>") != 1 or "{prompt}" not in template:
+        raise ValueError(f"template: {template!r} needs exactly one '<image>' and a '{{prompt}}'")
+
+
 def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
     """Indices into the pack of the tokens a model sees, in pack order: gestalt tokens first, then
     saccades best-first; padding dropped. ``tokens=N`` keeps the first N of those (gestalt first,
     then the best saccades)."""
-    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
-        raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+    check_tokens(tokens)
     kinds = host(result.kinds)
     # The pack is already ordered (gestalt, then saccades by key); a stable sort on kind keeps that
     # order even if a backend ever interleaved them.
@@ -65,6 +76,22 @@ def checkpoint_folder(path, name: str) -> Path:
     if not p.is_dir():
         raise ValueError(f"vlm: {name} checkpoint folder {str(p)!r} does not exist")
     return p
+
+
+def load_checkpoint(folder: Path, model_class, name: str, dtype, attn_implementation: str | None,
+                    image_processor: bool = True) -> tuple:
+    """(model, tokenizer, image processor or None) from a local checkpoint folder, nothing
+    downloaded; ValueError naming the checkpoint's kind (``name``) when they do not load."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        model = model_class.from_pretrained(str(folder), local_files_only=True, dtype=dtype, **kw)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True) if image_processor else None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"vlm: cannot load a {name} checkpoint from {str(folder)!r}: {e}") from None
+    return model, tokenizer, processor
 
 
 def check_model_type(folder: Path, expected: str) -> None:

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from .base import VLMAdapter, check_frames, check_model_type, checkpoint_folder, host, torch_dtype
+from .base import (VLMAdapter, check_frames, check_model_type, check_template, check_tokens, checkpoint_folder, host,
+                   load_checkpoint, torch_dtype)
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -43,10 +44,8 @@ class LlavaAdapter(VLMAdapter):
                  template: str = DEFAULT_TEMPLATE, frame_separator: str = "\n"):
         import torch
 
-        if template.count("<image>") != 1 or "{prompt}" not in template:
-            raise ValueError(f"template: {template!r} needs exactly one '<image>' and a '{{prompt}}'")
-        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
-            raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+        check_template(template)
+        check_tokens(tokens)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tokens = tokens
@@ -76,16 +75,12 @@ class LlavaAdapter(VLMAdapter):
         missing or does not hold a LLaVA model."""
         p = checkpoint_folder(path, "LLaVA")
         import torch
-        from transformers import AutoTokenizer, LlavaForConditionalGeneration
+        from transformers import LlavaForConditionalGeneration
 
         check_model_type(p, "llava")
-        dtype = torch_dtype(torch, dtype, device, torch.float16)
-        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        try:
-            model = LlavaForConditionalGeneration.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
-            tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"vlm: cannot load a LLaVA checkpoint from {str(p)!r}: {e}") from None
+        model, tokenizer, _ = load_checkpoint(p, LlavaForConditionalGeneration, "LLaVA",
+                                              torch_dtype(torch, dtype, device, torch.float16), attn_implementation,
+                                              image_processor=False)
         mean, std = _CLIP_NORM
         pp = p / "preprocessor_config.json"
         if pp.exists():

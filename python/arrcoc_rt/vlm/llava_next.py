@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_frames, check_model_type, checkpoint_folder, host, token_cells, torch_dtype
+from .base import check_frames, check_model_type, checkpoint_folder, host, load_checkpoint, token_cells, torch_dtype
 from .llava import DEFAULT_TEMPLATE, LlavaAdapter
 
 
@@ -58,17 +58,12 @@ class LlavaNextAdapter(LlavaAdapter):
         CPU. Raises ValueError when the folder is missing or does not hold a LLaVA-NeXT model."""
         p = checkpoint_folder(path, "LLaVA-NeXT")
         import torch
-        from transformers import AutoImageProcessor, AutoTokenizer, LlavaNextForConditionalGeneration
+        from transformers import LlavaNextForConditionalGeneration
 
         check_model_type(p, "llava_next")
-        dtype = torch_dtype(torch, dtype, device, torch.float16)
-        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        try:
-            model = LlavaNextForConditionalGeneration.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
-            tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-            image_processor = AutoImageProcessor.from_pretrained(str(p), local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"vlm: cannot load a LLaVA-NeXT checkpoint from {str(p)!r}: {e}") from None
+        model, tokenizer, image_processor = load_checkpoint(
+            p, LlavaNextForConditionalGeneration, "LLaVA-NeXT", torch_dtype(torch, dtype, device, torch.float16),
+            attn_implementation)
         return cls(model.to(device), tokenizer, image_processor, tokens=tokens, template=template,
                    frame_separator=frame_separator)
 

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from .base import VLMAdapter, check_frames, checkpoint_folder, host, token_cells, torch_dtype
+from .base import (VLMAdapter, check_frames, check_template, check_tokens, checkpoint_folder, host, load_checkpoint,
+                   token_cells, torch_dtype)
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
 # adapter puts the visual tokens, between the vision start / end markers.
@@ -70,10 +71,8 @@ class Qwen2VLAdapter(VLMAdapter):
                  template: str = DEFAULT_TEMPLATE, min_pixels: int | None = None, max_pixels: int | None = None):
         import torch
 
-        if template.count("<image>") != 1 or "{prompt}" not in template:
-            raise ValueError(f"template: {template!r} needs exactly one '<image>' and a '{{prompt}}'")
-        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
-            raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+        check_template(template)
+        check_tokens(tokens)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -108,7 +107,6 @@ class Qwen2VLAdapter(VLMAdapter):
         p = checkpoint_folder(path, "Qwen2-VL")
         import torch
         import transformers
-        from transformers import AutoImageProcessor, AutoTokenizer
 
         cfg_file = p / "config.json"
         if not cfg_file.exists():
@@ -120,14 +118,8 @@ class Qwen2VLAdapter(VLMAdapter):
         model_class = getattr(transformers, MODEL_CLASSES[found], None)
         if model_class is None:
             raise ValueError(f"vlm: this transformers ({transformers.__version__}) has no {MODEL_CLASSES[found]}")
-        dtype = torch_dtype(torch, dtype, device, torch.bfloat16)
-        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        try:
-            model = model_class.from_pretrained(str(p), local_files_only=True, dtype=dtype, **kw)
-            tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-            image_processor = AutoImageProcessor.from_pretrained(str(p), local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"vlm: cannot load a Qwen2-VL checkpoint from {str(p)!r}: {e}") from None
+        model, tokenizer, image_processor = load_checkpoint(
+            p, model_class, "Qwen2-VL", torch_dtype(torch, dtype, device, torch.bfloat16), attn_implementation)
         return cls(model.to(device), tokenizer, image_processor, tokens=tokens, template=template,
                    min_pixels=min_pixels, max_pixels=max_pixels)
 
