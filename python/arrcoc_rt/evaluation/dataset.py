@@ -110,15 +110,15 @@ class Item:
 # ----------------------------------------------------------------------------- reading images
 
 
-def read_image(path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB (DatasetError when unreadable)."""
+def read_image(path, error: type = DatasetError) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB (``error``, a DatasetError by default, when unreadable)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             return np.ascontiguousarray(np.asarray(im.convert("RGB")))
     except (OSError, UnidentifiedImageError) as e:
-        raise DatasetError(f"cannot read the image {str(path)!r}: {e}") from None
+        raise error(f"cannot read the image {str(path)!r}: {e}") from None
 
 
 def read_video_frame(path, frame: int) -> np.ndarray:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.dataset import json_object
+from ..evaluation.dataset import read_image as evaluation_read_image
 from ..vlm.tiers import TIERS
 
 FIELDS = ("id", "image", "video", "frame", "question", "answers", "box", "kind", "tier")
@@ -85,14 +86,8 @@ class Question:
 
 
 def read_image(path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB (DatasetError when unreadable)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
-    except (OSError, UnidentifiedImageError) as e:
-        raise DatasetError(f"cannot read the image {str(path)!r}: {e}") from None
+    """An image file as H x W x 3 uint8 RGB (this module's DatasetError when unreadable)."""
+    return evaluation_read_image(path, DatasetError)
 
 
 def read_video_frames(path, frame: int, context: int = 1) -> list:
