@@ -67,39 +67,32 @@ __attribute__((target("avx512f"))) int entropy_rows_avx512(const uint32_t* even,
   return k;
 }
 
+// 16 floats from a float16 or float32 row, and back (float16 rounded to nearest even, as F16C).
+__attribute__((target("avx512f"))) inline __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+__attribute__((target("avx512f"))) inline void store16(uint16_t* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+__attribute__((target("avx512f"))) inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+
 // One mip level's row from two source rows, 16 outputs from 32 source columns at a time where the
 // CPU has AVX-512: each row's even and odd columns gathered by two two-register permutes and added
 // (tl + tr, bl + br), then box2's arithmetic, ((tl + tr) + (bl + br)) * 0.25: the same bits as the
 // AVX2 and scalar paths. Returns how many outputs it did (a multiple of 16); the caller does the rest.
-__attribute__((target("avx512f"))) int mip_pair_avx512(const uint16_t* r0, const uint16_t* r1, int sw, uint16_t* out,
-                                                       int dw) {
+template <typename T>
+__attribute__((target("avx512f"))) int mip_pair_avx512(const T* r0, const T* r1, int sw, T* out, int dw) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const __m512 quarter = _mm512_set1_ps(0.25f);
   int j0 = 0;
   for (; j0 + 16 <= dw && 2 * j0 + 32 <= sw; j0 += 16) {  // (a lambda would not inherit the target)
-    const __m512 a0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 2 * j0)));
-    const __m512 a1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 2 * j0 + 16)));
-    const __m512 b0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + 2 * j0)));
-    const __m512 b1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + 2 * j0 + 16)));
+    const __m512 a0 = load16(r0 + 2 * j0), a1 = load16(r0 + 2 * j0 + 16);
+    const __m512 b0 = load16(r1 + 2 * j0), b1 = load16(r1 + 2 * j0 + 16);
     const __m512 top = _mm512_add_ps(_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1));
     const __m512 bottom = _mm512_add_ps(_mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1));
-    const __m512 box = _mm512_mul_ps(_mm512_add_ps(top, bottom), quarter);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j0), _mm512_cvtps_ph(box, _MM_FROUND_TO_NEAREST_INT));
-  }
-  return j0;
-}
-__attribute__((target("avx512f"))) int mip_pair_avx512(const float* r0, const float* r1, int sw, float* out, int dw) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  const __m512 quarter = _mm512_set1_ps(0.25f);
-  int j0 = 0;
-  for (; j0 + 16 <= dw && 2 * j0 + 32 <= sw; j0 += 16) {
-    const __m512 a0 = _mm512_loadu_ps(r0 + 2 * j0), a1 = _mm512_loadu_ps(r0 + 2 * j0 + 16);
-    const __m512 b0 = _mm512_loadu_ps(r1 + 2 * j0), b1 = _mm512_loadu_ps(r1 + 2 * j0 + 16);
-    const __m512 top = _mm512_add_ps(_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1));
-    const __m512 bottom = _mm512_add_ps(_mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1));
-    _mm512_storeu_ps(out + j0, _mm512_mul_ps(_mm512_add_ps(top, bottom), quarter));
+    store16(out + j0, _mm512_mul_ps(_mm512_add_ps(top, bottom), quarter));
   }
   return j0;
 }

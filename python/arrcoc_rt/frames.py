@@ -60,9 +60,7 @@ def stream_handle(stream) -> int:
     ``cuda_stream`` (torch) or ``ptr`` (CuPy)."""
     if stream is None:
         return 0
-    if isinstance(stream, (bool, np.bool_)):
-        raise TypeError("stream: expected None, an int handle, a torch.cuda.Stream or a cupy Stream; got bool")
-    if isinstance(stream, (int, np.integer)):
+    if isinstance(stream, (int, np.integer)) and not isinstance(stream, bool):  # a bool falls to the TypeError
         return _checked_handle(int(stream), "stream")
     for attr in ("cuda_stream", "ptr"):
         if hasattr(stream, attr):
