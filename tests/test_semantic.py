@@ -20,6 +20,22 @@ def _level1(tex):
     return {c: host(tex.channel(c, 1)).astype(np.float64) for c in (3, 6, 7, 8, 15, 16)}
 
 
+def _orientation_edge_cells(level1, cell_px):
+    """[hc, wc] True for the cells (cell_px / 2 level-1 texels a side) holding a texel whose gradient
+    angle lies within 1e-5 bins of an orientation-bin edge: float32 atan2f may put it in either bin
+    (a seed's random frame had one at 5.99999965 bins: the emulated device's kernel said bin 6, the
+    float64 reference bin 5, and that cell's orientation histogram moved by 0.05)."""
+    ang = np.arctan2(level1[7], level1[6])
+    t = np.where(ang < 0, ang + np.pi, ang) * (8 / np.pi)
+    near = (np.abs(t - np.round(t)) < 1e-5) & (np.hypot(level1[6], level1[7]) > 0)
+    cell = cell_px // 2
+    h1, w1 = near.shape
+    out = np.zeros((-(-h1 // cell), -(-w1 // cell)), bool)
+    ii, jj = np.nonzero(near)
+    out[ii // cell, jj // cell] = True
+    return out
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("source", ["random", "astronaut", "coffee"])
 def test_descriptors_similarity_and_projection_match_reference(device, source, rng):
@@ -81,8 +97,10 @@ def test_exemplar_layout_matches_reference(device, source, rng):
     """Cell descriptors (8, 16, 32 px) and channel 33 with an exemplar's layout templates against the
     float64 reference (R.cell_descriptors, R.layout_similarity, R.exemplar_similarity). Tolerances as
     above: descriptors 1e-5 on >= 99 % of cells; channel 33 (NCC over <= 64 cells x 32 dims in
-    float32, then a mix) 1e-4 on >= 99 % of patches. A first frame with another exemplar leaves its
-    state in the encoder: what it computed must not leak into the second."""
+    float32, then a mix) 1e-4 on >= 99 % of patches. Cells holding a texel on an orientation-bin
+    edge are left out of the descriptors' count (_orientation_edge_cells): at 32 px a frame has only
+    35 cells, so one such cell was 2.9 %. A first frame with another exemplar leaves its state in the
+    encoder: what it computed must not leak into the second."""
     img = (real_image(source)[:301, :257] if source != "random"
            else rng.integers(0, 256, (149, 203, 3), dtype=np.uint8))
     img = np.ascontiguousarray(img)
@@ -94,7 +112,7 @@ def test_exemplar_layout_matches_reference(device, source, rng):
     level1 = _level1(r.texture)
     for cell_px in (8, 16, 32):
         got = pipe._sem.encode_cells(pipe.texture_builder._native, cell_px, 0)
-        err = np.abs(got - R.cell_descriptors(level1, cell_px)).max(axis=0)
+        err = np.abs(got - R.cell_descriptors(level1, cell_px)).max(axis=0)[~_orientation_edge_cells(level1, cell_px)]
         assert got.shape == (32, -(-h // cell_px), -(-w // cell_px))
         assert np.mean(err > 1e-5) <= 0.01, f"{cell_px} px: {np.mean(err > 1e-5):.3%} of cells off by > 1e-5"
     enc = BuiltinEncoder("cpu")
