@@ -451,7 +451,7 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
     if (channels < 1 || height < 1 || width < 1 || channels > 65536 || height > 32768 || width > 32768)
       return Status(StatusCode::kOutOfRange, "gather_features: feature map [" + std::to_string(channels) + ", " +
                                                  std::to_string(height) + ", " + std::to_string(width) +
-                                                 "] is out of range; expected C, h, w >= 1");
+                                                 "] is out of range; expected C 1..65536, h and w 1..32768");
     const AllocateParams& p = m.buffers;
     const int N = m.config.gestalt_x * m.config.gestalt_y + m.config.saccades;
     if (m.config.device == Device::kCUDA) {

@@ -61,6 +61,9 @@ inline int worker_threads(int num_threads) {
 // CUDA: the backend must be compiled in and the device present (the caller's current device is
 // left as it was; operators make theirs current in a DeviceGuard for each call).
 inline Status prepare_device(Device device, int ordinal) {
+  if (device != Device::kCPU && device != Device::kCUDA)  // a cast integer, not an enumerator
+    return Status(StatusCode::kInvalidArgument,
+                  "device " + std::to_string(static_cast<int>(device)) + " is not a Device; expected cpu or cuda");
   if (device == Device::kCPU) {
 #if defined(ARRCOC_CPU_X86_64_V3)
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))

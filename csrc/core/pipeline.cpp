@@ -33,8 +33,13 @@ Status Pipeline::create(const PipelineConfig& config, std::unique_ptr<Pipeline>*
     AllocatorConfig a = config.allocator;
     a.max_width = t.max_width;
     a.max_height = t.max_height;
-    // The cascade's candidates plus held saccades (hysteresis), within the fused step's 1024.
-    a.max_candidates = std::min(1024, c.top_clusters * c.patches_per_cluster + a.saccades);
+    // The cascade's candidates plus held saccades (hysteresis), within the fused step's 1024; the
+    // candidates alone must fit (in int64: the counts are checked by the stages' create, later).
+    const int64_t slots = static_cast<int64_t>(c.top_clusters) * c.patches_per_cluster;
+    if (c.top_clusters > 0 && c.patches_per_cluster > 0 && slots > 1024)
+      return Status(StatusCode::kOutOfRange, "cascade.top_clusters * cascade.patches_per_cluster = " +
+                                                 std::to_string(slots) + " candidates; expected at most 1024");
+    a.max_candidates = static_cast<int32_t>(std::clamp<int64_t>(slots + std::max(a.saccades, 0), 1, 1024));
     a.device = t.device;
     a.cuda_device = t.cuda_device;
     a.num_threads = t.num_threads;

@@ -38,6 +38,7 @@ int cuda_pointer_device(const void* ptr) noexcept { return cuda::pointer_device(
 
 Status cuda_malloc(int ordinal, size_t bytes, void** ptr) noexcept {
   if (!ptr) return Status(StatusCode::kInvalidArgument, "ptr (void**) is null");
+  if (ordinal < 0) return cuda::set_device(ordinal);  // a device, not "the current one"
   cuda::DeviceGuard on(ordinal);
   return on.status().ok() ? cuda::malloc_device(ptr, bytes) : on.status();
 }
@@ -54,6 +55,7 @@ Status cuda_copy_to_device(void* dst, const void* src, size_t bytes, void* strea
 
 Status cuda_stream_create(int ordinal, bool non_blocking, void** stream) noexcept {
   if (!stream) return Status(StatusCode::kInvalidArgument, "stream (void**) is null");
+  if (ordinal < 0) return cuda::set_device(ordinal);  // a device, not "the current one"
   cuda::DeviceGuard on(ordinal);
   return on.status().ok() ? cuda::stream_create(non_blocking, stream) : on.status();
 }

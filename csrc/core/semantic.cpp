@@ -216,6 +216,9 @@ Status SemanticEncoder::create(const SemanticConfig& config, std::unique_ptr<Sem
     if (config.max_queries < 1 || config.max_queries > 1024)
       return Status(StatusCode::kOutOfRange, "max_queries " + std::to_string(config.max_queries) +
                                                  " is out of range; expected 1..1024");
+    if (config.num_threads < 0 || config.num_threads > 1024)
+      return Status(StatusCode::kOutOfRange, "num_threads " + std::to_string(config.num_threads) +
+                                                 " is out of range; expected 0 (all cores)..1024");
     if (config.max_dims < 1 || config.max_dims > 8192)
       return Status(StatusCode::kOutOfRange, "max_dims " + std::to_string(config.max_dims) +
                                                  " is out of range; expected 1..8192");

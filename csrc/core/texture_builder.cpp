@@ -58,8 +58,8 @@ void texture_layout(int32_t width, int32_t height, LevelLayout out[kNumLevels]) 
     out[k].offset = offset;
     out[k].num_planes = planes;
     offset += static_cast<int64_t>(planes) * w * h;
-    w = (w + 1) / 2;  // round up: odd sizes keep their last row/column
-    h = (h + 1) / 2;
+    w = w / 2 + (w & 1);  // round up: odd sizes keep their last row/column (no overflow at INT32_MAX)
+    h = h / 2 + (h & 1);
   }
 }
 

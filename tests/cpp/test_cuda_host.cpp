@@ -462,6 +462,19 @@ void test_odd_texels_on_the_device() {
 
 }  // namespace
 
+// The runtime utilities take a device ordinal 0..N-1; a negative one is refused, not read as "the
+// current device" (which only cuda_stream_synchronize documents).
+void test_negative_ordinals_are_refused() {
+  void* ptr = nullptr;
+  const arrcoc::Status m = arrcoc::cuda_malloc(-5, 256, &ptr);
+  check(m.code() == arrcoc::StatusCode::kOutOfRange && ptr == nullptr,
+        "cuda_malloc(-5): " + std::string(arrcoc::status_code_name(m.code())) + " " + m.message());
+  void* stream = nullptr;
+  const arrcoc::Status s = arrcoc::cuda_stream_create(-3, true, &stream);
+  check(s.code() == arrcoc::StatusCode::kOutOfRange && stream == nullptr,
+        "cuda_stream_create(-3): " + std::string(arrcoc::status_code_name(s.code())) + " " + s.message());
+}
+
 int main() {
   if (!arrcoc::built_with_cuda() || arrcoc::cuda_device_count() == 0) {
     std::printf("no CUDA device (built with CUDA: %s): nothing to check\n", arrcoc::built_with_cuda() ? "yes" : "no");
@@ -479,5 +492,6 @@ int main() {
   test_two_devices();
   test_graph_key_ignores_frame_padding();
   test_odd_texels_on_the_device();
+  test_negative_ordinals_are_refused();
   return arrcoc_test::finish();
 }

@@ -84,6 +84,54 @@ void test_config_errors() {
   check(b == nullptr || s.ok(), "failed create leaves the output empty");
 }
 
+// Configs that every later call would refuse are refused by create(); enum values that are no
+// enumerator, and sizes near INT32_MAX, are errors, not undefined behaviour (UBSan runs these).
+void test_create_refuses_what_process_would() {
+  using arrcoc::StatusCode;
+  std::unique_ptr<arrcoc::Pipeline> p;
+  arrcoc::PipelineConfig pc;
+  pc.cascade.top_clusters = 30;  // each within its range, their product (1500 slots) is not
+  pc.cascade.patches_per_cluster = 50;
+  check_status(arrcoc::Pipeline::create(pc, &p), StatusCode::kOutOfRange, "1500 candidate slots", "at most 1024");
+  check(p == nullptr, "a refused Pipeline config leaves the output empty");
+  pc.cascade.top_clusters = INT32_MAX;  // no signed overflow before the cascade's own check
+  pc.cascade.patches_per_cluster = 2;
+  check_status(arrcoc::Pipeline::create(pc, &p), StatusCode::kOutOfRange, "top_clusters INT32_MAX", "top_clusters");
+  pc = arrcoc::PipelineConfig();
+  pc.cascade.top_clusters = 16;
+  pc.cascade.patches_per_cluster = 64;  // exactly 1024: accepted
+  check(arrcoc::Pipeline::create(pc, &p).ok() && p != nullptr, "1024 candidate slots are accepted");
+
+  const auto not_a_device = static_cast<arrcoc::Device>(5);
+  std::unique_ptr<arrcoc::ClusterCascade> cascade;
+  arrcoc::CascadeConfig cc;
+  cc.device = not_a_device;
+  check_status(arrcoc::ClusterCascade::create(cc, &cascade), StatusCode::kInvalidArgument, "cascade device 5",
+               "not a Device");
+  std::unique_ptr<arrcoc::TokenAllocator> allocator;
+  arrcoc::AllocatorConfig ac;
+  ac.device = not_a_device;
+  check_status(arrcoc::TokenAllocator::create(ac, &allocator), StatusCode::kInvalidArgument, "allocator device 5",
+               "not a Device");
+  std::unique_ptr<arrcoc::SemanticEncoder> encoder;
+  arrcoc::SemanticConfig sc;
+  sc.device = not_a_device;
+  check_status(arrcoc::SemanticEncoder::create(sc, &encoder), StatusCode::kInvalidArgument, "semantic device 5",
+               "not a Device");
+  sc = arrcoc::SemanticConfig();
+  sc.num_threads = -7;
+  check_status(arrcoc::SemanticEncoder::create(sc, &encoder), StatusCode::kOutOfRange, "semantic num_threads -7",
+               "num_threads");
+  check(cascade == nullptr && allocator == nullptr && encoder == nullptr, "refused creates leave the outputs empty");
+
+  arrcoc::LevelLayout L[arrcoc::kNumLevels];
+  arrcoc::texture_layout(INT32_MAX, 3, L);  // (a plane of INT32_MAX squared would not fit int64 offsets)
+  bool halves = true;
+  for (int k = 1; k < arrcoc::kNumLevels; ++k)
+    halves = halves && L[k].width > 0 && L[k].width == L[k - 1].width / 2 + (L[k - 1].width & 1);
+  check(halves && L[1].width == 1073741824, "texture_layout(INT32_MAX): every level ceil(w / 2), no overflow");
+}
+
 void test_frame_errors() {
   using arrcoc::StatusCode;
   arrcoc::TextureConfig c;
@@ -491,6 +539,7 @@ int main() {
   std::printf("arrcoc %s, CUDA built: %s, CUDA devices: %d\n", arrcoc::version(),
               arrcoc::built_with_cuda() ? "yes" : "no", arrcoc::cuda_device_count());
   test_config_errors();
+  test_create_refuses_what_process_would();
   test_frame_errors();
   test_values_and_layout();
   test_motion_vectors();

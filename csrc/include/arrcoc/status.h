@@ -6,6 +6,13 @@
 #include <string>
 #include <utility>
 
+// The API passes std::string (in Status) and std::unique_ptr across its boundary: a program must
+// use the C++ standard library and ABI the library was built with (GCC's libstdc++, C++11 ABI).
+// The old ABI links (the function names do not carry it) and then crashes, so it is refused here.
+#if defined(_GLIBCXX_USE_CXX11_ABI) && !_GLIBCXX_USE_CXX11_ABI
+#error "arrcoc is built with libstdc++'s C++11 ABI; do not define _GLIBCXX_USE_CXX11_ABI=0 when including it"
+#endif
+
 namespace arrcoc {
 
 enum class StatusCode : int {
