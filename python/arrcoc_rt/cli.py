@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runtime
+from .images import pil_to_rgb8
 from .pipeline import STRATEGIES
 from .samples import sample_frames
 from .texture import TextureBuilder
@@ -69,7 +70,7 @@ def _read_frames(path: Path, count: int) -> list[np.ndarray]:
 
     try:
         with Image.open(path) as im:
-            return [np.asarray(im.convert("RGB"))]
+            return [pil_to_rgb8(im, f"image {str(path)!r}")]
     except (UnidentifiedImageError, OSError) as e:
         raise SystemExit(f"arrcoc-rt: error: cannot read image {str(path)!r}: {e}") from None
 
@@ -88,6 +89,7 @@ def _cmd_texture(args) -> int:
         builder = TextureBuilder(w, h, device=args.device, dtype=args.dtype)
     except ValueError as e:
         raise SystemExit(f"arrcoc-rt: error: {e}") from None
+    _output_folder(args.out, "--out")
     out = Path(args.out)
     (out / "channels").mkdir(parents=True, exist_ok=True)
     from .cascade import ClusterCascade
@@ -125,6 +127,24 @@ def _cmd_texture(args) -> int:
 def _percentiles(values) -> str:
     v = np.asarray(values, np.float64)
     return f"p50 {np.percentile(v, 50):.2f}  p95 {np.percentile(v, 95):.2f}  p99 {np.percentile(v, 99):.2f} ms"
+
+
+def _output_file(path, flag: str) -> None:
+    """--flag PATH names a file the command writes: checked before any work (a path found wrong
+    only when the results are written would lose them)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise _error(f"{flag} {path}: is a folder; expected a file path")
+    if not p.parent.is_dir():
+        raise _error(f"{flag} {path}: the folder {str(p.parent)!r} does not exist")
+
+
+def _output_folder(path, flag: str) -> None:
+    """--flag PATH names a folder the command creates or fills: not an existing file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise _error(f"{flag} {path}: is a file; expected a folder")
 
 
 def _error(msg: str) -> SystemExit:
@@ -232,6 +252,7 @@ def _cmd_demo(args) -> int:
     from .stream import Stream
     from .visualize import OverlayWriter
 
+    _output_folder(args.out, "--out")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frames = demo_clip()
@@ -278,6 +299,12 @@ def _cmd_run(args) -> int:
     from .visualize import OVERLAY_LAYERS, OverlayWriter
 
     options = _stream_options(args)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise _error(f"--max-frames {args.max_frames}: expected at least 1 (leave it out for every frame)")
+    if args.ray is None:  # (with --ray, --out is the output folder: checked there)
+        for flag in ("out", "jsonl", "summary", "plot"):
+            _output_file(getattr(args, flag), f"--{flag}")
+    _output_folder(args.png_dir, "--png-dir")
     hidden = {v.strip() for v in (args.hide or "").split(",") if v.strip()}
     if hidden - set(OVERLAY_LAYERS):
         raise _error(f"--hide {args.hide}: {', '.join(sorted(hidden - set(OVERLAY_LAYERS)))} is no overlay layer; "
@@ -616,6 +643,8 @@ def main(argv=None) -> int:
         raise
     except (ValueError, TypeError, SourceError) as e:  # bad input found deeper (device, sizes, files)
         return _fail(str(e))
+    except OSError as e:  # a file that cannot be written or read (permissions, a full disk)
+        return _fail(f"{e.strerror or e}{f': {e.filename!r}' if getattr(e, 'filename', None) else ''}")
 
 
 def _fail(message: str) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _native
+from .images import pil_to_rgb8
 from .runtime import resolve_device
 
 DIMS = _native.BUILTIN_DESCRIPTOR_DIMS
@@ -43,7 +44,7 @@ def read_exemplar(image) -> np.ndarray:
                 if not (1 <= im.width <= MAX_DIMENSION and 1 <= im.height <= MAX_DIMENSION):
                     raise ValueError(f"query: the exemplar image {str(image)!r} is {im.width} x {im.height}; "
                                      f"expected 1..{MAX_DIMENSION} pixels a side")
-                image = np.asarray(im.convert("RGB"))
+                image = pil_to_rgb8(im, f"query: the exemplar image {str(image)!r}")
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise ValueError(f"query: cannot read the exemplar image {str(image)!r}: {e}") from None
     a = np.asarray(image)

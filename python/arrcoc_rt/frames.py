@@ -290,6 +290,10 @@ def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stre
             raise ValueError(f"{name}: pixel_format 'rgbp' is a 3 x H x W array (layout='CHW'); got shape {d.shape}")
         if d.shape[0] != 3:
             raise ValueError(f"{name}: layout 'CHW' needs 3 colour planes first (3, H, W); got shape {d.shape}")
+        if pixel_format not in (None, "rgbp"):  # its planes are read as R, G, B: nothing else is honoured
+            raise ValueError(f"{name}: a (3, H, W) frame is planar RGB (pixel_format 'rgbp'); pixel_format "
+                             f"{pixel_format!r} is for (H, W, C) arrays: reorder the planes to R, G, B or "
+                             f"pass the frame as (H, W, C); got shape {d.shape}")
         _, h, w = d.shape
         _check_size(w, h, name)
         plane = ArrayDesc(d.ptr, (h, w), d.strides[1:], d.device, d.device_id)

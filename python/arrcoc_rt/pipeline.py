@@ -328,6 +328,7 @@ class Pipeline:
         self._query_key = None
         self._query_value = (None, None)  # (kind, value): ('map' | 'vector', array)
         self._query_held = None  # the cached query's value, held so its id stays its own
+        self._query_contents = None  # a copy of a cached vector's or exemplar's values (see _resolve_query)
 
     def __repr__(self) -> str:
         c = self.config
@@ -361,10 +362,14 @@ class Pipeline:
             if self._query_key is not None and self._sem is not None:
                 self._sem.set_layout([])  # the next exemplar query sets its own
             self._query_key, self._query_value, self._query_held = None, (None, None), None
+            self._query_contents = None
             return None, None
-        # The same text or path, or the same array object (held below, so its id is not reused).
+        # The same text or path, or the same array object (held below, so its id is not reused) with
+        # the same values: a vector or exemplar changed in place is a new query. (A map is read anew
+        # every frame anyway.)
         key = (q.kind, q.value if isinstance(q.value, (str, Path)) else id(q.value))
-        if key == self._query_key:
+        if key == self._query_key and (self._query_contents is None
+                                       or np.array_equal(np.asarray(q.value), self._query_contents)):
             return self._query_value
         kind, value = None, None
         layout = []
@@ -398,6 +403,8 @@ class Pipeline:
         if self._sem is not None:
             self._sem.set_layout(layout)
         self._query_key, self._query_value, self._query_held = key, (kind, value), q.value
+        self._query_contents = (np.array(q.value, copy=True)
+                                if q.kind in ("vector", "image") and not isinstance(q.value, (str, Path)) else None)
         return kind, value
 
     def _external_features(self, tex, carry: bool) -> np.ndarray:
@@ -441,6 +448,9 @@ class Pipeline:
             raise ValueError(f"query: expected a 2-D similarity map; got shape {q.shape}")
         if not np.all(np.isfinite(q)):
             raise ValueError("query: the similarity map contains NaN or inf")
+        if q.size and np.abs(q).max() > 1e4:  # the texture's own check would name set_patch_channel
+            raise ValueError(f"query: the similarity map reaches {float(np.abs(q).max()):g}; expected values within "
+                             "+-10000 (a similarity, typically 0..1)")
         if q.shape == (h4, w4):
             return np.ascontiguousarray(q)
         if q.shape == (tex.height, tex.width):  # mean over each 16x16 patch (partial at the edges)

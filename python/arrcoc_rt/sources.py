@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import pil_to_rgb8
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 # Live protocols whose sessions have no natural end (a camera's): an end of stream there is a lost
@@ -104,7 +106,7 @@ class VideoSource:
         av = _av()
         for name, v in (("start", start), ("end", end), ("fps", fps)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
-                raise ValueError(f"{name}: {v!r} must be a number >= 0 (seconds{'' if name != 'fps' else ' per frame'})")
+                raise ValueError(f"{name}: {v!r} must be a number >= 0 ({'frames per second' if name == 'fps' else 'seconds'})")
         if fps is not None and fps == 0:
             raise ValueError("fps: 0 would sample no frame; expected > 0 (e.g. 1 or 2 for a VLM)")
         if start is not None and end is not None and end <= start:
@@ -153,7 +155,11 @@ class VideoSource:
         self._max_errors = max_consecutive_errors
         self._open_args = (format, opts, timeout)
         self._closing = threading.Event()
+        # Held around every call into the container (demux, decode, close): close() from another
+        # thread waits for the packet in hand instead of freeing the demuxer under it (a crash).
+        self._io = threading.Lock()
         self.container, self.stream = self._open()
+        self._metadata = self._read_metadata()  # what close() must not take away
         if not self.live:
             self.stream.thread_type = "AUTO"  # frame threading for files; the flush returns every frame
         self.frame_count = int(self.stream.frames or 0)  # from the container; 0 when unknown
@@ -174,6 +180,7 @@ class VideoSource:
         self._failure: Exception | None = None
         self._thread = None
         self._closed = False
+        self._started = False  # an iteration began: a source is read once
 
     def _open(self):
         av = _av()
@@ -194,7 +201,8 @@ class VideoSource:
         self.stats.disconnects += 1
         self.stats.note(f"connection lost: {cause}")
         try:
-            self.container.close()
+            with self._io:
+                self.container.close()
         except Exception:  # noqa: BLE001 - the old connection is gone either way
             pass
         waited, last = 0.0, cause
@@ -204,7 +212,11 @@ class VideoSource:
                 break
             waited += delay
             try:
-                self.container, self.stream = self._open()
+                with self._io:
+                    if self._closed:
+                        break
+                    self.container, self.stream = self._open()
+                    self._metadata = self._read_metadata()
                 return attempt
             except SourceError as e:
                 last = str(e)
@@ -212,12 +224,13 @@ class VideoSource:
         raise SourceError(f"{self.url!r}: connection lost ({cause}) and {attempts} reconnection attempt(s) over "
                           f"{waited:.1f} s failed; last: {last}")
 
-    def _flush(self):
+    def _flush(self) -> list:
         """The decoder's last frames when a stream stops without its final flush packet."""
         try:
-            yield from self.stream.codec_context.decode(None)
+            with self._io:
+                return [] if self._closed else list(self.stream.codec_context.decode(None))
         except (_av().error.FFmpegError, ValueError):
-            pass
+            return []
 
     def _decode(self):
         """Decoded frames, skipping (and counting) bad packets; flushes at the end. A live source
@@ -230,7 +243,10 @@ class VideoSource:
         while True:
             lost = bad = None
             try:
-                packet = next(demux)
+                with self._io:
+                    if self._closed:  # closed, from this thread or another: the iteration ends
+                        return
+                    packet = next(demux)
             except (StopIteration, av.error.EOFError):
                 if not (endless and self._reconnect[0]) or self._closing.is_set():
                     break
@@ -261,7 +277,10 @@ class VideoSource:
                     raise SourceError(f"{self.url!r}: {consecutive} consecutive unreadable packets; last: {bad}") from None
                 continue
             try:
-                frames = packet.decode()  # the final empty packet flushes the decoder
+                with self._io:
+                    if self._closed:
+                        return
+                    frames = packet.decode()  # the final empty packet flushes the decoder
             except (av.error.InvalidDataError, av.error.FFmpegError) as e:
                 consecutive += 1
                 self.stats.corrupt_packets += 1
@@ -328,6 +347,12 @@ class VideoSource:
                 yield f
 
     def __iter__(self):
+        if self._closed:
+            raise ValueError(f"{self.url!r}: this source is closed; open it again to read it")
+        if self._started:
+            raise ValueError(f"{self.url!r}: this source is already being read (or was read to its end); a source "
+                             "is read once: keep one iterator, or open it again to read it again")
+        self._started = True
         if not self._drop_oldest and not self._block:
             for f in self._sampled(self._decode()):
                 self.stats.decoded += 1
@@ -357,7 +382,11 @@ class VideoSource:
 
     @property
     def metadata(self) -> dict:
-        """What the container says: codec, size, pixel format, frame rate, duration, frames."""
+        """What the container says: codec, size, pixel format, frame rate, duration, frames (as
+        read when the source was opened, or reopened; still there after close())."""
+        return dict(self._metadata, frames=self.frame_count or None)
+
+    def _read_metadata(self) -> dict:
         st = self.stream
         rate = float(st.average_rate) if st.average_rate else None
         duration = float(st.duration * st.time_base) if st.duration and st.time_base else (
@@ -365,7 +394,7 @@ class VideoSource:
         return {"url": self.url, "codec": st.codec_context.name, "width": st.codec_context.width,
                 "height": st.codec_context.height, "pixel_format": st.codec_context.format.name
                 if st.codec_context.format else None, "fps": rate, "duration_s": duration,
-                "frames": self.frame_count or None, "live": self.live}
+                "live": self.live}
 
     def __repr__(self) -> str:
         m = self.metadata
@@ -384,7 +413,8 @@ class VideoSource:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.container.close()
+        with self._io:  # after the packet in hand, if another thread is decoding
+            self.container.close()
 
     def __enter__(self):
         return self
@@ -414,7 +444,7 @@ class ImageFolderSource:
         for p in self.files:
             try:
                 with Image.open(p) as im:
-                    a = np.asarray(im.convert("RGB"))
+                    a = pil_to_rgb8(im, f"image {str(p)!r}")  # ValueError for pixels of unknown range
             except (UnidentifiedImageError, OSError) as e:
                 consecutive += 1
                 self.stats.corrupt_packets += 1

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
 
 from .encoders import make_encoder
+from .images import read_rgb8
 from .pipeline import FrameResult, Pipeline
 from .query import Query, make_query
+from .runtime import resolve_device
 from .sources import SourceGap
 from .vlm.base import timed_generate
 
@@ -144,6 +147,21 @@ def _answer_passes(adapter, rgb, result, question: str, passes: int, max_new_tok
                   tuple(records) if passes > 1 else (), tier, total)
 
 
+def _check_query_now(query, encoder) -> None:
+    """What the first frame would refuse about a query, refused when it is given: an exemplar file
+    that cannot be read, a text query without a text encoder."""
+    if query is None:
+        return
+    if query.kind == "image" and isinstance(query.value, (str, Path)):
+        read_rgb8(query.value, "exemplar image (query_image)")
+    if query.kind == "text":
+        has_text = (isinstance(encoder, str) and encoder.split(":", 1)[0] in ("clip", "siglip")) or (
+            encoder is not None and not isinstance(encoder, str) and hasattr(encoder, "encode_text"))
+        if not has_text:
+            raise TypeError("query_text: text queries need a text encoder; give encoder='clip:PATH' or "
+                            "'siglip:PATH' (or use query_image= or query_map=)")
+
+
 def _copy_frame(frame):
     """A private copy of a frame for the ask window: an av.VideoFrame is kept as it is (it owns its
     decoded pixels; the decoder hands out a new one per frame), an array or tensor is copied."""
@@ -219,6 +237,8 @@ class Stream:
         self._worker = None
         if encoder is None and query is not None and query.kind in ("image", "vector"):
             encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
+        _check_query_now(query, encoder)
+        resolve_device(device)  # a device this build or machine lacks: refused now, not at the first frame
         pipeline_config["encoder"] = encoder
         self.device = device
         self.vlm = vlm
@@ -237,9 +257,19 @@ class Stream:
 
     def set_query(self, query: Query | None = None, *, query_text: str | None = None, query_image=None,
                   query_vector=None, query_map=None) -> None:
-        """Change the query from the next frame on (nothing given: no query)."""
-        self._query = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
-                                 query_map=query_map)
+        """Change the query from the next frame on (nothing given: no query). An exemplar or a vector
+        on a Stream without an encoder adds the built-in one; its pipeline then starts afresh at the
+        next frame (motion and carried relevance are forgotten)."""
+        q = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
+                       query_map=query_map)
+        encoder = self._config.get("encoder")
+        if encoder is None and q is not None and q.kind in ("image", "vector"):
+            encoder = "builtin"
+        _check_query_now(q, encoder)
+        if encoder is not self._config.get("encoder"):
+            self._config["encoder"] = encoder
+            self._pipeline = None  # made again, with the encoder, at the next frame's size
+        self._query = q
 
     def reset(self) -> None:
         """Forget motion history and carried relevance (the next frame starts fresh)."""
@@ -280,9 +310,9 @@ class Stream:
                                       **self._config)
         elif resized or gap is not None:
             self._pipeline.reset()  # motion and carried relevance do not reach across a gap
-        self._last_geometry = geometry
         result = self._pipeline.process(frame, query=self._query, pixel_format=pixel_format, layout=layout,
                                         return_tensors=return_tensors)
+        self._last_geometry = geometry  # (after the frame was taken: a refused one changes nothing)
         result.pts = pts
         result.resized = resized
         if gap is not None:

@@ -17,6 +17,7 @@ import concurrent.futures
 import numpy as np
 
 from .pipeline import FrameResult, Pipeline
+from .query import make_query
 
 __all__ = ["StreamGroup"]
 
@@ -76,6 +77,15 @@ class StreamGroup:
             queries = [None] * self.streams
         elif isinstance(queries, (str, bytes)) or len(queries) != self.streams:
             raise ValueError(f"queries: expected None or a list of {self.streams} (one per stream, None for none)")
+        # Every frame and query checked before any stream runs: a refused one must not leave the
+        # others a frame ahead (their motion, hysteresis and carried relevance would move on).
+        for b, p in enumerate(self.pipelines):
+            try:
+                stream = self._cuda_streams[b] if self._cuda_streams else None
+                p.texture_builder.check_frame(frames[b], stream=stream)
+                p._resolve_query(make_query(queries[b]))
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"stream {b}: {e} (no stream has processed this batch)") from e
         if self._executor is None:
             return [self._run(0, frames[0], queries[0], copy)]
         futures = [self._executor.submit(self._run, b, frames[b], queries[b], copy) for b in range(1, self.streams)]

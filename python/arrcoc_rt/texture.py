@@ -195,14 +195,12 @@ class TextureBuilder:
         self._inflight = []  # device frames whose kernels may still be queued
         self._owner = "TextureBuilder"  # what the user created, for messages (a Pipeline sets its name)
 
-    def build(self, frame, *, pixel_format: str | None = None, layout: str | None = None, stream=None) -> Texture:
-        """Texture of ``frame``: a NumPy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, uint8), a
-        torch/CuPy tensor (DLPack or CUDA array interface, zero-copy), or a tuple of planes for
-        ``pixel_format='nv12'`` / ``'yuv420p'``. ``pixel_format`` also selects 'bgr24' / 'bgra32'.
-        A 3 x H x W array or tensor (torchcodec's and torchvision's layout) is planar RGB, read
-        without a copy: ``layout='CHW'``, or taken from the shape when unambiguous.
-        On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
-        handle = stream_handle(stream)
+    def check_frame(self, frame, *, pixel_format: str | None = None, layout: str | None = None, stream=None) -> None:
+        """The checks of ``build`` without building: ValueError/TypeError for a frame that ``build``
+        would refuse (e.g. before frames of several streams go through, so none moves on alone)."""
+        self._checked_spec(frame, pixel_format, layout, stream_handle(stream))
+
+    def _checked_spec(self, frame, pixel_format, layout, handle):
         spec = frame_spec(frame, pixel_format, "frame", handle, layout)
         if spec.width > self.max_width or spec.height > self.max_height:
             raise ValueError(self._too_large(spec.width, spec.height))
@@ -213,6 +211,17 @@ class TextureBuilder:
             raise ValueError(f"frame: it is on cuda:{spec.device_id} but this builder runs on cuda:{self.cuda_device}; "
                              f"move the frame (e.g. tensor.to('cuda:{self.cuda_device}')) or create the builder on "
                              f"device='cuda:{spec.device_id}'")
+        return spec
+
+    def build(self, frame, *, pixel_format: str | None = None, layout: str | None = None, stream=None) -> Texture:
+        """Texture of ``frame``: a NumPy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, uint8), a
+        torch/CuPy tensor (DLPack or CUDA array interface, zero-copy), or a tuple of planes for
+        ``pixel_format='nv12'`` / ``'yuv420p'``. ``pixel_format`` also selects 'bgr24' / 'bgra32'.
+        A 3 x H x W array or tensor (torchcodec's and torchvision's layout) is planar RGB, read
+        without a copy: ``layout='CHW'``, or taken from the shape when unambiguous.
+        On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
+        handle = stream_handle(stream)
+        spec = self._checked_spec(frame, pixel_format, layout, handle)
         if self._inflight and self._native.query():
             self._inflight.clear()  # the kernels that read those frames have finished
         info = self._native.build(spec.planes, spec.row_strides, spec.width, spec.height, spec.format_code,

@@ -168,8 +168,18 @@ def overlay(frame_rgb: np.ndarray, result, *, heat: bool = True, saccades: bool 
     * ``caption``: frame index, saccades, churn.
     """
     img = np.asarray(frame_rgb)
-    if img.ndim != 3 or img.shape[2] < 3:
-        raise ValueError(f"frame_rgb: expected H x W x 3 RGB; got shape {img.shape}")
+    if img.dtype != np.uint8:  # a float frame in 0..1 would come out black
+        raise TypeError(f"frame_rgb: dtype {img.dtype}; expected uint8 RGB (0..255), the frame given to process()")
+    if img.ndim == 2:  # gray8
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[0] == 3 and img.shape[2] not in (3, 4):  # (3, H, W), as process() reads it
+        img = img.transpose(1, 2, 0)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f"frame_rgb: expected H x W x 3 RGB (or H x W x 4, 3 x H x W, H x W); got shape {img.shape}")
+    fw, fh = getattr(result, "frame_size", (0, 0))
+    if (fw, fh) != (0, 0) and (img.shape[1], img.shape[0]) != (fw, fh):
+        raise ValueError(f"frame_rgb: {img.shape[1]}x{img.shape[0]}, but the result is of a {fw}x{fh} frame; "
+                         "draw a result on the frame it was computed from")
     k = int(scale)
     if k != scale or not 1 <= k <= 8:
         raise ValueError(f"scale: {scale!r} is out of range; expected an int 1..8")
@@ -266,7 +276,30 @@ class OverlayWriter:
         if png_folder is not None:
             from pathlib import Path
 
+            if Path(png_folder).exists() and not Path(png_folder).is_dir():
+                raise ValueError(f"png_folder: {str(png_folder)!r} is a file; expected a folder")
             Path(png_folder).mkdir(parents=True, exist_ok=True)
+        if path is not None:  # now, not at the first frame: a path or format that cannot work fails before any work
+            self._open_video()
+
+    def _open_video(self) -> None:
+        import av
+        from fractions import Fraction
+        from pathlib import Path
+
+        try:
+            self._container = av.open(str(self.path), "w")
+            self.codec = overlay_codec()
+            self._stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+        except (OSError, ValueError, av.error.FFmpegError) as e:
+            if self._container is not None:
+                self._container.close()
+                Path(self.path).unlink(missing_ok=True)  # av.open made it empty
+            self._container = self._stream = None
+            raise ValueError(f"overlay video {str(self.path)!r}: cannot write it ({e}); expected a path in an "
+                             "existing folder ending in .mp4, .mkv, .mov or .avi") from None
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.bit_rate = 4_000_000
 
     def write(self, frame_rgb, result) -> np.ndarray:
         img = overlay(frame_rgb, result, **self.layers)
@@ -278,16 +311,12 @@ class OverlayWriter:
             Image.fromarray(img).save(Path(self.png_folder) / f"overlay_{self.frames:05d}.png")
         if self.path is not None:
             import av
-            from fractions import Fraction
 
-            h, w = img.shape[:2]
             if self._container is None:
-                self._container = av.open(str(self.path), "w")
-                self.codec = overlay_codec()
-                self._stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+                raise ValueError(f"overlay video {str(self.path)!r}: this writer is closed")
+            h, w = img.shape[:2]
+            if self.frames == 0:  # the video's size: the first frame's (even, as yuv420p needs)
                 self._stream.width, self._stream.height = w + (w % 2), h + (h % 2)
-                self._stream.pix_fmt = "yuv420p"
-                self._stream.bit_rate = 4_000_000
             sw, sh = self._stream.width, self._stream.height
             if (w, h) != (sw, sh):  # odd sizes and mid-stream size changes: fit the first frame's size
                 img = np.asarray(Image.fromarray(img).resize((sw, sh)))
@@ -297,11 +326,18 @@ class OverlayWriter:
         return img
 
     def close(self) -> None:
-        if self._container is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        if self.frames == 0:  # nothing was written: no empty video is left behind
+            container.close()
+            from pathlib import Path
+
+            Path(self.path).unlink(missing_ok=True)
+            return
+        for packet in self._stream.encode():
+            container.mux(packet)
+        container.close()
 
 
 def overlay_codec() -> str:

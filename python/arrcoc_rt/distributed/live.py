@@ -465,10 +465,9 @@ def _with_query(query, options: dict) -> dict:
     q = make_query(query, **{k: options.pop(k) for k in ("query_text", "query_image", "query_vector", "query_map")
                              if k in options})
     if q is not None and q.kind == "image" and not hasattr(q.value, "shape"):
-        from PIL import Image
+        from ..images import read_rgb8
 
-        with Image.open(q.value) as im:
-            q = Query.image(np.asarray(im.convert("RGB")))
+        q = Query.image(read_rgb8(q.value, "query_image"))
     if q is not None:
         options["query"] = q
     return options

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import read_rgb8
+
 FIELDS = ("id", "image", "video", "frame", "query_text", "query_image", "query_box", "boxes")
 QUERY_FIELDS = ("query_text", "query_image", "query_box")
 
@@ -112,13 +114,7 @@ class Item:
 
 def read_image(path, error: type = DatasetError) -> np.ndarray:
     """An image file as H x W x 3 uint8 RGB (``error``, a DatasetError by default, when unreadable)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
-    except (OSError, UnidentifiedImageError) as e:
-        raise error(f"cannot read the image {str(path)!r}: {e}") from None
+    return read_rgb8(path, "image", error)
 
 
 def read_video_frame(path, frame: int) -> np.ndarray:

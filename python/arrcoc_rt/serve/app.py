@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the
 import gradio as gr  # noqa: E402  (the serve extra; Gradio reads gr.Request / gr.SelectData annotations)
 import numpy as np  # noqa: E402
 
+from ..images import read_rgb8  # noqa: E402
 from ..pipeline import STRATEGIES  # noqa: E402
 from ..sources import IMAGE_SUFFIXES  # noqa: E402
 from ..visualize import OVERLAY_LAYERS  # noqa: E402
@@ -194,10 +195,7 @@ class ServeApp:
                 if path is None:
                     return
                 if kind == "upload" and Path(str(path)).suffix.lower() in IMAGE_SUFFIXES:
-                    from PIL import Image
-
-                    with Image.open(path) as im:
-                        rgb = np.asarray(im.convert("RGB"))
+                    rgb = read_rgb8(path, "upload")
                     s.start("image")
                     ov = s.step(rgb, still=True)
                     yield pic(s.original()), pic(ov), pic(s.chart(force=True), "png"), s.stats()

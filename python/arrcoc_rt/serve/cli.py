@@ -13,6 +13,16 @@ Listens on 127.0.0.1 (this machine only) unless --host says otherwise. Needs the
 pip install "arrcoc_rt[serve]"."""
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; expected 1..65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range; expected 1..65535")
+    return port
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers ``serve`` on an argparse subparsers object; ``run`` is its ``func`` default."""
     p = subparsers.add_parser("serve", help="a live page in the browser: watch where the model looks, steer it, "
@@ -22,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 shares it with "
                         "your network)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: 7860)")
     p.add_argument("--share", action="store_true",
                    help="also make a public gradio.live link (through Gradio's servers)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")

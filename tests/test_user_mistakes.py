@@ -1,0 +1,219 @@
+"""What a user gets wrong, or does in an order nobody planned, answered with a clear error or the
+expected result, never a crash or silent garbage: sources closed while read, 16-bit and float
+images, queries changed in place, planar frames with a pixel format, output paths that cannot be
+written, overlays of the wrong frame, a refused frame in a batch of streams, queries set late."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt.samples import sample_frames
+
+from conftest import write_video
+
+av = pytest.importorskip("av")
+PIL = pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", sample_frames(64, 48, 40))
+
+
+def test_a_source_closed_while_read_ends_the_loop_and_is_read_once(clip):
+    src = arrcoc_rt.open(clip)
+    it = iter(src)
+    for _ in range(3):
+        next(it)
+    src.close()
+    with pytest.raises(StopIteration):  # was a segfault: the demuxer freed under the decoder
+        next(it)
+    with pytest.raises(ValueError, match="closed"):
+        next(iter(src))
+    assert src.metadata["width"] == 64
+
+    with arrcoc_rt.open(clip) as src:
+        assert len(list(src)) == 40
+        with pytest.raises(ValueError, match="read once"):  # was: 0 frames and a corrupt packet counted
+            next(iter(src))
+        assert src.stats.corrupt_packets == 0
+
+
+def test_close_from_another_thread_while_a_loop_reads(clip):
+    for delay in (0.0, 0.005, 0.02):  # at once, early and late in the loop (a UI's stop button)
+        src = arrcoc_rt.open(clip)
+        closer = threading.Timer(delay, src.close)
+        it = iter(src)
+        next(it)
+        got = 1
+        closer.start()
+        for _ in it:
+            got += 1
+            threading.Event().wait(0.002)
+        closer.join()
+        assert 1 <= got <= 40 and src.stats.delivered == got
+
+
+def test_metadata_outlives_the_container_for_every_container(tmp_path):
+    frames = sample_frames(48, 32, 6)
+    for name, fmt in (("a.mkv", "matroska"), ("a.webm", None), ("a.mp4", None)):
+        codec = "libvpx-vp9" if name.endswith(".webm") else "mpeg4"
+        if codec not in av.codecs_available:
+            continue
+        path = write_video(tmp_path / name, frames, codec=codec, container_format=fmt)
+        with arrcoc_rt.open(path) as src:
+            n = len(list(src))
+        m = src.metadata  # after close: the README prints it there
+        assert n == 6 and (m["width"], m["height"]) == (48, 32) and m["duration_s"] and m["duration_s"] > 0, m
+        assert "48x32" in repr(src)
+
+
+def test_sixteen_bit_images_are_scaled_and_float_ones_refused(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(ramp).save(folder / "a16.png")
+    assert Image.open(folder / "a16.png").mode == "I;16"
+    with arrcoc_rt.open(folder) as src:
+        (frame,) = list(src)
+    assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame[..., 0], np.rint(ramp / 257.0).astype(np.uint8))  # was: 13 levels
+    assert len(np.unique(frame)) == 256
+
+    Image.fromarray((ramp / 65535.0).astype(np.float32)).save(folder / "b_float.tif")
+    with arrcoc_rt.open(folder) as src, pytest.raises(ValueError, match="32-bit float"):
+        list(src)  # was: a black frame
+    with pytest.raises(ValueError, match="32-bit float"):
+        arrcoc_rt.Stream(device="cpu", query_image=str(folder / "b_float.tif"))
+    s = arrcoc_rt.Stream(device="cpu", query_image=str(folder / "a16.png"))  # a 16-bit exemplar works
+    assert s.process(sample_frames(64, 48, 1)[0]).num_saccades > 0
+
+
+def test_a_query_changed_in_place_is_a_new_query():
+    frame = sample_frames(128, 96, 1)[0].copy()
+    frame[20:60, 30:70] = (250, 20, 20)
+    frame[40:90, 80:120] = (20, 20, 250)
+    red, blue = np.ascontiguousarray(frame[20:60, 30:70]), np.ascontiguousarray(frame[45:85, 80:120])
+
+    def relevances(first, second, in_place):
+        p = arrcoc_rt.Pipeline(128, 96, encoder="builtin", device="cpu", decay=0.0)
+        q = first.copy()
+        a = p.process(frame, query_image=q).relevance.copy()
+        if in_place:
+            q[...] = second  # same object, new values
+        else:
+            q = second.copy()
+        return a, p.process(frame, query_image=q).relevance.copy()
+
+    _, changed = relevances(red, blue, in_place=True)
+    red_relevance, fresh = relevances(red, blue, in_place=False)
+    assert not np.array_equal(red_relevance, fresh)
+    np.testing.assert_array_equal(changed, fresh)  # was: the red exemplar's relevance again
+    same_a, same_b = relevances(red, red, in_place=True)
+    np.testing.assert_array_equal(same_a, same_b)
+
+
+@pytest.mark.parametrize("pixel_format", ["bgr24", "rgb24", "gray8", "rgba32"])
+def test_a_planar_frame_refuses_a_pixel_format_it_cannot_honour(pixel_format):
+    chw = np.ascontiguousarray(sample_frames(64, 48, 1)[0].transpose(2, 0, 1))
+    b = arrcoc_rt.TextureBuilder(64, 48, device="cpu")
+    with pytest.raises(ValueError, match="planar RGB"):  # was: read as RGB whatever it said
+        b.build(chw, pixel_format=pixel_format)
+    b.build(chw, pixel_format="rgbp")
+    b.build(chw)
+
+
+def _cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_output_paths_that_cannot_be_written_fail_before_any_work(clip, tmp_path):
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    cases = [
+        (["run", str(clip), "--out", "missing/o.mp4"], "does not exist"),
+        (["run", str(clip), "--jsonl", "a_folder"], "is a folder"),
+        (["run", str(clip), "--jsonl", "t.jsonl", "--summary", "a_folder"], "is a folder"),
+        (["run", str(clip), "--png-dir", "a_file"], "is a file"),
+        (["run", str(clip), "--out", "o.webm"], "overlay video"),
+        (["run", str(clip), "--max-frames", "-3"], "--max-frames"),
+        (["texture", "--out", "a_file"], "is a file"),
+        (["demo", "--out", "a_file"], "is a file"),
+    ]
+    for args, message in cases:
+        out = _cli(args, tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert out.stderr.startswith("arrcoc-rt: error:") and message in out.stderr, (args, out.stderr)
+    assert not (tmp_path / "t.jsonl").exists() and not (tmp_path / "o.webm").exists()  # nothing ran, nothing left
+    out = _cli(["serve", "--port", "99999"], tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "65535" in out.stderr, out.stderr
+
+
+def test_the_overlay_refuses_what_it_would_draw_wrong():
+    img = sample_frames(64, 48, 1)[0]
+    r = arrcoc_rt.Pipeline(64, 48, device="cpu").process(img)
+    plain = dict(heat=False, saccades=False, gestalt=False, cuts=False, legend=False, caption=False)
+    np.testing.assert_array_equal(arrcoc_rt.overlay(img, r, **plain), img)
+    np.testing.assert_array_equal(arrcoc_rt.overlay(np.ascontiguousarray(img.transpose(2, 0, 1)), r, **plain), img)
+    with pytest.raises(TypeError, match="uint8"):  # was: a black picture
+        arrcoc_rt.overlay(img.astype(np.float32) / 255, r)
+    with pytest.raises(ValueError, match="64x48 frame"):  # was: drawn on a 30x20 crop
+        arrcoc_rt.overlay(img[:20, :30], r)
+
+
+def test_a_refused_frame_in_a_batch_moves_no_stream():
+    frames = [sample_frames(64, 48, 3, step=(2 * s + 1, s)) for s in range(3)]
+    with arrcoc_rt.StreamGroup(64, 48, 3, device="cpu") as group, \
+            arrcoc_rt.StreamGroup(64, 48, 3, device="cpu") as reference:
+        group.process_batch([f[0] for f in frames])
+        reference.process_batch([f[0] for f in frames])
+        bad = [frames[0][1], frames[1][1].astype(np.float32), frames[2][1]]
+        with pytest.raises(TypeError, match="stream 1"):
+            group.process_batch(bad)
+        got = group.process_batch([f[2] for f in frames])
+        want = reference.process_batch([f[2] for f in frames])  # never saw the refused batch
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.budgets, w.budgets)
+        np.testing.assert_array_equal(g.relevance, w.relevance)
+
+
+def test_queries_given_to_a_stream_later_or_wrongly(tmp_path):
+    frames = sample_frames(64, 48, 3)
+    s = arrcoc_rt.Stream(device="cpu")
+    first = s.process(frames[0])
+    s.set_query(query_image=np.ascontiguousarray(frames[0][8:40, 8:40]))  # was: TypeError at the next frame
+    r = s.process(frames[1])
+    assert r.num_saccades > 0 and not np.array_equal(r.relevance, first.relevance)
+    with pytest.raises(ValueError, match="cannot read"):
+        arrcoc_rt.Stream(device="cpu", query_image=str(tmp_path / "missing.png"))
+    with pytest.raises(TypeError, match="text encoder"):
+        arrcoc_rt.Stream(device="cpu", query_text="a red car")
+    with pytest.raises(TypeError, match="text encoder"):
+        s.set_query(query_text="a red car")
+    if not arrcoc_rt.cuda_available():
+        with pytest.raises(ValueError, match="device"):
+            arrcoc_rt.Stream(device="cuda")
+
+
+def test_a_refused_frame_does_not_hide_the_next_resize():
+    s = arrcoc_rt.Stream(device="cpu")
+    s.process(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(TypeError):
+        s.process(np.zeros((20, 30, 3), np.float32))
+    assert s.process(np.zeros((20, 30, 3), np.uint8)).resized  # was: False
+
+
+def test_messages_name_the_real_limits(clip):
+    with pytest.raises(ValueError, match="frames per second"):
+        arrcoc_rt.open(clip, fps=-1)
+    p = arrcoc_rt.Pipeline(64, 48, device="cpu")
+    with pytest.raises(ValueError, match="query: the similarity map reaches"):
+        p.process(sample_frames(64, 48, 1)[0], query_map=np.full((48, 64), 1e5, np.float32))
