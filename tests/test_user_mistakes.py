@@ -169,15 +169,19 @@ def test_the_overlay_refuses_what_it_would_draw_wrong():
         arrcoc_rt.overlay(img[:20, :30], r)
 
 
-def test_a_refused_frame_in_a_batch_moves_no_stream():
+@pytest.mark.parametrize("refused", ["frame", "query map"])
+def test_a_refused_frame_in_a_batch_moves_no_stream(refused):
     frames = [sample_frames(64, 48, 3, step=(2 * s + 1, s)) for s in range(3)]
     with arrcoc_rt.StreamGroup(64, 48, 3, device="cpu") as group, \
             arrcoc_rt.StreamGroup(64, 48, 3, device="cpu") as reference:
         group.process_batch([f[0] for f in frames])
         reference.process_batch([f[0] for f in frames])
-        bad = [frames[0][1], frames[1][1].astype(np.float32), frames[2][1]]
-        with pytest.raises(TypeError, match="stream 1"):
-            group.process_batch(bad)
+        if refused == "frame":
+            with pytest.raises(TypeError, match="stream 1"):
+                group.process_batch([frames[0][1], frames[1][1].astype(np.float32), frames[2][1]])
+        else:  # a map of the wrong shape: found only after the texture, before the check came first
+            with pytest.raises(ValueError, match="stream 2"):
+                group.process_batch([f[1] for f in frames], queries=[None, None, arrcoc_rt.Query.map(np.ones((7, 5)))])
         got = group.process_batch([f[2] for f in frames])
         want = reference.process_batch([f[2] for f in frames])  # never saw the refused batch
     for g, w in zip(got, want):
@@ -215,5 +219,5 @@ def test_messages_name_the_real_limits(clip):
     with pytest.raises(ValueError, match="frames per second"):
         arrcoc_rt.open(clip, fps=-1)
     p = arrcoc_rt.Pipeline(64, 48, device="cpu")
-    with pytest.raises(ValueError, match="query: the similarity map reaches"):
+    with pytest.raises(ValueError, match="query: the similarity map's value 100000 is out of range"):
         p.process(sample_frames(64, 48, 1)[0], query_map=np.full((48, 64), 1e5, np.float32))

@@ -210,12 +210,17 @@ struct TextureBuilder::Impl {
     if (!on.status().ok()) return on.status();
     if (config.device == Device::kCUDA) {
       if (frame.device == Device::kCUDA) {
-        const int actual = cuda::pointer_device(frame.planes[0]);
-        if (frame.cuda_device != config.cuda_device || (actual >= 0 && actual != config.cuda_device))
-          return Status(StatusCode::kInvalidArgument,
-                        "frame is on " + device_label(Device::kCUDA, actual >= 0 ? actual : frame.cuda_device) +
-                            " but the builder runs on " + device_label(Device::kCUDA, config.cuda_device) +
-                            "; move the frame to that device or create the builder there");
+        // Every plane: a chroma plane on another device would be read by this device's kernels
+        // (an illegal address on a GPU, which breaks the context).
+        for (int k = 0; k < pixel_format_planes(frame.format); ++k) {
+          const int actual = cuda::pointer_device(frame.planes[k]);
+          if (frame.cuda_device != config.cuda_device || (actual >= 0 && actual != config.cuda_device))
+            return Status(StatusCode::kInvalidArgument,
+                          "frame" + (k > 0 ? " plane " + std::to_string(k) : std::string()) + " is on " +
+                              device_label(Device::kCUDA, actual >= 0 ? actual : frame.cuda_device) +
+                              " but the builder runs on " + device_label(Device::kCUDA, config.cuda_device) +
+                              "; move the frame to that device or create the builder there");
+        }
       }
       // The previous frame's work includes the later stages that read and write this texture
       // (record_use): its buffers are reused.

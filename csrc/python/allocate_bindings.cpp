@@ -127,8 +127,10 @@ class PyTokenAllocator {
   // copy=true: host copies (safe to keep; on CUDA one wait for the whole pack). copy=false: zero-copy
   // views of the allocator's memory (read-only NumPy on the CPU, DeviceArray on CUDA: no host wait),
   // valid until the next run.
-  py::dict run(py::object self, PyTextureBuilder& builder, PyClusterCascade& cascade, bool has_query,
-               uintptr_t stream, bool copy) {
+  // `cascade_obj`: the ClusterCascade, kept alive by the zero-copy candidates (its memory).
+  py::dict run(py::object self, PyTextureBuilder& builder, py::object cascade_obj, bool has_query, uintptr_t stream,
+               bool copy) {
+    PyClusterCascade& cascade = cascade_obj.cast<PyClusterCascade&>();
     TokenPack v;
     Status s;
     {
@@ -145,16 +147,18 @@ class PyTokenAllocator {
     const py::ssize_t h4 = v.patch_grid_height, w4 = v.patch_grid_width;
     TokenAllocator* alloc = alloc_.get();
     const int device_id = alloc_->config().cuda_device;
-    auto out = [&](const void* ptr, std::vector<int64_t> shape, const char* dtype) -> py::object {
+    auto out = [&](const void* ptr, std::vector<int64_t> shape, const char* dtype,
+                   py::object owner = py::object()) -> py::object {
+      if (!owner) owner = self;
       py::ssize_t n = 1;
       for (auto e : shape) n *= e;
       if (copy) return host_copy(reinterpret_cast<uintptr_t>(ptr), n, dtype, d).attr("reshape")(py::cast(shape));
       if (d == Device::kCPU) {
-        py::array a(py::dtype(dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()), ptr, self);
+        py::array a(py::dtype(dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()), ptr, owner);
         py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
         return std::move(a);
       }
-      return py::cast(DeviceArray(reinterpret_cast<uintptr_t>(ptr), shape, dtype, d, device_id, self,
+      return py::cast(DeviceArray(reinterpret_cast<uintptr_t>(ptr), shape, dtype, d, device_id, owner,
                                   [alloc](void* stream) {
                                     return stream ? alloc->wait_on_stream(stream) : alloc->synchronize();
                                   }));
@@ -174,7 +178,8 @@ class PyTokenAllocator {
     // [1] each; on CUDA with copy=false device views, read when the caller asks (pipeline.py).
     r["scene_cut"] = out(v.scene_cut, {1}, "int32");
     r["num_saccades"] = out(v.num_saccades, {1}, "int32");
-    r["candidates"] = out(v.candidates, {C}, "int32");
+    // the cascade's own memory (TokenPack::candidates points into it): both owners kept alive
+    r["candidates"] = out(v.candidates, {C}, "int32", py::make_tuple(self, cascade_obj));
     for (auto [name, ptr] : {std::pair<const char*, const float*>{"info", v.info}, {"salience", v.salience},
                              {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
                              {"candidate_relevance", v.candidate_relevance}})
@@ -185,6 +190,16 @@ class PyTokenAllocator {
   }
 
   void reset() { alloc_->reset(); }
+
+  // Waits (without the GIL) for the last run or gather on the device.
+  void synchronize() {
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      s = alloc_->synchronize();
+    }
+    throw_if_error(s);
+  }
 
   // Pointers are validated by the Python layer (dtype float32, contiguous, device, shapes).
   void gather(uintptr_t features, int channels, int h, int w, uintptr_t out, uintptr_t stream) {
@@ -210,10 +225,11 @@ void bind_allocate(py::module_& m) {
       .def(py::init<const py::dict&>())
       .def("set_weights", &PyTokenAllocator::set_weights)
       .def("set_query_embedding", &PyTokenAllocator::set_query_embedding)
-      .def("run", [](py::object self, PyBuilderRef b, PyCascadeRef c, bool q, uintptr_t s, bool copy) {
-        return self.cast<PyTokenAllocator&>().run(self, b, c, q, s, copy);
+      .def("run", [](py::object self, PyBuilderRef b, py::object c, bool q, uintptr_t s, bool copy) {
+        return self.cast<PyTokenAllocator&>().run(self, b, std::move(c), q, s, copy);
       })
       .def("reset", &PyTokenAllocator::reset)
+      .def("synchronize", &PyTokenAllocator::synchronize)
       .def("gather", &PyTokenAllocator::gather);
   m.def("default_balance_weights", [] { return weights_to_dict(default_balance_weights()); });
 }

@@ -68,7 +68,7 @@ void bind_cuda(py::module_& m) {
         const uintptr_t ptr = reinterpret_cast<uintptr_t>(buf->ptr);
         std::vector<int64_t> shape(host.shape(), host.shape() + host.ndim());
         py::object owner = py::cast(std::move(buf));
-        return DeviceArray(ptr, shape, dtype, Device::kCUDA, ordinal, owner, nullptr);
+        return DeviceArray(ptr, shape, dtype, Device::kCUDA, ordinal, owner, nullptr, /*read_only=*/false);
       },
       py::arg("host"), py::arg("device"), py::arg("stream"));
 

@@ -45,9 +45,9 @@ void capsule_destructor(PyObject* cap, const char* name) {
 }  // namespace
 
 DeviceArray::DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, std::string dtype, Device device, int device_id,
-                         py::object owner, std::function<Status(void*)> sync)
+                         py::object owner, std::function<Status(void*)> sync, bool read_only)
     : ptr_(ptr), shape_(std::move(shape)), dtype_(dtype), device_(device), device_id_(device_id),
-      owner_(std::move(owner)), sync_(std::move(sync)) {
+      owner_(std::move(owner)), sync_(std::move(sync)), read_only_(read_only) {
   strides_.assign(shape_.size(), 1);
   for (int i = static_cast<int>(shape_.size()) - 2; i >= 0; --i) strides_[i] = strides_[i + 1] * shape_[i + 1];
 }
@@ -56,22 +56,49 @@ py::tuple DeviceArray::dlpack_device() const {
   return py::make_tuple(static_cast<int>(device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU), device_id_);
 }
 
+namespace {
+
+// A consumer's stream argument (the DLPack protocol): None or 1 = legacy default, 2 = per-thread
+// default, -1 = no synchronization, 0 read as 1, else a handle below 2^64. Nothing else reaches CUDA.
+intptr_t dlpack_stream(const py::object& stream) {
+  if (stream.is_none()) return 1;
+  if (!PyLong_Check(stream.ptr()) || PyBool_Check(stream.ptr()))
+    throw py::type_error("__dlpack__: stream must be None or an int (a CUDA stream handle); got " +
+                         std::string(py::str(py::type::of(stream).attr("__name__"))));
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(stream.ptr(), &overflow);
+  if (overflow == 0 && v >= -1) return v == 0 ? 1 : static_cast<intptr_t>(v);
+  if (overflow > 0) {
+    const unsigned long long u = PyLong_AsUnsignedLongLong(stream.ptr());
+    if (!PyErr_Occurred()) return static_cast<intptr_t>(u);
+    PyErr_Clear();
+  }
+  throw py::value_error("__dlpack__: stream " + std::string(py::str(stream)) +
+                        " is not a CUDA stream handle; expected None, -1, 1, 2 or a handle below 2**64");
+}
+
+}  // namespace
+
 py::object DeviceArray::dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy) {
   if (!copy.is_none() && copy.cast<bool>())
     throw py::buffer_error("arrcoc DeviceArray exports zero-copy only (copy=True is not supported)");
   if (!dl_device.is_none()) {
+    if (!py::isinstance<py::tuple>(dl_device) || py::len(dl_device) != 2)
+      throw py::type_error("__dlpack__: dl_device must be None or a (device_type, device_id) tuple");
     auto t = dl_device.cast<py::tuple>();
-    if (t[0].cast<int>() != (device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU))
-      throw py::buffer_error("arrcoc DeviceArray cannot export to another device");
+    if (t[0].cast<int>() != (device_ == Device::kCUDA ? dlpack::kDLCUDA : dlpack::kDLCPU) ||
+        t[1].cast<int>() != device_id_)
+      throw py::buffer_error("arrcoc DeviceArray cannot export to another device (it is on device " +
+                             std::to_string(device_id_) + "; zero-copy only)");
   }
-  if (device_ == Device::kCUDA && sync_) {
-    // stream: None/1 = legacy default, 2 = per-thread default, -1 = no sync, else a handle.
-    intptr_t s = stream.is_none() ? 1 : stream.cast<intptr_t>();
-    if (s == 0) s = 1;
-    if (s != -1) throw_if_error(sync_(reinterpret_cast<void*>(s)));
-  }
+  const intptr_t s = dlpack_stream(stream);
+  if (device_ == Device::kCUDA && sync_ && s != -1) throw_if_error(sync_(reinterpret_cast<void*>(s)));
   bool versioned = false;
-  if (!max_version.is_none()) versioned = max_version.cast<py::tuple>()[0].cast<int>() >= 1;
+  if (!max_version.is_none()) {
+    if (!py::isinstance<py::tuple>(max_version) || py::len(max_version) != 2)
+      throw py::type_error("__dlpack__: max_version must be None or a (major, minor) tuple of ints");
+    versioned = max_version.cast<py::tuple>()[0].cast<int>() >= 1;
+  }
 
   auto* ctx = new ExportCtx{shape_, strides_, owner_.ptr()};
   Py_INCREF(ctx->owner);
@@ -91,7 +118,7 @@ py::object DeviceArray::dlpack(py::object stream, py::object max_version, py::ob
     m->version = {1, 0};
     m->manager_ctx = ctx;
     m->deleter = &delete_managed<dlpack::ManagedTensorVersioned>;
-    m->flags = dlpack::kFlagReadOnly;
+    m->flags = read_only_ ? dlpack::kFlagReadOnly : 0;
     m->dl_tensor = t;
     return py::reinterpret_steal<py::object>(PyCapsule_New(m, "dltensor_versioned", [](PyObject* c) {
       capsule_destructor<dlpack::ManagedTensorVersioned>(c, "dltensor_versioned");
@@ -114,7 +141,7 @@ py::dict DeviceArray::cuda_array_interface() const {
   for (auto s : shape_) shape.append(s);
   d["shape"] = py::tuple(shape);
   d["typestr"] = dtype_ == "float16" ? "<f2" : dtype_ == "int32" ? "<i4" : dtype_ == "uint8" ? "|u1" : "<f4";
-  d["data"] = py::make_tuple(ptr_, true);
+  d["data"] = py::make_tuple(ptr_, read_only_);
   d["strides"] = py::none();
   d["version"] = 3;
   d["stream"] = py::none();

@@ -19,8 +19,10 @@ namespace arrcoc::pyglue {
 class DeviceArray {
  public:
   // dtype: "uint8", "float16", "float32" or "int32". `sync` (optional) is what __dlpack__ waits on.
+  // `read_only`: said to consumers (DLPack 1.x flags, the CUDA array interface): true for views of
+  // an operator's results, false for the caller's own memory (cuda.to_device).
   DeviceArray(uintptr_t ptr, std::vector<int64_t> shape, std::string dtype, Device device, int device_id,
-              py::object owner, std::function<Status(void*)> sync);
+              py::object owner, std::function<Status(void*)> sync, bool read_only = true);
 
   py::tuple dlpack_device() const;
   py::object dlpack(py::object stream, py::object max_version, py::object dl_device, py::object copy);
@@ -43,6 +45,7 @@ class DeviceArray {
   int device_id_;
   py::object owner_;
   std::function<Status(void*)> sync_;  // stream to wait on (nullptr: block the host)
+  bool read_only_;
   Status wait_on_host() const;         // sync_(nullptr) with the GIL released
 };
 

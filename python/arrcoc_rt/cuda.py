@@ -120,16 +120,28 @@ class Stream:
     stream). Pass it as ``stream=`` to ``process``/``build``; ``synchronize()`` waits for it."""
 
     def __init__(self, device=0, *, non_blocking: bool = True):
+        self._handle = None
         self.device = _ordinal(device)
-        self.cuda_stream = int(_native.cuda_stream_create(self.device, bool(non_blocking)))
+        self._handle = int(_native.cuda_stream_create(self.device, bool(non_blocking)))
+
+    @property
+    def cuda_stream(self) -> int:
+        """The handle; a ValueError once closed (0 would silently mean the legacy default stream)."""
+        if self._handle is None:
+            raise ValueError(f"stream: this cuda.Stream (cuda:{self.device}) is closed")
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
 
     def synchronize(self) -> None:
         _native.cuda_stream_synchronize(self.cuda_stream)
 
     def close(self) -> None:
-        if self.cuda_stream:
-            _native.cuda_stream_destroy(self.cuda_stream)
-            self.cuda_stream = 0
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            _native.cuda_stream_destroy(handle)
 
     def __enter__(self) -> "Stream":
         return self
@@ -144,7 +156,8 @@ class Stream:
             pass
 
     def __repr__(self) -> str:
-        return f"Stream(device=cuda:{self.device}, handle={self.cuda_stream:#x})"
+        state = "closed" if self._handle is None else f"handle={self._handle:#x}"
+        return f"Stream(device=cuda:{self.device}, {state})"
 
 
 def to_device(array, device=0, *, stream=None):

@@ -35,6 +35,7 @@ class ArrayDesc:
     device: int  # DEVICE_CPU / DEVICE_CUDA
     device_id: int
     keepalive: Any = None
+    read_only: bool = False  # the producer says it must not be written (CUDA array interface, DLPack 1.x)
 
 
 @dataclass
@@ -53,6 +54,20 @@ class FrameSpec:
     @property
     def format_code(self) -> int:
         return _FORMAT_CODE[self.pixel_format]
+
+
+def stream_device(stream) -> int | None:
+    """The CUDA device a stream object says it is on (arrcoc_rt.cuda.Stream, torch.cuda.Stream,
+    CuPy's Stream); None for an int handle or an object that does not say."""
+    if stream is None or isinstance(stream, (int, np.integer)):
+        return None
+    dev = getattr(stream, "device", None)
+    if isinstance(dev, (int, np.integer)) and not isinstance(dev, bool):
+        return int(dev)
+    if getattr(dev, "type", None) == "cuda" and isinstance(getattr(dev, "index", None), int):  # torch.device
+        return dev.index
+    dev_id = getattr(stream, "device_id", None)  # CuPy
+    return dev_id if isinstance(dev_id, int) and not isinstance(dev_id, bool) else None
 
 
 def stream_handle(stream) -> int:
@@ -104,8 +119,12 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
             raise ValueError(f"{name}: DLPack device type {dl_dev[0]} is not supported; expected CPU or CUDA memory")
         on_cuda = dl_dev[0] in (_DL_CUDA, _DL_CUDA_MANAGED)
         try:
-            # CPU producers take stream=None; for CUDA, 1 means the legacy default stream.
-            cap = obj.__dlpack__(stream=(stream or 1) if on_cuda else None)
+            # CPU producers take stream=None; for CUDA, 1 means the legacy default stream. A 1.x
+            # capsule says whether the memory is read-only; producers older than that refuse max_version.
+            try:
+                cap = obj.__dlpack__(stream=(stream or 1) if on_cuda else None, max_version=(1, 0))
+            except TypeError:
+                cap = obj.__dlpack__(stream=(stream or 1) if on_cuda else None)
         except (RuntimeError, BufferError) as e:
             raise TypeError(f"{name}: the tensor refused DLPack export ({e}); for a torch tensor that "
                             "requires grad, pass tensor.detach()") from e
@@ -119,7 +138,8 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
         shape = tuple(int(s) for s in info["shape"])
         strides = list(info["strides"]) if info["strides"] is not None else _contiguous_strides(shape, 1)
         return ArrayDesc(int(info["data"]), shape, tuple(int(s) * itemsize for s in strides),
-                         DEVICE_CUDA if on_cuda else DEVICE_CPU, int(info["device_id"]), (obj, cap))
+                         DEVICE_CUDA if on_cuda else DEVICE_CPU, int(info["device_id"]), (obj, cap),
+                         bool(info["readonly"]))
 
     try:
         cai = getattr(obj, "__cuda_array_interface__", None)
@@ -127,7 +147,7 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
         raise TypeError(f"{name}: the tensor refused the CUDA array interface ({e}); for a torch tensor "
                         "that requires grad, pass tensor.detach()") from e
     if cai is not None:
-        typestr, shape, strides, ptr, producer_stream = _cai_fields(cai, name)
+        typestr, shape, strides, ptr, producer_stream, read_only = _cai_fields(cai, name)
         if typestr not in typestrs:
             raise TypeError(f"{name}: dtype {typestr!r} is not supported; expected {dtype} ({typestrs[0]!r})")
         itemsize = np.dtype(np_dtype).itemsize
@@ -149,7 +169,7 @@ def describe_array(obj, name: str, stream: int = 0, dtype: str = "uint8") -> Arr
                 raise ValueError(f"{name}: __cuda_array_interface__ stream {producer_stream} is not a stream of "
                                  f"cuda:{dev_id}, where its memory is; expected None, 1 (legacy default), "
                                  "2 (per-thread default) or a stream handle of that device") from None
-        return ArrayDesc(ptr, shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj)
+        return ArrayDesc(ptr, shape, tuple(int(s) for s in strides), DEVICE_CUDA, dev_id, obj, read_only)
 
     if hasattr(obj, "__array_interface__"):
         return describe_array(np.asarray(obj), name, stream, dtype)
@@ -167,7 +187,7 @@ def _int_tuple(value, what: str, name: str) -> tuple:
 
 
 def _cai_fields(cai, name: str):
-    """(typestr, shape, strides or None, pointer, stream or None) of a __cuda_array_interface__
+    """(typestr, shape, strides or None, pointer, stream or None, read_only) of a __cuda_array_interface__
     dict (version 2 or 3), with TypeError/ValueError for anything malformed."""
     if not isinstance(cai, dict):
         raise TypeError(f"{name}: __cuda_array_interface__ must be a dict; got {type(cai).__name__}")
@@ -187,8 +207,12 @@ def _cai_fields(cai, name: str):
         ptr = operator.index(data[0])
     except TypeError:
         raise TypeError(f"{name}: __cuda_array_interface__ pointer must be an int; got {data[0]!r}") from None
-    if ptr < 0:
-        raise ValueError(f"{name}: __cuda_array_interface__ pointer {ptr} is negative")
+    if not 0 <= ptr < 1 << 64:
+        raise ValueError(f"{name}: __cuda_array_interface__ pointer {ptr} is not an address; expected 0 <= pointer "
+                         "< 2**64")
+    if cai.get("mask") is not None:  # masked elements would be read as data
+        raise ValueError(f"{name}: __cuda_array_interface__ has a mask; masked arrays are not supported (fill "
+                         "the masked elements and pass the plain array)")
     stream = cai.get("stream")
     if stream is not None:
         try:
@@ -198,7 +222,7 @@ def _cai_fields(cai, name: str):
         if stream <= 0:  # 0 is disallowed by the protocol (ambiguous)
             raise ValueError(f"{name}: __cuda_array_interface__ stream {stream} is not a stream; expected None, 1 "
                              "(legacy default), 2 (per-thread default) or a stream handle")
-    return cai["typestr"], shape, strides, ptr, stream
+    return cai["typestr"], shape, strides, ptr, stream, bool(data[1])
 
 
 def _plane(desc: ArrayDesc, name: str, row_bytes: int) -> int:
@@ -265,8 +289,10 @@ def frame_spec(frame, pixel_format: str | None = None, name: str = "frame", stre
             if not ok:
                 raise ValueError(f"{name}[{i}] (chroma plane): shape {d.shape} does not fit a {w}x{h} "
                                  f"{pixel_format} frame; expected {expect}")
-            if d.device != y.device:
-                raise ValueError(f"{name}[{i}]: planes must all be on one device")
+            if (d.device, d.device_id) != (y.device, y.device_id):  # a kernel would read another GPU's memory
+                raise ValueError(f"{name}[{i}]: planes must all be on one device; plane 0 is on "
+                                 f"{'cuda:%d' % y.device_id if y.device == DEVICE_CUDA else 'the host'}, this one on "
+                                 f"{'cuda:%d' % d.device_id if d.device == DEVICE_CUDA else 'the host'}")
             rows.append(d)
             strides.append(_plane(d, f"{name}[{i}]", rb))
         return FrameSpec([d.ptr for d in rows], strides, w, h, pixel_format, y.device, y.device_id,

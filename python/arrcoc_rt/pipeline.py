@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
 from .frames import describe_array, stream_handle
 from .query import Query, make_query
 from .runtime import device_string
-from .texture import PLANES as TEXTURE_PLANES, Texture, TextureBuilder, to_host
+from .texture import PLANES as TEXTURE_PLANES, Texture, TextureBuilder, release_after_work, to_host
 from .weights import default_weights, load_weights, validate
 
 STRATEGIES = ("balanced", "random", "saliency", "query", "sobel")
@@ -300,6 +301,7 @@ class Pipeline:
         self._frames = 0
         self._history = False  # a previous frame exists (for churn)
         self._gathers = []  # producers of gathers that may still be queued
+        weakref.finalize(self, release_after_work, self._allocator.synchronize, self._gathers)
         # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
         # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
         from .encoders import PCA16, BuiltinEncoder, make_encoder
@@ -435,29 +437,30 @@ class Pipeline:
         return self.encoder
 
     # ------------------------------------------------------------------ per frame
-    def _query_map(self, query, tex: Texture):
-        """A similarity map for channel 33 on the patch grid, from a [h4, w4] or [H, W] array."""
+    def _query_map(self, query, width: int, height: int):
+        """A similarity map for channel 33 on the patch grid of a width x height frame, from a
+        [h4, w4] or [H, W] array."""
         if query is None:
             return None
         q = np.asarray(query)
         if q.dtype.kind not in "fiu":
             raise TypeError(f"query: dtype {q.dtype} is not numeric; expected a float similarity map")
         q = q.astype(np.float32)
-        w4, h4 = tex.level_sizes[4]
+        w4, h4 = -(-width // 16), -(-height // 16)  # the patch grid (level 4), partial patches included
         if q.ndim != 2:
             raise ValueError(f"query: expected a 2-D similarity map; got shape {q.shape}")
         if not np.all(np.isfinite(q)):
             raise ValueError("query: the similarity map contains NaN or inf")
         if q.size and np.abs(q).max() > 1e4:  # the texture's own check would name set_patch_channel
-            raise ValueError(f"query: the similarity map reaches {float(np.abs(q).max()):g}; expected values within "
-                             "+-10000 (a similarity, typically 0..1)")
+            raise ValueError(f"query: the similarity map's value {float(np.abs(q).max()):g} is out of range; expected "
+                             "at most 10000 in magnitude (a similarity, typically 0..1)")
         if q.shape == (h4, w4):
             return np.ascontiguousarray(q)
-        if q.shape == (tex.height, tex.width):  # mean over each 16x16 patch (partial at the edges)
-            pad = np.pad(q, ((0, 16 * h4 - tex.height), (0, 16 * w4 - tex.width)), mode="edge")
+        if q.shape == (height, width):  # mean over each 16x16 patch (partial at the edges)
+            pad = np.pad(q, ((0, 16 * h4 - height), (0, 16 * w4 - width)), mode="edge")
             return np.ascontiguousarray(pad.reshape(h4, 16, w4, 16).mean(axis=(1, 3)), np.float32)
-        raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({tex.height}, "
-                         f"{tex.width}) nor its patch grid ({h4}, {w4})")
+        raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({height}, "
+                         f"{width}) nor its patch grid ({h4}, {w4})")
 
     def _query_embedding(self, vectors):
         """The context network's query embedding: the mean query vector projected like texture
@@ -513,7 +516,7 @@ class Pipeline:
                             self.pca.mean, self.pca.components, stream_handle(stream))
         elif kind == "vector":
             raise TypeError("query: a query vector needs an encoder")
-        qmap = self._query_map(qvalue, tex) if kind == "map" else None
+        qmap = self._query_map(qvalue, tex.width, tex.height) if kind == "map" else None
         if qmap is not None:
             self.texture_builder._native.set_patch_channel(33, qmap)
         has_query = qmap is not None or kind == "vector"
@@ -529,7 +532,11 @@ class Pipeline:
         # The texture is in use until the allocator is done with it: the next frame's build (on any
         # stream), exports and synchronize() wait for that.
         self.texture_builder._native.record_use(stream_handle(stream))
-        self._gathers.clear()  # earlier gathers were ordered before this run, which has finished
+        # Earlier gathers were ordered before this run: done once it is. With copy=True the host
+        # waited for it; with copy=False only the device knows, and asking it every frame is a host
+        # call the zero-copy path does not make (tests/test_cuda_per_frame.py): every 16 gathers.
+        if self._gathers and (copy or (len(self._gathers) >= 16 and self.texture_builder._native.query())):
+            self._gathers.clear()
         t3 = time.perf_counter()
         t.update(texture=(t_texture - t0) * 1e3, encoder=(t1 - t_texture) * 1e3, cascade=(t2 - t1) * 1e3,
                  allocate_and_gather=(t3 - t2) * 1e3, total=(t3 - t0) * 1e3)
@@ -574,6 +581,9 @@ class Pipeline:
         if out is None:
             raise ValueError("out: on CUDA pass a float32 CUDA tensor of shape [N, C] to receive the features")
         o = describe_array(out, "out", handle, dtype="float32")
+        if o.read_only:  # e.g. a copy=False result of this pipeline (its own token buffers)
+            raise ValueError("out: the array is read-only (its producer says so); pass a writable float32 CUDA "
+                             "tensor, e.g. torch.empty((N, C), device='cuda')")
         for name, a in (("features", d), ("out", o)):
             if a.device != 1:
                 raise ValueError(f"{name}: this pipeline runs on cuda:{self.cuda_device}; pass a CUDA tensor")

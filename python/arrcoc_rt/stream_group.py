@@ -82,8 +82,10 @@ class StreamGroup:
         for b, p in enumerate(self.pipelines):
             try:
                 stream = self._cuda_streams[b] if self._cuda_streams else None
-                p.texture_builder.check_frame(frames[b], stream=stream)
-                p._resolve_query(make_query(queries[b]))
+                width, height = p.texture_builder.check_frame(frames[b], stream=stream)
+                kind, value = p._resolve_query(make_query(queries[b]))
+                if kind == "map":
+                    p._query_map(value, width, height)
             except (ValueError, TypeError) as e:
                 raise type(e)(f"stream {b}: {e} (no stream has processed this batch)") from e
         if self._executor is None:

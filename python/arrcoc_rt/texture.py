@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import operator
+import weakref
 
 import numpy as np
 
 from . import _native
 from .channels import Channel, base_level, channel_index
 from .runtime import resolve_device
-from .frames import DEVICE_CUDA, frame_spec, stream_handle
+from .frames import DEVICE_CUDA, frame_spec, stream_device, stream_handle
 
 NUM_LEVELS = _native.NUM_LEVELS
 PLANES = ("all", "pipeline")  # TextureBuilder(planes=...): which level-0 planes are written
@@ -156,6 +157,17 @@ class Texture:
                 f"frame_index={self.frame_index}, motion_valid={self.motion_valid})")
 
 
+def release_after_work(wait, keepalive: list) -> None:
+    """A finalizer's body: the producers' memory in ``keepalive`` is let go only after ``wait()``
+    (the device work that reads it), so a caching allocator cannot hand it out under a kernel."""
+    if keepalive:
+        try:
+            wait()
+        except Exception:  # noqa: BLE001 - a finalizer must not raise (interpreter shutdown, a lost device)
+            pass
+        keepalive.clear()
+
+
 class TextureBuilder:
     """Builds the 40-channel texture array with mipmaps, frame after frame.
 
@@ -193,14 +205,25 @@ class TextureBuilder:
                                               self.cuda_device, int(num_threads), fx, fy, planes)
         self._generation = 0
         self._inflight = []  # device frames whose kernels may still be queued
+        # Dropped with this object while the native builder (kept by Texture views) may still have
+        # kernels queued that read those frames: they are waited for first.
+        weakref.finalize(self, release_after_work, self._native.synchronize, self._inflight)
         self._owner = "TextureBuilder"  # what the user created, for messages (a Pipeline sets its name)
 
-    def check_frame(self, frame, *, pixel_format: str | None = None, layout: str | None = None, stream=None) -> None:
+    def check_frame(self, frame, *, pixel_format: str | None = None, layout: str | None = None,
+                    stream=None) -> tuple:
         """The checks of ``build`` without building: ValueError/TypeError for a frame that ``build``
-        would refuse (e.g. before frames of several streams go through, so none moves on alone)."""
-        self._checked_spec(frame, pixel_format, layout, stream_handle(stream))
+        would refuse (e.g. before frames of several streams go through, so none moves on alone).
+        Returns the frame's (width, height)."""
+        spec = self._checked_spec(frame, pixel_format, layout, stream)
+        return spec.width, spec.height
 
-    def _checked_spec(self, frame, pixel_format, layout, handle):
+    def _checked_spec(self, frame, pixel_format, layout, stream):
+        handle = stream_handle(stream)
+        on = stream_device(stream)
+        if self.device == "cuda" and on is not None and on != self.cuda_device:
+            raise ValueError(f"stream: it is a stream of cuda:{on} but this {self._owner} runs on cuda:{self.cuda_device}; "
+                             f"pass a stream of cuda:{self.cuda_device}")
         spec = frame_spec(frame, pixel_format, "frame", handle, layout)
         if spec.width > self.max_width or spec.height > self.max_height:
             raise ValueError(self._too_large(spec.width, spec.height))
@@ -221,7 +244,7 @@ class TextureBuilder:
         without a copy: ``layout='CHW'``, or taken from the shape when unambiguous.
         On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
         handle = stream_handle(stream)
-        spec = self._checked_spec(frame, pixel_format, layout, handle)
+        spec = self._checked_spec(frame, pixel_format, layout, stream)
         if self._inflight and self._native.query():
             self._inflight.clear()  # the kernels that read those frames have finished
         info = self._native.build(spec.planes, spec.row_strides, spec.width, spec.height, spec.format_code,

@@ -360,6 +360,26 @@ void test_two_devices() {
   check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("cuda:1") != std::string::npos,
         "a frame whose memory is on cuda:1 is refused even when labelled cuda:0: " + s.message());
 
+  // An NV12 frame whose luma is on cuda:0 and chroma on cuda:1: every plane is checked (the
+  // kernels on cuda:0 would read cuda:1's memory).
+  void* luma0 = nullptr;
+  ok(arrcoc::cuda_malloc(0, static_cast<size_t>(kW) * kH, &luma0), "luma on device 0");
+  arrcoc::FrameView nv12;
+  nv12.planes[0] = static_cast<const uint8_t*>(luma0);
+  nv12.planes[1] = static_cast<const uint8_t*>(dev1);  // (kW/2 * 2) x (kH/2) bytes fit in it
+  nv12.row_stride[0] = kW;
+  nv12.row_stride[1] = kW;
+  nv12.width = kW;
+  nv12.height = kH;
+  nv12.format = arrcoc::PixelFormat::kNV12;
+  nv12.device = arrcoc::Device::kCUDA;
+  nv12.cuda_device = 0;
+  s = b0->build(nv12, &v);
+  check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("plane 1") != std::string::npos &&
+            s.message().find("cuda:1") != std::string::npos,
+        "an NV12 frame with its chroma on cuda:1 is refused by a builder on cuda:0: " + s.message());
+  arrcoc::cuda_free(luma0);
+
   // A texture of device 1 given to a cascade on device 0.
   std::unique_ptr<arrcoc::TextureBuilder> b1;
   ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA, 1), &b1), "builder on cuda:1");

@@ -1,0 +1,165 @@
+"""What a GPU user mixing arrcoc_rt with torch or CuPy gets wrong, or does in an order nobody
+planned: memory released while kernels still read it, results that outlive their objects,
+streams and planes of another device, closed streams, read-only destinations, odd CUDA array
+interfaces and DLPack arguments. Each was found by a review on the emulated device; each gives the
+right result or a clear error. (The producers below recycle their memory the moment they are
+released, as torch's caching allocator does.)"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import arrcoc_rt
+from arrcoc_rt import _native
+from arrcoc_rt.samples import sample_frames
+
+
+def _two_devices():
+    if not arrcoc_rt.cuda_available() or _native.cuda_device_count() < 2:
+        pytest.skip("needs two CUDA devices (the emulated device has two with ARRCOC_EMU_DEVICES=2)")
+
+
+class _RecycledOnRelease:
+    """A CUDA array interface over `slab` whose memory is overwritten (on another stream) the
+    moment the object is released, like a tensor of a caching allocator."""
+
+    def __init__(self, slab, shape, typestr, scribble_stream, scribble):
+        self.__cuda_array_interface__ = dict(shape=shape, typestr=typestr, data=(slab.data_ptr, False),
+                                             strides=None, version=3, stream=None)
+        self._slab, self._stream, self._scribble = slab, scribble_stream, scribble
+
+    def __del__(self):
+        _native.cuda_upload(self._slab.data_ptr, self._scribble, self._stream.cuda_stream)
+
+
+@pytest.mark.needs_cuda
+def test_a_frame_outlives_a_dropped_builder_until_its_kernels_ran():
+    from arrcoc_rt import cuda
+
+    h, w = 48, 64
+    img = sample_frames(w, h, 1)[0]
+    want = arrcoc_rt.TextureBuilder(w, h, device="cpu").build(img).channel(0, 0).astype(np.float32)
+    slab, s, other = cuda.to_device(img, 0), cuda.Stream(0), cuda.Stream(0)
+    b = arrcoc_rt.TextureBuilder(w, h, device="cuda:0")
+    frame = _RecycledOnRelease(slab, (h, w, 3), "|u1", other, np.zeros((h, w, 3), np.uint8))
+    red = b.build(frame, stream=s).channel(0, 0)  # only the view is kept
+    del frame, b
+    gc.collect()  # was: the frame released with the Python builder, its kernels still queued
+    s.synchronize()
+    np.testing.assert_allclose(red.numpy().astype(np.float32), want, atol=1e-3)
+
+
+@pytest.mark.needs_cuda
+def test_a_gather_keeps_its_features_until_it_ran():
+    from arrcoc_rt import cuda
+
+    frame = sample_frames(64, 48, 1)[0]
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
+    s, g, other = cuda.Stream(0), cuda.Stream(0), cuda.Stream(0)
+    r = pipe.process(frame, copy=False, stream=s)
+    n = int(r.kinds.shape[0])
+    slab = cuda.to_device(np.ones((4, 3, 4), np.float32))
+    features = _RecycledOnRelease(slab, (4, 3, 4), "<f4", other, np.full((4, 3, 4), 99.0, np.float32))
+    out = cuda.to_device(np.zeros((n, 4), np.float32))  # the caller's own memory: writable
+    r.gather_features(features, out=out, stream=g)
+    del features
+    gc.collect()
+    pipe.process(frame, copy=False, stream=s)  # was: the features let go here, the gather still queued
+    gc.collect()
+    g.synchronize()
+    got = out.numpy()
+    assert np.all(got[np.isfinite(got)] <= 1.0 + 1e-6), "the gather read recycled memory (99)"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.needs_cuda)])
+def test_candidates_outlive_the_pipeline(device):
+    frame = sample_frames(64, 48, 1)[0]
+    pipe = arrcoc_rt.Pipeline(64, 48, device=device)
+    r = pipe.process(frame, copy=False)
+    candidates = r.candidates  # a view of the cascade's memory, not the allocator's
+    want = np.array(arrcoc_rt.texture.to_host(candidates), copy=True)
+    del r, pipe
+    gc.collect()
+    refill = [arrcoc_rt.Pipeline(64, 48, device=device).process(frame[::-1].copy()) for _ in range(3)]
+    np.testing.assert_array_equal(arrcoc_rt.texture.to_host(candidates), want)
+    assert refill
+
+
+@pytest.mark.needs_cuda
+def test_the_pipelines_own_results_are_no_destination():
+    frame = sample_frames(64, 48, 1)[0]
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
+    r = pipe.process(frame, copy=False)
+    positions = r.positions.numpy()
+    features = arrcoc_rt.cuda.to_device(np.ones((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="read-only"):  # was: the pipeline's positions overwritten
+        r.gather_features(features, out=r.positions)
+    np.testing.assert_array_equal(r.positions.numpy(), positions)
+
+
+@pytest.mark.needs_cuda
+def test_a_closed_stream_is_refused_not_read_as_the_default_stream():
+    from arrcoc_rt import cuda
+
+    s = cuda.Stream(0)
+    s.close()
+    s.close()  # twice is fine
+    assert s.closed and "closed" in repr(s)
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
+    for call in (lambda: pipe.process(sample_frames(64, 48, 1)[0], stream=s), s.synchronize,
+                 lambda: cuda.to_device(np.zeros(4, np.float32), stream=s)):
+        with pytest.raises(ValueError, match="closed"):
+            call()
+
+
+def test_streams_and_planes_of_another_device_are_refused():
+    _two_devices()
+    from arrcoc_rt import cuda
+
+    frame = sample_frames(64, 48, 2)
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
+    pipe.process(frame[0])
+    with pytest.raises(ValueError, match="stream of cuda:1"):  # was: RuntimeError, motion history lost
+        pipe.process(frame[1], stream=cuda.Stream(1))
+    fresh = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
+    fresh.process(frame[0])
+    np.testing.assert_array_equal(pipe.process(frame[1]).budgets, fresh.process(frame[1]).budgets)
+
+    rng = np.random.default_rng(0)
+    y = cuda.to_device(rng.integers(0, 256, (48, 64), np.uint8), 0)
+    uv = cuda.to_device(rng.integers(0, 256, (24, 32, 2), np.uint8), 1)
+    with pytest.raises(ValueError, match="one device"):  # was: a kernel reading cuda:1 memory (a crash)
+        arrcoc_rt.TextureBuilder(64, 48, device="cuda:0").build((y, uv), pixel_format="nv12")
+
+
+class _Interface:
+    def __init__(self, **fields):
+        self.__cuda_array_interface__ = dict(dict(shape=(48, 64, 3), typestr="|u1", data=(1 << 20, False),
+                                                  strides=None, version=3), **fields)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(mask=object()), "mask"),
+    (dict(data=(1 << 64, False)), "not an address"),
+], ids=["mask", "pointer-past-64-bits"])
+def test_odd_cuda_array_interfaces_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        arrcoc_rt.TextureBuilder(64, 48, device="cpu").build(_Interface(**fields))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(stream=-7), ValueError, "not a CUDA stream handle"),
+    (dict(stream=1 << 64), ValueError, "not a CUDA stream handle"),
+    (dict(stream="x"), TypeError, "stream must be None or an int"),
+    (dict(max_version=()), TypeError, "max_version"),
+    (dict(dl_device=(2, 0)), BufferError, "another device"),  # kDLCUDA: the array is in host memory
+    (dict(dl_device="cpu"), TypeError, "dl_device"),
+])
+def test_dlpack_export_arguments_are_checked(kwargs, error, message):
+    a = _native._export_host_memory_for_test(np.zeros((2, 3), np.float32))
+    with pytest.raises(error, match=message):
+        a.__dlpack__(**kwargs)
+    a.__dlpack__(stream=None, max_version=(1, 0))  # the same call with good arguments works
