@@ -408,6 +408,8 @@ def _cmd_ask(args) -> int:
     from .stream import _answer, _answer_passes
     from .vlm import make_adapter
 
+    if not args.question.strip():
+        raise _error("question: expected a non-empty question")
     frames = _read_frames(Path(args.image), 1)
     h, w = frames[0].shape[:2]
     kind, ordinal = resolve_device(args.device)
@@ -426,7 +428,7 @@ def _cmd_ask(args) -> int:
         a = _answer(vlm, frames[0], result, args.question, args.max_new_tokens)
     else:
         extra = {} if total is None else {"total_budget": total}
-        a = _answer_passes(vlm, frames[0], None if total else result, args.question, args.passes,
+        a = _answer_passes(vlm, frames[0], None if total is not None else result, args.question, args.passes,
                            args.max_new_tokens, lambda width, height: Pipeline(width, height, device=args.device,
                                                                               **extra), tier, (0, None))
     if a.total_budget is not None:

@@ -26,7 +26,7 @@ from .encoders import make_encoder
 from .images import read_rgb8
 from .pipeline import FrameResult, Pipeline
 from .query import Query, make_query
-from .runtime import resolve_device
+from .runtime import device_string, resolve_device
 from .sources import SourceGap
 from .vlm.base import timed_generate
 
@@ -120,10 +120,10 @@ class _PassStart:
 
 
 def _answer_passes(adapter, rgb, result, question: str, passes: int, max_new_tokens: int, pipeline_for,
-                   tier=None, frame=(None, None)) -> Answer:
+                   tier=None, frame=(None, None), query=None) -> Answer:
     """The multi-pass answer (passes >= 1). ``result`` None: the first pass's allocation is made
-    here by a fresh ``pipeline_for(width, height)`` (a question's own budget, ``ask(budget=...)``);
-    ``frame``: the stream's (frame_index, pts) of ``rgb`` then."""
+    here by a fresh ``pipeline_for(width, height)`` with the Stream's ``query`` (a question's own
+    budget, ``ask(budget=...)``); ``frame``: the stream's (frame_index, pts) of ``rgb`` then."""
     from .vlm.multipass import answer_with_passes
 
     t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def _answer_passes(adapter, rgb, result, question: str, passes: int, max_new_tok
 
     budgeted = result is None
     if budgeted:
-        result = make_pipeline().process(rgb)
+        result = make_pipeline().process(rgb, query=query)
     best, records = answer_with_passes(adapter, rgb, result, question, passes=passes, max_new_tokens=max_new_tokens,
                                        make_pipeline=make_pipeline)
     latency = {"passes": [r.latency_ms for r in records], "total": (time.perf_counter() - t0) * 1e3}
@@ -217,7 +217,7 @@ class Stream:
         if isinstance(vlm, str):
             from .vlm import make_adapter
 
-            vlm = make_adapter(vlm, device=device if device != "auto" else "cpu")
+            vlm = make_adapter(vlm, device=device_string(*resolve_device(device)))  # the pipeline's: 'auto' is a GPU if any
         if vlm is not None and type(vlm).__module__.startswith("arrcoc_rt.vlm"):
             self.adapter, vlm = vlm, None  # answers questions on demand (ask), not a per-frame hook
         if vlm is not None and not callable(vlm):
@@ -407,7 +407,7 @@ class Stream:
                 lambda w, h: self._pass_pipeline(w, h, total_budget=total))
             start = None if budget is not None else (_PassStart(result) if asynchronous else result)
             args = (self.adapter, np.array(rgbs[0]) if asynchronous else rgbs[0], start, question, passes,
-                    max_new_tokens, pipeline_for, tier, (result.frame_index, result.pts))
+                    max_new_tokens, pipeline_for, tier, (result.frame_index, result.pts), self._query)
             return self._submit(_answer_passes, *args) if asynchronous else _answer_passes(*args)
         if not asynchronous:
             return _answer_frames(self.adapter, rgbs, results, question, max_new_tokens)

@@ -105,7 +105,11 @@ class Item:
         if self.query_box is not None:
             img = self.image() if image is None else image
             x0, y0, x1, y1 = (int(round(v)) for v in self.query_box)
-            return Query.image(np.ascontiguousarray(img[y0:y1, x0:x1]))
+            crop = img[y0:y1, x0:x1]
+            if crop.shape[0] < 1 or crop.shape[1] < 1:
+                raise DatasetError(f"{self.where}: field 'query_box': {list(self.query_box)} rounds to an empty crop "
+                                   f"({x0}..{x1} x {y0}..{y1} pixels); expected a box at least one pixel wide and high")
+            return Query.image(np.ascontiguousarray(crop))
         return None
 
 
@@ -219,7 +223,7 @@ def parse_item(line: str, where: str, folder: Path, default_id: str = "") -> Ite
         p = Path(value)
         p = p if p.is_absolute() else folder / p
         if not p.is_file():
-            fail(f"field {name!r}: {str(p)!r} does not exist")
+            fail(f"field {name!r}: {str(p)!r} " + ("is a folder; expected a file" if p.is_dir() else "does not exist"))
         return p
 
     if ("image" in obj) == ("video" in obj):

@@ -123,6 +123,8 @@ def fit_frame(frame: np.ndarray, max_side: int | None) -> tuple[np.ndarray, floa
     """(frame, scale): the frame shrunk (bicubic, aspect kept) so its longer side is at most
     ``max_side``; the same frame and 1.0 when it already fits (or ``max_side`` is None)."""
     h, w = frame.shape[:2]
+    if max_side is not None and max_side < 0:  # would shrink every frame to 1 x 1
+        raise ValueError(f"max_side: {max_side} is out of range; expected >= 1 (or 0 / None: no limit)")
     if not max_side or max(h, w) <= max_side:
         return frame, 1.0
     from PIL import Image

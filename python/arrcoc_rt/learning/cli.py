@@ -118,6 +118,8 @@ def run(args) -> int:
             raise ValueError("--steps, --batch-size, --samples, --lr and --temperature must be positive")
         if not 0.0 <= cfg.dropout < 1.0:
             raise ValueError(f"--dropout {cfg.dropout} is out of range; expected [0, 1)")
+        if args.max_side < 0:
+            raise ValueError(f"--max-side {args.max_side} is out of range; expected >= 1 (0: no limit)")
         examples = examples_from(args.data, split=args.split, images=args.images, sample=args.sample, seed=args.seed,
                                  max_side=args.max_side)
         if not examples:

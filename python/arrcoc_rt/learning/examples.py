@@ -65,8 +65,9 @@ def prepare(example: Example, pipeline, adapter) -> Prepared:
 
 
 def pack_features(p: Prepared, key: np.ndarray, order: np.ndarray, config: dict) -> tuple[np.ndarray, np.ndarray,
-                                                                                             np.ndarray]:
-    """(features [G + k, C], saccade levels of detail [k], saccade patches [k]) of the gestalt tokens
+                                                                                             np.ndarray, np.ndarray]:
+    """(features [G + k, C], saccade levels of detail [k], saccade patches [k], token positions
+    [G + k, 2] in frame pixels) of the gestalt tokens
     and the saccades ``order`` (best first) as the allocator packs them: each saccade's level of
     detail from its key (saccade_budget, scaled into the room the gestalt grid leaves, quantized), the
     lowest-ranked dropped while over the total budget; features gathered from the model's grid."""
@@ -86,4 +87,4 @@ def pack_features(p: Prepared, key: np.ndarray, order: np.ndarray, config: dict)
     positions = np.concatenate([p.gestalt_positions, np.stack([cx, cy], 1).reshape(-1, 2)])
     levels = np.concatenate([np.full(G, p.gestalt_level), [R.LOD_LEVEL[int(v)] for v in lod]]).astype(np.int64)
     feats = R.gather_features(p.grid, positions, levels, width, height)
-    return feats, lod, cand
+    return feats, lod, cand, positions

@@ -88,7 +88,9 @@ class BalancerPolicy:
         t3 = raw + (1 - lam[2]) * 0.3 * div
         b = p["mix"][0] * t1 + p["mix"][1] * t2 + p["mix"][2] * t3
         spread = b.max() - b.min()
-        return (b - b.min()) / spread if float(spread.detach()) > 0 else torch.full_like(b, 0.5)
+        # All keys tied (e.g. one candidate): 0.5 each, still on the graph (a zero gradient; a
+        # detached constant made backward() fail for the whole step).
+        return (b - b.min()) / spread if float(spread.detach()) > 0 else b * 0.0 + 0.5
 
 
 def sample_order(key, count: int, temperature: float, rng: np.random.Generator):

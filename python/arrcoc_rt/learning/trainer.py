@@ -32,6 +32,11 @@ from .policy import BalancerPolicy, sample_order, top_order
 STAGES = ("images", "video", "hard")
 
 
+def _number(x) -> float:
+    """A logged number from a float or a tensor on the graph (without torch's warning)."""
+    return float(x.detach()) if hasattr(x, "detach") else float(x)
+
+
 @dataclass
 class TrainConfig:
     steps: int = 3000
@@ -183,10 +188,16 @@ class Trainer:
         return efficiency, diversity, mean_tokens
 
     def _inputs(self, p, key_np, order):
-        feats, lod, _ = pack_features(p, key_np, order, self.alloc)
+        feats, lod, _, positions = pack_features(p, key_np, order, self.alloc)
         import torch
 
-        return self.adapter.prepare_features(torch.from_numpy(feats).float(), p.example.question), lod
+        # Positions in cells of the model's grid: LLaVA-NeXT lays its tokens out in the grid's rows
+        # (each closed by a newline token); LLaVA-1.5 ignores them.
+        gh, gw = (int(v) for v in p.grid.shape[-2:])
+        width, height = p.size
+        cells = positions * np.array([gw / width, gh / height])
+        return self.adapter.prepare_features(torch.from_numpy(feats).float(), p.example.question, positions=cells,
+                                             grid=(gh, gw)), lod
 
     def question_loss(self, p, rng: np.random.Generator):
         """(loss with gradient, logged numbers) of one question with ``samples`` sampled selections."""
@@ -205,7 +216,7 @@ class Trainer:
             logps.append(logp)
             effs.append(eff)
             divs.append(div)
-            toks.append(float(mean_tokens))
+            toks.append(_number(mean_tokens))
             hits.append(right)
         costs_np = np.array(costs)
         k = len(costs)
@@ -213,8 +224,8 @@ class Trainer:
         pg = sum((cfg.answer_weight * (c - b)) * lp for c, b, lp in zip(costs_np, baseline, logps)) / k
         smooth = (cfg.efficiency_weight * sum(effs) + cfg.diversity_weight * sum(divs)) / k
         loss = pg + smooth
-        return loss, {"answer_loss": float(costs_np.mean()), "efficiency": float(sum(effs) / k),
-                      "diversity": float(sum(divs) / k), "accuracy": float(np.mean(hits)),
+        return loss, {"answer_loss": float(costs_np.mean()), "efficiency": _number(sum(effs) / k),
+                      "diversity": _number(sum(divs) / k), "accuracy": float(np.mean(hits)),
                       "tokens_per_question": float(np.mean(toks))}
 
     # ------------------------------------------------------------------ the loop
@@ -252,7 +263,7 @@ class Trainer:
             for j, wj in zip(pick, weights):
                 loss, numbers = self.question_loss(self.examples[idx[j]], rng)
                 (loss * float(wj)).backward()
-                total += float(loss) * float(wj)
+                total += _number(loss) * float(wj)
                 logs.append(numbers)
             t.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.clip)
             self.opt.step()

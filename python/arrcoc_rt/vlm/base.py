@@ -98,7 +98,11 @@ def check_model_type(folder: Path, expected: str) -> None:
     """A checkpoint folder's config.json, if it has one, must name ``expected`` as its model_type."""
     cfg_file = folder / "config.json"
     if cfg_file.exists():
-        model_type = json.loads(cfg_file.read_text()).get("model_type")
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"vlm: {str(cfg_file)!r} is not valid JSON ({e})") from None
+        model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
         if model_type != expected:
             raise ValueError(f"vlm: {str(folder)!r} holds a {model_type!r} model, not {expected!r}")
 
