@@ -163,3 +163,31 @@ def test_dlpack_export_arguments_are_checked(kwargs, error, message):
     with pytest.raises(error, match=message):
         a.__dlpack__(**kwargs)
     a.__dlpack__(stream=None, max_version=(1, 0))  # the same call with good arguments works
+
+
+@pytest.mark.needs_cuda
+def test_zero_copy_gathers_let_go_of_their_inputs_once_done():
+    """Gathering every frame of a copy=False loop holds only the gathers the device has not run
+    (was: every one, until a copy=True frame: the features of a whole video)."""
+    from arrcoc_rt import cuda
+
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
+    s = cuda.Stream(0)
+    features = cuda.to_device(np.ones((4, 3, 4), np.float32))
+    for i, frame in enumerate(sample_frames(64, 48, 12)):
+        r = pipe.process(frame, copy=False, stream=s)
+        out = cuda.to_device(np.zeros((int(r.kinds.shape[0]), 4), np.float32))
+        r.gather_features(features, out=out, stream=s)
+    assert len(pipe._gathers) <= 2, len(pipe._gathers)  # the emulator runs queued work when asked
+    pipe.synchronize()
+    assert not pipe._gathers
+
+
+@pytest.mark.needs_cuda
+def test_a_stream_that_names_no_device_is_taken():
+    class CupyNullStream:  # cupy.cuda.Stream.null: ptr 0, device_id -1 ("no device")
+        ptr, device_id = 0, -1
+
+    b = arrcoc_rt.TextureBuilder(64, 48, device="cuda:0")
+    b.build(sample_frames(64, 48, 1)[0], stream=CupyNullStream())  # was: "a stream of cuda:-1"
+    b.synchronize()

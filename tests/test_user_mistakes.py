@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_sixteen_bit_images_are_scaled_and_float_ones_refused(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     Image.fromarray(ramp).save(folder / "a16.png")
-    assert Image.open(folder / "a16.png").mode == "I;16"
+    assert Image.open(folder / "a16.png").mode in ("I;16", "I")  # "I" before Pillow 10.3
     with arrcoc_rt.open(folder) as src:
         (frame,) = list(src)
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
@@ -221,3 +222,49 @@ def test_messages_name_the_real_limits(clip):
     p = arrcoc_rt.Pipeline(64, 48, device="cpu")
     with pytest.raises(ValueError, match="query: the similarity map's value 100000 is out of range"):
         p.process(sample_frames(64, 48, 1)[0], query_map=np.full((48, 64), 1e5, np.float32))
+
+
+def test_close_does_not_wait_for_a_read_blocked_in_follow_mode(tmp_path):
+    """A stop button during a read that waits for a growing file's next bytes (follow): close()
+    returns at once; the reading thread closes the container when its read gives up."""
+    path = write_video(tmp_path / "grow.ts", sample_frames(64, 48, 10), container_format="mpegts")
+    src = arrcoc_rt.open(path, follow=3.0)
+    took = []
+
+    def stop():
+        t = time.monotonic()
+        src.close()
+        took.append(time.monotonic() - t)
+
+    closer = threading.Timer(0.5, stop)  # after the 10 frames, while the read waits for more
+    closer.start()
+    frames = sum(1 for _ in src)
+    closer.join()
+    assert 1 <= frames <= 10 and took[0] < 0.5, (frames, took)  # was: close() waited for the read (2.5 s)
+
+
+def test_an_overlay_writer_removes_only_a_video_it_made(tmp_path):
+    from arrcoc_rt.visualize import OverlayWriter
+
+    mine = tmp_path / "mine.webm"
+    mine.write_bytes(b"a video of mine")
+    with pytest.raises(ValueError, match="overlay video"):
+        OverlayWriter(mine)  # no H.264 in WebM
+    assert mine.read_bytes() == b"a video of mine"  # was: deleted
+    kept = tmp_path / "last_run.mp4"
+    kept.write_bytes(b"yesterday's overlay")
+    OverlayWriter(kept).close()  # a run that wrote no frame
+    assert kept.read_bytes() == b"yesterday's overlay"
+    fresh = tmp_path / "fresh.mp4"
+    OverlayWriter(fresh).close()
+    assert not fresh.exists()  # an empty video it made itself is not left behind
+
+
+def test_sixteen_bit_grey_in_mode_I_is_scaled_too():
+    from arrcoc_rt.images import pil_to_rgb8
+
+    ramp = np.linspace(0, 65535, 64).reshape(4, 16).astype(np.uint16)
+    old_pillow = Image.fromarray(ramp.astype(np.int32), mode="I")  # how Pillow < 10.3 and PGM files give it
+    np.testing.assert_array_equal(pil_to_rgb8(old_pillow)[..., 0], np.rint(ramp / 257.0).astype(np.uint8))
+    with pytest.raises(ValueError, match="beyond 0..65535"):
+        pil_to_rgb8(Image.fromarray(np.full((4, 4), 70000, np.int32), mode="I"))

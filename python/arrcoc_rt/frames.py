@@ -63,11 +63,11 @@ def stream_device(stream) -> int | None:
         return None
     dev = getattr(stream, "device", None)
     if isinstance(dev, (int, np.integer)) and not isinstance(dev, bool):
-        return int(dev)
+        return int(dev) if dev >= 0 else None
     if getattr(dev, "type", None) == "cuda" and isinstance(getattr(dev, "index", None), int):  # torch.device
         return dev.index
-    dev_id = getattr(stream, "device_id", None)  # CuPy
-    return dev_id if isinstance(dev_id, int) and not isinstance(dev_id, bool) else None
+    dev_id = getattr(stream, "device_id", None)  # CuPy (-1: its null, per-thread and external streams say no device)
+    return dev_id if isinstance(dev_id, int) and not isinstance(dev_id, bool) and dev_id >= 0 else None
 
 
 def stream_handle(stream) -> int:

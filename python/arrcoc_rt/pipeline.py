@@ -300,7 +300,7 @@ class Pipeline:
         self._embedding_key, self._embedding, self._embedding_set = None, None, None
         self._frames = 0
         self._history = False  # a previous frame exists (for churn)
-        self._gathers = []  # producers of gathers that may still be queued
+        self._gathers = []  # (runs so far, keepalives) of gathers that may still be queued
         weakref.finalize(self, release_after_work, self._allocator.synchronize, self._gathers)
         # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
         # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
@@ -350,6 +350,21 @@ class Pipeline:
             w = validate(weights)
         self._allocator.set_weights(w)
         self.weights = w
+
+    def synchronize(self) -> None:
+        """Wait until the device has finished this pipeline's last frame and gathers (CUDA; nothing
+        to wait for on the CPU); the memory of the frames and features they read is then let go."""
+        self._allocator.synchronize()
+        self.texture_builder.synchronize()
+        self._gathers.clear()
+
+    def _release_finished_gathers(self) -> None:
+        """Let go of the inputs of the gathers that are done: those made before the last run, once
+        the device says that run has finished (a non-blocking event query, made only while gathers
+        are held; each run waits for the gathers before it)."""
+        if self._gathers and self.texture_builder._native.query():
+            last_run = self._frames - 1
+            self._gathers[:] = [g for g in self._gathers if g[0] > last_run]
 
     def reset(self) -> None:
         """Forget all temporal state (motion history, carried relevance, held saccades)."""
@@ -491,6 +506,7 @@ class Pipeline:
         nothing then waits for the device (``scene_cut`` and ``num_saccades`` are read when first used).
         With copies, CUDA waits once per frame."""
         t = {}
+        self._release_finished_gathers()
         kind, qvalue = self._resolve_query(make_query(query, query_text=query_text, query_image=query_image,
                                                       query_vector=query_vector, query_map=query_map))
         t0 = time.perf_counter()
@@ -532,10 +548,7 @@ class Pipeline:
         # The texture is in use until the allocator is done with it: the next frame's build (on any
         # stream), exports and synchronize() wait for that.
         self.texture_builder._native.record_use(stream_handle(stream))
-        # Earlier gathers were ordered before this run: done once it is. With copy=True the host
-        # waited for it; with copy=False only the device knows, and asking it every frame is a host
-        # call the zero-copy path does not make (tests/test_cuda_per_frame.py): every 16 gathers.
-        if self._gathers and (copy or (len(self._gathers) >= 16 and self.texture_builder._native.query())):
+        if copy:  # the host waited for this run, which was ordered after every earlier gather
             self._gathers.clear()
         t3 = time.perf_counter()
         t.update(texture=(t_texture - t0) * 1e3, encoder=(t1 - t_texture) * 1e3, cascade=(t2 - t1) * 1e3,
@@ -597,5 +610,5 @@ class Pipeline:
                 raise ValueError(f"{name}: strides {a.strides} (bytes) are not C-contiguous {tuple(packed)}; "
                                  "pass a contiguous tensor (tensor.contiguous())")
         self._allocator.gather(d.ptr, d.shape[0], d.shape[1], d.shape[2], o.ptr, handle)
-        self._gathers.append((d.keepalive, o.keepalive))  # alive until the gather has run
+        self._gathers.append((self._frames, d.keepalive, o.keepalive))  # alive until the gather has run
         return out

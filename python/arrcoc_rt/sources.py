@@ -46,6 +46,8 @@ import numpy as np
 
 from .images import pil_to_rgb8
 
+_CLOSED = object()  # what a container call answers once the source is closed (_in_container)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 # Live protocols whose sessions have no natural end (a camera's): an end of stream there is a lost
@@ -155,9 +157,11 @@ class VideoSource:
         self._max_errors = max_consecutive_errors
         self._open_args = (format, opts, timeout)
         self._closing = threading.Event()
-        # Held around every call into the container (demux, decode, close): close() from another
-        # thread waits for the packet in hand instead of freeing the demuxer under it (a crash).
+        # Held around every call into the container (_in_container): close() from another thread
+        # never frees the demuxer under a call (it crashed); it leaves the closing to the thread in
+        # that call, which may be blocked in a read for a while (follow, live timeouts).
         self._io = threading.Lock()
+        self._container_closed = False
         self.container, self.stream = self._open()
         self._metadata = self._read_metadata()  # what close() must not take away
         if not self.live:
@@ -201,8 +205,7 @@ class VideoSource:
         self.stats.disconnects += 1
         self.stats.note(f"connection lost: {cause}")
         try:
-            with self._io:
-                self.container.close()
+            self._in_container(self.container.close)
         except Exception:  # noqa: BLE001 - the old connection is gone either way
             pass
         waited, last = 0.0, cause
@@ -212,11 +215,8 @@ class VideoSource:
                 break
             waited += delay
             try:
-                with self._io:
-                    if self._closed:
-                        break
-                    self.container, self.stream = self._open()
-                    self._metadata = self._read_metadata()
+                if self._in_container(self._open_again) is _CLOSED:
+                    break
                 return attempt
             except SourceError as e:
                 last = str(e)
@@ -224,13 +224,36 @@ class VideoSource:
         raise SourceError(f"{self.url!r}: connection lost ({cause}) and {attempts} reconnection attempt(s) over "
                           f"{waited:.1f} s failed; last: {last}")
 
+    def _open_again(self) -> None:
+        self.container, self.stream = self._open()
+        self._container_closed = False
+        self._metadata = self._read_metadata()
+
+    def _in_container(self, call):
+        """call() under the container lock; _CLOSED (and no call) once the source is closed. A
+        close() that came meanwhile from another thread is carried out here, when the call returns."""
+        with self._io:
+            if self._closed:
+                self._close_container()
+                return _CLOSED
+            try:
+                return call()
+            finally:
+                if self._closed:
+                    self._close_container()
+
+    def _close_container(self) -> None:  # with self._io held
+        if not self._container_closed:
+            self._container_closed = True
+            self.container.close()
+
     def _flush(self) -> list:
         """The decoder's last frames when a stream stops without its final flush packet."""
         try:
-            with self._io:
-                return [] if self._closed else list(self.stream.codec_context.decode(None))
+            frames = self._in_container(lambda: list(self.stream.codec_context.decode(None)))
         except (_av().error.FFmpegError, ValueError):
             return []
+        return [] if frames is _CLOSED else frames
 
     def _decode(self):
         """Decoded frames, skipping (and counting) bad packets; flushes at the end. A live source
@@ -243,10 +266,9 @@ class VideoSource:
         while True:
             lost = bad = None
             try:
-                with self._io:
-                    if self._closed:  # closed, from this thread or another: the iteration ends
-                        return
-                    packet = next(demux)
+                packet = self._in_container(lambda: next(demux))
+                if packet is _CLOSED:  # closed, from this thread or another: the iteration ends
+                    return
             except (StopIteration, av.error.EOFError):
                 if not (endless and self._reconnect[0]) or self._closing.is_set():
                     break
@@ -277,10 +299,9 @@ class VideoSource:
                     raise SourceError(f"{self.url!r}: {consecutive} consecutive unreadable packets; last: {bad}") from None
                 continue
             try:
-                with self._io:
-                    if self._closed:
-                        return
-                    frames = packet.decode()  # the final empty packet flushes the decoder
+                frames = self._in_container(packet.decode)  # the final empty packet flushes the decoder
+                if frames is _CLOSED:
+                    return
             except (av.error.InvalidDataError, av.error.FFmpegError) as e:
                 consecutive += 1
                 self.stats.corrupt_packets += 1
@@ -413,8 +434,14 @@ class VideoSource:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        with self._io:  # after the packet in hand, if another thread is decoding
-            self.container.close()
+        # A thread inside a container call (blocked in a read, or this thread itself from a signal
+        # handler) closes the container when its call returns (_in_container): close() does not
+        # wait for it. The short wait covers a call that was just returning as _closed was set.
+        if self._io.acquire(timeout=0.05):
+            try:
+                self._close_container()
+            finally:
+                self._io.release()
 
     def __enter__(self):
         return self

@@ -87,7 +87,9 @@ class StreamGroup:
                 if kind == "map":
                     p._query_map(value, width, height)
             except (ValueError, TypeError) as e:
-                raise type(e)(f"stream {b}: {e} (no stream has processed this batch)") from e
+                if type(e) in (ValueError, TypeError):  # (a subclass may take other arguments)
+                    raise type(e)(f"stream {b}: {e} (no stream has processed this batch)") from e
+                raise
         if self._executor is None:
             return [self._run(0, frames[0], queries[0], copy)]
         futures = [self._executor.submit(self._run, b, frames[b], queries[b], copy) for b in range(1, self.streams)]

@@ -287,6 +287,7 @@ class OverlayWriter:
         from fractions import Fraction
         from pathlib import Path
 
+        self._created = not Path(self.path).exists()  # only a file this writer made is ever removed
         try:
             self._container = av.open(str(self.path), "w")
             self.codec = overlay_codec()
@@ -294,7 +295,8 @@ class OverlayWriter:
         except (OSError, ValueError, av.error.FFmpegError) as e:
             if self._container is not None:
                 self._container.close()
-                Path(self.path).unlink(missing_ok=True)  # av.open made it empty
+                if self._created:
+                    Path(self.path).unlink(missing_ok=True)
             self._container = self._stream = None
             raise ValueError(f"overlay video {str(self.path)!r}: cannot write it ({e}); expected a path in an "
                              "existing folder ending in .mp4, .mkv, .mov or .avi") from None
@@ -329,11 +331,12 @@ class OverlayWriter:
         if self._container is None:
             return
         container, self._container = self._container, None
-        if self.frames == 0:  # nothing was written: no empty video is left behind
+        if self.frames == 0:  # nothing was written: no empty video of ours is left behind
             container.close()
             from pathlib import Path
 
-            Path(self.path).unlink(missing_ok=True)
+            if self._created:
+                Path(self.path).unlink(missing_ok=True)
             return
         for packet in self._stream.encode():
             container.mux(packet)
