@@ -233,7 +233,7 @@ class Pipeline:
     num_seeds 48 (1..256), iterations 3 (1..20), compactness 0.1 ((0, 10]), top_clusters 10
     (1..256), patches_per_cluster 50 (1..4096; top_clusters * patches_per_cluster <= 1024),
     motion_weight 1.0, query_weight 1.0 and contrast_weight 1.0 ([0, 100]); allocation: gestalt_x = gestalt_y = 16
-    (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * 64),
+    (1..64), gestalt_lod 64, saccades 273 (0..1024), total_budget 100000 (>= gestalt tokens * gestalt_lod, at most 10^7),
     steepness 2 ([-20, 20]; kappa = 4 sigmoid(steepness) + 0.5 = 4.02), offset 0 ([-0.3, 0.3]), strategy 'balanced' | 'random' | 'saliency' |
     'query' | 'sobel' (seed 000's saliency baseline: the patch's mean Sobel edge magnitude), seed 0, decay 0.8, motion_boost 0.8, motion_threshold 0.2, cut_motion 0.2, cut_share
     0.25, cut_correlation 0.5 (all [0, 1]; a scene cut is > cut_share of the pixels with motion >

@@ -190,7 +190,8 @@ class Stream:
         device: 'auto' | 'cpu' | 'cuda' | 'cuda:N'.
         total_budget: the levels of detail of all tokens together (default 100000; as Pipeline's).
             ``budget=`` of earlier releases still works, with a DeprecationWarning.
-        encoder: 'builtin' (weight-free, the default when the query needs one) or an Encoder object.
+        encoder: 'builtin' (weight-free, the default when the query needs one), 'clip:PATH' /
+            'siglip:PATH' (local folders; also text queries), or an Encoder object.
         vlm: a frozen VLM to ask questions with ``ask()`` (an ``arrcoc_rt.vlm`` adapter or
             'llava:PATH'), or a callable(FrameResult) -> anything called per frame (its return value
             is ``result.vlm_output``).

@@ -261,7 +261,7 @@ def overlay(frame_rgb: np.ndarray, result, *, heat: bool = True, saccades: bool 
 
 
 class OverlayWriter:
-    """Writes overlays to an MP4 (PyAV, MPEG-4 part 2: always available) and/or PNGs per frame;
+    """Writes overlays to a video (PyAV: H.264 where libx264 is available, else MPEG-4 part 2) and/or PNGs per frame;
     ``layers``: those of OVERLAY_LAYERS to draw (default all)."""
 
     def __init__(self, path=None, png_folder=None, fps: float = 30.0, layers=OVERLAY_LAYERS):

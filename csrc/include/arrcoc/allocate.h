@@ -97,8 +97,8 @@ struct AllocatorConfig {
   // high_pass (ch 9) * (1 - entropy (ch 14))^2 >= text_threshold at level 4 -- joins the candidates,
   // ranks at least as a key worth text_floor would, and a saccade on it gets at least text_floor.
   // Measured on signs rendered over 9 scikit-image photos (tests/test_text_guardrail.py): 0.02 finds
-  // about 90 % of the patches that hold text and flags 0.2 % of the others. text_floor 0 (off) or
-  // 64..400; text_threshold [0, 1].
+  // about 90 % of the patches that hold text and flags 0.2 % of the others. text_floor 0 (off) or a
+  // level of detail (64, 128, 256, 384, 400); text_threshold (0, 1].
   int32_t text_floor = 256;
   float text_threshold = 0.02f;
   int32_t glimpse_size = 16;         // P: glimpses are P x P, 1..64
@@ -156,9 +156,8 @@ class TokenAllocator {
   TokenAllocator(const TokenAllocator&) = delete;
   TokenAllocator& operator=(const TokenAllocator&) = delete;
 
-  // Replace the balancer parameters (default: the untrained "mean of the three scores" MLP,
-  // which the Python package supplies; a C++ host passes its own). Rejects NaN/inf and values
-  // beyond +-kMaxBalanceWeight.
+  // Replace the balancer parameters (default, set by create(): default_balance_weights(), the
+  // untrained "mean of the three scores" MLP). Rejects NaN/inf and values beyond +-kMaxBalanceWeight.
   Status set_weights(const BalanceWeights& weights) noexcept;
 
   // The query's embedding for the context network ([kQueryEmbeddingDims] host floats, e.g. the

@@ -23,8 +23,8 @@ inline TextureConfig pipeline_texture_defaults() {
 struct PipelineConfig {
   // Maximum frame size, device, dtype and threads are taken from `texture` and applied to every
   // stage; the cascade's and allocator's own max-size, device and thread fields are ignored, and
-  // so is allocator.max_candidates (cascade.top_clusters * cascade.patches_per_cluster, at most
-  // 1024, plus the held saccades). Its planes default to TexturePlanes::kPipeline (set kAll to
+  // so is allocator.max_candidates (cascade.top_clusters * cascade.patches_per_cluster plus the
+  // held saccades, at most 1024; the product alone must be at most 1024). Its planes default to TexturePlanes::kPipeline (set kAll to
   // read every channel at level 0 too). A Pipeline, like every operator, is used by one thread at
   // a time; separate objects may run on separate threads.
   TextureConfig texture = pipeline_texture_defaults();

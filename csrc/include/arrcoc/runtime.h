@@ -8,7 +8,7 @@
 
 namespace arrcoc {
 
-// Version of the library ("0.1.0").
+// Version of the library (e.g. "0.2.0").
 const char* version() noexcept;
 
 // True when the CUDA backend was compiled into this library.

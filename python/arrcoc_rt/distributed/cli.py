@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from ..pipeline import STRATEGIES
+
 _ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.\-]+:\d+)$")
 
 
@@ -163,7 +165,7 @@ def add_batch_parser(subparsers) -> None:
     b.add_argument("--query", help="text query (needs --encoder clip:PATH or siglip:PATH)")
     b.add_argument("--query-image", help="exemplar image: look for this object (built-in encoder)")
     b.add_argument("--encoder", default="builtin", help="builtin (default) | clip:PATH | siglip:PATH")
-    b.add_argument("--strategy", default="balanced", choices=["balanced", "random", "saliency", "query"],
+    b.add_argument("--strategy", default="balanced", choices=list(STRATEGIES),
                    help="how saccades are chosen (default: balanced)")
     b.add_argument("--saccades", type=int, default=273, help="saccade slots per frame (default: 273)")
     b.add_argument("--total-budget", type=int, default=100000, help="levels of detail of all tokens (default 100000)")
