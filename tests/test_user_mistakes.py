@@ -268,3 +268,37 @@ def test_sixteen_bit_grey_in_mode_I_is_scaled_too():
     np.testing.assert_array_equal(pil_to_rgb8(old_pillow)[..., 0], np.rint(ramp / 257.0).astype(np.uint8))
     with pytest.raises(ValueError, match="beyond 0..65535"):
         pil_to_rgb8(Image.fromarray(np.full((4, 4), 70000, np.int32), mode="I"))
+
+
+@pytest.mark.parametrize("refused_shape", [(480, 800, 3), (20, 30, 3)], ids=["larger", "smaller"])
+def test_a_refused_frame_keeps_the_streams_history(refused_shape):
+    frames = sample_frames(160, 120, 3)
+    s, reference = arrcoc_rt.Stream(device="cpu"), arrcoc_rt.Stream(device="cpu")
+    for f in frames[:2]:
+        s.process(f)
+        reference.process(f)
+    with pytest.raises(TypeError):
+        s.process(np.zeros(refused_shape, np.float32))
+    got, want = s.process(frames[2]), reference.process(frames[2])
+    assert got.motion_valid and not got.resized and s.pipeline.width == 160  # was: rebuilt or reset
+    np.testing.assert_array_equal(got.positions, want.positions)
+
+
+def test_torch_results_of_a_zero_copy_frame_cannot_change_the_next_frame():
+    torch = pytest.importorskip("torch")
+    frames = sample_frames(96, 64, 3)
+    p, reference = arrcoc_rt.Pipeline(96, 64, device="cpu"), arrcoc_rt.Pipeline(96, 64, device="cpu")
+    for f in frames[:1]:
+        p.process(f)
+        reference.process(f)
+    r = p.process(frames[1], copy=False, return_tensors="pt")
+    reference.process(frames[1])
+    assert isinstance(r.relevance, torch.Tensor)
+    r.relevance.mul_(0)  # the carried relevance was this very memory
+    np.testing.assert_array_equal(p.process(frames[2]).positions, reference.process(frames[2]).positions)
+
+
+def test_bench_times_the_frames_asked_for(clip, tmp_path):
+    out = _cli(["bench", str(clip), "--frames", "2"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "2 frames per device" in out.stdout, out.stdout  # was: 5 (the 3 warm-up frames counted again)

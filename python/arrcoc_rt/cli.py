@@ -457,12 +457,14 @@ def _bench_video(path: Path, count: int, devices) -> int:
             demux = container.demux(stream)
             pipe, n, seen = None, 0, 0
             t_read = time.perf_counter()
-            while n < count + 3:
+            while n < count:  # (n counts the timed frames, after the 3 warm-up ones)
                 try:
                     packet = next(demux)
                 except StopIteration:
                     break
                 for frame in packet.decode():
+                    if n >= count:  # a packet may hold more frames than are left to time
+                        break
                     t_decoded = time.perf_counter()
                     planes, fmt, _ = frame_from_av(frame)
                     t_converted = time.perf_counter()

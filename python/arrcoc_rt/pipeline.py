@@ -83,7 +83,12 @@ def _as_torch(result) -> None:
     for name in _ARRAY_FIELDS:
         v = getattr(result, name)
         if v is not None:
-            setattr(result, name, torch.from_numpy(v) if isinstance(v, np.ndarray) else torch.from_dlpack(v))
+            if isinstance(v, np.ndarray):
+                # torch has no read-only tensors: a copy=False view (the pipeline's own memory; the
+                # relevance is carried to the next frame) is copied rather than handed out writable
+                setattr(result, name, torch.from_numpy(v if v.flags.writeable else v.copy()))
+            else:
+                setattr(result, name, torch.from_dlpack(v))
 
 
 def _renamed(result, old: str, new: str):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .encoders import make_encoder
+from .frames import frame_spec
 from .images import read_rgb8
 from .pipeline import FrameResult, Pipeline
 from .query import Query, make_query
@@ -306,6 +307,8 @@ class Stream:
         geometry = (w, h, pixel_format)
         resized = self._last_geometry is not None and geometry != self._last_geometry
         p = self._pipeline
+        if p is None or w > p.width or h > p.height or resized or gap is not None:
+            frame_spec(frame, pixel_format, "frame", 0, layout)  # a refused frame must not rebuild or reset it
         if p is None or w > p.width or h > p.height:
             self._pipeline = Pipeline(max(w, p.width if p else 0), max(h, p.height if p else 0), device=self.device,
                                       **self._config)

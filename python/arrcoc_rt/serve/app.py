@@ -343,6 +343,8 @@ class ServeApp:
                             time.sleep(ahead)
             finally:
                 src.close()
+            if n == 0 and s.playing == pid:  # it opened, but no frame decoded: say so, not a silent page
+                raise gr.Error(f"{path}: no decodable video frames ({'; '.join(src.stats.errors) or 'none in it'})")
             if not loop_video or live or n == 0 or s.playing != pid:
                 return
 
