@@ -88,6 +88,32 @@ def test_overlay_layers_are_drawn_where_they_belong_and_switch_off():
 
 # ----------------------------------------------------------------------------- the session, no browser
 
+class _EchoAdapter:
+    """A stand-in VLM that answers with what it was fed (no model to load)."""
+
+    def prepare(self, rgb, pack, question):
+        return {"shape": rgb.shape, "num_visual_tokens": int(np.sum(np.asarray(pack.kinds) >= 0))}
+
+    def generate(self, inputs, max_new_tokens=32):
+        return f"saw {inputs['shape']}"
+
+
+_EchoAdapter.__module__ = "arrcoc_rt.vlm.echo"  # taken as an adapter (asked on demand), not a per-frame hook
+
+
+def test_answers_name_the_frame_they_saw_across_settings_changes():
+    from arrcoc_rt.serve import ServeConfig, Session
+
+    s = Session(ServeConfig(device="cpu", vlm=_EchoAdapter(), vlm_name="echo"))
+    s.start("upload")
+    for f in sample_frames(W, H, 3):
+        s.step(f)
+    assert "frame 2 " in s.ask("what is it?")[0]
+    s.update_settings(saccades=100)  # a new stream with the new settings
+    s.step(sample_frames(W, H, 1)[0])
+    assert "frame 3 " in s.ask("and now?")[0]  # was: frame 0 (the new stream counted from 0)
+
+
 def test_session_settings_and_an_exemplar_box_move_the_saccades():
     from arrcoc_rt.serve import ServeConfig, Session
 

@@ -88,8 +88,12 @@ class Session:
                    else None)  # the encoder runs only while a query needs it
         key = (s.strategy, s.saccades, s.total_budget, s.decay, encoder is not None)
         if key != self._stream_key or self.stream is None:
+            old = self.stream
             self.stream = Stream(device=self.config.device, encoder=encoder, query=self.query, vlm=self.config.vlm,
                                  strategy=s.strategy, saccades=s.saccades, total_budget=s.total_budget, decay=s.decay)
+            if old is not None:  # the page's frames keep their numbers (answers say which frame they saw)
+                self.stream.frames = old.frames
+                old.close()
             self._stream_key = key
         elif self._query_changed:
             self.stream.set_query(self.query)
