@@ -14,6 +14,7 @@
 #include "../cpu/allocate_cpu.h"
 #include "../shared/allocate_params.h"
 #include "arena.h"
+#include "frame_checks.h"
 #include "guard.h"
 
 namespace arrcoc {
@@ -279,7 +280,7 @@ struct TokenAllocator::Impl {
 
   Status run(const TextureView& t, const CascadeView& c, bool has_query, TokenPack* out, void* stream) {
     if (!out) return bad(StatusCode::kInvalidArgument, "out (TokenPack*) is null");
-    if (!t.data) return bad(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
+    if (Status v = validate_texture_view(t, "texture"); !v.ok()) return v;
     if (t.device != config.device || c.device != config.device ||
         (config.device == Device::kCUDA && (t.cuda_device != config.cuda_device || c.cuda_device != config.cuda_device)))
       return bad(StatusCode::kInvalidArgument, "texture (" + device_label(t.device, t.cuda_device) + ") and cascade (" +
@@ -448,6 +449,9 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
     const Impl& m = *impl_;
     if (!m.ran) return Status(StatusCode::kInvalidArgument, "gather_features: run() has not produced tokens yet");
     if (!features || !out) return Status(StatusCode::kInvalidArgument, "gather_features: features or out is null");
+    if (reinterpret_cast<uintptr_t>(features) % alignof(float) || reinterpret_cast<uintptr_t>(out) % alignof(float))
+      return Status(StatusCode::kInvalidArgument,
+                    "gather_features: features and out must be aligned to 4-byte floats (a misaligned load faults on a GPU)");
     if (channels < 1 || height < 1 || width < 1 || channels > 65536 || height > 32768 || width > 32768)
       return Status(StatusCode::kOutOfRange, "gather_features: feature map [" + std::to_string(channels) + ", " +
                                                  std::to_string(height) + ", " + std::to_string(width) +

@@ -9,6 +9,7 @@
 #include "../cpu/cascade_cpu.h"
 #include "../shared/cascade_params.h"
 #include "arena.h"
+#include "frame_checks.h"
 #include "guard.h"
 
 namespace arrcoc {
@@ -91,7 +92,7 @@ struct ClusterCascade::Impl {
 
   Status run(const TextureView& t, CascadeView* out, void* stream) {
     if (!out) return Status(StatusCode::kInvalidArgument, "out (CascadeView*) is null");
-    if (!t.data) return Status(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
+    if (Status v = validate_texture_view(t, "texture"); !v.ok()) return v;
     if (t.device != config.device)
       return Status(StatusCode::kInvalidArgument, std::string("texture: it is on the ") +
                                                       (t.device == Device::kCUDA ? "cuda" : "cpu") +

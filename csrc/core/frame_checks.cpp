@@ -1,5 +1,6 @@
 #include "frame_checks.h"
 
+#include <cstdint>
 #include <string>
 
 namespace arrcoc {
@@ -75,6 +76,33 @@ Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height,
                         std::to_string(f.width) + " " + pixel_format_name(f.format) +
                         " pixels); negative or overlapping strides are not supported");
   }
+  return Status::Ok();
+}
+
+Status validate_texture_view(const TextureView& t, const char* what) noexcept {
+  const std::string w = what;
+  if (!t.data) return Status(StatusCode::kInvalidArgument, w + ": data is null (build a texture first)");
+  if (t.dtype != DType::kFloat16 && t.dtype != DType::kFloat32)
+    return Status(StatusCode::kInvalidArgument, w + ": dtype " + std::to_string(static_cast<int>(t.dtype)) +
+                                                    " is not a DType; expected float16 or float32");
+  if (reinterpret_cast<uintptr_t>(t.data) % static_cast<uintptr_t>(dtype_size(t.dtype)) != 0)
+    return Status(StatusCode::kInvalidArgument, w + ": data is not aligned to its " +
+                                                    std::to_string(dtype_size(t.dtype)) +
+                                                    "-byte texels (a misaligned load faults on a GPU)");
+  if (t.width < 1 || t.height < 1)
+    return Status(StatusCode::kInvalidArgument, w + ": size " + std::to_string(t.width) + "x" +
+                                                    std::to_string(t.height) + " is empty");
+  LevelLayout want[kNumLevels];
+  texture_layout(t.width, t.height, want);
+  for (int k = 0; k < kNumLevels; ++k)
+    if (t.levels[k].width != want[k].width || t.levels[k].height != want[k].height ||
+        t.levels[k].offset != want[k].offset || t.levels[k].num_planes != want[k].num_planes)
+      return Status(StatusCode::kInvalidArgument,
+                    w + ": level " + std::to_string(k) + " is not laid out as texture_layout(" + std::to_string(t.width) +
+                        ", " + std::to_string(t.height) + ") gives; pass the view TextureBuilder::build wrote");
+  if ((t.level0_kept & kPipelineLevel0Planes) != kPipelineLevel0Planes)
+    return Status(StatusCode::kInvalidArgument,
+                  w + ": level 0 lacks red, green, blue or motion (level0_kept), which the later stages read");
   return Status::Ok();
 }
 

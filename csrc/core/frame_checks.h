@@ -5,6 +5,7 @@
 
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
+#include "arrcoc/texture.h"
 
 namespace arrcoc {
 
@@ -16,5 +17,10 @@ int64_t plane_rows(PixelFormat f, int plane, int32_t height) noexcept;
 // Checks format, size (1..max), plane pointers and row strides. `what` names the argument
 // in messages ("frame").
 Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height, const char* what) noexcept;
+
+// Checks a TextureView a caller hands a later stage (the C++ API takes any): data, dtype and its
+// alignment, a size of at least 1x1, the level layout texture_layout() gives for that size (the
+// stages index planes by it), and the level-0 planes every stage may read (kPipelineLevel0Planes).
+Status validate_texture_view(const TextureView& t, const char* what) noexcept;
 
 }  // namespace arrcoc

@@ -10,6 +10,7 @@
 #include "../cpu/semantic_cpu.h"
 #include "../shared/semantic_params.h"
 #include "arena.h"
+#include "frame_checks.h"
 #include "guard.h"
 
 namespace arrcoc {
@@ -160,7 +161,7 @@ struct SemanticEncoder::Impl {
   }
 
   Status check_texture(const TextureView& t) const {
-    if (!t.data) return Status(StatusCode::kInvalidArgument, "texture: data is null (build a texture first)");
+    if (Status v = validate_texture_view(t, "texture"); !v.ok()) return v;
     if (t.device != config.device || (t.device == Device::kCUDA && t.cuda_device != config.cuda_device))
       return Status(StatusCode::kInvalidArgument, "texture: it is on " + device_label(t.device, t.cuda_device) +
                                                       " but the encoder runs on " +

@@ -318,6 +318,56 @@ CallerTexture caller_texture(uint32_t seed, int frames) {
   return t;
 }
 
+// A caller's TextureView that the stages cannot index safely is refused by each of them: a level
+// layout that is not texture_layout()'s, level-0 planes they read that are not kept, texels not
+// aligned to their size, an unknown dtype; a gather into misaligned memory too.
+void test_caller_texture_views_are_checked() {
+  using arrcoc::StatusCode;
+  CallerTexture t = caller_texture(777u, 1);
+  arrcoc::CascadeView out;
+  check_status(t.cascade->run(t.view, &out), StatusCode::kOk, "the caller's copy of a built texture");
+  std::unique_ptr<arrcoc::TokenAllocator> alloc;
+  arrcoc::AllocatorConfig ac;
+  ac.max_width = 320;
+  ac.max_height = 192;
+  check(arrcoc::TokenAllocator::create(ac, &alloc).ok(), "create allocator 320x192");
+  std::unique_ptr<arrcoc::SemanticEncoder> enc;
+  arrcoc::SemanticConfig sc;
+  sc.max_width = 320;
+  sc.max_height = 192;
+  check(arrcoc::SemanticEncoder::create(sc, &enc).ok(), "create encoder 320x192");
+  const float* features = nullptr;
+  struct Case {
+    const char* what;
+    const char* mention;
+    void (*spoil)(arrcoc::TextureView&);
+  };
+  const Case cases[] = {
+      {"a level layout of another size", "level 4", [](arrcoc::TextureView& v) { v.levels[4].width += 1; }},
+      {"level-0 motion not kept", "level 0 lacks", [](arrcoc::TextureView& v) { v.level0_kept &= ~(1u << 10); }},
+      {"texels off their alignment", "aligned",
+       [](arrcoc::TextureView& v) { v.data = static_cast<char*>(v.data) + 2; }},
+      {"a dtype that is none", "not a DType", [](arrcoc::TextureView& v) { v.dtype = static_cast<arrcoc::DType>(9); }},
+  };
+  for (const Case& c : cases) {
+    arrcoc::TextureView v = t.view;
+    c.spoil(v);
+    check_status(t.cascade->run(v, &out), StatusCode::kInvalidArgument, std::string("cascade: ") + c.what, c.mention);
+    arrcoc::TokenPack pack;
+    check_status(alloc->run(v, out, false, &pack), StatusCode::kInvalidArgument, std::string("allocator: ") + c.what,
+                 c.mention);
+    check_status(enc->encode(v, false, &features), StatusCode::kInvalidArgument, std::string("encoder: ") + c.what,
+                 c.mention);
+  }
+  arrcoc::TokenPack pack;
+  check_status(alloc->run(t.view, out, false, &pack), StatusCode::kOk, "allocator on the good view");
+  std::vector<float> feats(4 * 12 * 20 + 1, 1.0f), gathered(static_cast<size_t>(pack.num_tokens) * 4 + 1);
+  check_status(alloc->gather_features(feats.data(), 4, 12, 20, gathered.data()), StatusCode::kOk, "gather");
+  const float* odd = reinterpret_cast<const float*>(reinterpret_cast<const char*>(feats.data()) + 1);
+  check_status(alloc->gather_features(odd, 4, 12, 20, gathered.data()), StatusCode::kInvalidArgument,
+               "gather from misaligned features", "aligned");
+}
+
 // The CPU's SLIC assignment takes 32-bit distance terms where the texture's colours allow it
 // (slic_distance_narrow) and 64-bit ones elsewhere: a texture whose level-2 luminance is offset by 8
 // (colours past 2^13 in fixed point, which only a texture written by the caller can hold) gives the
@@ -545,6 +595,7 @@ int main() {
   test_motion_vectors();
   test_cascade();
   test_cascade_colour_range();
+  test_caller_texture_views_are_checked();
   test_cascade_clamps_caller_texels();
   test_odd_texels_on_the_cpu();
   test_allocator_skips_odd_candidate_slots();
