@@ -201,3 +201,42 @@ def test_cli_run_reports_the_lost_connection_and_flags_the_frame_after_it(clip, 
     assert len(flagged) == 1 and flagged[0]["gap_s"] >= 1.0 and flagged[0]["frame"] >= 15
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["disconnects"] == summary["reconnects"] == 1 and summary["gap_s"] >= 1.0
+
+
+def test_closing_during_the_reconnection_wait_ends_the_loop_cleanly(clip):
+    """A user's close() from another thread while the source waits to reconnect: the loop ends,
+    no "reconnection attempts failed" error (was: a SourceError counting attempts never made)."""
+    server = RtspServer(*clip).start()
+    try:
+        src = arrcoc_rt.open(server.url, timeout=(2.0, 1.0), reconnect_backoff=(30.0, 30.0))
+        got = 0
+        for _ in src:
+            got += 1
+            if got == 5:
+                server.stop()
+                _later(2.5, src.close)  # after the read timed out, during the 30 s backoff
+        assert got >= 5 and src.stats.disconnects == 1 and src.stats.reconnects == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", [dict(drop_oldest=True), dict(on_full="block")], ids=["drop_oldest", "block"])
+def test_an_abandoned_threaded_source_lets_its_reader_go(clip, mode):
+    """`for f in src: break` without close() (or an exception in the loop): the reader thread and
+    its connection end (was: kept alive, decoding, until the process exited)."""
+    import gc
+
+    server = RtspServer(*clip).start()
+    try:
+        def read_one():
+            for _ in arrcoc_rt.open(server.url, timeout=(5.0, 1.0), **mode):
+                break
+
+        read_one()
+        gc.collect()
+        deadline = time.monotonic() + 5.0
+        while any(t.name == "arrcoc-source" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name == "arrcoc-source" for t in threading.enumerate())
+    finally:
+        server.stop()

@@ -302,3 +302,48 @@ def test_bench_times_the_frames_asked_for(clip, tmp_path):
     out = _cli(["bench", str(clip), "--frames", "2"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "2 frames per device" in out.stdout, out.stdout  # was: 5 (the 3 warm-up frames counted again)
+
+
+class _Frame:
+    """What the sampling reads of a decoded frame: its time and its opaque marker."""
+
+    def __init__(self, time, opaque=None):
+        self.time, self.opaque = time, opaque
+
+
+def _session(n, rate=10.0, gap=False):
+    from arrcoc_rt.sources import SourceGap
+
+    frames = [_Frame(i / rate) for i in range(n)]
+    if gap:  # the first frame after a reconnection: no time yet, the new session's clock follows
+        frames[0] = _Frame(None, SourceGap(1.5, 1))
+    return frames
+
+
+def test_sampling_after_a_reconnection_keeps_its_rate_and_its_marker(clip):
+    from arrcoc_rt.sources import SourceGap
+
+    src = arrcoc_rt.open(clip, fps=2)  # the file's 10 fps stand for a camera's
+    kept = list(src._sampled(iter(_session(60) + _session(30, gap=True))))
+    after = kept[[isinstance(f.opaque, SourceGap) for f in kept].index(True):]
+    # the new session is sampled at 2 fps from its start (was: nothing for the 6 s the old one ran)
+    assert [f.time for f in after[1:4]] == pytest.approx([0.5, 1.0, 1.5])
+    src.close()
+
+    src = arrcoc_rt.open(clip, stride=3)
+    frames = _session(10) + _session(10, gap=True)[0:1] + _session(10)[1:]
+    kept = list(src._sampled(iter(frames)))
+    assert sum(isinstance(f.opaque, SourceGap) for f in kept) == 1  # was: lost with the frame left out
+    src.close()
+
+
+def test_drop_oldest_passes_a_dropped_frames_reconnection_marker_on(clip):
+    from arrcoc_rt.sources import SourceGap
+
+    src = arrcoc_rt.open(clip, live=True, drop_oldest=True, queue_size=2)
+    src._decode = lambda: iter(_session(5) + _session(5, gap=True))  # a consumer that took nothing yet
+    src._reader()
+    queued = list(src._queue)
+    assert len(queued) == 2 and src.stats.dropped == 8
+    assert sum(isinstance(f.opaque, SourceGap) for f in queued) == 1  # was: dropped with its frame
+    src.close()

@@ -48,6 +48,13 @@ from .images import pil_to_rgb8
 
 _CLOSED = object()  # what a container call answers once the source is closed (_in_container)
 
+
+def _pass_gap(dropped, kept) -> None:
+    """The reconnection marker of a frame that is not delivered (sampled out, or dropped by
+    drop_oldest) moves to the next one that may be: the consumer must learn of the gap."""
+    if not isinstance(kept.opaque, SourceGap):
+        kept.opaque = dropped.opaque
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 # Live protocols whose sessions have no natural end (a camera's): an end of stream there is a lost
@@ -199,24 +206,25 @@ class VideoSource:
         return container, container.streams.video[0]
 
     def _reopen(self, cause: str) -> int:
-        """After a lost connection: reopen with exponential backoff. Returns the attempts it took;
-        SourceError after ``reconnect_attempts`` failures in a row (or when closed meanwhile)."""
+        """After a lost connection: reopen with exponential backoff. Returns the attempts it took, or
+        None when the source was closed meanwhile; SourceError after ``reconnect_attempts`` failures
+        in a row."""
         attempts, first_s, max_s = self._reconnect
         self.stats.disconnects += 1
         self.stats.note(f"connection lost: {cause}")
         try:
-            self._in_container(self.container.close)
+            self._in_container(self._close_container)
         except Exception:  # noqa: BLE001 - the old connection is gone either way
             pass
         waited, last = 0.0, cause
         for attempt in range(1, attempts + 1):
             delay = min(first_s * 2 ** (attempt - 1), max_s)
             if self._closing.wait(delay):
-                break
+                return None  # closed by the user meanwhile: no failure to report
             waited += delay
             try:
                 if self._in_container(self._open_again) is _CLOSED:
-                    break
+                    return None
                 return attempt
             except SourceError as e:
                 last = str(e)
@@ -287,7 +295,10 @@ class VideoSource:
                 bad = e
             if lost is not None:
                 gap_start = last_frame_at if last_frame_at is not None else time.monotonic()
-                gap = (gap_start, self._reopen(lost))
+                attempts = self._reopen(lost)
+                if attempts is None:  # closed while it waited to reconnect: the iteration ends
+                    return
+                gap = (gap_start, attempts)
                 demux = self.container.demux(self.stream)
                 consecutive = 0
                 continue
@@ -332,8 +343,10 @@ class VideoSource:
                         return
                     self.stats.decoded += 1
                     if len(self._queue) >= self._queue_size:
-                        self._queue.popleft()
+                        oldest = self._queue.popleft()
                         self.stats.dropped += 1
+                        if isinstance(oldest.opaque, SourceGap):  # the gap is the next frame's to report
+                            _pass_gap(oldest, self._queue[0] if self._queue else f)
                     self._queue.append(f)
                     self._cond.notify_all()
         except Exception as e:  # handed to the consumer
@@ -350,22 +363,31 @@ class VideoSource:
             yield from frames
             return
         rate = float(self.stream.average_rate) if self.stream.average_rate else None
-        next_t, kept = None, 0
+        next_t, kept, first = None, 0, 0
+        skipped_gap = None  # a reconnection marker on a frame left out, for the next frame kept
         for i, f in enumerate(frames):
             if isinstance(f.opaque, SourceGap):
-                next_t = None  # a reconnected stream's clock starts again
-            t = f.time if f.time is not None else (i / rate if rate else None)
-            if t is not None and start is not None and t < start - 1e-9:
-                continue
-            if t is not None and end is not None and t >= end - 1e-9:
+                next_t, first = None, i  # a reconnected stream's clock (and frame count) starts again
+            t = f.time if f.time is not None else ((i - first) / rate if rate else None)
+            keep = not (t is not None and start is not None and t < start - 1e-9)
+            if keep and t is not None and end is not None and t >= end - 1e-9:
                 return
-            if fps is not None and t is not None:
+            if keep and fps is not None and t is not None:
                 if next_t is not None and t < next_t - 1e-9:
-                    continue
-                next_t = (t if next_t is None else next_t) + 1.0 / fps
-            kept += 1
-            if (kept - 1) % stride == 0:
-                yield f
+                    keep = False
+                else:
+                    next_t = (t if next_t is None else next_t) + 1.0 / fps
+            if keep:
+                kept += 1
+                keep = (kept - 1) % stride == 0
+            if not keep:
+                if isinstance(f.opaque, SourceGap):
+                    skipped_gap = f
+                continue
+            if skipped_gap is not None:
+                _pass_gap(skipped_gap, f)
+                skipped_gap = None
+            yield f
 
     def __iter__(self):
         if self._closed:
@@ -382,6 +404,23 @@ class VideoSource:
             return
         self._thread = threading.Thread(target=self._reader, name="arrcoc-source", daemon=True)
         self._thread.start()
+        try:
+            yield from self._consume()
+        finally:  # the loop ended, broke off or was abandoned: the reader stops (it holds this source)
+            self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        """The reader thread ends at its next step; the thread in a container call closes the
+        container when that call returns (_in_container)."""
+        self._closing.set()
+        with self._cond:
+            if not self._closed:
+                self._closed = True
+                self.stats.dropped += len(self._queue)  # decoded, never delivered
+                self._queue.clear()
+            self._cond.notify_all()
+
+    def _consume(self):
         warned = 0
         while True:
             with self._cond:
@@ -397,7 +436,7 @@ class VideoSource:
                     return
             if self.stats.dropped > warned:
                 warnings.warn(f"{self.url!r}: dropped {self.stats.dropped - warned} frame(s) (drop_oldest: the "
-                              "consumer is slower than the source)", RuntimeWarning, stacklevel=2)
+                              "consumer is slower than the source)", RuntimeWarning, stacklevel=3)
                 warned = self.stats.dropped
             yield f
 
@@ -426,14 +465,9 @@ class VideoSource:
                 f"{fps}{dur}{frames}{', live' if self.live else ''})")
 
     def close(self) -> None:
-        self._closing.set()  # ends a reconnection's backoff wait at once
-        with self._cond:
-            self._closed = True
-            self.stats.dropped += len(self._queue)  # decoded, never delivered
-            self._queue.clear()
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._stop_reader()  # (also ends a reconnection's backoff wait at once)
+        if self._thread is not None:  # a reader blocked in a read (a hung camera) is not waited for long
+            self._thread.join(timeout=1.0)
         # A thread inside a container call (blocked in a read, or this thread itself from a signal
         # handler) closes the container when its call returns (_in_container): close() does not
         # wait for it. The short wait covers a call that was just returning as _closed was set.
