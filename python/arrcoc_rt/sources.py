@@ -278,10 +278,14 @@ class VideoSource:
                 if packet is _CLOSED:  # closed, from this thread or another: the iteration ends
                     return
             except (StopIteration, av.error.EOFError):
+                if self._closed:  # closed while the read was in progress: the iteration ends
+                    return
                 if not (endless and self._reconnect[0]) or self._closing.is_set():
                     break
                 lost = "the stream ended"
             except (av.error.ExitError, OSError) as e:  # read timeout, connection reset
+                if self._closed:  # the read failed because (or after) the user closed the source
+                    return
                 if self._follow:  # the recorder stopped writing for `follow` seconds: the end
                     yield from self._flush()
                     break
