@@ -413,7 +413,8 @@ def test_a_text_query_and_answers_in_the_browser(tmp_path):
         app.close()
     assert not problems, problems
     question, a, seen = session.answers[-1]
-    # the latest frame: the picture allocated with the text query (by a new stream: frame 0 of it)
-    assert question == "what is here ?" and a.frame_index == session.last_result.frame_index == 0
-    assert a.visual_tokens == 64 and f"frame 0 · 64 visual tokens · {a.latency_ms['total']:.0f} ms" in answer
+    # the latest frame: the picture allocated again with the text query (by a new stream, which
+    # keeps the page's frame numbers: the page's second frame)
+    assert question == "what is here ?" and a.frame_index == session.last_result.frame_index == 1
+    assert a.visual_tokens == 64 and f"frame 1 · 64 visual tokens · {a.latency_ms['total']:.0f} ms" in answer
     assert seen.shape == (2 * H, 2 * W, 3)  # the overlay of the frame it saw, as shown
