@@ -20,7 +20,6 @@ namespace {
 // ------------------------------------------------------------------ TokenAllocator
 
 using PyBuilderRef = PyTextureBuilder&;
-using PyCascadeRef = PyClusterCascade&;
 
 BalanceWeights weights_from_dict(const py::dict& d) {
   BalanceWeights w;

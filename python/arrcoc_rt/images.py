@@ -21,13 +21,12 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 def pil_to_rgb8(im, what: str = "image") -> np.ndarray:
     """A PIL image as a C-contiguous H x W x 3 uint8 RGB array (see the module docstring)."""
-    sixteen = im.mode in _SIXTEEN_BIT
-    if im.mode == "I":  # Pillow before 10.3 opens 16-bit grey PNGs (and any version 16-bit PGMs) as "I"
+    if im.mode in _SIXTEEN_BIT or im.mode == "I":
         values = np.asarray(im)
-        sixteen = values.size == 0 or (values.min() >= 0 and values.max() <= 65535)
-    if sixteen:
-        grey = np.rint(np.asarray(im).astype(np.float64) / 257.0).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        # Pillow before 10.3 opens 16-bit grey PNGs (and any version 16-bit PGMs) as "I"
+        if im.mode != "I" or values.size == 0 or (values.min() >= 0 and values.max() <= 65535):
+            grey = np.rint(values.astype(np.float64) / 257.0).astype(np.uint8)
+            return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
     if im.mode in ("I", "F"):
         kind = "32-bit integer pixels beyond 0..65535" if im.mode == "I" else "32-bit float pixels"
         raise ValueError(f"{what}: {kind} (PIL mode {im.mode!r}) have no known range; expected an 8- or "

@@ -466,7 +466,9 @@ class Pipeline:
         if q.dtype.kind not in "fiu":
             raise TypeError(f"query: dtype {q.dtype} is not numeric; expected a float similarity map")
         q = q.astype(np.float32)
-        w4, h4 = -(-width // 16), -(-height // 16)  # the patch grid (level 4), partial patches included
+        from .reference import level_sizes
+
+        w4, h4 = level_sizes(width, height)[4]  # the patch grid, partial patches included
         if q.ndim != 2:
             raise ValueError(f"query: expected a 2-D similarity map; got shape {q.shape}")
         if not np.all(np.isfinite(q)):

@@ -22,6 +22,14 @@ from .query import make_query
 __all__ = ["StreamGroup"]
 
 
+def _raise_for_stream(b: int, e: Exception, note: str = "") -> None:
+    """Raises ``e``; a plain ValueError/TypeError (bad input) again, naming stream ``b`` (a subclass
+    may take other arguments, so it is raised as it is)."""
+    if type(e) in (ValueError, TypeError):
+        raise type(e)(f"stream {b}: {e}{note}") from e
+    raise e
+
+
 class StreamGroup:
     """B streams of width x height frames processed together.
 
@@ -87,9 +95,7 @@ class StreamGroup:
                 if kind == "map":
                     p._query_map(value, width, height)
             except (ValueError, TypeError) as e:
-                if type(e) in (ValueError, TypeError):  # (a subclass may take other arguments)
-                    raise type(e)(f"stream {b}: {e} (no stream has processed this batch)") from e
-                raise
+                _raise_for_stream(b, e, " (no stream has processed this batch)")
         if self._executor is None:
             return [self._run(0, frames[0], queries[0], copy)]
         futures = [self._executor.submit(self._run, b, frames[b], queries[b], copy) for b in range(1, self.streams)]
@@ -104,10 +110,7 @@ class StreamGroup:
             except Exception as e:
                 first_error = first_error or (b, e)
         if first_error is not None:
-            b, e = first_error
-            if type(e) in (ValueError, TypeError):  # say which stream's frame was refused
-                raise type(e)(f"stream {b}: {e}") from e
-            raise e
+            _raise_for_stream(*first_error)
         return results
 
     def reset(self, stream: int | None = None) -> None:

@@ -215,11 +215,10 @@ class TextureBuilder:
         """The checks of ``build`` without building: ValueError/TypeError for a frame that ``build``
         would refuse (e.g. before frames of several streams go through, so none moves on alone).
         Returns the frame's (width, height)."""
-        spec = self._checked_spec(frame, pixel_format, layout, stream)
+        spec = self._checked_spec(frame, pixel_format, layout, stream, stream_handle(stream))
         return spec.width, spec.height
 
-    def _checked_spec(self, frame, pixel_format, layout, stream):
-        handle = stream_handle(stream)
+    def _checked_spec(self, frame, pixel_format, layout, stream, handle: int):
         on = stream_device(stream)
         if self.device == "cuda" and on is not None and on != self.cuda_device:
             raise ValueError(f"stream: it is a stream of cuda:{on} but this {self._owner} runs on cuda:{self.cuda_device}; "
@@ -244,7 +243,7 @@ class TextureBuilder:
         without a copy: ``layout='CHW'``, or taken from the shape when unambiguous.
         On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
         handle = stream_handle(stream)
-        spec = self._checked_spec(frame, pixel_format, layout, stream)
+        spec = self._checked_spec(frame, pixel_format, layout, stream, handle)
         if self._inflight and self._native.query():
             self._inflight.clear()  # the kernels that read those frames have finished
         info = self._native.build(spec.planes, spec.row_strides, spec.width, spec.height, spec.format_code,

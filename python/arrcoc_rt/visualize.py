@@ -294,14 +294,20 @@ class OverlayWriter:
             self._stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
         except (OSError, ValueError, av.error.FFmpegError) as e:
             if self._container is not None:
-                self._container.close()
-                if self._created:
-                    Path(self.path).unlink(missing_ok=True)
+                self._discard(self._container)
             self._container = self._stream = None
             raise ValueError(f"overlay video {str(self.path)!r}: cannot write it ({e}); expected a path in an "
                              "existing folder ending in .mp4, .mkv, .mov or .avi") from None
         self._stream.pix_fmt = "yuv420p"
         self._stream.bit_rate = 4_000_000
+
+    def _discard(self, container) -> None:
+        """Closes an unwritten video; removes its file only if this writer made it."""
+        from pathlib import Path
+
+        container.close()
+        if self._created:
+            Path(self.path).unlink(missing_ok=True)
 
     def write(self, frame_rgb, result) -> np.ndarray:
         img = overlay(frame_rgb, result, **self.layers)
@@ -332,11 +338,7 @@ class OverlayWriter:
             return
         container, self._container = self._container, None
         if self.frames == 0:  # nothing was written: no empty video of ours is left behind
-            container.close()
-            from pathlib import Path
-
-            if self._created:
-                Path(self.path).unlink(missing_ok=True)
+            self._discard(container)
             return
         for packet in self._stream.encode():
             container.mux(packet)

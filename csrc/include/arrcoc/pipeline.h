@@ -24,9 +24,9 @@ struct PipelineConfig {
   // Maximum frame size, device, dtype and threads are taken from `texture` and applied to every
   // stage; the cascade's and allocator's own max-size, device and thread fields are ignored, and
   // so is allocator.max_candidates (cascade.top_clusters * cascade.patches_per_cluster plus the
-  // held saccades, at most 1024; the product alone must be at most 1024). Its planes default to TexturePlanes::kPipeline (set kAll to
-  // read every channel at level 0 too). A Pipeline, like every operator, is used by one thread at
-  // a time; separate objects may run on separate threads.
+  // held saccades, at most 1024; the product alone must be at most 1024). Its planes default to
+  // TexturePlanes::kPipeline (set kAll to read every channel at level 0 too). A Pipeline, like
+  // every operator, is used by one thread at a time; separate objects may run on separate threads.
   TextureConfig texture = pipeline_texture_defaults();
   CascadeConfig cascade;
   AllocatorConfig allocator;
