@@ -8,7 +8,7 @@ import pytest
 
 import arrcoc_rt
 from arrcoc_rt import reference as R
-from conftest import SIZES, record, texture_bytes
+from conftest import SIZES, needs_real_gpu, record, texture_bytes
 from opencv_texture import texture_opencv
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
@@ -33,7 +33,7 @@ def test_texture_arrcoc_cpu(benchmark, frames, size, dtype):
 
 
 @pytest.mark.needs_cuda
-@pytest.mark.skipif(not arrcoc_rt.cuda_available(), reason="no CUDA GPU")
+@needs_real_gpu
 @pytest.mark.parametrize("size", list(SIZES))
 def test_texture_arrcoc_cuda(benchmark, frames, size):
     """Frames already on the GPU (as from a hardware decoder); timed with CUDA events through

@@ -56,8 +56,9 @@ def texture_opencv(frame, prev_lum=None, prev_small=None):
     entropy /= 3
     rg, by = r - g, b - 0.5 * (r + g)
     h, w = lum.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    ecc = np.minimum(1, np.hypot((xx + 0.5) / w - 0.5, (yy + 0.5) / h - 0.5) * np.sqrt(2))
+    xx = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5  # broadcast: no full-frame index grids
+    yy = (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h - 0.5
+    ecc = np.minimum(1, np.hypot(xx, yy) * np.float32(np.sqrt(2)))
     level0 = [r, g, b, lum, contrast, ecc, gx, gy, mag, hp, motion, edge, entropy, rg, by]
     pyr = _mips(level0)
     # saliency: centre-surround of luminance and opponents across the pyramid, at level 1
