@@ -26,9 +26,12 @@ and 9 per glimpse sample and channel. Their floor is operations / this machine's
 measured in the run as the float32 matrix product's rate (NumPy's BLAS on every core; a fused
 multiply-add counts two: the most this machine's vector units do, so a lower bound).
 Floors are bytes / bandwidth. This machine's bandwidth is the best of 5 copies of a 256 MB array
-(NumPy, one thread: read + write). Peers: the OpenCV + NumPy texture (benchmarks/opencv_texture.py),
-scikit-image's SLIC for the cascade, the torch balancer of benchmarks/bench_stages.py is not
-repeated here (it needs a frame's candidates; see the pytest-benchmark run)."""
+(NumPy, one thread: read + write). Peers, on the same frame pair: the OpenCV + NumPy texture
+(benchmarks/opencv_texture.py, given the previous frame: motion and block matching included) and
+scikit-image's SLIC + NumPy cascade with the cascade's settings (benchmarks/skimage_cascade.py, as in
+benchmarks/bench_stages.py); the torch balancer of benchmarks/bench_stages.py is not repeated here (it
+needs a frame's candidates; see the pytest-benchmark run). On CUDA (--device cuda) a Pipeline's
+per-stage times are host enqueue times, so only the texture and the whole pipeline are timed there."""
 
 from __future__ import annotations
 
@@ -110,34 +113,53 @@ def stage_bytes(result) -> dict:
     }
 
 
-def peer_times(frame, frames: int) -> dict:
+def peer_times(previous, frame, frames: int) -> dict:
+    """Median ms of the peers a user would write instead, on the frame pair (previous, frame): the
+    OpenCV + NumPy texture (given the previous frame, so it computes motion and block matching as
+    arrcoc's texture does) and scikit-image's SLIC + NumPy cascade with the cascade's settings, on a
+    CPU texture of the same frames (benchmarks/skimage_cascade.py, as in bench_stages.py)."""
     out = {}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+    def median_ms(run, repeats):
+        run()  # warm-up
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts) * 1e3
+
     try:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
         from opencv_texture import texture_opencv
 
-        texture_opencv(frame)
-        ts = []
-        for _ in range(max(3, frames // 4)):
-            t = time.perf_counter()
-            texture_opencv(frame)
-            ts.append(time.perf_counter() - t)
-        out["texture, all planes"] = statistics.median(ts) * 1e3
+        _, _, _, lum, small = texture_opencv(previous)
+        out["texture, all planes"] = median_ms(lambda: texture_opencv(frame, lum, small), max(3, frames // 4))
     except ImportError:
         pass
     try:
-        from skimage.segmentation import slic
+        import skimage.segmentation  # noqa: F401
 
-        small = frame[::4, ::4]
-        ts = []
-        for _ in range(3):
-            t = time.perf_counter()
-            slic(small, n_segments=48, compactness=10, start_label=0)
-            ts.append(time.perf_counter() - t)
-        out["cascade"] = statistics.median(ts) * 1e3
+        import arrcoc_rt
+        from skimage_cascade import cascade_skimage
+
+        cpu = arrcoc_rt.Pipeline(frame.shape[1], frame.shape[0], device="cpu")
+        cpu.process(previous)
+        out["cascade"] = median_ms(cascade_skimage(cpu.process(frame).texture), 5)
     except ImportError:
         pass
     return out
+
+
+def parse_sizes(text: str) -> list:
+    sizes = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise SystemExit(f"floors.py: --sizes: expected WIDTHxHEIGHT[,WIDTHxHEIGHT...] with positive "
+                             f"integers, e.g. 640x480,1920x1080; got {item!r}")
+        sizes.append((int(parts[0]), int(parts[1])))
+    return sizes
 
 
 def main(argv=None) -> int:
@@ -146,6 +168,9 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
+    sizes = parse_sizes(args.sizes)
+    if args.frames < 1:
+        raise SystemExit(f"floors.py: --frames: expected at least 1; got {args.frames}")
     import arrcoc_rt
     from arrcoc_rt.samples import sample_frames
 
@@ -156,8 +181,14 @@ def main(argv=None) -> int:
           f"H100 {H100_GBS:.0f} GB/s, H200 {H200_GBS:.0f} GB/s (published)")
     print(f"{'size':>10} {'stage':>20} {'MB':>8} {'floor here':>11} {'H100':>8} {'H200':>8} {'Mop':>8} "
           f"{'op floor':>9} {'measured':>9} {'x floor':>8} {'x op fl':>8} {'peer':>8} {'peer/us':>8}")
-    for size in args.sizes.split(","):
-        w, h = (int(v) for v in size.split("x"))
+    cuda = args.device != "cpu"
+    if cuda:
+        print("CUDA: a Pipeline's per-stage times are host enqueue times (the last stage includes the wait),"
+              " so per stage only the texture is timed, as TextureBuilder.build + synchronize; the whole"
+              " pipeline's time includes the wait for its results (scripts/gpu_timings.py times a GPU frame"
+              " with events)")
+    for w, h in sizes:
+        size = f"{w}x{h}"
         frames = sample_frames(w, h, args.frames + 2)
         pipe = arrcoc_rt.Pipeline(w, h, device=args.device)
         timings = []
@@ -167,24 +198,37 @@ def main(argv=None) -> int:
                 timings.append(r.timings)
         nbytes = stage_bytes(r)
         nops = stage_ops(r, pipe.config)
-        builder = arrcoc_rt.TextureBuilder(w, h, device=args.device, planes="all")
-        full = []
-        for i, f in enumerate(frames):
-            t = time.perf_counter()
-            builder.build(f)
-            builder.synchronize()
-            if i >= 2:
-                full.append((time.perf_counter() - t) * 1e3)
-        peers = peer_times(frames[-1], args.frames)
+        synchronized = {}  # stage -> ms, each build waited for
+        for stage, planes in (("texture, all planes", "all"), ("texture", "pipeline") if cuda else (None, None)):
+            if stage is None:
+                continue
+            builder = arrcoc_rt.TextureBuilder(w, h, device=args.device, planes=planes)
+            times = []
+            for i, f in enumerate(frames):
+                t = time.perf_counter()
+                builder.build(f)
+                builder.synchronize()
+                if i >= 2:
+                    times.append((time.perf_counter() - t) * 1e3)
+            synchronized[stage] = statistics.median(times)
+        peers = peer_times(frames[-2], frames[-1], args.frames)
         for stage, b in nbytes.items():
-            ms = statistics.median(full) if stage == "texture, all planes" else statistics.median(t[stage] for t in timings)
+            if stage in synchronized:
+                ms = synchronized[stage]
+            elif cuda:
+                ms = None  # an enqueue time: no measurement of the stage's device work
+            else:
+                ms = statistics.median(t[stage] for t in timings)
             here = b / bw / 1e6
             peer = peers.get(stage)
             op_floor = nops[stage] / gflops / 1e6
+            measured = "-" if ms is None else f"{ms:7.2f}ms"
+            ratios = ("-", "-") if ms is None else (f"{ms / here:8.1f}", f"{ms / op_floor:8.1f}")
             print(f"{size:>10} {stage:>20} {b / 1e6:8.2f} {here:9.3f}ms {b / H100_GBS / 1e6 * 1e3:6.1f}us "
                   f"{b / H200_GBS / 1e6 * 1e3:6.1f}us {nops[stage] / 1e6:8.1f} {op_floor:7.3f}ms "
-                  f"{ms:7.2f}ms {ms / here:8.1f} {ms / op_floor:8.1f} "
-                  f"{'-' if peer is None else f'{peer:6.1f}ms':>8} {'-' if peer is None else f'{peer / ms:7.1f}x':>8}")
+                  f"{measured:>9} {ratios[0]:>8} {ratios[1]:>8} "
+                  f"{'-' if peer is None else f'{peer:6.1f}ms':>8} "
+                  f"{'-' if peer is None or ms is None else f'{peer / ms:7.1f}x':>8}")
         total = statistics.median(t["total"] for t in timings)
         pipeline_bytes = sum(b for stage, b in nbytes.items() if stage != "texture, all planes")
         pipeline_ops = sum(n for stage, n in nops.items() if stage != "texture, all planes")

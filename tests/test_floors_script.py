@@ -32,3 +32,43 @@ def test_floors_table(capsys):
     assert mop["texture"] >= 147 * 64 * 48 / 1e6
     assert min(mop.values()) > 0
     assert mop["whole pipeline"] == pytest.approx(mop["texture"] + mop["cascade"] + mop["allocate_and_gather"], abs=0.2)
+
+
+def _floors():
+    spec = importlib.util.spec_from_file_location("floors", SCRIPT)
+    floors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floors)
+    return floors
+
+
+@pytest.mark.parametrize("args, message", [(["--sizes", "abc"], "--sizes"), (["--sizes", "640x480x3"], "--sizes"),
+                                           (["--sizes", "0x480"], "--sizes"), (["--frames", "0"], "--frames")])
+def test_bad_options_are_named_before_any_measurement(args, message, capsys):
+    with pytest.raises(SystemExit, match=message):
+        _floors().main(args)
+    assert capsys.readouterr().out == ""  # refused before the bandwidth and arithmetic probes print
+
+
+def test_the_peers_do_the_work_arrcoc_does():
+    """The texture peer gets the previous frame (motion and block matching computed, as arrcoc's
+    texture does); the cascade peer is SLIC with the cascade's settings (3 iterations, no Lab)."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")
+    import sys
+
+    from arrcoc_rt.samples import sample_frames
+
+    floors = _floors()
+    previous, frame = sample_frames(64, 48, 2)
+    assert set(floors.peer_times(previous, frame, 2)) == {"texture, all planes", "cascade"}
+    sys.path.insert(0, str(SCRIPT.parents[1] / "benchmarks"))
+    import opencv_texture
+
+    calls = []
+    real = opencv_texture.texture_opencv
+    opencv_texture.texture_opencv = lambda f, *prev: calls.append(len(prev)) or real(f, *prev)
+    try:
+        floors.peer_times(previous, frame, 2)
+    finally:
+        opencv_texture.texture_opencv = real
+    assert calls[0] == 0 and set(calls[1:]) == {2}  # the previous frame once, then every timed call with it
