@@ -16,8 +16,8 @@
 # uses no isolation and fetches nothing. PyAV is not on that image: carry its wheel in .whl/
 # (see the device tool's README) or the streaming tests skip.
 set -uo pipefail
+out="$(realpath -m "${OUT:-gpu-check}")"   # relative to where it was called from, before the cd
 cd "$(dirname "$0")/.."
-out="${OUT:-gpu-check}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 ARRCOC_CUDA=ON ARRCOC_EXPECT_CUDA_BUILD=1
 export CUDAARCHS="${CUDAARCHS:-90}"   # H100/H200; the release list lives in CMakeLists.txt
@@ -45,18 +45,32 @@ step() {
   tail -n 15 "$out/$name.log"
 }
 
-nvidia-smi | tee "$out/nvidia-smi.txt"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+if ! nvidia-smi > "$out/nvidia-smi.txt" 2>&1; then
+  echo "=== nvidia-smi: failed (no GPU or no driver here); the CUDA steps below will fail" | tee -a "$out/steps.log"
+  failed=1
 fi
+cat "$out/nvidia-smi.txt"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  step wheels 60 "python3 -m pip install --no-index --no-deps --target /tmp/site .whl/*.whl"
+  export PYTHONPATH=/tmp/site
+fi
+# The build, and a check that what Python now imports is it: a real CUDA build (not an older
+# install left on a warm machine, nor an emulated or CPU-only one).
 step build 300 "python3 -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=build/gpu . &&
-  python3 -c 'import arrcoc_rt, json; print(json.dumps(arrcoc_rt.info()))' | tee '$out/info.json'"
-step timings 150 "python3 scripts/gpu_timings.py --json '$out/gpu_timings.json'"
-step tests_cuda 240 "python3 -m pytest -q -ra -p no:cacheprovider -m needs_cuda"
+  cd /tmp && python3 -c 'import arrcoc_rt, json, sys; i = arrcoc_rt.info(); print(json.dumps(i));
+sys.exit(0 if i[\"cuda_built\"] and not i[\"cuda_emulated\"] else \"not a real CUDA build\")' | tee '$out/info.json'"
+if [[ -s "$out/info.json" ]] && grep -q '"cuda_built": true' "$out/info.json" && ! grep -q '"cuda_emulated": true' "$out/info.json"; then
+  step timings 150 "python3 scripts/gpu_timings.py --json '$out/gpu_timings.json'"
+  step tests_cuda 240 "python3 -m pytest -q -ra -p no:cacheprovider -m needs_cuda"
+else  # whatever else Python would import is not this tree's CUDA build: its figures would mislead
+  echo "=== timings, tests_cuda, bench_cuda: skipped (the build failed or is not a real CUDA build)" | tee -a "$out/steps.log"
+  failed=1
+  built=0
+fi
 # The C++ tests on the real device: API, and the CUDA host code (devices, streams, lifetimes).
 step ctest 180 "cmake -S . -B build/gpu-ctest -G Ninja -DARRCOC_CUDA=ON -DARRCOC_BUILD_TESTS=ON -DARRCOC_PYTHON=OFF >/dev/null &&
   cmake --build build/gpu-ctest >/dev/null && cd build/gpu-ctest && ctest --output-on-failure"
-step bench_cuda 150 "python3 -m pytest benchmarks -k cuda --benchmark-enable -q -p no:cacheprovider --benchmark-json='$out/bench_cuda.json'"
+[[ "${built:-1}" == 1 ]] && step bench_cuda 150 "python3 -m pytest benchmarks -k cuda --benchmark-enable -q -p no:cacheprovider --benchmark-json='$out/bench_cuda.json'"
 if [[ "${GPU_CHECK_ALL:-0}" == 1 ]]; then
   step tests_all 600 "python3 -m pytest -q -ra -p no:cacheprovider"
   step bench_all 600 "python3 -m pytest benchmarks --benchmark-enable -q -p no:cacheprovider --benchmark-json='$out/bench.json'"

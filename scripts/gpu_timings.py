@@ -100,7 +100,7 @@ def table(rows: list) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=SIZES, help=f"comma-separated WxH (default {SIZES})")
     ap.add_argument("--frames", type=int, default=200, help="frames timed per measurement (default 200)")
     ap.add_argument("--streams", type=int, default=8, help="StreamGroup's streams (default 8)")
@@ -115,11 +115,24 @@ def main(argv=None) -> int:
     if a.frames < 2 or not 1 <= a.streams <= 64:
         print("gpu_timings: --frames must be >= 2 and --streams 1..64", file=sys.stderr)
         return 2
-    try:
-        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes.split(",")]
-    except ValueError:
-        print(f"gpu_timings: --sizes {a.sizes!r}: expected comma-separated WxH", file=sys.stderr)
+    sizes = []
+    for item in a.sizes.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            print(f"gpu_timings: --sizes {a.sizes!r}: expected comma-separated WIDTHxHEIGHT with positive "
+                  f"integers, e.g. 640x480,1920x1080; {item!r} is not", file=sys.stderr)
+            return 2
+        sizes.append((int(parts[0]), int(parts[1])))
+    if f"cuda:{a.device}" not in arrcoc_rt.devices():
+        print(f"gpu_timings: --device {a.device}: no such CUDA device; this machine has "
+              f"{', '.join(d for d in arrcoc_rt.devices() if d != 'cpu')}", file=sys.stderr)
         return 2
+    if a.json:  # refused now, not after the first size's minutes of device time
+        try:
+            open(a.json, "w").close()
+        except OSError as e:
+            print(f"gpu_timings: --json {a.json!r}: cannot write there ({e.strerror})", file=sys.stderr)
+            return 2
     info = arrcoc_rt.info()
     rows = []
     for w, h in sizes:

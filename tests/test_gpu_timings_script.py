@@ -37,7 +37,16 @@ def test_gpu_timings_table_and_json(tmp_path, capsys):
     assert len(table) == 3 and table[1].startswith("| 64x48 |") and table[2].startswith("| 97x33 |")
 
 
-@pytest.mark.parametrize("args", [["--frames", "1"], ["--streams", "0"], ["--sizes", "640by480"]])
+@pytest.mark.parametrize("args", [["--frames", "1"], ["--streams", "0"], ["--sizes", "640by480"],
+                                  ["--sizes", "640x480x3"], ["--sizes", "0x0"], ["--device", "5"],
+                                  ["--sizes", "64x48", "--json", "/nonexistent-folder/t.json"]])
 def test_gpu_timings_refuses_bad_arguments(args, capsys):
     assert _script().main(args) == 2
     assert "gpu_timings:" in capsys.readouterr().err
+
+
+def test_gpu_timings_help_lists_its_columns(capsys):
+    with pytest.raises(SystemExit):
+        _script().main(["--help"])
+    out = capsys.readouterr().out
+    assert "throughput" in out and "StreamGroup" in out and "--json" in out
