@@ -347,3 +347,19 @@ def test_drop_oldest_passes_a_dropped_frames_reconnection_marker_on(clip):
     assert len(queued) == 2 and src.stats.dropped == 8
     assert sum(isinstance(f.opaque, SourceGap) for f in queued) == 1  # was: dropped with its frame
     src.close()
+
+
+def test_bench_reads_a_video_by_any_suffix_no_image_reader_claims(clip, tmp_path):
+    mpg = tmp_path / "clip.mpg"
+    mpg.write_bytes(clip.read_bytes())  # an .mp4's bytes: FFmpeg reads by content, the suffix only routes
+    out = _cli(["bench", str(mpg), "--frames", "2"], tmp_path)
+    assert out.returncode == 0 and "packet_to_pack" in out.stdout, out.stderr  # was: "cannot read image"
+
+
+@pytest.mark.parametrize("args, message", [(["--size", "0x0"], "positive integers"),
+                                           (["--size", "64x48x3"], "WIDTHxHEIGHT"),
+                                           (["CLIP", "--size", "64x48"], "keep their own size")])
+def test_bench_refuses_a_bad_size_before_its_table(clip, tmp_path, args, message):
+    out = _cli(["bench", *[str(clip) if a == "CLIP" else a for a in args], "--frames", "2"], tmp_path)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+    assert "p50" not in out.stdout and "Traceback" not in out.stderr  # was: the header, then the error

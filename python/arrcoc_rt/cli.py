@@ -30,7 +30,15 @@ from .pipeline import STRATEGIES
 from .samples import sample_frames
 from .texture import TextureBuilder
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts"}
+from .sources import VIDEO_SUFFIXES
+
+
+def _is_video(path: Path) -> bool:
+    """A video file by its suffix: a known video suffix, or one that no image reader claims."""
+    from PIL import Image
+
+    suffix = path.suffix.lower()
+    return suffix in VIDEO_SUFFIXES or suffix not in Image.registered_extensions()
 
 
 def _cmd_info(args) -> int:
@@ -49,7 +57,7 @@ def _read_frames(path: Path, count: int) -> list[np.ndarray]:
     """Up to ``count`` RGB frames from an image (one frame) or a video file."""
     if not path.exists():
         raise SystemExit(f"arrcoc-rt: error: input {str(path)!r} does not exist")
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if _is_video(path):
         try:
             import av
         except ImportError:
@@ -498,29 +506,30 @@ def _cmd_bench(args) -> int:
     from .runtime import cuda_available
     from .samples import sample_frames
 
-    if args.input and Path(args.input).suffix.lower() in VIDEO_SUFFIXES:
+    if args.input and args.size is not None:
+        raise _error(f"--size sets the synthetic frames' size; {args.input!r}'s frames keep their own size "
+                     f"(leave out --size or the input)")
+    if args.input and _is_video(Path(args.input)):
         if not Path(args.input).exists():
             raise _error(f"input {args.input!r} does not exist")
         rc = _bench_video(Path(args.input), args.frames, ["cpu"] + (["cuda"] if cuda_available() else []))
-        if not cuda_available():
-            print("(no CUDA GPU here: CPU only)")
+        _cuda_notes()
         return rc
     if args.input:
         frames = _read_frames(Path(args.input), 2)
         if len(frames) == 1:
             frames = frames * 2
     else:
-        try:
-            w, h = (int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            raise _error(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-        frames = sample_frames(w, h, 2)
+        parts = (args.size or "640x480").lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise _error(f"--size {args.size!r}: expected WIDTHxHEIGHT with positive integers, e.g. 640x480")
+        frames = sample_frames(int(parts[0]), int(parts[1]), 2)
     h, w = frames[0].shape[:2]
     devices = ["cpu"] + (["cuda"] if cuda_available() else [])
+    pipes = {dev: Pipeline(w, h, device=dev) for dev in devices}  # a refused size stops before the table
     print(f"arrcoc-rt bench: {w}x{h}, {args.frames} frames per device (after 3 warm-up frames)")
     print(f"{'device':6s} {'stage':20s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
-    for dev in devices:
-        pipe = Pipeline(w, h, device=dev)
+    for dev, pipe in pipes.items():
         for i in range(3):
             pipe.process(frames[i % 2])
         ts = [pipe.process(frames[i % 2]).timings for i in range(args.frames)]
@@ -528,9 +537,23 @@ def _cmd_bench(args) -> int:
             v = [t[key] for t in ts]
             print(f"{dev:6s} {key:20s} {np.percentile(v, 50):8.2f} {np.percentile(v, 95):8.2f} {np.percentile(v, 99):8.2f}")
         print(f"{dev:6s} {'fps (p50)':20s} {1000.0 / np.percentile([t['total'] for t in ts], 50):8.1f}")
+    _cuda_notes()
+    return 0
+
+
+def _cuda_notes() -> None:
+    """What the table's CUDA rows mean, or why there are none."""
+    from . import cuda
+    from .runtime import cuda_available
+
     if not cuda_available():
         print("(no CUDA GPU here: CPU only)")
-    return 0
+        return
+    print("(cuda: the stages are host times: texture and cascade only queue their kernels, "
+          "allocate_and_gather includes the wait for the device; the total is the frame's time. "
+          "scripts/gpu_timings.py times a GPU frame with events)")
+    if cuda.is_emulated():
+        print("(cuda is the EMULATED device, on the CPU: its times mean nothing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -590,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="per-stage latency table (p50/p95/p99, fps) on CPU and GPU if present")
     b.add_argument("input", nargs="?", help="image, or a video file: then from each PyAV packet to the token pack, split "
                                             "into decode, convert and each stage (default: synthetic frames)")
-    b.add_argument("--size", default="640x480", help="synthetic frame size (default 640x480)")
+    b.add_argument("--size", help="synthetic frame size, without an input (default 640x480)")
     b.add_argument("--frames", type=int, default=30, help="frames to time per device and stage (default: 30)")
     b.set_defaults(func=_cmd_bench)
     sub.add_parser("info", help="version, build (CUDA compiled?), GPUs found").set_defaults(func=_cmd_info)

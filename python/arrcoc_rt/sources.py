@@ -56,6 +56,7 @@ def _pass_gap(dropped, kept) -> None:
         kept.opaque = dropped.opaque
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 # Live protocols whose sessions have no natural end (a camera's): an end of stream there is a lost
 # connection. A raw tcp:// or udp:// feed, or an http(s) stream, may simply end.

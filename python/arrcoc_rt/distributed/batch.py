@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv")
+from ..sources import VIDEO_SUFFIXES
 
 
 def expand_inputs(inputs) -> list[str]:

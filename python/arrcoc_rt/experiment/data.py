@@ -41,7 +41,7 @@ from ..evaluation.dataset import read_image as evaluation_read_image
 from ..vlm.tiers import TIERS
 
 FIELDS = ("id", "image", "video", "frame", "question", "answers", "box", "kind", "tier")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from ..sources import IMAGE_SUFFIXES
 # Decision thresholds of the seeds (points of accuracy): (promising, strong).
 THRESHOLDS = {"vqav2": (2.0, 5.0), "textvqa": (3.0, 7.0)}
 
