@@ -61,8 +61,22 @@ def test_find_package_from_the_python_package(tmp_path):
     prefix = Path(arrcoc_rt.cmake_prefix_path())
     if not (prefix / "lib" / "cmake" / "arrcoc" / "arrcocConfig.cmake").exists():
         pytest.skip("this arrcoc_rt install carries no CMake package (editable install?)")
+    # one copy of the library (a wheel cannot hold symlinks: each name was a 5.8 MB copy), named by
+    # its soname, which the module loads and the exported target names
+    assert sorted(p.name for p in (prefix / "lib").glob("libarrcoc_core*")) == [
+        "libarrcoc_core.so." + ".".join(arrcoc_rt.__version__.split(".")[:2])]
     out = _consumer(prefix, tmp_path)
     assert f"arrcoc {arrcoc_rt.__version__}" in out
+
+
+@pytest.mark.parametrize("value, says", [("off", "CUDA backend OFF, emulated OFF"), ("0", "CUDA backend OFF, emulated OFF"),
+                                         ("Emulate", "emulated ON"), ("bogus", "ARRCOC_CUDA=bogus: expected AUTO, ON")])
+def test_arrcoc_cuda_takes_any_case_and_refuses_unknown_values(tmp_path, value, says):
+    """-DARRCOC_CUDA (and pip's ARRCOC_CUDA=...) as CMake reads booleans: 'off' was read as AUTO."""
+    r = subprocess.run([CMAKE, "-S", ROOT, "-B", tmp_path / "b", *_generator(), f"-DARRCOC_CUDA={value}",
+                        "-DARRCOC_PYTHON=OFF"], capture_output=True, text=True)
+    assert says in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (r.returncode != 0) == (value == "bogus")
 
 
 def test_cpp_host_example(cpu_only_install, tmp_path):

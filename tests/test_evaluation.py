@@ -418,6 +418,20 @@ def test_eval_command_default_is_the_builtin_set(tmp_path, monkeypatch, capsys):
     assert len(list((tmp_path / "o").glob("homunculus_*.png"))) == 3
 
 
+def test_eval_command_without_scikit_image_names_the_extra(tmp_path, monkeypatch, capsys):
+    """A plain `pip install .` has no scikit-image: the built-in set says which extra brings it
+    (was: a RuntimeError traceback)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else find_spec(name, *a))
+    from arrcoc_rt import cli
+
+    assert cli.main(["eval", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "arrcoc_rt[eval]"' in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
 ORIGINAL_SCENES = ["gravel", "grass", "brick"]
 CAMOUFLAGE_SCENES = ["gravel-camouflage", "grass-camouflage", "brick-camouflage"]
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -71,9 +72,16 @@ namespace {
 Status bad(StatusCode code, const std::string& msg) { return Status(code, msg); }
 
 Status check_config(const AllocatorConfig& c) {
-  auto range = [](const char* name, double v, double lo, double hi) {
-    return bad(StatusCode::kOutOfRange, std::string(name) + " " + std::to_string(v) + " is out of range; expected [" +
-                                            std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  // whole numbers as integers (the int settings: "saccades 5000", not "5000.000000"), others as %g
+  auto number = [](double v) {
+    if (std::fabs(v) < 1e15 && v == std::floor(v)) return std::to_string(static_cast<long long>(v));
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", v);
+    return std::string(text);
+  };
+  auto range = [&number](const char* name, double v, double lo, double hi) {
+    return bad(StatusCode::kOutOfRange, std::string(name) + " " + number(v) + " is out of range; expected [" +
+                                            number(lo) + ", " + number(hi) + "]");
   };
   if (c.max_width < 1 || c.max_width > 16384) return range("max_width", c.max_width, 1, 16384);
   if (c.max_height < 1 || c.max_height > 16384) return range("max_height", c.max_height, 1, 16384);

@@ -1,5 +1,6 @@
 #include "frame_checks.h"
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -103,6 +104,20 @@ Status validate_texture_view(const TextureView& t, const char* what) noexcept {
   if ((t.level0_kept & kPipelineLevel0Planes) != kPipelineLevel0Planes)
     return Status(StatusCode::kInvalidArgument,
                   w + ": level 0 lacks red, green, blue or motion (level0_kept), which the later stages read");
+  return Status::Ok();
+}
+
+Status validate_patch_values(const float* values, int64_t n, const char* what) noexcept {
+  if (!values) return Status(StatusCode::kInvalidArgument, std::string(what) + " is null");
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i]))
+      return Status(StatusCode::kInvalidArgument,
+                    std::string(what) + " contain NaN or inf (at " + std::to_string(i) + ")");
+    if (std::fabs(values[i]) > kMaxPatchValue)
+      return Status(StatusCode::kOutOfRange, std::string(what) + ": value " + std::to_string(values[i]) + " (at " +
+                                                 std::to_string(i) + ") is out of range; expected at most " +
+                                                 std::to_string(static_cast<int>(kMaxPatchValue)) + " in magnitude");
+  }
   return Status::Ok();
 }
 

@@ -23,4 +23,8 @@ Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height,
 // stages index planes by it), and the level-0 planes every stage may read (kPipelineLevel0Planes).
 Status validate_texture_view(const TextureView& t, const char* what) noexcept;
 
+// Checks the n values of a patch-grid channel (a query map): finite, at most kMaxPatchValue in
+// magnitude. `what` names them in messages ("query_map", "set_patch_channel: values").
+Status validate_patch_values(const float* values, int64_t n, const char* what) noexcept;
+
 }  // namespace arrcoc

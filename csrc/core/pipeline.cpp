@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "frame_checks.h"
 #include "guard.h"
 
 namespace arrcoc {
@@ -63,7 +64,15 @@ Status Pipeline::process(const FrameView& frame, const float* query_map, Pipelin
     const bool sync = m.config.synchronize_stages && m.config.texture.device == Device::kCUDA;
     PipelineResult r;
     const auto t0 = clock::now();
-    Status s = m.texture->build(frame, &r.texture);
+    Status s = Status::Ok();
+    if (query_map) {  // checked before the frame is built: a refused map leaves the pipeline's history as it was
+      s = validate_frame(frame, m.config.texture.max_width, m.config.texture.max_height, "frame");
+      LevelLayout levels[kNumLevels];
+      if (s.ok()) texture_layout(frame.width, frame.height, levels);
+      if (s.ok()) s = validate_patch_values(query_map, static_cast<int64_t>(levels[kPatchLevel].width) *
+                                                           levels[kPatchLevel].height, "query_map");
+    }
+    if (s.ok()) s = m.texture->build(frame, &r.texture);
     if (s.ok() && query_map) s = m.texture->set_patch_channel(static_cast<int>(Channel::kQuerySimilarity), query_map);
     if (s.ok() && sync) s = m.texture->synchronize();
     const auto t1 = clock::now();

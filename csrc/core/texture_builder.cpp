@@ -339,18 +339,9 @@ Status TextureBuilder::set_patch_channel(int channel, const float* values) noexc
     if (channel < 0 || channel >= kNumChannels || channel_base_level(channel) != kPatchLevel)
       return Status(StatusCode::kInvalidArgument, "set_patch_channel: channel " + std::to_string(channel) +
                                                       " is not a patch-grid channel (17..39)");
-    if (!values) return Status(StatusCode::kInvalidArgument, "set_patch_channel: values is null");
     const LevelLayout& L = m.last.levels[kPatchLevel];
     const int64_t n = static_cast<int64_t>(L.width) * L.height;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(values[i]))
-        return Status(StatusCode::kInvalidArgument, "set_patch_channel: values contain NaN or inf (at " +
-                                                        std::to_string(i) + ")");
-      if (std::fabs(values[i]) > kMaxPatchValue)
-        return Status(StatusCode::kOutOfRange, "set_patch_channel: value " + std::to_string(values[i]) + " (at " +
-                                                   std::to_string(i) + ") is out of range; expected at most " +
-                                                   std::to_string(static_cast<int>(kMaxPatchValue)) + " in magnitude");
-    }
+    if (Status s = validate_patch_values(values, n, "set_patch_channel: values"); !s.ok()) return s;
     const size_t es = static_cast<size_t>(dtype_size(m.config.dtype));
     void* dst = static_cast<char*>(m.buffers.out) + m.last.plane_offset(channel, kPatchLevel) * es;
     if (m.config.device == Device::kCPU) {

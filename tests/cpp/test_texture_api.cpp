@@ -98,6 +98,14 @@ void test_create_refuses_what_process_would() {
   pc.cascade.patches_per_cluster = 2;
   check_status(arrcoc::Pipeline::create(pc, &p), StatusCode::kOutOfRange, "top_clusters INT32_MAX", "top_clusters");
   pc = arrcoc::PipelineConfig();
+  pc.allocator.saccades = 5000;  // an int setting reads as one (was "5000.000000 ... [0.000000, 1024.000000]")
+  check_status(arrcoc::Pipeline::create(pc, &p), StatusCode::kOutOfRange, "saccades 5000",
+               "saccades 5000 is out of range; expected [0, 1024]");
+  pc = arrcoc::PipelineConfig();
+  pc.allocator.offset = 0.5f;  // a float setting keeps its fraction
+  check_status(arrcoc::Pipeline::create(pc, &p), StatusCode::kOutOfRange, "offset 0.5",
+               "offset 0.5 is out of range; expected [-0.3, 0.3]");
+  pc = arrcoc::PipelineConfig();
   pc.cascade.top_clusters = 16;
   pc.cascade.patches_per_cluster = 64;  // exactly 1024: accepted
   check(arrcoc::Pipeline::create(pc, &p).ok() && p != nullptr, "1024 candidate slots are accepted");
@@ -513,8 +521,32 @@ void test_pipeline_end_to_end() {
   check(r.stage_ms[0] > 0.0 && r.stage_ms[2] > 0.0, "stage timings measured");
   std::vector<float> q(static_cast<size_t>(t.patch_grid_width) * t.patch_grid_height, 0.0f);
   q[0] = NAN;
-  check_status(pipe->process(rgb_frame(px, 320, 240), q.data(), &r), StatusCode::kInvalidArgument,
-               "NaN in the query map", "NaN");
+  const std::vector<uint8_t> dark(320 * 240 * 3, 0);
+  check_status(pipe->process(rgb_frame(dark, 320, 240), q.data(), &r), StatusCode::kInvalidArgument,
+               "NaN in the query map", "query_map contain NaN");  // was: named set_patch_channel
+  {
+    // The map is refused before the frame is built (it was built, and the refused dark frame became
+    // the next one's previous frame): the next frame's tokens equal a twin's that never saw the call.
+    std::unique_ptr<arrcoc::Pipeline> twin;
+    check_status(arrcoc::Pipeline::create(pc, &twin), StatusCode::kOk, "create the twin pipeline");
+    std::vector<uint8_t> same(320 * 240 * 3, 80);
+    arrcoc::PipelineResult a, b;
+    for (int f = 0; f < 3; ++f) {  // the frames pipe accepted, in order
+      for (int y = 100; y < 132; ++y)
+        for (int x = 40 + 10 * f; x < 72 + 10 * f; ++x) same[(y * 320 + x) * 3 + 1] = 250;
+      check_status(twin->process(rgb_frame(same, 320, 240), nullptr, &b), StatusCode::kOk, "twin frame");
+    }
+    std::vector<uint8_t> moved(px);
+    for (int y = 100; y < 132; ++y)
+      for (int x = 80; x < 112; ++x) moved[(y * 320 + x) * 3 + 1] = 250;
+    check_status(pipe->process(rgb_frame(moved, 320, 240), nullptr, &a), StatusCode::kOk, "frame after the refusal");
+    check_status(twin->process(rgb_frame(moved, 320, 240), nullptr, &b), StatusCode::kOk, "twin's next frame");
+    const size_t n = static_cast<size_t>(a.tokens.num_tokens);
+    check(a.tokens.num_tokens == b.tokens.num_tokens && *a.tokens.scene_cut == *b.tokens.scene_cut &&
+              std::equal(a.tokens.positions, a.tokens.positions + 2 * n, b.tokens.positions) &&
+              std::equal(a.tokens.budgets, a.tokens.budgets + n, b.tokens.budgets),
+          "a refused query map leaves the pipeline's history as it was");
+  }
   arrcoc::BalanceWeights w = arrcoc::default_balance_weights();
   w.mix[1] = INFINITY;
   check_status(pipe->set_weights(w), StatusCode::kInvalidArgument, "infinite weights", "NaN or inf");

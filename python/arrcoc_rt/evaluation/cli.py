@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 DESCRIPTION = """Measures where arrcoc_rt puts its saccades. For each item (an image, a query and the boxes where
@@ -83,6 +84,9 @@ def run(args) -> int:
         return _error(str(e))
     if args.cuts and not args.video:
         return _error("--cuts describes --video; give the video too")
+    if not args.dataset and importlib.util.find_spec("skimage") is None:
+        return _error("the built-in evaluation set is made from scikit-image's sample photographs, which is not "
+                      "installed: pip install \"arrcoc_rt[eval]\" (or give your own items.jsonl)")
     try:
         items = load_jsonl(args.dataset) if args.dataset else builtin_items()
     except DatasetError as e:

@@ -57,7 +57,7 @@ def _skimage_data():
         from skimage import data
     except ImportError:
         raise RuntimeError("the built-in evaluation set is made from scikit-image's sample photographs: "
-                           "pip install scikit-image") from None
+                           "pip install \"arrcoc_rt[eval]\"") from None
     return data
 
 
