@@ -239,7 +239,7 @@ def test_batch_writes_parquet_per_file_and_a_rerun_skips_finished_files(cluster,
         assert all(isinstance(x, FramePack) for x in packs)
         assert_same(packs, sequential[i])
     assert not list(out.glob("*.partial"))
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "_summary.json").read_text())
     assert len(summary["files"]) == 5
 
     # Rerun: finished files are skipped (not rewritten); one whose Parquet is damaged is done again.
@@ -263,7 +263,7 @@ def test_cli_run_ray_and_batch(cluster, clips, tmp_path, capsys):
     rc = cli.main(["run", clips[0], clips[1], str(tmp_path / "missing.mp4"), "--ray", "--out", str(out), "--quiet",
                    "--device", "cpu"])
     assert rc == 1  # one source failed; the others are complete
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "_summary.json").read_text())
     s = {r["index"]: r for r in summary["sources"]}
     assert s[2]["status"] == "failed" and s[2]["output"] is None
     for i in (0, 1):
@@ -283,3 +283,91 @@ def test_cli_run_ray_and_batch(cluster, clips, tmp_path, capsys):
     assert "2 converted" in capsys.readouterr().out
     assert cli.main(["batch", clips[0], clips[3], "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert "2 already complete (skipped)" in capsys.readouterr().out
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 100)
+    rc = cli.main(["batch", clips[0], str(broken), str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "b"),
+                   "--device", "cpu"])
+    printed = capsys.readouterr().out
+    failed = [line for line in printed.splitlines() if line.startswith("failed")]
+    assert rc == 1 and len(failed) == 2, printed  # one line per failed file (was: the task's failures twice)
+
+
+def test_batch_reruns_files_made_with_other_options_and_reports_empty_inputs(cluster, clips, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "opts"
+    first = run_batch([clips[0]], out, device="cpu", progress=False)
+    assert first[0]["status"] == "complete"
+    assert run_batch([clips[0]], out, device="cpu", num_threads=2, progress=False)[0]["status"] == "skipped"
+    # other options: converted again (was: skipped, the old tokens kept under the new options)
+    again = run_batch([clips[0]], out, device="cpu", strategy="random", progress=False)[0]
+    assert again["status"] == "complete" and again["frames"] == FRAMES[0]
+    assert run_batch([clips[0]], out, device="cpu", strategy="random", progress=False)[0]["status"] == "skipped"
+    # the output folder reads as one Parquet dataset (the summary's leading _ keeps it out)
+    assert pq.read_table(str(out)).num_rows == FRAMES[0]
+    # a redo that fails leaves no stale file and names none
+    bad = run_batch([clips[0]], out, device="cpu", source_options={"start": 5.0, "end": 1.0}, redo=True,
+                    progress=False)[0]
+    assert bad["status"] == "failed" and bad["parquet"] is None and not list(out.glob("*.parquet"))
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")
+    reports = run_batch([clips[1], str(tmp_path / "none" / "*.mp4"), str(images), os.path.relpath(clips[1])],
+                        tmp_path / "inputs", device="cpu", progress=False)
+    # was: the pattern and the folder vanished, and the second spelling of clips[1] raced the first
+    assert [r["status"] for r in reports] == ["complete", "failed", "failed"]
+    assert "matches no file" in reports[1]["error"] and "no video files" in reports[2]["error"]
+
+
+@pytest.mark.parametrize("options, message", [({"num_cpus": -1}, "num_cpus"), ({"num_cpus": 0}, "num_cpus"),
+                                              ({"max_retries": -1}, "max_retries"),
+                                              ({"rows_per_group": 0}, "rows_per_group"),
+                                              ({"num_gpus": -1}, "num_gpus"),
+                                              ({"source_options": {"bogus": 1}}, "bogus")])
+def test_batch_refuses_bad_options_before_any_task(clips, tmp_path, options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        run_batch([clips[0]], tmp_path / "o", device="cpu", progress=False, **options)
+    assert not (tmp_path / "o").exists()
+
+
+def test_requests_no_node_can_meet_are_refused_at_once(cluster, clips, tmp_path):
+    """Ray would wait forever for a node with 4 CPUs, a GPU or a custom resource this cluster lacks."""
+    for kwargs in ({"num_cpus": 4}, {"num_gpus": 1}, {"actor_options": {"resources": {"camera_room_1": 1}}}):
+        with pytest.raises(ValueError, match="no node of this cluster has"):
+            run_many(clips[:1], device="cpu", progress=False, **kwargs)
+    with pytest.raises(ValueError, match="no node of this cluster has"):
+        run_batch([clips[0]], tmp_path / "o", device="cpu", num_cpus=4, progress=False)
+    with pytest.raises(TypeError, match="bogus"):
+        run_many(clips[:1], device="cpu", progress=False, source_options={"bogus": 1})
+
+
+def test_one_source_given_alone_and_frames_counted_as_delivered(cluster, clips):
+    with run_many(clips[2], device="cpu", batch_frames=8, progress=False) as run:  # a str: one source
+        for i, p in enumerate(run):
+            if i == 9:
+                break
+    (report,) = run.summary()
+    assert report["source"] == clips[2] and report["frames"] == 10  # was: 16, the whole batch of 8 counted
+
+
+def test_a_worker_delivers_the_frames_it_gathered_before_a_failure(clips):
+    """StreamWorker without Ray: an unexpected error on the third frame of a request of 8 fails the
+    source and still returns the two frames processed (was: raised, the two lost)."""
+    from arrcoc_rt.distributed.worker import StreamWorker
+
+    w = StreamWorker({"device": "cpu"})
+    assert w.open("k", 0, clips[0], 0)["state"] == "ok"
+    st = w._open["k"]
+    real, calls = st.stream.process, []
+
+    def failing(frame):
+        calls.append(1)
+        if len(calls) == 3:
+            raise IndexError("list index out of range")
+        return real(frame)
+
+    st.stream.process = failing
+    reply = w.next("k", 0, 8)
+    assert reply["state"] == "failed" and "IndexError" in reply["error"]
+    assert [p.frame_index for p in reply["packs"]] == [0, 1]

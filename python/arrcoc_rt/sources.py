@@ -298,6 +298,14 @@ class VideoSource:
                     lost = str(e)
             except (av.error.InvalidDataError, av.error.FFmpegError) as e:  # broken container data
                 bad = e
+            except IndexError as e:
+                # PyAV's demux met a packet of a stream index it does not know (damaged data read as
+                # a new stream, e.g. in MPEG-TS): bad data. Its generator ended with the error; a new
+                # one reads on from the same position.
+                if self._closed:
+                    return
+                bad = e
+                demux = self.container.demux(self.stream)
             if lost is not None:
                 gap_start = last_frame_at if last_frame_at is not None else time.monotonic()
                 attempts = self._reopen(lost)
@@ -540,6 +548,18 @@ class ImageFolderSource:
         self.close()
 
 
+def check_open_options(options) -> None:
+    """Raises TypeError naming any keyword ``open`` does not take (checked before a source opens:
+    a batch of files or a cluster's actors would otherwise fail each on its own)."""
+    import inspect
+
+    known = {name for name, p in inspect.signature(VideoSource.__init__).parameters.items()
+             if p.kind == p.KEYWORD_ONLY} | {"webcam_size", "webcam_rate", "webcam_format"}
+    unknown = sorted(set(options or {}) - known)
+    if unknown:
+        raise TypeError(f"source options: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(sorted(known))}")
+
+
 def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", **kwargs):
     """A frame source for ``source``: a video file, a URL (rtsp:// with TCP transport and timeouts),
     a webcam ("/dev/video0" or an int index, v4l2), or a folder of images. Keyword arguments go to
@@ -549,6 +569,7 @@ def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", *
     many frames per second (VLM pipelines often take 1-2), ``stride`` to keep every stride-th), live
     sources' ``reconnect_attempts`` / ``reconnect_backoff``, and ``follow`` for a growing file (see the
     module docstring)."""
+    check_open_options(kwargs)
     if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
         device = f"/dev/video{source}" if isinstance(source, int) else source
         options = dict(kwargs.pop("options", None) or {})

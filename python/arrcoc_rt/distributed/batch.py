@@ -11,11 +11,14 @@
   (``records.arrow_schema``), written in row groups of ``rows_per_group`` frames.
 * Resumable: each file is written to ``NAME.parquet.partial`` and renamed to ``NAME.parquet`` when
   complete (the rename is atomic), so a ``NAME.parquet`` with a readable footer is a finished file
-  and a rerun skips it; a task that died leaves only a ``.partial``, which the rerun replaces.
+  and a rerun skips it; a task that died leaves only a ``.partial``, which the rerun replaces. Each
+  file records the options it was made with (its schema's ``arrcoc_options``): a rerun with other
+  options converts it again instead of skipping it.
 * A file that cannot be read fails alone (its error is in the report); the others go on. A worker
   that dies is retried by Ray Data (``max_retries``) from the file's start.
-* ``summary.json`` in the output folder lists every input: status, Parquet file, frames, corrupt
-  packets, latency percentiles.
+* ``_summary.json`` in the output folder lists every input: status, Parquet file, frames, corrupt
+  packets, latency percentiles. (The leading ``_`` keeps Parquet readers that take a folder as one
+  dataset, pyarrow, pandas, Spark, from reading it as data.)
 """
 
 from __future__ import annotations
@@ -34,32 +37,73 @@ import numpy as np
 from ..sources import VIDEO_SUFFIXES
 
 
+SUMMARY_NAME = "_summary.json"
+
+
 def expand_inputs(inputs) -> list[str]:
     """Files from paths, folders (their video files, recursively) and glob patterns ('**' works),
-    in order, each once. A path that matches nothing is kept, to be reported as missing."""
+    in order, each file once (the same file under two spellings too). A path, folder or pattern
+    that gives no file is kept as it is, to be reported as failed (``missing_reason``)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     out, seen = [], set()
 
-    def add(p):
+    def add(p) -> bool:
         p = str(p)
-        if p not in seen:
-            seen.add(p)
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
             out.append(p)
+        return True
 
     for item in inputs:
         s = str(item)
         if os.path.isdir(s):
-            for p in sorted(Path(s).rglob("*")):
-                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
-                    add(p)
+            found = [add(p) for p in sorted(Path(s).rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
         elif any(c in s for c in "*?[") and not os.path.exists(s):
-            for p in sorted(glob.glob(s, recursive=True)):
-                if os.path.isfile(p):
-                    add(p)
+            found = [add(p) for p in sorted(glob.glob(s, recursive=True)) if os.path.isfile(p)]
         else:
-            add(s)
+            found = [add(s)]
+        if not found:
+            add(s)  # reported as failed, with the reason
     return out
+
+
+def missing_reason(item: str) -> str:
+    """Why an input of ``expand_inputs`` is not a file to convert."""
+    if os.path.isdir(item):
+        return (f"{item!r} is a folder with no video files ({', '.join(VIDEO_SUFFIXES)}); "
+                f"an image folder is one source for arrcoc-rt run, not a batch input")
+    if any(c in item for c in "*?[") and not os.path.exists(item):
+        return f"{item!r} matches no file"
+    return f"{item!r} does not exist or is not a file"
+
+
+def options_key(stream_options: dict, source_options: dict) -> str:
+    """A fingerprint of the options a file is converted with (arrays by their bytes' hash), kept in
+    its Parquet schema: a rerun with other options converts the file again."""
+    import dataclasses
+
+    def canon(o):
+        if hasattr(o, "shape") and hasattr(o, "dtype"):
+            a = np.ascontiguousarray(o)
+            return {"array": hashlib.sha1(a.tobytes()).hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
+        if dataclasses.is_dataclass(o):
+            return {"type": type(o).__name__, **{f.name: getattr(o, f.name) for f in dataclasses.fields(o)}}
+        return repr(o)
+
+    # Where it runs is not part of it: the kernels' thread count gives the same bits, and the CPU and
+    # CUDA backends the same tokens within the tested tolerances (a rerun on GPUs skips CPU-made files).
+    stream = {k: v for k, v in stream_options.items() if k not in ("num_threads", "device")}
+    return json.dumps({"stream": stream, "source": source_options}, sort_keys=True, default=canon)
+
+
+def written_options(path) -> str | None:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(str(path)).metadata or {}
+    value = meta.get(b"arrcoc_options")
+    return value.decode() if value is not None else None
 
 
 def output_name(path: str) -> str:
@@ -82,9 +126,10 @@ def is_complete(path) -> bool:
 
 
 def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_options: dict | None = None,
-                 source_options: dict | None = None, rows_per_group: int = 64) -> dict:
+                 source_options: dict | None = None, rows_per_group: int = 64, options: str | None = None) -> dict:
     """One video file -> one Parquet file (``out_path``), frames in order; returns its report.
-    Runs in a Ray Data task (and works without Ray)."""
+    ``options``: the options' fingerprint (``options_key``) kept in the file's schema. Runs in a Ray
+    Data task (and works without Ray)."""
     import pyarrow.parquet as pq
 
     from ..sources import open as open_source
@@ -99,7 +144,10 @@ def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_opti
     try:
         with open_source(path, **(source_options or {})) as src:
             stream = Stream(**(stream_options or {}))
-            writer = pq.ParquetWriter(partial, arrow_schema(), compression="zstd")
+            schema = arrow_schema()
+            if options is not None:
+                schema = schema.with_metadata({**(schema.metadata or {}), b"arrcoc_options": options.encode()})
+            writer = pq.ParquetWriter(partial, schema, compression="zstd")
             for i, frame in enumerate(src):
                 t = time.perf_counter()
                 result = stream.process(frame)
@@ -121,6 +169,7 @@ def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_opti
         report.update(status="complete", frames=len(latencies))
     except Exception as e:  # noqa: BLE001 - this file fails alone; the report says why
         report["error"] = f"{type(e).__name__}: {e}"
+        report["parquet"] = None  # nothing was written
         if writer is not None:
             writer.close()
         if os.path.exists(partial):
@@ -132,9 +181,10 @@ def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_opti
     return report
 
 
-def _task(row: dict, stream_options: dict, source_options: dict, rows_per_group: int) -> dict:
+def _task(row: dict, stream_options: dict, source_options: dict, rows_per_group: int, options: str) -> dict:
     r = convert_file(row["path"], row["out"], source_index=row["index"], stream_options=stream_options,
-                     source_options=source_options, rows_per_group=rows_per_group)
+                     source_options=source_options, rows_per_group=rows_per_group, options=options)
+    r["out"] = row["out"]  # the task's key (a failed file's report names no Parquet file)
     r["latency_ms"] = json.dumps(r["latency_ms"])  # one simple type per column for Ray Data
     return r
 
@@ -150,8 +200,18 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
     ``redo=True`` converts finished files again. ``on_file(report)`` is called as each file ends.
     Returns one report per input, in input order: status 'complete', 'skipped' (finished by an
     earlier run) or 'failed' (with ``error``), frames, corrupt packets, latency percentiles."""
-    from .live import _validate, _with_query, connect
+    from ..sources import check_open_options
+    from .live import _validate, _with_query, check_feasible, connect
 
+    for name, v, lo in (("max_retries", max_retries, 0), ("rows_per_group", rows_per_group, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name}: {v!r}; expected an int >= {lo}")
+    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not num_cpus > 0:
+        raise ValueError(f"num_cpus: {num_cpus!r}; expected a number > 0 (CPUs per task)")
+    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float))
+                                 or not num_gpus >= 0):
+        raise ValueError(f"num_gpus: {num_gpus!r}; expected a number >= 0 (GPUs per task) or None")
+    check_open_options(source_options)
     files = expand_inputs(inputs)
     if not files:
         raise ValueError(f"no video files in {inputs!r}")
@@ -159,19 +219,22 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
     out.mkdir(parents=True, exist_ok=True)
     stream_options = _with_query(query, stream_options)
     _validate(stream_options)
+    key = options_key(stream_options, dict(source_options or {}))
     reports: dict[int, dict] = {}
     todo = []
     for i, f in enumerate(files):
         target = out / output_name(f)
-        if not redo and target.exists() and is_complete(target):
+        finished = target.exists() and is_complete(target)
+        if finished and not redo and written_options(target) == key:
             import pyarrow.parquet as pq
 
             reports[i] = {"source": f, "parquet": str(target), "status": "skipped", "error": None,
                           "frames": pq.read_metadata(str(target)).num_rows}
         elif not os.path.isfile(f):
-            reports[i] = {"source": f, "parquet": None, "status": "failed", "frames": 0,
-                          "error": f"{f!r} does not exist or is not a file"}
+            reports[i] = {"source": f, "parquet": None, "status": "failed", "frames": 0, "error": missing_reason(f)}
         else:
+            if finished:  # redone, or made with other options: gone now, so a failure leaves no stale file
+                target.unlink()
             todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve())})
     if todo:
         import ray
@@ -188,8 +251,10 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
         ctx.enable_progress_bars = show
         ctx.max_errored_blocks = len(todo)  # a task that keeps crashing loses its file, not the job
         ds = ray.data.from_items(todo, override_num_blocks=len(todo))  # one file per block, one block per task
+        check_feasible(ray, "a task", num_cpus, num_gpus)
         kwargs = dict(fn_kwargs={"stream_options": stream_options, "source_options": dict(source_options or {}),
-                                 "rows_per_group": rows_per_group}, num_cpus=num_cpus, num_gpus=num_gpus or None)
+                                 "rows_per_group": rows_per_group, "options": key},
+                      num_cpus=num_cpus, num_gpus=num_gpus or None)
         with warnings.catch_warnings():
             # Ray Data retries a crashed task forever by default; a file that crashes its worker must fail
             # after max_retries. Ray 2.60 has only the (deprecated) remote-args hook for that.
@@ -202,7 +267,7 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
         for row in ds.iter_rows():
             r = dict(row)
             r["latency_ms"] = json.loads(r["latency_ms"])
-            i = by_out[r["parquet"]]
+            i = by_out[r.pop("out")]
             r["source"] = files[i]
             reports[i] = r
             if on_file is not None:
@@ -212,7 +277,7 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
                 reports[t["index"]] = {"source": files[t["index"]], "parquet": None, "status": "failed", "frames": 0,
                                        "error": f"its task crashed {max_retries + 1} times (worker died)"}
     result = [reports[i] for i in range(len(files))]
-    (out / "summary.json").write_text(json.dumps({"files": result}, indent=2))
+    (out / SUMMARY_NAME).write_text(json.dumps({"files": result}, indent=2))
     return result
 
 

@@ -1,6 +1,6 @@
 """The Ray parts of the command line (``arrcoc_rt/cli.py`` only routes here):
 
-    arrcoc-rt run SOURCE... --ray [ADDRESS] --out DIR    one JSONL (or Parquet) per source + summary.json
+    arrcoc-rt run SOURCE... --ray [ADDRESS] --out DIR    one JSONL (or Parquet) per source + _summary.json
     arrcoc-rt batch VIDEOS_OR_GLOB... [--ray ADDRESS] --out DIR    Parquet per file, resumable
 
 ADDRESS: 'auto' (the cluster this machine belongs to), 'HOST:PORT', 'ray://HOST:10001'; without
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..pipeline import STRATEGIES
+from .batch import SUMMARY_NAME
 
 _ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.\-]+:\d+)$")
 
@@ -36,7 +37,7 @@ def add_run_options(parser) -> None:
     g = parser.add_argument_group("many sources on Ray (--ray; docs/SCALING.md)")
     g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run every SOURCE on a Ray cluster: ADDRESS ('auto', HOST:PORT, ray://HOST:10001) or, "
-                        "without one, a local cluster; --out is then a folder (one JSONL per source + summary.json)")
+                        "without one, a local cluster; --out is then a folder (one JSONL per source + _summary.json)")
     g.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl",
                    help="with --ray: tokens per source as JSONL (default) or Parquet")
     g.add_argument("--actors", type=int, help="with --ray: number of actors (default: one per source on GPUs, "
@@ -120,7 +121,7 @@ def run_on_ray(args, stream_options: dict) -> int:
     for r in reports:
         path = out / f"{names[r['index']]}.{args.format}"
         r["output"] = str(path) if path.exists() else None
-    summary = Path(args.summary) if args.summary else out / "summary.json"
+    summary = Path(args.summary) if args.summary else out / SUMMARY_NAME
     summary.write_text(json.dumps({"placement": run.placement, "address": address or "local", "sources": reports,
                                    "interrupted": interrupted}, indent=2))
     print(f"{'source':40s} {'status':9s} {'frames':>7s} {'fps':>7s} {'drops':>6s} {'corrupt':>8s} {'lost':>5s} "
@@ -155,7 +156,7 @@ def add_batch_parser(subparsers) -> None:
                                           "skipped. docs/SCALING.md.")
     b.add_argument("inputs", nargs="+", metavar="VIDEOS_OR_GLOB",
                    help="video files, folders (their videos, recursively) or glob patterns ('archive/**/*.mp4')")
-    b.add_argument("--out", required=True, help="output folder: STEM-HASH.parquet per file and summary.json")
+    b.add_argument("--out", required=True, help="output folder: STEM-HASH.parquet per file and _summary.json")
     b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="Ray cluster ('auto', HOST:PORT, ray://HOST:10001); default or without ADDRESS: a local one")
     b.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
@@ -187,7 +188,10 @@ def _cmd_batch(args) -> int:
     source_options = {k: getattr(args, k) for k in ("start", "end", "fps") if getattr(args, k) is not None}
     inputs, address = _split_address(args.inputs, args.ray)
 
+    printed = set()
+
     def line(r):
+        printed.add(r["source"])
         if not args.quiet:
             extra = f"{r['frames']} frames, {r['seconds']:.1f} s" if r["status"] == "complete" else r["error"]
             print(f"{r['status']:8s} {r['source']}: {extra}", flush=True)
@@ -203,9 +207,9 @@ def _cmd_batch(args) -> int:
         raise _error(str(e)) from None
     count = {s: sum(r["status"] == s for r in reports) for s in ("complete", "skipped", "failed")}
     for r in reports:
-        if r["status"] == "failed" and not args.quiet:
+        if r["status"] == "failed" and not args.quiet and r["source"] not in printed:  # failed before a task ran
             print(f"failed   {r['source']}: {r['error']}")
     print(f"{len(reports)} files: {count['complete']} converted, {count['skipped']} already complete (skipped), "
           f"{count['failed']} failed; {sum(r['frames'] for r in reports)} frames in {args.out}/ "
-          f"(summary.json lists every file)")
+          f"({SUMMARY_NAME} lists every file)")
     return 1 if count["failed"] else 0

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -151,7 +153,8 @@ class RunMany:
                  batch_frames=8, prefetch=2, max_restarts=3, resume="exact", max_frames=None, progress=None,
                  source_options=None, actor_options=None, vlm=None, **stream_options):
         ray = _ray()
-        sources = list(sources)
+        # one source given alone (a path, a URL, a webcam index): not a sequence of characters
+        sources = [sources] if isinstance(sources, (str, bytes, os.PathLike, int)) else list(sources)
         if not sources:
             raise ValueError("sources: expected at least one source")
         if resume not in RESUME_MODES:
@@ -172,6 +175,9 @@ class RunMany:
         if vlm is not None:
             stream_options["vlm"] = vlm  # e.g. 'llava:/models/llava-1.5-7b-hf': loaded in each actor
         _validate(stream_options)
+        from ..sources import check_open_options
+
+        check_open_options(source_options)
         connect(address)
         self._ray = ray
         resources = ray.cluster_resources()
@@ -197,6 +203,7 @@ class RunMany:
         cls = ray.remote(StreamWorker)
         opts = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=-1)
         opts.update(actor_options or {})
+        check_feasible(ray, "an actor", opts.get("num_cpus") or 0, opts.get("num_gpus") or 0, opts.get("resources"))
         self.actors = [cls.options(**opts).remote(stream_options, dict(source_options or {}))
                        for _ in range(num_actors)]
         self._dead = [False] * num_actors
@@ -288,7 +295,7 @@ class RunMany:
                 self._actor_dead(s.actor, e)
                 continue
             except ray.exceptions.RayError as e:  # a bug in the worker: this source fails alone
-                self._fail(s, f"{type(e).__name__}: {e}")
+                self._fail(s, _remote_error_text(e))
                 continue
             if reply["epoch"] != s.epoch or not s.active:
                 continue  # an earlier incarnation's answer
@@ -312,7 +319,9 @@ class RunMany:
             else:
                 self._top_up(s)
             self._refresh_bars(s, len(packs))
-            yield from packs
+            for p in packs:
+                s.report.frames += 1  # delivered: handed to the consumer (a break stops the count here)
+                yield p
         self._update_reports()
         self._close_bars()
 
@@ -345,7 +354,6 @@ class RunMany:
             packs.append(p)
         if packs:
             s.last_wall = reply["wall"]
-        s.report.frames = s.next_index
         return packs
 
     @staticmethod
@@ -451,6 +459,13 @@ class RunMany:
             self._bars = None
 
 
+def _remote_error_text(e) -> str:
+    """A remote error in one line: its type and the worker's last line (the exception raised there),
+    without the terminal colour codes and the remote traceback Ray puts in the text."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"
+
+
 def _short(spec) -> str:
     s = str(spec)
     return s if len(s) <= 28 else "..." + s[-25:]
@@ -471,6 +486,21 @@ def _with_query(query, options: dict) -> dict:
     if q is not None:
         options["query"] = q
     return options
+
+
+def check_feasible(ray, what: str, num_cpus: float, num_gpus: float, resources: dict | None = None) -> None:
+    """Raises ValueError when no node of the cluster has the CPUs, GPUs and custom resources one
+    actor or task asks for: Ray would wait for such a node forever (an autoscaling cluster: start
+    the nodes first, or ask for less)."""
+    need = {"CPU": float(num_cpus or 0), "GPU": float(num_gpus or 0), **{k: float(v) for k, v in (resources or {}).items()}}
+    need = {k: v for k, v in need.items() if v > 0}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not need or any(all(n.get(k, 0) >= v for k, v in need.items()) for n in nodes):
+        return
+    largest = ", ".join(f"{k} {max((n.get(k, 0) for n in nodes), default=0):g}" for k in need)
+    asked = ", ".join(f"{k} {v:g}" for k, v in need.items())
+    raise ValueError(f"{what} asks for {asked}, which no node of this cluster has (the most any node has: {largest}); "
+                     f"Ray would wait for it forever: ask for less, or add a node that has it")
 
 
 def _validate(options: dict) -> None:
