@@ -2,17 +2,22 @@
 frame b of stream b for every b and returns their results together.
 
 Each stream keeps its own Pipeline (motion, carried relevance, hysteresis and scene cuts follow that
-stream's frames only), and the B frames go through their stages at the same time: one Python thread
-per stream, kept for the group's life, in native code without the GIL. On the CPU the kernels'
-parallel loops of all streams share the backend's one worker pool (one thread per core, no team per
-stream), so B streams together use the cores without oversubscribing them. On CUDA each stream has
-a CUDA stream of its own, so the B frames' kernels are queued independently and may overlap on the
-device. Results equal those of B separate Pipelines fed the same frames (tests/test_stream_group.py).
+stream's frames only), and the B frames go through their stages at the same time, in native code
+without the GIL. On the CPU the cores are split between streams, not between the loops of each
+frame: with B >= cores, one thread per core takes whole frames, each run on one thread (no barrier
+per loop, and one frame's serial steps overlap another's work); with fewer streams than cores each
+stream gets cores // B threads of the backend's one shared worker pool. Nothing is oversubscribed.
+(Every stream's loops on all cores ran at 76-88 % of one stream's frames per second at 640x480;
+whole frames per core at 97-100 %: docs/PERFORMANCE.md.) On CUDA each stream has a CUDA stream of
+its own and a host thread that queues its frame, so the B frames' kernels may overlap on the
+device. Results equal those of B separate Pipelines fed the same frames (tests/test_stream_group.py):
+the kernels give the same bits for any thread count.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 
 import numpy as np
 
@@ -37,7 +42,8 @@ class StreamGroup:
         width, height: the largest frame size (as Pipeline's).
         streams: how many streams, 1..64.
         device: 'auto' | 'cpu' | 'cuda' | 'cuda:N' (every stream on the same device).
-        num_threads: the CPU kernels' threads per loop (0: all cores; the pool is shared anyway).
+        num_threads: the CPU kernels' threads per stream (0: the cores split between the streams,
+            cores // streams and at least 1; see the module docstring).
         **pipeline_options: any other Pipeline option, the same for every stream.
 
     ``process_batch(frames, queries=None)`` -> list of B FrameResults. ``queries``: None, or a list
@@ -50,8 +56,17 @@ class StreamGroup:
                  **pipeline_options):
         if isinstance(streams, bool) or not isinstance(streams, (int, np.integer)) or not 1 <= streams <= 64:
             raise ValueError(f"streams: expected an int 1..64; got {streams!r}")
-        self.pipelines = [Pipeline(width, height, device=device, num_threads=num_threads, **pipeline_options)
-                          for _ in range(int(streams))]
+        streams = int(streams)
+        from .runtime import resolve_device
+
+        on_cpu = resolve_device(device)[0] == "cpu"
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_stream = num_threads
+        if on_cpu and isinstance(num_threads, (int, np.integer)) and not isinstance(num_threads, bool) \
+                and num_threads == 0:
+            per_stream = max(1, cores // streams)
+        self.pipelines = [Pipeline(width, height, device=device, num_threads=per_stream, **pipeline_options)
+                          for _ in range(streams)]
         self.device = self.pipelines[0].device
         self.width, self.height = self.pipelines[0].width, self.pipelines[0].height
         self._cuda_streams = []
@@ -59,10 +74,16 @@ class StreamGroup:
             from . import cuda
 
             self._cuda_streams = [cuda.Stream(self.pipelines[0].cuda_device) for _ in self.pipelines]
-        # the caller's thread runs stream 0; one more thread per further stream
-        self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=len(self.pipelines) - 1,
-                                                                thread_name_prefix="arrcoc-stream")
-                          if len(self.pipelines) > 1 else None)
+        # Host threads that run the streams' frames: on the CPU as many as the streams' threads fill
+        # the cores (each takes whole frames); on CUDA one per stream (each queues its stream's work).
+        if on_cpu:
+            workers = min(streams, max(1, cores // max(1, int(per_stream) or cores)))
+        else:
+            workers = streams
+        self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arrcoc-stream")
+                          if streams > 1 and workers > 1 else None)
+        self.host_threads = workers if self._executor is not None else 1  # frames run at once
+        self.threads_per_stream = int(per_stream) if on_cpu else 0  # CPU kernel threads of one frame (0: all cores)
         self._closed = False
 
     @property
@@ -96,19 +117,20 @@ class StreamGroup:
                     p._query_map(value, width, height)
             except (ValueError, TypeError) as e:
                 _raise_for_stream(b, e, " (no stream has processed this batch)")
-        if self._executor is None:
-            return [self._run(0, frames[0], queries[0], copy)]
-        futures = [self._executor.submit(self._run, b, frames[b], queries[b], copy) for b in range(1, self.streams)]
         results, first_error = [None] * self.streams, None
-        try:
-            results[0] = self._run(0, frames[0], queries[0], copy)
-        except Exception as e:  # reported after every stream has finished its frame
-            first_error = (0, e)
-        for b, f in enumerate(futures, start=1):
-            try:
-                results[b] = f.result()
-            except Exception as e:
-                first_error = first_error or (b, e)
+        if self._executor is None:  # one stream, or one core: the frames one after another here
+            for b in range(self.streams):
+                try:
+                    results[b] = self._run(b, frames[b], queries[b], copy)
+                except Exception as e:  # reported after every stream has had its frame
+                    first_error = first_error or (b, e)
+        else:
+            futures = [self._executor.submit(self._run, b, frames[b], queries[b], copy) for b in range(self.streams)]
+            for b, f in enumerate(futures):
+                try:
+                    results[b] = f.result()
+                except Exception as e:  # reported after every stream has finished its frame
+                    first_error = first_error or (b, e)
         if first_error is not None:
             _raise_for_stream(*first_error)
         return results
@@ -147,4 +169,5 @@ class StreamGroup:
         self.close()
 
     def __repr__(self) -> str:
-        return f"StreamGroup({self.width}x{self.height}, streams={self.streams}, device={self.device!r})"
+        return (f"StreamGroup({self.width}x{self.height}, streams={self.streams}, device={self.device!r}, "
+                f"host_threads={self.host_threads}, threads_per_stream={self.threads_per_stream})")
