@@ -128,7 +128,7 @@ ARRCOC_HD float at_clamped(const T* p, int w, int h, int x, int y) {
 }
 
 struct Gradient {
-  float gx, gy;   // ch 6, 7: Sobel / 8, in [-1, 1]
+  float gx, gy;   // ch 6, 7: Sobel / 8, in [-0.5, 0.5] (magnitude at most sqrt(5) / 4)
   float mag;      // ch 8
   float highpass; // ch 9: |4-neighbour Laplacian| / 4, in [0, 1]
 };
