@@ -45,9 +45,15 @@ def test_descriptors_similarity_and_projection_match_reference(device, source, r
     query = rng.random((3, 32)).astype(np.float32)
     r = pipe.process(img, query_vector=query[0])
     feats = pipe._sem.features()
-    ref = R.patch_descriptors(_level1(r.texture))
-    err = np.abs(feats - ref).max(axis=0)
-    assert np.mean(err > 1e-5) <= 0.01, f"{np.mean(err > 1e-5):.3%} of patches off by > 1e-5"
+    level1 = _level1(r.texture)
+    ref = R.patch_descriptors(level1)
+    err = np.abs(feats - ref).max(axis=0).ravel()  # per patch
+    # Every patch within 1e-5 (float32 sums of <= 64 texels' terms; measured <= 3e-7) except those
+    # holding a texel on an orientation-bin edge, where float32 atan2f may pick the other bin: one
+    # texel's weight moves between two bins there (0.05 seen), bounded here by 0.25.
+    edge = _orientation_edge_cells(level1, 16).ravel()
+    assert np.all(err[~edge] <= 1e-5), f"{np.sum(err[~edge] > 1e-5)} patches off by > 1e-5 (max {err[~edge].max():.2g})"
+    assert np.all(err[edge] <= 0.25), f"a patch on a bin edge off by {err[edge].max():.2g}"
     np.testing.assert_allclose(host(r.texture.channel(33, 4)), R.similarity_map(feats, query[:1]), atol=1e-4)
     proj = np.stack([host(r.texture.channel(17 + c, 4)) for c in range(16)])
     np.testing.assert_allclose(proj, R.semantic_projection(feats, pipe.pca.mean, pipe.pca.components), atol=1e-4)

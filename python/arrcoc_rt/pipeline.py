@@ -478,9 +478,13 @@ class Pipeline:
                              "at most 10000 in magnitude (a similarity, typically 0..1)")
         if q.shape == (h4, w4):
             return np.ascontiguousarray(q)
-        if q.shape == (height, width):  # mean over each 16x16 patch (partial at the edges)
-            pad = np.pad(q, ((0, 16 * h4 - height), (0, 16 * w4 - width)), mode="edge")
-            return np.ascontiguousarray(pad.reshape(h4, 16, w4, 16).mean(axis=(1, 3)), np.float32)
+        if q.shape == (height, width):  # the mean over each 16x16 patch of the pixels it holds (fewer at the edges)
+            pad = np.zeros((16 * h4, 16 * w4), np.float64)
+            pad[:height, :width] = q
+            count = np.zeros_like(pad)
+            count[:height, :width] = 1.0
+            sums = pad.reshape(h4, 16, w4, 16).sum(axis=(1, 3))
+            return np.ascontiguousarray(sums / count.reshape(h4, 16, w4, 16).sum(axis=(1, 3)), np.float32)
         raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({height}, "
                          f"{width}) nor its patch grid ({h4}, {w4})")
 

@@ -711,6 +711,8 @@ class ReferenceAllocation:
     token_map: np.ndarray = None   # [h4, w4] this frame's saccade token per patch (-1): next frame's history
     budget_map: np.ndarray = None  # [h4, w4] their levels of detail (0)
     context_weights: np.ndarray = None  # [3] the context network's weights of the three scores
+    candidates: np.ndarray = None  # [n] patch id of each candidate (the arrays "per candidate" above)
+    rank_key: np.ndarray = None    # [n] what saccades are chosen by: the key, text floor and hysteresis
 
 
 def gestalt_tokens(width: int, height: int, grid=(16, 16)):
@@ -903,7 +905,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     return ReferenceAllocation(info, sal, query, raw, div, balanced, rel, key, np.asarray(order, np.int64), budget,
                                positions, levels, budgets, kinds, scores, token_patch, new_rel.reshape(h4, w4),
                                cached, cut, previous, reuse, token_map.reshape(h4, w4), budget_map.reshape(h4, w4),
-                               context)
+                               context, cand, np.asarray(rank_key, np.float64))
 
 
 # ----------------------------------------------------------------------------- stage 6: gather
