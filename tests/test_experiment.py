@@ -418,6 +418,8 @@ def test_the_command_end_to_end(llava_dir, tmp_path, capsys):
     from arrcoc_rt.cli import main
 
     out = tmp_path / "exp"
+    out.mkdir()
+    (out / "budget.csv").write_text("an earlier run's\n")  # not this run's: no budget study here
     rc = main(["experiment", "--vlm", f"llava:{llava_dir}", "--device", "cpu", "--synthetic-count", "1",
                "--synthetic-size", "160x120", "--saccades", "4", "--tokens", "4,9", "--max-new-tokens", "2",
                "--warmup", "0", "--out", str(out), "--quiet"])
@@ -428,6 +430,7 @@ def test_the_command_end_to_end(llava_dir, tmp_path, capsys):
                  "visionzip"):
         assert part in table
     assert (out / "report.txt").read_text().strip() == table.strip()
+    assert not (out / "budget.csv").exists()
     result = json.loads((out / "results.json").read_text())
     methods = result["methods"]
     assert result["augmentation"]["main"] == {"saccades": 4, "overlap": False}
@@ -490,9 +493,43 @@ def test_the_saliency_arm_runs_the_seeds_sobel_baseline_when_asked(llava_dir, tm
                               Settings(device="cpu", saliency_strategy=choice), store, Clock(False), MemoryMeter(False))
         assert runner.pipe.config["strategy"] == strategy
     out = tmp_path / "exp"
+    out.mkdir()
+    (out / "budget.csv").write_text("an earlier run's\n")  # not this run's: no budget study here
     rc = main(["experiment", "--vlm", f"llava:{llava_dir}", "--device", "cpu", "--synthetic-count", "1",
                "--synthetic-size", "160x120", "--study", "augmentation", "--saccades", "4", "--overlap", "prevented",
                "--max-new-tokens", "2", "--warmup", "0", "--saliency", "sobel", "--out", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "results.json").read_text())
     assert result["config"]["saliency"] == "sobel" and "augmentation/saliency/S4/no-overlap" in result["methods"]
+
+
+def test_unpoolable_token_counts_prompts_and_dtypes_are_refused_up_front(capsys):
+    """Found before any model is loaded or any method has run (was: a crash hours in, nothing written)."""
+    from arrcoc_rt.cli import main
+    from arrcoc_rt.experiment.methods import build_methods
+
+    methods, notes = build_methods(["equal"], grid=(4, 4), tokens=[4, 7], equal_methods=("uniform", "balanced"),
+                                   has_query=False, has_video=False)
+    assert sorted(m.key for m in methods) == ["equal/balanced/N4", "equal/balanced/N7", "equal/uniform/N4"]
+    assert any("uniform at N=7 is left out" in n for n in notes)
+    for extra, message in ((["--prompt", "Q: {question} in {n} words"], "--prompt"), (["--dtype", "foo"], "--dtype")):
+        assert main(["experiment", "--vlm", "llava:/nowhere", "--synthetic-count", "1", *extra]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_the_random_arm_draws_the_same_for_a_question_whatever_ran_before(llava_dir):
+    """Its draw hashes (seed, frame index, patch): each question gets a fresh pipeline, so --warmup
+    and the questions before it do not change its saccades (was: 6528 / 6528 / 6400 budget)."""
+    from arrcoc_rt.experiment import load_dataset
+    from arrcoc_rt.experiment.methods import Method
+    from arrcoc_rt.experiment.runner import Settings, run
+    from arrcoc_rt.vlm import make_adapter
+
+    questions = load_dataset("builtin", synthetic_count=1, synthetic_size=(160, 120))
+    adapter = make_adapter(f"llava:{llava_dir}", device="cpu")
+    method = Method("augmentation", "random", saccades=4, gestalt=4, overlap=False)
+    draws = []
+    for qs, warmup in ((questions, 0), (questions, 2), (questions[::-1], 1)):
+        records, _ = run(adapter, qs, [method], Settings(grid=(4, 4), warmup=warmup, max_new_tokens=1))
+        draws.append({r["question_id"]: (r["in_box"], r["allocated_budget"]) for r in records})
+    assert draws[0] == draws[1] == draws[2]

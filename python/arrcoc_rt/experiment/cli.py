@@ -99,7 +99,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="level of detail of the gestalt tokens (default 64, the pipeline's)")
     p.add_argument("--total-budget", type=int, help="the pipeline's total_budget (default: 100000, raised to fit)")
     p.add_argument("--context-frames", type=int, default=1,
-                   help="video: frames before the one asked about that go through the pipeline first (default 1)")
+                   help="video: frames before the one asked about that go through the pipeline first, and EVS's "
+                        "previous frame (default 1; 0: EVS selects as uniform pooling does)")
     p.add_argument("--warmup", type=int, default=1, help="questions run untimed per method first (default 1)")
     p.add_argument("--margin", type=float, default=0.0,
                    help="points by which an arm must exceed another to 'beat' it in the rules (default 0)")
@@ -145,6 +146,13 @@ def run(args) -> int:
         prompt = args.prompt if args.prompt is not None else DEFAULT_PROMPT
         if "{question}" not in prompt:
             raise ValueError("--prompt: the template needs {question}")
+        try:  # other {...} fields, or lone braces, would fail at the first question
+            prompt.format(question="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"--prompt: {{question}} is its only field; write other braces doubled ({{{{ }}}}): "
+                             f"{type(e).__name__}: {e}") from None
+        if args.dtype and args.dtype not in ("float16", "bfloat16", "float32"):
+            raise ValueError(f"--dtype {args.dtype!r}: expected float16, bfloat16 or float32")
         for name in ("max_new_tokens", "context_frames", "warmup", "max_side"):
             if getattr(args, name) < (1 if name == "max_new_tokens" else 0):
                 raise ValueError(f"--{name.replace('_', '-')}: {getattr(args, name)} is out of range")
@@ -195,6 +203,8 @@ def run(args) -> int:
                                    equal_methods=equal_methods, has_query=encoder is not None,
                                    has_video=any(q.is_video for q in questions), budgets=budgets,
                                    budget_saccades=args.main_saccades, budget_overlap=overlaps[0])
+    if args.context_frames == 0 and any(m.name == "evs" for m in methods):
+        notes.append("equal: --context-frames 0: EVS has no previous frame, so its selection is uniform pooling's")
     from ..vlm.base import VLMAdapter
 
     if type(adapter).prepare_features is VLMAdapter.prepare_features and any(not m.is_pack for m in methods):

@@ -138,6 +138,12 @@ def build_methods(studies, *, grid: tuple[int, int], saccades=(100, 200, 273, 40
             for name in names:
                 if name == "all":
                     continue
+                if name == "uniform":
+                    try:
+                        grid_shape(int(n), h, w)
+                    except ValueError as e:  # found now, not after the other methods' hours of work
+                        notes.append(f"equal: uniform at N={n} is left out: {e}")
+                        continue
                 if name in PACK_METHODS:
                     k, s = pack_split(int(n), side)
                     methods.append(Method("equal", name, tokens=int(n), saccades=s, gestalt=k, overlap=True))

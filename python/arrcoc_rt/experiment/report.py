@@ -405,6 +405,8 @@ def write_outputs(result: dict, out_dir) -> dict:
     if result.get("budget"):
         paths["budget_csv"] = out / "budget.csv"
         _write_csv(paths["budget_csv"], _budget_rows(result["budget"]))
+    elif (out / "budget.csv").exists():  # an earlier run's, into the same folder: not this run's result
+        (out / "budget.csv").unlink()
     paths["table"].write_text(format_report(result) + "\n")
     return {k: str(v) for k, v in paths.items()}
 

@@ -299,6 +299,11 @@ class MethodRunner:
             pipe = self.pipe
         if m.is_pack:
             query = self._query(q)
+            if m.name == "random" and m.study != "budget":
+                # The random strategy hashes (seed, frame index, patch), and a pipeline's frame index runs
+                # on across reset(): a fresh pipeline gives each question the same draw whatever was run
+                # before it (--warmup, --sample, the other questions).
+                self.pipe = pipe = self._pipeline()
             pipe.reset()
             for f in frames[:-1]:
                 pipe.process(f, **query)
