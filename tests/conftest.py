@@ -1,11 +1,16 @@
 """Shared test helpers: backends to run on, real images, fresh random frames, tolerances.
 
 Tolerances (why):
-- float32 storage: relative L2 error <= 1e-4 and max abs error <= 2e-4 per channel and level
-  against the float64 reference. Observed ~3e-7 relative; float32 arithmetic over at most 25-term
-  sums cannot explain more than ~1e-6, while any formula or indexing mistake costs >= 1e-2. The
-  max-abs bound catches a wrong border row that an L2 norm over a big image would hide; it is
-  2e-4 because local contrast is a square root of a float32 variance (sqrt(1e-8) = 1e-4).
+- float32 storage: flash-attention's rule, as measured: a plain float32 NumPy implementation of the
+  level-0 formulas and the mips (float32 arithmetic in the reference's order: 25-term box sums,
+  Sobel, the entropy table) is at most rel L2 9.8e-7 and max abs 2.8e-7 from float64 on random
+  640x480 frames and photographs (the backend: 9.2e-7 and 2.0e-7); the limits are about twice
+  that: rel L2 <= 2e-6 (of the plane's norm, or of values of 0.1 where it is smaller: differences
+  such as motion keep their inputs' absolute error), max abs <= 1e-6 per channel and level
+  (FLOAT32_REL_L2, FLOAT32_MAX_ABS).
+  Local contrast is exact integer moments then one square root, so it needs no more. (They were
+  1e-4 and 2e-4: a luminance weight 4e-5 off passed.) The max-abs bound catches a wrong border row
+  that an L2 norm over a big image would hide.
 - float16 storage: flash-attention's rule. A plain float16 implementation (the reference rounded
   to float16 at each level, each mip level averaged from the stored float16 level above, as
   our kernels do) has some error against float64; ours may be at most 2x that (+1e-6 for
@@ -175,6 +180,10 @@ def poison(builder: arrcoc_rt.TextureBuilder) -> None:
     builder._native.poison_output()
 
 
+# float32 storage (module docstring): about twice what a plain float32 NumPy implementation of the
+# same formulas reaches against float64 (measured: rel L2 <= 9.8e-7, max abs <= 2.8e-7).
+FLOAT32_REL_L2, FLOAT32_MAX_ABS = 2e-6, 1e-6
+
 # Planes this small (levels 3-4 of tiny frames) get flip_slack on top of the 2x rule.
 SMALL_PLANE = 64
 
@@ -222,8 +231,14 @@ def compare_texture(tex: arrcoc_rt.Texture, ref: R.ReferenceTexture, dtype: str,
             err = rel_l2(out, want)
             maxabs = float(np.max(np.abs(out - want))) if out.size else 0.0
             if dtype == "float32":
-                if err > 1e-4 or maxabs > 2e-4:
-                    failures.append(f"{name}: rel L2 {err:.2e} (limit 1e-4), max abs {maxabs:.2e} (limit 2e-4)")
+                # relative to the plane's norm, or to values of 0.1 where the plane is smaller: a
+                # difference of two luminances (motion) or colours keeps their absolute float32
+                # error (3e-8 on a 1x1 motion of 8.5e-3 is 3.9e-6 of it)
+                floor = 0.1 * np.sqrt(want.size)
+                err = float(np.linalg.norm(out - want)) / max(float(np.linalg.norm(want)), floor) if want.size else 0.0
+                if err > FLOAT32_REL_L2 or maxabs > FLOAT32_MAX_ABS:
+                    failures.append(f"{name}: rel L2 {err:.2e} (limit {FLOAT32_REL_L2:g}), max abs {maxabs:.2e} "
+                                    f"(limit {FLOAT32_MAX_ABS:g})")
             else:
                 p = plain[k][int(c)].astype(np.float64)
                 perr = rel_l2(p, want)
