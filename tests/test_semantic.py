@@ -54,9 +54,10 @@ def test_descriptors_similarity_and_projection_match_reference(device, source, r
     edge = _orientation_edge_cells(level1, 16).ravel()
     assert np.all(err[~edge] <= 1e-5), f"{np.sum(err[~edge] > 1e-5)} patches off by > 1e-5 (max {err[~edge].max():.2g})"
     assert np.all(err[edge] <= 0.25), f"a patch on a bin edge off by {err[edge].max():.2g}"
-    np.testing.assert_allclose(host(r.texture.channel(33, 4)), R.similarity_map(feats, query[:1]), atol=1e-4)
+    # float32 cosines of 32-d vectors and a 32 x 16 projection (measured <= 2.2e-7): 1e-5
+    np.testing.assert_allclose(host(r.texture.channel(33, 4)), R.similarity_map(feats, query[:1]), atol=1e-5)
     proj = np.stack([host(r.texture.channel(17 + c, 4)) for c in range(16)])
-    np.testing.assert_allclose(proj, R.semantic_projection(feats, pipe.pca.mean, pipe.pca.components), atol=1e-4)
+    np.testing.assert_allclose(proj, R.semantic_projection(feats, pipe.pca.mean, pipe.pca.components), atol=1e-5)
 
 
 class _ScaledEncoder:
