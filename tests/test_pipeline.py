@@ -189,6 +189,26 @@ def test_stages_match_reference_over_a_clip(device, dtype, size, rng):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("strategy", ["random", "saliency", "query", "sobel"])
+def test_strategies_match_reference_over_a_random_clip_of_an_odd_size(device, strategy, rng):
+    """Every strategy (balanced: the clip test above) on fresh random frames of an odd size over 3
+    frames, a query map on part of it: history, hysteresis and partial patches included."""
+    w, h = 333, 211
+    pipe = arrcoc_rt.Pipeline(w, h, device=device, strategy=strategy, seed=int(rng.integers(1 << 20)), saccades=100,
+                              total_budget=40000)
+    base = rng.integers(0, 256, (h + 16, w + 16, 3), dtype=np.uint8)
+    qmap = np.zeros((h, w), np.float32)
+    qmap[: h // 2, w // 3:] = 1.0
+    prev = None
+    for i in range(3):
+        frame = np.ascontiguousarray(base[(4 * i) % 16:(4 * i) % 16 + h, (8 * i) % 16:(8 * i) % 16 + w])
+        r = pipe.process(frame, query_map=qmap)
+        ref = _reference_for(pipe, r, prev, has_query=True)
+        _compare(pipe, r, ref)
+        prev = _history(r)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("strategy", ["balanced", "random", "saliency", "query", "sobel"])
 def test_strategies_match_reference_on_a_photo(device, strategy):
     img = real_image("astronaut")
