@@ -533,3 +533,39 @@ def test_the_random_arm_draws_the_same_for_a_question_whatever_ran_before(llava_
         records, _ = run(adapter, qs, [method], Settings(grid=(4, 4), warmup=warmup, max_new_tokens=1))
         draws.append({r["question_id"]: (r["in_box"], r["allocated_budget"]) for r in records})
     assert draws[0] == draws[1] == draws[2]
+
+
+def test_questions_of_other_image_sizes_keep_their_own_qwen_grid(tmp_path):
+    """Qwen2-VL sizes its grid by the image: a question of another size than the first gets its own
+    grid (was: the first question's, and uniform's N then crashed the run). Uniform pooling still
+    gives exactly N tokens where that grid cannot make N without repeating cells, and says so."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from vlm_models import build_tiny_qwen
+
+    from arrcoc_rt.experiment.methods import Method
+    from arrcoc_rt.experiment.runner import Clock, FrameStore, MemoryMeter, MethodRunner, Settings
+    from arrcoc_rt.experiment.synthetic import synthetic_questions
+    from arrcoc_rt.vlm import make_adapter
+
+    qwen = make_adapter(f"qwen2_vl:{build_tiny_qwen(tmp_path / 'qwen')}", device="cpu")
+    import dataclasses
+
+    wide = dataclasses.replace(synthetic_questions(count=1, width=160, height=120)[0], id="wide")
+    square = dataclasses.replace(synthetic_questions(count=1, width=160, height=160)[0], id="square")
+    store = FrameStore([wide, square], 1, None, 64.0)
+    grids = [tuple(qwen.vision_features(store.frames(q)[-1]).shape[1:]) for q in (wide, square)]
+    assert grids == [(3, 4), (3, 3)]  # 8 = 2 x 4 fits the first, no r x c = 8 fits the second
+    settings = Settings(max_new_tokens=1, device="cpu", warmup=0, prompt="{question}", grid=grids[0])
+    meter = MemoryMeter(False)
+    uniform = MethodRunner(Method("equal", "uniform", tokens=8), qwen, settings, store, Clock(False), meter)
+    records = [uniform.step(q) for q in (wide, square)]
+    assert [r["visual_tokens"] for r in records] == [8, 8]
+    assert "uniform_repeated_cells" not in records[0] and records[1]["uniform_repeated_cells"]
+    balanced = MethodRunner(Method("equal", "balanced", tokens=8, saccades=4, gestalt=2, overlap=True), qwen,
+                            settings, store, Clock(False), meter)
+    for q in (wide, square):
+        balanced.step(q)
+    assert store.grids == {store.frames(wide)[-1].shape[:2]: (3, 4), store.frames(square)[-1].shape[:2]: (3, 3)}
+    meter.close()

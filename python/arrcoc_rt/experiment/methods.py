@@ -175,15 +175,15 @@ def cell_positions(h: int, w: int) -> np.ndarray:
     return np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1).astype(np.float64)
 
 
-def grid_shape(n: int, h: int, w: int) -> tuple[int, int]:
+def grid_shape(n: int, h: int, w: int, *, within: bool = True) -> tuple[int, int]:
     """(r, c) with r * c = n, r <= h, c <= w, whose aspect r / c is closest to h / w (ValueError
-    when n has no such factorisation)."""
+    when n has no such factorisation; ``within=False``: any r x c = n, the closest aspect)."""
     best = None
     for r in range(1, n + 1):
         if n % r:
             continue
         c = n // r
-        if r <= h and c <= w:
+        if not within or (r <= h and c <= w):
             d = abs(math.log(r / c) - math.log(h / w))
             if best is None or d < best[0]:
                 best = (d, r, c)
@@ -199,13 +199,15 @@ def select_all(features):
     return f.reshape(c, h * w).T.contiguous(), cell_positions(h, w)
 
 
-def select_uniform(features, n: int):
+def select_uniform(features, n: int, *, repeat_cells: bool = False):
     """Average pooling of the [C, h, w] grid to r x c = n cells: ([n, C] in raster order, positions
-    = the centres of the pooling windows, in cells)."""
+    = the centres of the pooling windows, in cells). ``repeat_cells``: where no r <= h, c <= w
+    makes n (another image size's grid than the one the methods were built for), the closest
+    r x c = n anyway, some cells then pooled into more than one token (still exactly n)."""
     torch = _torch()
     f = _as_grid(features)
     c, h, w = f.shape
-    r, k = grid_shape(int(n), h, w)
+    r, k = grid_shape(int(n), h, w, within=not repeat_cells)
     pooled = torch.nn.functional.adaptive_avg_pool2d(f[None], (r, k))[0]
     # adaptive pooling's windows: [floor(i * h / r), ceil((i + 1) * h / r))
     ys = [(math.floor(i * h / r) + math.ceil((i + 1) * h / r)) / 2 for i in range(r)]

@@ -183,6 +183,7 @@ class FrameStore:
     def __init__(self, questions, context: int, max_side: int | None, limit_mb: float, progress=None):
         self.context, self.max_side = context, max_side
         self._cache, self._scale = {}, {}
+        self.grids = {}  # the model's patch grid per frame size (MethodRunner._grid_of), shared by the methods
         used, w, h = 0.0, 1, 1
         for i, q in enumerate(questions):
             frames, scale = self._load(q)
@@ -273,6 +274,16 @@ class MethodRunner:
                         gestalt_lod=s.gestalt_lod, total_budget=budget, seed=s.seed,
                         encoder=s.encoder if query else None, **options)
 
+    def _grid_of(self, frame) -> tuple:
+        """The model's patch grid for a frame of this size (a model such as Qwen2-VL sizes it by the
+        image): the answer box grows by half of one of its cells. Once per frame size."""
+        if self.s.grid is None:  # no grid given: the box is not grown
+            return (0, 0)
+        size = frame.shape[:2]
+        if size not in self.store.grids:
+            self.store.grids[size] = tuple(int(v) for v in self.adapter.vision_features(frame).shape[-2:])
+        return self.store.grids[size]
+
     def _query(self, q) -> dict:
         if self.m.name in ("query", "balanced") and self.s.encoder is not None:
             return {"query_text": q.question}
@@ -334,7 +345,11 @@ class MethodRunner:
             if m.name == "all":
                 feats, cells = select_all(grid)
             elif m.name == "uniform":
-                feats, cells = select_uniform(grid, m.tokens)
+                try:
+                    feats, cells = select_uniform(grid, m.tokens)
+                except ValueError:  # this question's grid (another image size) cannot make N: cells repeat
+                    feats, cells = select_uniform(grid, m.tokens, repeat_cells=True)
+                    record["uniform_repeated_cells"] = True
             elif m.name == "visionzip":
                 feats, cells = select_visionzip(grid, m.tokens)
             elif m.name == "evs":
@@ -354,7 +369,7 @@ class MethodRunner:
         peak, delta = self.meter.stop()
         answer = clean_generation(text)
         box = self.store.box(q)
-        gh, gw = self.s.grid or (0, 0)
+        gh, gw = (gh, gw) if not m.is_pack else self._grid_of(frame)
         margin = (frame.shape[1] / gw / 2, frame.shape[0] / gh / 2) if gh and gw else (0.0, 0.0)
         in_box, hit = _in_box(points, box, margin)
         record.update(
