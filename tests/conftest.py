@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+# Every CPU operator's memory starts as NaN / -1 (csrc/core/arena.h), as the emulated device's does:
+# an output a kernel never writes fails the comparisons instead of reading as zeroed pages.
+os.environ.setdefault("ARRCOC_POISON_ALLOCATIONS", "1")
 
-import arrcoc_rt
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import arrcoc_rt  # noqa: E402
 from arrcoc_rt import reference as R
 
 

@@ -305,6 +305,17 @@ def test_batch_reruns_files_made_with_other_options_and_reports_empty_inputs(clu
     assert run_batch([clips[0]], out, device="cpu", strategy="random", progress=False)[0]["status"] == "skipped"
     # the output folder reads as one Parquet dataset (the summary's leading _ keeps it out)
     assert pq.read_table(str(out)).num_rows == FRAMES[0]
+    # a redo the cluster refuses keeps the finished file (was: deleted before the refusal)
+    with pytest.raises(ValueError, match="no node of this cluster has"):
+        run_batch([clips[0]], out, device="cpu", strategy="random", redo=True, num_cpus=64, progress=False)
+    assert len(list(out.glob("*.parquet"))) == 1
+    # the options' record names objects by their state, not their address: a rerun in another
+    # process (other addresses) skips the file
+    from arrcoc_rt.distributed.batch import options_key
+    from arrcoc_rt.encoders import PCA16
+
+    assert options_key({"pca": PCA16(8)}, {}) == options_key({"pca": PCA16(8)}, {})
+    assert " at 0x" not in options_key({"pca": PCA16(8)}, {})
     # a redo that fails leaves no stale file and names none
     bad = run_batch([clips[0]], out, device="cpu", source_options={"start": 5.0, "end": 1.0}, redo=True,
                     progress=False)[0]
@@ -369,5 +380,5 @@ def test_a_worker_delivers_the_frames_it_gathered_before_a_failure(clips):
 
     st.stream.process = failing
     reply = w.next("k", 0, 8)
-    assert reply["state"] == "failed" and "IndexError" in reply["error"]
+    assert reply["state"] == "failed" and "IndexError" in reply["error"] and reply["fatal"]  # no reconnection
     assert [p.frame_index for p in reply["packs"]] == [0, 1]

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,6 +14,18 @@
 #include "cuda_backend.h"
 
 namespace arrcoc {
+
+// ARRCOC_POISON_ALLOCATIONS=1 (the tests set it): every host allocation of an operator starts as
+// 0xFF bytes (NaN as float16/32, -1 as integers), as the emulated device's memory does, so an
+// output element a CPU kernel never writes shows up instead of reading as whatever the pages held.
+// Read once; off by default (filling costs a pass over the memory at creation).
+inline bool poison_allocations() {
+  static const bool on = [] {
+    const char* v = std::getenv("ARRCOC_POISON_ALLOCATIONS");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  return on;
+}
 
 // Allocations on one device (64-byte aligned on the host), freed together.
 class Arena {
@@ -30,6 +43,7 @@ class Arena {
     if (device_ == Device::kCPU) {
       p = std::aligned_alloc(64, bytes);
       if (!p) return Status(StatusCode::kOutOfMemory, "host allocation of " + std::to_string(bytes) + " bytes failed");
+      if (poison_allocations()) std::memset(p, 0xFF, bytes);
     } else {
       Status s = cuda::malloc_device(&p, bytes);
       if (!s.ok()) return s;

@@ -589,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--total-budget", type=int, default=100000,
                    help="levels of detail of all tokens together (default: 100000)")
     r.add_argument("--weights", help="balancer weights file (.npz or .json; default: the untrained default)")
-    r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl)")
+    r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl; with "
+                                     "--ray: _summary.json in the --out folder)")
     r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH, llava_next:PATH, qwen2_vl:PATH or "
                                  "qwen2_5_vl:PATH (a local checkpoint folder)")
     r.add_argument("--ask", help="question for the VLM, answered on the latest frame (or the last --frames) every "

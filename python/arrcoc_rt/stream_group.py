@@ -5,10 +5,12 @@ Each stream keeps its own Pipeline (motion, carried relevance, hysteresis and sc
 stream's frames only), and the B frames go through their stages at the same time, in native code
 without the GIL. On the CPU the cores are split between streams, not between the loops of each
 frame: with B >= cores, one thread per core takes whole frames, each run on one thread (no barrier
-per loop, and one frame's serial steps overlap another's work); with fewer streams than cores each
-stream gets cores // B threads of the backend's one shared worker pool. Nothing is oversubscribed.
-(Every stream's loops on all cores ran at 76-88 % of one stream's frames per second at 640x480;
-whole frames per core at 97-100 %: docs/PERFORMANCE.md.) On CUDA each stream has a CUDA stream of
+per loop, and one frame's serial steps overlap another's work); with fewer streams than cores all B
+frames run at once and the cores are shared out between them (cores // B threads of the backend's
+one shared worker pool each, the remainder one more for the first streams). Nothing is
+oversubscribed and no core is left out. (4 streams at 640x480 on 2 cores: every stream's loops on
+all cores ran at 76-88 % of one stream's frames per second, whole frames at 100-122 %:
+docs/PERFORMANCE.md.) On CUDA each stream has a CUDA stream of
 its own and a host thread that queues its frame, so the B frames' kernels may overlap on the
 device. Results equal those of B separate Pipelines fed the same frames (tests/test_stream_group.py):
 the kernels give the same bits for any thread count.
@@ -42,8 +44,8 @@ class StreamGroup:
         width, height: the largest frame size (as Pipeline's).
         streams: how many streams, 1..64.
         device: 'auto' | 'cpu' | 'cuda' | 'cuda:N' (every stream on the same device).
-        num_threads: the CPU kernels' threads per stream (0: the cores split between the streams,
-            cores // streams and at least 1; see the module docstring).
+        num_threads: the CPU kernels' threads per stream (0: the cores shared out between the streams;
+            see the module docstring).
         **pipeline_options: any other Pipeline option, the same for every stream.
 
     ``process_batch(frames, queries=None)`` -> list of B FrameResults. ``queries``: None, or a list
@@ -61,12 +63,12 @@ class StreamGroup:
 
         on_cpu = resolve_device(device)[0] == "cpu"
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        per_stream = num_threads
+        threads = [num_threads] * streams
         if on_cpu and isinstance(num_threads, (int, np.integer)) and not isinstance(num_threads, bool) \
-                and num_threads == 0:
-            per_stream = max(1, cores // streams)
-        self.pipelines = [Pipeline(width, height, device=device, num_threads=per_stream, **pipeline_options)
-                          for _ in range(streams)]
+                and num_threads == 0:  # cores // B each, the first cores % B streams one more; 1 when B > cores
+            threads = [max(1, cores // streams + (b < cores % streams)) for b in range(streams)]
+        self.pipelines = [Pipeline(width, height, device=device, num_threads=threads[b], **pipeline_options)
+                          for b in range(streams)]
         self.device = self.pipelines[0].device
         self.width, self.height = self.pipelines[0].width, self.pipelines[0].height
         self._cuda_streams = []
@@ -77,13 +79,14 @@ class StreamGroup:
         # Host threads that run the streams' frames: on the CPU as many as the streams' threads fill
         # the cores (each takes whole frames); on CUDA one per stream (each queues its stream's work).
         if on_cpu:
-            workers = min(streams, max(1, cores // max(1, int(per_stream) or cores)))
+            workers = min(streams, max(1, cores // max(1, min(int(t) or cores for t in threads))))
         else:
             workers = streams
         self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arrcoc-stream")
                           if streams > 1 and workers > 1 else None)
         self.host_threads = workers if self._executor is not None else 1  # frames run at once
-        self.threads_per_stream = int(per_stream) if on_cpu else 0  # CPU kernel threads of one frame (0: all cores)
+        # CPU kernel threads of each stream's frames (0: all cores; CUDA: none)
+        self.threads_per_stream = tuple(int(t) for t in threads) if on_cpu else (0,) * streams
         self._closed = False
 
     @property

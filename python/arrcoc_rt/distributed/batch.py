@@ -84,18 +84,29 @@ def options_key(stream_options: dict, source_options: dict) -> str:
     its Parquet schema: a rerun with other options converts the file again."""
     import dataclasses
 
+    import re
+
     def canon(o):
         if hasattr(o, "shape") and hasattr(o, "dtype"):
-            a = np.ascontiguousarray(o)
-            return {"array": hashlib.sha1(a.tobytes()).hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
+            try:
+                a = np.ascontiguousarray(o)
+                return {"array": hashlib.sha1(a.tobytes()).hexdigest(), "shape": list(a.shape), "dtype": str(a.dtype)}
+            except Exception:  # noqa: BLE001 - e.g. a device tensor: its shape and type at least
+                return {"type": type(o).__name__, "shape": list(o.shape), "dtype": str(o.dtype)}
         if dataclasses.is_dataclass(o):
             return {"type": type(o).__name__, **{f.name: getattr(o, f.name) for f in dataclasses.fields(o)}}
-        return repr(o)
+        if hasattr(o, "__dict__"):  # an object (a fitted PCA, an encoder): by its state, not its address
+            return {"type": type(o).__qualname__, "state": {k: v for k, v in vars(o).items() if not k.startswith("__")}}
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(o))
 
     # Where it runs is not part of it: the kernels' thread count gives the same bits, and the CPU and
     # CUDA backends the same tokens within the tested tolerances (a rerun on GPUs skips CPU-made files).
     stream = {k: v for k, v in stream_options.items() if k not in ("num_threads", "device")}
-    return json.dumps({"stream": stream, "source": source_options}, sort_keys=True, default=canon)
+    payload = {"stream": stream, "source": source_options}
+    try:
+        return json.dumps(payload, sort_keys=True, default=canon)
+    except (ValueError, TypeError, RecursionError):  # a state that refers to itself: names and types only
+        return json.dumps(payload, sort_keys=True, default=lambda o: re.sub(r" at 0x[0-9a-fA-F]+", "", repr(o)))
 
 
 def written_options(path) -> str | None:
@@ -191,13 +202,15 @@ def _task(row: dict, stream_options: dict, source_options: dict, rows_per_group:
 
 def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.0, num_gpus=None,
               max_retries: int = 2, rows_per_group: int = 64, redo: bool = False, progress=None,
-              source_options=None, on_file=None, **stream_options) -> list[dict]:
+              source_options=None, on_file=None, check_resources: bool = True, **stream_options) -> list[dict]:
     """Turns every input file into ``out_dir/STEM-HASH.parquet`` (see the module docstring) with
     Ray Data on the cluster at ``address`` (``None``: a local one, or the one this process joined).
 
     ``inputs``: files, folders, glob patterns. ``num_cpus`` / ``num_gpus`` per task (default: 1 CPU;
     a whole GPU per task when the cluster has GPUs and ``device`` is not 'cpu'; fractions share one).
     ``redo=True`` converts finished files again. ``on_file(report)`` is called as each file ends.
+    ``check_resources=False``: do not refuse a request no node has now (an autoscaling cluster that
+    adds such nodes on demand).
     Returns one report per input, in input order: status 'complete', 'skipped' (finished by an
     earlier run) or 'failed' (with ``error``), frames, corrupt packets, latency percentiles."""
     from ..sources import check_open_options
@@ -225,7 +238,9 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
     for i, f in enumerate(files):
         target = out / output_name(f)
         finished = target.exists() and is_complete(target)
-        if finished and not redo and written_options(target) == key:
+        written = written_options(target) if finished else None
+        # a file written before options were recorded (no arrcoc_options) is taken as it is, as then
+        if finished and not redo and written in (key, None):
             import pyarrow.parquet as pq
 
             reports[i] = {"source": f, "parquet": str(target), "status": "skipped", "error": None,
@@ -233,9 +248,7 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
         elif not os.path.isfile(f):
             reports[i] = {"source": f, "parquet": None, "status": "failed", "frames": 0, "error": missing_reason(f)}
         else:
-            if finished:  # redone, or made with other options: gone now, so a failure leaves no stale file
-                target.unlink()
-            todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve())})
+            todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve()), "replaces": finished})
     if todo:
         import ray
         import ray.data
@@ -251,7 +264,11 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
         ctx.enable_progress_bars = show
         ctx.max_errored_blocks = len(todo)  # a task that keeps crashing loses its file, not the job
         ds = ray.data.from_items(todo, override_num_blocks=len(todo))  # one file per block, one block per task
-        check_feasible(ray, "a task", num_cpus, num_gpus)
+        if check_resources:
+            check_feasible(ray, "a task", num_cpus, num_gpus)
+        for t in todo:  # redone, or made with other options: gone once the run goes ahead (not before),
+            if t.pop("replaces"):  # so that a conversion that fails leaves no stale file beside its report
+                Path(t["out"]).unlink(missing_ok=True)
         kwargs = dict(fn_kwargs={"stream_options": stream_options, "source_options": dict(source_options or {}),
                                  "rows_per_group": rows_per_group, "options": key},
                       num_cpus=num_cpus, num_gpus=num_gpus or None)

@@ -151,7 +151,7 @@ class RunMany:
 
     def __init__(self, sources, *, query=None, address=None, num_actors=None, num_cpus=1.0, num_gpus=None,
                  batch_frames=8, prefetch=2, max_restarts=3, resume="exact", max_frames=None, progress=None,
-                 source_options=None, actor_options=None, vlm=None, **stream_options):
+                 source_options=None, actor_options=None, vlm=None, check_resources=True, **stream_options):
         ray = _ray()
         # one source given alone (a path, a URL, a webcam index): not a sequence of characters
         sources = [sources] if isinstance(sources, (str, bytes, os.PathLike, int)) else list(sources)
@@ -203,7 +203,8 @@ class RunMany:
         cls = ray.remote(StreamWorker)
         opts = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=-1)
         opts.update(actor_options or {})
-        check_feasible(ray, "an actor", opts.get("num_cpus") or 0, opts.get("num_gpus") or 0, opts.get("resources"))
+        if check_resources:
+            check_feasible(ray, "an actor", opts.get("num_cpus") or 0, opts.get("num_gpus") or 0, opts.get("resources"))
         self.actors = [cls.options(**opts).remote(stream_options, dict(source_options or {}))
                        for _ in range(num_actors)]
         self._dead = [False] * num_actors
@@ -307,7 +308,7 @@ class RunMany:
                 s.report.meta.update(reply["meta"])
                 s.live = bool(reply["meta"].get("live"))
             packs = self._accept(s, reply)
-            if state == "failed" and s.live and s.next_index > 0:
+            if state == "failed" and s.live and s.next_index > 0 and not reply.get("fatal"):
                 self._restart(s)  # a live source that broke off mid-stream: reconnect (counted as a restart)
             elif state == "failed":
                 self._fail(s, reply["error"])
@@ -536,6 +537,8 @@ def run_many(sources, query=None, address=None, **options) -> RunMany:
         actor_options: more Ray actor options (e.g. ``{"resources": {"camera_room_1": 1}}`` to place
             the actors on the nodes near the cameras, or ``{"scheduling_strategy": "SPREAD"}``).
         vlm: a VLM adapter spec ('llava:PATH', ...) loaded by each actor's Streams.
+        check_resources: refuse at once a request no node of the cluster has now (default); False on
+            an autoscaling cluster that adds such nodes on demand.
         **stream_options: anything ``arrcoc_rt.Stream`` takes (device, query_image, strategy, ...).
     """
     return RunMany(sources, query=query, address=address, **options)
