@@ -3,6 +3,7 @@ our JSONL), the token selections, the seeds' decision rules, exact visual-token 
 language model, and the command end to end on a tiny random LLaVA and the built-in synthetic set."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +127,17 @@ def test_jsonl_format_and_the_synthetic_set(tmp_path):
     bad.write_text('{"image": "set/synthetic-colour-0.png", "question": "q", "answers": "red"}\n')
     with pytest.raises(D.DatasetError, match="bad.jsonl line 1: field 'answers'"):
         D.load_jsonl(bad)
+    # a frame past the end of its image folder, named with its line before any model loads (was:
+    # after the model had loaded, without the file or line)
+    lines = Path(path).read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["frame"] = 99
+    past = Path(path).with_name("past.jsonl")
+    past.write_text("\n".join(lines[:-1] + [json.dumps(last)]) + "\n")
+    with pytest.raises(D.DatasetError, match=r"past.jsonl line 5: field 'frame': .* has no frame 99 \(it has 6 images\)"):
+        D.check_files(D.load_jsonl(past))
+    with pytest.raises(D.DatasetError, match="'/nowhere' does not exist or is not a folder"):
+        D.load_dataset("vqav2:/nowhere")
 
 
 # ----------------------------------------------------------------------------- the seeds' rules

@@ -315,6 +315,9 @@ def load_dataset(spec: str, *, split: str | None = None, images=None, synthetic_
     if kind == "vqav2" and root:
         split = split or "val2014"
         r = Path(root)
+        if not r.is_dir():
+            raise DatasetError(f"VQAv2: {root!r} does not exist or is not a folder (expected the folder of the "
+                               f"questions and annotations files)")
         folder = _first_dir(images, r / split, r / "images" / split)
         if folder is None:
             raise DatasetError(f"VQAv2: no image folder: give --images DIR (looked for {str(r / split)!r})")
@@ -323,6 +326,9 @@ def load_dataset(spec: str, *, split: str | None = None, images=None, synthetic_
     if kind == "textvqa" and root:
         split = split or "val"
         r = Path(root)
+        if not r.is_dir():
+            raise DatasetError(f"TextVQA: {root!r} does not exist or is not a folder (expected the folder of "
+                               f"TextVQA_0.5.1_{split}.json)")
         sub = "test_images" if split == "test" else "train_images"
         folder = _first_dir(images, r / sub, r / f"train_val_images/{sub}", r / "images")
         if folder is None:
@@ -353,6 +359,15 @@ def check_files(questions: list) -> None:
         q = missing[0]
         raise DatasetError(f"{q.where or q.id}: {q.source.get('image') or q.source.get('video')!r} does not exist "
                            f"({len(missing)} of {len(questions)} questions have no file)")
+    counts = {}  # a frame past the end of its image folder: found now, not after the model has loaded
+    for q in questions:
+        folder = q.source.get("video") if q.frames_ is None else None
+        if folder is not None and Path(folder).is_dir():
+            if folder not in counts:
+                counts[folder] = sum(1 for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if int(q.source["frame"]) >= counts[folder]:
+                raise DatasetError(f"{q.where or q.id}: field 'frame': the image folder {folder!r} has no frame "
+                                   f"{q.source['frame']} (it has {counts[folder]} images)")
 
 
 def thresholds_for(questions: list) -> tuple[str, tuple[float, float]]:
