@@ -152,14 +152,12 @@ def peer_times(previous, frame, frames: int) -> dict:
 
 
 def parse_sizes(text: str) -> list:
-    sizes = []
-    for item in text.split(","):
-        parts = item.strip().lower().split("x")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise SystemExit(f"floors.py: --sizes: expected WIDTHxHEIGHT[,WIDTHxHEIGHT...] with positive "
-                             f"integers, e.g. 640x480,1920x1080; got {item!r}")
-        sizes.append((int(parts[0]), int(parts[1])))
-    return sizes
+    from arrcoc_rt.frames import parse_size
+
+    try:
+        return [parse_size(item, "--sizes") for item in text.split(",")]
+    except ValueError as e:
+        raise SystemExit(f"floors.py: {e} (several: comma-separated)") from None
 
 
 def main(argv=None) -> int:

@@ -115,14 +115,13 @@ def main(argv=None) -> int:
     if a.frames < 2 or not 1 <= a.streams <= 64:
         print("gpu_timings: --frames must be >= 2 and --streams 1..64", file=sys.stderr)
         return 2
-    sizes = []
-    for item in a.sizes.split(","):
-        parts = item.strip().lower().split("x")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            print(f"gpu_timings: --sizes {a.sizes!r}: expected comma-separated WIDTHxHEIGHT with positive "
-                  f"integers, e.g. 640x480,1920x1080; {item!r} is not", file=sys.stderr)
-            return 2
-        sizes.append((int(parts[0]), int(parts[1])))
+    from arrcoc_rt.frames import parse_size
+
+    try:
+        sizes = [parse_size(item, "--sizes") for item in a.sizes.split(",")]
+    except ValueError as e:
+        print(f"gpu_timings: {e} (several: comma-separated)", file=sys.stderr)
+        return 2
     if f"cuda:{a.device}" not in arrcoc_rt.devices():
         print(f"gpu_timings: --device {a.device}: no such CUDA device; this machine has "
               f"{', '.join(d for d in arrcoc_rt.devices() if d != 'cpu')}", file=sys.stderr)

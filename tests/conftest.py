@@ -187,6 +187,9 @@ def poison(builder: arrcoc_rt.TextureBuilder) -> None:
 # float32 storage (module docstring): about twice what a plain float32 NumPy implementation of the
 # same formulas reaches against float64 (measured: rel L2 <= 9.8e-7, max abs <= 2.8e-7).
 FLOAT32_REL_L2, FLOAT32_MAX_ABS = 2e-6, 1e-6
+# A value stored in a float16 plane, against its float32 result: twice the rounding of a float16
+# store (relative), the flash-attention rule with the store as the plain same-precision version.
+FLOAT16_STORE_REL = 2 * 2.0**-11
 
 # Planes this small (levels 3-4 of tiny frames) get flip_slack on top of the 2x rule.
 SMALL_PLANE = 64

@@ -13,7 +13,7 @@ import pytest
 
 import arrcoc_rt
 from arrcoc_rt import reference as R
-from conftest import devices, host, real_image
+from conftest import FLOAT16_STORE_REL, devices, host, real_image
 
 LEVEL4 = (0, 1, 2, 3, 5, 8, 9, 10, 11, 12, 14, *range(17, 34), 35, 36)
 
@@ -108,7 +108,7 @@ def _assert_score_channels(result, ref):
     half = host(tex.channel(39, 4)).dtype == np.float16
     for c, want in ((34, ref.cached), (37, info.reshape(h4, w4)), (38, sal.reshape(h4, w4)), (39, ref.relevance_map)):
         got = host(tex.channel(c, 4)).astype(np.float64)
-        tol = RELEVANCE_TOL + (2 * 2.0**-11 * np.abs(want) if half else 0.0)
+        tol = RELEVANCE_TOL + (FLOAT16_STORE_REL * np.abs(want) if half else 0.0)
         assert np.all(np.abs(got - want) <= tol), (c, float(np.max(np.abs(got - want) - tol)))
 
 

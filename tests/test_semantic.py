@@ -13,7 +13,7 @@ import pytest
 import arrcoc_rt
 from arrcoc_rt import reference as R
 from arrcoc_rt.encoders import BuiltinEncoder, PCA16
-from conftest import devices, host, real_image
+from conftest import FLOAT16_STORE_REL, devices, host, real_image
 
 
 def _level1(tex):
@@ -59,7 +59,7 @@ def test_descriptors_similarity_and_projection_match_reference(device, dtype, so
     assert np.all(err[~edge] <= 1e-5), f"{np.sum(err[~edge] > 1e-5)} patches off by > 1e-5 (max {err[~edge].max():.2g})"
     assert np.all(err[edge] <= 0.25), f"a patch on a bin edge off by {err[edge].max():.2g}"
     # float32 cosines of 32-d vectors and a 32 x 16 projection (measured <= 2.2e-7): 1e-5
-    store = 2 * 2.0**-11 if dtype == "float16" else 0.0
+    store = FLOAT16_STORE_REL if dtype == "float16" else 0.0
     want = R.similarity_map(feats, query[:1])
     got = host(r.texture.channel(33, 4)).astype(np.float64)
     assert np.all(np.abs(got - want) <= 1e-5 + store * np.abs(want)), float(np.max(np.abs(got - want)))

@@ -520,10 +520,13 @@ def _cmd_bench(args) -> int:
         if len(frames) == 1:
             frames = frames * 2
     else:
-        parts = (args.size or "640x480").lower().split("x")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise _error(f"--size {args.size!r}: expected WIDTHxHEIGHT with positive integers, e.g. 640x480")
-        frames = sample_frames(int(parts[0]), int(parts[1]), 2)
+        from .frames import parse_size
+
+        try:
+            w, h = parse_size(args.size or "640x480", "--size")
+        except ValueError as e:
+            raise _error(str(e)) from None
+        frames = sample_frames(w, h, 2)
     h, w = frames[0].shape[:2]
     devices = ["cpu"] + (["cuda"] if cuda_available() else [])
     pipes = {dev: Pipeline(w, h, device=dev) for dev in devices}  # a refused size stops before the table

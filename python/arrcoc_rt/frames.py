@@ -21,6 +21,15 @@ LAYOUTS = ("HWC", "CHW")
 _FORMAT_CODE = {name: i for i, name in enumerate(PIXEL_FORMATS)}
 _CHANNELS = {"rgb24": 3, "bgr24": 3, "rgba32": 4, "bgra32": 4}
 
+def parse_size(text, what: str = "size") -> tuple[int, int]:
+    """'WIDTHxHEIGHT' (a command-line size) -> (width, height), both positive integers; ValueError
+    naming ``what`` otherwise."""
+    parts = str(text).strip().lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"{what} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 640x480")
+    return int(parts[0]), int(parts[1])
+
+
 DEVICE_CPU, DEVICE_CUDA = 0, 1
 _DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
 

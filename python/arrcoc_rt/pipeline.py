@@ -481,10 +481,10 @@ class Pipeline:
         if q.shape == (height, width):  # the mean over each 16x16 patch of the pixels it holds (fewer at the edges)
             pad = np.zeros((16 * h4, 16 * w4), np.float64)
             pad[:height, :width] = q
-            count = np.zeros_like(pad)
-            count[:height, :width] = 1.0
+            rows = np.minimum(16, height - 16 * np.arange(h4))  # pixels each patch holds, down and across
+            cols = np.minimum(16, width - 16 * np.arange(w4))
             sums = pad.reshape(h4, 16, w4, 16).sum(axis=(1, 3))
-            return np.ascontiguousarray(sums / count.reshape(h4, 16, w4, 16).sum(axis=(1, 3)), np.float32)
+            return np.ascontiguousarray(sums / np.outer(rows, cols), np.float32)
         raise ValueError(f"query: similarity map of shape {q.shape} fits neither the frame ({height}, "
                          f"{width}) nor its patch grid ({h4}, {w4})")
 

@@ -36,6 +36,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
 import warnings
@@ -548,13 +549,19 @@ class ImageFolderSource:
         self.close()
 
 
+@functools.lru_cache(maxsize=1)
+def _open_keywords() -> frozenset:
+    """The keywords ``open`` takes: its own and VideoSource's."""
+    import inspect
+
+    return frozenset({name for name, p in inspect.signature(VideoSource.__init__).parameters.items()
+                      if p.kind == p.KEYWORD_ONLY} | {"webcam_size", "webcam_rate", "webcam_format"})
+
+
 def check_open_options(options) -> None:
     """Raises TypeError naming any keyword ``open`` does not take (checked before a source opens:
     a batch of files or a cluster's actors would otherwise fail each on its own)."""
-    import inspect
-
-    known = {name for name, p in inspect.signature(VideoSource.__init__).parameters.items()
-             if p.kind == p.KEYWORD_ONLY} | {"webcam_size", "webcam_rate", "webcam_format"}
+    known = _open_keywords()
     unknown = sorted(set(options or {}) - known)
     if unknown:
         raise TypeError(f"source options: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(sorted(known))}")

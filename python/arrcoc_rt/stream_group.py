@@ -78,13 +78,11 @@ class StreamGroup:
             self._cuda_streams = [cuda.Stream(self.pipelines[0].cuda_device) for _ in self.pipelines]
         # Host threads that run the streams' frames: on the CPU as many as the streams' threads fill
         # the cores (each takes whole frames); on CUDA one per stream (each queues its stream's work).
-        if on_cpu:
-            workers = min(streams, max(1, cores // max(1, min(int(t) or cores for t in threads))))
-        else:
-            workers = streams
+        # (On the CPU every stream has >= 1 thread: Pipeline refused anything but an int 0..1024 above.)
+        workers = min(streams, max(1, cores // min(threads))) if on_cpu else streams
         self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arrcoc-stream")
-                          if streams > 1 and workers > 1 else None)
-        self.host_threads = workers if self._executor is not None else 1  # frames run at once
+                          if workers > 1 else None)
+        self.host_threads = workers  # frames run at once
         # CPU kernel threads of each stream's frames (0: all cores; CUDA: none)
         self.threads_per_stream = tuple(int(t) for t in threads) if on_cpu else (0,) * streams
         self._closed = False

@@ -83,8 +83,10 @@ def options_key(stream_options: dict, source_options: dict) -> str:
     """A fingerprint of the options a file is converted with (arrays by their bytes' hash), kept in
     its Parquet schema: a rerun with other options converts the file again."""
     import dataclasses
-
     import re
+
+    def without_address(o) -> str:
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(o))
 
     def canon(o):
         if hasattr(o, "shape") and hasattr(o, "dtype"):
@@ -97,7 +99,7 @@ def options_key(stream_options: dict, source_options: dict) -> str:
             return {"type": type(o).__name__, **{f.name: getattr(o, f.name) for f in dataclasses.fields(o)}}
         if hasattr(o, "__dict__"):  # an object (a fitted PCA, an encoder): by its state, not its address
             return {"type": type(o).__qualname__, "state": {k: v for k, v in vars(o).items() if not k.startswith("__")}}
-        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(o))
+        return without_address(o)
 
     # Where it runs is not part of it: the kernels' thread count gives the same bits, and the CPU and
     # CUDA backends the same tokens within the tested tolerances (a rerun on GPUs skips CPU-made files).
@@ -106,15 +108,7 @@ def options_key(stream_options: dict, source_options: dict) -> str:
     try:
         return json.dumps(payload, sort_keys=True, default=canon)
     except (ValueError, TypeError, RecursionError):  # a state that refers to itself: names and types only
-        return json.dumps(payload, sort_keys=True, default=lambda o: re.sub(r" at 0x[0-9a-fA-F]+", "", repr(o)))
-
-
-def written_options(path) -> str | None:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(str(path)).metadata or {}
-    value = meta.get(b"arrcoc_options")
-    return value.decode() if value is not None else None
+        return json.dumps(payload, sort_keys=True, default=without_address)
 
 
 def output_name(path: str) -> str:
@@ -125,15 +119,19 @@ def output_name(path: str) -> str:
     return f"{stem}-{digest}.parquet"
 
 
-def is_complete(path) -> bool:
-    """A finished Parquet file: present (renamed after its footer was written) and its footer reads."""
+def finished_file(path) -> tuple[int, str | None] | None:
+    """(frames, options fingerprint or None when not recorded) of a finished Parquet file: present
+    (renamed after its footer was written) and its footer reads (one read); None otherwise."""
     import pyarrow.parquet as pq
 
+    if not os.path.exists(path):
+        return None
     try:
-        pq.read_metadata(str(path))
-        return True
+        meta = pq.read_metadata(str(path))
     except (OSError, ValueError, Exception):  # noqa: BLE001 - pyarrow raises ArrowInvalid etc.
-        return False
+        return None
+    options = (meta.schema.to_arrow_schema().metadata or {}).get(b"arrcoc_options")
+    return meta.num_rows, options.decode() if options is not None else None
 
 
 def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_options: dict | None = None,
@@ -237,18 +235,16 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
     todo = []
     for i, f in enumerate(files):
         target = out / output_name(f)
-        finished = target.exists() and is_complete(target)
-        written = written_options(target) if finished else None
+        finished = finished_file(target)
         # a file written before options were recorded (no arrcoc_options) is taken as it is, as then
-        if finished and not redo and written in (key, None):
-            import pyarrow.parquet as pq
-
+        if finished is not None and not redo and finished[1] in (key, None):
             reports[i] = {"source": f, "parquet": str(target), "status": "skipped", "error": None,
-                          "frames": pq.read_metadata(str(target)).num_rows}
+                          "frames": finished[0]}
         elif not os.path.isfile(f):
             reports[i] = {"source": f, "parquet": None, "status": "failed", "frames": 0, "error": missing_reason(f)}
         else:
-            todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve()), "replaces": finished})
+            todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve()),
+                         "replaces": finished is not None})
     if todo:
         import ray
         import ray.data
@@ -263,12 +259,12 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = show
         ctx.max_errored_blocks = len(todo)  # a task that keeps crashing loses its file, not the job
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))  # one file per block, one block per task
         if check_resources:
             check_feasible(ray, "a task", num_cpus, num_gpus)
         for t in todo:  # redone, or made with other options: gone once the run goes ahead (not before),
             if t.pop("replaces"):  # so that a conversion that fails leaves no stale file beside its report
                 Path(t["out"]).unlink(missing_ok=True)
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo))  # one file per block, one block per task
         kwargs = dict(fn_kwargs={"stream_options": stream_options, "source_options": dict(source_options or {}),
                                  "rows_per_group": rows_per_group, "options": key},
                       num_cpus=num_cpus, num_gpus=num_gpus or None)

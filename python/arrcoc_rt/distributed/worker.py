@@ -68,9 +68,9 @@ class StreamWorker:
                 "streams": {k: st.index for k, st in self._open.items()}}
 
     def _reply(self, key, epoch, state, *, packs=(), error=None, st: _Open | None = None, meta=None,
-               first_wall=None) -> dict:
+               first_wall=None, fatal: bool = False) -> dict:
         now = time.time()
-        return {"key": key, "epoch": epoch, "state": state, "packs": list(packs), "error": error, "fatal": False,
+        return {"key": key, "epoch": epoch, "state": state, "packs": list(packs), "error": error, "fatal": fatal,
                 "stats": st.stats() if st is not None else None, "meta": meta, "incarnation": self.incarnation,
                 "wall": now, "first_wall": first_wall if first_wall is not None else now}
 
@@ -156,10 +156,8 @@ class StreamWorker:
                     result = st.stream.process(frame)
                 except Exception as e:  # noqa: BLE001 - processing, not the source: no reconnection helps
                     self.close(key)
-                    reply = self._reply(key, epoch, "failed", packs=packs, error=f"{type(e).__name__}: {e}", st=st,
-                                        first_wall=first_wall)
-                    reply["fatal"] = True
-                    return reply
+                    return self._reply(key, epoch, "failed", packs=packs, error=f"{type(e).__name__}: {e}", st=st,
+                                       first_wall=first_wall, fatal=True)
                 ms = (time.perf_counter() - t0) * 1e3
                 if i < st.resume_at:
                     st.replayed += 1  # rebuilds motion / carried relevance / held saccades; delivered before

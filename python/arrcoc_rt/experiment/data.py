@@ -38,10 +38,10 @@ import numpy as np
 
 from ..evaluation.dataset import json_object
 from ..evaluation.dataset import read_image as evaluation_read_image
+from ..sources import IMAGE_SUFFIXES
 from ..vlm.tiers import TIERS
 
 FIELDS = ("id", "image", "video", "frame", "question", "answers", "box", "kind", "tier")
-from ..sources import IMAGE_SUFFIXES
 # Decision thresholds of the seeds (points of accuracy): (promising, strong).
 THRESHOLDS = {"vqav2": (2.0, 5.0), "textvqa": (3.0, 7.0)}
 
@@ -90,13 +90,18 @@ def read_image(path) -> np.ndarray:
     return evaluation_read_image(path, DatasetError)
 
 
+def folder_frames(folder) -> list:
+    """The frames of a video given as a folder of images: its image files in name order."""
+    return sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_video_frames(path, frame: int, context: int = 1) -> list:
     """Frames ``frame - context .. frame`` (as many as exist; 0-based, in decoding order) of a video
     file or of a folder of images in name order, as H x W x 3 uint8 RGB."""
     p = Path(path)
     first = max(0, frame - max(0, int(context)))
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = folder_frames(p)
         if frame >= len(files):
             raise DatasetError(f"field 'frame': the image folder {str(p)!r} has no frame {frame} "
                                f"(it has {len(files)} images)")
@@ -364,7 +369,7 @@ def check_files(questions: list) -> None:
         folder = q.source.get("video") if q.frames_ is None else None
         if folder is not None and Path(folder).is_dir():
             if folder not in counts:
-                counts[folder] = sum(1 for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+                counts[folder] = len(folder_frames(folder))
             if int(q.source["frame"]) >= counts[folder]:
                 raise DatasetError(f"{q.where or q.id}: field 'frame': the image folder {folder!r} has no frame "
                                    f"{q.source['frame']} (it has {counts[folder]} images)")
