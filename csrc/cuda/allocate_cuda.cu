@@ -1,11 +1,13 @@
 // CUDA backend of stages 3-6. The balance/temporal/allocation step is one fused kernel: a single
 // block of up to 1024 threads, one per candidate; percentiles and rankings by rank counting
-// (same values and order as the CPU's nth_element / partial_sort), sums by block reductions.
+// (same values and order as the CPU's nth_element / partial_sort), sums by block reductions, the
+// candidate list by block-wide scans: no step runs on one thread over a whole list.
 // Per-patch and per-token work runs in small grid kernels. Everything is on the caller's stream.
 #include <cuda_runtime.h>
 
 #include "../core/cuda_backend.h"
 #include "../shared/allocate_params.h"
+#include "block_algorithms.cuh"
 #include "cuda_check.h"
 #include "graph_cache.h"
 #include "launch.cuh"
@@ -20,30 +22,41 @@ constexpr int kMlpChunk = 32;
 constexpr int kBlock = 256;
 inline int blocks_for(int64_t n) { return static_cast<int>((n + kBlock - 1) / kBlock); }
 
+// Counts and sums over the frame: each block adds its threads' terms first, then sends one atomic
+// per sum (one per moving pixel or patch into the same address serialized them).
 template <typename T>
 __global__ void motion_count_kernel(AllocateParams p) {
+  __shared__ int part[kBlock];
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (p.motion_valid && i < static_cast<int64_t>(p.width) * p.height && plane_value<T>(p.motion0, i) > p.cfg.cut_motion)
-    atomicAdd(p.counters + 3, 1);
+  const bool moving =
+      p.motion_valid && i < static_cast<int64_t>(p.width) * p.height && plane_value<T>(p.motion0, i) > p.cfg.cut_motion;
+  const int count = block_sum(moving ? 1 : 0, part);
+  if (threadIdx.x == 0 && count) atomicAdd(p.counters + 3, count);
 }
 
 // The scene cut's structure test in two passes (integers: atomics in any order give the same sums).
 template <typename T>
 __global__ void motion_sum_kernel(AllocateParams p) {
+  __shared__ unsigned long long part[kBlock];
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
-  if (q >= p.w4 * p.h4) return;
-  unsigned long long t[kMotionSums];
-  motion_terms<T>(p, q, t);
-  for (int k = 0; k < kMotionSums; ++k) atomicAdd(p.structure_sums + k, t[k]);
+  unsigned long long t[kMotionSums] = {};
+  if (q < p.w4 * p.h4) motion_terms<T>(p, q, t);
+  for (int k = 0; k < kMotionSums; ++k) {
+    const unsigned long long sum = block_sum(t[k], part);
+    if (threadIdx.x == 0) atomicAdd(p.structure_sums + k, sum);
+  }
 }
 
 template <typename T>
 __global__ void structure_kernel(AllocateParams p) {
+  __shared__ unsigned long long part[kBlock];
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
-  if (q >= p.w4 * p.h4) return;
-  unsigned long long t[kStructureSums - kMotionSums];
-  structure_terms<T>(p, q, t);
-  for (int k = 0; k < kStructureSums - kMotionSums; ++k) atomicAdd(p.structure_sums + kMotionSums + k, t[k]);
+  unsigned long long t[kStructureSums - kMotionSums] = {};
+  if (q < p.w4 * p.h4) structure_terms<T>(p, q, t);
+  for (int k = 0; k < kStructureSums - kMotionSums; ++k) {
+    const unsigned long long sum = block_sum(t[k], part);
+    if (threadIdx.x == 0) atomicAdd(p.structure_sums + kMotionSums + k, sum);
+  }
 }
 
 // The context network's gestalt sums: a block's exact integer sums, then one atomic per channel.
@@ -52,14 +65,8 @@ __global__ void gestalt_kernel(AllocateParams p) {
   __shared__ unsigned long long part[kBlock];
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
   for (int k = 0; k < kGestaltChannels; ++k) {
-    part[threadIdx.x] = q < p.w4 * p.h4 ? gestalt_term<T>(p, q, k) : 0ull;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(p.structure_sums + kStructureSums + k, part[0]);
-    __syncthreads();
+    const unsigned long long sum = block_sum(q < p.w4 * p.h4 ? gestalt_term<T>(p, q, k) : 0ull, part);
+    if (threadIdx.x == 0) atomicAdd(p.structure_sums + kStructureSums + k, sum);
   }
 }
 
@@ -77,30 +84,65 @@ __device__ int rank_of(const float* value, const int32_t* mask, int n, int i) {
   return r;
 }
 
-template <typename V, typename Op>
-__device__ V block_reduce(V v, V* shared, Op op) {
-  const int t = threadIdx.x;
-  shared[t] = v;
+// compact_candidates() (allocate_params.h) as a block-wide algorithm with the same result: the
+// same candidates in the same order. Each list is cut into tiles of blockDim.x entries; a tile's
+// entries are placed by an exclusive scan of their flags. One thread walked the slots and twice
+// every patch (16,000 dependent reads at 1080p). `scan` holds blockDim.x ints.
+__device__ int compact_candidates_block(const AllocateParams& p, int* scan) {
+  const int t = threadIdx.x, step = blockDim.x;
+  // The cascade's slots: a patch in several slots is the candidate of the first; that slot wins
+  // the atomicMax of capacity - s (is_candidate starts at 0: carry_kernel).
+  for (int s = t; s < p.capacity; s += step)
+    if (slot_in_grid(p, s)) atomicMax(p.is_candidate + p.slots[s], p.capacity - s);
   __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (t < s) shared[t] = op(shared[t], shared[t + s]);
-    __syncthreads();
+  int n = 0;
+  for (int base = 0; base < p.capacity; base += step) {
+    const int s = base + t;
+    const bool first = s < p.capacity && slot_in_grid(p, s) && p.is_candidate[p.slots[s]] == p.capacity - s;
+    int total;
+    const int at = n + block_exclusive_scan(first ? 1 : 0, scan, &total);
+    if (first) {
+      p.cand[at] = p.slots[s];
+      p.slot_of[at] = s;
+    }
+    n += total;
   }
-  const V out = shared[0];
   __syncthreads();
-  return out;
+  for (int k = t; k < n; k += step) p.is_candidate[p.cand[k]] = 1;  // as the CPU leaves it
+  __syncthreads();
+  if (p.cfg.strategy == SaccadeStrategy::kRandom) return n;
+  // Then the patches that pass `extra`, in patch order, up to max_candidates. A thread reads and
+  // writes only its own patches' is_candidate, here and in the next call (the same tiling).
+  auto append = [&](auto extra) {
+    const int npatch = p.w4 * p.h4;
+    for (int base = 0; base < npatch && n < p.cfg.max_candidates; base += step) {
+      const int q = base + t;
+      const bool add = q < npatch && extra(q) && !p.is_candidate[q];
+      int total;
+      const int at = n + block_exclusive_scan(add ? 1 : 0, scan, &total);
+      if (add && at < p.cfg.max_candidates) {
+        p.cand[at] = q;
+        p.slot_of[at] = -1;
+        p.is_candidate[q] = 1;
+      }
+      n = min(n + total, p.cfg.max_candidates);
+    }
+  };
+  append([&](int q) { return held_a_saccade(p, q); });
+  append([&](int q) { return looks_like_text(p, q); });
+  __syncthreads();
+  return n;
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p) {
   __shared__ double dred[kFused];
   __shared__ float fred[kFused];
-  __shared__ int n_shared;
+  __shared__ int ired[kFused];
+  __shared__ unsigned long long ured[kFused];
   const int i = threadIdx.x;
   const bool cut = is_scene_cut(p, p.counters[3]);
-  if (i == 0) n_shared = compact_candidates(p);
-  __syncthreads();
-  const int n = n_shared;
+  const int n = compact_candidates_block(p, ired);
   const bool mine = i < n;
   if (mine) load_features<T>(p, i);
   __syncthreads();
@@ -118,13 +160,13 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
     }
   }
   __syncthreads();
-  __shared__ float info_gain;
   if (mine) three_scores(p, i);
   __syncthreads();
-  if (i == 0) {  // sequential: the CPU's bits
-    info_gain = math::repetition_gain(p.info, n);
-    context_step(p, n, info_gain);
-  }
+  // the information scores' repetition gain: an exact sum (the CPU's bits in any order)
+  const unsigned long long info_sum = block_sum(mine ? math::repetition_gain_term(p.info[i]) : 0ull, ured);
+  const float info_peak = block_reduce(mine ? p.info[i] : 0.0f, fred, [](float a, float b) { return math::maxf(a, b); });
+  const float info_gain = math::repetition_gain_from(info_sum, info_peak, n);
+  if (i == 0) context_step(p, n, info_gain);  // sequential when the context network is on: the CPU's float sums
   __syncthreads();
   if (mine) info_gain_and_raw<kMlpChunk>(p, i, info_gain);
   __syncthreads();

@@ -6,6 +6,7 @@
 
 #include "../core/cuda_backend.h"
 #include "../shared/cascade_params.h"
+#include "block_algorithms.cuh"
 #include "cuda_check.h"
 #include "graph_cache.h"
 #include "launch.cuh"
@@ -34,13 +35,17 @@ __global__ void assign_kernel(CascadeParams p) {
   p.labels[t] = assign_texel(p, i, j);
 }
 
+// Per-cluster sums over the texels: a block's texels are consecutive in a row, where a cluster
+// spans runs of texels, so each run sends one atomic per sum (block_add_runs), not each texel.
 __global__ void seed_sums_kernel(CascadeParams p) {
+  __shared__ int keys[kBlock];
+  __shared__ unsigned long long values[kBlock];
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (t >= static_cast<int64_t>(p.w2) * p.h2) return;
-  unsigned long long terms[kSeedSums];
-  seed_terms(p, static_cast<int>(t / p.w2), static_cast<int>(t % p.w2), terms);
-  unsigned long long* s = p.seed_sums + static_cast<int64_t>(p.labels[t]) * kSeedSums;
-  for (int c = 0; c < kSeedSums; ++c) atomicAdd(s + c, terms[c]);
+  const bool in = t < static_cast<int64_t>(p.w2) * p.h2;
+  unsigned long long terms[kSeedSums] = {};
+  if (in) seed_terms(p, static_cast<int>(t / p.w2), static_cast<int>(t % p.w2), terms);
+  const int label = in ? p.labels[t] : -1;
+  for (int c = 0; c < kSeedSums; ++c) block_add_runs(label, terms[c], p.seed_sums + c, kSeedSums, keys, values);
 }
 
 __global__ void update_seeds_kernel(CascadeParams p) {
@@ -58,12 +63,14 @@ __global__ void cluster_channel_kernel(CascadeParams p, int step, int w, int h) 
 
 template <typename T>
 __global__ void stat_sums_kernel(CascadeParams p) {
+  __shared__ int keys[kBlock];
+  __shared__ unsigned long long values[kBlock];
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (t >= static_cast<int64_t>(p.w2) * p.h2) return;
-  unsigned long long terms[kStatSums];
-  stat_terms<T>(p, static_cast<int>(t / p.w2), static_cast<int>(t % p.w2), terms);
-  unsigned long long* s = p.stat_sums + static_cast<int64_t>(p.labels[t]) * kStatSums;
-  for (int c = 0; c < kStatSums; ++c) atomicAdd(s + c, terms[c]);
+  const bool in = t < static_cast<int64_t>(p.w2) * p.h2;
+  unsigned long long terms[kStatSums] = {};
+  if (in) stat_terms<T>(p, static_cast<int>(t / p.w2), static_cast<int>(t % p.w2), terms);
+  const int label = in ? p.labels[t] : -1;
+  for (int c = 0; c < kStatSums; ++c) block_add_runs(label, terms[c], p.stat_sums + c, kStatSums, keys, values);
 }
 
 // One block, one thread per cluster (<= kMaxSeeds): the two phases of the scores, then each

@@ -7,6 +7,7 @@
 
 #include "../core/cuda_backend.h"
 #include "../shared/texture_params.h"
+#include "block_algorithms.cuh"
 #include "cuda_check.h"
 #include "graph_cache.h"
 #include "launch.cuh"
@@ -100,7 +101,7 @@ __global__ void luma_sum_kernel(TextureParams p) {
 }
 
 // Saliency in three steps (see texture_math.h): the centre-surround maps, their block maxima,
-// each map's gain (one thread per feature: a fixed summation order), the normalized combination.
+// each map's gain (a block per feature: an exact sum, so the CPU's loop's bits), the normalized combination.
 __global__ void centre_surround_kernel(TextureParams p, FeaturePyramids fp) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
   if (j >= fp.width[1] || i >= fp.height[1]) return;
@@ -117,9 +118,20 @@ __global__ void block_max_kernel(TextureParams p, int w1, int h1) {
   p.sal_block_max[f * bw * bh + bi * bw + bj] = block_max(p.sal_cs + f * static_cast<int64_t>(w1) * h1, w1, h1, bi, bj);
 }
 
+constexpr int kGainBlock = 256;
 __global__ void saliency_gain_kernel(TextureParams p, int nb) {
-  const int f = threadIdx.x;
-  if (f < 3) p.sal_gain[f] = repetition_gain(p.sal_block_max + f * nb, nb);
+  __shared__ unsigned long long sums[kGainBlock];
+  __shared__ float peaks[kGainBlock];
+  const float* values = p.sal_block_max + static_cast<int64_t>(blockIdx.x) * nb;
+  unsigned long long sum = 0;
+  float peak = 0.0f;
+  for (int b = threadIdx.x; b < nb; b += blockDim.x) {
+    sum += repetition_gain_term(values[b]);
+    peak = maxf(peak, values[b]);
+  }
+  sum = block_sum(sum, sums);
+  peak = block_reduce(peak, peaks, [](float a, float b) { return maxf(a, b); });
+  if (threadIdx.x == 0) p.sal_gain[blockIdx.x] = repetition_gain_from(sum, peak, nb);
 }
 
 template <typename T>
@@ -207,7 +219,7 @@ Status build_typed(const TextureParams& p, cudaStream_t stream) {
   if (!(s = check(cudaGetLastError(), "centre_surround_kernel launch")).ok()) return s;
   launch(block_max_kernel, grid_for(saliency_blocks(w1), saliency_blocks(h1), 3), block, 0, stream)(p, w1, h1);
   if (!(s = check(cudaGetLastError(), "block_max_kernel launch")).ok()) return s;
-  launch(saliency_gain_kernel, 1, 32, 0, stream)(p, saliency_blocks(w1) * saliency_blocks(h1));
+  launch(saliency_gain_kernel, 3, kGainBlock, 0, stream)(p, saliency_blocks(w1) * saliency_blocks(h1));
   if (!(s = check(cudaGetLastError(), "saliency_gain_kernel launch")).ok()) return s;
   launch(saliency_kernel<T>, grid_for(w1, h1), block, 0, stream)(p, w1, h1, texture_plane<T>(p, 11, 1));
   if (!(s = check(cudaGetLastError(), "saliency_kernel launch")).ok()) return s;

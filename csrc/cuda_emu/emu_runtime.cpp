@@ -108,13 +108,13 @@ struct DeviceState {
 struct Counters {
   enum Id {
     kMalloc, kFree, kMallocHost, kFreeHost, kHostSyncs, kDeviceSyncs, kStreamSyncs, kEventSyncs, kBlockingCopies,
-    kBlockingMemsets, kImplicitSyncs, kQueries, kLaunches, kAsyncCopies, kCaptures, kGraphLaunches, kDeviceBytes,
-    kPeakDeviceBytes, kCount
+    kBlockingMemsets, kImplicitSyncs, kQueries, kLaunches, kAsyncCopies, kCaptures, kGraphLaunches, kAtomics,
+    kDeviceBytes, kPeakDeviceBytes, kCount
   };
   static constexpr const char* kNames[kCount] = {
       "malloc_calls", "free_calls", "malloc_host_calls", "free_host_calls", "host_syncs", "device_syncs",
       "stream_syncs", "event_syncs", "blocking_copies", "blocking_memsets", "implicit_syncs", "queries", "launches",
-      "async_copies", "captures", "graph_launches", "device_bytes", "peak_device_bytes"};
+      "async_copies", "captures", "graph_launches", "atomics", "device_bytes", "peak_device_bytes"};
   std::atomic<unsigned long long> v[kCount] = {};
 
   void add(Id id) { v[id].fetch_add(1, std::memory_order_relaxed); }
@@ -143,6 +143,8 @@ thread_local const char* tls_activity = nullptr;
 thread_local int tls_activity_device = -1;
 
 }  // namespace
+
+void count_atomic() noexcept { g_counters.add(Counters::kAtomics); }
 }  // namespace cuda_emu
 
 // ------------------------------------------------------------------ streams and events

@@ -266,12 +266,17 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
 // Candidates: the cascade's slots in slot order (padding skipped), then, in patch order, the
 // patches whose content held a saccade last frame that the cascade did not propose (so a saccade
 // can stay on its content: hysteresis), then the patches that look like text (the guardrail), up
-// to max_candidates. Returns their number.
+// to max_candidates. Returns their number. (The CUDA backend runs this as a block-wide scan with
+// the same result: allocate_cuda.cu, compact_candidates_block.)
+// A caller's CascadeView may hold anything: patches outside the grid are skipped (and repeats,
+// below).
+ARRCOC_HD bool slot_in_grid(const AllocateParams& p, int s) { return p.slots[s] >= 0 && p.slots[s] < p.w4 * p.h4; }
+ARRCOC_HD bool held_a_saccade(const AllocateParams& p, int q) { return p.held_token[q] >= 0; }
+ARRCOC_HD bool looks_like_text(const AllocateParams& p, int q) { return p.is_text[q] != 0; }
 ARRCOC_HD int compact_candidates(const AllocateParams& p) {
   int n = 0;
   for (int s = 0; s < p.capacity; ++s)
-    // a caller's CascadeView may hold anything: patches outside the grid and repeats are skipped
-    if (p.slots[s] >= 0 && p.slots[s] < p.w4 * p.h4 && !p.is_candidate[p.slots[s]]) {
+    if (slot_in_grid(p, s) && !p.is_candidate[p.slots[s]]) {
       p.cand[n] = p.slots[s];
       p.slot_of[n] = s;
       p.is_candidate[p.slots[s]] = 1;
@@ -280,14 +285,14 @@ ARRCOC_HD int compact_candidates(const AllocateParams& p) {
   if (p.cfg.strategy == SaccadeStrategy::kRandom) return n;
   const int npatch = p.w4 * p.h4;
   for (int q = 0; q < npatch && n < p.cfg.max_candidates; ++q)
-    if (p.held_token[q] >= 0 && !p.is_candidate[q]) {
+    if (held_a_saccade(p, q) && !p.is_candidate[q]) {
       p.cand[n] = q;
       p.slot_of[n] = -1;
       p.is_candidate[q] = 1;
       ++n;
     }
   for (int q = 0; q < npatch && n < p.cfg.max_candidates; ++q)
-    if (p.is_text[q] && !p.is_candidate[q]) {
+    if (looks_like_text(p, q) && !p.is_candidate[q]) {
       p.cand[n] = q;
       p.slot_of[n] = -1;
       p.is_candidate[q] = 1;

@@ -340,19 +340,33 @@ ARRCOC_HD float block_max(const float* map, int w, int h, int bi, int bj) {
 // (texture: grass, foliage) get little weight, a few distinct peaks (an object) a lot. Used on a
 // centre-surround map's block maxima (saliency) and on the candidates' information scores. Unlike
 // N, nothing is rescaled by 1/M: a map with almost no contrast (an opponent channel of a grey
-// scene) would turn its noise into full-range peaks. 0 when all are 0. Sequential, in double, so
-// every backend gets the same bits.
-ARRCOC_HD float repetition_gain(const float* block_max_values, int nb) {
-  double sum = 0.0, peak = 0.0;
-  for (int b = 0; b < nb; ++b) {
-    const double v = block_max_values[b];
-    sum += v;
-    peak = v > peak ? v : peak;
-  }
-  if (!(peak > 0.0)) return 0.0f;
-  const double mean_others = nb > 1 ? (sum - peak) / (nb - 1) : 0.0;
-  const double r = 1.0 - mean_others / peak;
+// scene) would turn its noise into full-range peaks. 0 when all are 0.
+// The sum is exact, so one thread's loop and a block's reduction give the same bits: each value
+// counts in integer units of 2^-40 (kGainUnit; what lies below a unit is dropped, at most n units).
+// Values are clamped to [0, kGainValueMax] first (centre-surround maxima are <= 2, scores <= 1), so
+// n <= 2^20 values (the block maxima of a 16384-pixel-square frame) cannot overflow 64 bits.
+constexpr double kGainUnit = 1099511627776.0;  // 2^40
+constexpr float kGainValueMax = 4.0f;
+ARRCOC_HD unsigned long long repetition_gain_term(float v) {
+  const float c = v > 0.0f ? (v < kGainValueMax ? v : kGainValueMax) : 0.0f;
+  return static_cast<unsigned long long>(static_cast<double>(c) * kGainUnit);  // exact scaling, truncated
+}
+// The gain from the values' exact sum (repetition_gain_term of each), their largest value and n.
+ARRCOC_HD float repetition_gain_from(unsigned long long sum, float peak, int64_t n) {
+  if (!(peak > 0.0f)) return 0.0f;
+  const double others = static_cast<double>(sum - repetition_gain_term(peak)) / kGainUnit;
+  const double mean_others = n > 1 ? others / static_cast<double>(n - 1) : 0.0;
+  const double r = 1.0 - mean_others / static_cast<double>(peak > kGainValueMax ? kGainValueMax : peak);
   return static_cast<float>(r * r);
+}
+ARRCOC_HD float repetition_gain(const float* values, int n) {
+  unsigned long long sum = 0;
+  float peak = 0.0f;
+  for (int b = 0; b < n; ++b) {
+    sum += repetition_gain_term(values[b]);
+    peak = maxf(peak, values[b]);
+  }
+  return repetition_gain_from(sum, peak, n);
 }
 
 // Saliency (ch 11) at one texel from the three maps and their gains; features weighted (1, 1/2,

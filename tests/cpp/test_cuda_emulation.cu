@@ -309,6 +309,20 @@ void test_counters() {
   cudaStreamDestroy(s);
 }
 
+// Kernels' atomics are counted (tests/test_cuda_per_frame.py::test_few_atomics_per_frame).
+void test_atomics_are_counted() {
+  int* counter = device_alloc<int>(1);
+  int* tickets = device_alloc<int>(96);
+  cudaMemset(counter, 0, sizeof(int));
+  arrcoc_emu_reset_counters();
+  check(counters()["atomics"] == 0, "reset zeroes the atomics");
+  launch(thread_ticket_kernel, 1, 96, 0, nullptr)(counter, tickets);
+  cudaDeviceSynchronize();
+  check(counters()["atomics"] == 96, "each atomic a kernel sends is counted");
+  cudaFree(counter);
+  cudaFree(tickets);
+}
+
 void test_host_dereference_crashes() {
   float* d = device_alloc<float>(16);
   std::string err;
@@ -487,6 +501,7 @@ int main() {
   test_device_memory_is_poisoned();
   test_streams_are_lazy();
   test_counters();
+  test_atomics_are_counted();
   test_host_dereference_crashes();
   test_two_devices();
   test_graphs();

@@ -480,6 +480,157 @@ void test_odd_texels_on_the_device() {
   arrcoc_test::check_odd_texels_read_clamped(arrcoc::Device::kCUDA, v, mem, "cuda");
 }
 
+
+// The CUDA allocator builds its candidate list with block-wide scans (allocate_cuda.cu); the CPU
+// walks it in one loop (compact_candidates). Same list, so the same tokens, on one texture and
+// cascade (built on the CPU, copied to the device): slots that repeat a patch or lie outside the
+// grid, saccades held from the previous frame, text patches up to max_candidates, lists longer
+// than one block (1,200 patches at 640x480), and the random strategy (cascade slots only).
+// Compared bit for bit on the emulated device (the CPU's arithmetic); on a GPU, where expf may
+// differ in the last bit and move a near-tie, the Python tests compare with the reference instead.
+void test_candidate_list_matches_the_cpu() {
+  if (!arrcoc::cuda_emulated()) {
+    std::printf("test_candidate_list_matches_the_cpu: bit-for-bit only on the emulated device; skipped\n");
+    return;
+  }
+  constexpr int W = 640, H = 480;
+  std::mt19937 rng(77);
+  std::vector<uint8_t> a(static_cast<size_t>(W) * H * 3);
+  for (size_t i = 0; i < a.size(); i += 3) {  // blocky noise: clusters, text-like edges, motion
+    const size_t px = i / 3;
+    const int x = static_cast<int>(px % W), y = static_cast<int>(px / W);
+    const uint32_t cell = static_cast<uint32_t>((y / 12) * 1000 + x / 12) * 2654435761u;
+    for (int c = 0; c < 3; ++c) a[i + c] = static_cast<uint8_t>((cell >> (8 * c)) ^ (rng() & 0x1F));
+  }
+  std::vector<uint8_t> b(a.size());
+  for (int y = 0; y < H; ++y)  // the second frame: the first moved 16 px (a patch) right (held saccades follow)
+    for (int x = 0; x < W; ++x)
+      for (int c = 0; c < 3; ++c)
+        b[(static_cast<size_t>(y) * W + x) * 3 + c] = a[(static_cast<size_t>(y) * W + std::max(0, x - 16)) * 3 + c];
+
+  arrcoc::TextureConfig tc;
+  tc.max_width = W;
+  tc.max_height = H;
+  tc.dtype = arrcoc::DType::kFloat32;
+  arrcoc::CascadeConfig cc;
+  cc.max_width = W;
+  cc.max_height = H;
+  cc.top_clusters = 8;
+  cc.patches_per_cluster = 40;  // 320 slots
+  std::unique_ptr<arrcoc::TextureBuilder> builder;
+  std::unique_ptr<arrcoc::ClusterCascade> cascade;
+  ok(arrcoc::TextureBuilder::create(tc, &builder), "cpu builder 640x480");
+  ok(arrcoc::ClusterCascade::create(cc, &cascade), "cpu cascade 640x480");
+  struct Frame {
+    arrcoc::TextureView view;  // data: `texture`
+    std::vector<float> texture, scores, contrast, patch_contrast;
+    std::vector<int32_t> labels, kept, slots;
+    arrcoc::CascadeView cv;
+  };
+  Frame frames[2];
+  for (int k = 0; k < 2; ++k) {
+    Frame& fr = frames[k];
+    arrcoc::FrameView fv;
+    fv.planes[0] = k == 0 ? a.data() : b.data();
+    fv.row_stride[0] = 3 * W;
+    fv.width = W;
+    fv.height = H;
+    arrcoc::TextureView v;
+    ok(builder->build(fv, &v), "cpu build");
+    arrcoc::CascadeView cv;
+    ok(cascade->run(v, &cv), "cpu cascade");
+    fr.view = v;
+    fr.texture = texture_on_host(v);  // after the cascade: channel 13 written
+    fr.cv = cv;
+    fr.labels.assign(cv.labels, cv.labels + static_cast<size_t>(cv.level2_width) * cv.level2_height);
+    fr.scores.assign(cv.cluster_scores, cv.cluster_scores + cv.num_clusters);
+    fr.contrast.assign(cv.cluster_contrast, cv.cluster_contrast + cv.num_clusters);
+    fr.patch_contrast.assign(cv.patch_contrast, cv.patch_contrast + static_cast<size_t>(cv.patch_grid_width) * cv.patch_grid_height);
+    fr.kept.assign(cv.kept_clusters, cv.kept_clusters + cc.top_clusters);
+    fr.slots.assign(cv.candidate_patch, cv.candidate_patch + cv.capacity);
+    const int n4 = cv.patch_grid_width * cv.patch_grid_height;
+    int first = -1;
+    for (int s = 0; s < cv.capacity; ++s) {  // as a caller's CascadeView might hold them
+      if (fr.slots[s] < 0) continue;
+      if (first < 0) first = fr.slots[s];
+      else if (s % 7 == 0) fr.slots[s] = first;                    // a repeat of the first slot's patch
+      else if (s % 7 == 1) fr.slots[s] = fr.slots[s - 1];          // a repeat of the slot before
+      else if (s % 7 == 2) fr.slots[s] = s % 2 ? n4 + s : -7 - s;  // outside the grid
+    }
+  }
+  struct Case {
+    const char* name;
+    arrcoc::SaccadeStrategy strategy;
+    float text_threshold;
+    int max_candidates;
+  };
+  const Case cases[] = {
+      {"balanced, text guard on most patches, capped at 1000", arrcoc::SaccadeStrategy::kBalanced, 1e-6f, 1000},
+      {"balanced, text guard capped at 700", arrcoc::SaccadeStrategy::kBalanced, 1e-6f, 700},
+      {"balanced, defaults", arrcoc::SaccadeStrategy::kBalanced, 0.02f, 500},
+      {"random", arrcoc::SaccadeStrategy::kRandom, 1e-6f, 1000},
+  };
+  for (const Case& c : cases) {
+    std::vector<int32_t> patches[2], budgets[2], kinds[2], previous[2];
+    std::vector<float> positions[2];
+    for (int backend = 0; backend < 2; ++backend) {
+      const arrcoc::Device d = backend == 0 ? arrcoc::Device::kCPU : arrcoc::Device::kCUDA;
+      arrcoc::AllocatorConfig ac;
+      ac.max_width = W;
+      ac.max_height = H;
+      ac.device = d;
+      ac.strategy = c.strategy;
+      ac.text_threshold = c.text_threshold;
+      ac.max_candidates = c.max_candidates;
+      std::unique_ptr<arrcoc::TokenAllocator> allocator;
+      ok(arrcoc::TokenAllocator::create(ac, &allocator), std::string(c.name) + ": allocator");
+      std::vector<void*> device_buffers;
+      auto place = [&](const auto& host) -> const void* {
+        if (d == arrcoc::Device::kCPU) return host.data();
+        void* p = nullptr;
+        const size_t bytes = host.size() * sizeof(host[0]);
+        ok(arrcoc::cuda_malloc(0, bytes, &p), "cuda_malloc");
+        ok(arrcoc::cuda_copy_to_device(p, host.data(), bytes, nullptr), "copy to device");
+        device_buffers.push_back(p);
+        return p;
+      };
+      for (int k = 0; k < 2; ++k) {
+        Frame& fr = frames[k];
+        arrcoc::TextureView v = fr.view;
+        v.device = d;
+        v.data = const_cast<void*>(place(fr.texture));
+        arrcoc::CascadeView cv = fr.cv;
+        cv.device = d;
+        cv.labels = static_cast<const int32_t*>(place(fr.labels));
+        cv.cluster_scores = static_cast<const float*>(place(fr.scores));
+        cv.cluster_contrast = static_cast<const float*>(place(fr.contrast));
+        cv.patch_contrast = static_cast<const float*>(place(fr.patch_contrast));
+        cv.kept_clusters = static_cast<const int32_t*>(place(fr.kept));
+        cv.candidate_patch = static_cast<const int32_t*>(place(fr.slots));
+        arrcoc::TokenPack pack, host;
+        ok(allocator->run(v, cv, false, &pack), std::string(c.name) + ": allocator run");
+        ok(allocator->copy_to_host(&host), std::string(c.name) + ": copy_to_host");
+        const size_t n = static_cast<size_t>(host.num_tokens);
+        patches[backend].insert(patches[backend].end(), host.patches, host.patches + n);
+        budgets[backend].insert(budgets[backend].end(), host.budgets, host.budgets + n);
+        kinds[backend].insert(kinds[backend].end(), host.kinds, host.kinds + n);
+        previous[backend].insert(previous[backend].end(), host.previous, host.previous + n);
+        positions[backend].insert(positions[backend].end(), host.positions, host.positions + 2 * n);
+      }
+      for (void* p : device_buffers) arrcoc::cuda_free(p);
+    }
+    const std::string what = std::string("candidate list, ") + c.name + ": ";
+    check(!patches[0].empty() && patches[1] == patches[0], what + "the same saccade patches as the CPU");
+    check(budgets[1] == budgets[0], what + "the same levels of detail");
+    check(kinds[1] == kinds[0], what + "the same token kinds");
+    check(previous[1] == previous[0], what + "the same held tokens");
+    check(positions[1] == positions[0], what + "the same positions");
+    int held = 0;
+    for (size_t t = patches[0].size() / 2; t < patches[0].size(); ++t) held += previous[0][t] >= 0 && kinds[0][t] == 1;
+    if (c.strategy != arrcoc::SaccadeStrategy::kRandom) check(held > 0, what + "saccades held on the second frame");
+  }
+}
+
 }  // namespace
 
 // The runtime utilities take a device ordinal 0..N-1; a negative one is refused, not read as "the
@@ -512,6 +663,7 @@ int main() {
   test_two_devices();
   test_graph_key_ignores_frame_padding();
   test_odd_texels_on_the_device();
+  test_candidate_list_matches_the_cpu();
   test_negative_ordinals_are_refused();
   return arrcoc_test::finish();
 }

@@ -28,6 +28,8 @@ extern "C" {
 //   captures           stream captures ended into a graph (cudaStreamEndCapture)
 //   graph_launches     cudaGraphLaunch
 //   async_copies       copies and memsets queued on a stream without a wait
+//   atomics            atomic operations in kernels (atomicAdd, atomicMax, ...): on a GPU, those on
+//                      one address serialize, so a kernel should send few of them per frame
 //   device_bytes       bytes of live device allocations (as requested)
 //   peak_device_bytes  the most device_bytes reached since the reset
 ARRCOC_EMU_EXPORT size_t arrcoc_emu_read_counters(const char** names, unsigned long long* values, size_t capacity);

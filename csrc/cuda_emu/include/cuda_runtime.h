@@ -45,6 +45,8 @@ extern thread_local const ThreadCoords* tls_coords;
 inline const ThreadCoords& coords() noexcept { return *tls_coords; }
 // A real barrier over the block's threads (the fiber yields until every live thread arrives).
 void syncthreads() noexcept;
+// Counts one atomic operation of a kernel (cuda_emu_counters.h, "atomics").
+void count_atomic() noexcept;
 }  // namespace cuda_emu
 
 #define threadIdx (::cuda_emu::coords().thread_idx)
@@ -73,6 +75,7 @@ inline float __fadd_rn(float a, float b) { return a + b; }
 // Atomics: blocks run concurrently on several OS threads, so these are real atomics.
 template <typename T>
 inline T emu_atomic_add_int(T* a, T v) {
+  ::cuda_emu::count_atomic();
   return __atomic_fetch_add(a, v, __ATOMIC_RELAXED);
 }
 inline int atomicAdd(int* a, int v) { return emu_atomic_add_int(a, v); }
@@ -82,6 +85,7 @@ inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v)
 template <typename F, typename Bits>
 inline F emu_atomic_add_float(F* a, F v) {
   static_assert(sizeof(F) == sizeof(Bits), "bits of the same size");
+  ::cuda_emu::count_atomic();
   Bits old = __atomic_load_n(reinterpret_cast<Bits*>(a), __ATOMIC_RELAXED), want;
   F f;
   do {
@@ -95,19 +99,25 @@ inline F emu_atomic_add_float(F* a, F v) {
 inline float atomicAdd(float* a, float v) { return emu_atomic_add_float<float, uint32_t>(a, v); }
 inline double atomicAdd(double* a, double v) { return emu_atomic_add_float<double, uint64_t>(a, v); }
 inline int atomicMax(int* a, int v) {
+  ::cuda_emu::count_atomic();
   int old = __atomic_load_n(a, __ATOMIC_RELAXED);
   while (old < v && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
   }
   return old;
 }
 inline int atomicMin(int* a, int v) {
+  ::cuda_emu::count_atomic();
   int old = __atomic_load_n(a, __ATOMIC_RELAXED);
   while (old > v && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
   }
   return old;
 }
-inline int atomicExch(int* a, int v) { return __atomic_exchange_n(a, v, __ATOMIC_RELAXED); }
+inline int atomicExch(int* a, int v) {
+  ::cuda_emu::count_atomic();
+  return __atomic_exchange_n(a, v, __ATOMIC_RELAXED);
+}
 inline int atomicCAS(int* a, int compare, int v) {
+  ::cuda_emu::count_atomic();
   __atomic_compare_exchange_n(a, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   return compare;
 }
