@@ -358,6 +358,20 @@ struct TokenAllocator::Impl {
     p.new_lum = lum_of_patch[1];
     p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
+      // Tests: every output of this frame starts as NaN / -1 (as in the cascade), the history it
+      // writes for the next frame too; not the previous frame's, which it reads.
+      const size_t n4 = static_cast<size_t>(p.w4) * p.h4, ntok = static_cast<size_t>(p.num_tokens);
+      const size_t slots = static_cast<size_t>(p.capacity);
+      poison_output(p.positions, 2 * ntok);
+      for (int32_t* a : {p.levels, p.budgets, p.kinds, p.patches, p.previous, p.reuse}) poison_output(a, ntok);
+      poison_output(p.scores, ntok);
+      poison_output(p.glimpses, ntok * 3 * config.glimpse_size * config.glimpse_size);
+      for (float* a : {p.new_rel, p.homunculus, p.new_lum}) poison_output(a, n4);
+      for (int32_t* a : {p.new_token, p.new_budget}) poison_output(a, n4);
+      for (float* a : {p.slot_info, p.slot_sal, p.slot_query, p.slot_raw, p.slot_bal, p.slot_rel}) poison_output(a, slots);
+      poison_output(p.context, 3);
+      poison_output(p.counters, 4);
+      for (void* plane : {p.out_cached4, p.out_info4, p.out_sal4, p.out_rel4}) poison_output(static_cast<char*>(plane), n4 * es);
       s = cpu::run_allocation(p);
     } else {
       s = order.before(stream, done_event);

@@ -27,6 +27,13 @@ inline bool poison_allocations() {
   return on;
 }
 
+// Fills n elements of an output with 0xFF bytes before a CPU run when poison_allocations() is on,
+// so an element this frame does not write fails a comparison instead of showing the last frame's.
+template <typename T>
+inline void poison_output(T* p, size_t n) {
+  if (poison_allocations() && p && n) std::memset(static_cast<void*>(p), 0xFF, n * sizeof(T));
+}
+
 // Allocations on one device (64-byte aligned on the host), freed together.
 class Arena {
  public:

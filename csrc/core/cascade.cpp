@@ -144,6 +144,18 @@ struct ClusterCascade::Impl {
     p.w_contrast = config.contrast_weight;
     p.num_threads = worker_threads(config.num_threads);
     if (config.device == Device::kCPU) {
+      // Tests: every output of this frame starts as NaN / -1 (the device's are poisoned once, at
+      // allocation by the emulator; a frame must write them all, not leave the last frame's).
+      const size_t nc = static_cast<size_t>(p.gx) * p.gy, n4 = static_cast<size_t>(p.w4) * p.h4;
+      poison_output(p.labels, static_cast<size_t>(p.w2) * p.h2);
+      poison_output(p.scores, nc);
+      poison_output(p.contrast, nc);
+      poison_output(p.patch_contrast, n4);
+      poison_output(p.kept, static_cast<size_t>(p.top_k));
+      poison_output(p.candidates, static_cast<size_t>(p.top_k) * p.per_cluster);
+      for (int step = 0; step < 3; ++step)
+        poison_output(static_cast<char*>(p.cluster_out[step]),
+                      static_cast<size_t>(t.levels[2 + step].width) * t.levels[2 + step].height * es);
       s = cpu::run_cascade(p);
     } else {
       s = order.before(stream, done_event);
