@@ -222,6 +222,18 @@ def test_a_bad_line_names_the_line_and_the_field(files, line, message):
     assert message in str(e.value)
 
 
+def test_a_pretty_printed_json_file_is_named_as_such(files):
+    """One object over several lines is JSON, not JSON Lines: the message says so (it said only
+    "not valid JSON", at line 1)."""
+    path = files / "pretty.json"
+    path.write_text(json.dumps({"image": "scene.png", "boxes": [[0, 0, 4, 4]]}, indent=2))
+    with pytest.raises(DatasetError, match=r"pretty.json line 1: not valid JSON.*one whole JSON object \(JSON Lines\)"):
+        load_jsonl(path)
+    with pytest.raises(DatasetError) as e:  # a line that is broken, not cut: no such hint
+        load_jsonl(write_lines(files / "broken.jsonl", ['{"image": x}']))
+    assert "not valid JSON" in str(e.value) and "JSON Lines" not in str(e.value)
+
+
 def test_dataset_errors_found_when_reading(files):
     path = write_lines(files / "set.jsonl", [{"image": "scene.png", "boxes": [[0, 0, 4, 4]], "id": "a"},
                                              {"image": "scene.png", "boxes": [[0, 0, 4, 4]], "id": "a"}])

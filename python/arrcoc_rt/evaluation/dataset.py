@@ -199,7 +199,11 @@ def json_object(line: str, fields, fail) -> dict:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        fail(f"not valid JSON ({e.msg} at column {e.colno})")
+        # a line that ends inside a value: most likely a pretty-printed JSON file, not JSON Lines
+        spans = e.pos >= len(line.rstrip())
+        fail(f"not valid JSON ({e.msg} at column {e.colno})" +
+             ("; the line ends inside a JSON value: each line must hold one whole JSON object (JSON Lines), "
+              "not a pretty-printed JSON file" if spans else ""))
     if not isinstance(obj, dict):
         fail(f"expected a JSON object {{...}}; got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(fields))
