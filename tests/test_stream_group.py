@@ -56,6 +56,34 @@ def test_process_batch_equals_separate_pipelines(device):
     assert not np.array_equal(got[0][-1][0], got[2][-1][0])
 
 
+class _CountedExport:
+    """A DLPack producer that counts its exports (a bare capsule can be consumed only once)."""
+
+    def __init__(self, array):
+        self.array, self.exports = array, 0
+
+    def __dlpack__(self, **kw):
+        self.exports += 1
+        return self.array.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()
+
+
+def test_each_frame_is_exported_once():
+    """process_batch reads every stream's frame before any stream runs (a refused one must not move
+    the others on) and hands the streams what it read: a DLPack frame was exported twice."""
+    clips = _clips()
+    frames = [_CountedExport(clips[b][0]) for b in range(B)]
+    with arrcoc_rt.StreamGroup(W, H, B, device="cpu", **OPTIONS) as group:
+        got = group.process_batch(frames)
+    assert [f.exports for f in frames] == [1] * B
+    want = [arrcoc_rt.Pipeline(W, H, device="cpu", **OPTIONS).process(clips[b][0]) for b in range(B)]
+    for b in range(B):
+        for x, y in zip(_fields(want[b]), _fields(got[b])):
+            np.testing.assert_array_equal(x, y)
+
+
 @pytest.mark.needs_cuda
 def test_synchronize_waits_for_every_stream():
     """With copy=False nothing waits for the device; synchronize() waits on each stream's own CUDA

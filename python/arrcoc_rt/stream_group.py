@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from .frames import stream_handle
 from .pipeline import FrameResult, Pipeline
 from .query import make_query
 
@@ -112,10 +113,11 @@ class StreamGroup:
         for b, p in enumerate(self.pipelines):
             try:
                 stream = self._cuda_streams[b] if self._cuda_streams else None
-                width, height = p.texture_builder.check_frame(frames[b], stream=stream)
+                # read once: the stream runs this FrameSpec (a DLPack frame is exported once)
+                frames[b] = p.texture_builder._checked_spec(frames[b], None, None, stream, stream_handle(stream))
                 kind, value = p._resolve_query(make_query(queries[b]))
                 if kind == "map":
-                    p._query_map(value, width, height)
+                    p._query_map(value, frames[b].width, frames[b].height)
             except (ValueError, TypeError) as e:
                 _raise_for_stream(b, e, " (no stream has processed this batch)")
         results, first_error = [None] * self.streams, None

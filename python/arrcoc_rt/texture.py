@@ -10,7 +10,7 @@ import numpy as np
 from . import _native
 from .channels import Channel, base_level, channel_index
 from .runtime import resolve_device
-from .frames import DEVICE_CUDA, frame_spec, stream_device, stream_handle
+from .frames import DEVICE_CUDA, FrameSpec, frame_spec, stream_device, stream_handle
 
 NUM_LEVELS = _native.NUM_LEVELS
 PLANES = ("all", "pipeline")  # TextureBuilder(planes=...): which level-0 planes are written
@@ -223,7 +223,10 @@ class TextureBuilder:
         if self.device == "cuda" and on is not None and on != self.cuda_device:
             raise ValueError(f"stream: it is a stream of cuda:{on} but this {self._owner} runs on cuda:{self.cuda_device}; "
                              f"pass a stream of cuda:{self.cuda_device}")
-        spec = frame_spec(frame, pixel_format, "frame", handle, layout)
+        # A FrameSpec is a frame already read here (StreamGroup checks every stream's frame first
+        # and hands build the result): reading it again would call a DLPack producer's __dlpack__
+        # twice, and a capsule can be consumed only once.
+        spec = frame if isinstance(frame, FrameSpec) else frame_spec(frame, pixel_format, "frame", handle, layout)
         if spec.width > self.max_width or spec.height > self.max_height:
             raise ValueError(self._too_large(spec.width, spec.height))
         if spec.device == DEVICE_CUDA and self.device != "cuda":
