@@ -163,8 +163,9 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   if (mine) three_scores(p, i);
   __syncthreads();
   // the information scores' repetition gain: an exact sum (the CPU's bits in any order)
-  const unsigned long long info_sum = block_sum(mine ? math::repetition_gain_term(p.info[i]) : 0ull, ured);
-  const float info_peak = block_reduce(mine ? p.info[i] : 0.0f, fred, [](float a, float b) { return math::maxf(a, b); });
+  const float info_value = mine ? math::repetition_gain_value(p.info[i]) : 0.0f;
+  const unsigned long long info_sum = block_sum(math::repetition_gain_term(info_value), ured);
+  const float info_peak = block_reduce(info_value, fred, [](float a, float b) { return math::maxf(a, b); });
   const float info_gain = math::repetition_gain_from(info_sum, info_peak, n);
   if (i == 0) context_step(p, n, info_gain);  // sequential when the context network is on: the CPU's float sums
   __syncthreads();

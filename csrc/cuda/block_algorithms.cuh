@@ -45,20 +45,38 @@ __device__ inline int block_exclusive_scan(int v, int* shared, int* total) {
   return out;
 }
 
-// sums[key * stride] += every thread's v (key < 0: nothing), with one atomicAdd per run of equal
-// keys in thread order instead of one per thread: for keys that repeat along a row, as cluster
-// labels do (a cluster spans ~20 level-2 texels of a row at 1080p). Integers: the same sums in any
-// order. `keys` and `values` hold blockDim.x elements each.
-__device__ inline void block_add_runs(int key, unsigned long long v, unsigned long long* sums, int stride, int* keys,
-                                      unsigned long long* values) {
-  const int t = threadIdx.x;
+// sums[key * kSums + c] += every thread's v[c] (key < 0: nothing), with one atomicAdd per run of
+// equal keys in thread order instead of one per thread: for keys that repeat along a row, as
+// cluster labels do. No thread walks a run: block-wide prefix sums of the values and a max-scan of
+// the run heads give each run's total to its last thread (integers, so prefix differences are
+// exact, wrapping included). `keys`, `heads`: blockDim.x ints; `prefix`: kSums * blockDim.x.
+template <int kSums>
+__device__ void block_add_runs(int key, const unsigned long long (&v)[kSums], unsigned long long* sums, int* keys,
+                               int* heads, unsigned long long* prefix) {
+  const int t = threadIdx.x, n = blockDim.x;
   keys[t] = key;
-  values[t] = v;
   __syncthreads();
-  if (key >= 0 && (t == 0 || keys[t - 1] != key)) {  // the first thread of its run adds the run
-    unsigned long long run = 0;
-    for (int u = t; u < static_cast<int>(blockDim.x) && keys[u] == key; ++u) run += values[u];
-    atomicAdd(sums + static_cast<long long>(key) * stride, run);
+  heads[t] = t == 0 || keys[t - 1] != key ? t : 0;  // after the max-scan: the first thread of t's run
+  for (int c = 0; c < kSums; ++c) prefix[c * n + t] = v[c];
+  __syncthreads();
+  for (int offset = 1; offset < n; offset <<= 1) {
+    int head = heads[t];
+    unsigned long long before[kSums];
+    if (t >= offset) {
+      head = max(head, heads[t - offset]);
+      for (int c = 0; c < kSums; ++c) before[c] = prefix[c * n + t - offset];
+    }
+    __syncthreads();
+    if (t >= offset) {
+      heads[t] = head;
+      for (int c = 0; c < kSums; ++c) prefix[c * n + t] += before[c];
+    }
+    __syncthreads();
+  }
+  if (key >= 0 && (t == n - 1 || keys[t + 1] != key)) {  // the last thread of its run
+    const int h = heads[t];
+    for (int c = 0; c < kSums; ++c)
+      atomicAdd(sums + static_cast<long long>(key) * kSums + c, prefix[c * n + t] - (h > 0 ? prefix[c * n + h - 1] : 0ull));
   }
   __syncthreads();
 }

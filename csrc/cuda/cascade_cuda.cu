@@ -37,15 +37,15 @@ __global__ void assign_kernel(CascadeParams p) {
 
 // Per-cluster sums over the texels: a block's texels are consecutive in a row, where a cluster
 // spans runs of texels, so each run sends one atomic per sum (block_add_runs), not each texel.
+// (The sums are stored as [cluster][kSeedSums] and [cluster][kStatSums].)
 __global__ void seed_sums_kernel(CascadeParams p) {
-  __shared__ int keys[kBlock];
-  __shared__ unsigned long long values[kBlock];
+  __shared__ int keys[kBlock], heads[kBlock];
+  __shared__ unsigned long long prefix[kSeedSums * kBlock];
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const bool in = t < static_cast<int64_t>(p.w2) * p.h2;
   unsigned long long terms[kSeedSums] = {};
   if (in) seed_terms(p, static_cast<int>(t / p.w2), static_cast<int>(t % p.w2), terms);
-  const int label = in ? p.labels[t] : -1;
-  for (int c = 0; c < kSeedSums; ++c) block_add_runs(label, terms[c], p.seed_sums + c, kSeedSums, keys, values);
+  block_add_runs<kSeedSums>(in ? p.labels[t] : -1, terms, p.seed_sums, keys, heads, prefix);
 }
 
 __global__ void update_seeds_kernel(CascadeParams p) {
@@ -63,14 +63,13 @@ __global__ void cluster_channel_kernel(CascadeParams p, int step, int w, int h) 
 
 template <typename T>
 __global__ void stat_sums_kernel(CascadeParams p) {
-  __shared__ int keys[kBlock];
-  __shared__ unsigned long long values[kBlock];
+  __shared__ int keys[kBlock], heads[kBlock];
+  __shared__ unsigned long long prefix[kStatSums * kBlock];
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const bool in = t < static_cast<int64_t>(p.w2) * p.h2;
   unsigned long long terms[kStatSums] = {};
   if (in) stat_terms<T>(p, static_cast<int>(t / p.w2), static_cast<int>(t % p.w2), terms);
-  const int label = in ? p.labels[t] : -1;
-  for (int c = 0; c < kStatSums; ++c) block_add_runs(label, terms[c], p.stat_sums + c, kStatSums, keys, values);
+  block_add_runs<kStatSums>(in ? p.labels[t] : -1, terms, p.stat_sums, keys, heads, prefix);
 }
 
 // One block, one thread per cluster (<= kMaxSeeds): the two phases of the scores, then each

@@ -126,8 +126,9 @@ __global__ void saliency_gain_kernel(TextureParams p, int nb) {
   unsigned long long sum = 0;
   float peak = 0.0f;
   for (int b = threadIdx.x; b < nb; b += blockDim.x) {
-    sum += repetition_gain_term(values[b]);
-    peak = maxf(peak, values[b]);
+    const float v = repetition_gain_value(values[b]);
+    sum += repetition_gain_term(v);
+    peak = maxf(peak, v);
   }
   sum = block_sum(sum, sums);
   peak = block_reduce(peak, peaks, [](float a, float b) { return maxf(a, b); });

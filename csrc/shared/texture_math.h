@@ -342,29 +342,34 @@ ARRCOC_HD float block_max(const float* map, int w, int h, int bi, int bj) {
 // N, nothing is rescaled by 1/M: a map with almost no contrast (an opponent channel of a grey
 // scene) would turn its noise into full-range peaks. 0 when all are 0.
 // The sum is exact, so one thread's loop and a block's reduction give the same bits: each value
-// counts in integer units of 2^-40 (kGainUnit; what lies below a unit is dropped, at most n units).
-// Values are clamped to [0, kGainValueMax] first (centre-surround maxima are <= 2, scores <= 1), so
-// n <= 2^20 values (the block maxima of a 16384-pixel-square frame) cannot overflow 64 bits.
+// counts in integer units of 2^-40 (kGainUnit; what lies below a unit is dropped: less than one unit
+// per value). Values are clamped to [0, kGainValueMax] first (centre-surround maxima are <= 2, scores
+// <= 1), so n <= 2^20 values (the block maxima of a 16384-pixel-square frame) cannot overflow 64 bits.
 constexpr double kGainUnit = 1099511627776.0;  // 2^40
 constexpr float kGainValueMax = 4.0f;
-ARRCOC_HD unsigned long long repetition_gain_term(float v) {
-  const float c = v > 0.0f ? (v < kGainValueMax ? v : kGainValueMax) : 0.0f;
-  return static_cast<unsigned long long>(static_cast<double>(c) * kGainUnit);  // exact scaling, truncated
+// A value as the gain reads it: clamped to [0, kGainValueMax], NaN as 0 (so the largest value, too,
+// is the same in any order: a NaN met midway would reset a running max).
+ARRCOC_HD float repetition_gain_value(float v) { return v > 0.0f ? (v < kGainValueMax ? v : kGainValueMax) : 0.0f; }
+// Its share of the exact sum, in units of kGainUnit (exact scaling, truncated).
+ARRCOC_HD unsigned long long repetition_gain_term(float value) {
+  return static_cast<unsigned long long>(static_cast<double>(value) * kGainUnit);
 }
-// The gain from the values' exact sum (repetition_gain_term of each), their largest value and n.
+// The gain from the values' exact sum (repetition_gain_term of each repetition_gain_value), their
+// largest repetition_gain_value and n.
 ARRCOC_HD float repetition_gain_from(unsigned long long sum, float peak, int64_t n) {
   if (!(peak > 0.0f)) return 0.0f;
   const double others = static_cast<double>(sum - repetition_gain_term(peak)) / kGainUnit;
   const double mean_others = n > 1 ? others / static_cast<double>(n - 1) : 0.0;
-  const double r = 1.0 - mean_others / static_cast<double>(peak > kGainValueMax ? kGainValueMax : peak);
+  const double r = 1.0 - mean_others / static_cast<double>(peak);
   return static_cast<float>(r * r);
 }
 ARRCOC_HD float repetition_gain(const float* values, int n) {
   unsigned long long sum = 0;
   float peak = 0.0f;
   for (int b = 0; b < n; ++b) {
-    sum += repetition_gain_term(values[b]);
-    peak = maxf(peak, values[b]);
+    const float v = repetition_gain_value(values[b]);
+    sum += repetition_gain_term(v);
+    peak = maxf(peak, v);
   }
   return repetition_gain_from(sum, peak, n);
 }

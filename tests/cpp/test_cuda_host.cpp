@@ -572,7 +572,7 @@ void test_candidate_list_matches_the_cpu() {
   };
   for (const Case& c : cases) {
     std::vector<int32_t> patches[2], budgets[2], kinds[2], previous[2];
-    std::vector<float> positions[2];
+    std::vector<float> positions[2], per_slot[2];  // per cascade slot: the scores of its candidate
     for (int backend = 0; backend < 2; ++backend) {
       const arrcoc::Device d = backend == 0 ? arrcoc::Device::kCPU : arrcoc::Device::kCUDA;
       arrcoc::AllocatorConfig ac;
@@ -616,6 +616,9 @@ void test_candidate_list_matches_the_cpu() {
         kinds[backend].insert(kinds[backend].end(), host.kinds, host.kinds + n);
         previous[backend].insert(previous[backend].end(), host.previous, host.previous + n);
         positions[backend].insert(positions[backend].end(), host.positions, host.positions + 2 * n);
+        // a candidate whose slot is wrong (slot_of) scores in another slot's place
+        for (const float* a : {host.info, host.salience, host.query, host.raw, host.balanced, host.candidate_relevance})
+          per_slot[backend].insert(per_slot[backend].end(), a, a + host.candidate_capacity);
       }
       for (void* p : device_buffers) arrcoc::cuda_free(p);
     }
@@ -625,6 +628,8 @@ void test_candidate_list_matches_the_cpu() {
     check(kinds[1] == kinds[0], what + "the same token kinds");
     check(previous[1] == previous[0], what + "the same held tokens");
     check(positions[1] == positions[0], what + "the same positions");
+    // float scores: the CPU may contract multiply-adds where the emulated kernels do not
+    check(!per_slot[0].empty() && max_abs_diff(per_slot[0], per_slot[1]) < 1e-5, what + "the same scores in every slot");
     int held = 0;
     for (size_t t = patches[0].size() / 2; t < patches[0].size(); ++t) held += previous[0][t] >= 0 && kinds[0][t] == 1;
     if (c.strategy != arrcoc::SaccadeStrategy::kRandom) check(held > 0, what + "saccades held on the second frame");
