@@ -69,6 +69,24 @@ def test_find_package_from_the_python_package(tmp_path):
     assert f"arrcoc {arrcoc_rt.__version__}" in out
 
 
+def test_the_library_exports_only_its_public_api():
+    """libarrcoc_core is built with hidden visibility: a program that embeds it sees the API its
+    headers mark ARRCOC_API, not the backends and helpers (198 symbols before, 97 now), nor the
+    static CUDA runtime's. The emulated test build also exports the emulator's CUDA API."""
+    if shutil.which("nm") is None:
+        pytest.skip("no nm (binutils)")
+    with open("/proc/self/maps") as maps:  # the library this process loaded
+        lib = next((line.split()[-1] for line in maps if "libarrcoc_core" in line), None)
+    assert lib, "libarrcoc_core is not loaded"
+    out = subprocess.run(["nm", "-D", "--defined-only", "-C", lib], capture_output=True, text=True, check=True).stdout
+    internal = [line for line in out.splitlines()
+                if any(k in line for k in ("arrcoc::cpu::", "arrcoc::cuda::", "arrcoc::math::", "arrcoc::Arena", " cudart"))]
+    assert not internal, "\n".join(internal[:20])
+    for public in ("arrcoc::TextureBuilder::create", "arrcoc::Pipeline::process", "arrcoc::status_code_name",
+                   "arrcoc::TextureView::plane_offset", "arrcoc::cuda_malloc"):
+        assert public in out, public
+
+
 @pytest.mark.parametrize("value, says", [("off", "CUDA backend OFF, emulated OFF"), ("0", "CUDA backend OFF, emulated OFF"),
                                          ("Emulate", "emulated ON"), ("bogus", "ARRCOC_CUDA=bogus: expected AUTO, ON")])
 def test_arrcoc_cuda_takes_any_case_and_refuses_unknown_values(tmp_path, value, says):

@@ -14,6 +14,10 @@
 #include <type_traits>
 #include <utility>
 
+// The emulated runtime lives in libarrcoc_core, which hides its symbols (CMakeLists.txt): what this
+// header declares is the CUDA API that kernels and host code in other binaries (the C++ tests) call.
+#pragma GCC visibility push(default)
+
 // ------------------------------------------------------------------ device-side language
 #define __global__
 #define __device__
@@ -320,3 +324,5 @@ cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attr, i
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
   return cuda_emu::set_max_dynamic_shared(reinterpret_cast<const void*>(kernel), value);
 }
+
+#pragma GCC visibility pop

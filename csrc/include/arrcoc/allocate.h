@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "arrcoc/cascade.h"
+#include "arrcoc/export.h"
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
 #include "arrcoc/texture.h"
@@ -147,9 +148,9 @@ struct TokenPack {
 
 // The untrained default: raw = mean of the three scores (within ~1.5e-3), each opponent dial
 // at 0.5, mix (0.4, 0.3, 0.3).
-BalanceWeights default_balance_weights() noexcept;
+ARRCOC_API BalanceWeights default_balance_weights() noexcept;
 
-class TokenAllocator {
+class ARRCOC_API TokenAllocator {
  public:
   static Status create(const AllocatorConfig& config, std::unique_ptr<TokenAllocator>* out) noexcept;
   ~TokenAllocator();

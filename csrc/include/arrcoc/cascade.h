@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "arrcoc/export.h"
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
 #include "arrcoc/texture.h"
@@ -50,7 +51,7 @@ struct CascadeView {
   int32_t capacity = 0;                      // top_clusters * patches_per_cluster
 };
 
-class ClusterCascade {
+class ARRCOC_API ClusterCascade {
  public:
   static Status create(const CascadeConfig& config, std::unique_ptr<ClusterCascade>* out) noexcept;
   ~ClusterCascade();

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "arrcoc/export.h"
+
 namespace arrcoc {
 
 constexpr int kNumChannels = 40;
@@ -48,6 +50,6 @@ constexpr int channel_base_level(int c) {
 }
 
 // "red", "luminance", "semantic_3", ...; nullptr for an index outside 0..39.
-const char* channel_name(int c) noexcept;
+ARRCOC_API const char* channel_name(int c) noexcept;
 
 }  // namespace arrcoc

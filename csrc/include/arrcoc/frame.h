@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "arrcoc/export.h"
+
 namespace arrcoc {
 
 enum class Device : int32_t {
@@ -23,11 +25,11 @@ enum class PixelFormat : int32_t {
 };
 
 // Number of planes a pixel format uses (1, 2 or 3).
-int pixel_format_planes(PixelFormat f) noexcept;
+ARRCOC_API int pixel_format_planes(PixelFormat f) noexcept;
 // Bytes per pixel of plane 0 for packed formats (3 or 4; 1 for gray and the Y plane of YUV).
-int pixel_format_bytes_per_pixel(PixelFormat f) noexcept;
+ARRCOC_API int pixel_format_bytes_per_pixel(PixelFormat f) noexcept;
 // "rgb24", "bgr24", ...; nullptr for an unknown value.
-const char* pixel_format_name(PixelFormat f) noexcept;
+ARRCOC_API const char* pixel_format_name(PixelFormat f) noexcept;
 
 // YUV formats are interpreted as BT.601 limited range (what swscale assumes by default)
 // and converted to 8-bit RGB with integer arithmetic, identically on every backend.

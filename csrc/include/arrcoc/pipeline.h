@@ -7,6 +7,7 @@
 
 #include "arrcoc/allocate.h"
 #include "arrcoc/cascade.h"
+#include "arrcoc/export.h"
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
 #include "arrcoc/texture.h"
@@ -41,7 +42,7 @@ struct PipelineResult {
   double stage_ms[3] = {0.0, 0.0, 0.0};  // texture, cascade, allocate+gather (host clock)
 };
 
-class Pipeline {
+class ARRCOC_API Pipeline {
  public:
   static Status create(const PipelineConfig& config, std::unique_ptr<Pipeline>* out) noexcept;
   ~Pipeline();

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "arrcoc/export.h"
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
 #include "arrcoc/texture.h"
@@ -36,7 +37,7 @@ struct SemanticConfig {
   int32_t num_threads = 0;
 };
 
-class SemanticEncoder {
+class ARRCOC_API SemanticEncoder {
  public:
   static Status create(const SemanticConfig& config, std::unique_ptr<SemanticEncoder>* out) noexcept;
   ~SemanticEncoder();

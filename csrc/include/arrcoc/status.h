@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "arrcoc/export.h"
+
 // The API passes std::string (in Status) and std::unique_ptr across its boundary: a program must
 // use the C++ standard library and ABI the library was built with (GCC's libstdc++, C++11 ABI).
 // The old ABI links (the function names do not carry it) and then crashes, so it is refused here.
@@ -42,6 +44,6 @@ class Status {
 };
 
 // Name of a status code ("InvalidArgument", ...), for logs.
-const char* status_code_name(StatusCode code) noexcept;
+ARRCOC_API const char* status_code_name(StatusCode code) noexcept;
 
 }  // namespace arrcoc

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "arrcoc/channels.h"
+#include "arrcoc/export.h"
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
 
@@ -25,7 +26,7 @@ enum class DType : int32_t {
   kFloat32 = 1,
 };
 
-int dtype_size(DType t) noexcept;
+ARRCOC_API int dtype_size(DType t) noexcept;
 
 // Which level-0 planes build() writes. Levels 1-4 of every channel are written either way, from
 // the same level-0 values, so everything stored is identical under both.
@@ -63,7 +64,7 @@ struct LevelLayout {
 // A read-only view of one built texture array. Memory layout: levels one after another;
 // inside a level, one contiguous width x height plane (row pitch = width) per stored
 // channel, in channel order. plane_index() maps (channel, level) to the plane.
-struct TextureView {
+struct ARRCOC_API TextureView {
   void* data = nullptr;      // buffer start (host or device memory, per `device`)
   Device device = Device::kCPU;
   int32_t cuda_device = 0;   // device ordinal when device == kCUDA
@@ -87,9 +88,9 @@ struct TextureView {
 };
 
 // Compute the layout of the texture of a width x height frame (no allocation).
-void texture_layout(int32_t width, int32_t height, LevelLayout out[kNumLevels]) noexcept;
+ARRCOC_API void texture_layout(int32_t width, int32_t height, LevelLayout out[kNumLevels]) noexcept;
 
-class TextureBuilder {
+class ARRCOC_API TextureBuilder {
  public:
   // Validates the config and allocates everything the builder will ever need.
   static Status create(const TextureConfig& config, std::unique_ptr<TextureBuilder>* out) noexcept;
