@@ -1,6 +1,7 @@
 """Invariants that hold for every input (hypothesis): any frame size, content and configuration
 gives exactly G + S tokens, budgets within the total, valid levels, distinct saccades, finite
-glimpses and consistent reuse links. Bounded examples, no deadline (a shared 2-core VM)."""
+glimpses and consistent reuse links, on every backend (the CUDA one on the emulated device in CI).
+Bounded examples, no deadline (a shared 2-core VM)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import arrcoc_rt
+from conftest import devices, host
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -16,16 +18,17 @@ from hypothesis import strategies as st  # noqa: E402
 LODS = {64, 128, 256, 384, 400}
 
 
+@pytest.mark.parametrize("device", devices())
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(w=st.integers(1, 96), h=st.integers(1, 80), seed=st.integers(0, 2**31 - 1),
        gx=st.integers(1, 8), gy=st.integers(1, 8), saccades=st.integers(0, 64),
        strategy=st.sampled_from(["balanced", "random", "saliency", "query"]),
        hysteresis=st.floats(0, 1), frames=st.integers(1, 3))
-def test_every_pack_keeps_its_invariants(w, h, seed, gx, gy, saccades, strategy, hysteresis, frames):
+def test_every_pack_keeps_its_invariants(device, w, h, seed, gx, gy, saccades, strategy, hysteresis, frames):
     rng = np.random.default_rng(seed)
     G = gx * gy
     total = G * 64 + 400 * saccades // 2 + 64
-    pipe = arrcoc_rt.Pipeline(w, h, device="cpu", gestalt_x=gx, gestalt_y=gy, saccades=saccades,
+    pipe = arrcoc_rt.Pipeline(w, h, device=device, gestalt_x=gx, gestalt_y=gy, saccades=saccades,
                               total_budget=total, strategy=strategy, hysteresis=hysteresis, num_threads=1)
     prev = None
     for _ in range(frames):
@@ -51,14 +54,15 @@ def test_every_pack_keeps_its_invariants(w, h, seed, gx, gy, saccades, strategy,
         prev = r
 
 
+@pytest.mark.parametrize("device", devices())
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(w=st.integers(1, 64), h=st.integers(1, 48), seed=st.integers(0, 2**31 - 1))
-def test_texture_channels_are_finite_and_in_range_for_any_frame(w, h, seed):
+def test_texture_channels_are_finite_and_in_range_for_any_frame(device, w, h, seed):
     img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    tex = arrcoc_rt.TextureBuilder(w, h, device="cpu", dtype="float32", num_threads=1).build(img)
+    tex = arrcoc_rt.TextureBuilder(w, h, device=device, dtype="float32", num_threads=1).build(img)
     for k in range(5):
-        planes = np.asarray(tex.level(k))
+        planes = host(tex.level(k))
         assert np.all(np.isfinite(planes)), f"level {k}"
     for c in (arrcoc_rt.Channel.RED, arrcoc_rt.Channel.LUMINANCE, arrcoc_rt.Channel.SALIENCY):
-        p = np.asarray(tex.channel(c, arrcoc_rt.base_level(c)))
+        p = host(tex.channel(c, arrcoc_rt.base_level(c)))
         assert p.min() >= 0.0 and p.max() <= 1.0, c

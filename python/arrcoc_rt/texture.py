@@ -226,6 +226,8 @@ class TextureBuilder:
         # A FrameSpec is a frame already read here (StreamGroup checks every stream's frame first
         # and hands build the result): reading it again would call a DLPack producer's __dlpack__
         # twice, and a capsule can be consumed only once.
+        if isinstance(frame, FrameSpec) and (pixel_format is not None or layout is not None):
+            raise ValueError("frame: already read (a FrameSpec); pixel_format and layout apply when it is read")
         spec = frame if isinstance(frame, FrameSpec) else frame_spec(frame, pixel_format, "frame", handle, layout)
         if spec.width > self.max_width or spec.height > self.max_height:
             raise ValueError(self._too_large(spec.width, spec.height))

@@ -200,7 +200,7 @@ def json_object(line: str, fields, fail) -> dict:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         # a line that ends inside a value: most likely a pretty-printed JSON file, not JSON Lines
-        spans = e.pos >= len(line.rstrip())
+        spans = e.pos >= len(line.rstrip()) or e.msg.startswith("Unterminated string")
         fail(f"not valid JSON ({e.msg} at column {e.colno})" +
              ("; the line ends inside a JSON value: each line must hold one whole JSON object (JSON Lines), "
               "not a pretty-printed JSON file" if spans else ""))
