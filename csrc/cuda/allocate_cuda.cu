@@ -163,11 +163,25 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   if (mine) three_scores(p, i);
   __syncthreads();
   // the information scores' repetition gain: an exact sum (the CPU's bits in any order)
-  const float info_value = mine ? math::repetition_gain_value(p.info[i]) : 0.0f;
-  const unsigned long long info_sum = block_sum(math::repetition_gain_term(info_value), ured);
+  const float info_value = mine ? math::exact_sum_value(p.info[i]) : 0.0f;
+  const unsigned long long info_sum = block_sum(math::exact_sum_term(info_value), ured);
   const float info_peak = block_reduce(info_value, fred, [](float a, float b) { return math::maxf(a, b); });
   const float info_gain = math::repetition_gain_from(info_sum, info_peak, n);
-  if (i == 0) context_step(p, n, info_gain);  // sequential when the context network is on: the CPU's float sums
+  if (p.context_on) {  // context_step (allocate_params.h) on the block: exact sums, a thread per unit
+    __shared__ float ctx_x[kContextInputs], ctx_hidden[kContextHidden], ctx_z[3];
+    unsigned long long terms[3] = {0, 0, 0}, sums[3];
+    if (mine) context_score_terms(p, i, info_gain, terms);
+    for (int c = 0; c < 3; ++c) sums[c] = block_sum(terms[c], ured);
+    if (i == 0) context_inputs(p, n, sums, ctx_x);
+    __syncthreads();
+    for (int j = i; j < kContextHidden; j += blockDim.x) ctx_hidden[j] = math::context_hidden(p.weights->w, ctx_x, j);
+    __syncthreads();
+    if (i < 3) ctx_z[i] = math::context_logit(p.weights->w, ctx_hidden, i);
+    __syncthreads();
+    if (i == 0) math::context_softmax(ctx_z, p.context);
+  } else if (i < 3) {
+    p.context[i] = 1.0f / 3.0f;
+  }
   __syncthreads();
   if (mine) info_gain_and_raw<kMlpChunk>(p, i, info_gain);
   __syncthreads();

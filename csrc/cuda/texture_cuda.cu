@@ -126,8 +126,8 @@ __global__ void saliency_gain_kernel(TextureParams p, int nb) {
   unsigned long long sum = 0;
   float peak = 0.0f;
   for (int b = threadIdx.x; b < nb; b += blockDim.x) {
-    const float v = repetition_gain_value(values[b]);
-    sum += repetition_gain_term(v);
+    const float v = exact_sum_value(values[b]);
+    sum += exact_sum_term(v);
     peak = maxf(peak, v);
   }
   sum = block_sum(sum, sums);

@@ -139,16 +139,19 @@ ARRCOC_HD float key_for_budget(float budget, float steepness, float offset) {
 }
 
 // The context network's weights w of the three scores from its inputs x (kContextInputs):
-// softmax(W2 ReLU(W1 x + b1) + b2). Sums in index order: the same values on every backend.
-ARRCOC_HD void context_weights(const ::arrcoc::BalanceWeights& w, const float* x, float out[3]) {
-  float z[3];
-  for (int c = 0; c < 3; ++c) z[c] = w.ctx_b2[c];
-  for (int j = 0; j < ::arrcoc::kContextHidden; ++j) {
-    float h = w.ctx_b1[j];
-    for (int k = 0; k < ::arrcoc::kContextInputs; ++k) h = fmaf(w.ctx_W1[j * ::arrcoc::kContextInputs + k], x[k], h);
-    h = maxf(0.0f, h);
-    for (int c = 0; c < 3; ++c) z[c] = fmaf(w.ctx_W2[c * ::arrcoc::kContextHidden + j], h, z[c]);
-  }
+// softmax(W2 ReLU(W1 x + b1) + b2), in three steps a GPU block runs on many threads (one per hidden
+// unit, one per logit) with the same bits: each sum adds in index order.
+ARRCOC_HD float context_hidden(const ::arrcoc::BalanceWeights& w, const float* x, int j) {
+  float h = w.ctx_b1[j];
+  for (int k = 0; k < ::arrcoc::kContextInputs; ++k) h = fmaf(w.ctx_W1[j * ::arrcoc::kContextInputs + k], x[k], h);
+  return maxf(0.0f, h);
+}
+ARRCOC_HD float context_logit(const ::arrcoc::BalanceWeights& w, const float* hidden, int c) {
+  float z = w.ctx_b2[c];
+  for (int j = 0; j < ::arrcoc::kContextHidden; ++j) z = fmaf(w.ctx_W2[c * ::arrcoc::kContextHidden + j], hidden[j], z);
+  return z;
+}
+ARRCOC_HD void context_softmax(const float z[3], float out[3]) {
   const float top = maxf(z[0], maxf(z[1], z[2]));
   float e[3], sum = 0.0f;
   for (int c = 0; c < 3; ++c) {
@@ -156,6 +159,12 @@ ARRCOC_HD void context_weights(const ::arrcoc::BalanceWeights& w, const float* x
     sum += e[c];
   }
   for (int c = 0; c < 3; ++c) out[c] = e[c] / sum;
+}
+ARRCOC_HD void context_weights(const ::arrcoc::BalanceWeights& w, const float* x, float out[3]) {
+  float hidden[::arrcoc::kContextHidden], z[3];
+  for (int j = 0; j < ::arrcoc::kContextHidden; ++j) hidden[j] = context_hidden(w, x, j);
+  for (int c = 0; c < 3; ++c) z[c] = context_logit(w, hidden, c);
+  context_softmax(z, out);
 }
 
 // Number of best candidates the spatial diversity is measured against.

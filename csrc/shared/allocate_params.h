@@ -197,33 +197,41 @@ ARRCOC_HD unsigned long long gestalt_term(const AllocateParams& p, int q, int k)
   return static_cast<unsigned long long>(structure_fixed(stat_value<T>(p.gestalt4[k], q)));
 }
 
+// Candidate i's terms of the context network's three score means (information with the frame's
+// repetition gain, as the balancer sees it; salience; query): exact sums, the same in any order.
+ARRCOC_HD void context_score_terms(const AllocateParams& p, int i, float info_gain, unsigned long long out[3]) {
+  out[0] = math::exact_sum_term(math::exact_sum_value(p.info[i] * info_gain));
+  out[1] = math::exact_sum_term(math::exact_sum_value(p.sal[i]));
+  out[2] = math::exact_sum_term(math::exact_sum_value(p.query[i]));
+}
+
 // The context network's inputs (kContextInputs; see arrcoc/allocate.h) once the gestalt sums and the
-// n candidates' three scores are known (information with the frame's repetition gain, as the
-// balancer sees it). The score means add in candidate order (one thread).
-ARRCOC_HD void context_inputs(const AllocateParams& p, int n, float info_gain, float* x) {
+// n candidates' score sums (context_score_terms) are known.
+ARRCOC_HD void context_inputs(const AllocateParams& p, int n, const unsigned long long score_sums[3], float* x) {
   for (int k = 0; k < kQueryEmbeddingDims; ++k) x[k] = p.query_embedding[k];
   x[kQueryEmbeddingDims] = p.has_query ? 1.0f : 0.0f;
   const double npatch = static_cast<double>(p.w4) * p.h4;
   for (int k = 0; k < kGestaltChannels; ++k)
     x[kQueryEmbeddingDims + 1 + k] = static_cast<float>(
         static_cast<double>(static_cast<int64_t>(p.structure_sums[kStructureSums + k])) / 1048576.0 / npatch);
-  float s[3] = {0.0f, 0.0f, 0.0f};
-  for (int i = 0; i < n; ++i) {
-    s[0] += p.info[i] * info_gain;
-    s[1] += p.sal[i];
-    s[2] += p.query[i];
-  }
-  for (int c = 0; c < 3; ++c) x[kContextInputs - 3 + c] = n ? s[c] / static_cast<float>(n) : 0.0f;
+  for (int c = 0; c < 3; ++c) x[kContextInputs - 3 + c] = math::exact_sum_mean(score_sums[c], n);
 }
 
-// The context step (one thread): p.context = the network's weights, or 1/3 each when it is off.
-ARRCOC_HD void context_step(const AllocateParams& p, int n, float info_gain) {
+// The context step on one thread (the CPU; the CUDA kernel runs the same steps on many):
+// p.context = the network's weights, or 1/3 each when it is off.
+inline void context_step(const AllocateParams& p, int n, float info_gain) {
   if (!p.context_on) {
     for (int c = 0; c < 3; ++c) p.context[c] = 1.0f / 3.0f;
     return;
   }
+  unsigned long long sums[3] = {0, 0, 0};
+  for (int i = 0; i < n; ++i) {
+    unsigned long long t[3];
+    context_score_terms(p, i, info_gain, t);
+    for (int c = 0; c < 3; ++c) sums[c] += t[c];
+  }
   float x[kContextInputs];
-  context_inputs(p, n, info_gain, x);
+  context_inputs(p, n, sums, x);
   math::context_weights(p.weights->w, x, p.context);
 }
 

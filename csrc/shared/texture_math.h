@@ -335,30 +335,34 @@ ARRCOC_HD float block_max(const float* map, int w, int h, int bi, int bj) {
   return m;
 }
 
+// Exact sums of non-negative values, the same bits in any order: each value is clamped to
+// [0, kExactSumMax] (exact_sum_value; NaN as 0, so a largest value is order-free too: a NaN met
+// midway would reset a running max) and counted in integer units of 2^-40 (exact_sum_term; what
+// lies below a unit is dropped, less than one unit per value). n <= 2^20 values (the saliency block
+// maxima of a 16384-pixel-square frame) cannot overflow 64 bits. Used by the repetition gain
+// (centre-surround maxima are <= 2, scores <= 1) and the context network's score means.
+constexpr double kExactSumUnit = 1099511627776.0;  // 2^40
+constexpr float kExactSumMax = 4.0f;
+ARRCOC_HD float exact_sum_value(float v) { return v > 0.0f ? (v < kExactSumMax ? v : kExactSumMax) : 0.0f; }
+ARRCOC_HD unsigned long long exact_sum_term(float value) {  // of an exact_sum_value (exact scaling, truncated)
+  return static_cast<unsigned long long>(static_cast<double>(value) * kExactSumUnit);
+}
+// The mean of n values from their exact sum (0 for none).
+ARRCOC_HD float exact_sum_mean(unsigned long long sum, int64_t n) {
+  return n > 0 ? static_cast<float>(static_cast<double>(sum) / kExactSumUnit / static_cast<double>(n)) : 0.0f;
+}
+
 // Repetition gain of n non-negative values (after Itti-Koch's map normalization N): (1 - mbar/M)^2,
 // with M the largest value and mbar the mean of the others. Values whose peaks repeat everywhere
 // (texture: grass, foliage) get little weight, a few distinct peaks (an object) a lot. Used on a
 // centre-surround map's block maxima (saliency) and on the candidates' information scores. Unlike
 // N, nothing is rescaled by 1/M: a map with almost no contrast (an opponent channel of a grey
 // scene) would turn its noise into full-range peaks. 0 when all are 0.
-// The sum is exact, so one thread's loop and a block's reduction give the same bits: each value
-// counts in integer units of 2^-40 (kGainUnit; what lies below a unit is dropped: less than one unit
-// per value). Values are clamped to [0, kGainValueMax] first (centre-surround maxima are <= 2, scores
-// <= 1), so n <= 2^20 values (the block maxima of a 16384-pixel-square frame) cannot overflow 64 bits.
-constexpr double kGainUnit = 1099511627776.0;  // 2^40
-constexpr float kGainValueMax = 4.0f;
-// A value as the gain reads it: clamped to [0, kGainValueMax], NaN as 0 (so the largest value, too,
-// is the same in any order: a NaN met midway would reset a running max).
-ARRCOC_HD float repetition_gain_value(float v) { return v > 0.0f ? (v < kGainValueMax ? v : kGainValueMax) : 0.0f; }
-// Its share of the exact sum, in units of kGainUnit (exact scaling, truncated).
-ARRCOC_HD unsigned long long repetition_gain_term(float value) {
-  return static_cast<unsigned long long>(static_cast<double>(value) * kGainUnit);
-}
-// The gain from the values' exact sum (repetition_gain_term of each repetition_gain_value), their
-// largest repetition_gain_value and n.
+// Its sum is exact (above), so one thread's loop and a block's reduction give the same bits.
+// From the values' exact sum, their largest exact_sum_value and n:
 ARRCOC_HD float repetition_gain_from(unsigned long long sum, float peak, int64_t n) {
   if (!(peak > 0.0f)) return 0.0f;
-  const double others = static_cast<double>(sum - repetition_gain_term(peak)) / kGainUnit;
+  const double others = static_cast<double>(sum - exact_sum_term(peak)) / kExactSumUnit;
   const double mean_others = n > 1 ? others / static_cast<double>(n - 1) : 0.0;
   const double r = 1.0 - mean_others / static_cast<double>(peak);
   return static_cast<float>(r * r);
@@ -367,8 +371,8 @@ ARRCOC_HD float repetition_gain(const float* values, int n) {
   unsigned long long sum = 0;
   float peak = 0.0f;
   for (int b = 0; b < n; ++b) {
-    const float v = repetition_gain_value(values[b]);
-    sum += repetition_gain_term(v);
+    const float v = exact_sum_value(values[b]);
+    sum += exact_sum_term(v);
     peak = maxf(peak, v);
   }
   return repetition_gain_from(sum, peak, n);
