@@ -3,7 +3,8 @@ from the system's packages, driven by Playwright; no browser download).
 
 The browser test uploads a video made here with PyAV, waits for overlay frames, draws an exemplar
 box on the frame with two mouse clicks and checks that the saccades move into it, watches the latency
-chart update, plays the server's own source, streams the browser's (fake) webcam, and saves a
+chart update, plays the server's own source, clears and replaces the upload, streams the browser's
+(fake) webcam and stops it, and saves a
 screenshot to $ARRCOC_SCREENSHOT_DIR (or the test's tmp_path). It skips, saying why, only when no
 Chromium is installed (CI installs Debian's `chromium`) or the serve extra / Playwright is missing.
 """
@@ -155,6 +156,87 @@ def test_session_settings_and_an_exemplar_box_move_the_saccades():
     s.set_layers(["heat"])
     s.update_settings(saccades=10)
     assert s.frames == n + 1 and s.last_result.num_saccades <= 10 and not s.last_result.motion_valid
+
+
+def test_frames_are_fitted_keeping_their_shape():
+    """Frames wider than --max-width are scaled down, and no side beyond what a pipeline takes (a
+    20000 x 64 picture was refused; a 5000 x 10 one became 1280 x 16, stretched)."""
+    from arrcoc_rt.serve import ServeConfig, Session
+
+    s = Session(ServeConfig(device="cpu", max_width=1280))
+    assert s.fit(np.zeros((10, 5000, 3), np.uint8)).shape == (3, 1280, 3)
+    assert s.fit(np.zeros((20000, 64, 3), np.uint8)).shape == (16384, 52, 3)
+    assert s.fit(np.zeros((480, 640), np.uint8)).shape == (480, 640, 3)
+    assert Session(ServeConfig(device="cpu", max_width=0)).fit(np.zeros((9, 17000, 3), np.uint8)).shape == (9, 16384, 3)
+
+
+def test_a_looping_upload_outlives_the_upload(tmp_path):
+    """Gradio's cache cleanup deletes an upload after a while; a looping video reopened its file
+    every loop and stopped with "does not exist" (about 10 minutes in). It plays a copy now."""
+    pytest.importorskip("gradio", reason="the serve extra is not installed: pip install '.[serve]'")
+    from arrcoc_rt.serve import ServeConfig
+    from arrcoc_rt.serve.app import build_app
+
+    clip = write_video(tmp_path / "clip.mp4", sample_frames(96, 64, 3))
+    app = build_app(ServeConfig(device="cpu"))
+    try:
+        s = app.session(None)
+        frames = app.play(s, "upload", str(clip), True)
+        next(frames)
+        clip.unlink()  # as Gradio's cleanup does
+        for _ in range(7):  # past two loops
+            next(frames)
+        assert s.frames == 8 and s.source == "upload"
+        copies = list(app.pictures.folder.glob("upload-*"))
+        assert len(copies) == 1
+        frames.close()  # the page's event ends
+        assert not copies[0].exists()
+        # errors name the file once (they named an upload by its cache path, twice, with FFmpeg's errno)
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(b"not a video" * 100)
+        with pytest.raises(Exception, match="bad.mp4") as e:
+            next(app.play(s, "upload", str(bad), False))
+        message = str(e.value)
+        assert message.count("bad.mp4") == 1 and str(tmp_path) not in message and "Errno" not in message, message
+        with pytest.raises(Exception, match="does not exist") as e:
+            next(app.play(s, "server", str(tmp_path / "missing.mp4"), False))
+        assert str(e.value).count("missing.mp4") == 1 and str(tmp_path) in str(e.value)  # a server path as given
+    finally:
+        app.close()
+
+
+def test_serve_cli_says_what_is_wrong_before_it_starts(tmp_path):
+    """A camera the machine lacks, a port in use and a bad upload size are one-line errors at start
+    (a missing camera failed at the first Play; a port in use printed the URL, then Gradio's advice
+    to set an environment variable)."""
+    pytest.importorskip("gradio", reason="the serve extra is not installed: pip install '.[serve]'")
+
+    def serve(*args):
+        return subprocess.run([sys.executable, "-m", "arrcoc_rt.cli", "serve", *args], capture_output=True,
+                              text=True, timeout=120)
+
+    missing = next(n for n in range(90, 200) if not os.path.exists(f"/dev/video{n}"))
+    for source in (str(missing), f"/dev/video{missing}"):
+        r = serve(source)
+        assert r.returncode == 2 and f"no camera /dev/video{missing}" in r.stderr and "Traceback" not in r.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = serve("--port", str(port))
+    assert r.returncode == 2 and f"--port {port}: cannot listen" in r.stderr and "choose another --port" in r.stderr
+    assert "http://" not in r.stdout
+    r = serve("--max-upload", "lots")
+    assert r.returncode == 2 and "'lots' is not a size" in r.stderr
+
+
+def test_the_share_note_says_what_share_does():
+    pytest.importorskip("gradio", reason="the serve extra is not installed: pip install '.[serve]'")
+    from arrcoc_rt.serve.app import share_note
+
+    assert "only this machine" in share_note("127.0.0.1", 7860)
+    shared = share_note("127.0.0.1", 7860, share=True)
+    assert "public gradio.live link" in shared and "only this machine" not in shared and "--share" not in shared
 
 
 def test_cli_run_draws_the_layers_asked_for(tmp_path):
@@ -335,12 +417,37 @@ def test_the_page_in_a_real_browser(tmp_path):
             time.sleep(1.0)
             assert session.frames == n, "Stop did not stop the server's source"
 
-            # 4. the browser's webcam (Chromium's fake camera), streamed
+            # 4. the file cleared from the page stops its looping video, and another upload plays (it
+            #    was dropped while the first one's event still ran)
+            page.get_by_role("tab", name="Upload").click()
+            clear = page.locator("#upload button[aria-label='Clear'], #upload button[aria-label*='emove']").first
+            clear.click()  # the clip of step 1
+            page.locator("#upload input[type=file]").set_input_files(str(video))
+            _wait(lambda: session.source == "upload" and session.last_rgb.shape[:2] == (H, W), 30, "the clip again")
+            playing = session.playing
+            clear.click()
+            _wait(lambda: session.playing != playing, 30, "clearing the file to stop its video")
+            time.sleep(1.0)
+            n = session.frames
+            time.sleep(1.0)
+            assert session.frames == n, "clearing the file did not stop its video"
+            page.locator("#upload input[type=file]").set_input_files(str(server_clip))
+            _wait(lambda: session.source == "upload" and session.last_rgb.shape[:2] == (120, 160), 30,
+                  "the second upload's frames")
+
+            # 5. the browser's webcam (Chromium's fake camera), streamed; Stop stops it too
             page.get_by_role("tab", name="Webcam").click()
             page.get_by_text("Click to Access Webcam").click()
             page.locator("#webcam button", has_text="Record").click()
+            n = session.frames
             _wait(lambda: session.source == "webcam" and session.frames >= n + 3, 45, "webcam frames")
             page.screenshot(path=str(shots / "serve_webcam.png"), full_page=True)
+            page.locator("#stop").click()
+            _wait(lambda: session.webcam_held, 30, "Stop to reach the server")
+            time.sleep(0.5)
+            n = session.frames
+            time.sleep(1.5)
+            assert session.frames == n, "Stop did not stop the webcam"
             browser.close()
     finally:
         app.close()

@@ -4,6 +4,7 @@
 import collections
 import itertools
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,20 +25,25 @@ from .session import (  # noqa: E402
 
 LAYER_LABELS = {"heat": "heat map (budget per patch)", "saccades": "saccade boxes", "gestalt": "gestalt grid",
                 "cuts": "scene cuts", "legend": "legend", "caption": "caption"}
+WEBCAM_RESTART_GAP_S = 1.0  # after Stop, the webcam's frames count again once its stream paused this long
+
 CSS = """
 #stats p { margin: 0.15em 0; }
 .frame-title p { margin: 0; font-weight: 600; }
 """
 
 
-def share_note(host: str, port: int | None) -> str:
+def share_note(host: str, port: int | None, share: bool = False) -> str:
     """Where the page listens and how to open it to others."""
     where = f"{host}:{port}" if port else host
+    if share:
+        return (f"Listening on {where}, and shared through a public gradio.live link (Gradio's servers; it "
+                f"expires, see Gradio's message): anyone with the link can use the page and its server-side source.")
     if host in ("127.0.0.1", "localhost", "::1"):
         return (f"Listening on {where}: only this machine can open it. To share it, restart with `--host 0.0.0.0` "
                 f"(anyone who can reach this machine's port can use it and its server-side source), tunnel it "
                 f"(`ssh -L {port or 7860}:127.0.0.1:{port or 7860} THIS_HOST`), or use `--share` (a public "
-                f"gradio.live link through Gradio's servers, for 72 hours).")
+                f"gradio.live link through Gradio's servers, for as long as Gradio keeps it).")
     return (f"Listening on {where}: anyone who can reach this port can use the page. Restart without `--host` "
             f"to keep it on this machine.")
 
@@ -69,6 +75,14 @@ class Pictures:
             old.unlink(missing_ok=True)
         return str(path)
 
+    def copy_of(self, path) -> Path:
+        """A copy of a file in this folder, under a new name: Gradio's cache cleanup deletes uploads
+        (after 2 minutes, delete_cache below) while a looping video still reopens its file."""
+        with self._lock:
+            own = self.folder / f"upload-{next(self._names)}{Path(str(path)).suffix.lower()}"
+        shutil.copyfile(path, own)
+        return own
+
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -76,9 +90,10 @@ class Pictures:
 class ServeApp:
     """The page and its sessions (one per browser tab, by Gradio's session hash)."""
 
-    def __init__(self, config: ServeConfig, *, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(self, config: ServeConfig, *, host: str = "127.0.0.1", port: int | None = None,
+                 share: bool = False, max_upload: str = "2gb"):
         self.config = config
-        self.host, self.port = host, port
+        self.host, self.port, self.share, self.max_upload = host, port, share, max_upload
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self.pictures = Pictures()
@@ -109,9 +124,11 @@ class ServeApp:
     # ------------------------------------------------------------------ layout and events
     def _build(self):
         cfg = self.config
-        # Gradio's own cache of the pictures sent: every 2 minutes, files older than 10 minutes go
+        # Gradio's own cache of the pictures sent (2-3 per frame, about 2.4 MB/s at 1280x720 and 10
+        # fps) and of uploads: every minute, files older than 2 minutes go (uploads are copied out
+        # first: Pictures.copy_of)
         with gr.Blocks(title="arrcoc_rt: where the model looks", analytics_enabled=False,
-                       delete_cache=(120, 600)) as demo:
+                       delete_cache=(60, 120)) as demo:
             gr.Markdown("## arrcoc_rt: where a frozen VLM looks, frame by frame\n"
                         "Right: heat = budget per patch; boxes = saccades coloured by level of detail (400, 384, "
                         "256, 128, 64: legend in the corner; coarse boxes faint); faint grid = gestalt; red frame = "
@@ -179,44 +196,37 @@ class ServeApp:
             else:
                 gr.Markdown("Answers need a frozen VLM: `arrcoc-rt serve --vlm llava:PATH` (or qwen2_vl:PATH, "
                             "qwen2_5_vl:PATH; a local checkpoint folder).")
-            gr.Markdown(share_note(self.host, self.port), elem_id="share-note")
+            gr.Markdown(share_note(self.host, self.port, self.share), elem_id="share-note")
 
             live = [original, shown, chart, stats]
 
             pic = self.pictures
-
-            def frame_outputs(s: Session, ov):
-                c = s.chart()  # with the numbers, at most every CHART_EVERY_S: the page has less to redraw
-                return (gr.skip() if s.drawing else pic(s.original()), pic(ov),
-                        gr.skip() if c is None else pic(c, "png"), gr.skip() if c is None else s.stats())
-
-            def play(kind: str, path, loop_video: bool, request: gr.Request):
-                s = self.session(request)
-                if path is None:
-                    return
-                if kind == "upload" and Path(str(path)).suffix.lower() in IMAGE_SUFFIXES:
-                    rgb = read_rgb8(path, "upload")
-                    s.start("image")
-                    ov = s.step(rgb, still=True)
-                    yield pic(s.original()), pic(ov), pic(s.chart(force=True), "png"), s.stats()
-                    return
-                yield from self._play_video(s, kind, path, loop_video, frame_outputs)
+            frame_outputs = self.frame_outputs
 
             def play_upload(path, loop_video, request: gr.Request):
-                yield from play("upload", path, loop_video, request)
+                yield from self.play(self.session(request), "upload", path, loop_video)
 
             def play_source(loop_video, request: gr.Request):
-                yield from play("server", cfg.source, loop_video, request)
+                yield from self.play(self.session(request), "server", cfg.source, loop_video)
 
-            up_event = upload.upload(play_upload, [upload, loop], live, show_progress="hidden")
+            # "multiple": a new upload or play starts while a looping video's event is still running
+            # (the default, "once", dropped it silently); its s.start() stops the older playback
+            up_event = upload.upload(play_upload, [upload, loop], live, show_progress="hidden", trigger_mode="multiple")
             events = [up_event]
             if cfg.source is not None:
-                events.append(play_server.click(play_source, [loop], live, show_progress="hidden"))
+                events.append(play_server.click(play_source, [loop], live, show_progress="hidden",
+                                                trigger_mode="multiple"))
 
             def webcam_frame(frame, request: gr.Request):
                 s = self.session(request)
                 if frame is None:
                     return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                now, last = time.monotonic(), s.webcam_seen
+                s.webcam_seen = now
+                if s.webcam_held:  # Stop holds the webcam until its stream stops and starts again
+                    if now - last < WEBCAM_RESTART_GAP_S:
+                        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    s.webcam_held = False
                 if s.source != "webcam":
                     s.start("webcam")  # stops a video playing in this tab
                 return frame_outputs(s, s.step(frame))
@@ -224,9 +234,13 @@ class ServeApp:
             cam.stream(webcam_frame, [cam], live, stream_every=0.1, concurrency_limit=None, show_progress="hidden")
 
             def on_stop(request: gr.Request):
-                self.session(request).stop()
+                s = self.session(request)
+                s.stop()
+                if s.source == "webcam":
+                    s.webcam_held = True
 
             stop.click(on_stop, None, None, cancels=events)
+            upload.clear(on_stop, None, None, cancels=events)  # the file gone from the page: its video stops
 
             def refreshed(s: Session, message: str):
                 ov = s.last_overlay
@@ -315,9 +329,38 @@ class ServeApp:
         demo.queue(default_concurrency_limit=8)
         return demo
 
-    def _play_video(self, s: Session, kind: str, path, loop_video: bool, frame_outputs):
+    def frame_outputs(self, s: Session, ov):
+        """The page's four live outputs after a frame."""
+        pic = self.pictures
+        c = s.chart()  # with the numbers, at most every CHART_EVERY_S: the page has less to redraw
+        return (gr.skip() if s.drawing else pic(s.original()), pic(ov),
+                gr.skip() if c is None else pic(c, "png"), gr.skip() if c is None else s.stats())
+
+    def play(self, s: Session, kind: str, path, loop_video: bool):
+        """Plays an upload ('upload': an image or a video) or the server's source ('server') in
+        session s, yielding the page's outputs per frame."""
+        pic = self.pictures
+        if path is None:
+            return
+        if kind == "upload" and Path(str(path)).suffix.lower() in IMAGE_SUFFIXES:
+            rgb = read_rgb8(path, "upload")
+            s.start("image")
+            ov = s.step(rgb, still=True)
+            yield pic(s.original()), pic(ov), pic(s.chart(force=True), "png"), s.stats()
+            return
+        if kind != "upload":
+            yield from self._play_video(s, kind, path, str(path), loop_video)
+            return
+        own = pic.copy_of(path)  # the upload itself goes when Gradio cleans its cache
+        try:
+            yield from self._play_video(s, kind, own, Path(str(path)).name, loop_video)
+        finally:
+            own.unlink(missing_ok=True)
+
+    def _play_video(self, s: Session, kind: str, path, name: str, loop_video: bool):
         """Frames of a file, URL or webcam on the server, paced at the source's rate (a live source
-        sets its own pace), until stopped or superseded; files loop when asked."""
+        sets its own pace), until stopped or superseded; files loop when asked. ``name``: the file
+        as the user knows it, for messages (an upload's path is a cache folder's)."""
         from ..sources import SourceError, open as open_source
 
         pid = s.start(kind)
@@ -325,7 +368,7 @@ class ServeApp:
             try:
                 src = open_source(int(path) if str(path).isdigit() else path)
             except (SourceError, ValueError) as e:
-                raise gr.Error(f"cannot open {path}: {e}") from None
+                raise gr.Error(_named(e, path, name)) from None
             rate = float(getattr(getattr(src, "stream", None), "average_rate", None) or 0) or 25.0
             live = getattr(src, "live", False)
             t_start, n = time.monotonic(), 0
@@ -336,7 +379,7 @@ class ServeApp:
                     rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
                     ov = s.step(rgb)
                     n += 1
-                    yield frame_outputs(s, ov)
+                    yield self.frame_outputs(s, ov)
                     if not live:  # a file plays at its own rate, not as fast as it decodes
                         ahead = t_start + n / rate - time.monotonic()
                         if ahead > 0:
@@ -344,19 +387,29 @@ class ServeApp:
             finally:
                 src.close()
             if n == 0 and s.playing == pid:  # it opened, but no frame decoded: say so, not a silent page
-                raise gr.Error(f"{path}: no decodable video frames ({'; '.join(src.stats.errors) or 'none in it'})")
+                raise gr.Error(f"{name}: no decodable video frames ({'; '.join(src.stats.errors) or 'none in it'})")
             if not loop_video or live or n == 0 or s.playing != pid:
                 return
 
 
-def build_app(config: ServeConfig | None = None, *, host: str = "127.0.0.1", port: int | None = None) -> ServeApp:
-    """The page for ``config`` (see ServeConfig); ``app.blocks.launch(...)`` serves it."""
-    return ServeApp(config or ServeConfig(), host=host, port=port)
+def _named(error: Exception, path, name: str) -> str:
+    """An error about ``path`` as the user knows the file (``name``), once, without FFmpeg's errno."""
+    message = re.sub(r"\[Errno -?\d+\] ", "", str(error).replace(str(path), name))
+    message = re.sub(f": '{re.escape(name)}'$", "", message)  # FFmpeg's messages end with the file again
+    return message if name in message else f"{name}: {message}"
 
 
-def launch(app: ServeApp, *, share: bool = False, block: bool = True, quiet: bool = False):
+def build_app(config: ServeConfig | None = None, *, host: str = "127.0.0.1", port: int | None = None,
+              share: bool = False, max_upload: str = "2gb") -> ServeApp:
+    """The page for ``config`` (see ServeConfig); ``launch(app)`` serves it. ``max_upload``: the
+    largest file the page accepts (Gradio's size syntax, e.g. "500mb"): any web page the user visits
+    can post files to a local server, so the size is bounded."""
+    return ServeApp(config or ServeConfig(), host=host, port=port, share=share, max_upload=max_upload)
+
+
+def launch(app: ServeApp, *, block: bool = True, quiet: bool = False):
     """Serves the page on app.host:app.port (127.0.0.1 by default); returns Gradio's (app, local
     URL, share URL)."""
-    return app.blocks.launch(server_name=app.host, server_port=app.port, share=share, prevent_thread_lock=not block,
+    return app.blocks.launch(server_name=app.host, server_port=app.port, share=app.share, prevent_thread_lock=not block,
                              quiet=quiet, show_error=True, ssr_mode=False, theme=gr.themes.Default(), css=CSS,
-                             footer_links=[])
+                             footer_links=[], max_file_size=app.max_upload)

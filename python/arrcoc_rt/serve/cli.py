@@ -23,6 +23,15 @@ def _port(text: str) -> int:
     return port
 
 
+def _size(text: str) -> str:
+    """A size as Gradio reads it: a number and b, kb, mb, gb or tb."""
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb)\s*", text, re.IGNORECASE):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; expected a number and b, kb, mb, gb or tb (e.g. 500mb)")
+    return text.strip().lower()
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers ``serve`` on an argparse subparsers object; ``run`` is its ``func`` default."""
     p = subparsers.add_parser("serve", help="a live page in the browser: watch where the model looks, steer it, "
@@ -35,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: 7860)")
     p.add_argument("--share", action="store_true",
                    help="also make a public gradio.live link (through Gradio's servers)")
+    p.add_argument("--max-upload", default="2gb", type=_size,
+                   help="the largest file the page accepts, e.g. 500mb or 2gb (default: 2gb; any web page you "
+                        "visit can post files to a server on this machine, so the size is bounded)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--encoder", default="builtin",
                    help="builtin (default: exemplar queries) | clip:PATH | siglip:PATH (also text queries)")
@@ -53,13 +65,36 @@ def _check(args) -> None:
     if args.max_width < 0 or 0 < args.max_width < 64:
         raise SystemExit(f"arrcoc-rt: error: --max-width {args.max_width}: expected 0 or at least 64")
     source = args.source
-    if source is not None and not source.isdigit():
+    if source is not None:
+        import sys
         from pathlib import Path
 
         from ..sources import LIVE_PREFIXES
 
-        if not source.startswith(LIVE_PREFIXES + ("/dev/video",)) and not Path(source).exists():
+        camera = f"/dev/video{source}" if source.isdigit() else source if source.startswith("/dev/video") else None
+        if camera is not None:
+            if sys.platform.startswith("linux") and not Path(camera).exists():
+                raise SystemExit(f"arrcoc-rt: error: SOURCE {source!r}: no camera {camera} on this machine")
+        elif not source.startswith(LIVE_PREFIXES) and not Path(source).exists():
             raise SystemExit(f"arrcoc-rt: error: SOURCE {source!r} does not exist")
+
+
+def _check_port(host: str, port: int) -> None:
+    """The port is free (Gradio's own message names an environment variable, not --port)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise SystemExit(f"arrcoc-rt: error: --host {host!r}: {e.strerror or e}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no clash
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise SystemExit(f"arrcoc-rt: error: --port {port}: cannot listen on {host}:{port} "
+                             f"({e.strerror or e}); choose another --port") from None
 
 
 def config_from_args(args):
@@ -83,6 +118,7 @@ def config_from_args(args):
 
 def run(args) -> int:
     _check(args)
+    _check_port(args.host, args.port)
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -90,12 +126,20 @@ def run(args) -> int:
     from .app import build_app, launch, share_note
 
     config = config_from_args(args)
-    app = build_app(config, host=args.host, port=args.port)
+    app = build_app(config, host=args.host, port=args.port, share=args.share, max_upload=args.max_upload)
     print(f"arrcoc-rt serve: http://{args.host}:{args.port}/" + (f" (server source: {config.source})"
                                                                  if config.source is not None else ""))
-    print(share_note(args.host, args.port).replace("`", ""))
+    print(share_note(args.host, args.port, args.share).replace("`", ""))
+    import signal
+
+    def stop(signum, frame):  # SIGTERM (systemd, docker, timeout) ends it as Ctrl-C does: the finally below runs
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        launch(app, share=args.share, block=True, quiet=True)
+        launch(app, block=True, quiet=True)
+    except KeyboardInterrupt:
+        pass
     finally:
         app.close()
     return 0

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from ..pipeline import ALLOCATOR_DEFAULTS, STRATEGIES
 from ..query import Query
 from ..stream import Stream
+from ..texture import MAX_DIMENSION
 from ..visualize import OVERLAY_LAYERS, overlay
 from .charts import STAGES, percentiles, stats_chart
 
@@ -72,6 +73,8 @@ class Session:
         self.frames = 0              # frames processed by this session
         self.source = None           # what is playing: 'upload', 'image', 'webcam', 'server'
         self.playing = 0             # id of the current playback; a newer one stops an older one
+        self.webcam_held = False     # Stop pressed while the webcam streamed: its frames wait (app.py)
+        self.webcam_seen = 0.0       # time.monotonic() of the webcam's last frame
         self.last_rgb = None
         self.still = None            # the frame a box is drawn on
         self.last_result = None
@@ -202,10 +205,13 @@ class Session:
         if a.ndim == 2:
             a = np.repeat(a[..., None], 3, axis=2)
         a = np.ascontiguousarray(a[..., :3], np.uint8)
+        # narrower than max_width, and no side beyond what a pipeline takes; the aspect ratio kept
+        h, w = a.shape[:2]
         mw = self.config.max_width
-        if mw and a.shape[1] > mw:
-            h = max(16, round(a.shape[0] * mw / a.shape[1]))
-            a = np.asarray(Image.fromarray(a).resize((mw, h), Image.BILINEAR))
+        scale = min(1.0, mw / w if mw else 1.0, MAX_DIMENSION / w, MAX_DIMENSION / h)
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            a = np.asarray(Image.fromarray(a).resize(size, Image.BILINEAR))
         return a
 
     @property
