@@ -332,9 +332,12 @@ Status TextureBuilder::query(bool* done) noexcept {
   return on.status().ok() ? cuda::event_query(impl_->done_event, done) : on.status();
 }
 
-Status TextureBuilder::set_patch_channel(int channel, const float* values) noexcept {
+namespace {
+
+// set_patch_channel on `stream`: the last build's (other_stream false) or the caller's.
+Status set_patch_channel_on(TextureBuilder::Impl& m, int channel, const float* values, void* stream,
+                            bool other_stream) noexcept {
   ARRCOC_GUARD({
-    Impl& m = *impl_;
     if (m.frame_index == 0) return Status(StatusCode::kInvalidArgument, "set_patch_channel: no texture built yet");
     if (channel < 0 || channel >= kNumChannels || channel_base_level(channel) != kPatchLevel)
       return Status(StatusCode::kInvalidArgument, "set_patch_channel: channel " + std::to_string(channel) +
@@ -355,17 +358,29 @@ Status TextureBuilder::set_patch_channel(int channel, const float* values) noexc
     }
     cuda::DeviceGuard on(m.ordinal());
     if (!on.status().ok()) return on.status();
-    // Queued on the build's stream, after its kernels and before later frames' (a blocking copy
-    // on the legacy stream would not be ordered with a non-blocking stream). From our own
-    // pageable copy, so a page-locked `values` may be reused at once.
+    // Queued on the build's stream (or on `stream` after the build's work), before later frames'
+    // (a blocking copy on the legacy stream would not be ordered with a non-blocking stream). From
+    // our own pageable copy, so a page-locked `values` may be reused at once.
+    Status s = other_stream ? m.order.before(stream, m.done_event) : Status::Ok();
+    if (!s.ok()) return s;
     m.patch_values.assign(values, values + n);
-    Status s = cuda::copy_to_device_async(m.patch_staging, m.patch_values.data(), static_cast<size_t>(n) * sizeof(float),
-                                          m.order.last());
-    if (s.ok()) s = cuda::store_plane(m.patch_staging, dst, n, static_cast<int>(m.config.dtype), m.order.last());
-    // synchronize(), wait_on_stream() and exports now cover this channel too.
-    if (s.ok()) s = cuda::event_record(m.done_event, m.order.last());
+    s = cuda::copy_to_device_async(m.patch_staging, m.patch_values.data(), static_cast<size_t>(n) * sizeof(float), stream);
+    if (s.ok()) s = cuda::store_plane(m.patch_staging, dst, n, static_cast<int>(m.config.dtype), stream);
+    // synchronize(), wait_on_stream(), exports and the next build now cover this channel too.
+    if (s.ok()) s = cuda::event_record(m.done_event, stream);
+    if (s.ok() && other_stream) m.order.after(stream);
     return s;
   })
+}
+
+}  // namespace
+
+Status TextureBuilder::set_patch_channel(int channel, const float* values) noexcept {
+  return set_patch_channel_on(*impl_, channel, values, impl_->order.last(), false);
+}
+
+Status TextureBuilder::set_patch_channel(int channel, const float* values, void* cuda_stream) noexcept {
+  return set_patch_channel_on(*impl_, channel, values, cuda_stream, true);
 }
 
 Status TextureBuilder::poison_output() noexcept {

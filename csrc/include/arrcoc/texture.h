@@ -121,6 +121,10 @@ class ARRCOC_API TextureBuilder {
   // [h4, w4] of the current frame. Converted to the texture's dtype; on CUDA queued on the last
   // build's stream. Rejects NaN/inf and magnitudes above kMaxPatchValue.
   Status set_patch_channel(int channel, const float* values) noexcept;
+  // The same, queued on `cuda_stream` (nullptr: the legacy default stream) after the last build's
+  // work. The two-argument form queues on the last build's stream, which must then still exist;
+  // this one is for a caller that has destroyed it or works on another. CPU: the stream is ignored.
+  Status set_patch_channel(int channel, const float* values, void* cuda_stream) noexcept;
 
   // Fill the whole output buffer with 0xFF bytes (NaN in float16 and float32), so a test can
   // check that build() writes every element it reports. Not for the per-frame path.
