@@ -1,6 +1,7 @@
 """Thread safety as documented (docs/RELIABILITY.md): one Pipeline per thread runs in parallel with
 the others and gives exactly the results of a sequential run; concurrent calls on one shared object
-are serialized (its mutex), never corrupting it. CI runs these again under ASan + UBSan."""
+are serialized (its mutex; a Pipeline's frames whole, its lock), never corrupting it. CI runs these
+again under ASan + UBSan."""
 
 from __future__ import annotations
 
@@ -89,9 +90,9 @@ def test_concurrent_builds_on_one_builder_are_serialized():
 
 
 def test_process_from_several_threads_on_one_pipeline_never_corrupts_it():
-    """Not a supported use (a Pipeline's frames are ordered, and a result copied while another
-    thread runs may mix two frames), but it must neither crash nor corrupt memory: each native call
-    holds the builder's mutex. Afterwards, reset, the pipeline gives exactly a fresh one's results."""
+    """Frames in the threads' order (each whole: the next test), never a crash or corrupted memory:
+    each native call also holds the builder's mutex. Afterwards, reset, the pipeline gives exactly a
+    fresh one's results."""
     pipe = arrcoc_rt.Pipeline(W, H, device="cpu", num_threads=1, gestalt_x=4, gestalt_y=4, saccades=24)
     clip, errors = _clip(3), []
 
@@ -110,6 +111,46 @@ def test_process_from_several_threads_on_one_pipeline_never_corrupts_it():
     for a, b in zip(got[0], want[0]):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+class _Logged:
+    """A stand-in for an operator that logs (thread, stage) before each call of `method`."""
+
+    def __init__(self, inner, method: str, stage: str, log: list):
+        self._inner, self._method, self._stage, self._log = inner, method, stage, log
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if name != self._method:
+            return attr
+
+        def logged(*args, **kw):
+            self._log.append((threading.get_ident(), self._stage))
+            return attr(*args, **kw)
+        return logged
+
+
+def test_frames_from_two_threads_on_one_pipeline_run_whole():
+    """Pipeline.process holds the pipeline's lock for a whole frame: two threads' frames run one
+    after the other, never stage by stage interleaved (one thread's cascade and allocation ran on
+    the other's texture). The stages' calls, logged, come in whole frames: build, cascade, allocate
+    of one thread, then the next frame's."""
+    pipe = arrcoc_rt.Pipeline(W, H, device="cpu", num_threads=1, gestalt_x=4, gestalt_y=4, saccades=24)
+    log = []
+    pipe.texture_builder = _Logged(pipe.texture_builder, "build", "build", log)
+    pipe.cascade._native = _Logged(pipe.cascade._native, "run", "cascade", log)
+    pipe._allocator = _Logged(pipe._allocator, "run", "allocate", log)
+    frames = _clip(11)
+
+    def worker(k):
+        for i in range(12):
+            pipe.process(frames[(i + k) % len(frames)])
+
+    _in_threads(worker, 2)
+    assert len(log) == 2 * 12 * 3
+    for f in range(0, len(log), 3):
+        (t0, s0), (t1, s1), (t2, s2) = log[f:f + 3]
+        assert (s0, s1, s2) == ("build", "cascade", "allocate") and t0 == t1 == t2, f"frame {f // 3}: {log[f:f + 3]}"
 
 
 def _os_threads() -> int:

@@ -4,6 +4,7 @@ balance / temporal blend / allocation -> gathered token pack (see docs/ARCHITECT
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 import weakref
@@ -306,6 +307,7 @@ class Pipeline:
         self._frames = 0
         self._history = False  # a previous frame exists (for churn)
         self._gathers = []  # (runs so far, keepalives) of gathers that may still be queued
+        self._frame_lock = threading.RLock()  # process(): one frame's stages at a time
         weakref.finalize(self, release_after_work, self._allocator.synchronize, self._gathers)
         # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
         # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
@@ -516,6 +518,13 @@ class Pipeline:
         ``DeviceArray`` on CUDA, e.g. ``torch.from_dlpack``), valid until the next ``process``; on CUDA
         nothing then waits for the device (``scene_cut`` and ``num_saccades`` are read when first used).
         With copies, CUDA waits once per frame."""
+        with self._frame_lock:  # a frame at a time: two threads' stages must not interleave
+            return self._process(frame, query, query_text=query_text, query_image=query_image,
+                                 query_vector=query_vector, query_map=query_map, pixel_format=pixel_format,
+                                 layout=layout, stream=stream, copy=copy, return_tensors=return_tensors)
+
+    def _process(self, frame, query, *, query_text, query_image, query_vector, query_map, pixel_format, layout,
+                 stream, copy, return_tensors) -> FrameResult:
         t = {}
         self._release_finished_gathers()
         kind, qvalue = self._resolve_query(make_query(query, query_text=query_text, query_image=query_image,
