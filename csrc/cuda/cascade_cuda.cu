@@ -1,7 +1,8 @@
 // CUDA backend of the cluster-first cascade (stage 2): one thread per texel or patch calling
 // the shared functions of csrc/shared/cascade_params.h. Sums are integer atomics (exact, so the
-// order of the atomics does not change the result); ranking is one thread (<= 256 clusters);
-// candidates are placed by rank counting (unique keys, so every patch has a distinct rank).
+// order of the atomics does not change the result), one per run of a cluster's texels; ranking is
+// one block, a thread per cluster (<= 256) counting its rank; candidates are placed by rank
+// counting (unique keys, so every patch has a distinct rank).
 #include <cuda_runtime.h>
 
 #include "../core/cuda_backend.h"

@@ -184,8 +184,8 @@ ARRCOC_HD void cluster_contrast_and_score(const CascadeParams& p, int k) {
                                     count, p.w_contrast, p.w_motion, p.w_query);
 }
 
-// The top_k non-empty clusters by (score desc, id asc); -1 padding. Sequential and tiny
-// (<= 256 clusters): one host loop on the CPU, one thread on CUDA.
+// The top_k non-empty clusters by (score desc, id asc); -1 padding: one host loop on the CPU; on
+// CUDA a thread per cluster computes cluster_rank (below).
 // Rank of cluster k among the non-empty clusters by (score desc, id asc), or -1 if k is empty.
 // Independent per cluster, so the GPU ranks every cluster at once (O(n) each, not the O(top_k^2 n)
 // of a sequential selection); kept[rank] = k for ranks below top_k (see rank_clusters).

@@ -24,7 +24,8 @@ in training only); files written before the second LayerNorm and the context net
 those keys and are refused.
 
 Untrained default (``default_weights()``): raw equals the **mean of the three scores** to within
-1.5e-3 on [0, 1]: the first layer puts m = mean(x) and -m on two units (the other 126 are zero), so the
+1.5e-3 for means in [0.01, 0.99] (up to 5e-3 at the ends, where its target is clipped to [0.005, 0.995]):
+the first layer puts m = mean(x) and -m on two units (the other 126 are zero), so the
 LayerNorm's mean is exactly 0; a small first-layer scale keeps it in its linear regime (its eps
 dominates); 63 ReLU hinges of the second layer then build a piecewise-linear logit(m) that the final
 sigmoid undoes, and a 64th unit balances their sum so that the second LayerNorm's mean is 0 too (an

@@ -51,7 +51,7 @@ class ARRCOC_API Pipeline {
 
   // One frame. `query_map` (nullable): host float32 similarity per patch, [ceil(h/16), ceil(w/16)].
   Status process(const FrameView& frame, const float* query_map, PipelineResult* out) noexcept;
-  // CUDA: queued on the last processed frame's stream, after that frame's work.
+  // CUDA: waits on the host for the last frame's work, then copies (weights change rarely).
   Status set_weights(const BalanceWeights& weights) noexcept;
   // Block the host until the last frame's work has finished (CUDA; no-op on the CPU).
   Status synchronize() noexcept;
