@@ -131,50 +131,33 @@ void test_alternating_streams() {
 }
 
 // #5 and #4: set_patch_channel is ordered on the build's stream and covered by synchronize().
-void test_patch_channel_is_synchronized() {
+// `on_another_stream`: the three-argument form, on a stream of the caller's after the build's
+// stream is gone (the two-argument form queues on the build's stream, which must then still exist).
+void test_patch_channel_is_synchronized(bool on_another_stream) {
+  const std::string how = on_another_stream ? "set_patch_channel on another stream" : "set_patch_channel";
   const auto f1 = random_frame(2);
   std::unique_ptr<arrcoc::TextureBuilder> b;
   ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
   void* s = new_stream();
   arrcoc::TextureView v;
   ok(b->build(frame_of(f1.data(), s), &v), "build");
+  if (on_another_stream) {
+    ok(arrcoc::cuda_stream_destroy(s), "destroy the build's stream");
+    s = new_stream();
+  }
   const int n = v.levels[4].width * v.levels[4].height;
   std::vector<float> values(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) values[i] = 0.25f + 0.5f * static_cast<float>(i) / n;
-  ok(b->set_patch_channel(33, values.data()), "set_patch_channel");
+  ok(on_another_stream ? b->set_patch_channel(33, values.data(), s) : b->set_patch_channel(33, values.data()), how);
   for (float& x : values) x = -5.0f;  // the caller reuses its buffer at once
   ok(b->synchronize(), "sync");
   std::vector<float> got = to_host(static_cast<const float*>(v.data) + v.plane_offset(33, 4), n, v.device);
   int wrong = 0;
   for (int i = 0; i < n; ++i) wrong += std::fabs(got[i] - (0.25f + 0.5f * static_cast<float>(i) / n)) > 1e-6f;
-  check(wrong == 0, "channel 33 after set_patch_channel + synchronize holds the values (" + std::to_string(wrong) +
+  check(wrong == 0, "channel 33 after " + how + " + synchronize holds the values (" + std::to_string(wrong) +
                         " of " + std::to_string(n) + " wrong)");
+  ok(b->build(frame_of(f1.data(), s), &v), "the next build on that stream");
   arrcoc::cuda_stream_destroy(s);
-}
-
-// set_patch_channel on a stream of the caller's, after the build's stream is gone (the
-// two-argument form queues on the build's stream, which must then still exist).
-void test_patch_channel_on_another_stream() {
-  const auto f1 = random_frame(6);
-  std::unique_ptr<arrcoc::TextureBuilder> b;
-  ok(arrcoc::TextureBuilder::create(texture_config(arrcoc::Device::kCUDA), &b), "cuda builder");
-  void* built_on = new_stream();
-  arrcoc::TextureView v;
-  ok(b->build(frame_of(f1.data(), built_on), &v), "build");
-  ok(arrcoc::cuda_stream_destroy(built_on), "destroy the build's stream");
-  void* other = new_stream();
-  const int n = v.levels[4].width * v.levels[4].height;
-  std::vector<float> values(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) values[i] = 0.75f - 0.5f * static_cast<float>(i) / n;
-  ok(b->set_patch_channel(33, values.data(), other), "set_patch_channel on another stream");
-  ok(b->synchronize(), "sync (covers the other stream's work)");
-  std::vector<float> got = to_host(static_cast<const float*>(v.data) + v.plane_offset(33, 4), n, v.device);
-  int wrong = 0;
-  for (int i = 0; i < n; ++i) wrong += std::fabs(got[i] - (0.75f - 0.5f * static_cast<float>(i) / n)) > 1e-6f;
-  check(wrong == 0, "channel 33 written on another stream (" + std::to_string(wrong) + " of " + std::to_string(n) +
-                        " wrong)");
-  ok(b->build(frame_of(f1.data(), other), &v), "the next build on that stream");
-  arrcoc::cuda_stream_destroy(other);
 }
 
 // #9: a page-locked host frame may be reused when build() returns.
@@ -683,8 +666,8 @@ int main() {
   }
   std::printf("CUDA devices: %d (%s)\n", arrcoc::cuda_device_count(), arrcoc::cuda_device_name(0).c_str());
   test_alternating_streams();
-  test_patch_channel_is_synchronized();
-  test_patch_channel_on_another_stream();
+  test_patch_channel_is_synchronized(false);
+  test_patch_channel_is_synchronized(true);
   test_pinned_frame_reuse();
   test_weights_are_stream_ordered();
   test_query_maps_are_stream_ordered(false);
