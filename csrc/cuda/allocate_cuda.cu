@@ -163,10 +163,7 @@ __global__ void __launch_bounds__(kFused) fused_allocate_kernel(AllocateParams p
   if (mine) three_scores(p, i);
   __syncthreads();
   // the information scores' repetition gain: an exact sum (the CPU's bits in any order)
-  const float info_value = mine ? math::exact_sum_value(p.info[i]) : 0.0f;
-  const unsigned long long info_sum = block_sum(math::exact_sum_term(info_value), ured);
-  const float info_peak = block_reduce(info_value, fred, [](float a, float b) { return math::maxf(a, b); });
-  const float info_gain = math::repetition_gain_from(info_sum, info_peak, n);
+  const float info_gain = block_repetition_gain(p.info, n, ured, fred);
   if (p.context_on) {  // context_step (allocate_params.h) on the block: exact sums, a thread per unit
     __shared__ float ctx_x[kContextInputs], ctx_hidden[kContextHidden], ctx_z[3];
     unsigned long long terms[3] = {0, 0, 0}, sums[3];

@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include "../shared/texture_math.h"
+
 namespace arrcoc::cuda {
 
 // op over every thread's v, returned to all of them.
@@ -25,6 +27,21 @@ __device__ V block_reduce(V v, V* shared, Op op) {
 template <typename V>
 __device__ V block_sum(V v, V* shared) {
   return block_reduce(v, shared, [](V a, V b) { return a + b; });
+}
+
+// math::repetition_gain of values[0..n) by the block (the threads take every blockDim.x-th value):
+// its exact sum and largest value give the loop's bits in any order. Returned to every thread.
+__device__ inline float block_repetition_gain(const float* values, int n, unsigned long long* sums, float* peaks) {
+  unsigned long long sum = 0;
+  float peak = 0.0f;
+  for (int b = threadIdx.x; b < n; b += blockDim.x) {
+    const float v = math::exact_sum_value(values[b]);
+    sum += math::exact_sum_term(v);
+    peak = math::maxf(peak, v);
+  }
+  sum = block_sum(sum, sums);
+  peak = block_reduce(peak, peaks, [](float a, float b) { return math::maxf(a, b); });
+  return math::repetition_gain_from(sum, peak, n);
 }
 
 // Exclusive prefix sum of v over the block's threads in thread order (Hillis-Steele); *total

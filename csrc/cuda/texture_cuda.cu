@@ -122,17 +122,8 @@ constexpr int kGainBlock = 256;
 __global__ void saliency_gain_kernel(TextureParams p, int nb) {
   __shared__ unsigned long long sums[kGainBlock];
   __shared__ float peaks[kGainBlock];
-  const float* values = p.sal_block_max + static_cast<int64_t>(blockIdx.x) * nb;
-  unsigned long long sum = 0;
-  float peak = 0.0f;
-  for (int b = threadIdx.x; b < nb; b += blockDim.x) {
-    const float v = exact_sum_value(values[b]);
-    sum += exact_sum_term(v);
-    peak = maxf(peak, v);
-  }
-  sum = block_sum(sum, sums);
-  peak = block_reduce(peak, peaks, [](float a, float b) { return maxf(a, b); });
-  if (threadIdx.x == 0) p.sal_gain[blockIdx.x] = repetition_gain_from(sum, peak, nb);
+  const float gain = block_repetition_gain(p.sal_block_max + static_cast<int64_t>(blockIdx.x) * nb, nb, sums, peaks);
+  if (threadIdx.x == 0) p.sal_gain[blockIdx.x] = gain;
 }
 
 template <typename T>

@@ -201,7 +201,6 @@ class ServeApp:
             live = [original, shown, chart, stats]
 
             pic = self.pictures
-            frame_outputs = self.frame_outputs
 
             def play_upload(path, loop_video, request: gr.Request):
                 yield from self.play(self.session(request), "upload", path, loop_video)
@@ -229,7 +228,7 @@ class ServeApp:
                     s.webcam_held = False
                 if s.source != "webcam":
                     s.start("webcam")  # stops a video playing in this tab
-                return frame_outputs(s, s.step(frame))
+                return self.frame_outputs(s, s.step(frame))
 
             cam.stream(webcam_frame, [cam], live, stream_every=0.1, concurrency_limit=None, show_progress="hidden")
 
