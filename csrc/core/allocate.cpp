@@ -357,25 +357,29 @@ struct TokenAllocator::Impl {
     p.prev_lum = lum_of_patch[0];
     p.new_lum = lum_of_patch[1];
     p.num_threads = worker_threads(config.num_threads);
-    if (config.device == Device::kCPU) {
-      // Tests: every output of this frame starts as NaN / -1 (as in the cascade), the history it
-      // writes for the next frame too; not the previous frame's, which it reads.
-      const size_t n4 = static_cast<size_t>(p.w4) * p.h4, ntok = static_cast<size_t>(p.num_tokens);
-      const size_t slots = static_cast<size_t>(p.capacity);
-      poison_output(p.positions, 2 * ntok);
-      for (int32_t* a : {p.levels, p.budgets, p.kinds, p.patches, p.previous, p.reuse}) poison_output(a, ntok);
-      poison_output(p.scores, ntok);
-      poison_output(p.glimpses, ntok * 3 * config.glimpse_size * config.glimpse_size);
-      for (float* a : {p.new_rel, p.homunculus, p.new_lum}) poison_output(a, n4);
-      for (int32_t* a : {p.new_token, p.new_budget}) poison_output(a, n4);
-      for (float* a : {p.slot_info, p.slot_sal, p.slot_query, p.slot_raw, p.slot_bal, p.slot_rel}) poison_output(a, slots);
-      poison_output(p.context, 3);
-      poison_output(p.counters, 4);
-      for (void* plane : {p.out_cached4, p.out_info4, p.out_sal4, p.out_rel4}) poison_output(static_cast<char*>(plane), n4 * es);
+    // Tests: every output of this frame starts as NaN / -1 (as in the cascade), the history it
+    // writes for the next frame too; not the previous frame's, which it reads.
+    const size_t n4 = static_cast<size_t>(p.w4) * p.h4, ntok = static_cast<size_t>(p.num_tokens);
+    const size_t slots = static_cast<size_t>(p.capacity);
+    const bool on_cpu = config.device == Device::kCPU;
+    s = on_cpu ? Status::Ok() : order.before(stream, done_event);
+    if (s.ok())
+      s = poison_outputs(
+          config.device, stream,
+          {output_of(p.positions, 2 * ntok), output_of(p.levels, ntok), output_of(p.budgets, ntok),
+           output_of(p.kinds, ntok), output_of(p.patches, ntok), output_of(p.previous, ntok), output_of(p.reuse, ntok),
+           output_of(p.scores, ntok),
+           output_of(p.glimpses, ntok * 3 * config.glimpse_size * config.glimpse_size),
+           output_of(p.new_rel, n4), output_of(p.homunculus, n4), output_of(p.new_lum, n4),
+           output_of(p.new_token, n4), output_of(p.new_budget, n4), output_of(p.slot_info, slots),
+           output_of(p.slot_sal, slots), output_of(p.slot_query, slots), output_of(p.slot_raw, slots),
+           output_of(p.slot_bal, slots), output_of(p.slot_rel, slots), output_of(p.context, 3),
+           output_of(p.counters, 4), OutputRegion{p.out_cached4, n4 * es}, OutputRegion{p.out_info4, n4 * es},
+           OutputRegion{p.out_sal4, n4 * es}, OutputRegion{p.out_rel4, n4 * es}});
+    if (s.ok() && on_cpu) {
       s = cpu::run_allocation(p);
-    } else {
-      s = order.before(stream, done_event);
-      if (s.ok()) s = cuda::run_allocation(p, stream);
+    } else if (s.ok()) {
+      s = cuda::run_allocation(p, stream);
       if (s.ok()) s = cuda::event_record(done_event, stream);
       if (s.ok()) order.after(stream);
     }

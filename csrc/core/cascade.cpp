@@ -143,23 +143,25 @@ struct ClusterCascade::Impl {
     p.w_query = config.query_weight;
     p.w_contrast = config.contrast_weight;
     p.num_threads = worker_threads(config.num_threads);
-    if (config.device == Device::kCPU) {
-      // Tests: every output of this frame starts as NaN / -1 (the device's are poisoned once, at
-      // allocation by the emulator; a frame must write them all, not leave the last frame's).
-      const size_t nc = static_cast<size_t>(p.gx) * p.gy, n4 = static_cast<size_t>(p.w4) * p.h4;
-      poison_output(p.labels, static_cast<size_t>(p.w2) * p.h2);
-      poison_output(p.scores, nc);
-      poison_output(p.contrast, nc);
-      poison_output(p.patch_contrast, n4);
-      poison_output(p.kept, static_cast<size_t>(p.top_k));
-      poison_output(p.candidates, static_cast<size_t>(p.top_k) * p.per_cluster);
-      for (int step = 0; step < 3; ++step)
-        poison_output(static_cast<char*>(p.cluster_out[step]),
-                      static_cast<size_t>(t.levels[2 + step].width) * t.levels[2 + step].height * es);
+    // Tests: every output of this frame starts as NaN / -1, on either device: a frame must write
+    // them all, not leave the last frame's.
+    const size_t nc = static_cast<size_t>(p.gx) * p.gy, n4 = static_cast<size_t>(p.w4) * p.h4;
+    auto cluster_plane = [&](int step) {
+      return OutputRegion{p.cluster_out[step], static_cast<size_t>(t.levels[2 + step].width) * t.levels[2 + step].height * es};
+    };
+    const bool on_cpu = config.device == Device::kCPU;
+    s = on_cpu ? Status::Ok() : order.before(stream, done_event);
+    if (s.ok())
+      s = poison_outputs(config.device, stream,
+                         {output_of(p.labels, static_cast<size_t>(p.w2) * p.h2), output_of(p.scores, nc),
+                          output_of(p.contrast, nc), output_of(p.patch_contrast, n4),
+                          output_of(p.kept, static_cast<size_t>(p.top_k)),
+                          output_of(p.candidates, static_cast<size_t>(p.top_k) * p.per_cluster), cluster_plane(0),
+                          cluster_plane(1), cluster_plane(2)});
+    if (s.ok() && on_cpu) {
       s = cpu::run_cascade(p);
-    } else {
-      s = order.before(stream, done_event);
-      if (s.ok()) s = cuda::run_cascade(p, stream);
+    } else if (s.ok()) {
+      s = cuda::run_cascade(p, stream);
       if (s.ok()) s = cuda::event_record(done_event, stream);
       if (s.ok()) order.after(stream);
     }
