@@ -26,9 +26,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -940,6 +942,15 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
     *ptr = nullptr;
     return fail(cudaErrorMemoryAllocation);
   }
+  // Map first: when the host refuses (e.g. vm.max_map_count reached by many live allocations), the
+  // caller gets the out-of-memory error a device would give, and nothing is recorded.
+  void* base = reinterpret_cast<void*>(d.bump);
+  if (mmap(base, pages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
+    const int err = errno;
+    *ptr = nullptr;
+    return fail(cudaErrorMemoryAllocation, "cudaMalloc: the host refused to map " + std::to_string(pages) +
+                                               " bytes of emulated device memory (" + std::strerror(err) + ")");
+  }
   cuda_emu::AllocRecord& r = d.records[n];
   r.map_begin = d.bump;
   r.map_end = d.bump + pages;
@@ -950,9 +961,6 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   d.bump += pages + page;  // one unmapped guard page between allocations
   d.num_records.store(n + 1);
   d.in_use += pages;
-  void* base = reinterpret_cast<void*>(r.map_begin);
-  if (mmap(base, pages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
-    cuda_emu::fatal("cannot map emulated device memory");
   std::memset(base, 0xFF, pages);  // poison: NaN as float16/32/64, -1 as integers
   d.live.push_back(&r);
   if (e.granted != tls_device) e.protect(&r, PROT_NONE);
