@@ -191,3 +191,14 @@ def test_a_stream_that_names_no_device_is_taken():
     b = arrcoc_rt.TextureBuilder(64, 48, device="cuda:0")
     b.build(sample_frames(64, 48, 1)[0], stream=CupyNullStream())  # was: "a stream of cuda:-1"
     b.synchronize()
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.needs_emulator
+def test_a_pipeline_larger_than_the_device_memory_is_a_memory_error_that_says_so():
+    """Out of device memory is a MemoryError naming the allocation, its size and CUDA's reason (it
+    was a bare 'std::bad_alloc'). The emulated device has 16 GB: every float32 plane of a 16384 x
+    16384 texture is about 22 GB."""
+    with pytest.raises(MemoryError, match=r"cudaMalloc of \d+ bytes \(20\.\d\d GiB\) failed: .*memory"):
+        arrcoc_rt.TextureBuilder(16384, 16384, device="cuda", dtype="float32", planes="all")
+    arrcoc_rt.Pipeline(64, 48, device="cuda").process(np.zeros((48, 64, 3), np.uint8))  # the device still works

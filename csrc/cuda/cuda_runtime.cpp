@@ -1,6 +1,7 @@
 // Thin, checked wrappers over the CUDA runtime for the dispatcher (csrc/core/cuda_backend.h).
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <string>
 
 #include "../core/cuda_backend.h"
@@ -90,7 +91,10 @@ bool is_pinned_host(const void* ptr) noexcept { return pointer_attributes(ptr).t
 Status allocation_status(cudaError_t err, const char* what, size_t bytes) {
   if (err != cudaErrorMemoryAllocation) return check(err, what);
   cudaGetLastError();
-  return Status(StatusCode::kOutOfMemory, std::string(what) + " of " + std::to_string(bytes) + " bytes failed");
+  char gib[32];
+  std::snprintf(gib, sizeof gib, "%.2f", static_cast<double>(bytes) / (1ull << 30));
+  return Status(StatusCode::kOutOfMemory, std::string(what) + " of " + std::to_string(bytes) + " bytes (" + gib +
+                                              " GiB) failed: " + cudaGetErrorString(err));
 }
 
 Status malloc_device(void** ptr, size_t bytes) noexcept {

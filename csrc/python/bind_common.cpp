@@ -2,7 +2,6 @@
 #include "bind_common.h"
 
 #include <cstring>
-#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -17,7 +16,7 @@ void throw_if_error(const Status& s) {
     case StatusCode::kNoCudaDevice:
       throw py::value_error(s.message());
     case StatusCode::kOutOfMemory:
-      throw std::bad_alloc();
+      throw OutOfMemory(s.message());
     default:
       throw std::runtime_error(std::string(status_code_name(s.code())) + ": " + s.message());
   }

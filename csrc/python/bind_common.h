@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "arrcoc/arrcoc.h"
@@ -19,6 +20,12 @@ namespace arrcoc::pyglue {
 // Status -> Python exception. Bad input of any kind is a ValueError (the Python layer has
 // already raised TypeError for wrong types); failures of the machine are RuntimeError.
 void throw_if_error(const Status& s);
+
+// Out of host or device memory, with the status's message (pybind11 turns std::bad_alloc into a
+// MemoryError without one); module.cpp registers its translation to MemoryError.
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // Host copy of `count` elements of `dtype` at `ptr` (device memory for CUDA; the caller has
 // synchronized the producer).

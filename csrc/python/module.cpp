@@ -19,6 +19,13 @@ using namespace arrcoc::pyglue;
 
 PYBIND11_MODULE(_arrcoc, m) {
   m.doc() = "arrcoc C++/CUDA core (internal; use the arrcoc_rt package)";
+  py::register_exception_translator([](std::exception_ptr e) {  // runs with the GIL held
+    try {
+      if (e) std::rethrow_exception(e);
+    } catch (const OutOfMemory& oom) {
+      PyErr_SetString(PyExc_MemoryError, oom.what());
+    }
+  });
   m.def("version", [] { return std::string(version()); });
   m.def("built_with_cuda", &built_with_cuda);
   m.def("cuda_device_count", &cuda_device_count);
