@@ -150,6 +150,7 @@ struct TokenAllocator::Impl {
   float query_embedding[kQueryEmbeddingDims] = {};
   bool ran = false;
   TokenPack last{};              // the last run's pack
+  bool tokens_valid = false;     // the last run succeeded: `last` holds a whole frame's tokens
   void* host_mirror = nullptr;   // CUDA: page-locked copy of a pack at max sizes (copy_to_host)
 
   // Calls f(array, elements now, elements at most) for every array of a pack.
@@ -180,6 +181,7 @@ struct TokenAllocator::Impl {
   Status copy_to_host(TokenPack* out, void* stream) {
     if (!out) return bad(StatusCode::kInvalidArgument, "out (TokenPack*) is null");
     if (!ran) return bad(StatusCode::kInvalidArgument, "copy_to_host: run() has not produced tokens yet");
+    if (!tokens_valid) return bad(StatusCode::kInvalidArgument, "copy_to_host: the last run() failed; it left no tokens");
     if (config.device == Device::kCPU) {
       *out = last;
       return Status::Ok();
@@ -299,7 +301,10 @@ struct TokenAllocator::Impl {
       return bad(StatusCode::kOutOfRange, "texture: size " + std::to_string(t.width) + "x" + std::to_string(t.height) +
                                               " exceeds the maximum " + std::to_string(config.max_width) + "x" +
                                               std::to_string(config.max_height) + " the allocator was created for");
-    if (!c.candidate_patch || c.capacity > config.max_candidates)
+    if (!c.candidate_patch || c.capacity < 0)
+      return bad(StatusCode::kInvalidArgument, "cascade: candidate_patch is null or capacity " + std::to_string(c.capacity) +
+                                                   " is negative (pass the view ClusterCascade::run wrote)");
+    if (c.capacity > config.max_candidates)
       return bad(StatusCode::kOutOfRange, "cascade: " + std::to_string(c.capacity) +
                                               " candidate slots exceed the allocator's max_candidates " +
                                               std::to_string(config.max_candidates));
@@ -361,28 +366,21 @@ struct TokenAllocator::Impl {
     // writes for the next frame too; not the previous frame's, which it reads.
     const size_t n4 = static_cast<size_t>(p.w4) * p.h4, ntok = static_cast<size_t>(p.num_tokens);
     const size_t slots = static_cast<size_t>(p.capacity);
-    const bool on_cpu = config.device == Device::kCPU;
-    s = on_cpu ? Status::Ok() : order.before(stream, done_event);
-    if (s.ok())
-      s = poison_outputs(
-          config.device, stream,
-          {output_of(p.positions, 2 * ntok), output_of(p.levels, ntok), output_of(p.budgets, ntok),
-           output_of(p.kinds, ntok), output_of(p.patches, ntok), output_of(p.previous, ntok), output_of(p.reuse, ntok),
-           output_of(p.scores, ntok),
-           output_of(p.glimpses, ntok * 3 * config.glimpse_size * config.glimpse_size),
-           output_of(p.new_rel, n4), output_of(p.homunculus, n4), output_of(p.new_lum, n4),
-           output_of(p.new_token, n4), output_of(p.new_budget, n4), output_of(p.slot_info, slots),
-           output_of(p.slot_sal, slots), output_of(p.slot_query, slots), output_of(p.slot_raw, slots),
-           output_of(p.slot_bal, slots), output_of(p.slot_rel, slots), output_of(p.context, 3),
-           output_of(p.counters, 4), OutputRegion{p.out_cached4, n4 * es}, OutputRegion{p.out_info4, n4 * es},
-           OutputRegion{p.out_sal4, n4 * es}, OutputRegion{p.out_rel4, n4 * es}});
-    if (s.ok() && on_cpu) {
-      s = cpu::run_allocation(p);
-    } else if (s.ok()) {
-      s = cuda::run_allocation(p, stream);
-      if (s.ok()) s = cuda::event_record(done_event, stream);
-      if (s.ok()) order.after(stream);
-    }
+    bool recorded = false;
+    tokens_valid = false;  // until this frame has written them all
+    s = run_stage(
+        config.device, stream, done_event, order,
+        {output_of(p.positions, 2 * ntok), output_of(p.levels, ntok), output_of(p.budgets, ntok),
+         output_of(p.kinds, ntok), output_of(p.patches, ntok), output_of(p.previous, ntok), output_of(p.reuse, ntok),
+         output_of(p.scores, ntok), output_of(p.glimpses, ntok * 3 * config.glimpse_size * config.glimpse_size),
+         output_of(p.new_rel, n4), output_of(p.homunculus, n4), output_of(p.new_lum, n4), output_of(p.new_token, n4),
+         output_of(p.new_budget, n4), output_of(p.slot_info, slots), output_of(p.slot_sal, slots),
+         output_of(p.slot_query, slots), output_of(p.slot_raw, slots), output_of(p.slot_bal, slots),
+         output_of(p.slot_rel, slots), output_of(p.context, 3), output_of(p.counters, 4),
+         OutputRegion{p.out_cached4, n4 * es}, OutputRegion{p.out_info4, n4 * es}, OutputRegion{p.out_sal4, n4 * es},
+         OutputRegion{p.out_rel4, n4 * es}},
+        [&] { return cpu::run_allocation(p); }, [&] { return cuda::run_allocation(p, stream); }, &recorded);
+    ran = ran || recorded;  // waits cover what a failed frame queued
     if (!s.ok()) {
       has_history = false;
       return s;
@@ -430,6 +428,7 @@ struct TokenAllocator::Impl {
     v.candidates = c.candidate_patch;
     v.candidate_capacity = p.capacity;
     last = v;
+    tokens_valid = true;
     *out = v;
     return Status::Ok();
   }
@@ -474,6 +473,8 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
   ARRCOC_GUARD({
     const Impl& m = *impl_;
     if (!m.ran) return Status(StatusCode::kInvalidArgument, "gather_features: run() has not produced tokens yet");
+    if (!m.tokens_valid)
+      return Status(StatusCode::kInvalidArgument, "gather_features: the last run() failed; it left no tokens");
     if (!features || !out) return Status(StatusCode::kInvalidArgument, "gather_features: features or out is null");
     if (reinterpret_cast<uintptr_t>(features) % alignof(float) || reinterpret_cast<uintptr_t>(out) % alignof(float))
       return Status(StatusCode::kInvalidArgument,

@@ -180,6 +180,31 @@ class StreamOrder {
   bool used_ = false;
 };
 
+// One frame of a stage whose outputs are `outputs`: on the CPU the tests' poison, then cpu_run();
+// on a device, after the last call's work (`order`), the poison and device_run() queued on
+// `stream`, then `done_event` recorded there. Once anything is queued the event is recorded even
+// when a later step fails, so the next call and every wait come after the partial work;
+// *recorded says whether it was.
+template <typename CpuRun, typename DeviceRun>
+Status run_stage(Device device, void* stream, void* done_event, StreamOrder& order,
+                 std::initializer_list<OutputRegion> outputs, CpuRun cpu_run, DeviceRun device_run, bool* recorded) {
+  *recorded = false;
+  if (device == Device::kCPU) {
+    Status s = poison_outputs(device, nullptr, outputs);
+    return s.ok() ? cpu_run() : s;
+  }
+  Status s = order.before(stream, done_event);
+  if (!s.ok()) return s;
+  s = poison_outputs(device, stream, outputs);
+  if (s.ok()) s = device_run();
+  const Status r = cuda::event_record(done_event, stream);
+  if (r.ok()) {
+    order.after(stream);
+    *recorded = true;
+  }
+  return s.ok() ? r : s;
+}
+
 // "cpu" or "cuda:N", for messages.
 inline std::string device_label(Device device, int ordinal) {
   return device == Device::kCUDA ? "cuda:" + std::to_string(ordinal) : std::string("cpu");

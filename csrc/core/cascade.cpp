@@ -149,22 +149,15 @@ struct ClusterCascade::Impl {
     auto cluster_plane = [&](int step) {
       return OutputRegion{p.cluster_out[step], static_cast<size_t>(t.levels[2 + step].width) * t.levels[2 + step].height * es};
     };
-    const bool on_cpu = config.device == Device::kCPU;
-    s = on_cpu ? Status::Ok() : order.before(stream, done_event);
-    if (s.ok())
-      s = poison_outputs(config.device, stream,
-                         {output_of(p.labels, static_cast<size_t>(p.w2) * p.h2), output_of(p.scores, nc),
-                          output_of(p.contrast, nc), output_of(p.patch_contrast, n4),
-                          output_of(p.kept, static_cast<size_t>(p.top_k)),
-                          output_of(p.candidates, static_cast<size_t>(p.top_k) * p.per_cluster), cluster_plane(0),
-                          cluster_plane(1), cluster_plane(2)});
-    if (s.ok() && on_cpu) {
-      s = cpu::run_cascade(p);
-    } else if (s.ok()) {
-      s = cuda::run_cascade(p, stream);
-      if (s.ok()) s = cuda::event_record(done_event, stream);
-      if (s.ok()) order.after(stream);
-    }
+    bool recorded = false;
+    s = run_stage(
+        config.device, stream, done_event, order,
+        {output_of(p.labels, static_cast<size_t>(p.w2) * p.h2), output_of(p.scores, nc), output_of(p.contrast, nc),
+         output_of(p.patch_contrast, n4), output_of(p.kept, static_cast<size_t>(p.top_k)),
+         output_of(p.candidates, static_cast<size_t>(p.top_k) * p.per_cluster), cluster_plane(0), cluster_plane(1),
+         cluster_plane(2)},
+        [&] { return cpu::run_cascade(p); }, [&] { return cuda::run_cascade(p, stream); }, &recorded);
+    ran = ran || recorded;  // waits cover what a failed frame queued
     if (!s.ok()) return s;
     ran = true;
 

@@ -487,6 +487,21 @@ void test_allocator_skips_odd_candidate_slots() {
   std::sort(seen.begin(), seen.end());
   check(!seen.empty() && in_grid, "every saccade on a patch of the grid");
   check(std::adjacent_find(seen.begin(), seen.end()) == seen.end(), "no patch holds two saccades");
+  // A view whose capacity is negative or whose slots are missing is refused (a negative capacity
+  // became a huge byte count), and the last frame's tokens stay readable.
+  for (int bad_capacity : {-1, -1000}) {
+    arrcoc::CascadeView broken = cv;
+    broken.capacity = bad_capacity;
+    arrcoc::TokenPack unused;
+    check_status(a->run(t.view, broken, false, &unused), arrcoc::StatusCode::kInvalidArgument, "negative capacity",
+                 "is negative");
+  }
+  arrcoc::CascadeView no_slots = cv;
+  no_slots.candidate_patch = nullptr;
+  arrcoc::TokenPack unused;
+  check_status(a->run(t.view, no_slots, false, &unused), arrcoc::StatusCode::kInvalidArgument, "no candidate slots", "null");
+  arrcoc::TokenPack again;
+  check(a->copy_to_host(&again).ok() && again.num_tokens == pack.num_tokens, "the last frame's tokens after a refusal");
 }
 
 void test_pipeline_end_to_end() {
