@@ -947,6 +947,10 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   void* base = reinterpret_cast<void*>(d.bump);
   if (mmap(base, pages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
     const int err = errno;
+    // A failed MAP_FIXED may already have unmapped the range (Linux before 6.12): reserve it again,
+    // or the host could map its own memory there and a later cudaMalloc would map over it.
+    if (mmap(base, pages, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+      cuda_emu::fatal("cannot keep the emulated device's address range reserved");
     *ptr = nullptr;
     return fail(cudaErrorMemoryAllocation, "cudaMalloc: the host refused to map " + std::to_string(pages) +
                                                " bytes of emulated device memory (" + std::strerror(err) + ")");
