@@ -24,7 +24,11 @@ FiberStack allocate_fiber_stack(size_t bytes) {
     std::fprintf(stderr, "arrcoc CUDA emulator: cannot map a fiber stack of %zu bytes\n", bytes);
     std::abort();
   }
-  mprotect(p, page, PROT_NONE);  // guard page: stacks grow down into it
+  // Guard page: stacks grow down into it. Without one an overflow would corrupt memory silently.
+  if (mprotect(p, page, PROT_NONE) != 0) {
+    std::fprintf(stderr, "arrcoc CUDA emulator: cannot protect a fiber stack's guard page\n");
+    std::abort();
+  }
   return FiberStack{static_cast<char*>(p) + page, bytes};
 }
 
