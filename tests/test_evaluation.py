@@ -252,7 +252,7 @@ def test_dataset_errors_found_when_reading(files):
         load_jsonl(path)[0].image()
     (files / "broken.png").write_bytes(b"not a png")
     path = write_lines(files / "broken.jsonl", [{"image": "broken.png", "boxes": [[0, 0, 8, 8]]}])
-    with pytest.raises(DatasetError, match="broken.jsonl line 1: cannot read the image"):
+    with pytest.raises(DatasetError, match="broken.jsonl line 1: field .image.: cannot read the image"):
         evaluate_images(load_jsonl(path), device="cpu")
     path = write_lines(files / "text.jsonl", [{"image": "scene.png", "query_text": "a cat", "boxes": [[0, 0, 8, 8]]}])
     with pytest.raises(DatasetError, match="text.jsonl line 1: field 'query_text'.*CLIP/SigLIP"):
@@ -528,3 +528,51 @@ def test_the_main_subject_of_real_photographs_gets_its_area_share_without_a_quer
     for row in r["items"]:
         assert row["with_query"] is None
         assert row["query_free"]["share"] >= row["area_share"], (row["id"], row["query_free"]["share"], row["area_share"])
+
+
+def test_eval_checks_everything_before_it_runs(files, tmp_path, capsys):
+    """A new user's mistakes fail at once with the line and field, before any item runs (they
+    failed after the items before them, or, for --out, after the whole evaluation): a box in
+    normalised coordinates, a box outside its image on the last line, an --out that is a file or
+    cannot be created, a video that does not exist, cuts past the video's end, and an image folder
+    of two sizes given as --video."""
+    from PIL import Image
+
+    def run(*argv):
+        args = parser().parse_args(["eval", *argv])
+        code = eval_cli.run(args)
+        return code, capsys.readouterr()
+
+    good = {"image": "scene.png", "query_box": [16, 8, 48, 40], "boxes": [[16, 8, 48, 40]]}
+    out = str(tmp_path / "o")
+    path = write_lines(files / "normalised.jsonl", [good, {"image": "scene.png", "boxes": [[0.25, 0.6, 0.4, 0.8]]}])
+    code, io = run(str(path), "--out", out, "--device", "cpu")
+    assert code == 2 and "normalised.jsonl line 2: field 'boxes[0]'" in io.err and "smaller than one pixel" in io.err
+    path = write_lines(files / "last.jsonl", [good, good, {"image": "scene.png", "boxes": [[80, 0, 100, 10]]}])
+    code, io = run(str(path), "--out", out, "--device", "cpu")
+    assert code == 2 and "last.jsonl line 3: field 'boxes[0]'" in io.err and "items from" not in io.err
+    assert not (tmp_path / "o").exists()
+    path = write_lines(files / "ok.jsonl", [good])
+    (tmp_path / "a_file").write_text("x")
+    for bad_out, message in ((tmp_path / "a_file", "is a file"), (tmp_path / "a_file" / "sub", "is a file")):
+        code, io = run(str(path), "--out", str(bad_out), "--device", "cpu")
+        assert code == 2 and f"--out {bad_out}: " in io.err and message in io.err
+    code, io = run(str(path), "--out", out, "--device", "cpu", "--video", str(files / "nope.mp4"))
+    assert code == 2 and "video:" in io.err and "items from" not in io.err
+    code, io = run(str(path), "--out", out, "--device", "cpu", "--video", str(files / "clip.mp4"), "--cuts", "9")
+    assert code == 2 and "cuts: [9]" in io.err and "items from" not in io.err
+    folder = files / "frames"
+    folder.mkdir()
+    for k, size in enumerate([(96, 64), (96, 64), (80, 48)]):
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(folder / f"{k:03d}.png")
+    code, io = run("--out", out, "--device", "cpu", "--video", str(folder))
+    assert code == 2 and "frame 2 is 80x48, frame 0 was 96x64" in io.err
+
+
+def test_eval_with_only_a_video_runs_only_that_video(files, tmp_path, capsys):
+    args = parser().parse_args(["eval", "--out", str(tmp_path / "o"), "--device", "cpu",
+                                "--video", str(files / "clip.mp4"), "--cuts", "2"])
+    assert eval_cli.run(args) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["images"] is None and results["video"]["frames"] == 4
+    assert "items from" not in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     arrcoc-rt eval                                  the built-in synthetic set and video (no downloads)
     arrcoc-rt eval items.jsonl --out eval-run       your images and boxes (format: arrcoc_rt.evaluation.dataset)
+    arrcoc-rt eval --video clip.mp4 --cuts 120,348  your video only
     arrcoc-rt eval items.jsonl --video clip.mp4 --cuts 120,348
     arrcoc-rt eval items.jsonl --encoder clip:/models/clip-vit-b16     text queries
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
+from pathlib import Path
 
 DESCRIPTION = """Measures where arrcoc_rt puts its saccades. For each item (an image, a query and the boxes where
 the answer is): the share of the saccade budget inside the boxes without and with the query, its lift
@@ -28,10 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=DESCRIPTION)
     p.add_argument("dataset", nargs="?", metavar="DATASET.jsonl",
                    help="items, one JSON object per line: {\"image\": path, \"query_text\" | \"query_image\" | "
-                        "\"query_box\": ..., \"boxes\": [[x0, y0, x1, y1], ...]} (default: the built-in synthetic "
-                        "set, plus the built-in synthetic video when --video is not given)")
+                        "\"query_box\": ..., \"boxes\": [[x0, y0, x1, y1], ...]} in pixels (default: the built-in "
+                        "synthetic set and video; with --video alone, that video only)")
     p.add_argument("--video", metavar="PATH",
-                   help="also evaluate this video without a query: saccade coherence, churn and scene cuts")
+                   help="evaluate this video (a file, an image folder or anything arrcoc-rt run reads) without a "
+                        "query: saccade coherence, churn and scene cuts")
     p.add_argument("--cuts", metavar="K,K,...",
                    help="true scene cuts of --video: frame indices (0-based), each the first frame of a new shot, "
                         "e.g. 10,20 (default: none)")
@@ -48,6 +52,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _error(message: str) -> int:
     print(f"arrcoc-rt: error: {message}", file=sys.stderr)
     return 2
+
+
+def _output_folder_problem(path: str) -> str | None:
+    """What would keep --out from becoming the report's folder, or None (nothing is created here:
+    a run that fails on its input leaves no folder behind)."""
+    out = Path(path).absolute()
+    if out.exists():
+        if not out.is_dir():
+            return "is a file; expected a folder"
+        return None if os.access(out, os.W_OK | os.X_OK) else "the folder is not writable"
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is a file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None
 
 
 def _parse_cuts(text: str | None) -> list[int]:
@@ -71,12 +93,12 @@ def run(args) -> int:
     """Runs ``arrcoc-rt eval``; returns the exit code (2 for bad input, with the reason on stderr)."""
     from ..encoders import make_encoder
     from ..runtime import resolve_device
-    from .dataset import DatasetError, builtin_items, builtin_video, load_jsonl
+    from .dataset import DatasetError, builtin_items, builtin_video, check_items, load_jsonl
     from .runner import evaluate_images, evaluate_video, write_report
 
     encoder = args.encoder
-    if encoder != "builtin" and not encoder.startswith(("clip:", "siglip:")):
-        return _error(f"--encoder {encoder!r}: expected builtin, clip:PATH or siglip:PATH")
+    if encoder != "builtin" and (not encoder.startswith(("clip:", "siglip:")) or not encoder.split(":", 1)[1]):
+        return _error(f"--encoder {encoder!r}: expected builtin, clip:PATH or siglip:PATH (a model folder)")
     try:
         resolve_device(args.device)
         cuts = _parse_cuts(args.cuts)
@@ -84,11 +106,16 @@ def run(args) -> int:
         return _error(str(e))
     if args.cuts and not args.video:
         return _error("--cuts describes --video; give the video too")
-    if not args.dataset and importlib.util.find_spec("skimage") is None:
+    problem = _output_folder_problem(args.out)
+    if problem:
+        return _error(f"--out {args.out}: {problem}")
+    builtin_images = not args.dataset and not args.video  # --video alone: that video only
+    if builtin_images and importlib.util.find_spec("skimage") is None:
         return _error("the built-in evaluation set is made from scikit-image's sample photographs, which is not "
                       "installed: pip install \"arrcoc_rt[eval]\" (or give your own items.jsonl)")
     try:
-        items = load_jsonl(args.dataset) if args.dataset else builtin_items()
+        items = load_jsonl(args.dataset) if args.dataset else builtin_items() if builtin_images else []
+        check_items(items)  # every image opens and holds its boxes, before any work
     except DatasetError as e:
         return _error(str(e))
     try:
@@ -96,16 +123,19 @@ def run(args) -> int:
         options = {"encoder": make_encoder(encoder, args.device)}
     except (TypeError, ValueError) as e:
         return _error(str(e))
-    print(f"arrcoc-rt eval: {len(items)} items from {args.dataset or 'the built-in synthetic set'}", file=sys.stderr)
     progress = _progress if sys.stderr.isatty() else None
     try:
-        images = evaluate_images(items, options, args.device, progress=progress)
-        video = None
+        video = None  # first: a video that cannot be read, or cuts past its end, fail before the images run
         if args.video:
             video = evaluate_video(args.video, cuts, options, args.device)
-        elif not args.dataset:
+        elif builtin_images:
             frames, true_cuts = builtin_video()
             video = evaluate_video(frames, true_cuts, options, args.device, name="built-in synthetic video")
+        images = None
+        if items:
+            print(f"arrcoc-rt eval: {len(items)} items from {args.dataset or 'the built-in synthetic set'}",
+                  file=sys.stderr)
+            images = evaluate_images(items, options, args.device, progress=progress)
     except DatasetError as e:
         return _error(str(e))
     report = write_report({"images": images, "video": video}, args.out)

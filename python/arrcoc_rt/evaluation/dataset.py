@@ -76,7 +76,24 @@ class Item:
         try:
             return load_source(self.source)
         except DatasetError as e:
-            raise DatasetError(f"{self.where}: {e}") from None
+            raise DatasetError(f"{self.where}: {_in_field(self.source, e)}") from None
+
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the image without decoding it; None for a video frame (known when read)."""
+        if self._pixels is not None:
+            return int(self._pixels.shape[1]), int(self._pixels.shape[0])
+        if "builtin" in self.source:
+            return int(self.source["width"]), int(self.source["height"])
+        if "image" not in self.source:
+            return None
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(self.source["image"]) as im:
+                return im.size
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            raise DatasetError(f"{self.where}: field 'image': cannot read the image "
+                               f"{self.source['image']!r}: {e}") from None
 
     def check_boxes(self, width: int, height: int) -> None:
         """Raises DatasetError when a box (or the query box) is not inside the width x height image."""
@@ -111,6 +128,23 @@ class Item:
                                    f"({x0}..{x1} x {y0}..{y1} pixels); expected a box at least one pixel wide and high")
             return Query.image(np.ascontiguousarray(crop))
         return None
+
+
+def _in_field(source: dict, error: Exception) -> str:
+    """An error reading an item's source, naming the field it came from."""
+    text = str(error)
+    if text.startswith("field "):
+        return text
+    return f"field {'image' if 'image' in source else 'video' if 'video' in source else 'source'!r}: {text}"
+
+
+def check_items(items) -> None:
+    """Before any work: every image item's file opens and its boxes lie inside it (video frames are
+    checked when they are decoded). Raises DatasetError naming the first bad item."""
+    for item in items:
+        size = item.size()
+        if size is not None:
+            item.check_boxes(*size)
 
 
 # ----------------------------------------------------------------------------- reading images
@@ -278,6 +312,9 @@ def _box(value, name: str, fail) -> list:
     x0, y0, x1, y1 = value
     if x1 <= x0 or y1 <= y0:
         fail(f"field {name!r}: {value!r} is empty; expected x1 > x0 and y1 > y0")
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        fail(f"field {name!r}: {value!r} is smaller than one pixel; boxes are in pixels [x0, y0, x1, y1] "
+             "(normalised coordinates 0..1 are not read: multiply them by the image's width and height)")
     return [float(v) if isinstance(v, float) else int(v) for v in value]
 
 

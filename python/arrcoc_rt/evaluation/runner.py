@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DatasetError, Item, load_source, source_key
+from .dataset import DatasetError, Item, check_items, load_source, source_key
 from .metrics import (box_area_share, box_share, churn_stats, cut_scores, distinctiveness, lift,
                       saccade_budget_map, temporal_coherence, top_region_iou)
 
@@ -142,6 +142,7 @@ def evaluate_images(items, pipeline_options: dict | None = None, device: str = "
                 raise DatasetError(f"{item.where}: field 'query_text': text queries need a CLIP/SigLIP encoder "
                                    f"(encoder 'clip:PATH' or 'siglip:PATH'); the {encoder_name or 'missing'} encoder "
                                    "takes exemplar images (query_image, query_box)")
+    check_items(items)  # a bad file or box fails now, not after the items before it have run
     pipelines = _Pipelines(options, device)
     query_free: dict = {}  # source key -> run without a query
     keep_alive = []  # the pipeline recognises a repeated query by id(): no query object may be freed and reused
@@ -253,14 +254,17 @@ def evaluate_video(frames_or_path, true_cuts, pipeline_options: dict | None = No
         for k, frame in enumerate(frames):
             if max_frames is not None and k >= max_frames:
                 break
+            frame_size = _frame_size(frame)
+            if size is not None and frame_size != size:
+                raise DatasetError(f"video: frame {k} is {frame_size[0]}x{frame_size[1]}, frame 0 was "
+                                   f"{size[0]}x{size[1]}; coherence compares the frames of one size")
             r = stream.process(frame)
             maps.append(saccade_budget_map(r))
             churn.append(r.churn)
             saccades.append(int(r.num_saccades))
             if r.scene_cut:
                 detected.append(k)
-            if size is None:
-                size = _frame_size(frame)
+            size = frame_size
     except SourceError as e:
         raise DatasetError(f"video: {e}") from None
     finally:
@@ -307,8 +311,9 @@ def format_table(results: dict) -> str:
     if images:
         rows = images["items"]
         s = images["summary"]
-        kinds = sorted({(r["query"] or {}).get("kind", "none") for r in rows})
-        lines.append(f"images: {s['items']} items, {s['items_with_query']} with a query ({', '.join(kinds)}); "
+        kinds = sorted({r["query"]["kind"] for r in rows if r["query"]})
+        lines.append(f"images: {s['items']} items, {s['items_with_query']} with a query"
+                     f"{' (' + ', '.join(kinds) + ')' if kinds else ''}; "
                      f"device {images['settings']['device']}, encoder {images['settings']['encoder']}")
         lines.append("share = share of the saccade budget in the box; lift = share / the box's share of the pixels")
         name_w = max([len(r["id"]) for r in rows] + [4])
