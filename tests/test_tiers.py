@@ -38,8 +38,10 @@ def test_tier_budgets_map_the_seeds_tokens_per_region_onto_the_total_budget():
         tiers.tier_budget("simple", {}, "quick")
     with pytest.raises(ValueError, match="tier"):
         tiers.tier_budget("hard", {})
-    with pytest.raises(TypeError, match="question"):
+    with pytest.raises(ValueError, match="question: '  ' is empty"):
         tiers.question_tier("  ")
+    with pytest.raises(TypeError, match="question"):
+        tiers.question_tier(None)
 
 
 def test_labelled_files_are_checked(tmp_path):

@@ -258,3 +258,65 @@ def test_cli_run_asks_over_the_last_frames(llava_dir, tmp_path, capsys):
     assert "over" not in lines[0] and "visual tokens over 2 frames" in lines[1]
     assert main(["run", str(folder), "--frames", "2", "--device", "cpu", "--quiet"]) == 2
     assert "--frames" in capsys.readouterr().err
+
+
+def test_a_token_cap_below_the_gestalt_grid_still_covers_the_frame():
+    """tokens=N below the G gestalt tokens keeps N of them spread over the whole frame (it kept the
+    first N in raster order: the top rows only, the rest of the frame hidden); at N >= G, every
+    gestalt token and the best saccades, as before."""
+    pipe = arrcoc_rt.Pipeline(256, 256, device="cpu", gestalt_x=16, gestalt_y=16, saccades=20,
+                              total_budget=16 * 16 * 64 + 20 * 400)
+    r = pipe.process(frame().repeat(3, axis=0).repeat(2, axis=1)[:256, :256])
+    kinds, pos = np.asarray(r.kinds), np.asarray(r.positions)
+    gestalt = np.flatnonzero(kinds == 0)
+    assert len(gestalt) == 256
+    cell = lambda k: (int(pos[k, 1] // 16), int(pos[k, 0] // 16))  # noqa: E731 (row, column) of a 16-px cell
+    for n in (4, 16, 64):  # each 2^m x 2^m block of the grid holds exactly one kept token
+        keep = kept_tokens(r, n)
+        assert len(keep) == n and np.all(kinds[keep] == 0) and np.all(np.diff(keep) > 0)
+        block = 16 // int(np.sqrt(n))
+        counts = np.zeros((16 // block, 16 // block), int)
+        for k in keep:
+            i, j = cell(k)
+            counts[i // block, j // block] += 1
+        assert np.all(counts == 1), (n, counts)
+    keep = kept_tokens(r, 144)  # the docs' old example: 144 of 256
+    rows = {cell(k)[0] for k in keep}
+    assert len(keep) == 144 and rows == set(range(16)), sorted(rows)
+    full = kept_tokens(r)
+    assert np.all(kinds[full[:256]] == 0) and np.all(kinds[full[256:]] == 1)
+    np.testing.assert_array_equal(kept_tokens(r, 260), full[:260])
+    np.testing.assert_array_equal(kept_tokens(r, 10_000), full)
+
+
+def test_user_mistakes_are_named_before_the_model_loads(llava_dir, adapter):
+    """Wrong device and dtype strings, an empty checkpoint path, a PIL image or None where a frame
+    or result goes, a channels-first frame and features of the wrong width: each a ValueError or
+    TypeError naming the argument (were torch's RuntimeError / AttributeError after the model had
+    loaded, or a matrix-shape error from inside the projector)."""
+    from PIL import Image
+
+    for device in ("gpu", "cuda:x", 3):
+        with pytest.raises(ValueError, match=r"device: .*expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+            make_adapter(f"llava:{llava_dir}", device=device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no usable CUDA device"):
+            make_adapter(f"llava:{llava_dir}", device="cuda")
+        assert make_adapter(f"llava:{llava_dir}", device="auto").device.type == "cpu"
+    with pytest.raises(ValueError, match="dtype: 'fp16' is not supported; expected one of float32"):
+        make_adapter(f"llava:{llava_dir}", device="cpu", dtype="fp16")
+    with pytest.raises(TypeError, match="dtype"):
+        make_adapter(f"llava:{llava_dir}", device="cpu", dtype=torch.int8)
+    with pytest.raises(ValueError, match="needs a checkpoint folder"):
+        make_adapter("llava:")
+    pipe = pipeline()
+    f = frame()
+    r = pipe.process(f)
+    with pytest.raises(TypeError, match=r"frame: .*got Image.*np.asarray\(image\)"):
+        adapter.prepare(Image.fromarray(f), r, "what")
+    with pytest.raises(TypeError, match="result: expected the FrameResult"):
+        adapter.prepare(f, None, "what")
+    with pytest.raises(ValueError, match="channels-first"):
+        adapter.prepare(np.ascontiguousarray(f.transpose(2, 0, 1)), r, "what")
+    with pytest.raises(ValueError, match=r"features: expected \[N, 32\]"):
+        adapter.prepare_features(np.zeros((3, 7), np.float32), "what")

@@ -86,7 +86,10 @@ def test_bad_values_and_files_are_one_line_errors(llava_dir, tmp_path):
     (tmp_path / "boxes.jsonl").write_text(json.dumps({"image": "rgb.png", "query_box": [10.6, 10.6, 10.9, 10.9],
                                                       "boxes": [[0, 0, 10, 10]]}) + "\n")
     (tmp_path / "dirs.jsonl").write_text(json.dumps({"image": "folder", "boxes": [[0, 0, 10, 10]]}) + "\n")
-    cases += [(["eval", "boxes.jsonl", "--device", "cpu", "--out", "e1"], "rounds to an empty crop"),
+    (tmp_path / "halves.jsonl").write_text(json.dumps({"image": "rgb.png", "query_box": [9.5, 9.5, 10.5, 10.5],
+                                                       "boxes": [[0, 0, 10, 10]]}) + "\n")
+    cases += [(["eval", "boxes.jsonl", "--device", "cpu", "--out", "e1"], "is smaller than one pixel"),
+              (["eval", "halves.jsonl", "--device", "cpu", "--out", "e3"], "rounds to an empty crop"),
               (["eval", "dirs.jsonl", "--device", "cpu", "--out", "e2"], "is a folder")]
     for args, message in cases:
         out = _cli(args, tmp_path)

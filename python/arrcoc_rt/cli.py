@@ -335,8 +335,12 @@ def _cmd_run(args) -> int:
         src = open_source(source, drop_oldest=True, **ranged) if args.drop_oldest else open_source(source, **ranged)
     except (SourceError, ValueError) as e:
         raise _error(str(e)) from None
+    if args.ask is not None and not args.ask.strip():
+        raise _error("--ask: the question is empty")
     if bool(args.vlm) != bool(args.ask):
         raise _error("--vlm and --ask go together")
+    if args.every < 1:
+        raise _error(f"--every {args.every}: asks every N frames; expected N >= 1")
     if args.frames > 1 and not args.ask:
         raise _error("--frames is the window --ask answers over; it needs --vlm and --ask")
     try:
@@ -348,7 +352,7 @@ def _cmd_run(args) -> int:
     if args.passes < 1 or (args.passes > 1 and not args.ask) or (args.passes > 1 and args.frames > 1):
         raise _error(f"--passes {args.passes}: looks again at the latest frame for --ask; at least 1, and not "
                      "with --frames")
-    stream.question, stream.ask_every, stream.ask_passes = args.ask, max(1, args.every), args.passes
+    stream.question, stream.ask_every, stream.ask_passes = args.ask, args.every, args.passes
     stream.ask_budget = _budget_option(args.budget)
     if stream.ask_budget is not None and (not args.ask or args.frames > 1):
         raise _error(f"--budget {args.budget}: sets the budget of --ask's question on the latest frame; not "

@@ -390,8 +390,10 @@ class Stream:
                              f"create it with ask_frames={frames}")
         if self.adapter is None:
             raise ValueError("ask: this Stream has no VLM; create it with vlm='llava:PATH' or an arrcoc_rt.vlm adapter")
-        if not isinstance(question, str) or not question.strip():
-            raise TypeError(f"question: expected a non-empty str; got {question!r}")
+        if not isinstance(question, str):
+            raise TypeError(f"question: expected a non-empty str; got {type(question).__name__}")
+        if not question.strip():
+            raise ValueError(f"question: {question!r} is empty; expected a question")
         if self._last is None:
             raise ValueError("ask: no frame processed yet; call process(frame) first")
         enc = self._pipeline.encoder if self._pipeline is not None else None

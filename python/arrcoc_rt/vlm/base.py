@@ -12,13 +12,17 @@ from pathlib import Path
 import numpy as np
 
 
-def host(a) -> np.ndarray:
-    """A FrameResult array (NumPy, torch CPU/CUDA tensor, or DLPack DeviceArray) as NumPy."""
+def host(a, what: str = "array") -> np.ndarray:
+    """A FrameResult array (NumPy, torch CPU/CUDA tensor, or DLPack DeviceArray) as NumPy; TypeError
+    naming ``what`` for anything else (a PIL image, None)."""
     if isinstance(a, np.ndarray):
         return a
     if hasattr(a, "detach"):  # torch
         return a.detach().cpu().numpy()
-    return np.asarray(a.numpy())
+    if hasattr(a, "numpy"):  # DLPack DeviceArray
+        return np.asarray(a.numpy())
+    hint = " (np.asarray(image) converts a PIL image)" if type(a).__module__.startswith("PIL") else ""
+    raise TypeError(f"{what}: expected a NumPy array, a torch tensor or a DeviceArray; got {type(a).__name__}{hint}")
 
 
 def check_tokens(tokens) -> None:
@@ -35,15 +39,40 @@ def check_template(template: str) -> None:
 
 def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
     """Indices into the pack of the tokens a model sees, in pack order: gestalt tokens first, then
-    saccades best-first; padding dropped. ``tokens=N`` keeps the first N of those (gestalt first,
-    then the best saccades)."""
+    saccades best-first; padding dropped. ``tokens=N`` keeps N of them: every gestalt token and the
+    best N - G saccades when N covers the G gestalt tokens (a prefix of that order); otherwise N
+    gestalt tokens spread evenly over the frame (``spread_order``), never the first N rows of the
+    gestalt grid."""
     check_tokens(tokens)
-    kinds = host(result.kinds)
+    kinds = host(result.kinds, "result.kinds")
     # The pack is already ordered (gestalt, then saccades by key); a stable sort on kind keeps that
     # order even if a backend ever interleaved them.
     idx = np.flatnonzero(kinds >= 0)
     idx = idx[np.argsort(kinds[idx], kind="stable")]
-    return idx if tokens is None else idx[: int(tokens)]
+    if tokens is None or tokens >= len(idx):
+        return idx
+    gestalt = idx[kinds[idx] == 0]
+    if tokens >= len(gestalt):
+        return idx[: int(tokens)]
+    positions = np.asarray(host(result.positions, "result.positions"), np.float64)[gestalt]
+    return np.sort(gestalt[spread_order(positions)[: int(tokens)]])
+
+
+def spread_order(positions) -> np.ndarray:
+    """An order of the points of a grid (``positions`` [n, 2], x and y of each cell's centre) in which
+    every prefix is spread evenly over it: cells by the bit-reversed Z-order (Morton) code of their
+    (row, column), so the first 4^k of a 2^m x 2^m grid hold one cell of each of its 4^k blocks."""
+    pos = np.asarray(positions, np.float64)
+    cols = np.unique(pos[:, 0], return_inverse=True)[1].ravel()
+    rows = np.unique(pos[:, 1], return_inverse=True)[1].ravel()
+    bits = max(1, int(max(cols.max(initial=0), rows.max(initial=0))).bit_length())
+    code = np.zeros(len(pos), np.int64)
+    for b in range(bits):  # interleave: row bit above column bit
+        code |= ((rows >> b) & 1) << (2 * b + 1) | ((cols >> b) & 1) << (2 * b)
+    reversed_code = np.zeros_like(code)
+    for b in range(2 * bits):
+        reversed_code |= ((code >> b) & 1) << (2 * bits - 1 - b)
+    return np.argsort(reversed_code, kind="stable")
 
 
 def token_cells(result, index, h: int, w: int) -> np.ndarray:
@@ -56,23 +85,56 @@ def token_cells(result, index, h: int, w: int) -> np.ndarray:
     return ci * w + cj
 
 
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
 def torch_dtype(torch, dtype, device, cuda_default):
-    """The dtype a model loads in: ``dtype`` (a torch dtype or its name), or ``cuda_default`` on a
-    CUDA device and float32 on the CPU."""
+    """The dtype a model loads in: ``dtype`` (a floating torch dtype or its name), or ``cuda_default``
+    on a CUDA device and float32 on the CPU. ValueError / TypeError for anything else."""
     if dtype is None:
         return cuda_default if str(device).startswith("cuda") else torch.float32
-    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: {dtype!r} is not supported; expected one of {', '.join(DTYPES)} "
+                             "(or a torch dtype)")
+        return getattr(torch, dtype)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating torch dtype or one of {', '.join(DTYPES)}; got {dtype!r}")
+    return dtype
+
+
+def model_device(device) -> str:
+    """The torch device a model loads on, checked before the model loads: 'cpu', 'cuda', 'cuda:N' or
+    a torch.device; 'auto' is CUDA when this torch has a usable GPU, else the CPU."""
+    import torch
+
+    text = str(device) if isinstance(device, (str, torch.device)) else None
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return text
+    if text is not None and (text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {text!r}, but this torch has no usable CUDA device "
+                             "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
+        index = int(text[5:]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device: {text!r}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return text
+    raise ValueError(f"device: {device!r} is not supported; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def checkpoint_folder(path, name: str) -> Path:
-    """``path`` as a local checkpoint folder of a ``name`` model, after checking that torch and
-    transformers import: ValueError saying which is missing otherwise."""
+    """``path`` as a local checkpoint folder of a ``name`` model (``~`` expanded), after checking that
+    torch and transformers import: ValueError saying which is missing otherwise."""
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError:
         raise ValueError(f"vlm: {name} needs torch and transformers: pip install torch==2.13.0 transformers") from None
-    p = Path(path)
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise ValueError(f"vlm: {name} needs a checkpoint folder; got {path!r}")
+    p = Path(path).expanduser()
     if not p.is_dir():
         raise ValueError(f"vlm: {name} checkpoint folder {str(p)!r} does not exist")
     return p
@@ -115,8 +177,14 @@ def check_frames(frames_rgb, results, tokens):
                          "at least one")
     arrays, keeps = [], []
     for f, result in zip(frames_rgb, results):
-        a = host(f)
-        if tuple(result.frame_size) != (a.shape[1], a.shape[0]):
+        a = host(f, "frame")
+        if not hasattr(result, "frame_size") or not hasattr(result, "kinds"):
+            raise TypeError(f"result: expected the FrameResult of Pipeline.process or Stream.process; got "
+                            f"{type(result).__name__}")
+        if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4):
+            raise ValueError(f"frame: shape {a.shape} looks channels-first; expected H x W x 3 uint8 RGB "
+                             "(e.g. frame.transpose(1, 2, 0))")
+        if a.ndim < 2 or tuple(result.frame_size) != (a.shape[1], a.shape[0]):
             raise ValueError(f"frame: {a.shape[1]}x{a.shape[0]} is not the frame the result was made from "
                              f"({result.frame_size[0]}x{result.frame_size[1]})")
         keep = kept_tokens(result, tokens)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from .base import (VLMAdapter, check_frames, check_model_type, check_template, check_tokens, checkpoint_folder, host,
-                   load_checkpoint, torch_dtype)
+                   load_checkpoint, model_device, torch_dtype)
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -74,6 +74,7 @@ class LlavaAdapter(VLMAdapter):
         ``dtype`` None: float16 on CUDA, float32 on the CPU. Raises ValueError when the folder is
         missing or does not hold a LLaVA model."""
         p = checkpoint_folder(path, "LLaVA")
+        device = model_device(device)
         import torch
         from transformers import LlavaForConditionalGeneration
 
@@ -162,6 +163,11 @@ class LlavaAdapter(VLMAdapter):
 
     def _project(self, features):
         """[N, D]: the model's projector applied to [N, C] vision-tower features."""
+        first = getattr(self.model.model.multi_modal_projector, "linear_1", None)
+        width = getattr(first, "in_features", None)
+        if width is not None and features.shape[-1] != width:
+            raise ValueError(f"features: expected [N, {width}] (the vision tower's channels at the selected "
+                             f"layer(s)); got shape {tuple(features.shape)}")
         with self._torch.no_grad():
             return self.model.model.multi_modal_projector(features.to(self.device, self.dtype)[None])[0]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_frames, check_model_type, checkpoint_folder, host, load_checkpoint, token_cells, torch_dtype
+from .base import (check_frames, check_model_type, checkpoint_folder, host, load_checkpoint, model_device, token_cells,
+                   torch_dtype)
 from .llava import DEFAULT_TEMPLATE, LlavaAdapter
 
 
@@ -57,6 +58,7 @@ class LlavaNextAdapter(LlavaAdapter):
         ``from_pretrained(local_files_only=True)``). ``dtype`` None: float16 on CUDA, float32 on the
         CPU. Raises ValueError when the folder is missing or does not hold a LLaVA-NeXT model."""
         p = checkpoint_folder(path, "LLaVA-NeXT")
+        device = model_device(device)
         import torch
         from transformers import LlavaNextForConditionalGeneration
 

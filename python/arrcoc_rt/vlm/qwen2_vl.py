@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from .base import (VLMAdapter, check_frames, check_template, check_tokens, checkpoint_folder, host, load_checkpoint,
-                   token_cells, torch_dtype)
+                   model_device, token_cells, torch_dtype)
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
 # adapter puts the visual tokens, between the vision start / end markers.
@@ -91,6 +91,10 @@ class Qwen2VLAdapter(VLMAdapter):
                 size["shortest_edge"] = int(min_pixels)
             if max_pixels is not None:
                 size["longest_edge"] = int(max_pixels)
+        if size is not None and size.get("shortest_edge") is not None and size.get("longest_edge") is not None \
+                and size["shortest_edge"] > size["longest_edge"]:
+            raise ValueError(f"min_pixels {size['shortest_edge']} is above max_pixels {size['longest_edge']}; "
+                             "expected min_pixels <= max_pixels")
         self.size = size
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -105,6 +109,7 @@ class Qwen2VLAdapter(VLMAdapter):
         Qwen's checkpoints ship in), float32 on the CPU. ``model_type`` ('qwen2_vl' or 'qwen2_5_vl')
         insists on that kind. Raises ValueError when the folder is missing or holds another model."""
         p = checkpoint_folder(path, "Qwen2-VL")
+        device = model_device(device)
         import torch
         import transformers
 

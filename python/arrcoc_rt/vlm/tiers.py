@@ -69,8 +69,10 @@ def question_tier(question: str) -> Tier:
     """The tier of ``question`` by rules, first match wins: text to read -> complex; counting,
     comparing or explaining -> complex; more than 15 words -> complex; relations, descriptions or
     more than 8 words -> medium; a short yes/no or single-property question -> simple; else medium."""
-    if not isinstance(question, str) or not question.strip():
-        raise TypeError(f"question: expected a non-empty str; got {question!r}")
+    if not isinstance(question, str):
+        raise TypeError(f"question: expected a non-empty str; got {type(question).__name__}")
+    if not question.strip():
+        raise ValueError(f"question: {question!r} is empty; expected a question")
     q = " ".join(question.lower().replace("?", " ").replace(",", " ").split())
     words = len(q.split())
     if _READS_TEXT.search(q):
