@@ -78,8 +78,9 @@ class Texture:
 
     def _check_fresh(self) -> None:
         if self._generation != self._builder._generation:
-            raise RuntimeError("this Texture was overwritten by a later build(); "
-                               "copy the arrays you need before building the next frame")
+            raise RuntimeError("this Texture was overwritten by a later build(); copy the arrays you need, and "
+                               "call FrameResult.gather_features or a VLM adapter's prepare(), before the "
+                               "pipeline processes the next frame")
 
     def _level_index(self, level) -> int:
         try:
