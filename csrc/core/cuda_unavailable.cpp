@@ -7,7 +7,7 @@ namespace {
 Status not_built() {
   return Status(StatusCode::kNotBuiltWithCuda,
                 "arrcoc was built without CUDA (ARRCOC_CUDA=OFF or no nvcc at build time); "
-                "use device='cpu' or rebuild with nvcc available");
+                "use the CPU device (Device::kCPU; device='cpu' in Python) or rebuild with nvcc available");
 }
 }  // namespace
 
@@ -41,7 +41,7 @@ Status gather_features(const float*, int, int, int, const float*, const int32_t*
 }
 Status copy_to_device(void*, const void*, size_t) noexcept { return not_built(); }
 Status copy_to_device_async(void*, const void*, size_t, void*) noexcept { return not_built(); }
-int current_device() noexcept { return 0; }
+int current_device() noexcept { return -1; }
 DeviceGuard::DeviceGuard(int ordinal) noexcept {
   if (ordinal >= 0) status_ = not_built();
 }

@@ -1,5 +1,6 @@
 #include "frame_checks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -11,8 +12,13 @@ int pixel_format_planes(PixelFormat f) noexcept {
     case PixelFormat::kNV12: return 2;
     case PixelFormat::kYUV420P:
     case PixelFormat::kRGBP: return 3;
-    default: return 1;
+    case PixelFormat::kRGB24:
+    case PixelFormat::kBGR24:
+    case PixelFormat::kRGBA32:
+    case PixelFormat::kBGRA32:
+    case PixelFormat::kGRAY8: return 1;
   }
+  return 0;  // not a PixelFormat
 }
 
 int pixel_format_bytes_per_pixel(PixelFormat f) noexcept {
@@ -21,8 +27,12 @@ int pixel_format_bytes_per_pixel(PixelFormat f) noexcept {
     case PixelFormat::kBGR24: return 3;
     case PixelFormat::kRGBA32:
     case PixelFormat::kBGRA32: return 4;
-    default: return 1;
+    case PixelFormat::kGRAY8:
+    case PixelFormat::kNV12:
+    case PixelFormat::kYUV420P:
+    case PixelFormat::kRGBP: return 1;
   }
+  return 0;  // not a PixelFormat
 }
 
 const char* pixel_format_name(PixelFormat f) noexcept {
@@ -76,6 +86,19 @@ Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height,
                         " bytes is smaller than one row (" + std::to_string(need) + " bytes for " +
                         std::to_string(f.width) + " " + pixel_format_name(f.format) +
                         " pixels); negative or overlapping strides are not supported");
+    // The plane spans (rows - 1) * stride + one row from its start: that must be a size an address
+    // space can hold (64-bit user space is at most 2^56 bytes), not one whose index arithmetic
+    // overflows or wraps the address.
+    const int64_t rows = plane_rows(f.format, k, f.height);
+    constexpr int64_t kMaxSpan = int64_t{1} << 56;
+    const bool too_far = f.row_stride[k] > (kMaxSpan - need) / std::max<int64_t>(rows - 1, 1) ||
+                         reinterpret_cast<uintptr_t>(f.planes[k]) >
+                             UINTPTR_MAX - static_cast<uintptr_t>((rows - 1) * f.row_stride[k] + need);
+    if (too_far)
+      return Status(StatusCode::kInvalidArgument,
+                    w + ": plane " + std::to_string(k) + " row stride " + std::to_string(f.row_stride[k]) +
+                        " bytes over " + std::to_string(rows) + " rows spans more memory than an address space "
+                        "holds; expected the distance in bytes between the starts of two rows");
   }
   return Status::Ok();
 }
@@ -112,7 +135,7 @@ Status validate_patch_values(const float* values, int64_t n, const char* what) n
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(values[i]))
       return Status(StatusCode::kInvalidArgument,
-                    std::string(what) + " contain NaN or inf (at " + std::to_string(i) + ")");
+                    std::string(what) + " contains NaN or inf (at " + std::to_string(i) + ")");
     if (std::fabs(values[i]) > kMaxPatchValue)
       return Status(StatusCode::kOutOfRange, std::string(what) + ": value " + std::to_string(values[i]) + " (at " +
                                                  std::to_string(i) + ") is out of range; expected at most " +

@@ -22,7 +22,7 @@ namespace arrcoc {
 
 constexpr int32_t kMaxDimension = 16384;
 
-int dtype_size(DType t) noexcept { return t == DType::kFloat16 ? 2 : 4; }
+int dtype_size(DType t) noexcept { return t == DType::kFloat16 ? 2 : t == DType::kFloat32 ? 4 : 0; }
 
 int TextureView::plane_index(int channel, int level) noexcept {
   if (channel < 0 || channel >= kNumChannels || level < 0 || level >= kNumLevels) return -1;

@@ -53,7 +53,7 @@ int current_device() noexcept {
   int d = 0;
   if (cudaGetDevice(&d) != cudaSuccess) {
     cudaGetLastError();
-    return 0;
+    return -1;  // no usable device: not a real ordinal
   }
   return d;
 }

@@ -126,8 +126,8 @@ void test_alternating_streams() {
   ok(b->synchronize(), "sync");
   const double err = max_abs_diff(texture_on_host(v), cpu_texture_after({f1, f2, f3}));
   check(err < 1e-3, "frames built on alternating streams equal the CPU's (max abs diff " + std::to_string(err) + ")");
-  arrcoc::cuda_stream_destroy(s1);
-  arrcoc::cuda_stream_destroy(s2);
+  check(arrcoc::cuda_stream_destroy(s1).ok(), "stream destroyed");
+  check(arrcoc::cuda_stream_destroy(s2).ok(), "stream destroyed");
 }
 
 // #5 and #4: set_patch_channel is ordered on the build's stream and covered by synchronize().
@@ -157,7 +157,7 @@ void test_patch_channel_is_synchronized(bool on_another_stream) {
   check(wrong == 0, "channel 33 after " + how + " + synchronize holds the values (" + std::to_string(wrong) +
                         " of " + std::to_string(n) + " wrong)");
   ok(b->build(frame_of(f1.data(), s), &v), "the next build on that stream");
-  arrcoc::cuda_stream_destroy(s);
+  check(arrcoc::cuda_stream_destroy(s).ok(), "stream destroyed");
 }
 
 // #9: a page-locked host frame may be reused when build() returns.
@@ -177,7 +177,7 @@ void test_pinned_frame_reuse() {
   check(err < 1e-3, "a pinned frame overwritten after build() does not change the texture (max abs diff " +
                         std::to_string(err) + ")");
   arrcoc::cuda_free_host(pinned);
-  arrcoc::cuda_stream_destroy(s);
+  check(arrcoc::cuda_stream_destroy(s).ok(), "stream destroyed");
 }
 
 arrcoc::PipelineConfig pipeline_config(arrcoc::Device d, int ordinal = 0) {
@@ -235,7 +235,7 @@ void test_weights_are_stream_ordered() {
                   want.budgets[i], other.patches[i], other.budgets[i]);
   check(got.patches == want.patches && got.budgets == want.budgets,
         "the queued frame keeps the weights it was processed with");
-  arrcoc::cuda_stream_destroy(s);
+  check(arrcoc::cuda_stream_destroy(s).ok(), "stream destroyed");
 }
 
 // #4: each frame's query map reaches that frame, also when the next frame is queued before the
@@ -270,8 +270,8 @@ void test_query_maps_are_stream_ordered(bool alternate) {
   check(got.patches == want.patches && got.budgets == want.budgets,
         std::string("two frames with different query maps queued on ") + (alternate ? "two streams" : "one stream") +
             " choose the CPU's saccades");
-  arrcoc::cuda_stream_destroy(s);
-  if (s2) arrcoc::cuda_stream_destroy(s2);
+  check(arrcoc::cuda_stream_destroy(s).ok(), "stream destroyed");
+  if (s2) check(arrcoc::cuda_stream_destroy(s2).ok(), "stream destroyed");
 }
 
 // cudaStreamPerThread is one handle but another stream in each thread: frames built from two
@@ -319,7 +319,7 @@ void test_semantic_synchronize_without_encode() {
   int wrong = 0;
   for (int i = 0; i < n; ++i) wrong += !(std::fabs(got[i] - (i % dims == 3 ? 1.0f : 0.0f)) < 1e-5f);
   check(wrong == 0, "query similarity is written when synchronize() returns (" + std::to_string(wrong) + " wrong)");
-  arrcoc::cuda_stream_destroy(s);
+  check(arrcoc::cuda_stream_destroy(s).ok(), "stream destroyed");
 }
 
 // #2 and #3: two devices.

@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <cstdint>
 #include <vector>
 
 #include "arrcoc/arrcoc.h"
@@ -160,6 +161,11 @@ void test_frame_errors() {
   check_status(b->build(f, &v), StatusCode::kInvalidArgument, "short row stride", "row stride 100");
   f.row_stride[0] = -192;
   check_status(b->build(f, &v), StatusCode::kInvalidArgument, "negative row stride", "negative");
+  for (int64_t huge : {int64_t{1} << 62, INT64_MAX, (int64_t{1} << 56) / 40}) {  // y * stride overflowed: a crash
+    f.row_stride[0] = huge;
+    check_status(b->build(f, &v), StatusCode::kInvalidArgument, "row stride past the address space",
+                 "spans more memory than an address space holds");
+  }
   f = rgb_frame(px, 65, 48);
   f.row_stride[0] = 3 * 65;
   check_status(b->build(f, &v), StatusCode::kOutOfRange, "frame wider than max", "exceeds the maximum 64x48");
@@ -179,6 +185,17 @@ void test_frame_errors() {
   check_status(b->set_fixation(2.0f, 0.5f), StatusCode::kOutOfRange, "fixation outside [0,1]");
   // after all of that, the builder still works
   check_status(b->build(rgb_frame(px, 64, 48), &v), StatusCode::kOk, "build after errors");
+  // Values that are not enumerators answer 0 (were 1 and 4, plausible numbers), and a CPU-only
+  // build has no current CUDA device (was 0, a real ordinal).
+  check(arrcoc::pixel_format_planes(static_cast<arrcoc::PixelFormat>(99)) == 0 &&
+            arrcoc::pixel_format_bytes_per_pixel(static_cast<arrcoc::PixelFormat>(99)) == 0 &&
+            arrcoc::dtype_size(static_cast<arrcoc::DType>(9)) == 0,
+        "unknown enum values size to 0");
+  check(arrcoc::pixel_format_planes(arrcoc::PixelFormat::kNV12) == 2 &&
+            arrcoc::pixel_format_bytes_per_pixel(arrcoc::PixelFormat::kBGRA32) == 4 &&
+            arrcoc::dtype_size(arrcoc::DType::kFloat16) == 2,
+        "known enum values keep their sizes");
+  if (!arrcoc::built_with_cuda()) check(arrcoc::cuda_current_device() == -1, "no current CUDA device without CUDA");
 }
 
 void test_values_and_layout() {
@@ -538,7 +555,7 @@ void test_pipeline_end_to_end() {
   q[0] = NAN;
   const std::vector<uint8_t> dark(320 * 240 * 3, 0);
   check_status(pipe->process(rgb_frame(dark, 320, 240), q.data(), &r), StatusCode::kInvalidArgument,
-               "NaN in the query map", "query_map contain NaN");  // was: named set_patch_channel
+               "NaN in the query map", "query_map contains NaN");  // was: named set_patch_channel
   {
     // The map is refused before the frame is built (it was built, and the refused dark frame became
     // the next one's previous frame): the next frame's tokens equal a twin's that never saw the call.

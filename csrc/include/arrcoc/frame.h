@@ -24,9 +24,10 @@ enum class PixelFormat : int32_t {
   kRGBP = 7,     // 3 planes: R, G, B (w x h each; a [3, H, W] tensor, as torchcodec and torchvision give)
 };
 
-// Number of planes a pixel format uses (1, 2 or 3).
+// Number of planes a pixel format uses (1, 2 or 3; 0 for a value that is not a PixelFormat).
 ARRCOC_API int pixel_format_planes(PixelFormat f) noexcept;
-// Bytes per pixel of plane 0 for packed formats (3 or 4; 1 for gray and the Y plane of YUV).
+// Bytes per pixel of plane 0 for packed formats (3 or 4; 1 for gray, the Y plane of YUV and each
+// plane of RGBP; 0 for a value that is not a PixelFormat).
 ARRCOC_API int pixel_format_bytes_per_pixel(PixelFormat f) noexcept;
 // "rgb24", "bgr24", ...; nullptr for an unknown value.
 ARRCOC_API const char* pixel_format_name(PixelFormat f) noexcept;

@@ -32,7 +32,8 @@ ARRCOC_API Status cuda_copy_to_host(void* dst, const void* src, size_t bytes) no
 
 // Small CUDA utilities for hosts without CUDA headers (and for Python's arrcoc_rt.cuda). None
 // changes the calling thread's current device, except cuda_set_device. All answer
-// NotBuiltWithCuda in a CPU-only build.
+// NotBuiltWithCuda in a CPU-only build; cuda_current_device, which has no Status, answers -1 there
+// and wherever no CUDA device is usable.
 ARRCOC_API int cuda_current_device() noexcept;
 ARRCOC_API Status cuda_set_device(int ordinal) noexcept;
 // Device ordinal of CUDA device memory; -1 for host memory (pinned or not).

@@ -1,6 +1,7 @@
 // Error reporting for the public API: every call that can fail returns a Status.
 // No exception ever leaves a public function (they are all noexcept), so a C++ host
-// that embeds arrcoc is never taken down by bad input.
+// that embeds arrcoc is never taken down by bad input. A failed call leaves its outputs as they
+// were: `create(config, &out)` that fails does not touch `out` (an object it held stays usable).
 #pragma once
 
 #include <string>
@@ -28,7 +29,9 @@ enum class StatusCode : int {
   kInternal = 7,         // a bug in arrcoc: please report it
 };
 
-class Status {
+// [[nodiscard]]: a call whose Status is dropped is a compiler warning (the API never throws, so an
+// ignored Status is an ignored error).
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}

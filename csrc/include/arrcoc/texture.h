@@ -26,6 +26,7 @@ enum class DType : int32_t {
   kFloat32 = 1,
 };
 
+// Bytes per texel: 2 (float16) or 4 (float32); 0 for a value that is not a DType.
 ARRCOC_API int dtype_size(DType t) noexcept;
 
 // Which level-0 planes build() writes. Levels 1-4 of every channel are written either way, from
