@@ -54,7 +54,7 @@ def _reference_once(pipe, result, previous, has_query=False, level4=None, **kw):
                              cut_share=cfg["cut_share"], cut_correlation=cfg["cut_correlation"],
                              hysteresis=cfg["hysteresis"], lod_band=cfg["lod_band"],
                              text_floor=cfg["text_floor"], text_threshold=cfg["text_threshold"],
-                             query_embedding=pipe._embedding_set,
+                             query_embedding=pipe._embedding_set, glimpse_size=cfg["glimpse_size"],
                              max_candidates=min(1024, cfg["top_clusters"] * cfg["patches_per_cluster"] + cfg["saccades"]),
                              **kw)
 

@@ -161,3 +161,28 @@ def test_motion_counts_against_the_background_in_a_pan():
     sac = r.kinds == 1
     px, py = r.positions[sac].T
     assert np.any((px >= x) & (px < x + 48) & (py >= 96) & (py < 144)), "saccades on the moving object"
+
+
+def test_reused_tokens_show_unchanged_pixels():
+    """`reuse` (a model may keep that token's cached keys/values) holds only where the pixels under
+    the token did not change. On a 2-px-a-frame pan the motion vectors (4-px steps) read 0, and reuse
+    chains used to follow them: a new-user trial found 345 of 529 tokens served from caches up to 29
+    frames old. Now a reused token's glimpse equals the one it reuses to within a grey level or two,
+    and on a still clip every token that can be reused is."""
+    img = data.astronaut()
+    scene = np.concatenate([img, img[:, ::-1]], axis=1)
+    pan = [np.ascontiguousarray(scene[16:464, 2 * i:2 * i + 640]) for i in range(12)]
+    still = [np.ascontiguousarray(scene[16:464, :640])] * 6
+    for frames, name in ((pan, "pan"), (still, "still")):
+        results = [r for r, _ in run_clip(encode(frames))]
+        reused_share = []
+        for prev, r in zip(results, results[1:]):
+            links = np.flatnonzero(r.reuse >= 0)
+            reused_share.append(len(links) / np.sum(r.kinds >= 0))
+            if len(links):
+                diff = np.abs(r.glimpses[links] - prev.glimpses[r.reuse[links]]).mean(axis=(1, 2, 3))
+                assert diff.max() <= 2.5 / 255, (name, float(diff.max()))
+        if name == "pan":
+            assert np.median(reused_share) < 0.25, (name, reused_share)
+        else:  # H.264 of a still frame: the gestalt grid and the held saccades at their level
+            assert np.median(reused_share) > 0.5, (name, reused_share)

@@ -18,6 +18,12 @@ enum Feature {
   kNumFeat
 };
 constexpr int kFeatureChannel[kNumPlaneFeat] = {5, 9, 10, 11, 12, 14, 33, 8};
+constexpr int kMotionFeature = 2;  // feat4[2]: channel 10 (motion, the frame difference) at level 4
+// A token's cached keys/values may be reused only where the frame difference (channel 10 at level 4:
+// each patch's mean of box5(|L - L_prev|)) is at most one grey level on every patch its glimpse
+// samples: the motion vectors read 0 under pans slower than their 4-px step, so "nothing moved" is
+// not enough.
+constexpr float kReuseChange = 1.0f / 255.0f;
 // Components with a normalization (ecc enters as 1 - ecc): index into lohi pairs. Robust (ranks
 // low_index / high_index) except the Sobel key, min-max (ranks 0 and n - 1) as the seed's top-k of
 // pooled edge magnitudes: its best patches must stay ordered, not tie at 1; and the query score,
@@ -459,6 +465,23 @@ ARRCOC_HD int saccade_lod(const AllocateParams& p, int s) {
   return math::quantize_lod_held(p.budget[s], p.held_budget[p.cand[p.order[s]]], p.cfg.lod_band);
 }
 
+// Whether the pixels a glimpse at (x, y) and `level` samples changed by at most kReuseChange on
+// every patch they touch: its centre +- (glimpse_size / 2 + 1) texels of its level (the +1: the
+// bilinear taps), up to 4.5 patches each way for a 16-sample glimpse at level 3.
+template <typename T>
+ARRCOC_HD bool glimpse_unchanged(const AllocateParams& p, float x, float y, int level) {
+  const float r = (0.5f * static_cast<float>(p.cfg.glimpse_size) + 1.0f) * static_cast<float>(1 << level);
+  const float patch = static_cast<float>(math::kPatch);
+  const int j0 = math::clampi(static_cast<int>(floorf((x - r) / patch)), 0, p.w4 - 1);
+  const int j1 = math::clampi(static_cast<int>(floorf((x + r) / patch)), 0, p.w4 - 1);
+  const int i0 = math::clampi(static_cast<int>(floorf((y - r) / patch)), 0, p.h4 - 1);
+  const int i1 = math::clampi(static_cast<int>(floorf((y + r) / patch)), 0, p.h4 - 1);
+  for (int i = i0; i <= i1; ++i)
+    for (int j = j0; j <= j1; ++j)
+      if (!(stat_value<T>(p.feat4[kMotionFeature], i * p.w4 + j) <= kReuseChange)) return false;
+  return true;
+}
+
 // Writes token t of the pack (gestalt tokens first, then saccade slot t - G). `carried`: the
 // previous frame's state applies (history of this patch grid, no scene cut).
 template <typename T>
@@ -488,6 +511,7 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carrie
     p.new_token[patch] = t;  // saccades are on distinct patches
     p.new_budget[patch] = budget;
   }
+  if (reuse >= 0 && !glimpse_unchanged<T>(p, x, y, level)) reuse = -1;  // its pixels changed
   p.previous[t] = previous;
   p.reuse[t] = reuse;
   p.positions[2 * t] = x;

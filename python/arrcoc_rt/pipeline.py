@@ -123,8 +123,10 @@ class FrameResult:
     balanced_score: np.ndarray  # [slots] after opponent processing
     previous: np.ndarray | None = None  # [N] int32 token of the previous frame whose content (along
     #                                     the motion vectors) this token shows, -1 if none
-    reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too:
-    #                                     the same pixels, so a model may keep that token's cached keys/values
+    reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too
+    #                                     and every patch the glimpse samples changed by at most one grey
+    #                                     level: a model may keep that token's cached keys/values (refresh
+    #                                     long chains now and then: each link may change by that much)
     context_weights: np.ndarray | None = None  # [3] the context network's weights of (information,
     #                                     salience, query) for this frame; 1/3 each when it is off
     follows_a_frame: bool = False       # a previous frame of this pipeline exists (churn is defined)

@@ -495,6 +495,7 @@ def _exact_sums(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- stages 3-5: scores, balance, temporal, allocation
 
 LODS = (64, 128, 256, 384, 400)
+REUSE_CHANGE = np.float32(1) / np.float32(255)  # allocate_params.h: kReuseChange
 LOD_LEVEL = {400: 0, 384: 0, 256: 1, 128: 2, 64: 3}  # seed 004: >= 300 -> 0, >= 200 -> 1, >= 100 -> 2
 PATCH = 16
 
@@ -769,6 +770,18 @@ def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.nda
     return prev[si, sj]
 
 
+def glimpse_unchanged(change: np.ndarray, x: float, y: float, level: int, glimpse_size: int) -> bool:
+    """Whether the frame difference ``change`` ([h4, w4], channel 10 at level 4) is at most
+    REUSE_CHANGE on every patch a glimpse at (x, y) and ``level`` samples: its centre +-
+    (glimpse_size / 2 + 1) texels of its level (float32, as allocate_params.h)."""
+    h4, w4 = change.shape
+    f = np.float32
+    r = (f(0.5) * f(glimpse_size) + f(1)) * f(1 << level)
+    j0, j1 = (int(np.clip(np.floor((f(x) + d) / f(16)), 0, w4 - 1)) for d in (-r, r))
+    i0, i1 = (int(np.clip(np.floor((f(y) + d) / f(16)), 0, h4 - 1)) for d in (-r, r))
+    return bool(np.all(change[i0:i1 + 1, j0:j1 + 1] <= REUSE_CHANGE))
+
+
 def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool, candidates, width: int,
                     height: int, weights: dict, previous_relevance=None, has_query=False, frame_index=0,
                     gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=2.0,
@@ -776,7 +789,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
                     previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
                     patch_contrast=None, previous_lum=None, cut_correlation=0.5, text_floor=256,
-                    text_threshold=0.02, query_embedding=None) -> ReferenceAllocation:
+                    text_threshold=0.02, query_embedding=None, glimpse_size=16) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36; 8 too for the 'sobel' strategy) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
@@ -898,6 +911,12 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
         previous[t] = held_token[q]
         reuse[t] = previous[t] if previous[t] >= 0 and held_budget[q] == lod[s] else -1
         token_map[q], budget_map[q] = t, lod[s]
+    # Reuse (cached keys/values) also needs the pixels unchanged: the frame difference under the
+    # token's patch at most one grey level (motion vectors read 0 under slow pans).
+    change = _stat_texel(level4[10])
+    for t in np.flatnonzero(reuse >= 0):
+        if not glimpse_unchanged(change, positions[t, 0], positions[t, 1], int(levels[t]), glimpse_size):
+            reuse[t] = -1
 
     new_rel = decay * cached if has_prev else np.zeros((h4, w4))
     new_rel = new_rel.ravel()
