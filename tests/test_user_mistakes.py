@@ -363,3 +363,48 @@ def test_bench_refuses_a_bad_size_before_its_table(clip, tmp_path, args, message
     out = _cli(["bench", *[str(clip) if a == "CLIP" else a for a in args], "--frames", "2"], tmp_path)
     assert out.returncode != 0 and message in out.stderr, out.stderr
     assert "p50" not in out.stdout and "Traceback" not in out.stderr  # was: the header, then the error
+
+
+def test_a_refused_query_moves_nothing():
+    """A query map the pipeline refuses (NaN, wrong shape) leaves the pipeline where it was: the next frame gets the next index and the same tokens as in
+    a run without the refused call (the texture was built before the map was checked)."""
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    clean = arrcoc_rt.Pipeline(64, 48, device="cpu")
+    want = [clean.process(f) for f in frames]
+    pipe = arrcoc_rt.Pipeline(64, 48, device="cpu")
+    pipe.process(frames[0])
+    pipe.process(frames[1])
+    nan_map = np.full((3, 4), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        pipe.process(frames[2], query_map=nan_map)
+    with pytest.raises(ValueError, match="fits neither"):
+        pipe.process(frames[2], query_map=np.zeros((5, 5), np.float32))
+    got = pipe.process(frames[2])
+    assert got.frame_index == want[2].frame_index == 2
+    for name in ("patches", "budgets", "kinds", "previous", "reuse"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want[2], name), err_msg=name)
+
+
+def test_an_image_folder_follows_the_rules_of_a_source(tmp_path):
+    """An image folder is read once and not after close(), as a video source is (it read all its
+    frames again); options only a live or video source has are refused, not silently dropped."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((24, 32, 3), 40 * k, np.uint8)).save(folder / f"{k:02d}.png")
+    src = arrcoc_rt.open(folder)
+    assert len(list(src)) == 3
+    with pytest.raises(ValueError, match="read once"):
+        list(src)
+    src = arrcoc_rt.open(folder)
+    it = iter(src)
+    next(it)
+    src.close()  # from the loop (or another thread): the iteration ends
+    assert list(it) == []
+    with pytest.raises(ValueError, match="closed"):
+        iter(src)
+    for option in ({"drop_oldest": True}, {"on_full": "block"}, {"queue_size": 4}):
+        with pytest.raises(ValueError, match=f"{next(iter(option))}: an image folder is read on demand"):
+            arrcoc_rt.open(folder, **option)
+    assert arrcoc_rt.open(folder, max_consecutive_errors=2).frame_count == 3

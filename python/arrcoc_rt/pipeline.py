@@ -534,7 +534,11 @@ class Pipeline:
         t0 = time.perf_counter()
         if return_tensors not in ("np", "pt"):
             raise ValueError(f"return_tensors: {return_tensors!r} is not supported; expected 'np' or 'pt'")
-        tex = self.texture_builder.build(frame, pixel_format=pixel_format, layout=layout, stream=stream)
+        # The frame and a query map are checked before anything is built: a refused frame or map
+        # must not move the pipeline on (the texture's motion history, the frame count).
+        spec = self.texture_builder._checked_spec(frame, pixel_format, layout, stream, stream_handle(stream))
+        qmap = self._query_map(qvalue, spec.width, spec.height) if kind == "map" else None
+        tex = self.texture_builder.build(spec, stream=stream)
         t_texture = time.perf_counter()
         if self._sem is not None:
             carry = tex.motion_valid and 0 < self._since_encode < self.encoder_every
@@ -554,7 +558,6 @@ class Pipeline:
                             self.pca.mean, self.pca.components, stream_handle(stream))
         elif kind == "vector":
             raise TypeError("query: a query vector needs an encoder")
-        qmap = self._query_map(qvalue, tex.width, tex.height) if kind == "map" else None
         if qmap is not None:
             self.texture_builder._native.set_patch_channel(33, qmap)
         has_query = qmap is not None or kind == "vector"

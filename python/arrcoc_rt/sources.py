@@ -499,8 +499,10 @@ class VideoSource:
 
 
 class ImageFolderSource:
-    """Images of a folder in name order, as H x W x 3 uint8 RGB arrays; unreadable files are
-    skipped and counted (SourceError after ``max_consecutive_errors`` in a row)."""
+    """Images of a folder in name order, as H x W x 3 uint8 RGB arrays; files that do not decode are
+    skipped and counted (SourceError after ``max_consecutive_errors`` in a row). An image that
+    decodes to pixels of no known range (32-bit float) is a ValueError: its data needs converting,
+    and a black frame in its place would be silent garbage. Read once, like a video source."""
 
     def __init__(self, folder, *, max_consecutive_errors: int = 10):
         self.folder = Path(folder)
@@ -511,12 +513,25 @@ class ImageFolderSource:
         self.live = False
         self.stats = SourceStats()
         self._max_errors = max_consecutive_errors
+        self._closed = False
+        self._started = False  # read once, as a video source
 
     def __iter__(self):
+        if self._closed:
+            raise ValueError(f"{str(self.folder)!r}: this source is closed; open it again to read it")
+        if self._started:
+            raise ValueError(f"{str(self.folder)!r}: this source is already being read (or was read to its end); a "
+                             "source is read once: keep one iterator, or open it again to read it again")
+        self._started = True
+        return self._images()
+
+    def _images(self):
         from PIL import Image, UnidentifiedImageError
 
         consecutive = 0
         for p in self.files:
+            if self._closed:  # closed from the loop or another thread: the iteration ends
+                return
             try:
                 with Image.open(p) as im:
                     a = pil_to_rgb8(im, f"image {str(p)!r}")  # ValueError for pixels of unknown range
@@ -540,7 +555,7 @@ class ImageFolderSource:
         return f"ImageFolderSource({str(self.folder)!r}, {self.frame_count} images)"
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
     def __enter__(self):
         return self
@@ -593,6 +608,11 @@ def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", *
             ["stride"] if kwargs.get("stride", 1) != 1 else [])
         if ranged:
             raise ValueError(f"{', '.join(ranged)}: an image folder has no timeline; slice the files instead")
+        live_only = sorted(k for k, v in kwargs.items() if k != "max_consecutive_errors" and v not in (None, False)
+                           and not (k == "stride" and v == 1))
+        if live_only:
+            raise ValueError(f"{', '.join(live_only)}: an image folder is read on demand, one file per frame (no "
+                             "queue, reader thread, timeout or reconnection); only max_consecutive_errors applies")
         return ImageFolderSource(p, **{k: v for k, v in kwargs.items() if k == "max_consecutive_errors"})
     if not str(source).startswith(LIVE_PREFIXES) and not p.exists():
         raise SourceError(f"{str(source)!r} does not exist (expected a video file, a URL, a webcam or an image folder)")
