@@ -264,8 +264,8 @@ template <typename T>
 Status run_typed(const AllocateParams& p, cudaStream_t st) {
   Status s = check(cudaMemsetAsync(p.counters, 0, 4 * sizeof(int32_t), st), "cudaMemsetAsync");
   if (!s.ok()) return s;
-  s = check(cudaMemsetAsync(p.structure_sums, 0, kAllSums * sizeof(unsigned long long), st), "cudaMemsetAsync");
-  if (!s.ok()) return s;
+  if (!(s = check(cudaMemsetAsync(p.structure_sums, 0, kAllSums * sizeof(unsigned long long), st), "cudaMemsetAsync")).ok())
+    return s;
   const int npatch = p.w4 * p.h4;
   const int P = p.cfg.glimpse_size;
   launch(motion_count_kernel<T>, blocks_for(static_cast<int64_t>(p.width) * p.height), kBlock, 0, st)(p);
