@@ -159,7 +159,10 @@ def _compare(pipe, result, ref):
     G = pipe.config["gestalt_x"] * pipe.config["gestalt_y"]
     tokens = np.concatenate([np.ones(G, bool), same, np.ones(len(result.kinds) - G - len(same), bool)])
     np.testing.assert_array_equal(result.previous[tokens], ref.previous[tokens])
-    np.testing.assert_array_equal(result.reuse[tokens], ref.reuse[tokens])
+    # reuse depends on the level (the glimpse's footprint) and the budget: compared where those agree
+    # (a budget within 1e-3 of a level boundary may quantize either way, as above)
+    agree = tokens & (result.budgets == ref.budgets) & (result.levels == ref.levels)
+    np.testing.assert_array_equal(result.reuse[agree], ref.reuse[agree])
     np.testing.assert_allclose(result.positions[tokens], ref.positions[tokens], atol=1e-3)
     np.testing.assert_array_equal(result.levels[:G], ref.levels[:G])
     np.testing.assert_array_equal(result.levels[sel][far], ref.levels[ref.kinds == 1][far])
