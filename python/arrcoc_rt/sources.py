@@ -404,12 +404,7 @@ class VideoSource:
             yield f
 
     def __iter__(self):
-        if self._closed:
-            raise ValueError(f"{self.url!r}: this source is closed; open it again to read it")
-        if self._started:
-            raise ValueError(f"{self.url!r}: this source is already being read (or was read to its end); a source "
-                             "is read once: keep one iterator, or open it again to read it again")
-        self._started = True
+        _begin_reading(self, self.url)
         if not self._drop_oldest and not self._block:
             for f in self._sampled(self._decode()):
                 self.stats.decoded += 1
@@ -498,6 +493,16 @@ class VideoSource:
         self.close()
 
 
+def _begin_reading(source, name: str) -> None:
+    """A source is read once, and not after close(): ValueError otherwise (both kinds of source)."""
+    if source._closed:
+        raise ValueError(f"{name!r}: this source is closed; open it again to read it")
+    if source._started:
+        raise ValueError(f"{name!r}: this source is already being read (or was read to its end); a source is read "
+                         "once: keep one iterator, or open it again to read it again")
+    source._started = True
+
+
 class ImageFolderSource:
     """Images of a folder in name order, as H x W x 3 uint8 RGB arrays; files that do not decode are
     skipped and counted (SourceError after ``max_consecutive_errors`` in a row). An image that
@@ -517,12 +522,7 @@ class ImageFolderSource:
         self._started = False  # read once, as a video source
 
     def __iter__(self):
-        if self._closed:
-            raise ValueError(f"{str(self.folder)!r}: this source is closed; open it again to read it")
-        if self._started:
-            raise ValueError(f"{str(self.folder)!r}: this source is already being read (or was read to its end); a "
-                             "source is read once: keep one iterator, or open it again to read it again")
-        self._started = True
+        _begin_reading(self, str(self.folder))
         return self._images()
 
     def _images(self):
