@@ -51,6 +51,20 @@ def test_av_frames_of_every_format_match_numpy(fmt):
         assert np.abs(lum - want).mean() < 0.02
 
 
+def test_an_opencv_bgr_array_is_declared_with_pixel_format():
+    """Stream.process takes pixel_format= as Pipeline.process does (OpenCV users had no way to
+    declare BGR through a Stream); an av.VideoFrame, which says its own format, refuses one."""
+    rgb = sample_frames(64, 48, 2)
+    want = arrcoc_rt.Stream(device="cpu").process_many(rgb)
+    s = arrcoc_rt.Stream(device="cpu")
+    got = [s.process(np.ascontiguousarray(f[..., ::-1]), pixel_format="bgr24") for f in rgb]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.glimpses, b.glimpses)
+        np.testing.assert_array_equal(a.patches, b.patches)
+    with pytest.raises(ValueError, match="pixel_format: 'bgr24' given for an av.VideoFrame"):
+        s.process(av.VideoFrame.from_ndarray(rgb[0], format="rgb24"), pixel_format="bgr24")
+
+
 def test_resolution_and_format_change_mid_stream():
     stream = arrcoc_rt.Stream(device="cpu")
     small = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p") for f in sample_frames(64, 48, 3)]

@@ -278,11 +278,13 @@ class Stream:
         if self._pipeline is not None:
             self._pipeline.reset()
 
-    def process(self, frame, *, layout: str | None = None, return_tensors: str = "np") -> FrameResult:
+    def process(self, frame, *, pixel_format: str | None = None, layout: str | None = None,
+                return_tensors: str = "np") -> FrameResult:
         """One frame -> FrameResult, in stream order (motion and temporal state follow the frames).
 
         ``frame``: an ``av.VideoFrame`` (yuv420p / nv12 / rgb24 / bgr24 planes go to the kernels
-        without a copy; other formats are converted once), an H x W x 3 uint8 array or a tensor.
+        without a copy; other formats are converted once), an H x W x 3 uint8 RGB array or a tensor
+        (``pixel_format='bgr24'`` for OpenCV's BGR, or any format ``Pipeline.process`` takes).
         The pipeline is created at the first frame's size, grown for larger frames, and reset when
         the size or pixel format changes (``result.resized``). ``result.frame_index`` counts the
         frames of this Stream from 0; ``result.pts`` is the frame's time in seconds, when known.
@@ -290,10 +292,12 @@ class Stream:
         if self._closed:
             raise ValueError("this Stream is closed; create a new one")
         pts = None
-        pixel_format = None
         gap = None
         original = frame  # an av.VideoFrame stays one for ask() (its planes are not RGB)
         if type(frame).__module__.startswith("av.") and hasattr(frame, "planes"):
+            if pixel_format is not None:
+                raise ValueError(f"pixel_format: {pixel_format!r} given for an av.VideoFrame, which says its own "
+                                 f"({frame.format.name}); give it for arrays and tensors only")
             gap = frame.opaque if isinstance(frame.opaque, SourceGap) else None
             frame, pixel_format, pts = frame_from_av(frame)
         if isinstance(frame, tuple):
@@ -335,13 +339,15 @@ class Stream:
                 self._window.append((_copy_frame(original), PackSnapshot(result)))
         return result
 
-    def process_many(self, frames, *, layout: str | None = None, return_tensors: str = "np") -> list:
+    def process_many(self, frames, *, pixel_format: str | None = None, layout: str | None = None,
+                     return_tensors: str = "np") -> list:
         """Frames in order -> a list of FrameResults: an [N, H, W, 3] array or tensor, [N, 3, H, W]
         (torchcodec's batches; or ``layout='CHW'``), or any iterable of frames."""
         shape = getattr(frames, "shape", None)
         if shape is not None and len(shape) != 4:
             raise ValueError(f"frames: a batch is [N, H, W, 3] or [N, 3, H, W]; got shape {tuple(shape)}")
-        return [self.process(f, layout=layout, return_tensors=return_tensors) for f in frames]
+        return [self.process(f, pixel_format=pixel_format, layout=layout, return_tensors=return_tensors)
+                for f in frames]
 
     def ask(self, question: str, *, frames: int = 1, max_new_tokens: int = 32, asynchronous: bool = False,
             passes: int = 1, budget: str | int | None = None):
