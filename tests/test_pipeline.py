@@ -518,6 +518,29 @@ def test_zero_copy_outputs_equal_the_copies(device):
         assert np.shares_memory(view, again.glimpses), "views alias the allocator's buffers (valid until the next frame)"
 
 
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_result_pickles_and_copies_with_its_host_values(device, copy):
+    """A FrameResult is "safe to keep": pickle and deepcopy keep every array and flag as host values
+    (they failed on the texture builder), drop the live texture, and gather_features then says why
+    it cannot run; == is identity (field-wise == of arrays raised)."""
+    import copy as copying
+    import pickle
+
+    img = real_image("coffee")
+    h, w = img.shape[:2]
+    pipe = arrcoc_rt.Pipeline(w, h, device=device)
+    r = pipe.process(img, copy=copy)
+    for kept in (pickle.loads(pickle.dumps(r)), copying.deepcopy(r)):
+        for name in ("glimpses", "positions", "levels", "budgets", "kinds", "patches", "previous", "reuse"):
+            np.testing.assert_array_equal(host(getattr(kept, name)), host(getattr(r, name)), err_msg=name)
+        assert (kept.scene_cut, kept.num_saccades, kept.frame_size) == (r.scene_cut, r.num_saccades, r.frame_size)
+        assert kept.texture is None and kept.churn == r.churn
+        with pytest.raises(ValueError, match="holds no pipeline"):
+            kept.gather_features(np.zeros((4, 2, 2), np.float32))
+        assert kept != r and r == r
+
+
 ODD = np.array([np.nan, np.inf, -np.inf, 3e9, -1e30, 2e4, -9.0, 20.0, 7.0, -0.25], np.float32)
 
 

@@ -98,11 +98,13 @@ def _renamed(result, old: str, new: str):
     return getattr(result, new)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: field-wise == of arrays has no single truth value
 class FrameResult:
     """One processed frame. Token arrays have N = gestalt + saccade slots entries, gestalt first;
     missing saccades are padding (kind -1, level -1, budget 0). The arrays are host copies, safe
-    to keep; ``texture`` is a zero-copy view, valid until the next frame."""
+    to keep; ``texture`` is a zero-copy view, valid until the next frame. A pickled or deep-copied
+    result keeps every array and flag (host copies, also of a ``copy=False`` CUDA result) but not
+    ``texture`` or ``gather_features``, which need the live pipeline."""
 
     frame_index: int
     glimpses: np.ndarray      # [N, 3, P, P] float32 RGB glimpses at each token's mip level
@@ -192,7 +194,27 @@ class FrameResult:
         ``features`` ([C, h, w] float32 over the whole frame) over the 2^level x 2^level cells around
         the token. CPU: NumPy in and out. CUDA: a CUDA tensor in, and ``out`` a CUDA float32 [N, C]
         (both C-contiguous, on the pipeline's device), written on ``stream``."""
+        if self._pipeline is None:
+            raise ValueError("gather_features: this FrameResult was pickled or copied and holds no pipeline; "
+                             "gather on the result Pipeline.process returned, before the next frame")
         return self._pipeline._gather(self, features, out, stream)
+
+    def __getstate__(self) -> dict:
+        # Host values only: the texture and the pipeline are live native objects of this process.
+        state = {}
+        for key, value in self.__dict__.items():
+            if key in ("texture", "_pipeline"):
+                value = None
+            elif key in ("_scene_cut", "_num_saccades") and isinstance(value, _DeviceScalar):
+                value = getattr(self, key[1:])
+            elif value is not None and hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray) \
+                    and not hasattr(value, "detach"):  # a copy=False DeviceArray (torch tensors pickle as they are)
+                value = np.asarray(to_host(value))
+            state[key] = value
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 
 class _DeviceScalar:
