@@ -408,3 +408,9 @@ def test_an_image_folder_follows_the_rules_of_a_source(tmp_path):
         with pytest.raises(ValueError, match=f"{next(iter(option))}: an image folder is read on demand"):
             arrcoc_rt.open(folder, **option)
     assert arrcoc_rt.open(folder, max_consecutive_errors=2).frame_count == 3
+    # counts are ints >= 1 ("3" failed later as "'<' not supported"; 2.5 queue slots were taken)
+    video = write_video(tmp_path / "clip.mp4", sample_frames(32, 24, 3))
+    for where, option in ((folder, {"max_consecutive_errors": "3"}), (video, {"max_consecutive_errors": 0}),
+                          (video, {"queue_size": 2.5})):
+        with pytest.raises(ValueError, match=f"{next(iter(option))}: .* must be an int >= 1"):
+            arrcoc_rt.open(where, **option)

@@ -134,10 +134,8 @@ class VideoSource:
         drop_oldest = drop_oldest or on_full == "drop"
         if drop_oldest and not self.live:
             raise ValueError("drop_oldest: only for live sources; a file is read as fast as it is consumed")
-        if max_consecutive_errors < 1:
-            raise ValueError(f"max_consecutive_errors: {max_consecutive_errors} must be >= 1")
-        if queue_size < 1:
-            raise ValueError(f"queue_size: {queue_size} must be >= 1")
+        _check_count("max_consecutive_errors", max_consecutive_errors)
+        _check_count("queue_size", queue_size)
         if isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int) or reconnect_attempts < 0:
             raise ValueError(f"reconnect_attempts: {reconnect_attempts!r} must be an int >= 0 (0: never reconnect)")
         try:
@@ -493,6 +491,12 @@ class VideoSource:
         self.close()
 
 
+def _check_count(name: str, value) -> None:
+    """A count option: an int >= 1 (a str compared with an int, or 2.5 queue slots, is a mistake)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: {value!r} must be an int >= 1")
+
+
 def _begin_reading(source, name: str) -> None:
     """A source is read once, and not after close(): ValueError otherwise (both kinds of source)."""
     if source._closed:
@@ -510,6 +514,7 @@ class ImageFolderSource:
     and a black frame in its place would be silent garbage. Read once, like a video source."""
 
     def __init__(self, folder, *, max_consecutive_errors: int = 10):
+        _check_count("max_consecutive_errors", max_consecutive_errors)
         self.folder = Path(folder)
         self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
