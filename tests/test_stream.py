@@ -1,6 +1,7 @@
 """Streaming: Stream over real video encoded in the test with PyAV, sources (files, image
 folders, truncated and corrupted data, drop-oldest), resolution changes, the CLI and examples."""
 
+import json
 import subprocess
 import sys
 import warnings
@@ -283,3 +284,19 @@ def test_resolution_change_inside_a_file(tmp_path):
     assert [w for w, _ in results] == [96] * 8 + [160] * 8
     assert [r.resized for _, r in results] == [False] * 8 + [True] + [False] * 7
     assert results[8][1].texture.width == 160 and not results[8][1].motion_valid and results[9][1].motion_valid
+
+
+def test_the_cli_reports_where_the_frame_size_changed(tmp_path):
+    """`arrcoc-rt run` over a file whose size changes: the JSONL marks the frame (`resized`), and
+    the summary lists it (the state is reset there: a cut in that frame cannot be found, and the
+    summary said nothing)."""
+    write_video(tmp_path / "a.ts", sample_frames(96, 64, 6), container_format="mpegts")
+    write_video(tmp_path / "b.ts", sample_frames(160, 112, 6), container_format="mpegts")
+    (tmp_path / "ab.ts").write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    from arrcoc_rt import cli
+
+    assert cli.main(["run", str(tmp_path / "ab.ts"), "--device", "cpu", "--quiet", "--jsonl", str(tmp_path / "t.jsonl"),
+                     "--summary", str(tmp_path / "s.json")]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [line.get("resized", False) for line in lines] == [False] * 6 + [True] + [False] * 5
+    assert json.loads((tmp_path / "s.json").read_text())["resized_at"] == [6]

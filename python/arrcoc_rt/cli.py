@@ -180,10 +180,12 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
 
     bar = tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True, leave=True)
     """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts, churn
-    (per frame after the first) and whether Ctrl-C stopped it (what was processed is kept)."""
+    (per frame after the first), the frames where the size or pixel format changed (the stream's
+    state was reset there, so no cut can be found in them) and whether Ctrl-C stopped it (what was
+    processed is kept)."""
     import json
 
-    timings, cuts, saccades = [], [], []
+    timings, cuts, saccades, resized = [], [], [], []
     churn = []  # share of saccades on new content, per frame after the first
     out = open(jsonl, "w") if jsonl else None
     interrupted = False
@@ -197,6 +199,8 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 churn.append(r.churn)
             if r.scene_cut:
                 cuts.append(r.frame_index)
+            if r.resized:
+                resized.append(r.frame_index)
             question = getattr(stream, "question", None)
             if question and r.frame_index % stream.ask_every == 0:
                 a = stream.ask(question, frames=getattr(stream, "ask_frames", 1), passes=getattr(stream, "ask_passes", 1),
@@ -213,6 +217,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 out.write(json.dumps({
                     "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
                     **({"reconnected": True, "gap_s": round(r.gap_s, 3)} if r.reconnected else {}),
+                    **({"resized": True} if r.resized else {}),
                     "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
                                "padding": int(np.sum(r.kinds < 0))},
                     "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
@@ -230,7 +235,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
         bar.close()
         if out is not None:
             out.close()
-    return timings, cuts, saccades, churn, interrupted
+    return timings, cuts, saccades, churn, resized, interrupted
 
 
 def _plot(timings, path) -> None:
@@ -270,7 +275,7 @@ def _cmd_demo(args) -> int:
         raise _error(str(e)) from None
     writer = OverlayWriter(out / "overlay.mp4", fps=12)
     try:
-        timings, cuts, saccades, churn, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
+        timings, cuts, saccades, churn, _, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
                                                   sys.stderr.isatty())
     finally:
         writer.close()
@@ -366,7 +371,7 @@ def _cmd_run(args) -> int:
               if (args.out or args.png_dir) else None)
     frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
     try:
-        timings, cuts, saccades, churn, interrupted = _process_all(frames, stream, writer, args.jsonl,
+        timings, cuts, saccades, churn, resized, interrupted = _process_all(frames, stream, writer, args.jsonl,
                                                             getattr(src, "frame_count", 0),
                                                             not args.quiet and sys.stderr.isatty())
     except SourceError as e:
@@ -391,6 +396,7 @@ def _cmd_run(args) -> int:
             "saccades_mean": float(np.mean(saccades)),
             "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
             "churn_median": float(np.median(churn)) if churn else None, "scene_cuts": cuts,
+            "resized_at": resized,
             "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
             "disconnects": st.disconnects, "reconnects": st.reconnects, "gap_s": round(st.gap_s, 3),
             "interrupted": interrupted}, indent=2))
@@ -398,7 +404,10 @@ def _cmd_run(args) -> int:
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
                    f"{st.dropped} frames dropped"
                    + (f", {st.disconnects} connection(s) lost, {st.reconnects} reconnected ({st.gap_s:.1f} s without "
-                      "frames)" if st.disconnects else "") + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
+                      "frames)" if st.disconnects else "")
+                   + (f"\nframe size or pixel format changed at frame(s) {resized}: the state was reset there, so a "
+                      "cut in the same frame cannot be told" if resized else "")
+                   + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
     return 130 if interrupted else 0
 
 
