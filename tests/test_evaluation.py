@@ -576,3 +576,16 @@ def test_eval_with_only_a_video_runs_only_that_video(files, tmp_path, capsys):
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["images"] is None and results["video"]["frames"] == 4
     assert "items from" not in capsys.readouterr().err
+
+
+def test_distinctiveness_pairs_only_different_queries(files):
+    """Two items with the same query on one image (e.g. boxes of two instances) are no pair of
+    queries: they scored 0 and counted as a pair below the criterion."""
+    path = write_lines(files / "same.jsonl", [
+        {"image": "scene.png", "query_image": "thing.png", "boxes": [[16, 8, 48, 40]], "id": "a"},
+        {"image": "scene.png", "query_image": "thing.png", "boxes": [[60, 8, 90, 40]], "id": "b"},
+        {"image": "scene.png", "query_box": [60, 8, 90, 40], "boxes": [[60, 8, 90, 40]], "id": "c"},
+    ])
+    r = evaluate_images(load_jsonl(path), device="cpu")
+    assert sorted((p["a"], p["b"]) for p in r["distinctiveness"]) == [("a", "c"), ("b", "c")]
+    assert r["summary"]["distinctiveness_pairs"] == 2

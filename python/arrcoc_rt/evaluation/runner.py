@@ -119,7 +119,7 @@ def evaluate_images(items, pipeline_options: dict | None = None, device: str = "
     ``lift`` (share / area_share), ``top_region_iou`` (IoU of the boxes with the box-sized region of
     the most relevant patches; > 0.5 finds it) and ``saccades``; ``lift_over_query_free`` (query
     share / query-free share); and ``maps`` (the saccade budget maps, for the pictures).
-    Across items: ``distinctiveness`` for each pair of queried items on one image (1 - cosine of
+    Across items: ``distinctiveness`` for each pair of differently queried items on one image (1 - cosine of
     their saccade budget maps; > 0.3 is a real difference) and a ``summary`` of medians.
 
     ``items``: ``Item`` objects (``load_jsonl``, ``builtin_items``). ``pipeline_options``: keywords
@@ -182,6 +182,8 @@ def evaluate_images(items, pipeline_options: dict | None = None, device: str = "
             by_image.setdefault(source_key(row["source"]), []).append(row)
     for group in by_image.values():
         for a, b in combinations(group, 2):
+            if a["query"] == b["query"]:  # the same query twice (e.g. boxes of two instances): not a pair of queries
+                continue
             pairs.append({"scene": a["scene"], "a": a["id"], "b": b["id"],
                           "distinctiveness": distinctiveness(a["maps"]["with_query"], b["maps"]["with_query"])})
 
