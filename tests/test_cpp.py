@@ -57,6 +57,44 @@ def test_find_package_from_cmake_install(cpu_only_install, tmp_path):
     assert "texture 320x240" in out and "oversized frame -> OutOfRange" in out
 
 
+def _pkg_config_flags(pc: Path) -> list:
+    """``pkg-config --cflags --libs`` of an arrcoc.pc (pkg-config itself when installed, else the
+    file's variables expanded here: the host build the file is for needs no CMake)."""
+    env = dict(os.environ, PKG_CONFIG_PATH=str(pc.parent))
+    if shutil.which("pkg-config"):
+        return _run(["pkg-config", "--cflags", "--libs", "arrcoc"], env=env).split()
+    values = {"pcfiledir": str(pc.parent)}
+    fields = {}
+    for line in pc.read_text().splitlines():
+        if "=" in line and ":" not in line.split("=")[0] and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+        elif ": " in line:
+            key, value = line.split(": ", 1)
+            fields[key] = value
+    expand = lambda text: __import__("re").sub(r"\$\{(\w+)\}", lambda m: expand(values[m.group(1)]), text)  # noqa: E731
+    return expand(fields["Cflags"]).split() + expand(fields["Libs"]).split()
+
+
+def test_pkg_config_builds_a_host_without_cmake(cpu_only_install, tmp_path):
+    """<libdir>/pkgconfig/arrcoc.pc: a host built by a plain compiler call (make, meson) from the
+    installed tree; its paths are relative to the file, so the tree can move (copied here)."""
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    _, prefix = cpu_only_install
+    moved = tmp_path / "moved"
+    shutil.copytree(prefix, moved, symlinks=True)
+    pcs = list(moved.glob("**/pkgconfig/arrcoc.pc"))
+    assert len(pcs) == 1, pcs
+    assert f"Version: {arrcoc_rt.__version__}" in pcs[0].read_text()
+    exe = tmp_path / "host"
+    _run([compiler, "-std=c++17", ROOT / "tests" / "cpp" / "consumer" / "main.cpp", "-o", exe,
+          *_pkg_config_flags(pcs[0])])
+    out = _run([exe])
+    assert "texture 320x240" in out and "oversized frame -> OutOfRange" in out
+
+
 def test_find_package_from_the_python_package(tmp_path):
     prefix = Path(arrcoc_rt.cmake_prefix_path())
     if not (prefix / "lib" / "cmake" / "arrcoc" / "arrcocConfig.cmake").exists():
