@@ -193,9 +193,10 @@ class Stream:
             ``budget=`` of earlier releases still works, with a DeprecationWarning.
         encoder: 'builtin' (weight-free, the default when the query needs one), 'clip:PATH' /
             'siglip:PATH' (local folders; also text queries), or an Encoder object.
-        vlm: a frozen VLM to ask questions with ``ask()`` (an ``arrcoc_rt.vlm`` adapter or
-            'llava:PATH'), or a callable(FrameResult) -> anything called per frame (its return value
-            is ``result.vlm_output``).
+        vlm: a frozen VLM to ask questions with ``ask()`` (an ``arrcoc_rt.vlm`` adapter, e.g.
+            ``make_adapter('llava:PATH', tokens=144)`` to cap the visual tokens, or 'llava:PATH' /
+            'llava_next:PATH' / 'qwen2_vl:PATH' / 'qwen2_5_vl:PATH' for every kept token), or a
+            callable(FrameResult) -> anything called per frame (its return value is ``result.vlm_output``).
         ask_frames: the longest window ``ask(frames=k)`` may use (default 1: nothing is kept per
             frame). Above 1 the Stream keeps copies of the last ``ask_frames`` frames and their token
             packs (kinds, positions, levels; a few KB): an av.VideoFrame by reference (it owns its
