@@ -366,7 +366,6 @@ struct TokenAllocator::Impl {
     // writes for the next frame too; not the previous frame's, which it reads.
     const size_t n4 = static_cast<size_t>(p.w4) * p.h4, ntok = static_cast<size_t>(p.num_tokens);
     const size_t slots = static_cast<size_t>(p.capacity);
-    bool recorded = false;
     tokens_valid = false;  // until this frame has written them all
     s = run_stage(
         config.device, stream, done_event, order,
@@ -379,13 +378,11 @@ struct TokenAllocator::Impl {
          output_of(p.slot_rel, slots), output_of(p.context, 3), output_of(p.counters, 4),
          OutputRegion{p.out_cached4, n4 * es}, OutputRegion{p.out_info4, n4 * es}, OutputRegion{p.out_sal4, n4 * es},
          OutputRegion{p.out_rel4, n4 * es}},
-        [&] { return cpu::run_allocation(p); }, [&] { return cuda::run_allocation(p, stream); }, &recorded);
-    ran = ran || recorded;  // waits cover what a failed frame queued
+        [&] { return cpu::run_allocation(p); }, [&] { return cuda::run_allocation(p, stream); }, &ran);
     if (!s.ok()) {
       has_history = false;
       return s;
     }
-    ran = true;
     std::swap(rel[0], rel[1]);  // this frame's relevance and saccades are the next frame's history
     std::swap(token_of_patch[0], token_of_patch[1]);
     std::swap(budget_of_patch[0], budget_of_patch[1]);

@@ -182,16 +182,17 @@ class StreamOrder {
 
 // One frame of a stage whose outputs are `outputs`: on the CPU the tests' poison, then cpu_run();
 // on a device, after the last call's work (`order`), the poison and device_run() queued on
-// `stream`, then `done_event` recorded there. Once anything is queued the event is recorded even
-// when a later step fails, so the next call and every wait come after the partial work;
-// *recorded says whether it was.
+// `stream`, then `done_event` recorded there. Sets *ran once the frame's work exists to wait for:
+// a CPU run that succeeded, or any device work whose event was recorded (also when a later step
+// failed, so the next call and every wait come after the partial work).
 template <typename CpuRun, typename DeviceRun>
 Status run_stage(Device device, void* stream, void* done_event, StreamOrder& order,
-                 std::initializer_list<OutputRegion> outputs, CpuRun cpu_run, DeviceRun device_run, bool* recorded) {
-  *recorded = false;
+                 std::initializer_list<OutputRegion> outputs, CpuRun cpu_run, DeviceRun device_run, bool* ran) {
   if (device == Device::kCPU) {
     Status s = poison_outputs(device, nullptr, outputs);
-    return s.ok() ? cpu_run() : s;
+    if (s.ok()) s = cpu_run();
+    if (s.ok()) *ran = true;
+    return s;
   }
   Status s = order.before(stream, done_event);
   if (!s.ok()) return s;
@@ -200,7 +201,7 @@ Status run_stage(Device device, void* stream, void* done_event, StreamOrder& ord
   const Status r = cuda::event_record(done_event, stream);
   if (r.ok()) {
     order.after(stream);
-    *recorded = true;
+    *ran = true;
   }
   return s.ok() ? r : s;
 }

@@ -149,17 +149,14 @@ struct ClusterCascade::Impl {
     auto cluster_plane = [&](int step) {
       return OutputRegion{p.cluster_out[step], static_cast<size_t>(t.levels[2 + step].width) * t.levels[2 + step].height * es};
     };
-    bool recorded = false;
     s = run_stage(
         config.device, stream, done_event, order,
         {output_of(p.labels, static_cast<size_t>(p.w2) * p.h2), output_of(p.scores, nc), output_of(p.contrast, nc),
          output_of(p.patch_contrast, n4), output_of(p.kept, static_cast<size_t>(p.top_k)),
          output_of(p.candidates, static_cast<size_t>(p.top_k) * p.per_cluster), cluster_plane(0), cluster_plane(1),
          cluster_plane(2)},
-        [&] { return cpu::run_cascade(p); }, [&] { return cuda::run_cascade(p, stream); }, &recorded);
-    ran = ran || recorded;  // waits cover what a failed frame queued
+        [&] { return cpu::run_cascade(p); }, [&] { return cuda::run_cascade(p, stream); }, &ran);
     if (!s.ok()) return s;
-    ran = true;
 
     CascadeView v;
     v.device = config.device;
