@@ -112,6 +112,12 @@ def test_greedy_generation(llava_dir, attn):
     r = pipe.process(f)
     inputs = ad.prepare(f, r, "what is on the left ?")
     assert inputs["num_visual_tokens"] == 8
+    # A call's own tokens= overrides the adapter's cap; 'all' lifts it (None keeps the adapter's).
+    assert ad.prepare(f, r, "what", tokens=5)["num_visual_tokens"] == 5
+    assert ad.prepare(f, r, "what", tokens=None)["num_visual_tokens"] == 8
+    assert ad.prepare(f, r, "what", tokens="all")["num_visual_tokens"] == int((np.asarray(r.kinds) >= 0).sum()) > 8
+    with pytest.raises(ValueError, match="tokens"):
+        ad.prepare(f, r, "what", tokens="most")
     out = ad.generate(inputs, max_new_tokens=4)
     assert isinstance(out, str)
     assert out == ad.generate(inputs, max_new_tokens=4)  # greedy: deterministic

@@ -26,9 +26,19 @@ def host(a, what: str = "array") -> np.ndarray:
 
 
 def check_tokens(tokens) -> None:
-    """A token count: None (all kept tokens) or a positive int; ValueError otherwise."""
-    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1):
-        raise ValueError(f"tokens: {tokens!r} is not a positive int (or None for all kept tokens)")
+    """A token count: None or 'all' (all kept tokens) or a positive int; ValueError otherwise."""
+    if tokens is not None and tokens != "all" and (isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer))
+                                                   or tokens < 1):
+        raise ValueError(f"tokens: {tokens!r} is not a positive int (or None or 'all' for all kept tokens)")
+
+
+def call_tokens(adapter_tokens, tokens):
+    """The token count of one ``prepare`` call: its own ``tokens=`` (an int, or 'all' for every kept
+    token, overriding the adapter's), else the adapter's (None when it keeps all)."""
+    check_tokens(tokens)
+    if tokens is None:
+        return adapter_tokens
+    return None if tokens == "all" else tokens
 
 
 def check_template(template: str) -> None:
@@ -44,6 +54,7 @@ def kept_tokens(result, tokens: int | None = None) -> np.ndarray:
     gestalt tokens spread evenly over the frame (``spread_order``), never the first N rows of the
     gestalt grid."""
     check_tokens(tokens)
+    tokens = None if tokens == "all" else tokens
     kinds = host(result.kinds, "result.kinds")
     # The pack is already ordered (gestalt, then saccades by key); a stable sort on kind keeps that
     # order even if a backend ever interleaved them.
@@ -284,8 +295,10 @@ class VLMAdapter(ABC):
         the projector), covering the whole frame."""
 
     @abstractmethod
-    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
-        """The model inputs for ``prompt`` about ``frame_rgb`` as seen through ``result``'s tokens."""
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | str | None = None) -> dict:
+        """The model inputs for ``prompt`` about ``frame_rgb`` as seen through ``result``'s tokens.
+        ``tokens``: how many of them (``kept_tokens``) for this call; 'all' for every kept token;
+        None for the adapter's own ``tokens=`` (all kept tokens unless it was given one)."""
 
     @abstractmethod
     def generate(self, inputs: dict, max_new_tokens: int = 16, **kw) -> str:
@@ -305,7 +318,7 @@ class VLMAdapter(ABC):
         torch.cuda.current_stream(f.device).synchronize()
         return out.to(self.device)
 
-    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None) -> dict:
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | str | None = None) -> dict:
         """The model inputs for ``prompt`` about several frames, oldest first, each seen through its
         own result's tokens (``tokens=N`` per frame, so up to k x N visual tokens in all). The same
         keys as ``prepare``, with ``token_index`` a list (one array per frame) and ``frame_tokens``

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from .base import (VLMAdapter, check_frames, check_model_type, check_template, check_tokens, checkpoint_folder, host,
+from .base import (VLMAdapter, call_tokens, check_frames, check_model_type, check_template, check_tokens, checkpoint_folder, host,
                    load_checkpoint, model_device, torch_dtype)
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
@@ -120,20 +120,20 @@ class LlavaAdapter(VLMAdapter):
         return hs.float().transpose(1, 2).reshape(hs.shape[0], -1, g, g).contiguous()
 
     # ------------------------------------------------------------------ language
-    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | str | None = None) -> dict:
         """Model inputs: ``inputs_embeds`` [1, L, D] with the projected visual tokens at the image-token
         positions, ``attention_mask`` [1, L], ``input_ids`` [1, L] (the prompt with K image tokens,
         for reference) and ``num_visual_tokens`` K. ``tokens`` overrides the adapter's knob."""
         out = self.prepare_frames([frame_rgb], [result], prompt, tokens=tokens)
         return dict(out, token_index=out["token_index"][0])
 
-    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None) -> dict:
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | str | None = None) -> dict:
         """Model inputs about k frames, oldest first, each through its own result's tokens (``tokens``
         per frame): one prompt with k image-token blocks in time order (see the class docstring).
         ``prepare``'s keys, with ``token_index`` a list of k arrays and ``frame_tokens`` the count of
         each block; ``num_visual_tokens`` is their sum."""
         torch = self._torch
-        arrays, keeps = check_frames(frames_rgb, results, self.tokens if tokens is None else tokens)
+        arrays, keeps = check_frames(frames_rgb, results, call_tokens(self.tokens, tokens))
         grids = self._grids(torch.cat([self.pixel_values(a) for a in arrays]))            # [k, C, g, g]
         blocks = []
         for result, keep, grid in zip(results, keeps, grids):

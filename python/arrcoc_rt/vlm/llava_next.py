@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (check_frames, check_model_type, checkpoint_folder, host, load_checkpoint, model_device, token_cells,
+from .base import (call_tokens, check_frames, check_model_type, checkpoint_folder, host, load_checkpoint, model_device, token_cells,
                    torch_dtype)
 from .llava import DEFAULT_TEMPLATE, LlavaAdapter
 
@@ -122,7 +122,7 @@ class LlavaNextAdapter(LlavaAdapter):
             start = end
         return torch.cat(parts) if parts else visual[:0], len(parts) // 2
 
-    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None) -> dict:
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | str | None = None) -> dict:
         """Model inputs about k frames, oldest first (one image block each; see the class docstring):
         ``inputs_embeds``, ``attention_mask``, ``input_ids`` (image tokens: visual + newline),
         ``num_visual_tokens`` (the kept tokens, newlines not counted), ``num_newline_tokens``,
@@ -130,7 +130,7 @@ class LlavaNextAdapter(LlavaAdapter):
         pack order, then the saccades in prompt order) and ``cells`` (per frame: each saccade's cell
         on the high-resolution grid, raster index)."""
         torch = self._torch
-        arrays, keeps = check_frames(frames_rgb, results, self.tokens if tokens is None else tokens)
+        arrays, keeps = check_frames(frames_rgb, results, call_tokens(self.tokens, tokens))
         views = self._views([self.image_inputs(a) for a in arrays])
         blocks, index, cells_list, counts, newlines = [], [], [], [], 0
         for result, keep, (base, hires) in zip(results, keeps, views):
@@ -157,7 +157,7 @@ class LlavaNextAdapter(LlavaAdapter):
         return dict(out, num_visual_tokens=sum(counts), num_newline_tokens=newlines, frame_tokens=counts,
                     token_index=index, cells=cells_list)
 
-    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | str | None = None) -> dict:
         """``prepare_frames`` for one frame, with ``token_index`` and ``cells`` the frame's arrays."""
         out = self.prepare_frames([frame_rgb], [result], prompt, tokens=tokens)
         return dict(out, token_index=out["token_index"][0], cells=out["cells"][0])

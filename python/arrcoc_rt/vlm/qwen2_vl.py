@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .base import (VLMAdapter, check_frames, check_template, check_tokens, checkpoint_folder, host, load_checkpoint,
+from .base import (VLMAdapter, call_tokens, check_frames, check_template, check_tokens, checkpoint_folder, host, load_checkpoint,
                    model_device, token_cells, torch_dtype)
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
@@ -67,7 +67,7 @@ class Qwen2VLAdapter(VLMAdapter):
 
     name = "qwen2_vl"
 
-    def __init__(self, model, tokenizer, image_processor, *, tokens: int | None = None,
+    def __init__(self, model, tokenizer, image_processor, *, tokens: int | str | None = None,
                  template: str = DEFAULT_TEMPLATE, min_pixels: int | None = None, max_pixels: int | None = None):
         import torch
 
@@ -101,7 +101,7 @@ class Qwen2VLAdapter(VLMAdapter):
         self._torch = torch
 
     @classmethod
-    def load(cls, path, device: str = "cpu", dtype=None, *, tokens: int | None = None,
+    def load(cls, path, device: str = "cpu", dtype=None, *, tokens: int | str | None = None,
              template: str = DEFAULT_TEMPLATE, attn_implementation: str | None = None, min_pixels: int | None = None,
              max_pixels: int | None = None, model_type: str | None = None) -> "Qwen2VLAdapter":
         """A Qwen2-VL / Qwen2.5-VL checkpoint folder (model, tokenizer and image processor,
@@ -163,7 +163,7 @@ class Qwen2VLAdapter(VLMAdapter):
     token_cells = staticmethod(token_cells)
 
     # ------------------------------------------------------------------ language
-    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | None = None) -> dict:
+    def prepare(self, frame_rgb, result, prompt: str, *, tokens: int | str | None = None) -> dict:
         """Model inputs: ``inputs_embeds`` [1, L, D] with K visual tokens at the image-token places,
         ``attention_mask`` [1, L], ``position_ids`` [3, 1, L] (the full grid's, kept places only),
         ``rope_deltas`` [1, 1], ``input_ids`` [1, L] (for reference), ``num_visual_tokens`` K,
@@ -172,7 +172,7 @@ class Qwen2VLAdapter(VLMAdapter):
         out = self.prepare_frames([frame_rgb], [result], prompt, tokens=tokens)
         return dict(out, token_index=out["token_index"][0], cells=out["cells"][0])
 
-    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | None = None,
+    def prepare_frames(self, frames_rgb, results, prompt: str, *, tokens: int | str | None = None,
                        seconds_per_frame: float | None = None) -> dict:
         """Model inputs about k frames of one size, oldest first, each through its own result's tokens
         (``tokens`` per frame): one frame is ``prepare``'s image; more are one video with one temporal
@@ -182,7 +182,7 @@ class Qwen2VLAdapter(VLMAdapter):
         time between frames for Qwen2.5-VL's temporal positions (None: 1 s per patch, the model's
         default; Qwen2-VL ignores it)."""
         torch = self._torch
-        arrays, keeps = check_frames(frames_rgb, results, self.tokens if tokens is None else tokens)
+        arrays, keeps = check_frames(frames_rgb, results, call_tokens(self.tokens, tokens))
         images = [self.image_inputs(a) for a in arrays]
         thw = images[0]["image_grid_thw"]
         if any(not torch.equal(im["image_grid_thw"], thw) for im in images[1:]):
