@@ -264,6 +264,14 @@ def test_cli_run_asks_over_the_last_frames(llava_dir, tmp_path, capsys):
     assert "over" not in lines[0] and "visual tokens over 2 frames" in lines[1]
     assert main(["run", str(folder), "--frames", "2", "--device", "cpu", "--quiet"]) == 2
     assert "--frames" in capsys.readouterr().err
+    # --tokens caps what the model sees per frame, as `ask --tokens` does.
+    assert main(["run", str(folder), "--vlm", f"llava:{llava_dir}", "--ask", "what is here ?", "--every", "3",
+                 "--tokens", "4", "--device", "cpu", "--quiet"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "visual tokens" in line]
+    assert len(lines) == 2 and all("(4 visual tokens" in line for line in lines), lines
+    for bad in (["--tokens", "0", "--vlm", f"llava:{llava_dir}", "--ask", "q"], ["--tokens", "4"]):
+        assert main(["run", str(folder), "--device", "cpu", "--quiet", *bad]) == 2
+        assert "--tokens" in capsys.readouterr().err
 
 
 def test_a_token_cap_below_the_gestalt_grid_still_covers_the_frame():

@@ -348,6 +348,9 @@ def _cmd_run(args) -> int:
         raise _error(f"--every {args.every}: asks every N frames; expected N >= 1")
     if args.frames > 1 and not args.ask:
         raise _error("--frames is the window --ask answers over; it needs --vlm and --ask")
+    if args.tokens is not None and (not args.ask or args.tokens < 1):
+        raise _error(f"--tokens {args.tokens}: the visual tokens --ask's model sees per frame; at least 1, and "
+                     "it needs --vlm and --ask")
     try:
         stream = Stream(device=args.device, strategy=args.strategy, saccades=args.saccades,
                         total_budget=args.total_budget, weights=args.weights, vlm=args.vlm,
@@ -358,6 +361,8 @@ def _cmd_run(args) -> int:
         raise _error(f"--passes {args.passes}: looks again at the latest frame for --ask; at least 1, and not "
                      "with --frames")
     stream.question, stream.ask_every, stream.ask_passes = args.ask, args.every, args.passes
+    if args.tokens is not None:
+        stream.adapter.tokens = args.tokens
     stream.ask_budget = _budget_option(args.budget)
     if stream.ask_budget is not None and (not args.ask or args.frames > 1):
         raise _error(f"--budget {args.budget}: sets the budget of --ask's question on the latest frame; not "
@@ -614,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--every", type=int, default=30, help="ask every this many frames (default: 30)")
     r.add_argument("--frames", type=int, default=1, metavar="K",
                    help="--ask answers over the last K frames, each with its own tokens (default: 1, the latest)")
+    r.add_argument("--tokens", type=int, metavar="N",
+                   help="visual tokens that reach --ask's model per frame (default: all kept; docs/VLM.md)")
     r.add_argument("--passes", type=int, default=1, metavar="N",
                    help="--ask looks again, up to N passes, while the answer is uncertain (docs/VLM.md)")
     r.add_argument("--budget", metavar="PRESET|N",
