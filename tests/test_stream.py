@@ -136,15 +136,21 @@ def test_drop_oldest_counts_every_drop(tmp_path):
     frames = sample_frames(64, 48, 30)
     path = write_video(tmp_path / "clip.mp4", frames)
     src = arrcoc_rt.open(path, live=True, drop_oldest=True, queue_size=2)
-    got = 0
+    stream = arrcoc_rt.Stream(device="cpu")
+    results = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for _ in src:
-            got += 1
+        for f in src:
+            results.append(stream.process(f))
             time.sleep(0.02)  # a slow consumer
     src.close()
+    got = len(results)
     assert got + src.stats.dropped == 30, (got, src.stats)
     assert src.stats.dropped > 0 and any("dropped" in str(w.message) for w in caught)
+    # Each result says how many frames were dropped right before it (none dropped silently), and a
+    # drop keeps the temporal state (motion is valid after the first frame: no reset).
+    assert sum(r.dropped_before for r in results) == src.stats.dropped, [r.dropped_before for r in results]
+    assert not any(r.reconnected for r in results) and all(r.motion_valid for r in results[1:])
     with pytest.raises(ValueError, match="only for live sources"):
         arrcoc_rt.open(path, drop_oldest=True)
 

@@ -346,6 +346,8 @@ def test_drop_oldest_passes_a_dropped_frames_reconnection_marker_on(clip):
     queued = list(src._queue)
     assert len(queued) == 2 and src.stats.dropped == 8
     assert sum(isinstance(f.opaque, SourceGap) for f in queued) == 1  # was: dropped with its frame
+    gap = queued[0].opaque  # the first frame still queued reports all 8 drops and the reconnection
+    assert gap.dropped == 8 and gap.reconnected and gap.seconds == 1.5
     src.close()
 
 

@@ -218,6 +218,7 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                     "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
                     **({"reconnected": True, "gap_s": round(r.gap_s, 3)} if r.reconnected else {}),
                     **({"resized": True} if r.resized else {}),
+                    **({"dropped_before": r.dropped_before} if r.dropped_before else {}),
                     "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
                                "padding": int(np.sum(r.kinds < 0))},
                     "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},

@@ -142,6 +142,7 @@ class FrameResult:
     reconnected: bool = False  # Stream: the live source lost its connection before this frame and came
     #                            back (frames in between were never received; state was reset)
     gap_s: float = 0.0         # Stream: seconds from the last frame before that loss to this frame
+    dropped_before: int = 0    # Stream: frames the source dropped (drop_oldest) right before this one
     vlm_output: object = None  # Stream: what the vlm callable returned for this frame
     _pipeline: "Pipeline | None" = field(default=None, repr=False)
 

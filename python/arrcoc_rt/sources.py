@@ -23,7 +23,9 @@
   session does not end); a tcp/udp/http(s) stream that ends, ends. ``stats.disconnects``,
   ``stats.reconnects`` and ``stats.gap_s`` (seconds without frames) count them, and the first frame
   after a gap carries a ``SourceGap`` in ``frame.opaque``: ``Stream.process`` resets its temporal
-  state there and flags the result (``result.reconnected``, ``result.gap_s``).
+  state there and flags the result (``result.reconnected``, ``result.gap_s``). A frame delivered
+  right after drop_oldest dropped some carries one too, with their count (``SourceGap.dropped``,
+  ``result.dropped_before``; the state is kept: a drop is a larger step, not a lost connection).
 * A file that is still being written (a recorder's MPEG-TS or MKV; not MP4, whose index is written
   last): ``follow=seconds`` waits for new data at its end and ends after ``seconds`` without any.
 * Accounting (``stats``): ``decoded`` frames came out of the decoder (inside the range), and each is
@@ -50,11 +52,16 @@ from .images import pil_to_rgb8
 _CLOSED = object()  # what a container call answers once the source is closed (_in_container)
 
 
-def _pass_gap(dropped, kept) -> None:
-    """The reconnection marker of a frame that is not delivered (sampled out, or dropped by
-    drop_oldest) moves to the next one that may be: the consumer must learn of the gap."""
-    if not isinstance(kept.opaque, SourceGap):
-        kept.opaque = dropped.opaque
+def _pass_gap(left_out, kept, *, dropped: bool = False) -> None:
+    """The gap marker of a frame that is not delivered (sampled out, or ``dropped`` by drop_oldest,
+    which counts itself) moves to the next one that may be: the consumer must learn of the gap."""
+    a = left_out.opaque if isinstance(left_out.opaque, SourceGap) else None
+    b = kept.opaque if isinstance(kept.opaque, SourceGap) else None
+    if a is None and b is None and not dropped:
+        return
+    merged = [g for g in (a, b) if g is not None]
+    kept.opaque = SourceGap(max((g.seconds for g in merged), default=0.0), sum(g.attempts for g in merged),
+                            sum(g.dropped for g in merged) + int(dropped))
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv")
@@ -91,11 +98,18 @@ class SourceStats:
 
 @dataclass(frozen=True)
 class SourceGap:
-    """Put in ``frame.opaque`` of the first frame after a live source came back: the frames between
-    were never received. ``seconds``: from the last frame before the loss to this one."""
+    """Put in ``frame.opaque`` of the first frame delivered after frames the consumer never got:
+    a live source lost its connection and came back (``attempts`` > 0: the frames between were never
+    received; ``seconds`` from the last frame before the loss to this one), and/or drop_oldest
+    dropped ``dropped`` decoded frames just before this one (the consumer fell behind)."""
 
     seconds: float
-    attempts: int  # reconnection attempts it took
+    attempts: int  # reconnection attempts it took (0: no connection was lost)
+    dropped: int = 0  # frames drop_oldest dropped right before this one
+
+    @property
+    def reconnected(self) -> bool:
+        return self.attempts > 0
 
 
 def _av():
@@ -357,8 +371,7 @@ class VideoSource:
                     if len(self._queue) >= self._queue_size:
                         oldest = self._queue.popleft()
                         self.stats.dropped += 1
-                        if isinstance(oldest.opaque, SourceGap):  # the gap is the next frame's to report
-                            _pass_gap(oldest, self._queue[0] if self._queue else f)
+                        _pass_gap(oldest, self._queue[0] if self._queue else f, dropped=True)  # the next to report
                     self._queue.append(f)
                     self._cond.notify_all()
         except Exception as e:  # handed to the consumer
@@ -394,6 +407,8 @@ class VideoSource:
                 keep = (kept - 1) % stride == 0
             if not keep:
                 if isinstance(f.opaque, SourceGap):
+                    if skipped_gap is not None:  # two gaps left out: both reach the next frame kept
+                        _pass_gap(skipped_gap, f)
                     skipped_gap = f
                 continue
             if skipped_gap is not None:

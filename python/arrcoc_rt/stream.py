@@ -312,20 +312,23 @@ class Stream:
         geometry = (w, h, pixel_format)
         resized = self._last_geometry is not None and geometry != self._last_geometry
         p = self._pipeline
-        if p is None or w > p.width or h > p.height or resized or gap is not None:
+        lost = gap is not None and gap.reconnected  # (a gap of dropped frames only keeps the state)
+        if p is None or w > p.width or h > p.height or resized or lost:
             frame_spec(frame, pixel_format, "frame", 0, layout)  # a refused frame must not rebuild or reset it
         if p is None or w > p.width or h > p.height:
             self._pipeline = Pipeline(max(w, p.width if p else 0), max(h, p.height if p else 0), device=self.device,
                                       **self._config)
-        elif resized or gap is not None:
+        elif resized or lost:
             self._pipeline.reset()  # motion and carried relevance do not reach across a gap
         result = self._pipeline.process(frame, query=self._query, pixel_format=pixel_format, layout=layout,
                                         return_tensors=return_tensors)
         self._last_geometry = geometry  # (after the frame was taken: a refused one changes nothing)
         result.pts = pts
         result.resized = resized
-        if gap is not None:
+        if lost:
             result.reconnected, result.gap_s = True, gap.seconds
+        if gap is not None:
+            result.dropped_before = gap.dropped
         result.frame_index = self.frames
         self.frames += 1
         if self.vlm is not None:
