@@ -120,6 +120,9 @@ def test_queries_are_named_and_never_guessed(tmp_path):
     pipe.reset()
     b = pipe.process(img, query=arrcoc_rt.Query.image(str(tmp_path / "ex.png")))
     np.testing.assert_array_equal(a.patches, b.patches)  # the same exemplar, given two ways
+    # An exemplar under one 8-px layout cell holds almost no texture: warned about (it was silent).
+    with pytest.warns(RuntimeWarning, match="smaller than one 8-px layout cell"):
+        pipe.process(img, query_image=np.ascontiguousarray(img[8:10, 8:10]))
 
 
 def test_the_cli_has_a_version_and_help_on_every_argument():

@@ -19,6 +19,7 @@ frames (or loaded from an .npz).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ from .images import pil_to_rgb8
 from .runtime import resolve_device
 
 DIMS = _native.BUILTIN_DESCRIPTOR_DIMS
+
+
+MIN_EXEMPLAR_SIDE = 8  # the finest layout cell, pixels: a smaller exemplar is warned about
 
 
 def read_exemplar(image) -> np.ndarray:
@@ -85,6 +89,10 @@ class BuiltinEncoder:
         """[K, 32] query vectors: the descriptors of the exemplar's patches (K <= 64, evenly
         subsampled). A frame patch's similarity is its best match among them."""
         a = read_exemplar(image)
+        if min(a.shape[:2]) < MIN_EXEMPLAR_SIDE:
+            warnings.warn(f"query: the exemplar is {a.shape[1]} x {a.shape[0]} px, smaller than one "
+                          f"{MIN_EXEMPLAR_SIDE}-px layout cell: it holds almost no texture to match (the saccades may "
+                          "go anywhere); crop at least the object", RuntimeWarning, stacklevel=3)
         f = self.encode_image(a).reshape(DIMS, -1).T  # [patches, 32]
         if len(f) > self.max_exemplar_patches:
             f = f[np.linspace(0, len(f) - 1, self.max_exemplar_patches).round().astype(int)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..encoders import MIN_EXEMPLAR_SIDE
 from ..pipeline import ALLOCATOR_DEFAULTS, STRATEGIES
 from ..query import Query
 from ..stream import Stream
@@ -21,7 +22,7 @@ from .charts import STAGES, percentiles, stats_chart
 
 HISTORY = 300          # frames kept for the chart and the percentiles
 CHART_EVERY_S = 0.5    # the chart is redrawn at most this often while frames flow
-MIN_BOX = 8            # smallest exemplar box side, pixels
+MIN_BOX = MIN_EXEMPLAR_SIDE  # smallest exemplar box side, pixels
 BUDGET_RANGE = (16 * 16 * 64, 200_000)  # the default 16 x 16 gestalt at 64 needs 16384
 SACCADE_RANGE = (0, 512)
 
