@@ -369,6 +369,12 @@ def test_write_report(tmp_path, image_results, video_results, capsys):
         im.load()
     write_report(video_results, tmp_path / "video-only", quiet=True)  # one part alone works too
     assert (tmp_path / "video-only" / "video_timeline.png").exists()
+    # The same folder again with the video only: the earlier run's item pictures are gone (they
+    # stayed and passed for this run's), and what is not ours stays.
+    (tmp_path / "out" / "notes.png").write_bytes(b"mine")
+    write_report(video_results, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["notes.png", "video_timeline.png"]
+    assert "removed 6 picture(s) an earlier run left" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- the eval command

@@ -418,6 +418,12 @@ def write_report(results: dict, out_dir, *, quiet: bool = False) -> dict:
         path = out / "video_timeline.png"
         timeline_figure(video).save(path)
         files.append(path)
+    # Pictures an earlier run wrote here (other items, or a video) would pass for this run's: gone.
+    stale = [p for p in [*out.glob("homunculus_*.png"), out / "video_timeline.png"] if p.is_file() and p not in files]
+    for p in stale:
+        p.unlink()
+    if stale:
+        notes.append(f"removed {len(stale)} picture(s) an earlier run left in {out}")
     if not quiet:
         print(table, end="")
         for note in notes:
