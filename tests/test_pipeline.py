@@ -519,6 +519,33 @@ def test_zero_copy_outputs_equal_the_copies(device):
 
 
 @pytest.mark.parametrize("device", devices())
+def test_what_a_zero_copy_result_derives_is_its_frames_or_refused(device):
+    """saccade_mask, boxes and churn of a copy=False result equal a copy's (a CUDA view's mask was the
+    bool False: == on a DeviceArray fell back to identity); once a later frame has overwritten the
+    views, they, overlay() and pickling refuse, rather than answer with the later frame's tokens."""
+    import pickle
+
+    f0 = real_image("coffee")
+    f1 = np.ascontiguousarray(f0[::-1])
+    h, w = f0.shape[:2]
+    a, b = arrcoc_rt.Pipeline(w, h, device=device), arrcoc_rt.Pipeline(w, h, device=device)
+    a.process(f0), b.process(f0, copy=False)
+    ra, rb = a.process(f1), b.process(f1, copy=False)
+    mask = rb.saccade_mask
+    assert isinstance(mask, np.ndarray) and mask.dtype == bool and mask.sum() == ra.num_saccades > 0
+    np.testing.assert_array_equal(mask, ra.saccade_mask)
+    np.testing.assert_array_equal(rb.boxes, ra.boxes)
+    assert rb.churn == ra.churn and pickle.loads(pickle.dumps(rb)).num_saccades == ra.num_saccades
+    arrcoc_rt.overlay(f1, rb)
+    b.process(np.ascontiguousarray(f0[:, ::-1]), copy=False)
+    for read in (lambda: rb.saccade_mask, lambda: rb.boxes, lambda: rb.churn, lambda: pickle.dumps(rb),
+                 lambda: arrcoc_rt.overlay(f1, rb)):
+        with pytest.raises(ValueError, match="overwritten by a later frame"):
+            read()
+    assert "overwritten by a later frame" in repr(rb)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("copy", [True, False])
 def test_a_result_pickles_and_copies_with_its_host_values(device, copy):
     """A FrameResult is "safe to keep": pickle and deepcopy keep every array and flag as host values

@@ -133,6 +133,7 @@ class FrameResult:
     #                                     salience, query) for this frame; 1/3 each when it is off
     follows_a_frame: bool = False       # a previous frame of this pipeline exists (churn is defined)
     frame_size: tuple = (0, 0)  # (width, height) of the frame, pixels
+    _view_of: int = field(default=0, repr=False)  # copy=False: the pipeline's frame count it is a view of
     timings: dict = field(default_factory=dict)  # ms per stage (host clock; on CUDA the first two are
     #                                              enqueue times, the last includes the wait for results)
     motion_valid: bool = False
@@ -148,7 +149,17 @@ class FrameResult:
 
     @property
     def saccade_mask(self) -> np.ndarray:
-        return self.kinds == 1
+        return self._host("kinds", "saccade_mask") == 1
+
+    def _check_view(self, what: str) -> None:
+        """A copy=False result is a view of its pipeline's buffers: once a later frame has
+        overwritten them, what is derived from it (masks, boxes, churn, overlays, pickles) is refused."""
+        if self._view_of and self._pipeline is not None:
+            _check_view_fresh(self._pipeline, self._view_of, f"FrameResult.{what}")
+
+    def _host(self, name: str, what: str) -> np.ndarray:
+        self._check_view(what)
+        return np.asarray(to_host(getattr(self, name)))
 
     # Names of earlier releases, kept for one release: they warn.
     tokens = property(lambda self: _renamed(self, "tokens", "glimpses"))
@@ -163,7 +174,7 @@ class FrameResult:
         the motion vectors (None on a first frame). Derived from ``previous`` when asked for."""
         if not self.follows_a_frame:
             return None
-        kinds, previous = np.asarray(to_host(self.kinds)), np.asarray(to_host(self.previous))
+        kinds, previous = self._host("kinds", "churn"), self._host("previous", "churn")
         sac = kinds == 1
         return float(np.mean(previous[sac] < 0)) if sac.any() else 0.0
 
@@ -171,8 +182,8 @@ class FrameResult:
     def boxes(self) -> np.ndarray:
         """[N, 4] float32 (x0, y0, x1, y1) in pixels: the region each token's glimpse covers (its
         centre ± glimpse_size · 2^level / 2), clipped to the frame; -1 for padding."""
-        pos = np.asarray(to_host(self.positions), np.float32)
-        levels = np.asarray(to_host(self.levels))
+        pos = self._host("positions", "boxes").astype(np.float32, copy=False)
+        levels = self._host("levels", "boxes")
         P = self.glimpses.shape[-1]
         half = (float(P) * np.exp2(np.maximum(levels, 0)) / 2.0).astype(np.float32)
         w, h = self.frame_size
@@ -182,6 +193,10 @@ class FrameResult:
         return out
 
     def __repr__(self) -> str:
+        try:
+            self._check_view("__repr__")
+        except ValueError:
+            return f"FrameResult(frame_index={self.frame_index}, a copy=False view overwritten by a later frame)"
         kinds = np.asarray(to_host(self.kinds))
         times = ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items())
         churn = "n/a" if self.churn is None else f"{self.churn:.3f}"
@@ -202,10 +217,11 @@ class FrameResult:
 
     def __getstate__(self) -> dict:
         # Host values only: the texture and the pipeline are live native objects of this process.
-        state = {}
+        self._check_view("__getstate__ (pickle, deepcopy)")
+        state = {"_view_of": 0}
         for key, value in self.__dict__.items():
-            if key in ("texture", "_pipeline"):
-                value = None
+            if key in ("texture", "_pipeline", "_view_of"):
+                value = 0 if key == "_view_of" else None
             elif key in ("_scene_cut", "_num_saccades") and isinstance(value, _DeviceScalar):
                 value = getattr(self, key[1:])
             elif value is not None and hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray) \
@@ -228,10 +244,16 @@ class _DeviceScalar:
         self.array, self.pipeline, self.frame = array, pipeline, frame
 
     def read(self, name: str):
-        if self.pipeline._frames != self.frame:
-            raise ValueError(f"FrameResult.{name}: this copy=False result is a view of frame {self.frame - 1}, "
-                             f"overwritten by a later frame; read it before the next process() or use copy=True")
+        _check_view_fresh(self.pipeline, self.frame, f"FrameResult.{name}")
         return to_host(self.array)[0]
+
+
+def _check_view_fresh(pipeline, frame: int, what: str) -> None:
+    """ValueError once ``pipeline`` has processed a frame after its ``frame``-th (a copy=False view
+    of that frame's buffers then shows the later one)."""
+    if pipeline._frames != frame:
+        raise ValueError(f"{what}: this copy=False result is a view of frame {frame - 1}, overwritten by a later "
+                         f"frame; read it before the next process() or use copy=True")
 
 
 def _host_scalar(name: str, kind):
@@ -614,7 +636,7 @@ class Pipeline:
             num_saccades=num_saccades, candidates=r["candidates"], info_score=r["info"],
             salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
             previous=r["previous"], reuse=r["reuse"], context_weights=r["context_weights"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
-            motion_valid=tex.motion_valid, texture=tex, _pipeline=self)
+            motion_valid=tex.motion_valid, texture=tex, _pipeline=self, _view_of=0 if copy else self._frames)
         self._history = True
         if return_tensors == "pt":
             _as_torch(result)

@@ -140,6 +140,8 @@ def _heat_layer(pil: Image.Image, hom: np.ndarray, patch: int, alpha: float, vma
 def budget_per_patch(result, *, gestalt: bool = False) -> np.ndarray:
     """[h4, w4] float32 levels of detail per patch: the saccades' (``gestalt=False``) or all tokens'
     (``gestalt=True``: ``result.homunculus`` itself)."""
+    if hasattr(result, "_check_view"):  # a copy=False result overwritten by a later frame is refused
+        result._check_view("budget_per_patch")
     hom = _host(result.homunculus).astype(np.float32)
     if gestalt:
         return hom
@@ -193,6 +195,8 @@ def overlay(frame_rgb: np.ndarray, result, *, heat: bool = True, saccades: bool 
         pil = pil.resize((w * k, h * k), Image.BILINEAR)
     layer = Image.new("RGBA", pil.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
+    if hasattr(result, "_check_view"):
+        result._check_view("overlay")
     kinds, budgets = _host(result.kinds), _host(result.budgets)
     positions, boxes = _host(result.positions).astype(np.float32), np.asarray(result.boxes, np.float32)
     W, H = pil.size
