@@ -127,6 +127,39 @@ def test_streams_and_planes_of_another_device_are_refused():
     fresh = arrcoc_rt.Pipeline(64, 48, device="cuda:0")
     fresh.process(frame[0])
     np.testing.assert_array_equal(pipe.process(frame[1]).budgets, fresh.process(frame[1]).budgets)
+    # The stage classes, the feature gather and to_device too (they gave a bare CudaError).
+    tex = arrcoc_rt.TextureBuilder(64, 48, device="cuda:1").build(frame[0])
+    r = arrcoc_rt.Pipeline(64, 48, device="cuda:1").process(frame[0])
+    features = cuda.to_device(np.ones((4, 5, 7), np.float32), 1)
+    out = cuda.to_device(np.zeros((len(arrcoc_rt.to_host(r.kinds)), 4), np.float32), 1)
+    for call in (lambda: arrcoc_rt.ClusterCascade(64, 48, device="cuda:1").run(tex, stream=cuda.Stream(0)),
+                 lambda: r.gather_features(features, out, stream=cuda.Stream(0)),
+                 lambda: cuda.to_device(frame[0], 1, stream=cuda.Stream(0))):
+        with pytest.raises(ValueError, match="stream of cuda:0 but this .* runs on cuda:1"):
+            call()
+
+
+def test_cuda_means_the_current_device_as_in_torch():
+    """'cuda' (and a Stream or to_device without a device) is the calling thread's current device,
+    as torch.cuda.set_device makes it (it was always cuda:0)."""
+    _two_devices()
+    import threading
+
+    from arrcoc_rt import cuda
+
+    seen = {}
+
+    def on_device_1():  # a thread of its own: the current device is per thread
+        cuda.set_device(1)
+        seen["pipeline"] = arrcoc_rt.Pipeline(64, 48, device="cuda").cuda_device
+        seen["stream"] = cuda.Stream().device
+        seen["array"] = cuda.to_device(np.zeros(3, np.float32)).__dlpack_device__()[1]
+
+    t = threading.Thread(target=on_device_1)
+    t.start()
+    t.join()
+    assert seen == {"pipeline": 1, "stream": 1, "array": 1}, seen
+    assert arrcoc_rt.Pipeline(64, 48, device="cuda").cuda_device == 0  # this thread's is still 0
 
     rng = np.random.default_rng(0)
     y = cuda.to_device(rng.integers(0, 256, (48, 64), np.uint8), 0)
@@ -202,3 +235,19 @@ def test_a_pipeline_larger_than_the_device_memory_is_a_memory_error_that_says_so
     with pytest.raises(MemoryError, match=r"cudaMalloc of \d+ bytes \(20\.\d\d GiB\) failed: .*memory"):
         arrcoc_rt.TextureBuilder(16384, 16384, device="cuda", dtype="float32", planes="all")
     arrcoc_rt.Pipeline(64, 48, device="cuda").process(np.zeros((48, 64, 3), np.uint8))  # the device still works
+
+
+def test_small_cuda_helpers_keep_shapes_and_names():
+    """A 0-d array stays 0-d on the device (it became shape (1,)); a float in pinned_empty's shape is
+    refused (it was truncated); a group on cuda:1 says so (it said 'cuda')."""
+    if not arrcoc_rt.cuda_available():
+        pytest.skip("needs a CUDA device (the emulated one will do)")
+    from arrcoc_rt import cuda
+
+    a = cuda.to_device(np.array(5, np.int32))
+    assert a.shape == () and int(a.numpy()) == 5
+    with pytest.raises(TypeError, match="not a tuple of ints"):
+        cuda.pinned_empty((2.7, 3))
+    assert cuda.pinned_empty((2, 3)).shape == (2, 3)
+    if _native.cuda_device_count() >= 2:
+        assert "device='cuda:1'" in repr(arrcoc_rt.StreamGroup(64, 48, 2, device="cuda:1"))

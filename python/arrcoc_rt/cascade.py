@@ -10,7 +10,7 @@ import numpy as np
 from . import _native
 from .runtime import device_string, resolve_device
 from .texture import Texture, _positive_int
-from .frames import stream_handle
+from .frames import device_stream_handle, stream_handle
 
 # name: (default, low, high, kind) — documented ranges, checked here with clear messages
 CASCADE_DEFAULTS = {
@@ -93,8 +93,10 @@ class ClusterCascade:
         if texture.width > self.max_width or texture.height > self.max_height:
             raise ValueError(f"texture: size {texture.width}x{texture.height} exceeds this cascade's maximum "
                              f"{self.max_width}x{self.max_height}")
-        r = self._native.run(texture._builder._native, stream_handle(stream))
-        texture._builder._native.record_use(stream_handle(stream))  # channel 13 is written there
+        handle = (device_stream_handle(stream, self.cuda_device, "ClusterCascade") if self.device == "cuda"
+                  else stream_handle(stream))
+        r = self._native.run(texture._builder._native, handle)
+        texture._builder._native.record_use(handle)  # channel 13 is written there
         (w2, h2), (w4, h4), n = r["level2"], r["patch_grid"], r["num_clusters"]
         k, p = self.config["top_clusters"], self.config["patches_per_cluster"]
         fetch = self._native.fetch

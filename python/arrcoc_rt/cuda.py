@@ -87,6 +87,8 @@ def graphs_enabled() -> bool:
 
 
 def _ordinal(device) -> int:
+    if device is None:  # the calling thread's current device
+        return resolve_device("cuda")[1]
     if isinstance(device, str):
         kind, ordinal = resolve_device(device)
         if kind != "cuda":
@@ -116,10 +118,10 @@ def set_device(device) -> None:
 
 
 class Stream:
-    """A CUDA stream on ``device`` (non-blocking by default: not ordered with the legacy default
-    stream). Pass it as ``stream=`` to ``process``/``build``; ``synchronize()`` waits for it."""
+    """A CUDA stream on ``device`` (default: the calling thread's current device; non-blocking by
+    default: not ordered with the legacy default stream). Pass it as ``stream=`` to ``process``/``build``; ``synchronize()`` waits for it."""
 
-    def __init__(self, device=0, *, non_blocking: bool = True):
+    def __init__(self, device=None, *, non_blocking: bool = True):
         self._handle = None
         self.device = _ordinal(device)
         self._handle = int(_native.cuda_stream_create(self.device, bool(non_blocking)))
@@ -160,21 +162,27 @@ class Stream:
         return f"Stream(device=cuda:{self.device}, {state})"
 
 
-def to_device(array, device=0, *, stream=None):
-    """A copy of a NumPy array (uint8, float16, float32 or int32) in device memory, as a
-    DeviceArray (``__dlpack__``, ``__cuda_array_interface__``, ``.numpy()``). Complete on return."""
-    from .frames import stream_handle
+def to_device(array, device=None, *, stream=None):
+    """A copy of a NumPy array (uint8, float16, float32 or int32) in device memory (``device``:
+    default the calling thread's current device), as a DeviceArray (``__dlpack__``, ``__cuda_array_interface__``, ``.numpy()``). Complete on return."""
+    from .frames import device_stream_handle
 
     if not isinstance(array, np.ndarray):
         raise TypeError(f"to_device: expected a NumPy array; got {type(array).__name__}")
-    return _native.cuda_to_device(np.ascontiguousarray(array), _ordinal(device), stream_handle(stream))
+    ordinal = _ordinal(device)
+    handle = device_stream_handle(stream, ordinal, "copy")
+    # (np.ascontiguousarray would make a 0-d array 1-d)
+    return _native.cuda_to_device(np.require(array, requirements="C"), ordinal, handle)
 
 
 def pinned_empty(shape, dtype=np.uint8) -> np.ndarray:
     """An uninitialized NumPy array in page-locked host memory: its uploads are truly asynchronous
     (arrcoc_rt waits for them before ``build()`` returns, so it may be reused at once)."""
     dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    try:  # integers only: int() would truncate a 2.7 to 2
+        shape = (operator.index(shape),) if np.isscalar(shape) else tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"pinned_empty: shape {shape!r} is not a tuple of ints") from None
     if any(s < 0 for s in shape):
         raise ValueError(f"pinned_empty: shape {shape} has a negative size")
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

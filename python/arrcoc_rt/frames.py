@@ -92,6 +92,17 @@ def stream_handle(stream) -> int:
     raise TypeError(f"stream: expected None, an int handle, a torch.cuda.Stream or a cupy Stream; got {type(stream).__name__}")
 
 
+def device_stream_handle(stream, ordinal: int, owner: str) -> int:
+    """``stream_handle`` of a stream for work on cuda:``ordinal``: a stream object that says it is on
+    another device is a ValueError naming both (CUDA itself answers with a bare invalid-value or
+    invalid-handle error, or worse)."""
+    on = stream_device(stream)
+    if on is not None and on != ordinal:
+        raise ValueError(f"stream: it is a stream of cuda:{on} but this {owner} runs on cuda:{ordinal}; "
+                         f"pass a stream of cuda:{ordinal}")
+    return stream_handle(stream)
+
+
 def _checked_handle(handle: int, name: str) -> int:
     # A handle is a pointer: a negative or wider value cannot be one (pybind11 would refuse it
     # with a message that lists the binding's arguments instead of naming the stream).

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _native
 from .cascade import CASCADE_DEFAULTS, ClusterCascade, _check_knob
-from .frames import describe_array, stream_handle
+from .frames import describe_array, device_stream_handle, stream_handle
 from .query import Query, make_query
 from .runtime import device_string
 from .texture import PLANES as TEXTURE_PLANES, Texture, TextureBuilder, release_after_work, to_host
@@ -208,8 +208,10 @@ class FrameResult:
     def gather_features(self, features, out=None, *, stream=None):
         """Running back: [N, C] features of the model's own encoder for each token, the mean of
         ``features`` ([C, h, w] float32 over the whole frame) over the 2^level x 2^level cells around
-        the token. CPU: NumPy in and out. CUDA: a CUDA tensor in, and ``out`` a CUDA float32 [N, C]
-        (both C-contiguous, on the pipeline's device), written on ``stream``."""
+        the token. CPU: NumPy in and out; NaN or inf features are refused. CUDA: a CUDA tensor in, and
+        ``out`` a CUDA float32 [N, C] (both C-contiguous, on the pipeline's device), written on
+        ``stream``; device features are not scanned (that would be a wait for the host), so a NaN
+        there reaches the tokens whose cells hold it."""
         if self._pipeline is None:
             raise ValueError("gather_features: this FrameResult was pickled or copied and holds no pipeline; "
                              "gather on the result Pipeline.process returned, before the next frame")
@@ -659,7 +661,7 @@ class Pipeline:
             self._allocator.gather(f.__array_interface__["data"][0], f.shape[0], f.shape[1], f.shape[2],
                                    res.__array_interface__["data"][0], 0)
             return res
-        handle = stream_handle(stream)
+        handle = device_stream_handle(stream, self.cuda_device, "Pipeline")
         d = describe_array(features, "features", handle, dtype="float32")
         if out is None:
             raise ValueError("out: on CUDA pass a float32 CUDA tensor of shape [N, C] to receive the features")

@@ -96,6 +96,7 @@ def _legacy(query) -> Query:
     if kind is None:
         raise ValueError(f"query: cannot tell what a {a.dtype} array of shape {a.shape} is; pass query_image=, "
                          "query_vector= or query_map=")
-    warnings.warn(f"query=<array> is deprecated; pass query_{kind}= (or arrcoc_rt.Query.{kind}(...))",
+    warnings.warn(f"a query given as a bare array is deprecated; pass arrcoc_rt.Query.{kind}(...) (or query_{kind}= "
+                  "where the call takes it)",
                   DeprecationWarning, stacklevel=4)
     return getattr(Query, kind)(query)

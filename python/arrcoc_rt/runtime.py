@@ -21,11 +21,13 @@ def devices() -> list[str]:
 
 
 def resolve_device(device: str) -> tuple[str, int]:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> ('cpu'|'cuda', ordinal), with clear errors."""
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> ('cpu'|'cuda', ordinal), with clear errors. 'cuda' (and
+    'auto' on a GPU) is the calling thread's current device, as in torch: 0 unless
+    ``arrcoc_rt.cuda.set_device`` (or torch's) changed it."""
     if not isinstance(device, str):
         raise TypeError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'; got {type(device).__name__}")
     if device == "auto":
-        return ("cuda", 0) if cuda_available() else ("cpu", 0)
+        return ("cuda", _native.cuda_current_device()) if cuda_available() else ("cpu", 0)
     if device == "cpu":
         return "cpu", 0
     if device == "cuda" or device.startswith("cuda:"):
@@ -42,7 +44,7 @@ def resolve_device(device: str) -> tuple[str, int]:
                              "(no GPU or no driver); use device='cpu' or 'auto'")
         if ordinal >= n:
             raise ValueError(f"device: {device!r} does not exist; this machine has {n} CUDA device(s)")
-        return "cuda", ordinal
+        return "cuda", ordinal if ":" in device else _native.cuda_current_device()
     raise ValueError(f"device: {device!r} is not understood; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from .frames import stream_handle
 from .pipeline import FrameResult, Pipeline
 from .query import make_query
+from .runtime import device_string, resolve_device
 
 __all__ = ["StreamGroup"]
 
@@ -60,8 +61,6 @@ class StreamGroup:
         if isinstance(streams, bool) or not isinstance(streams, (int, np.integer)) or not 1 <= streams <= 64:
             raise ValueError(f"streams: expected an int 1..64; got {streams!r}")
         streams = int(streams)
-        from .runtime import resolve_device
-
         on_cpu = resolve_device(device)[0] == "cpu"
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = [num_threads] * streams
@@ -70,7 +69,8 @@ class StreamGroup:
             threads = [max(1, cores // streams + (b < cores % streams)) for b in range(streams)]
         self.pipelines = [Pipeline(width, height, device=device, num_threads=threads[b], **pipeline_options)
                           for b in range(streams)]
-        self.device = self.pipelines[0].device
+        self.device = self.pipelines[0].device  # 'cpu' or 'cuda', as Pipeline's
+        self.cuda_device = self.pipelines[0].cuda_device
         self.width, self.height = self.pipelines[0].width, self.pipelines[0].height
         self._cuda_streams = []
         if self.device == "cuda":
@@ -172,5 +172,6 @@ class StreamGroup:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"StreamGroup({self.width}x{self.height}, streams={self.streams}, device={self.device!r}, "
+        where = device_string(self.device, self.cuda_device)
+        return (f"StreamGroup({self.width}x{self.height}, streams={self.streams}, device={where!r}, "
                 f"host_threads={self.host_threads}, threads_per_stream={self.threads_per_stream})")

@@ -10,7 +10,7 @@ import numpy as np
 from . import _native
 from .channels import Channel, base_level, channel_index
 from .runtime import resolve_device
-from .frames import DEVICE_CUDA, FrameSpec, frame_spec, stream_device, stream_handle
+from .frames import DEVICE_CUDA, FrameSpec, device_stream_handle, frame_spec, stream_handle
 
 NUM_LEVELS = _native.NUM_LEVELS
 PLANES = ("all", "pipeline")  # TextureBuilder(planes=...): which level-0 planes are written
@@ -220,10 +220,8 @@ class TextureBuilder:
         return spec.width, spec.height
 
     def _checked_spec(self, frame, pixel_format, layout, stream, handle: int):
-        on = stream_device(stream)
-        if self.device == "cuda" and on is not None and on != self.cuda_device:
-            raise ValueError(f"stream: it is a stream of cuda:{on} but this {self._owner} runs on cuda:{self.cuda_device}; "
-                             f"pass a stream of cuda:{self.cuda_device}")
+        if self.device == "cuda":
+            device_stream_handle(stream, self.cuda_device, self._owner)
         # A FrameSpec is a frame already read here (StreamGroup checks every stream's frame first
         # and hands build the result): reading it again would call a DLPack producer's __dlpack__
         # twice, and a capsule can be consumed only once.
