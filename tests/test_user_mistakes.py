@@ -358,9 +358,18 @@ def test_bench_reads_a_video_by_any_suffix_no_image_reader_claims(clip, tmp_path
     assert out.returncode == 0 and "packet_to_pack" in out.stdout, out.stderr  # was: "cannot read image"
 
 
+def test_bench_times_the_device_asked_for(clip, tmp_path):
+    for args in (["--size", "64x48"], [str(clip)]):
+        out = _cli(["bench", *args, "--frames", "2", "--device", "cpu"], tmp_path)
+        assert out.returncode == 0, out.stderr
+        rows = [line.split()[0] for line in out.stdout.splitlines() if line.split()[:1] in (["cpu"], ["cuda"])]
+        assert rows and set(rows) == {"cpu"}, out.stdout  # was: no --device (every device, always)
+
+
 @pytest.mark.parametrize("args, message", [(["--size", "0x0"], "positive integers"),
                                            (["--size", "64x48x3"], "WIDTHxHEIGHT"),
-                                           (["CLIP", "--size", "64x48"], "keep their own size")])
+                                           (["CLIP", "--size", "64x48"], "keep their own size"),
+                                           (["--device", "tpu"], "--device: device: 'tpu' is not understood")])
 def test_bench_refuses_a_bad_size_before_its_table(clip, tmp_path, args, message):
     out = _cli(["bench", *[str(clip) if a == "CLIP" else a for a in args], "--frames", "2"], tmp_path)
     assert out.returncode != 0 and message in out.stderr, out.stderr

@@ -528,11 +528,21 @@ def _cmd_bench(args) -> int:
     if args.input and args.size is not None:
         raise _error(f"--size sets the synthetic frames' size; {args.input!r}'s frames keep their own size "
                      f"(leave out --size or the input)")
+    if args.device is None:
+        devices = ["cpu"] + (["cuda"] if cuda_available() else [])
+    else:
+        from .runtime import device_string, resolve_device
+
+        try:
+            devices = [device_string(*resolve_device(args.device))]
+        except (ValueError, TypeError) as e:
+            raise _error(f"--device: {e}") from None
+    on_cuda = any(d != "cpu" for d in devices)
     if args.input and _is_video(Path(args.input)):
         if not Path(args.input).exists():
             raise _error(f"input {args.input!r} does not exist")
-        rc = _bench_video(Path(args.input), args.frames, ["cpu"] + (["cuda"] if cuda_available() else []))
-        _cuda_notes()
+        rc = _bench_video(Path(args.input), args.frames, devices)
+        _cuda_notes(on_cuda)
         return rc
     if args.input:
         frames = _read_frames(Path(args.input), 2)
@@ -547,7 +557,6 @@ def _cmd_bench(args) -> int:
             raise _error(str(e)) from None
         frames = sample_frames(w, h, 2)
     h, w = frames[0].shape[:2]
-    devices = ["cpu"] + (["cuda"] if cuda_available() else [])
     pipes = {dev: Pipeline(w, h, device=dev) for dev in devices}  # a refused size stops before the table
     print(f"arrcoc-rt bench: {w}x{h}, {args.frames} frames per device (after 3 warm-up frames)")
     print(f"{'device':6s} {'stage':20s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
@@ -559,17 +568,19 @@ def _cmd_bench(args) -> int:
             v = [t[key] for t in ts]
             print(f"{dev:6s} {key:20s} {np.percentile(v, 50):8.2f} {np.percentile(v, 95):8.2f} {np.percentile(v, 99):8.2f}")
         print(f"{dev:6s} {'fps (p50)':20s} {1000.0 / np.percentile([t['total'] for t in ts], 50):8.1f}")
-    _cuda_notes()
+    _cuda_notes(on_cuda)
     return 0
 
 
-def _cuda_notes() -> None:
+def _cuda_notes(on_cuda: bool) -> None:
     """What the table's CUDA rows mean, or why there are none."""
     from . import cuda
     from .runtime import cuda_available
 
     if not cuda_available():
         print("(no CUDA GPU here: CPU only)")
+        return
+    if not on_cuda:
         return
     print("(cuda: the stages are host times: texture and cascade only queue their kernels, "
           "allocate_and_gather includes the wait for the device; the total is the frame's time. "
@@ -640,6 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "into decode, convert and each stage (default: synthetic frames)")
     b.add_argument("--size", help="synthetic frame size, without an input (default 640x480)")
     b.add_argument("--frames", type=int, default=30, help="frames to time per device and stage (default: 30)")
+    b.add_argument("--device", help="one device to time: cpu, cuda, cuda:N or auto (default: the CPU and, if "
+                                    "present, the current CUDA device)")
     b.set_defaults(func=_cmd_bench)
     sub.add_parser("info", help="version, build (CUDA compiled?), GPUs found").set_defaults(func=_cmd_info)
     a = sub.add_parser("ask", help="ask a frozen VLM about one image, fed only the allocated tokens")
