@@ -92,7 +92,7 @@ class BuiltinEncoder:
         if min(a.shape[:2]) < MIN_EXEMPLAR_SIDE:
             warnings.warn(f"query: the exemplar is {a.shape[1]} x {a.shape[0]} px, smaller than one "
                           f"{MIN_EXEMPLAR_SIDE}-px layout cell: it holds almost no texture to match (the saccades may "
-                          "go anywhere); crop at least the object", RuntimeWarning, stacklevel=3)
+                          "go anywhere); crop at least the object", RuntimeWarning, stacklevel=5)
         f = self.encode_image(a).reshape(DIMS, -1).T  # [patches, 32]
         if len(f) > self.max_exemplar_patches:
             f = f[np.linspace(0, len(f) - 1, self.max_exemplar_patches).round().astype(int)]
