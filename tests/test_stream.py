@@ -209,7 +209,11 @@ def test_cli_run_and_bench(tmp_path):
     assert "frames: 12" in r.stdout and "12 frames decoded, 0 corrupt packets skipped, 0 frames dropped" in r.stdout
     with av.open(str(tmp_path / "ov.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 12
-    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 12
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+    # every token field of `run --ray`'s lines (docs/SCALING.md), and the glimpse box and reuse
+    assert set(json.loads(lines[0])["tokens"][0]) == {"x", "y", "box", "level", "budget", "kind", "patch", "score",
+                                                      "reuse"}
     r = _cli(["run", "in.mp4", "--query", "a red car"], tmp_path)
     assert r.returncode != 0 and "needs a text encoder" in r.stderr and "Traceback" not in r.stderr
     from PIL import Image

@@ -224,10 +224,10 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                     "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
                     "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "box": [round(float(v), 1) for v in box],
                                 "level": int(lv), "budget": int(b), "kind": "saccade" if k == 1 else "gestalt",
-                                "score": round(float(s), 5), "reuse": int(ru)}
-                               for (x, y), box, lv, b, k, s, ru in zip(r.positions[keep], r.boxes[keep], r.levels[keep],
-                                                                        r.budgets[keep], r.kinds[keep], r.scores[keep],
-                                                                        r.reuse[keep])]}) + "\n")
+                                "patch": int(pa), "score": round(float(s), 5), "reuse": int(ru)}
+                               for (x, y), box, lv, b, k, pa, s, ru in zip(
+                                   r.positions[keep], r.boxes[keep], r.levels[keep], r.budgets[keep], r.kinds[keep],
+                                   r.patches[keep], r.scores[keep], r.reuse[keep])]}) + "\n")
             bar.set_postfix_str(f"{timings[-1]['wall']:.1f} ms/frame", refresh=False)
             bar.update(1)
     except KeyboardInterrupt:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import threading
 import time
 import warnings
@@ -129,42 +130,19 @@ class VideoSource:
                  fps: float | None = None, stride: int = 1, on_full: str | None = None,
                  reconnect_attempts: int = 5, reconnect_backoff=(0.5, 8.0), follow: float | None = None):
         av = _av()
-        for name, v in (("start", start), ("end", end), ("fps", fps)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
-                raise ValueError(f"{name}: {v!r} must be a number >= 0 ({'frames per second' if name == 'fps' else 'seconds'})")
-        if fps is not None and fps == 0:
-            raise ValueError("fps: 0 would sample no frame; expected > 0 (e.g. 1 or 2 for a VLM)")
-        if start is not None and end is not None and end <= start:
-            raise ValueError(f"end: {end} must be after start {start}")
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride: {stride!r} must be an int >= 1 (every stride-th frame)")
+        first_s, max_s = _check_source_values(start=start, end=end, fps=fps, stride=stride, on_full=on_full,
+                                              drop_oldest=drop_oldest, max_consecutive_errors=max_consecutive_errors,
+                                              queue_size=queue_size, reconnect_attempts=reconnect_attempts,
+                                              reconnect_backoff=reconnect_backoff, follow=follow)
         self._range = (start, end, fps, stride)
         self.url = str(url)
         self.live = live if live is not None else (self.url.startswith(LIVE_PREFIXES) or format is not None)
-        if on_full not in (None, "drop", "block"):
-            raise ValueError(f"on_full: {on_full!r} is not understood; expected 'drop' or 'block'")
-        if drop_oldest and on_full == "block":
-            raise ValueError("on_full: 'block' contradicts drop_oldest=True; give one of them")
         drop_oldest = drop_oldest or on_full == "drop"
         if drop_oldest and not self.live:
             raise ValueError("drop_oldest: only for live sources; a file is read as fast as it is consumed")
-        _check_count("max_consecutive_errors", max_consecutive_errors)
-        _check_count("queue_size", queue_size)
-        if isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int) or reconnect_attempts < 0:
-            raise ValueError(f"reconnect_attempts: {reconnect_attempts!r} must be an int >= 0 (0: never reconnect)")
-        try:
-            first_s, max_s = (float(v) for v in reconnect_backoff)
-        except (TypeError, ValueError):
-            raise ValueError(f"reconnect_backoff: {reconnect_backoff!r} must be (first_s, max_s), "
-                             "e.g. (0.5, 8.0)") from None
-        if not 0 <= first_s <= max_s:
-            raise ValueError(f"reconnect_backoff: {reconnect_backoff!r} must have 0 <= first_s <= max_s")
         self._reconnect = (reconnect_attempts if self.live else 0, first_s, max_s)
         opts = dict(options or {})
         if follow is not None:
-            if isinstance(follow, bool) or not isinstance(follow, (int, float)) or not follow > 0:
-                raise ValueError(f"follow: {follow!r} must be seconds > 0 (a growing file ends after that long "
-                                 "without new data)")
             if self.live:
                 raise ValueError("follow: only for files that are still being written, not for live sources")
             opts.update(follow="1", rw_timeout=str(int(follow * 1e6)))  # FFmpeg's file protocol waits for data
@@ -587,19 +565,55 @@ class ImageFolderSource:
 @functools.lru_cache(maxsize=1)
 def _open_keywords() -> frozenset:
     """The keywords ``open`` takes: its own and VideoSource's."""
-    import inspect
-
     return frozenset({name for name, p in inspect.signature(VideoSource.__init__).parameters.items()
                       if p.kind == p.KEYWORD_ONLY} | {"webcam_size", "webcam_rate", "webcam_format"})
 
 
 def check_open_options(options) -> None:
-    """Raises TypeError naming any keyword ``open`` does not take (checked before a source opens:
-    a batch of files or a cluster's actors would otherwise fail each on its own)."""
+    """Raises TypeError naming any keyword ``open`` does not take, and ValueError for a value no
+    source would take (checked before a source opens: a batch of files or a cluster's actors would
+    otherwise fail each on its own, and a batch would first discard its finished output as made
+    with other options)."""
     known = _open_keywords()
     unknown = sorted(set(options or {}) - known)
     if unknown:
         raise TypeError(f"source options: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(sorted(known))}")
+    checked = inspect.signature(_check_source_values).parameters
+    _check_source_values(**{k: v for k, v in (options or {}).items() if k in checked})
+
+
+def _check_source_values(*, start=None, end=None, fps=None, stride=1, on_full=None, drop_oldest=False,
+                         max_consecutive_errors=10, queue_size=4, reconnect_attempts=5,
+                         reconnect_backoff=(0.5, 8.0), follow=None) -> tuple[float, float]:
+    """ValueError for a source option's value that no source takes (whatever it turns out to be);
+    returns reconnect_backoff as (first_s, max_s)."""
+    for name, v in (("start", start), ("end", end), ("fps", fps)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
+            raise ValueError(f"{name}: {v!r} must be a number >= 0 ({'frames per second' if name == 'fps' else 'seconds'})")
+    if fps is not None and fps == 0:
+        raise ValueError("fps: 0 would sample no frame; expected > 0 (e.g. 1 or 2 for a VLM)")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end: {end} must be after start {start}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride: {stride!r} must be an int >= 1 (every stride-th frame)")
+    if on_full not in (None, "drop", "block"):
+        raise ValueError(f"on_full: {on_full!r} is not understood; expected 'drop' or 'block'")
+    if drop_oldest and on_full == "block":
+        raise ValueError("on_full: 'block' contradicts drop_oldest=True; give one of them")
+    _check_count("max_consecutive_errors", max_consecutive_errors)
+    _check_count("queue_size", queue_size)
+    if isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int) or reconnect_attempts < 0:
+        raise ValueError(f"reconnect_attempts: {reconnect_attempts!r} must be an int >= 0 (0: never reconnect)")
+    try:
+        first_s, max_s = (float(v) for v in reconnect_backoff)
+    except (TypeError, ValueError):
+        raise ValueError(f"reconnect_backoff: {reconnect_backoff!r} must be (first_s, max_s), "
+                         "e.g. (0.5, 8.0)") from None
+    if not 0 <= first_s <= max_s:
+        raise ValueError(f"reconnect_backoff: {reconnect_backoff!r} must have 0 <= first_s <= max_s")
+    if follow is not None and (isinstance(follow, bool) or not isinstance(follow, (int, float)) or not follow > 0):
+        raise ValueError(f"follow: {follow!r} must be seconds > 0 (a growing file ends after that long without new data)")
+    return first_s, max_s
 
 
 def open(source, *, webcam_size=None, webcam_rate=None, webcam_format="mjpeg", **kwargs):

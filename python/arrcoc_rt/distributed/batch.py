@@ -147,8 +147,7 @@ def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_opti
 
     t0 = time.perf_counter()
     partial = out_path + ".partial"
-    report = {"source": path, "parquet": out_path, "status": "failed", "error": None, "frames": 0,
-              "corrupt_packets": 0, "latency_ms": None, "seconds": 0.0, "pid": os.getpid()}
+    report = file_report(path, "failed", parquet=out_path, corrupt_packets=0, pid=os.getpid())
     latencies, packs, writer = [], [], None
     try:
         with open_source(path, **(source_options or {})) as src:
@@ -188,6 +187,13 @@ def convert_file(path: str, out_path: str, *, source_index: int = 0, stream_opti
         report["latency_ms"] = {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (50, 95, 99)}
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
+
+
+def file_report(source, status: str, **fields) -> dict:
+    """One input's entry of the summary, every key present (None where this run does not know it:
+    a skipped file's packets and latencies were counted by the run that made it)."""
+    return {"source": source, "parquet": None, "status": status, "error": None, "frames": 0,
+            "corrupt_packets": None, "latency_ms": None, "seconds": 0.0, "pid": None, **fields}
 
 
 def _task(row: dict, stream_options: dict, source_options: dict, rows_per_group: int, options: str) -> dict:
@@ -238,10 +244,9 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
         finished = finished_file(target)
         # a file written before options were recorded (no arrcoc_options) is taken as it is, as then
         if finished is not None and not redo and finished[1] in (key, None):
-            reports[i] = {"source": f, "parquet": str(target), "status": "skipped", "error": None,
-                          "frames": finished[0]}
+            reports[i] = file_report(f, "skipped", parquet=str(target), frames=finished[0])
         elif not os.path.isfile(f):
-            reports[i] = {"source": f, "parquet": None, "status": "failed", "frames": 0, "error": missing_reason(f)}
+            reports[i] = file_report(f, "failed", error=missing_reason(f))
         else:
             todo.append({"index": i, "path": os.path.abspath(f), "out": str(target.resolve()),
                          "replaces": finished is not None})
@@ -287,8 +292,8 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
                 on_file(r)
         for t in todo:
             if t["index"] not in reports:  # its task crashed max_retries + 1 times
-                reports[t["index"]] = {"source": files[t["index"]], "parquet": None, "status": "failed", "frames": 0,
-                                       "error": f"its task crashed {max_retries + 1} times (worker died)"}
+                reports[t["index"]] = file_report(files[t["index"]], "failed",
+                                                  error=f"its task crashed {max_retries + 1} times (worker died)")
     result = [reports[i] for i in range(len(files))]
     (out / SUMMARY_NAME).write_text(json.dumps({"files": result}, indent=2))
     return result
