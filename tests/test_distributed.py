@@ -316,10 +316,17 @@ def test_batch_reruns_files_made_with_other_options_and_reports_empty_inputs(clu
 
     assert options_key({"pca": PCA16(8)}, {}) == options_key({"pca": PCA16(8)}, {})
     assert " at 0x" not in options_key({"pca": PCA16(8)}, {})
-    # a redo that fails leaves no stale file and names none
-    bad = run_batch([clips[0]], out, device="cpu", source_options={"start": 5.0, "end": 1.0}, redo=True,
-                    progress=False)[0]
+    # an option value no source takes is refused before anything is touched (was: the finished file
+    # deleted as made with other options, then every task failed on the value)
+    for bad_options in ({"fps": -1.0}, {"start": 5.0, "end": 1.0}, {"stride": 0}):
+        with pytest.raises(ValueError):
+            run_batch([clips[0]], out, device="cpu", source_options=bad_options, progress=False)
+    assert len(list(out.glob("*.parquet"))) == 1
+    # a redo that fails leaves no stale file and names none (a start past the clip's end: no frame)
+    bad = run_batch([clips[0]], out, device="cpu", source_options={"start": 500.0}, redo=True, progress=False)[0]
     assert bad["status"] == "failed" and bad["parquet"] is None and not list(out.glob("*.parquet"))
+    keys = set(bad)
+    assert all(set(r) == keys for r in json.loads((out / "_summary.json").read_text())["files"])
 
     images = tmp_path / "images"
     images.mkdir()
@@ -340,6 +347,56 @@ def test_batch_refuses_bad_options_before_any_task(clips, tmp_path, options, mes
     with pytest.raises((ValueError, TypeError), match=message):
         run_batch([clips[0]], tmp_path / "o", device="cpu", progress=False, **options)
     assert not (tmp_path / "o").exists()
+
+
+def test_batch_interrupted_lists_every_file(cluster, clips, tmp_path):
+    """Ctrl-C (here raised by the per-file callback) still writes the summary, the unfinished files
+    'stopped', and goes on as a KeyboardInterrupt (the CLI exits 130; it printed Ray's traceback)."""
+    def stop(report):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([clips[0], clips[3]], tmp_path / "i", device="cpu", progress=False, on_file=stop)
+    summary = json.loads((tmp_path / "i" / "_summary.json").read_text())
+    assert summary["interrupted"] and {r["status"] for r in summary["files"]} <= {"complete", "stopped"}
+    assert sum(r["status"] == "stopped" for r in summary["files"]) >= 1
+    again = run_batch([clips[0], clips[3]], tmp_path / "i", device="cpu", progress=False)
+    assert {r["status"] for r in again} <= {"complete", "skipped"}
+
+
+@pytest.mark.parametrize("kwargs, error", [({"sources": None}, TypeError), ({"num_cpus": "1"}, ValueError),
+                                           ({"num_gpus": -1}, ValueError), ({"max_frames": True}, ValueError)])
+def test_run_many_refuses_bad_arguments_before_a_cluster(kwargs, error, clips):
+    kwargs = {"sources": clips[:1], **kwargs}
+    with pytest.raises(error, match=next(iter(k for k in kwargs if k != "sources"), "sources")):
+        run_many(kwargs.pop("sources"), device="cpu", progress=False, **kwargs)
+
+
+def test_an_unreachable_cluster_address_is_an_error_at_once():
+    import socket
+    import time
+
+    from arrcoc_rt.distributed.live import _check_reachable
+
+    with socket.socket() as s:  # a port that was just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"cannot connect to 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - t < 10  # was: Ray's retries, for many minutes
+    _check_reachable("auto")  # Ray finds that one itself
+
+
+def test_relative_paths_reach_actors_of_a_cluster_started_elsewhere(cluster, clips, tmp_path, monkeypatch):
+    """The actors' working directory is the cluster's, not the driver's: a relative path is made
+    absolute first (it was 'does not exist' once the driver had moved)."""
+    monkeypatch.chdir(tmp_path)
+    rel = os.path.relpath(clips[0])
+    with run_many([rel], device="cpu", progress=False) as run:
+        frames = sum(1 for _ in run)
+    (report,) = run.summary()
+    assert report["status"] == "complete" and frames == FRAMES[0] and report["source"] == rel
 
 
 def test_requests_no_node_can_meet_are_refused_at_once(cluster, clips, tmp_path):

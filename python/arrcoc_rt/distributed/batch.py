@@ -218,16 +218,12 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
     Returns one report per input, in input order: status 'complete', 'skipped' (finished by an
     earlier run) or 'failed' (with ``error``), frames, corrupt packets, latency percentiles."""
     from ..sources import check_open_options
-    from .live import _validate, _with_query, check_feasible, connect
+    from .live import _validate, _with_query, check_feasible, check_per_worker, connect
 
     for name, v, lo in (("max_retries", max_retries, 0), ("rows_per_group", rows_per_group, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name}: {v!r}; expected an int >= {lo}")
-    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not num_cpus > 0:
-        raise ValueError(f"num_cpus: {num_cpus!r}; expected a number > 0 (CPUs per task)")
-    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float))
-                                 or not num_gpus >= 0):
-        raise ValueError(f"num_gpus: {num_gpus!r}; expected a number >= 0 (GPUs per task) or None")
+    check_per_worker(num_cpus, num_gpus, "task")
     check_open_options(source_options)
     files = expand_inputs(inputs)
     if not files:
@@ -282,21 +278,32 @@ def run_batch(inputs, out_dir, *, query=None, address=None, num_cpus: float = 1.
             except TypeError:  # a Ray without the hook
                 ds = ds.map(_task, **kwargs)
         by_out = {t["out"]: t["index"] for t in todo}
-        for row in ds.iter_rows():
-            r = dict(row)
-            r["latency_ms"] = json.loads(r["latency_ms"])
-            i = by_out[r.pop("out")]
-            r["source"] = files[i]
-            reports[i] = r
-            if on_file is not None:
-                on_file(r)
+        try:
+            for row in ds.iter_rows():
+                r = dict(row)
+                r["latency_ms"] = json.loads(r["latency_ms"])
+                i = by_out[r.pop("out")]
+                r["source"] = files[i]
+                reports[i] = r
+                if on_file is not None:
+                    on_file(r)
+        except KeyboardInterrupt:  # the summary still lists every file; the next run resumes
+            for t in todo:
+                if t["index"] not in reports:
+                    reports[t["index"]] = file_report(files[t["index"]], "stopped", error="interrupted (Ctrl-C)")
+            _write_summary(out, [reports[i] for i in range(len(files))], interrupted=True)
+            raise
         for t in todo:
             if t["index"] not in reports:  # its task crashed max_retries + 1 times
                 reports[t["index"]] = file_report(files[t["index"]], "failed",
                                                   error=f"its task crashed {max_retries + 1} times (worker died)")
     result = [reports[i] for i in range(len(files))]
-    (out / SUMMARY_NAME).write_text(json.dumps({"files": result}, indent=2))
+    _write_summary(out, result)
     return result
+
+
+def _write_summary(out: Path, reports: list, *, interrupted: bool = False) -> None:
+    (out / SUMMARY_NAME).write_text(json.dumps({"files": reports, "interrupted": interrupted}, indent=2))
 
 
 def read_parquet(path, source_index: int = 0):

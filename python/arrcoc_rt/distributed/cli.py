@@ -79,7 +79,9 @@ def run_on_ray(args, stream_options: dict) -> int:
     sources = [int(s) if s.isdigit() else s for s in sources]  # webcam numbers, as without --ray
     out = Path(args.out or "arrcoc-ray-run")
     out.mkdir(parents=True, exist_ok=True)
-    source_options = {k: getattr(args, k) for k in ("start", "end", "fps") if getattr(args, k) is not None}
+    source_options = {k: getattr(args, k) for k in ("start", "end", "fps", "follow") if getattr(args, k) is not None}
+    if args.reconnect is not None:
+        source_options["reconnect_attempts"] = args.reconnect
     if args.drop_oldest:
         source_options["drop_oldest"] = True
     stream_options = {k: v for k, v in stream_options.items() if v is not None}
@@ -205,6 +207,10 @@ def _cmd_batch(args) -> int:
                             **stream_options)
     except (ValueError, TypeError, OSError) as e:
         raise _error(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out}/{SUMMARY_NAME} lists every file (unfinished ones 'stopped'); run the same "
+              "command again to convert the rest", file=sys.stderr)
+        return 130
     count = {s: sum(r["status"] == s for r in reports) for s in ("complete", "skipped", "failed")}
     for r in reports:
         if r["status"] == "failed" and not args.quiet and r["source"] not in printed:  # failed before a task ran

@@ -31,12 +31,14 @@ reported (``status='failed'``, ``error``) and the others go on.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import math
 import os
 import random
 import re
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -67,8 +69,35 @@ def connect(address: str | None = None, **init_options) -> bool:
     if address in (None, "", "local"):
         ray.init(**init_options)
     else:
+        _check_reachable(address)
         ray.init(address=address, **init_options)
     return True
+
+
+def check_per_worker(num_cpus, num_gpus, worker: str) -> None:
+    """ValueError unless ``num_cpus`` is a number > 0 and ``num_gpus`` None or a number >= 0 (what
+    one actor or task holds)."""
+    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not num_cpus > 0:
+        raise ValueError(f"num_cpus: {num_cpus!r}; expected a number > 0 (CPUs per {worker})")
+    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float))
+                                 or not num_gpus >= 0):
+        raise ValueError(f"num_gpus: {num_gpus!r}; expected a number >= 0 (GPUs per {worker}) or None")
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """ConnectionError when a 'HOST:PORT' or 'ray://HOST:PORT' address takes no TCP connection
+    within ``timeout_s`` (Ray itself retries an unreachable address for many minutes, silently)."""
+    import socket
+
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or address == "auto":
+        return  # 'auto' and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConnectionError(f"Ray cluster {address!r}: cannot connect to {host}:{port} ({e}); is the head node "
+                              f"running (ray start --head) and the port open?") from None
 
 
 class _Latencies:
@@ -123,6 +152,9 @@ class SourceReport:
 class _Source:
     def __init__(self, index: int, spec, actor: int):
         self.index, self.spec, self.actor = index, spec, actor
+        # What the actor opens: a path that exists here, made absolute (an actor of a cluster started
+        # elsewhere resolves a relative path against its own working directory)
+        self.open_as = os.path.abspath(spec) if isinstance(spec, (str, os.PathLike)) and os.path.exists(spec) else spec
         self.key = f"s{index}"
         self.epoch = 0
         self.next_index = 0
@@ -148,12 +180,16 @@ class RunMany:
     ``close()``. A context manager; closing early stops the actors."""
 
     RECONNECT_ATTEMPTS = 5  # a live source that is back: attempts to open it again, 0.5 s .. 2.5 s apart
+    PLACEMENT_WARNING_S = 30.0  # warn when no actor has answered for this long (their resources are held)
 
     def __init__(self, sources, *, query=None, address=None, num_actors=None, num_cpus=1.0, num_gpus=None,
                  batch_frames=8, prefetch=2, max_restarts=3, resume="exact", max_frames=None, progress=None,
                  source_options=None, actor_options=None, vlm=None, check_resources=True, **stream_options):
         ray = _ray()
         # one source given alone (a path, a URL, a webcam index): not a sequence of characters
+        if sources is None or not isinstance(sources, (str, bytes, os.PathLike, int, collections.abc.Iterable)):
+            raise TypeError(f"sources: expected a path, URL or webcam index, or a list of them; got "
+                            f"{type(sources).__name__}")
         sources = [sources] if isinstance(sources, (str, bytes, os.PathLike, int)) else list(sources)
         if not sources:
             raise ValueError("sources: expected at least one source")
@@ -163,10 +199,9 @@ class RunMany:
                             ("max_restarts", max_restarts, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}: {v!r}; expected an int >= {lo}")
-        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
             raise ValueError(f"max_frames: {max_frames!r}; expected an int >= 1 or None")
-        if not num_cpus > 0:
-            raise ValueError(f"num_cpus: {num_cpus!r}; expected > 0")
+        check_per_worker(num_cpus, num_gpus, "actor")
         if num_actors is not None:
             if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
                 raise ValueError(f"num_actors: {num_actors!r}; expected an int >= 1 or None")
@@ -264,7 +299,7 @@ class RunMany:
     def _open(self, s: _Source, *, resume_at=0, warm_from=0, seek=None) -> None:
         a = self.actors[s.actor]
         s.pending.clear()
-        s.pending.append(a.open.remote(s.key, s.epoch, s.spec, s.index, resume_at=resume_at, warm_from=warm_from,
+        s.pending.append(a.open.remote(s.key, s.epoch, s.open_as, s.index, resume_at=resume_at, warm_from=warm_from,
                                        seek=seek, reconnect=self.RECONNECT_ATTEMPTS if s.live else 0))
         self._top_up(s)
 
@@ -279,12 +314,22 @@ class RunMany:
             s.report.status = "running"
             self._open(s)
         self._open_bars()
+        waiting_since, answered = time.monotonic(), False
         while any(s.active for s in self._sources):
             heads = {s.pending[0]: s for s in self._sources if s.active and s.pending}
             ready, _ = ray.wait(list(heads), num_returns=1, timeout=0.5)
             if not ready:
                 self._refresh_bars()
+                if not answered and time.monotonic() - waiting_since > self.PLACEMENT_WARNING_S:
+                    answered = True  # said once
+                    warnings.warn(
+                        f"run_many: no actor has answered in {self.PLACEMENT_WARNING_S:.0f} s; each needs "
+                        f"{self.placement['num_cpus']} CPU(s) and {self.placement['num_gpus']} GPU(s), and the cluster "
+                        f"has {ray.available_resources()} free of {ray.cluster_resources()}: still loading a model, "
+                        "or waiting for resources other work holds (another run_many still being read?)",
+                        RuntimeWarning, stacklevel=2)
                 continue
+            answered = True
             s = heads[ready[0]]
             ref = s.pending.popleft()
             try:
