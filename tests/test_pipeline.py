@@ -566,6 +566,16 @@ def test_a_result_pickles_and_copies_with_its_host_values(device, copy):
         with pytest.raises(ValueError, match="holds no pipeline"):
             kept.gather_features(np.zeros((4, 2, 2), np.float32))
         assert kept != r and r == r
+    # A deep copy holds nothing of the pipeline: kept results of dropped pipelines free their buffers
+    # (the result itself holds the pipeline for texture and gather_features, as its docstring says).
+    import gc
+    import weakref
+
+    kept = copying.deepcopy(r)
+    gone = weakref.ref(pipe)
+    del pipe, r
+    gc.collect()
+    assert gone() is None and kept.num_saccades >= 0
 
 
 ODD = np.array([np.nan, np.inf, -np.inf, 3e9, -1e30, 2e4, -9.0, 20.0, 7.0, -0.25], np.float32)

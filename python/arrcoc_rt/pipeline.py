@@ -104,7 +104,10 @@ class FrameResult:
     missing saccades are padding (kind -1, level -1, budget 0). The arrays are host copies, safe
     to keep; ``texture`` is a zero-copy view, valid until the next frame. A pickled or deep-copied
     result keeps every array and flag (host copies, also of a ``copy=False`` CUDA result) but not
-    ``texture`` or ``gather_features``, which need the live pipeline."""
+    ``texture`` or ``gather_features``, which need the live pipeline. For those a result holds its
+    pipeline, and with it the pipeline's buffers (tens of MB at 1080p), as a NumPy view holds its
+    base: results kept after their pipelines are dropped (one per clip of a corpus, say) should be
+    ``copy.deepcopy(result)``, which holds nothing else."""
 
     frame_index: int
     glimpses: np.ndarray      # [N, 3, P, P] float32 RGB glimpses at each token's mip level
