@@ -19,14 +19,18 @@ LEVEL4 = (0, 1, 2, 3, 5, 8, 9, 10, 11, 12, 14, *range(17, 34), 35, 36)
 
 
 def _history(result):
-    """What the next frame carries from `result`: relevance, saccade token and budget per patch."""
+    """What the next frame carries from `result`: relevance, saccade token, budget and reuse-chain
+    drift per patch, and the gestalt tokens' drift."""
     h4, w4 = result.relevance.shape
     tokens, budgets = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
+    drift = np.zeros(h4 * w4, np.float32)
     sac = np.flatnonzero(result.kinds == 1)
     tokens[result.patches[sac]] = sac
     budgets[result.patches[sac]] = result.budgets[sac]
+    drift[result.patches[sac]] = result.reuse_drift[sac]
     return dict(previous_relevance=result.relevance.astype(np.float64), previous_tokens=tokens.reshape(h4, w4),
-                previous_budgets=budgets.reshape(h4, w4),
+                previous_budgets=budgets.reshape(h4, w4), previous_drift=drift.reshape(h4, w4),
+                previous_gestalt_drift=result.reuse_drift[result.kinds == 0],
                 previous_lum=host(result.texture.channel(3, 4)).astype(np.float64))
 
 
@@ -163,6 +167,8 @@ def _compare(pipe, result, ref):
     # (a budget within 1e-3 of a level boundary may quantize either way, as above)
     agree = tokens & (result.budgets == ref.budgets) & (result.levels == ref.levels)
     np.testing.assert_array_equal(result.reuse[agree], ref.reuse[agree])
+    # the same float32 texels summed in the same order: the same bits
+    np.testing.assert_array_equal(result.reuse_drift[agree], ref.drift[agree])
     np.testing.assert_allclose(result.positions[tokens], ref.positions[tokens], atol=1e-3)
     np.testing.assert_array_equal(result.levels[:G], ref.levels[:G])
     np.testing.assert_array_equal(result.levels[sel][far], ref.levels[ref.kinds == 1][far])
@@ -496,7 +502,7 @@ def test_bad_queries():
     with pytest.raises(TypeError, match="give one query"):
         pipe.process(f, query_map=q, query_vector=np.ones(3))
     assert pipe.process(f, query=arrcoc_rt.Query.map(np.ones((3, 4)))).num_saccades >= 0
-    with pytest.warns(DeprecationWarning, match="pass query_map="):
+    with pytest.warns(DeprecationWarning, match=r"Query.map\(...\) \(or query_map="):
         assert pipe.process(f, query=np.ones((3, 4))).num_saccades >= 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import arrcoc_rt
+from conftest import devices
 
 av = pytest.importorskip("av")
 data = pytest.importorskip("skimage.data")
@@ -186,3 +187,32 @@ def test_reused_tokens_show_unchanged_pixels():
             assert np.median(reused_share) < 0.25, (name, reused_share)
         else:  # H.264 of a still frame: the gestalt grid and the held saccades at their level
             assert np.median(reused_share) > 0.5, (name, reused_share)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_reuse_chains_stay_within_a_grey_level_of_their_start(device):
+    """A slow fade (0.4 grey levels a frame) passes every link's one-grey-level test: chains of
+    per-link checks were reused for ever, their cached content ever further from the frame. The
+    drift is summed along each chain (`reuse_drift`): every reused token's glimpse stays within
+    about a grey level of its chain's first one, and chains still form (most frames reuse)."""
+    img = data.astronaut()[16:464, :640].astype(np.float64)
+    frames = [np.ascontiguousarray(np.clip(np.rint(img + 0.4 * k), 0, 255).astype(np.uint8)) for k in range(16)]
+    pipe = arrcoc_rt.Pipeline(640, 448, device=device)
+    results = [pipe.process(f) for f in frames]
+    chains, worst, longest, reused = [], 0.0, 0, []
+    for k, r in enumerate(results):
+        start = np.arange(len(r.kinds))      # each token starts a chain: (its token, its frame) ...
+        frame_of = np.full(len(r.kinds), k)
+        if k:                                # ... unless it reuses one
+            links = np.flatnonzero(r.reuse >= 0)
+            start[links], frame_of[links] = chains[k - 1][0][r.reuse[links]], chains[k - 1][1][r.reuse[links]]
+            reused.append(len(links) / np.sum(r.kinds >= 0))
+            for t in links:
+                worst = max(worst, float(np.abs(r.glimpses[t] - results[frame_of[t]].glimpses[start[t]]).mean()))
+            longest = max(longest, k - int(frame_of.min()))
+            if hasattr(r, "reuse_drift"):
+                assert np.all(r.reuse_drift[links] <= 1 / 255) and np.all(r.reuse_drift[r.reuse < 0] == 0)
+        chains.append((start, frame_of))
+    print(f"worst {worst * 255:.2f} grey levels, longest chain {longest} frames, reused {np.median(reused):.2f}")
+    assert worst <= 1.6 / 255, worst * 255  # per link only: 6 grey levels by the last frame
+    assert longest < 15 and np.median(reused) > 0.3, (longest, reused)  # chains restart, and form

@@ -139,6 +139,8 @@ struct TokenAllocator::Impl {
   int32_t* token_of_patch[2] = {nullptr, nullptr};   // saccade token per patch: previous / new
   int32_t* budget_of_patch[2] = {nullptr, nullptr};  // its level of detail
   float* lum_of_patch[2] = {nullptr, nullptr};       // level-4 luminance: previous / this frame
+  float* drift_of_patch[2] = {nullptr, nullptr};     // reuse-chain drift of the saccade per patch
+  float* drift_of_gestalt[2] = {nullptr, nullptr};   // reuse-chain drift of each gestalt token
   bool has_history = false;
   int32_t hist_w4 = 0, hist_h4 = 0;
   int32_t last_width = 0, last_height = 0;  // frame size of the last run
@@ -166,6 +168,7 @@ struct TokenAllocator::Impl {
     f(v.positions, 2 * N, 2 * N);
     for (const int32_t** a : {&v.levels, &v.budgets, &v.kinds, &v.patches, &v.previous, &v.reuse}) f(*a, N, N);
     f(v.scores, N, N);
+    f(v.reuse_drift, N, N);
     f(v.glimpses, N * 3 * P * P, N * 3 * P * P);
     f(v.relevance, n4, n4_max);
     f(v.homunculus, n4, n4_max);
@@ -228,10 +231,14 @@ struct TokenAllocator::Impl {
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &token_of_patch[i]);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &budget_of_patch[i]);
     for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &lum_of_patch[i]);
+    for (int i = 0; i < 2 && s.ok(); ++i) s = arena.alloc_n(n4, &drift_of_patch[i]);
+    for (int i = 0; i < 2 && s.ok(); ++i)
+      s = arena.alloc_n(static_cast<size_t>(config.gestalt_x) * config.gestalt_y, &drift_of_gestalt[i]);
     if (s.ok()) s = arena.alloc_n(kAllSums, &b.structure_sums);
     if (s.ok()) s = arena.alloc_n(3, &b.context);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_token);
     if (s.ok()) s = arena.alloc_n(n4, &b.held_budget);
+    if (s.ok()) s = arena.alloc_n(n4, &b.held_drift);
     if (s.ok()) s = arena.alloc_n(n4, &b.is_candidate);
     if (s.ok()) s = arena.alloc_n(n4, &b.is_text);
     if (s.ok()) s = arena.alloc_n(cap, &b.rank_key);
@@ -254,6 +261,7 @@ struct TokenAllocator::Impl {
     for (int32_t** a : {&b.levels, &b.budgets, &b.kinds, &b.patches, &b.previous, &b.reuse})
       if (s.ok()) s = arena.alloc_n(ntok, a);
     if (s.ok()) s = arena.alloc_n(ntok, &b.scores);
+    if (s.ok()) s = arena.alloc_n(ntok, &b.reuse_drift);
     if (s.ok()) s = arena.alloc_n(ntok * 3 * P * P, &b.glimpses);
     if (s.ok() && config.device == Device::kCPU) s = arena.alloc_n(static_cast<size_t>(config.max_height), &b.row_counts);
     if (s.ok() && config.device == Device::kCUDA) s = cuda::event_create(&done_event);
@@ -361,6 +369,10 @@ struct TokenAllocator::Impl {
     p.new_budget = budget_of_patch[1];
     p.prev_lum = lum_of_patch[0];
     p.new_lum = lum_of_patch[1];
+    p.prev_drift = drift_of_patch[0];
+    p.new_drift = drift_of_patch[1];
+    p.prev_gdrift = drift_of_gestalt[0];
+    p.new_gdrift = drift_of_gestalt[1];
     p.num_threads = worker_threads(config.num_threads);
     // Tests: every output of this frame starts as NaN / -1 (as in the cascade), the history it
     // writes for the next frame too; not the previous frame's, which it reads.
@@ -371,9 +383,11 @@ struct TokenAllocator::Impl {
         config.device, stream, done_event, order,
         {output_of(p.positions, 2 * ntok), output_of(p.levels, ntok), output_of(p.budgets, ntok),
          output_of(p.kinds, ntok), output_of(p.patches, ntok), output_of(p.previous, ntok), output_of(p.reuse, ntok),
+         output_of(p.reuse_drift, ntok),
          output_of(p.scores, ntok), output_of(p.glimpses, ntok * 3 * config.glimpse_size * config.glimpse_size),
          output_of(p.new_rel, n4), output_of(p.homunculus, n4), output_of(p.new_lum, n4), output_of(p.new_token, n4),
-         output_of(p.new_budget, n4), output_of(p.slot_info, slots), output_of(p.slot_sal, slots),
+         output_of(p.new_budget, n4), output_of(p.new_drift, n4), output_of(p.new_gdrift, p.num_gestalt),
+         output_of(p.slot_info, slots), output_of(p.slot_sal, slots),
          output_of(p.slot_query, slots), output_of(p.slot_raw, slots), output_of(p.slot_bal, slots),
          output_of(p.slot_rel, slots), output_of(p.context, 3), output_of(p.counters, 4),
          OutputRegion{p.out_cached4, n4 * es}, OutputRegion{p.out_info4, n4 * es}, OutputRegion{p.out_sal4, n4 * es},
@@ -387,6 +401,8 @@ struct TokenAllocator::Impl {
     std::swap(token_of_patch[0], token_of_patch[1]);
     std::swap(budget_of_patch[0], budget_of_patch[1]);
     std::swap(lum_of_patch[0], lum_of_patch[1]);
+    std::swap(drift_of_patch[0], drift_of_patch[1]);
+    std::swap(drift_of_gestalt[0], drift_of_gestalt[1]);
     has_history = true;
     hist_w4 = p.w4;
     hist_h4 = p.h4;
@@ -410,6 +426,7 @@ struct TokenAllocator::Impl {
     v.scores = p.scores;
     v.previous = p.previous;
     v.reuse = p.reuse;
+    v.reuse_drift = p.reuse_drift;
     v.glimpses = p.glimpses;
     v.relevance = rel[0];
     v.homunculus = p.homunculus;

@@ -171,6 +171,7 @@ class PyTokenAllocator {
     r["scores"] = out(v.scores, {N}, "float32");
     r["previous"] = out(v.previous, {N}, "int32");
     r["reuse"] = out(v.reuse, {N}, "int32");
+    r["reuse_drift"] = out(v.reuse_drift, {N}, "float32");
     r["glimpses"] = out(v.glimpses, {N, 3, P, P}, "float32");
     r["relevance"] = out(v.relevance, {h4, w4}, "float32");
     r["homunculus"] = out(v.homunculus, {h4, w4}, "float32");

@@ -22,7 +22,9 @@ constexpr int kMotionFeature = 2;  // feat4[2]: channel 10 (motion, the frame di
 // A token's cached keys/values may be reused only where the frame difference (channel 10 at level 4:
 // each patch's mean of box5(|L - L_prev|)) is at most one grey level on every patch its glimpse
 // samples: the motion vectors read 0 under pans slower than their 4-px step, so "nothing moved" is
-// not enough.
+// not enough. The bound holds along the whole reuse chain, not per link: each token carries the sum
+// of its chain's changes (drift), and a chain whose sum passes it starts again (a slow fade of half
+// a grey level a frame would otherwise be reused for ever).
 constexpr float kReuseChange = 1.0f / 255.0f;
 // Components with a normalization (ecc enters as 1 - ecc): index into lohi pairs. Robust (ranks
 // low_index / high_index) except the Sobel key, min-max (ranks 0 and n - 1) as the seed's top-k of
@@ -96,6 +98,11 @@ struct AllocateParams {
   int32_t* held_budget;                 // [w4*h4] prev_budget warped the same way
   int32_t* new_token;                   // [w4*h4] this frame's saccade token per patch (next frame's prev)
   int32_t* new_budget;                  // [w4*h4]
+  const float* prev_drift;              // [w4*h4] reuse-chain drift of the previous frame's saccade per patch
+  float* held_drift;                    // [w4*h4] prev_drift warped along the motion (0 where none is held)
+  float* new_drift;                     // [w4*h4] this frame's saccade's drift per patch (next frame's prev)
+  const float* prev_gdrift;             // [num_gestalt] reuse-chain drift of each gestalt token, previous frame
+  float* new_gdrift;                    // [num_gestalt] this frame's
   int32_t* is_candidate;                // [w4*h4] scratch: 1 where the patch is a candidate
   int32_t* is_text;                     // [w4*h4] 1 where the patch looks like text (cfg.text_threshold)
 
@@ -119,6 +126,7 @@ struct AllocateParams {
   // token pack (num_tokens entries; glimpses num_tokens * 3 * P * P)
   float* positions; int32_t* levels; int32_t* budgets; int32_t* kinds; int32_t* patches; float* scores;
   int32_t* previous; int32_t* reuse;    // see TokenPack
+  float* reuse_drift;                   // [num_tokens] see TokenPack
   float* glimpses;
   float* homunculus;                    // [w4*h4]
   int32_t num_threads;
@@ -254,18 +262,22 @@ ARRCOC_HD void carry_patch(const AllocateParams& p, int q, bool cut) {
   const bool has_prev = p.has_history && !cut;
   float c = 0.0f;
   int32_t held = -1, held_budget = 0;
+  float held_drift = 0.0f;
   if (has_prev) {
     const float mx = plane_value<T>(p.mvx4, q), my = plane_value<T>(p.mvy4, q);
     const int src = math::warp_source(q / p.w4, q % p.w4, mx, my, p.w4, p.h4);
     c = p.prev_rel[src];
     held = p.prev_token[src];
     held_budget = held >= 0 ? p.prev_budget[src] : 0;
+    held_drift = held >= 0 ? p.prev_drift[src] : 0.0f;
   }
   p.cached[q] = c;
   p.held_token[q] = held;
   p.held_budget[q] = held_budget;
+  p.held_drift[q] = held_drift;
   p.new_token[q] = -1;
   p.new_budget[q] = 0;
+  p.new_drift[q] = 0.0f;
   p.is_candidate[q] = 0;
   p.is_text[q] = p.cfg.text_floor > 0 &&
                  math::text_likeness(stat_value<T>(p.feat4[kFeatHighPass], q), stat_value<T>(p.feat4[kFeatEntropy], q)) >=
@@ -465,21 +477,25 @@ ARRCOC_HD int saccade_lod(const AllocateParams& p, int s) {
   return math::quantize_lod_held(p.budget[s], p.held_budget[p.cand[p.order[s]]], p.cfg.lod_band);
 }
 
-// Whether the pixels a glimpse at (x, y) and `level` samples changed by at most kReuseChange on
-// every patch they touch: its centre +- (glimpse_size / 2 + 1) texels of its level (the +1: the
-// bilinear taps), up to 4.5 patches each way for a 16-sample glimpse at level 3.
+// How much the pixels a glimpse at (x, y) and `level` samples changed since the previous frame:
+// the largest frame difference on the patches they touch, its centre +- (glimpse_size / 2 + 1)
+// texels of its level (the +1: the bilinear taps), up to 4.5 patches each way for a 16-sample
+// glimpse at level 3. NaN counts as infinite.
 template <typename T>
-ARRCOC_HD bool glimpse_unchanged(const AllocateParams& p, float x, float y, int level) {
+ARRCOC_HD float glimpse_change(const AllocateParams& p, float x, float y, int level) {
   const float r = (0.5f * static_cast<float>(p.cfg.glimpse_size) + 1.0f) * static_cast<float>(1 << level);
   const float patch = static_cast<float>(math::kPatch);
   const int j0 = math::clampi(static_cast<int>(floorf((x - r) / patch)), 0, p.w4 - 1);
   const int j1 = math::clampi(static_cast<int>(floorf((x + r) / patch)), 0, p.w4 - 1);
   const int i0 = math::clampi(static_cast<int>(floorf((y - r) / patch)), 0, p.h4 - 1);
   const int i1 = math::clampi(static_cast<int>(floorf((y + r) / patch)), 0, p.h4 - 1);
+  float change = 0.0f;
   for (int i = i0; i <= i1; ++i)
-    for (int j = j0; j <= j1; ++j)
-      if (!(stat_value<T>(p.feat4[kMotionFeature], i * p.w4 + j) <= kReuseChange)) return false;
-  return true;
+    for (int j = j0; j <= j1; ++j) {
+      const float v = stat_value<T>(p.feat4[kMotionFeature], i * p.w4 + j);
+      if (!(v <= change)) change = v == v ? v : INFINITY;
+    }
+  return change;
 }
 
 // Writes token t of the pack (gestalt tokens first, then saccade slot t - G). `carried`: the
@@ -488,6 +504,7 @@ template <typename T>
 ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carried) {
   const int G = p.num_gestalt;
   float x = -1.0f, y = -1.0f, score = 0.0f;
+  float drift = 0.0f;  // the reuse chain's content change so far (0: a fresh token, or a new chain)
   int level = -1, budget = 0, kind = -1, patch = -1, previous = -1, reuse = -1;
   if (t < G) {
     math::gestalt_centre(t, p.cfg.gestalt_x, p.cfg.gestalt_y, p.width, p.height, &x, &y);
@@ -496,8 +513,10 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carrie
     kind = 0;
     patch = math::patch_of(x, y, p.w4, p.h4);
     // A gestalt cell shows the same content when nothing moved under it.
-    if (carried && plane_value<T>(p.mvx4, patch) == 0.0f && plane_value<T>(p.mvy4, patch) == 0.0f)
+    if (carried && plane_value<T>(p.mvx4, patch) == 0.0f && plane_value<T>(p.mvy4, patch) == 0.0f) {
       previous = reuse = t;
+      drift = p.prev_gdrift[t];
+    }
   } else if (t - G < kept) {
     const int s = t - G, i = p.order[s];
     patch = p.cand[i];
@@ -508,10 +527,18 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carrie
     score = p.rank_key[i];  // what it was ranked by (the key, plus the hold bonus)
     previous = p.held_token[patch];
     reuse = previous >= 0 && p.held_budget[patch] == budget ? previous : -1;
+    drift = p.held_drift[patch];
     p.new_token[patch] = t;  // saccades are on distinct patches
     p.new_budget[patch] = budget;
   }
-  if (reuse >= 0 && !glimpse_unchanged<T>(p, x, y, level)) reuse = -1;  // its pixels changed
+  if (reuse >= 0) {  // its pixels may have changed, since the previous frame or along the chain
+    drift += glimpse_change<T>(p, x, y, level);
+    if (!(drift <= kReuseChange)) reuse = -1;
+  }
+  if (reuse < 0) drift = 0.0f;  // what this token shows now starts a chain
+  if (kind == 0) p.new_gdrift[t] = drift;
+  if (kind == 1) p.new_drift[patch] = drift;
+  p.reuse_drift[t] = drift;
   p.previous[t] = previous;
   p.reuse[t] = reuse;
   p.positions[2 * t] = x;

@@ -71,7 +71,7 @@ def _int_choice(name, value, choices):
 
 _ARRAY_FIELDS = ("glimpses", "positions", "levels", "budgets", "kinds", "scores", "patches", "relevance", "homunculus",
                  "candidates", "info_score", "salience_score", "query_score", "balanced_score", "previous", "reuse",
-                 "context_weights")
+                 "reuse_drift", "context_weights")
 
 
 def _as_torch(result) -> None:
@@ -130,8 +130,10 @@ class FrameResult:
     #                                     the motion vectors) this token shows, -1 if none
     reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too
     #                                     and every patch the glimpse samples changed by at most one grey
-    #                                     level: a model may keep that token's cached keys/values (refresh
-    #                                     long chains now and then: each link may change by that much)
+    #                                     level along its whole reuse chain: a model may keep that token's
+    #                                     cached keys/values
+    reuse_drift: np.ndarray | None = None  # [N] float32 where reuse >= 0: the content change summed along
+    #                                     its reuse chain (<= 1/255; the chain starts again past it), else 0
     context_weights: np.ndarray | None = None  # [3] the context network's weights of (information,
     #                                     salience, query) for this frame; 1/3 each when it is off
     follows_a_frame: bool = False       # a previous frame of this pipeline exists (churn is defined)
@@ -640,7 +642,7 @@ class Pipeline:
             relevance=r["relevance"], homunculus=r["homunculus"], scene_cut=scene_cut,
             num_saccades=num_saccades, candidates=r["candidates"], info_score=r["info"],
             salience_score=r["salience"], query_score=r["query"], balanced_score=r["balanced"], timings=t,
-            previous=r["previous"], reuse=r["reuse"], context_weights=r["context_weights"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
+            previous=r["previous"], reuse=r["reuse"], reuse_drift=r["reuse_drift"], context_weights=r["context_weights"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self, _view_of=0 if copy else self._frames)
         self._history = True
         if return_tensors == "pt":

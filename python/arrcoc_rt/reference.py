@@ -709,8 +709,10 @@ class ReferenceAllocation:
     scene_cut: bool
     previous: np.ndarray = None    # [G+S] token of the previous frame whose content this token shows, -1
     reuse: np.ndarray = None       # [G+S] previous where the level of detail is unchanged, else -1
+    drift: np.ndarray = None       # [G+S] float32 change along each reused token's chain (0: a new chain)
     token_map: np.ndarray = None   # [h4, w4] this frame's saccade token per patch (-1): next frame's history
     budget_map: np.ndarray = None  # [h4, w4] their levels of detail (0)
+    drift_map: np.ndarray = None   # [h4, w4] float32 their reuse-chain drift (0): next frame's history
     context_weights: np.ndarray = None  # [3] the context network's weights of the three scores
     candidates: np.ndarray = None  # [n] patch id of each candidate (the arrays "per candidate" above)
     rank_key: np.ndarray = None    # [n] what saccades are chosen by: the key, text floor and hysteresis
@@ -770,16 +772,16 @@ def warp_relevance(prev: np.ndarray, mvx: np.ndarray, mvy: np.ndarray) -> np.nda
     return prev[si, sj]
 
 
-def glimpse_unchanged(change: np.ndarray, x: float, y: float, level: int, glimpse_size: int) -> bool:
-    """Whether the frame difference ``change`` ([h4, w4], channel 10 at level 4) is at most
-    REUSE_CHANGE on every patch a glimpse at (x, y) and ``level`` samples: its centre +-
+def glimpse_change(change: np.ndarray, x: float, y: float, level: int, glimpse_size: int) -> np.float32:
+    """The largest frame difference ``change`` ([h4, w4], channel 10 at level 4, read as a
+    statistic) on the patches a glimpse at (x, y) and ``level`` samples: its centre +-
     (glimpse_size / 2 + 1) texels of its level (float32, as allocate_params.h)."""
     h4, w4 = change.shape
     f = np.float32
     r = (f(0.5) * f(glimpse_size) + f(1)) * f(1 << level)
     j0, j1 = (int(np.clip(np.floor((f(x) + d) / f(16)), 0, w4 - 1)) for d in (-r, r))
     i0, i1 = (int(np.clip(np.floor((f(y) + d) / f(16)), 0, h4 - 1)) for d in (-r, r))
-    return bool(np.all(change[i0:i1 + 1, j0:j1 + 1] <= REUSE_CHANGE))
+    return max(f(0), f(np.max(change[i0:i1 + 1, j0:j1 + 1])))
 
 
 def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool, candidates, width: int,
@@ -787,13 +789,15 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     gestalt_grid=(16, 16), saccades=273, total_budget=100_000, gestalt_lod=64, steepness=2.0,
                     offset=0.0, strategy="balanced", seed=0, decay=0.8, motion_boost=0.8, motion_threshold=0.2,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
-                    previous_budgets=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
+                    previous_budgets=None, previous_drift=None, previous_gestalt_drift=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
                     patch_contrast=None, previous_lum=None, cut_correlation=0.5, text_floor=256,
                     text_threshold=0.02, query_embedding=None, glimpse_size=16) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36; 8 too for the 'sobel' strategy) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
-    (held saccades), given together with ``previous_relevance``. Candidates are the cascade's, then
+    (held saccades), given together with ``previous_relevance``; ``previous_drift`` /
+    ``previous_gestalt_drift``: its ``drift_map`` and the gestalt tokens' ``drift`` (reuse chains;
+    zeros when not given). Candidates are the cascade's, then
     the held patches it did not propose (patch order), up to ``max_candidates``. ``patch_contrast``:
     the cascade's contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``).
     ``previous_lum``: the previous frame's level-4 luminance (channel 3), with the history."""
@@ -809,8 +813,11 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     if has_prev and previous_tokens is not None:
         held_token = warp_relevance(np.asarray(previous_tokens, np.int64), mvx, mvy).ravel()
         held_budget = np.where(held_token >= 0, warp_relevance(np.asarray(previous_budgets, np.int64), mvx, mvy).ravel(), 0)
+        prev_drift = np.zeros((h4, w4), np.float32) if previous_drift is None else np.asarray(previous_drift, np.float32)
+        held_drift = np.where(held_token >= 0, warp_relevance(prev_drift, mvx, mvy).ravel(), np.float32(0))
     else:
         held_token, held_budget = np.full(h4 * w4, -1, np.int64), np.zeros(h4 * w4, np.int64)
+        held_drift = np.zeros(h4 * w4, np.float32)
     # the cascade's slots in order, padding, patches outside the grid and repeats skipped (a caller's
     # CascadeView may hold anything: compact_candidates)
     cand = list(dict.fromkeys(int(c) for c in np.asarray(candidates).ravel() if 0 <= c < h4 * w4))
@@ -900,31 +907,42 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
 
     previous = np.full(N, -1, np.int64)
     reuse = np.full(N, -1, np.int64)
+    drift = np.zeros(N, np.float32)  # before this frame's change: the chain's so far
     if has_prev:  # gestalt cells that nothing moved under show the same content
         still = (mvx.ravel()[gest_patch] == 0) & (mvy.ravel()[gest_patch] == 0)
         previous[:G] = np.where(still, np.arange(G), -1)
         reuse[:G] = previous[:G]
+        if previous_gestalt_drift is not None:
+            drift[:G] = np.where(still, np.asarray(previous_gestalt_drift, np.float32), np.float32(0))
     token_map = np.full(h4 * w4, -1, np.int64)
     budget_map = np.zeros(h4 * w4, np.int64)
     for s in range(keep):
         q, t = int(cand[order[s]]), G + s
         previous[t] = held_token[q]
         reuse[t] = previous[t] if previous[t] >= 0 and held_budget[q] == lod[s] else -1
+        drift[t] = held_drift[q]
         token_map[q], budget_map[q] = t, lod[s]
     # Reuse (cached keys/values) also needs the pixels unchanged: the frame difference under the
-    # token's patch at most one grey level (motion vectors read 0 under slow pans).
+    # token's glimpse, summed along its reuse chain, at most one grey level (motion vectors read 0
+    # under slow pans; a slow fade passes every link).
     change = _stat_texel(level4[10])
     for t in np.flatnonzero(reuse >= 0):
-        if not glimpse_unchanged(change, positions[t, 0], positions[t, 1], int(levels[t]), glimpse_size):
+        drift[t] = np.float32(drift[t] + glimpse_change(change, positions[t, 0], positions[t, 1], int(levels[t]),
+                                                        glimpse_size))
+        if not drift[t] <= REUSE_CHANGE:
             reuse[t] = -1
+    drift[reuse < 0] = 0
+    drift_map = np.zeros(h4 * w4, np.float32)
+    drift_map[token_patch[G:G + keep]] = drift[G:G + keep]
 
     new_rel = decay * cached if has_prev else np.zeros((h4, w4))
     new_rel = new_rel.ravel()
     new_rel[cand] = rel
     return ReferenceAllocation(info, sal, query, raw, div, balanced, rel, key, np.asarray(order, np.int64), budget,
                                positions, levels, budgets, kinds, scores, token_patch, new_rel.reshape(h4, w4),
-                               cached, cut, previous, reuse, token_map.reshape(h4, w4), budget_map.reshape(h4, w4),
-                               context, cand, np.asarray(rank_key, np.float64))
+                               cached, cut, previous, reuse, drift, token_map.reshape(h4, w4),
+                               budget_map.reshape(h4, w4), drift_map.reshape(h4, w4), context, cand,
+                               np.asarray(rank_key, np.float64))
 
 
 # ----------------------------------------------------------------------------- stage 6: gather

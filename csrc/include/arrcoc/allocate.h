@@ -129,6 +129,10 @@ struct TokenPack {
   // model may keep its cached keys/values for it), else -1.
   const int32_t* previous = nullptr;
   const int32_t* reuse = nullptr;
+  // [N] where `reuse` >= 0: how much the token's pixels changed along its whole reuse chain (the
+  // largest frame difference under its glimpse, summed over the chain's frames; at most one grey
+  // level, 1/255, or the chain starts again); 0 elsewhere.
+  const float* reuse_drift = nullptr;
   const float* glimpses = nullptr;   // [N, 3, P, P] RGB in [0, 1] at each token's level; 0 for padding
   const float* relevance = nullptr;  // [h4 * w4] relevance carried to the next frame (= channel 39)
   const float* homunculus = nullptr; // [h4 * w4] levels of detail per patch
