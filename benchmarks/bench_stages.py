@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import arrcoc_rt
-from conftest import record
-from skimage_cascade import cascade_skimage
+from .common import record
+from .skimage_cascade import cascade_skimage
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
 

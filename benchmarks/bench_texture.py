@@ -8,8 +8,7 @@ import pytest
 
 import arrcoc_rt
 from arrcoc_rt import reference as R
-from conftest import SIZES, needs_real_gpu, record, texture_bytes
-from opencv_texture import texture_opencv
+from .common import SIZES, needs_real_gpu, record, texture_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
 
@@ -69,7 +68,9 @@ def test_texture_arrcoc_cuda(benchmark, frames, size):
 
 @pytest.mark.parametrize("size", list(SIZES))
 def test_texture_opencv_numpy(benchmark, frames, size):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = pytest.importorskip("cv2")  # (imported here: without OpenCV only these rows are skipped)
+    from .opencv_texture import texture_opencv
+
     cv2.setNumThreads(2)
     benchmark.group = f"texture {size}"
     w, h = SIZES[size]

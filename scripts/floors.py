@@ -170,8 +170,13 @@ def main(argv=None) -> int:
     if args.frames < 1:
         raise SystemExit(f"floors.py: --frames: expected at least 1; got {args.frames}")
     import arrcoc_rt
+    from arrcoc_rt.runtime import device_string, resolve_device
     from arrcoc_rt.samples import sample_frames
 
+    try:  # 'auto' is the CPU without a GPU (it was taken for CUDA); a device that is not here is one line
+        args.device = device_string(*resolve_device(args.device))
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"floors.py: --device: {str(e).removeprefix('device: ')}") from None
     bw = measured_bandwidth_gbs()
     gflops = measured_gflops()
     print(f"arrcoc_rt {arrcoc_rt.__version__}, device {args.device}; this machine's copy bandwidth "

@@ -14,7 +14,11 @@ def test_floors_table(capsys):
     spec = importlib.util.spec_from_file_location("floors", SCRIPT)
     floors = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(floors)
-    assert floors.main(["--sizes", "64x48", "--frames", "2"]) == 0
+    # 'auto' without a GPU is the CPU: every stage timed (it was taken for CUDA: stages shown as '-')
+    import arrcoc_rt
+
+    device = "cpu" if arrcoc_rt.cuda_available() else "auto"
+    assert floors.main(["--sizes", "64x48", "--frames", "2", "--device", device]) == 0
     rows = {}
     for line in capsys.readouterr().out.splitlines()[2:]:
         rest = line.split(None, 1)[1].strip()  # after the size column
@@ -42,7 +46,8 @@ def _floors():
 
 
 @pytest.mark.parametrize("args, message", [(["--sizes", "abc"], "--sizes"), (["--sizes", "640x480x3"], "--sizes"),
-                                           (["--sizes", "0x480"], "--sizes"), (["--frames", "0"], "--frames")])
+                                           (["--sizes", "0x480"], "--sizes"), (["--frames", "0"], "--frames"),
+                                           (["--device", "tpu"], "--device: 'tpu'")])
 def test_bad_options_are_named_before_any_measurement(args, message, capsys):
     with pytest.raises(SystemExit, match=message):
         _floors().main(args)

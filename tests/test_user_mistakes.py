@@ -358,6 +358,29 @@ def test_bench_reads_a_video_by_any_suffix_no_image_reader_claims(clip, tmp_path
     assert out.returncode == 0 and "packet_to_pack" in out.stdout, out.stderr  # was: "cannot read image"
 
 
+def test_bench_times_one_size_of_a_video_that_changes_size(tmp_path):
+    """`bench` over a video whose size changes times the frames before the change and says so (it
+    stopped with a Pipeline-size error and lost them, or mixed two sizes in one table); a file with
+    no video stream is a clear error (an IndexError traceback)."""
+    write_video(tmp_path / "a.ts", sample_frames(96, 64, 8), container_format="mpegts")
+    write_video(tmp_path / "b.ts", sample_frames(160, 112, 8), container_format="mpegts")
+    for name, first, second in (("ab.ts", "a.ts", "b.ts"), ("ba.ts", "b.ts", "a.ts")):
+        (tmp_path / name).write_bytes((tmp_path / first).read_bytes() + (tmp_path / second).read_bytes())
+        out = _cli(["bench", name, "--frames", "20", "--device", "cpu"], tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "changes size at frame 8" in out.stdout and "5 frames per device" in out.stdout, out.stdout
+    import av
+
+    with av.open(str(tmp_path / "audio.mp4"), "w") as c:  # AAC only
+        s = c.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*s.encode(frame), *s.encode(None)]:
+            c.mux(packet)
+    out = _cli(["bench", "audio.mp4", "--device", "cpu"], tmp_path)
+    assert out.returncode == 2 and "has no video stream" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_bench_times_the_device_asked_for(clip, tmp_path):
     for args in (["--size", "64x48"], [str(clip)]):
         out = _cli(["bench", *args, "--frames", "2", "--device", "cpu"], tmp_path)
@@ -369,7 +392,7 @@ def test_bench_times_the_device_asked_for(clip, tmp_path):
 @pytest.mark.parametrize("args, message", [(["--size", "0x0"], "positive integers"),
                                            (["--size", "64x48x3"], "WIDTHxHEIGHT"),
                                            (["CLIP", "--size", "64x48"], "keep their own size"),
-                                           (["--device", "tpu"], "--device: device: 'tpu' is not understood")])
+                                           (["--device", "tpu"], "--device: 'tpu' is not understood")])
 def test_bench_refuses_a_bad_size_before_its_table(clip, tmp_path, args, message):
     out = _cli(["bench", *[str(clip) if a == "CLIP" else a for a in args], "--frames", "2"], tmp_path)
     assert out.returncode != 0 and message in out.stderr, out.stderr

@@ -469,47 +469,66 @@ def _cmd_ask(args) -> int:
 
 
 def _bench_video(path: Path, count: int, devices) -> int:
-    """From each PyAV packet to the token pack, per frame: demux + decode (PyAV, one thread, as a live
-    source), convert (the decoder's planes handed to the kernels; PyAV's conversion only for other
-    pixel formats) and each pipeline stage, p50/p95/p99 over ``count`` frames after 3 warm-up frames."""
+    """From each PyAV packet to the token pack, per frame: demux + decode (PyAV with its default
+    threading, the decoder's own), convert (the decoder's planes handed to the kernels; PyAV's
+    conversion only for other pixel formats) and each pipeline stage, p50/p95/p99 over ``count``
+    frames after 3 warm-up frames. One frame size is timed: timing stops where the video changes
+    size (said in the output). Ctrl-C stops timing; what was measured is printed."""
     import av
 
     from .pipeline import Pipeline
     from .stream import frame_from_av
 
+    interrupted = False
     for dev in devices:
         rows: dict = {}
+        stopped_at = None  # (frame, its size) where the video changed size
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise _error(f"{str(path)!r} has no video stream")
             stream = container.streams.video[0]
             demux = container.demux(stream)
             pipe, n, seen = None, 0, 0
             t_read = time.perf_counter()
-            while n < count:  # (n counts the timed frames, after the 3 warm-up ones)
-                try:
-                    packet = next(demux)
-                except StopIteration:
-                    break
-                for frame in packet.decode():
-                    if n >= count:  # a packet may hold more frames than are left to time
+            try:
+                while n < count and stopped_at is None:  # (n counts the timed frames, after 3 warm-up ones)
+                    try:
+                        packet = next(demux)
+                    except StopIteration:
                         break
-                    t_decoded = time.perf_counter()
-                    planes, fmt, _ = frame_from_av(frame)
-                    t_converted = time.perf_counter()
-                    if pipe is None:
-                        pipe = Pipeline(frame.width, frame.height, device=dev)
-                    r = pipe.process(planes, pixel_format=fmt)
-                    t_done = time.perf_counter()
-                    seen += 1
-                    if seen > 3:  # warm-up frames are not counted
-                        n += 1
-                        split = {"decode": (t_decoded - t_read) * 1e3, "convert": (t_converted - t_decoded) * 1e3,
-                                 **{k: r.timings[k] for k in ("texture", "encoder", "cascade", "allocate_and_gather")},
-                                 "pipeline": r.timings["total"], "packet_to_pack": (t_done - t_read) * 1e3}
-                        for k, v in split.items():
-                            rows.setdefault(k, []).append(v)
-                    t_read = time.perf_counter()
+                    for frame in packet.decode():
+                        if n >= count:  # a packet may hold more frames than are left to time
+                            break
+                        if pipe is not None and (frame.width, frame.height) != (pipe.width, pipe.height):
+                            stopped_at = (seen, frame.width, frame.height)
+                            break
+                        t_decoded = time.perf_counter()
+                        planes, fmt, _ = frame_from_av(frame)
+                        t_converted = time.perf_counter()
+                        if pipe is None:
+                            pipe = Pipeline(frame.width, frame.height, device=dev)
+                        r = pipe.process(planes, pixel_format=fmt)
+                        t_done = time.perf_counter()
+                        seen += 1
+                        if seen > 3:  # warm-up frames are not counted
+                            n += 1
+                            split = {"decode": (t_decoded - t_read) * 1e3, "convert": (t_converted - t_decoded) * 1e3,
+                                     **{k: r.timings[k] for k in ("texture", "encoder", "cascade",
+                                                                  "allocate_and_gather")},
+                                     "pipeline": r.timings["total"], "packet_to_pack": (t_done - t_read) * 1e3}
+                            for k, v in split.items():
+                                rows.setdefault(k, []).append(v)
+                        t_read = time.perf_counter()
+            except KeyboardInterrupt:
+                interrupted = True
         if not rows:
-            raise _error(f"{str(path)!r}: fewer than 4 decodable frames")
+            if interrupted:
+                return 130
+            raise _error(f"{str(path)!r}: fewer than 4 decodable frames" + (
+                f" before it changes size at frame {stopped_at[0]}" if stopped_at else ""))
+        if stopped_at is not None and dev == devices[0]:
+            print(f"(the video changes size at frame {stopped_at[0]}, to {stopped_at[1]}x{stopped_at[2]}: timed the "
+                  f"frames before it; bench times one size)")
         if dev == devices[0]:
             print(f"arrcoc-rt bench: {path.name}, {pipe.width}x{pipe.height} {stream.codec_context.name}, "
                   f"{len(rows['decode'])} frames per device (after 3 warm-up frames), packet to token pack")
@@ -517,6 +536,9 @@ def _bench_video(path: Path, count: int, devices) -> int:
         for k, v in rows.items():
             print(f"{dev:6s} {k:20s} {np.percentile(v, 50):8.2f} {np.percentile(v, 95):8.2f} {np.percentile(v, 99):8.2f}")
         print(f"{dev:6s} {'fps (p50)':20s} {1000.0 / np.percentile(rows['packet_to_pack'], 50):8.1f}")
+        if interrupted:
+            print("(interrupted: the frames timed until then)")
+            return 130
     return 0
 
 
@@ -536,7 +558,7 @@ def _cmd_bench(args) -> int:
         try:
             devices = [device_string(*resolve_device(args.device))]
         except (ValueError, TypeError) as e:
-            raise _error(f"--device: {e}") from None
+            raise _error(f"--device: {str(e).removeprefix('device: ')}") from None
     on_cuda = any(d != "cpu" for d in devices)
     if args.input and _is_video(Path(args.input)):
         if not Path(args.input).exists():
@@ -561,13 +583,23 @@ def _cmd_bench(args) -> int:
     print(f"arrcoc-rt bench: {w}x{h}, {args.frames} frames per device (after 3 warm-up frames)")
     print(f"{'device':6s} {'stage':20s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
     for dev, pipe in pipes.items():
-        for i in range(3):
-            pipe.process(frames[i % 2])
-        ts = [pipe.process(frames[i % 2]).timings for i in range(args.frames)]
-        for key in ("texture", "cascade", "allocate_and_gather", "total"):
-            v = [t[key] for t in ts]
-            print(f"{dev:6s} {key:20s} {np.percentile(v, 50):8.2f} {np.percentile(v, 95):8.2f} {np.percentile(v, 99):8.2f}")
-        print(f"{dev:6s} {'fps (p50)':20s} {1000.0 / np.percentile([t['total'] for t in ts], 50):8.1f}")
+        ts, interrupted = [], False
+        try:
+            for i in range(3):
+                pipe.process(frames[i % 2])
+            for i in range(args.frames):
+                ts.append(pipe.process(frames[i % 2]).timings)
+        except KeyboardInterrupt:  # what was measured is printed, without a traceback
+            interrupted = True
+        if ts:
+            for key in ("texture", "cascade", "allocate_and_gather", "total"):
+                v = [t[key] for t in ts]
+                print(f"{dev:6s} {key:20s} {np.percentile(v, 50):8.2f} {np.percentile(v, 95):8.2f} "
+                      f"{np.percentile(v, 99):8.2f}")
+            print(f"{dev:6s} {'fps (p50)':20s} {1000.0 / np.percentile([t['total'] for t in ts], 50):8.1f}")
+        if interrupted:
+            print(f"(interrupted after {len(ts)} timed frames)")
+            return 130
     _cuda_notes(on_cuda)
     return 0
 

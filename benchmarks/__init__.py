@@ -1,0 +1,1 @@
+"""The pytest-benchmark suites (a package: their conftest.py and tests/'s do not collide)."""
