@@ -82,13 +82,28 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(reader, tmp_path)
     first, _ = _trainer(reader, tmp_path / "parts", steps=8)
     first.train(until=5)  # interrupted after step 5: its checkpoint is all that is left
     assert not (tmp_path / "parts" / "weights.npz").exists()
+    with open(tmp_path / "parts" / "log.csv", "a") as f:  # rows an interrupted run logged after it
+        f.write("6,images,0,0,0,0,0,0,0,0\n7,images,0,0,0,0,0,0,0,0\n")
     second, _ = _trainer(reader, tmp_path / "parts", steps=8)
     assert second.resume() == 5
     second.train()
+    assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "parts" / "log.csv"))] == list(range(1, 9))
     a, b = load_weights(tmp_path / "whole" / "weights.npz"), load_weights(tmp_path / "parts" / "weights.npz")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert len(list(csv.DictReader(open(tmp_path / "parts" / "log.csv")))) == 8
+
+
+def test_a_step_whose_loss_is_not_finite_stops_the_run(reader, tmp_path):
+    trainer, _ = _trainer(reader, tmp_path / "nan", steps=4)
+    trainer.train(until=1)
+    before = {k: v.detach().clone() for k, v in trainer.policy.params.items()}
+    real = trainer.question_loss
+    trainer.question_loss = lambda p, rng: (real(p, rng)[0] * float("nan"), real(p, rng)[1])
+    with pytest.raises(FloatingPointError, match="step 2: the loss is nan.*checkpoint.pt holds step 1"):
+        trainer.train()
+    for k, v in trainer.policy.params.items():  # the weights are those before the step
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("device", devices())
@@ -128,7 +143,22 @@ def test_cli_trains_resumes_and_checks_its_options(tmp_path):
     r = subprocess.run(cli + ["--steps", "0"], capture_output=True, text=True)
     assert r.returncode == 2 and "--steps" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(cli + ["--steps", "1", "--dropout", "1"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--dropout 1.0 is out of range" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "--dropout: 1.0 is out of range" in r.stderr and "Traceback" not in r.stderr
+    # options checked before anything loads (a negative clip reversed every step, a zero target and
+    # NaN weights made every loss NaN, a zero checkpoint interval and no saccades crashed)
+    for bad, flag in ((["--clip", "-1"], "--clip"), (["--target-tokens", "0"], "--target-tokens"),
+                      (["--answer-weight", "nan"], "--answer-weight"), (["--checkpoint-every", "0"], "--checkpoint-every"),
+                      (["--hard-share", "5"], "--hard-share"), (["--saccades", "0"], "--saccades"),
+                      (["--sample", "0"], "--sample")):
+        r = subprocess.run(cli + ["--steps", "1", *bad], capture_output=True, text=True)
+        assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
+    # a resume with other options names them; a finished run is not trained again; a shorter one is refused
+    r = subprocess.run(cli + ["--steps", "6", "--resume", "--lr", "0.5"], capture_output=True, text=True)
+    assert r.returncode == 2 and "lr 0.0001 then, 0.5 now" in r.stderr, r.stderr
+    r = subprocess.run(cli + ["--steps", "5", "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0 and "already at step 5" in r.stderr and "nan" not in r.stdout, r.stderr
+    r = subprocess.run(cli + ["--steps", "3", "--resume"], capture_output=True, text=True)
+    assert r.returncode == 2 and "beyond steps 3" in r.stderr, r.stderr
     other = cli[:-1] + [str(tmp_path / "plain")]  # --out elsewhere
     r = subprocess.run(other + ["--steps", "1", "--no-relative-lr"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--saccades", type=int, help="the pipeline's saccades (default: its default)")
     p.add_argument("--gestalt", type=int, metavar="K", help="a K x K gestalt grid (default: the pipeline's)")
     p.add_argument("--total-budget", type=int, help="the pipeline's total budget")
+    p.add_argument("--text-floor", type=int, help="the pipeline's text guardrail (default: its default, 256); training's "
+                                                  "packs do not model it: train and run with the same value, 0 to "
+                                                  "rank exactly as trained (docs/TRAINING.md)")
     for f in fields(TrainConfig):
         if f.name in ("stage_fractions",):
             continue
@@ -104,7 +107,7 @@ def run(args) -> int:
     from ..pipeline import Pipeline
     from ..vlm import make_adapter
     from ..weights import load_weights
-    from .trainer import TrainConfig, Trainer
+    from .trainer import TrainConfig, Trainer, check_config
 
     if args.tiers:
         rc = train_tiers(args.tiers, args.out)
@@ -114,10 +117,14 @@ def run(args) -> int:
         return _error("give --vlm (the frozen model to train the balancer against), --tiers FILE, or both")
     try:
         cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "stage_fractions"})
-        if cfg.steps < 1 or cfg.batch_size < 1 or cfg.samples < 1 or cfg.lr <= 0 or cfg.temperature <= 0:
-            raise ValueError("--steps, --batch-size, --samples, --lr and --temperature must be positive")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ValueError(f"--dropout {cfg.dropout} is out of range; expected [0, 1)")
+        try:
+            check_config(cfg)  # before the data and the model load
+        except ValueError as e:  # named as the command line spells it
+            name, _, rest = str(e).partition(":")
+            raise ValueError(f"--{name.replace('_', '-')}:{rest}") from None
+        for flag, v in (("--sample", args.sample), ("--gestalt", args.gestalt), ("--saccades", args.saccades)):
+            if v is not None and v < 1:
+                raise ValueError(f"{flag} {v} is out of range; expected >= 1")
         if args.max_side < 0:
             raise ValueError(f"--max-side {args.max_side} is out of range; expected >= 1 (0: no limit)")
         examples = examples_from(args.data, split=args.split, images=args.images, sample=args.sample, seed=args.seed,
@@ -127,8 +134,9 @@ def run(args) -> int:
         sizes = {e.frame.shape[:2] for e in examples}
         h = max(s[0] for s in sizes)
         w = max(s[1] for s in sizes)
-        opts = {k: v for k, v in (("saccades", args.saccades), ("total_budget", args.total_budget)) if v is not None}
-        if args.gestalt:
+        opts = {k: v for k, v in (("saccades", args.saccades), ("total_budget", args.total_budget),
+                                  ("text_floor", args.text_floor)) if v is not None}
+        if args.gestalt is not None:
             opts.update(gestalt_x=args.gestalt, gestalt_y=args.gestalt)
         pipeline = Pipeline(w, h, device=args.device, **opts)
         adapter = make_adapter(args.vlm, device=args.device)
@@ -137,11 +145,23 @@ def run(args) -> int:
         weights = load_weights(args.weights) if args.weights else None
         trainer = Trainer(adapter, pipeline, examples, args.out, cfg, weights=weights, progress=not args.quiet)
         if args.resume:
-            print(f"resumed at step {trainer.resume()}", file=sys.stderr)
+            at = trainer.resume()
+            if at == cfg.steps:
+                print(f"the run in {args.out} is already at step {at} of {cfg.steps}: nothing to train "
+                      f"({args.out}/weights.npz holds its weights; --steps N continues it)", file=sys.stderr)
+                return 0
+            print(f"resumed at step {at}", file=sys.stderr)
     except (DatasetError, ValueError, TypeError, OSError) as e:
         return _error(str(e))
-    row = trainer.train()
-    print(f"trained {cfg.steps} steps on {len(examples)} questions: loss {row.get('loss', float('nan')):.4f}, "
-          f"answer loss {row.get('answer_loss', float('nan')):.4f}, tokens per question "
-          f"{row.get('tokens_per_question', float('nan')):.0f}; wrote {args.out}/weights.npz, log.csv")
+    try:
+        row = trainer.train()
+    except FloatingPointError as e:
+        return _error(str(e))
+    except KeyboardInterrupt:
+        print(f"interrupted at step {trainer.state.step}: {args.out}/checkpoint.pt holds the last checkpoint; the same "
+              "command with --resume continues", file=sys.stderr)
+        return 130
+    print(f"trained {cfg.steps} steps on {len(examples)} questions: loss {row['loss']:.4f}, "
+          f"answer loss {row['answer_loss']:.4f}, tokens per question "
+          f"{row['tokens_per_question']:.0f}; wrote {args.out}/weights.npz, log.csv")
     return 0

@@ -16,7 +16,9 @@ Deterministic on CPU for a given seed; a checkpoint holds everything a resumed r
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +60,36 @@ class TrainConfig:
     hard_weight: float = 2.0
     checkpoint_every: int = 100
     seed: int = 0
+
+
+# What a resumed run may change: how long it runs and how often it saves (the rest would make the
+# checkpoint's optimizer state and examples mean something else).
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+
+
+def check_config(cfg: "TrainConfig") -> None:
+    """ValueError naming the first option out of range, before any work: a negative clip reverses
+    every step, a zero target or hard weight divides by zero, NaN spreads to every weight."""
+    def number(name, lo, *, above=False, hi=None, below=False, whole=False):
+        v = getattr(cfg, name)
+        ok = (not isinstance(v, bool) and isinstance(v, (int, np.integer) if whole else (int, float, np.number))
+              and math.isfinite(v) and (v > lo if above else v >= lo)
+              and (hi is None or (v < hi if below else v <= hi)))
+        if not ok:
+            kind = "an int" if whole else "a finite number"
+            rng = f"{'>' if above else '>='} {lo}" + ("" if hi is None else f" and {'<' if below else '<='} {hi}")
+            raise ValueError(f"{name}: {v!r} is out of range; expected {kind} {rng}")
+
+    for name in ("steps", "batch_size", "samples", "checkpoint_every"):
+        number(name, 1, whole=True)
+    number("warmup", 0, whole=True)
+    number("seed", 0, whole=True)
+    for name in ("lr", "temperature", "clip", "target_tokens", "hard_weight"):
+        number(name, 0, above=True)
+    for name in ("weight_decay", "answer_weight", "efficiency_weight", "diversity_weight"):
+        number(name, 0)
+    number("hard_share", 0, hi=1)
+    number("dropout", 0, hi=1, below=True)
 
 
 @dataclass
@@ -105,8 +137,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if not examples:
             raise ValueError("examples: nothing to train on")
-        if not 0.0 <= self.cfg.dropout < 1.0:
-            raise ValueError(f"dropout: {self.cfg.dropout} is out of range; expected [0, 1)")
+        check_config(self.cfg)
+        if pipeline.config["saccades"] < 1:
+            raise ValueError("saccades: the pipeline places none; training learns which saccades to place "
+                             "(its loss has nothing to follow): give saccades >= 1")
         from ..weights import default_weights
 
         # The frozen parts give the scores as the balancer's inputs: unweighted (context network off).
@@ -115,7 +149,12 @@ class Trainer:
         for p in self.examples:
             p.answer_ids = answer_ids(adapter, p.example.answer)
         pc = pipeline.config
-        self.alloc = {k: pc[k] for k in ("steepness", "offset", "total_budget", "gestalt_lod", "saccades")}
+        self.alloc = {k: pc[k] for k in ("steepness", "offset", "total_budget", "gestalt_lod", "saccades",
+                                         "gestalt_x", "gestalt_y", "text_floor", "strategy")}
+        # what the examples are: a resumed run must train on the same ones
+        self.examples_key = hashlib.sha256(json.dumps(
+            [[str(p.example.question), str(p.example.answer), list(p.example.frame.shape)] for p in self.examples]
+        ).encode()).hexdigest()[:16]
 
         start = weights if weights is not None else default_weights()
         if not R.context_on(start):
@@ -242,7 +281,10 @@ class Trainer:
         if self.state.step == 0:
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(fields)
-            (self.out / "config.json").write_text(json.dumps(asdict(cfg) | {"allocation": self.alloc}, indent=2))
+        # (written again on a resume: a longer run's steps)
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg) | {"allocation": self.alloc,
+                                                                         "examples": len(self.examples),
+                                                                         "examples_key": self.examples_key}, indent=2))
         row = {}
         bar = tqdm(total=cfg.steps, initial=self.state.step, unit="step", disable=not self.show_progress)
         stop = cfg.steps if until is None else min(until, cfg.steps)
@@ -265,6 +307,10 @@ class Trainer:
                 (loss * float(wj)).backward()
                 total += _number(loss) * float(wj)
                 logs.append(numbers)
+            if not math.isfinite(total):  # stop here: every later step (and checkpoint) would be NaN
+                bar.close()
+                raise FloatingPointError(f"step {step + 1}: the loss is {total}; training stopped before this step "
+                                         f"changed the weights (checkpoint.pt holds step {self._saved_step()})")
             t.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.clip)
             self.opt.step()
             self.state.step += 1
@@ -306,16 +352,39 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         self.torch.save({"params": {k: v.detach().clone() for k, v in self.policy.params.items()},
                          "optimizer": self.opt.state_dict(), "step": self.state.step, "hard": self.state.hard,
-                         "config": asdict(self.cfg)}, tmp)
+                         "config": asdict(self.cfg), "allocation": self.alloc, "examples_key": self.examples_key},
+                        tmp)
         tmp.replace(path)
         return path
 
+    def _saved_step(self):
+        path = self.out / "checkpoint.pt"
+        return int(self.torch.load(path, weights_only=False)["step"]) if path.exists() else "none"
+
     def resume(self, path=None) -> int:
-        """Loads a checkpoint (default: ``out/checkpoint.pt``); returns the step it was at."""
+        """Loads a checkpoint (default: ``out/checkpoint.pt``); returns the step it was at. The run's
+        options must be the checkpoint's (``steps`` and ``checkpoint_every`` may change), and so
+        must its examples and allocation; log.csv is cut back to the checkpoint's step."""
         ck = self.torch.load(Path(path) if path else self.out / "checkpoint.pt", weights_only=False)
+        now = asdict(self.cfg) | {"allocation": self.alloc, "examples_key": self.examples_key}
+        then = ck["config"] | {k: ck[k] for k in ("allocation", "examples_key") if k in ck}
+        changed = sorted(k for k in then if k not in RESUMABLE_CHANGES and k in now and then[k] != now[k])
+        if changed:
+            said = "; ".join(f"{k} {then[k]!r} then, {now[k]!r} now" for k in changed)
+            raise ValueError(f"resume: the checkpoint was made with other options or data ({said}); give the same "
+                             "ones, or another --out for a new run")
+        if int(ck["step"]) > self.cfg.steps:
+            raise ValueError(f"resume: the checkpoint is at step {ck['step']}, beyond steps {self.cfg.steps}")
         with self.torch.no_grad():
             for k, v in ck["params"].items():
                 self.policy.params[k].copy_(v)
         self.opt.load_state_dict(ck["optimizer"])
         self.state = Progress(step=int(ck["step"]), hard=list(ck["hard"]))
+        log_path = self.out / "log.csv"
+        if log_path.exists():  # rows an interrupted run logged after its last checkpoint are done again
+            with open(log_path, newline="") as f:
+                rows = list(csv.reader(f))
+            kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= self.state.step]
+            with open(log_path, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
         return self.state.step
