@@ -524,7 +524,8 @@ def test_unpoolable_token_counts_prompts_and_dtypes_are_refused_up_front(capsys)
                                    has_query=False, has_video=False)
     assert sorted(m.key for m in methods) == ["equal/balanced/N4", "equal/balanced/N7", "equal/uniform/N4"]
     assert any("uniform at N=7 is left out" in n for n in notes)
-    for extra, message in ((["--prompt", "Q: {question} in {n} words"], "--prompt"), (["--dtype", "foo"], "--dtype")):
+    for extra, message in ((["--prompt", "Q: {question} in {n} words"], "--prompt"), (["--dtype", "foo"], "--dtype"),
+                           (["--margin", "nan"], "--margin"), (["--margin", "-100"], "--margin")):
         assert main(["experiment", "--vlm", "llava:/nowhere", "--synthetic-count", "1", *extra]) == 2
         assert message in capsys.readouterr().err
 

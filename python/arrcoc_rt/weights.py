@@ -93,6 +93,13 @@ def validate(weights: dict, source: str = "weights") -> dict:
     return out
 
 
+def _json_numbers(v, depth: int = 0) -> bool:
+    """Whether a JSON value is a number or nested lists of numbers (not bool, not str)."""
+    if isinstance(v, list):
+        return depth < 8 and all(_json_numbers(x, depth + 1) for x in v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def load_weights(path) -> dict:
     """Balancer parameters from an .npz or .json file (see the module docstring)."""
     p = Path(path)
@@ -106,6 +113,10 @@ def load_weights(path) -> dict:
         except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"weights: {str(p)!r} is not valid JSON: {e}") from None
         if isinstance(data, dict):
+            for k, v in data.items():  # numbers only: NumPy would read "1" and true as 1.0
+                if not _json_numbers(v):
+                    raise TypeError(f"weights: {str(p)!r}: {k} holds a value that is not a number (strings and "
+                                    "booleans are not weights)")
             try:
                 data = {k: np.asarray(v, np.float64) for k, v in data.items()}
             except (ValueError, TypeError, OverflowError, RecursionError) as e:

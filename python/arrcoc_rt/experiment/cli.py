@@ -156,6 +156,8 @@ def run(args) -> int:
         for name in ("max_new_tokens", "context_frames", "warmup", "max_side"):
             if getattr(args, name) < (1 if name == "max_new_tokens" else 0):
                 raise ValueError(f"--{name.replace('_', '-')}: {getattr(args, name)} is out of range")
+        if not (args.margin >= 0 and args.margin < float("inf")):  # NaN fired neither rule; < 0 "beat" by losing
+            raise ValueError(f"--margin: {args.margin} is out of range; expected points >= 0")
         kind, ordinal = resolve_device(args.device)
     except (TypeError, ValueError) as e:
         return _error(str(e))
