@@ -19,7 +19,14 @@ def _fresh_results(pipeline, examples: list, weights: dict):
 
 def relevance_share(pipeline, examples: list, weights: dict) -> dict:
     """With ``weights`` in the pipeline: the mean share of the saccade budget inside each example's
-    answer box, and per example."""
+    answer box, and per example. Every example needs a box."""
+    examples = list(examples)
+    if not examples:
+        raise ValueError("examples: none to measure")
+    unboxed = [i for i, e in enumerate(examples) if e.box is None]
+    if unboxed:
+        raise ValueError(f"examples: {len(unboxed)} have no answer box (the first: index {unboxed[0]}); "
+                         "relevance_share measures the budget inside it")
     shares = []
     for e, r in _fresh_results(pipeline, examples, weights):
         kinds, budgets, pos = np.asarray(r.kinds), np.asarray(r.budgets, np.float64), np.asarray(r.positions)
@@ -35,6 +42,9 @@ def pipeline_answer_loss(pipeline, adapter, examples: list, weights: dict) -> di
     example's answer after its question, teacher forcing) given exactly the tokens the pipeline
     keeps for the frame (a fresh pass: no temporal state), as at inference (``adapter.prepare``).
     Returns the mean, the share answered right (greedy tokens equal the answer) and per example."""
+    examples = list(examples)
+    if not examples:
+        raise ValueError("examples: none to measure")
     losses, right = [], []
     for e, r in _fresh_results(pipeline, examples, weights):
         ce, ok = answer_loss(adapter, adapter.prepare(e.frame, r, e.question), answer_ids(adapter, e.answer))
