@@ -251,3 +251,15 @@ def test_small_cuda_helpers_keep_shapes_and_names():
     assert cuda.pinned_empty((2, 3)).shape == (2, 3)
     if _native.cuda_device_count() >= 2:
         assert "device='cuda:1'" in repr(arrcoc_rt.StreamGroup(64, 48, 2, device="cuda:1"))
+
+
+def test_queries_in_device_memory_name_what_is_needed():
+    """A query map or exemplar in device memory is a TypeError that says a host array is needed
+    (it read as 'got object ()')."""
+    if not arrcoc_rt.cuda_available():
+        pytest.skip("needs a CUDA device (the emulated one will do)")
+    from arrcoc_rt import cuda
+
+    for q in (lambda d: arrcoc_rt.Query.map(d), lambda d: arrcoc_rt.Query.image(d)):
+        with pytest.raises(TypeError, match="a host array is needed"):
+            q(cuda.to_device(np.zeros((48, 64, 3), np.uint8)))

@@ -39,6 +39,7 @@ class Query:
         """An exemplar of what to look for: a path to a picture, or an H x W x 3 uint8 array."""
         if isinstance(image, (str, Path)):
             return cls("image", Path(image))
+        _check_on_host(image, "query_image")
         a = np.asarray(image)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
             raise ValueError(f"query_image: expected a path or an H x W x 3 uint8 array; got {a.dtype} {a.shape}")
@@ -63,7 +64,16 @@ class Query:
         return f"Query.{self.kind}({shown})"
 
 
+def _check_on_host(value, name: str) -> None:
+    """TypeError for an array in device memory (NumPy would read it as an opaque object)."""
+    if not isinstance(value, np.ndarray) and (hasattr(value, "__cuda_array_interface__") or (
+            hasattr(value, "__dlpack_device__") and value.__dlpack_device__()[0] != 1)):  # 1: kDLCPU
+        raise TypeError(f"{name}: a host array is needed (NumPy, or a CPU tensor); got {type(value).__name__} in "
+                        "device memory: copy it to the host first (.numpy(), .cpu())")
+
+
 def _numeric(value, ndim: int, expected: str):
+    _check_on_host(value, expected.split(":")[0])
     a = np.asarray(value)
     if a.ndim != ndim or a.dtype.kind not in "fiu":
         raise ValueError(f"{expected}; got {a.dtype} {a.shape}")
