@@ -154,11 +154,17 @@ def test_cuda_means_the_current_device_as_in_torch():
         seen["pipeline"] = arrcoc_rt.Pipeline(64, 48, device="cuda").cuda_device
         seen["stream"] = cuda.Stream().device
         seen["array"] = cuda.to_device(np.zeros(3, np.float32)).__dlpack_device__()[1]
+        seen["frames"] = arrcoc_rt.Stream(device="cuda")  # fed by another thread below
 
     t = threading.Thread(target=on_device_1)
     t.start()
     t.join()
+    stream = seen.pop("frames")
     assert seen == {"pipeline": 1, "stream": 1, "array": 1}, seen
+    # A Stream stays on the device it was made for, whichever thread builds its pipeline (it resolved
+    # 'cuda' again there: cuda:0 here)
+    stream.process(sample_frames(64, 48, 1)[0])
+    assert stream.pipeline.cuda_device == 1 and stream.device == "cuda:1"
     assert arrcoc_rt.Pipeline(64, 48, device="cuda").cuda_device == 0  # this thread's is still 0
 
     rng = np.random.default_rng(0)

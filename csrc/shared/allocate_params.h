@@ -480,7 +480,7 @@ ARRCOC_HD int saccade_lod(const AllocateParams& p, int s) {
 // How much the pixels a glimpse at (x, y) and `level` samples changed since the previous frame:
 // the largest frame difference on the patches they touch, its centre +- (glimpse_size / 2 + 1)
 // texels of its level (the +1: the bilinear taps), up to 4.5 patches each way for a 16-sample
-// glimpse at level 3. NaN counts as infinite.
+// glimpse at level 3 (read as every stage reads a statistic: NaN as 0, clamped).
 template <typename T>
 ARRCOC_HD float glimpse_change(const AllocateParams& p, float x, float y, int level) {
   const float r = (0.5f * static_cast<float>(p.cfg.glimpse_size) + 1.0f) * static_cast<float>(1 << level);
@@ -493,7 +493,7 @@ ARRCOC_HD float glimpse_change(const AllocateParams& p, float x, float y, int le
   for (int i = i0; i <= i1; ++i)
     for (int j = j0; j <= j1; ++j) {
       const float v = stat_value<T>(p.feat4[kMotionFeature], i * p.w4 + j);
-      if (!(v <= change)) change = v == v ? v : INFINITY;
+      change = math::maxf(change, v);
     }
   return change;
 }

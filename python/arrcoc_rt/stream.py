@@ -216,11 +216,15 @@ class Stream:
             pipeline_config.setdefault("total_budget", pipeline_config.pop("budget"))
         query = make_query(query, query_text=query_text, query_image=query_image, query_vector=query_vector,
                            query_map=query_map)
+        # Resolved once, here: 'cuda' and 'auto' mean this thread's current device, and the pipeline
+        # is built later, maybe by another thread (a larger frame, ask()'s passes), which must not
+        # put it on another GPU. A device this build or machine lacks is refused now.
+        device = device_string(*resolve_device(device))
         self.adapter = None
         if isinstance(vlm, str):
             from .vlm import make_adapter
 
-            vlm = make_adapter(vlm, device=device_string(*resolve_device(device)))  # the pipeline's: 'auto' is a GPU if any
+            vlm = make_adapter(vlm, device=device)  # the pipeline's device
         if vlm is not None and type(vlm).__module__.startswith("arrcoc_rt.vlm"):
             self.adapter, vlm = vlm, None  # answers questions on demand (ask), not a per-frame hook
         if vlm is not None and not callable(vlm):
@@ -241,7 +245,6 @@ class Stream:
         if encoder is None and query is not None and query.kind in ("image", "vector"):
             encoder = "builtin"  # exemplar images and vectors need features; the weight-free default
         _check_query_now(query, encoder)
-        resolve_device(device)  # a device this build or machine lacks: refused now, not at the first frame
         pipeline_config["encoder"] = encoder
         self.device = device
         self.vlm = vlm

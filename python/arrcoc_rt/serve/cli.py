@@ -112,7 +112,7 @@ def config_from_args(args):
         from ..vlm import make_adapter
 
         vlm = make_adapter(args.vlm, device=torch_device)
-    return ServeConfig(source=args.source, device=args.device, encoder=encoder, encoder_name=args.encoder, vlm=vlm,
+    return ServeConfig(source=args.source, device=torch_device, encoder=encoder, encoder_name=args.encoder, vlm=vlm,
                        vlm_name=args.vlm, max_width=args.max_width)
 
 
