@@ -552,6 +552,37 @@ def test_what_a_zero_copy_result_derives_is_its_frames_or_refused(device):
 
 
 @pytest.mark.parametrize("device", devices())
+def test_close_frees_the_memory_its_results_would_hold(device):
+    """close() (or a with block) frees a pipeline's memory while its results are kept (they hold
+    their pipeline: its memory lived as long as any result); the results keep their arrays, and
+    what needs the memory (texture views, gather_features, process) is refused."""
+    import gc
+
+    f = real_image("coffee")
+    h, w = f.shape[:2]
+    emulated = device == "cuda" and arrcoc_rt.cuda.is_emulated()
+    gc.collect()
+    base = arrcoc_rt.cuda.emulator_counters()["device_bytes"] if emulated else None
+    with arrcoc_rt.Pipeline(w, h, device=device) as pipe:
+        r = pipe.process(f)
+        boxes = r.boxes.copy()
+        if emulated:
+            assert arrcoc_rt.cuda.emulator_counters()["device_bytes"] > base
+    if emulated:
+        assert arrcoc_rt.cuda.emulator_counters()["device_bytes"] == base  # r still holds pipe
+    np.testing.assert_array_equal(r.boxes, boxes)
+    assert r.num_saccades == int(np.sum(r.kinds == 1)) > 0
+    with pytest.raises(ValueError, match="Pipeline is closed"):
+        pipe.process(f)
+    with pytest.raises(RuntimeError, match="was closed"):
+        r.texture.channel(0)
+    with pytest.raises(ValueError, match="Pipeline is closed"):
+        r.gather_features(np.zeros((4, 2, 2), np.float32))
+    pipe.close()  # again: nothing
+    pipe.synchronize()
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("copy", [True, False])
 def test_a_result_pickles_and_copies_with_its_host_values(device, copy):
     """A FrameResult is "safe to keep": pickle and deepcopy keep every array and flag as host values

@@ -81,6 +81,10 @@ class ClusterCascade:
                                                    device=self.device, cuda_device=self.cuda_device,
                                                    num_threads=int(num_threads)))
 
+    def close(self) -> None:
+        """Frees this cascade's memory now, as when it is collected (CUDA's free waits for the device)."""
+        self._native = None
+
     def run(self, texture: Texture, *, stream=None) -> CascadeResult:
         """Runs on ``texture`` (the newest one of its builder, on the same device)."""
         if not isinstance(texture, Texture):
@@ -95,6 +99,8 @@ class ClusterCascade:
                              f"{self.max_width}x{self.max_height}")
         handle = (device_stream_handle(stream, self.cuda_device, "ClusterCascade") if self.device == "cuda"
                   else stream_handle(stream))
+        if self._native is None:
+            raise ValueError("this ClusterCascade is closed; create a new one")
         r = self._native.run(texture._builder._native, handle)
         texture._builder._native.record_use(handle)  # channel 13 is written there
         (w2, h2), (w4, h4), n = r["level2"], r["patch_grid"], r["num_clusters"]

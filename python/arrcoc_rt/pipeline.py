@@ -356,13 +356,14 @@ class Pipeline:
             max_candidates=min(1024, slots + alloc_cfg["saccades"]), gestalt_lod=gestalt_lod,
             strategy=STRATEGIES.index(strategy), gestalt_overlap=gestalt_overlap, device=self.device,
             cuda_device=self.texture_builder.cuda_device, num_threads=int(num_threads)))
+        self._closed = False
         self.set_weights(weights)
         self._embedding_key, self._embedding, self._embedding_set = None, None, None
         self._frames = 0
         self._history = False  # a previous frame exists (for churn)
         self._gathers = []  # (runs so far, keepalives) of gathers that may still be queued
         self._frame_lock = threading.RLock()  # process(): one frame's stages at a time
-        weakref.finalize(self, release_after_work, self._allocator.synchronize, self._gathers)
+        self._finalizer = weakref.finalize(self, release_after_work, self._allocator.synchronize, self._gathers)
         # semantics: encoder features every `encoder_every` frames (carried along the motion vectors
         # in between), PCA-16 fitted over the first `pca_frames` encoded frames (or loaded)
         from .encoders import PCA16, BuiltinEncoder, make_encoder
@@ -409,15 +410,43 @@ class Pipeline:
             w = load_weights(weights)
         else:
             w = validate(weights)
+        self._check_open()
         self._allocator.set_weights(w)
         self.weights = w
 
     def synchronize(self) -> None:
         """Wait until the device has finished this pipeline's last frame and gathers (CUDA; nothing
         to wait for on the CPU); the memory of the frames and features they read is then let go."""
+        if self._closed:
+            return
         self._allocator.synchronize()
         self.texture_builder.synchronize()
         self._gathers.clear()
+
+    def close(self) -> None:
+        """Frees the pipeline's memory now, host and device (a result holds its pipeline, so without
+        close() that memory lives as long as any result), after its queued work. Its results keep
+        their arrays; their texture views and gather_features are refused, as is process(). A
+        context manager closes it too."""
+        with self._frame_lock:
+            if self._closed:
+                return
+            self.synchronize()
+            self._closed = True
+            self._finalizer()  # (holds the native allocator until it has run)
+            self.texture_builder.close()
+            self.cascade.close()
+            self._allocator = self._sem = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("this Pipeline is closed; create a new one")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _release_finished_gathers(self) -> None:
         """Let go of the inputs of the gathers that are done: those made before the last run, once
@@ -429,6 +458,7 @@ class Pipeline:
 
     def reset(self) -> None:
         """Forget all temporal state (motion history, carried relevance, held saccades)."""
+        self._check_open()
         self.texture_builder.reset()
         self._allocator.reset()
         self._since_encode = 0
@@ -573,6 +603,7 @@ class Pipeline:
         nothing then waits for the device (``scene_cut`` and ``num_saccades`` are read when first used).
         With copies, CUDA waits once per frame."""
         with self._frame_lock:  # a frame at a time: two threads' stages must not interleave
+            self._check_open()
             return self._process(frame, query, query_text=query_text, query_image=query_image,
                                  query_vector=query_vector, query_map=query_map, pixel_format=pixel_format,
                                  layout=layout, stream=stream, copy=copy, return_tensors=return_tensors)
@@ -650,6 +681,7 @@ class Pipeline:
         return result
 
     def _gather(self, result: FrameResult, features, out, stream=None):
+        self._check_open()
         if result.texture is not None:
             result.texture._check_fresh()
         n = int(result.kinds.shape[0])  # a NumPy array, a DeviceArray (copy=False) or a tensor

@@ -452,11 +452,14 @@ class Stream:
         return Pipeline(width, height, device=self.device, **(self._config | overrides))
 
     def close(self) -> None:
-        """No more frames; ``pipeline`` (and its configuration) stays inspectable."""
+        """No more frames: the pipeline's memory is freed (``pipeline.config`` stays inspectable;
+        results keep their arrays, not their texture views)."""
         self._closed = True
         if self._worker is not None:
             self._worker.shutdown(wait=True)
             self._worker = None
+        if self._pipeline is not None:
+            self._pipeline.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

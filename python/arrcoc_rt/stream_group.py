@@ -164,6 +164,8 @@ class StreamGroup:
             s.synchronize()
             s.close()
         self._cuda_streams = []
+        for p in self.pipelines:  # their memory, now (results hold their pipelines)
+            p.close()
 
     def __enter__(self) -> "StreamGroup":
         return self

@@ -77,6 +77,9 @@ class Texture:
         return [(w, h) for (w, h, _, _) in self._info["levels"]]
 
     def _check_fresh(self) -> None:
+        if self._builder._native is None:
+            raise RuntimeError(f"this Texture's {self._builder._owner} was closed (its memory is freed); copy the arrays "
+                               "you need before close()")
         if self._generation != self._builder._generation:
             raise RuntimeError("this Texture was overwritten by a later build(); copy the arrays you need, and "
                                "call FrameResult.gather_features or a VLM adapter's prepare(), before the "
@@ -208,14 +211,36 @@ class TextureBuilder:
         self._inflight = []  # device frames whose kernels may still be queued
         # Dropped with this object while the native builder (kept by Texture views) may still have
         # kernels queued that read those frames: they are waited for first.
-        weakref.finalize(self, release_after_work, self._native.synchronize, self._inflight)
+        self._finalizer = weakref.finalize(self, release_after_work, self._native.synchronize, self._inflight)
         self._owner = "TextureBuilder"  # what the user created, for messages (a Pipeline sets its name)
+
+    def close(self) -> None:
+        """Frees this builder's memory now (host and device), after its queued work: its Textures are
+        refused from then on, and so is build(). A context manager closes it too."""
+        if self._native is None:
+            return
+        self._native.synchronize()
+        self._finalizer()  # (holds the native builder until it has run)
+        self._native = None
+
+    def _open(self):
+        """The native builder; ValueError once closed."""
+        if self._native is None:
+            raise ValueError(f"this {self._owner} is closed; create a new one")
+        return self._native
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def check_frame(self, frame, *, pixel_format: str | None = None, layout: str | None = None,
                     stream=None) -> tuple:
         """The checks of ``build`` without building: ValueError/TypeError for a frame that ``build``
         would refuse (e.g. before frames of several streams go through, so none moves on alone).
         Returns the frame's (width, height)."""
+        self._open()
         spec = self._checked_spec(frame, pixel_format, layout, stream, stream_handle(stream))
         return spec.width, spec.height
 
@@ -246,6 +271,7 @@ class TextureBuilder:
         A 3 x H x W array or tensor (torchcodec's and torchvision's layout) is planar RGB, read
         without a copy: ``layout='CHW'``, or taken from the shape when unambiguous.
         On CUDA the work is queued on ``stream`` (default: the legacy default stream)."""
+        self._open()
         handle = stream_handle(stream)
         spec = self._checked_spec(frame, pixel_format, layout, stream, handle)
         if self._inflight and self._native.query():
@@ -267,16 +293,17 @@ class TextureBuilder:
 
     def reset(self) -> None:
         """Forget the previous frame: the next texture has no motion (motion_valid False)."""
-        self._native.reset()
+        self._open().reset()
 
     def set_fixation(self, x: float, y: float) -> None:
         """Move the eccentricity centre (fractions of width and height)."""
         fx, fy = _fixation((x, y))
-        self._native.set_fixation(fx, fy)
+        self._open().set_fixation(fx, fy)
 
     def synchronize(self) -> None:
-        """Wait until the last build has finished (CUDA; no-op on the CPU)."""
-        self._native.synchronize()
+        """Wait until the last build has finished (CUDA; no-op on the CPU, and once closed)."""
+        if self._native is not None:
+            self._native.synchronize()
         self._inflight.clear()
 
     def __repr__(self) -> str:
