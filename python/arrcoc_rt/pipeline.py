@@ -106,8 +106,9 @@ class FrameResult:
     result keeps every array and flag (host copies, also of a ``copy=False`` CUDA result) but not
     ``texture`` or ``gather_features``, which need the live pipeline. For those a result holds its
     pipeline, and with it the pipeline's buffers (tens of MB at 1080p), as a NumPy view holds its
-    base: results kept after their pipelines are dropped (one per clip of a corpus, say) should be
-    ``copy.deepcopy(result)``, which holds nothing else."""
+    base: close the pipeline (``Pipeline.close()``, ``Stream.close()``) to free them while results
+    are kept (one per clip of a corpus, say), or keep ``copy.deepcopy(result)``, which holds nothing
+    else."""
 
     frame_index: int
     glimpses: np.ndarray      # [N, 3, P, P] float32 RGB glimpses at each token's mip level
