@@ -551,6 +551,22 @@ def test_what_a_zero_copy_result_derives_is_its_frames_or_refused(device):
     assert "overwritten by a later frame" in repr(rb)
 
 
+def test_torch_results_of_zero_copy_frames_are_their_own():
+    """copy=False with return_tensors='pt' on the CPU copies the read-only views (torch has no
+    read-only tensors): such a result is no view, so it is not refused after the next frame (it
+    was); its saccade_mask stays a torch tensor (it became NumPy)."""
+    torch = pytest.importorskip("torch")
+    f0 = real_image("coffee")
+    h, w = f0.shape[:2]
+    pipe = arrcoc_rt.Pipeline(w, h, device="cpu")
+    r = pipe.process(f0, copy=False, return_tensors="pt")
+    mask, boxes = r.saccade_mask, r.boxes.copy()
+    assert isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and int(mask.sum()) == r.num_saccades
+    pipe.process(np.ascontiguousarray(f0[::-1]), copy=False)
+    np.testing.assert_array_equal(r.boxes, boxes)
+    assert torch.equal(r.saccade_mask, mask) and r.churn is None
+
+
 @pytest.mark.parametrize("device", devices())
 def test_close_frees_the_memory_its_results_would_hold(device):
     """close() (or a with block) frees a pipeline's memory while its results are kept (they hold

@@ -156,7 +156,14 @@ def test_a_stream_answers_questions_sync_and_async(llava_dir):
     stream.process(frame(5))  # the front end moves on while the model answers about frame 2
     b = future.result(timeout=60)
     assert b.frame_index == 2 and b.text == a.text and b.visual_tokens == a.visual_tokens
-    stream.close()
+    last = stream.ask("what is here ?", max_new_tokens=4)
+    stream.close()  # frees the pipeline; a question about the last frame is still answered (from a copy)
+    after = stream.ask("what is here ?", max_new_tokens=4)
+    assert (after.frame_index, after.text, after.visual_tokens) == (last.frame_index, last.text, last.visual_tokens)
+    assert stream.ask("what is here ?", max_new_tokens=2, passes=2).frame_index == last.frame_index
+    with pytest.raises(ValueError, match="closed"):
+        stream.ask("what is here ?", asynchronous=True)
+    stream.reset()  # nothing to forget: no error
     plain = arrcoc_rt.Stream(device="cpu")
     plain.process(frame(0))
     with pytest.raises(ValueError, match="has no VLM"):

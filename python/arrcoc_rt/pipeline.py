@@ -74,13 +74,15 @@ _ARRAY_FIELDS = ("glimpses", "positions", "levels", "budgets", "kinds", "scores"
                  "reuse_drift", "context_weights")
 
 
-def _as_torch(result) -> None:
+def _as_torch(result) -> bool:
     """The result's arrays as torch tensors, without a copy: NumPy arrays through torch.from_numpy
-    (CPU), device arrays through DLPack (CUDA, copy=False)."""
+    (CPU), device arrays through DLPack (CUDA, copy=False). Returns whether any still shares the
+    pipeline's memory (the CPU's read-only views are copied: torch has no read-only tensors)."""
     try:
         import torch
     except ImportError:
         raise ValueError("return_tensors='pt' needs torch (pip install torch)") from None
+    shared = False
     for name in _ARRAY_FIELDS:
         v = getattr(result, name)
         if v is not None:
@@ -90,6 +92,8 @@ def _as_torch(result) -> None:
                 setattr(result, name, torch.from_numpy(v if v.flags.writeable else v.copy()))
             else:
                 setattr(result, name, torch.from_dlpack(v))
+                shared = True
+    return shared
 
 
 def _renamed(result, old: str, new: str):
@@ -154,8 +158,12 @@ class FrameResult:
     _pipeline: "Pipeline | None" = field(default=None, repr=False)
 
     @property
-    def saccade_mask(self) -> np.ndarray:
-        return self._host("kinds", "saccade_mask") == 1
+    def saccade_mask(self):
+        """kinds == 1: NumPy, or a torch tensor on the result's device (return_tensors='pt')."""
+        self._check_view("saccade_mask")
+        if isinstance(self.kinds, np.ndarray) or hasattr(self.kinds, "detach"):
+            return self.kinds == 1
+        return np.asarray(to_host(self.kinds)) == 1  # a DeviceArray (copy=False on CUDA) has no ==
 
     def _check_view(self, what: str) -> None:
         """A copy=False result is a view of its pipeline's buffers: once a later frame has
@@ -677,8 +685,8 @@ class Pipeline:
             previous=r["previous"], reuse=r["reuse"], reuse_drift=r["reuse_drift"], context_weights=r["context_weights"], follows_a_frame=self._history, frame_size=(tex.width, tex.height),
             motion_valid=tex.motion_valid, texture=tex, _pipeline=self, _view_of=0 if copy else self._frames)
         self._history = True
-        if return_tensors == "pt":
-            _as_torch(result)
+        if return_tensors == "pt" and not _as_torch(result):
+            result._view_of = 0  # its tensors are copies: no later frame overwrites them
         return result
 
     def _gather(self, result: FrameResult, features, out, stream=None):

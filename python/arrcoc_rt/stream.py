@@ -279,7 +279,7 @@ class Stream:
 
     def reset(self) -> None:
         """Forget motion history and carried relevance (the next frame starts fresh)."""
-        if self._pipeline is not None:
+        if self._pipeline is not None and not self._closed:
             self._pipeline.reset()
 
     def process(self, frame, *, pixel_format: str | None = None, layout: str | None = None,
@@ -409,6 +409,8 @@ class Stream:
             raise ValueError(f"question: {question!r} is empty; expected a question")
         if self._last is None:
             raise ValueError("ask: no frame processed yet; call process(frame) first")
+        if self._closed and asynchronous:  # (its worker thread was shut down with the Stream)
+            raise ValueError("ask: this Stream is closed; ask about its last frame with asynchronous=False")
         enc = self._pipeline.encoder if self._pipeline is not None else None
         if self._query is None and enc is not None and type(enc).__name__ == "HFEncoder":
             self.set_query(query_text=question)  # from the next frame on
@@ -459,6 +461,8 @@ class Stream:
             self._worker.shutdown(wait=True)
             self._worker = None
         if self._pipeline is not None:
+            if self._last is not None:  # ask() still answers about the last frame, from a copy of its pack
+                self._last = (self._last[0], _PassStart(self._last[1]))
             self._pipeline.close()
 
     def __repr__(self) -> str:

@@ -41,8 +41,13 @@ def _fixation(fixation) -> tuple[float, float]:
 
 def to_host(array) -> np.ndarray:
     """A texture array from either backend as a NumPy array: CPU views pass through (zero-copy),
-    CUDA arrays are copied to the host after the build has finished."""
-    return array if isinstance(array, np.ndarray) else array.numpy()
+    CUDA arrays are copied to the host after the build has finished (torch tensors too, from any
+    device)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "detach"):  # torch (return_tensors='pt'), on the CPU or a GPU
+        return array.detach().cpu().numpy()
+    return array.numpy()
 
 
 class Texture:
