@@ -391,12 +391,16 @@ def test_an_unreachable_cluster_address_is_an_error_at_once():
 def test_relative_paths_reach_actors_of_a_cluster_started_elsewhere(cluster, clips, tmp_path, monkeypatch):
     """The actors' working directory is the cluster's, not the driver's: a relative path is made
     absolute first (it was 'does not exist' once the driver had moved)."""
+    from arrcoc_rt.weights import default_weights, save_weights
+
     monkeypatch.chdir(tmp_path)
     rel = os.path.relpath(clips[0])
-    with run_many([rel], device="cpu", progress=False) as run:
-        frames = sum(1 for _ in run)
+    save_weights(default_weights(), "w.npz")  # relative too: read by the driver
+    with run_many([rel], device="cpu", progress=False, weights="w.npz") as run:
+        packs = list(run)
     (report,) = run.summary()
-    assert report["status"] == "complete" and frames == FRAMES[0] and report["source"] == rel
+    assert report["status"] == "complete" and len(packs) == FRAMES[0] and report["source"] == rel
+    assert {p.source for p in packs} == {rel}  # as given, though the actor opened the absolute path
 
 
 def test_requests_no_node_can_meet_are_refused_at_once(cluster, clips, tmp_path):

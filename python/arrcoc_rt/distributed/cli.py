@@ -208,8 +208,14 @@ def _cmd_batch(args) -> int:
     except (ValueError, TypeError, OSError) as e:
         raise _error(str(e)) from None
     except KeyboardInterrupt:
-        print(f"interrupted: {args.out}/{SUMMARY_NAME} lists every file (unfinished ones 'stopped'); run the same "
-              "command again to convert the rest", file=sys.stderr)
+        summary = Path(args.out) / SUMMARY_NAME
+        try:
+            listed = bool(json.loads(summary.read_text()).get("interrupted"))
+        except (OSError, ValueError):
+            listed = False
+        said = (f"{summary} lists every file (unfinished ones 'stopped')" if listed else
+                "before any file was converted")
+        print(f"interrupted: {said}; run the same command again to convert the rest", file=sys.stderr)
         return 130
     count = {s: sum(r["status"] == s for r in reports) for s in ("complete", "skipped", "failed")}
     for r in reports:

@@ -208,7 +208,8 @@ class RunMany:
             num_actors = min(num_actors, len(sources))  # an actor without a source would only hold resources
         stream_options = _with_query(query, stream_options)
         if vlm is not None:
-            stream_options["vlm"] = vlm  # e.g. 'llava:/models/llava-1.5-7b-hf': loaded in each actor
+            # e.g. 'llava:/models/llava-1.5-7b-hf': loaded in each actor
+            stream_options["vlm"] = _absolute_model(vlm) if isinstance(vlm, str) else vlm
         _validate(stream_options)
         from ..sources import check_open_options
 
@@ -379,6 +380,7 @@ class RunMany:
             s.report.replayed_frames = s.base[2] + stats["replayed"]
         packs = []
         for p in reply["packs"]:
+            p.source = str(s.spec)  # as given (the actor opened it by its absolute path)
             if p.frame_index < s.next_index:
                 continue  # delivered before (cannot happen with the epochs; never twice in any case)
             if self._max_frames is not None and p.frame_index >= self._max_frames:
@@ -531,7 +533,23 @@ def _with_query(query, options: dict) -> dict:
         q = Query.image(read_rgb8(q.value, "query_image"))
     if q is not None:
         options["query"] = q
+    # Files the actors would otherwise look for in their own working directory (a cluster started
+    # elsewhere) or on their own machine: weights read here; model and PCA paths made absolute.
+    if isinstance(options.get("weights"), (str, os.PathLike)):
+        from ..weights import load_weights
+
+        options["weights"] = load_weights(options["weights"])
+    if isinstance(options.get("pca"), (str, os.PathLike)) and os.path.exists(options["pca"]):
+        options["pca"] = os.path.abspath(options["pca"])
+    if isinstance(options.get("encoder"), str):
+        options["encoder"] = _absolute_model(options["encoder"])
     return options
+
+
+def _absolute_model(spec: str) -> str:
+    """'kind:PATH' with PATH made absolute when it exists here (a model folder for the actors)."""
+    kind, sep, path = spec.partition(":")
+    return f"{kind}:{os.path.abspath(path)}" if sep and path and os.path.exists(path) else spec
 
 
 def check_feasible(ray, what: str, num_cpus: float, num_gpus: float, resources: dict | None = None) -> None:
