@@ -435,8 +435,9 @@ class Pipeline:
     def close(self) -> None:
         """Frees the pipeline's memory now, host and device (a result holds its pipeline, so without
         close() that memory lives as long as any result), after its queued work. Its results keep
-        their arrays; their texture views and gather_features are refused, as is process(). A
-        context manager closes it too."""
+        their arrays; their texture views and gather_features are refused, as is process(). (The
+        views of copy=False results keep what they view until they go.) A context manager closes it
+        too."""
         with self._frame_lock:
             if self._closed:
                 return
@@ -690,6 +691,10 @@ class Pipeline:
         return result
 
     def _gather(self, result: FrameResult, features, out, stream=None):
+        with self._frame_lock:  # not while another thread's close() frees what it reads
+            return self._gather_open(result, features, out, stream)
+
+    def _gather_open(self, result: FrameResult, features, out, stream=None):
         self._check_open()
         if result.texture is not None:
             result.texture._check_fresh()
