@@ -191,6 +191,7 @@ struct TokenAllocator::Impl {
     }
     cuda::DeviceGuard on(ordinal());
     if (!on.status().ok()) return on.status();
+    if (Status v = cuda::check_stream_device(stream, config.cuda_device, "TokenAllocator"); !v.ok()) return v;
     auto padded = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
     Status s;
     if (!host_mirror) {
@@ -244,7 +245,7 @@ struct TokenAllocator::Impl {
     if (s.ok()) s = arena.alloc_n(cap, &b.rank_key);
     if (s.ok()) s = arena.alloc_n(n4, &b.cached);
     if (s.ok()) s = arena.alloc_n(n4, &b.homunculus);
-    for (int32_t** a : {&b.cand, &b.slot_of, &b.eligible, &b.ranked})
+    for (int32_t** a : {&b.cand, &b.slot_of, &b.eligible, &b.ranked, &b.slot_cand})
       if (s.ok()) s = arena.alloc_n(cap, a);
     for (int f = 0; f < kNumFeat && s.ok(); ++f) s = arena.alloc_n(cap, &b.feat[f]);
     for (float** a : {&b.info, &b.sal, &b.query, &b.raw, &b.div, &b.bal, &b.rel, &b.key, &b.slot_info, &b.slot_sal,
@@ -322,6 +323,9 @@ struct TokenAllocator::Impl {
       return bad(StatusCode::kInvalidArgument, "cascade: it was run on a texture of another size");
     cuda::DeviceGuard on(ordinal());
     if (!on.status().ok()) return on.status();
+    if (config.device == Device::kCUDA) {  // (before any state changes: a caller's stream of another GPU)
+      if (Status v = cuda::check_stream_device(stream, config.cuda_device, "TokenAllocator"); !v.ok()) return v;
+    }
     Status s;
 
     AllocateParams p = buffers;
@@ -389,7 +393,7 @@ struct TokenAllocator::Impl {
          output_of(p.new_budget, n4), output_of(p.new_drift, n4), output_of(p.new_gdrift, p.num_gestalt),
          output_of(p.slot_info, slots), output_of(p.slot_sal, slots),
          output_of(p.slot_query, slots), output_of(p.slot_raw, slots), output_of(p.slot_bal, slots),
-         output_of(p.slot_rel, slots), output_of(p.context, 3), output_of(p.counters, 4),
+         output_of(p.slot_rel, slots), output_of(p.slot_cand, slots), output_of(p.context, 3), output_of(p.counters, 4),
          OutputRegion{p.out_cached4, n4 * es}, OutputRegion{p.out_info4, n4 * es}, OutputRegion{p.out_sal4, n4 * es},
          OutputRegion{p.out_rel4, n4 * es}},
         [&] { return cpu::run_allocation(p); }, [&] { return cuda::run_allocation(p, stream); }, &ran);
@@ -439,7 +443,7 @@ struct TokenAllocator::Impl {
     v.balanced = p.slot_bal;
     v.candidate_relevance = p.slot_rel;
     v.context_weights = p.context;
-    v.candidates = c.candidate_patch;
+    v.candidates = p.slot_cand;
     v.candidate_capacity = p.capacity;
     last = v;
     tokens_valid = true;
@@ -508,13 +512,17 @@ Status TokenAllocator::gather_features(const float* features, int channels, int 
                           ") must be on the allocator's device (" + device_label(Device::kCUDA, m.config.cuda_device) + ")");
       cuda::DeviceGuard on(m.ordinal());
       if (!on.status().ok()) return on.status();
-      Status s = cuda::stream_wait_event(cuda_stream, m.done_event);  // tokens of the last run
+      Status s = cuda::check_stream_device(cuda_stream, m.config.cuda_device, "TokenAllocator");
+      if (s.ok()) s = cuda::stream_wait_event(cuda_stream, m.done_event);  // tokens of the last run
       if (s.ok())
         s = cuda::gather_features(features, channels, height, width, p.positions, p.levels, N, m.last_width,
                                   m.last_height, out, cuda_stream);
       // The next run (which rewrites positions and levels) waits for this gather.
       return s.ok() ? cuda::event_record(m.done_event, cuda_stream) : s;
     }
+    Status s = check_host_readable(features, "gather_features: features");
+    if (s.ok()) s = check_host_readable(out, "gather_features: out");
+    if (!s.ok()) return s;
     for (int t = 0; t < N; ++t)
       for (int c = 0; c < channels; ++c)
         out[static_cast<int64_t>(t) * channels + c] =

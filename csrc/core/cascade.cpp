@@ -109,6 +109,9 @@ struct ClusterCascade::Impl {
                                                  std::to_string(config.max_height) + " the cascade was created for");
     cuda::DeviceGuard on(ordinal());
     if (!on.status().ok()) return on.status();
+    if (config.device == Device::kCUDA) {  // (before any state changes: a caller's stream of another GPU)
+      if (Status v = cuda::check_stream_device(stream, config.cuda_device, "ClusterCascade"); !v.ok()) return v;
+    }
     Status s;
 
     CascadeParams p = buffers;

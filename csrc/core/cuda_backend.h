@@ -42,6 +42,8 @@ class DeviceGuard {
 
 // Device ordinal of device memory, or -1 for host memory (pageable or pinned) and unknown pointers.
 int pointer_device(const void* ptr) noexcept;
+// Device ordinal of memory only a device can read (cudaMalloc'd: not managed, not host), else -1.
+int device_only_memory(const void* ptr) noexcept;
 // True for page-locked host memory (cudaMallocHost / cudaHostRegister): copies from it are truly
 // asynchronous, so the memory must outlive them.
 bool is_pinned_host(const void* ptr) noexcept;
@@ -65,6 +67,10 @@ Status event_create(void** event) noexcept;
 void event_destroy(void* event) noexcept;
 Status event_record(void* event, void* stream) noexcept;
 Status stream_wait_event(void* stream, void* event) noexcept;
+// kInvalidArgument when `stream` is a stream of another device than `ordinal` (a caller's stream:
+// CUDA itself answers with a bare invalid-value error at the first launch or copy), or one CUDA
+// does not know (destroyed); `what` names the object in the message.
+Status check_stream_device(void* stream, int ordinal, const char* what) noexcept;
 Status event_synchronize(void* event) noexcept;
 // *done = whether all work before the event's last record has completed.
 Status event_query(void* event, bool* done) noexcept;

@@ -47,6 +47,8 @@ DeviceGuard::DeviceGuard(int ordinal) noexcept {
 }
 DeviceGuard::~DeviceGuard() = default;
 int pointer_device(const void*) noexcept { return -1; }
+int device_only_memory(const void*) noexcept { return -1; }
+Status check_stream_device(void*, int, const char*) noexcept { return not_built(); }
 bool is_pinned_host(const void*) noexcept { return false; }
 Status event_query(void*, bool* done) noexcept {
   *done = true;

@@ -1,5 +1,7 @@
 #include "frame_checks.h"
 
+#include "cuda_backend.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -59,6 +61,14 @@ int64_t plane_rows(PixelFormat f, int plane, int32_t height) noexcept {
   return plane == 0 || f == PixelFormat::kRGBP ? height : (static_cast<int64_t>(height) + 1) / 2;
 }
 
+Status check_host_readable(const void* ptr, const std::string& what) noexcept {
+  const int on = cuda::device_only_memory(ptr);
+  if (on < 0) return Status::Ok();
+  return Status(StatusCode::kInvalidArgument, what + " is CUDA device memory (cuda:" + std::to_string(on) +
+                                                  ") given as host memory: mark it Device::kCUDA for a CUDA object, "
+                                                  "or copy it to the host");
+}
+
 Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height, const char* what) noexcept {
   const std::string w = what;
   if (pixel_format_name(f.format) == nullptr)
@@ -79,6 +89,10 @@ Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height,
     if (f.planes[k] == nullptr)
       return Status(StatusCode::kInvalidArgument, w + ": plane " + std::to_string(k) + " of " +
                                                       pixel_format_name(f.format) + " is null");
+    if (f.device == Device::kCPU) {  // (the FrameView's device left at its default)
+      Status s = check_host_readable(f.planes[k], w + ": plane " + std::to_string(k) + ", marked Device::kCPU,");
+      if (!s.ok()) return s;
+    }
     const int64_t need = plane_row_bytes(f.format, k, f.width);
     if (f.row_stride[k] < need)
       return Status(StatusCode::kInvalidArgument,

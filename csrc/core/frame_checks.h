@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "arrcoc/frame.h"
 #include "arrcoc/status.h"
@@ -22,6 +23,10 @@ Status validate_frame(const FrameView& f, int32_t max_width, int32_t max_height,
 // alignment, a size of at least 1x1, the level layout texture_layout() gives for that size (the
 // stages index planes by it), and the level-0 planes every stage may read (kPipelineLevel0Planes).
 Status validate_texture_view(const TextureView& t, const char* what) noexcept;
+
+// kInvalidArgument when `ptr` is memory only a CUDA device can read (the host code of a CPU object
+// would crash on it): `what` names it, and the message says how to pass it instead.
+Status check_host_readable(const void* ptr, const std::string& what) noexcept;
 
 // Checks the n values of a patch-grid channel (a query map): finite, at most kMaxPatchValue in
 // magnitude. `what` names them in messages ("query_map", "set_patch_channel: values").

@@ -196,7 +196,8 @@ struct SemanticEncoder::Impl {
   // Work queued on `stream` follows the encoder's work on the previous stream.
   Status begin(void* stream) {
     if (config.device == Device::kCPU) return Status::Ok();
-    return order.before(stream, done_event);
+    Status s = cuda::check_stream_device(stream, config.cuda_device, "SemanticEncoder");  // (DeviceGuard on)
+    return s.ok() ? order.before(stream, done_event) : s;
   }
   Status end(void* stream) {
     if (config.device == Device::kCPU) return Status::Ok();
@@ -326,6 +327,13 @@ Status SemanticEncoder::write_channels(const TextureView& texture, const float* 
     Status s = m.check_texture(texture);
     if (!s.ok()) return s;
     if (!features) return Status(StatusCode::kInvalidArgument, "features is null");
+    if (m.config.device == Device::kCPU) {
+      if (!(s = check_host_readable(features, "features")).ok()) return s;
+    } else if (cuda::pointer_device(features) != m.config.cuda_device) {  // the kernels read them there
+      return Status(StatusCode::kInvalidArgument, "features must be on the encoder's device (cuda:" +
+                                                      std::to_string(m.config.cuda_device) +
+                                                      "): encode() or upload_features() puts them there");
+    }
     if (dims < 1 || dims > m.config.max_dims)
       return Status(StatusCode::kOutOfRange, "dims " + std::to_string(dims) + " is out of range; expected 1.." +
                                                  std::to_string(m.config.max_dims));

@@ -222,6 +222,7 @@ struct TextureBuilder::Impl {
                               "; move the frame to that device or create the builder there");
         }
       }
+      if (!(s = cuda::check_stream_device(frame.cuda_stream, config.cuda_device, "TextureBuilder")).ok()) return s;
       // The previous frame's work includes the later stages that read and write this texture
       // (record_use): its buffers are reused.
       if (!(s = order.before(frame.cuda_stream, done_event)).ok()) return s;

@@ -87,6 +87,11 @@ int pointer_device(const void* ptr) noexcept {
 
 bool is_pinned_host(const void* ptr) noexcept { return pointer_attributes(ptr).type == cudaMemoryTypeHost; }
 
+int device_only_memory(const void* ptr) noexcept {
+  const cudaPointerAttributes a = pointer_attributes(ptr);
+  return a.type == cudaMemoryTypeDevice ? a.device : -1;
+}
+
 // An allocation's result: out of memory is its own status code (the caller can shrink and retry).
 Status allocation_status(cudaError_t err, const char* what, size_t bytes) {
   if (err != cudaErrorMemoryAllocation) return check(err, what);
@@ -152,6 +157,21 @@ void event_destroy(void* event) noexcept {
 Status event_record(void* event, void* stream) noexcept {
   return check(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)),
                "cudaEventRecord");
+}
+
+Status check_stream_device(void* stream, int ordinal, const char* what) noexcept {
+  int on = -1;
+  const cudaError_t err = cudaStreamGetDevice(static_cast<cudaStream_t>(stream), &on);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return Status(StatusCode::kInvalidArgument, std::string("cuda_stream: not a stream CUDA knows (destroyed?): ") +
+                                                    cudaGetErrorString(err));
+  }
+  if (on != ordinal)
+    return Status(StatusCode::kInvalidArgument, std::string("cuda_stream: a stream of cuda:") + std::to_string(on) +
+                                                    ", but this " + what + " runs on cuda:" + std::to_string(ordinal) +
+                                                    "; pass a stream of cuda:" + std::to_string(ordinal));
+  return Status::Ok();
 }
 
 Status stream_wait_event(void* stream, void* event) noexcept {

@@ -1129,6 +1129,14 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   return complete_stream(stream, "cudaStreamQuery");
 }
 
+cudaError_t cudaStreamGetDevice(cudaStream_t stream, int* device) {
+  EMU_LOCK;
+  CUstream_st* s = emu().resolve(stream, tls_device);  // the legacy and per-thread streams: the current device's
+  if (!s || !device) return fail(cudaErrorInvalidResourceHandle, "cudaStreamGetDevice: unknown or destroyed stream");
+  *device = s->device;
+  return cudaSuccess;
+}
+
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
   EMU_LOCK;
   cuda_emu::Emulator& e = emu();

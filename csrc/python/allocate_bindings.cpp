@@ -126,7 +126,7 @@ class PyTokenAllocator {
   // copy=true: host copies (safe to keep; on CUDA one wait for the whole pack). copy=false: zero-copy
   // views of the allocator's memory (read-only NumPy on the CPU, DeviceArray on CUDA: no host wait),
   // valid until the next run.
-  // `cascade_obj`: the ClusterCascade, kept alive by the zero-copy candidates (its memory).
+  // `cascade_obj`: the ClusterCascade whose candidates this run reads.
   py::dict run(py::object self, PyTextureBuilder& builder, py::object cascade_obj, bool has_query, uintptr_t stream,
                bool copy) {
     PyClusterCascade& cascade = cascade_obj.cast<PyClusterCascade&>();
@@ -178,8 +178,7 @@ class PyTokenAllocator {
     // [1] each; on CUDA with copy=false device views, read when the caller asks (pipeline.py).
     r["scene_cut"] = out(v.scene_cut, {1}, "int32");
     r["num_saccades"] = out(v.num_saccades, {1}, "int32");
-    // the cascade's own memory (TokenPack::candidates points into it): both owners kept alive
-    r["candidates"] = out(v.candidates, {C}, "int32", py::make_tuple(self, cascade_obj));
+    r["candidates"] = out(v.candidates, {C}, "int32");
     for (auto [name, ptr] : {std::pair<const char*, const float*>{"info", v.info}, {"salience", v.salience},
                              {"query", v.query}, {"raw", v.raw}, {"balanced", v.balanced},
                              {"candidate_relevance", v.candidate_relevance}})

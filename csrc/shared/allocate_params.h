@@ -123,6 +123,7 @@ struct AllocateParams {
 
   // per-slot outputs (capacity entries)
   float *slot_info, *slot_sal, *slot_query, *slot_raw, *slot_bal, *slot_rel;
+  int32_t* slot_cand;                   // the cascade's candidate per slot, copied: the pack's own
   // token pack (num_tokens entries; glimpses num_tokens * 3 * P * P)
   float* positions; int32_t* levels; int32_t* budgets; int32_t* kinds; int32_t* patches; float* scores;
   int32_t* previous; int32_t* reuse;    // see TokenPack
@@ -450,8 +451,10 @@ ARRCOC_HD void relevance_and_key(const AllocateParams& p, int i, bool cut) {
 ARRCOC_HD bool ranks_before(float va, int a, float vb, int b) { return va > vb || (va == vb && a < b); }
 
 // Clears cascade slot s of the per-slot outputs (slots without a candidate read 0).
+// The slot's candidate is copied into the pack (the cascade's memory changes at its next run).
 ARRCOC_HD void clear_slot(const AllocateParams& p, int s) {
   p.slot_info[s] = p.slot_sal[s] = p.slot_query[s] = p.slot_raw[s] = p.slot_bal[s] = p.slot_rel[s] = 0.0f;
+  p.slot_cand[s] = p.slots[s];
 }
 
 // Publishes candidate i: its scores in its cascade slot, its relevance in the carried map, and

@@ -659,6 +659,72 @@ void test_negative_ordinals_are_refused() {
         "cuda_stream_create(-3): " + std::string(arrcoc::status_code_name(s.code())) + " " + s.message());
 }
 
+// A C++ trial (2026-12-01): three ways a GPU user's mistake reached CUDA or freed memory instead
+// of a Status, each checked on both devices where it matters.
+void test_caller_mistakes_are_statuses() {
+  const auto f1 = random_frame(21), f2 = shifted(f1, 2);
+  // 1. The pack's candidates are its own: the cascade may be destroyed (or run again) before the
+  //    pack is read (they pointed into the cascade's memory: a use after free, or the next frame's).
+  for (arrcoc::Device d : {arrcoc::Device::kCPU, arrcoc::Device::kCUDA}) {
+    std::unique_ptr<arrcoc::TextureBuilder> b;
+    ok(arrcoc::TextureBuilder::create(texture_config(d), &b), "builder");
+    arrcoc::CascadeConfig cc;
+    cc.max_width = kW;
+    cc.max_height = kH;
+    cc.device = d;
+    std::unique_ptr<arrcoc::ClusterCascade> c;
+    ok(arrcoc::ClusterCascade::create(cc, &c), "cascade");
+    arrcoc::AllocatorConfig ac;
+    ac.max_width = kW;
+    ac.max_height = kH;
+    ac.max_candidates = cc.top_clusters * cc.patches_per_cluster;
+    ac.device = d;
+    std::unique_ptr<arrcoc::TokenAllocator> a;
+    ok(arrcoc::TokenAllocator::create(ac, &a), "allocator");
+    arrcoc::TextureView tv;
+    arrcoc::CascadeView cv;
+    arrcoc::TokenPack tp, host;
+    ok(b->build(frame_of(f1.data()), &tv), "build");
+    ok(c->run(tv, &cv), "cascade run");
+    const auto want = to_host(cv.candidate_patch, static_cast<size_t>(cv.capacity), d);
+    ok(a->run(tv, cv, false, &tp), "allocate");
+    ok(b->build(frame_of(f2.data()), &tv), "build the next frame");
+    ok(c->run(tv, &cv), "the cascade's next frame, before the pack is read");
+    c.reset();
+    ok(a->copy_to_host(&host), "copy the pack after the cascade is gone");
+    check(std::vector<int32_t>(host.candidates, host.candidates + host.candidate_capacity) == want,
+          "the pack keeps its own frame's candidates (device " + std::to_string(static_cast<int>(d)) + ")");
+  }
+  // 2. Device memory in a FrameView left at Device::kCPU: a Status, not a crash in host code.
+  void* dev = nullptr;
+  ok(arrcoc::cuda_malloc(0, f1.size(), &dev), "malloc");
+  ok(arrcoc::cuda_copy_to_device(dev, f1.data(), f1.size(), nullptr), "upload");
+  for (arrcoc::Device d : {arrcoc::Device::kCPU, arrcoc::Device::kCUDA}) {
+    std::unique_ptr<arrcoc::Pipeline> p;
+    ok(arrcoc::Pipeline::create(pipeline_config(d), &p), "pipeline");
+    arrcoc::PipelineResult r;
+    const arrcoc::Status s = p->process(frame_of(static_cast<const uint8_t*>(dev)), nullptr, &r);
+    check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("Device::kCUDA") != std::string::npos,
+          "device memory marked kCPU is refused: " + s.message());
+  }
+  arrcoc::cuda_free(dev);
+  // 3. A caller's stream of another device: kInvalidArgument before any state changes (a bare
+  //    CudaError, and the motion history lost).
+  if (arrcoc::cuda_device_count() < 2) return;
+  std::unique_ptr<arrcoc::Pipeline> p;
+  ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCUDA, 0), &p), "pipeline on cuda:0");
+  arrcoc::PipelineResult r;
+  ok(p->process(frame_of(f1.data()), nullptr, &r), "first frame");
+  void* s1 = new_stream(1);
+  const arrcoc::Status s = p->process(frame_of(f2.data(), s1), nullptr, &r);
+  check(s.code() == arrcoc::StatusCode::kInvalidArgument && s.message().find("cuda:1") != std::string::npos &&
+            s.message().find("cuda:0") != std::string::npos,
+        "a stream of cuda:1 for a pipeline on cuda:0 is refused naming both: " + s.message());
+  ok(p->process(frame_of(f2.data()), nullptr, &r), "the next frame");
+  check(r.texture.motion_valid, "the refused frame kept the motion history");
+  ok(arrcoc::cuda_stream_destroy(s1), "destroy stream");
+}
+
 int main() {
   if (!arrcoc::built_with_cuda() || arrcoc::cuda_device_count() == 0) {
     std::printf("no CUDA device (built with CUDA: %s): nothing to check\n", arrcoc::built_with_cuda() ? "yes" : "no");
@@ -679,5 +745,6 @@ int main() {
   test_odd_texels_on_the_device();
   test_candidate_list_matches_the_cpu();
   test_negative_ordinals_are_refused();
+  test_caller_mistakes_are_statuses();
   return arrcoc_test::finish();
 }

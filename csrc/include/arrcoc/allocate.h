@@ -146,7 +146,9 @@ struct TokenPack {
   const float* balanced = nullptr;
   const float* candidate_relevance = nullptr;
   const float* context_weights = nullptr;  // [3] the context network's weights of the three scores (1/3 each when off)
-  const int32_t* candidates = nullptr;  // [capacity] the cascade's candidate patch per slot, -1 padding
+  // [capacity] the cascade's candidate patch per slot, -1 padding: a copy in the allocator's memory
+  // (valid until its next run, as the rest of the pack, whatever the cascade does meanwhile)
+  const int32_t* candidates = nullptr;
   int32_t candidate_capacity = 0;
 };
 
