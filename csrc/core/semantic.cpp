@@ -176,11 +176,13 @@ struct SemanticEncoder::Impl {
 
   // Host vector -> the encoder's device: on CUDA an asynchronous copy on the call's stream (so it
   // is ordered with the kernels there), from a pageable copy that may be reused at once.
-  Status stage(const float* host, float* device_buf, size_t n, const float** out, void* stream) {
+  Status stage(const char* what, const float* host, float* device_buf, size_t n, const float** out, void* stream) {
     *out = nullptr;
     if (!host) return Status::Ok();
     for (size_t i = 0; i < n; ++i)
-      if (!std::isfinite(host[i])) return Status(StatusCode::kInvalidArgument, "a query/projection value is NaN or inf");
+      if (!std::isfinite(host[i]))
+        return Status(StatusCode::kInvalidArgument, std::string(what) + " contains NaN or inf (value " +
+                                                        std::to_string(i) + ")");
     if (config.device == Device::kCPU) {
       *out = host;
       return Status::Ok();
@@ -308,7 +310,7 @@ Status SemanticEncoder::upload_features(const TextureView& texture, const float*
     const size_t n = static_cast<size_t>(dims) * texture.levels[kPatchLevel].width * texture.levels[kPatchLevel].height;
     const float* staged = nullptr;
     if (!(s = m.begin(cuda_stream)).ok()) return s;
-    if (!(s = m.stage(host, m.external, n, &staged, cuda_stream)).ok()) return s;
+    if (!(s = m.stage("features", host, m.external, n, &staged, cuda_stream)).ok()) return s;
     if (!(s = m.end(cuda_stream)).ok()) return s;
     if (m.config.device == Device::kCPU) {
       std::copy(host, host + n, m.external);
@@ -349,14 +351,14 @@ Status SemanticEncoder::write_channels(const TextureView& texture, const float* 
     p.dims = dims;
     p.num_queries = query ? num_queries : 0;
     if (!(s = m.begin(cuda_stream)).ok()) return s;
-    if (!(s = m.stage(query, m.query, static_cast<size_t>(dims) * p.num_queries, &p.query, cuda_stream)).ok()) return s;
-    if (!(s = m.stage(mean, m.mean, dims, &p.mean, cuda_stream)).ok()) return s;
-    if (!(s = m.stage(components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components,
+    if (!(s = m.stage("query", query, m.query, static_cast<size_t>(dims) * p.num_queries, &p.query, cuda_stream)).ok()) return s;
+    if (!(s = m.stage("mean", mean, m.mean, dims, &p.mean, cuda_stream)).ok()) return s;
+    if (!(s = m.stage("components", components, m.components, static_cast<size_t>(dims) * kSemanticComponents, &p.components,
                       cuda_stream)).ok())
       return s;
     if (query && !m.layout_shapes.empty()) {
       const float* templates = nullptr;
-      if (!(s = m.stage(m.layout_host.data(), m.layout_templates, m.layout_host.size(), &templates, cuda_stream)).ok())
+      if (!(s = m.stage("layout templates", m.layout_host.data(), m.layout_templates, m.layout_host.size(), &templates, cuda_stream)).ok())
         return s;
       LayoutParams lp = m.layout_params(texture, templates, m.layout_sizes());
       lp.histograms_ready = m.histograms_for.data != nullptr && m.histograms_for == Impl::FrameKey::of(texture);
