@@ -93,13 +93,6 @@ def validate(weights: dict, source: str = "weights") -> dict:
     return out
 
 
-def _json_numbers(v, depth: int = 0) -> bool:
-    """Whether a JSON value is a number or nested lists of numbers (not bool, not str)."""
-    if isinstance(v, list):
-        return depth < 8 and all(_json_numbers(x, depth + 1) for x in v)
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def load_weights(path) -> dict:
     """Balancer parameters from an .npz or .json file (see the module docstring)."""
     p = Path(path)
@@ -113,12 +106,13 @@ def load_weights(path) -> dict:
         except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"weights: {str(p)!r} is not valid JSON: {e}") from None
         if isinstance(data, dict):
-            for k, v in data.items():  # numbers only: NumPy would read "1" and true as 1.0
-                if not _json_numbers(v):
-                    raise TypeError(f"weights: {str(p)!r}: {k} holds a value that is not a number (strings and "
-                                    "booleans are not weights)")
             try:
-                data = {k: np.asarray(v, np.float64) for k, v in data.items()}
+                arrays = {k: np.asarray(v) for k, v in data.items()}
+                # numbers only: as float64, NumPy would read "1" and true as 1.0
+                odd = next((k for k, a in arrays.items() if a.dtype.kind not in "iuf"), None)
+                if odd is not None:
+                    raise TypeError(f"{odd} holds {arrays[odd].dtype} values (strings and booleans are not weights)")
+                data = {k: a.astype(np.float64) for k, a in arrays.items()}
             except (ValueError, TypeError, OverflowError, RecursionError) as e:
                 raise ValueError(f"weights: {str(p)!r} holds a value that is not an array of numbers: {e}") from None
         return validate(data, str(p))
