@@ -234,7 +234,7 @@ class FrameResult:
     def __getstate__(self) -> dict:
         # Host values only: the texture and the pipeline are live native objects of this process.
         self._check_view("__getstate__ (pickle, deepcopy)")
-        state = {"_view_of": 0}
+        state = {}
         for key, value in self.__dict__.items():
             if key in ("texture", "_pipeline", "_view_of"):
                 value = 0 if key == "_view_of" else None

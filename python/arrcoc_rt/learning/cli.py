@@ -147,16 +147,9 @@ def run(args) -> int:
         if args.resume:
             at = trainer.resume()
             if at == cfg.steps:
-                from pathlib import Path
-
-                from ..weights import save_weights
-
-                wrote = not (Path(args.out) / "weights.npz").exists()
-                if wrote:  # a longer run stopped at this checkpoint: its weights are the result now
-                    save_weights(trainer.policy.weights(), Path(args.out) / "weights.npz")
+                trainer.train()  # no step left: it writes weights.npz, as a run reaching its last step does
                 print(f"the run in {args.out} is already at step {at} of {cfg.steps}: nothing to train "
-                      f"({'wrote' if wrote else 'its weights are in'} {args.out}/weights.npz; --steps N continues it)",
-                      file=sys.stderr)
+                      f"(wrote {args.out}/weights.npz; --steps N continues it)", file=sys.stderr)
                 return 0
             print(f"resumed at step {at}", file=sys.stderr)
     except (DatasetError, ValueError, TypeError, OSError) as e:
