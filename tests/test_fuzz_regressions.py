@@ -51,8 +51,11 @@ def test_weights_npy_named_npz_and_damaged_members(tmp_path):
     (json.dumps({"W1": [[1, 2], [3]]}), "not an array of numbers"),  # ragged
     ("\xff\xfe", "not valid JSON"),
     (json.dumps([1, 2, 3]), None),                                 # not a dict: TypeError
-    (json.dumps({"mix": ["1", "2", "3"]}), "strings and booleans"),   # NumPy read strings as numbers
-    (json.dumps({"mix": [True, False, True]}), "strings and booleans"),  # and booleans
+    (json.dumps({"mix": ["1", "2", "3"]}), "strings are not weights"),   # NumPy read strings as numbers
+    (json.dumps({"mix": [True, False, True]}), "holds 'true'; expected numbers only"),  # and booleans
+    (json.dumps({"mix": [0.4, True, 0.3]}), "holds 'true'; expected numbers only"),  # NumPy: [0.4, 1.0, 0.3]
+    (json.dumps({"mix": [0.4, None, 0.3]}), "holds 'null'; expected numbers only"),
+    (json.dumps({"W1": "true [1, 2]"}), "strings are not weights"),  # a literal inside a string is a string
 ])
 def test_weights_json_that_is_not_weights(tmp_path, text, pattern):
     p = tmp_path / "w.json"

@@ -35,6 +35,7 @@ even smaller scale keeps it linear). lambda_logits = 0 (each dial at 0.5), mix =
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,10 @@ def validate(weights: dict, source: str = "weights") -> dict:
     return out
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_LITERAL = re.compile(r"\b(?:true|false|null)\b")
+
+
 def load_weights(path) -> dict:
     """Balancer parameters from an .npz or .json file (see the module docstring)."""
     p = Path(path)
@@ -102,16 +107,22 @@ def load_weights(path) -> dict:
         return validate(read_npz(p, "weights"), str(p))
     if p.suffix == ".json":
         try:
-            data = json.loads(p.read_text())
+            text = p.read_text()
+            data = json.loads(text)
         except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"weights: {str(p)!r} is not valid JSON: {e}") from None
+        # NumPy reads [0.4, true] as [0.4, 1.0]: look for JSON's literals outside strings in the text
+        # (one regular-expression pass, not a Python walk of every element; valid JSON here)
+        literal = _JSON_LITERAL.search(_JSON_STRING.sub("", text))
+        if literal is not None:
+            raise ValueError(f"weights: {str(p)!r} holds {literal.group()!r}; expected numbers only")
         if isinstance(data, dict):
             try:
                 arrays = {k: np.asarray(v) for k, v in data.items()}
-                # numbers only: as float64, NumPy would read "1" and true as 1.0
+                # numbers only: as float64, NumPy would read "1" as 1.0
                 odd = next((k for k, a in arrays.items() if a.dtype.kind not in "iuf"), None)
                 if odd is not None:
-                    raise TypeError(f"{odd} holds {arrays[odd].dtype} values (strings and booleans are not weights)")
+                    raise TypeError(f"{odd} holds {arrays[odd].dtype} values (strings are not weights)")
                 data = {k: a.astype(np.float64) for k, a in arrays.items()}
             except (ValueError, TypeError, OverflowError, RecursionError) as e:
                 raise ValueError(f"weights: {str(p)!r} holds a value that is not an array of numbers: {e}") from None
