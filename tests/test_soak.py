@@ -163,10 +163,11 @@ def soak(tmp_path, total, segment, device="cpu"):
 @pytest.mark.needs_emulator
 def test_soak_on_the_emulated_device_keeps_device_memory_flat(tmp_path):
     """The same soak on the emulated CUDA device, shorter (the emulator runs kernels on one CPU
-    thread): 1,000 frames, size and query changing every 125; the live device allocations after
-    warm-up equal those at its end, to the byte, and dropping the Stream frees them all."""
+    thread): 600 frames, size and query changing every 75 (every pair of size and query kind is
+    seen); the live device allocations after warm-up equal those at its end, to the byte (one
+    allocation a frame would show), and dropping the Stream frees them all."""
     before = device_bytes("cuda")
-    soak(tmp_path, 1000, 125, device="cuda")
+    soak(tmp_path, 600, 75, device="cuda")
     gc.collect()
     assert device_bytes("cuda") == before
     frame = sample_frames(64, 48, 1)[0]
