@@ -82,7 +82,7 @@ def test_a_frame_after_warm_up_is_three_graph_launches():
     assert sum(p["captures"] for p in per_frame[:3]) >= 3, per_frame
     for p in per_frame[3:]:
         assert p == {"launches": 0, "captures": 0, "graph_launches": 3, "malloc_calls": 0, "host_syncs": 0}, per_frame
-    assert bool(r.scene_cut) in (False, True)  # the result is readable (a host wait, after the counts)
+    assert 0 < r.num_saccades <= 32  # the replayed frame's result is readable (a host wait, after the counts)
     cuda.set_graphs(False)
     cuda.reset_emulator_counters()
     pipe.process(clip[0], stream=stream, copy=False)

@@ -80,9 +80,29 @@ def test_overlay_layers_are_drawn_where_they_belong_and_switch_off():
     marked = overlay(frames[24], cut, **dict(off, cuts=True))
     assert np.all(marked[1, :, 0] > 200) and np.all(marked[1, :, 1] < 80)
     assert np.array_equal(overlay(f, r, **dict(off, cuts=True)), f)
-    # legend and caption: text in the corners; scale draws it twice as large
+    # legend and caption: dark panels with light text, in their corners only (top left, bottom left)
+    def drawn(img, plain):
+        ys, xs = np.nonzero(np.abs(img.astype(int) - plain).sum(axis=2))
+        return ys, xs, img[ys, xs].max(axis=1)
+
+    explained = dict(off, saccades=True, heat=True)  # the legend explains these two layers
+    assert np.array_equal(overlay(f, r, **dict(off, legend=True)), f)  # and draws nothing without them
+    for layer, corner, under in (("legend", "top", explained), ("caption", "bottom", off)):
+        ys, xs, brightest = drawn(overlay(f, r, **dict(under, **{layer: True})), overlay(f, r, **under))
+        h, w = f.shape[:2]
+        assert len(ys) > 200, layer
+        if corner == "top":  # a panel at the top left (320x240: 103 x 151 px)
+            assert xs.max() < w / 2 and ys.max() < 0.75 * h, (layer, xs.max(), ys.max())
+        else:  # a line along the bottom left
+            assert xs.max() < 0.8 * w and ys.min() > 0.8 * h, (layer, xs.max(), ys.min())
+        assert np.mean(brightest > 200) > 0.05, f"{layer}: no light text on its panel"
+    # scale: the frame drawn k times as large, and the text larger with it (its font follows the drawn
+    # size, at least 11 px: 320x240 at scale 2 draws a 14-px font, so the legend's panel grows 1.2x)
     lg = overlay(f, r, **dict(off, legend=True, caption=True), scale=2)
     assert lg.shape == (2 * f.shape[0], 2 * f.shape[1], 3)
+    ys1, _, _ = drawn(overlay(f, r, **dict(explained, legend=True)), overlay(f, r, **explained))
+    ys2, _, _ = drawn(overlay(f, r, **dict(explained, legend=True), scale=2), overlay(f, r, **explained, scale=2))
+    assert ys2.max() > 1.15 * ys1.max()
     with pytest.raises(ValueError, match="scale"):
         overlay(f, r, scale=0)
 

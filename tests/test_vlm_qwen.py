@@ -163,6 +163,7 @@ def test_same_allocation_same_logits(adapter):
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     c = adapter.logits(adapter.prepare(f, r, PROMPT, tokens=3))        # another allocation, another view
     assert c.shape[1] < a.shape[1]
+    assert not torch.allclose(c[0, -1], a[0, -1])  # and another next-token prediction
 
 
 @pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])

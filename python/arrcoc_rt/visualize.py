@@ -224,7 +224,7 @@ def overlay(frame_rgb: np.ndarray, result, *, heat: bool = True, saccades: bool 
             draw.rectangle((x - 1, y - 1, x + 1, y + 1), fill=col + (min(255, a + 60),))
     fs = max(11, min(W, 2 * H) // 45)
     font = _font(fs)
-    if legend:
+    if legend and (saccades or heat):  # it explains those two layers; without them an empty panel
         rows = [(lod, col) for lod, col in sorted(LOD_COLOURS.items(), reverse=True)]
         lw = 9 * fs
         lh = (len(rows) + 1 if saccades else 0) * (fs + 3) + (3 * fs + 10 if heat else 0) + 6
