@@ -26,8 +26,10 @@ and 9 per glimpse sample and channel. Their floor is operations / this machine's
 measured in the run as the float32 matrix product's rate (NumPy's BLAS on every core; a fused
 multiply-add counts two: the most this machine's vector units do, so a lower bound).
 Floors are bytes / bandwidth. This machine's bandwidth is the best of 5 copies of a 256 MB array
-(NumPy, one thread: read + write). Peers, on the same frame pair: the OpenCV + NumPy texture
-(benchmarks/opencv_texture.py, given the previous frame: motion and block matching included) and
+(NumPy, one thread: read + write). Peers: the OpenCV + NumPy texture (benchmarks/opencv_texture.py,
+given the previous frame: motion and block matching included), timed on the same frames alternately
+with the texture builder (frame by frame, so that a slow minute slows both, not their ratio), and, on
+the last frame pair,
 scikit-image's SLIC + NumPy cascade with the cascade's settings (benchmarks/skimage_cascade.py, as in
 benchmarks/bench_stages.py); the torch balancer of benchmarks/bench_stages.py is not repeated here (it
 needs a frame's candidates; see the pytest-benchmark run). On CUDA (--device cuda) a Pipeline's
@@ -113,11 +115,28 @@ def stage_bytes(result) -> dict:
     }
 
 
-def peer_times(previous, frame, frames: int) -> dict:
-    """Median ms of the peers a user would write instead, on the frame pair (previous, frame): the
-    OpenCV + NumPy texture (given the previous frame, so it computes motion and block matching as
-    arrcoc's texture does) and scikit-image's SLIC + NumPy cascade with the cascade's settings, on a
-    CPU texture of the same frames (benchmarks/skimage_cascade.py, as in bench_stages.py)."""
+def opencv_texture_peer():
+    """The OpenCV + NumPy texture (benchmarks/opencv_texture.py) as a callable frame -> None that
+    carries its previous frame's state (so it computes motion and block matching as arrcoc's
+    texture does), or None without OpenCV."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from opencv_texture import texture_opencv
+    except ImportError:
+        return None
+    state = {}
+
+    def run(frame):
+        _, _, _, state["lum"], state["small"] = texture_opencv(frame, state.get("lum"), state.get("small"))
+
+    return run
+
+
+def peer_times(previous, frame) -> dict:
+    """Median ms of the cascade's peer a user would write instead, on the frame pair (previous,
+    frame): scikit-image's SLIC + NumPy cascade with the cascade's settings, on a CPU texture of the
+    same frames (benchmarks/skimage_cascade.py, as in bench_stages.py). The texture's peer is timed
+    in main(), alternately with the texture, frame by frame."""
     out = {}
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -130,13 +149,6 @@ def peer_times(previous, frame, frames: int) -> dict:
             ts.append(time.perf_counter() - t)
         return statistics.median(ts) * 1e3
 
-    try:
-        from opencv_texture import texture_opencv
-
-        _, _, _, lum, small = texture_opencv(previous)
-        out["texture, all planes"] = median_ms(lambda: texture_opencv(frame, lum, small), max(3, frames // 4))
-    except ImportError:
-        pass
     try:
         import skimage.segmentation  # noqa: F401
 
@@ -202,19 +214,32 @@ def main(argv=None) -> int:
         nbytes = stage_bytes(r)
         nops = stage_ops(r, pipe.config)
         synchronized = {}  # stage -> ms, each build waited for
+        peer_texture_ms = None
         for stage, planes in (("texture, all planes", "all"), ("texture", "pipeline") if cuda else (None, None)):
             if stage is None:
                 continue
             builder = arrcoc_rt.TextureBuilder(w, h, device=args.device, planes=planes)
-            times = []
+            # The peer of this row, on the same frames, alternately with the builder: a slow minute
+            # of a shared machine slows both, not the ratio (they were timed one after the other).
+            peer = opencv_texture_peer() if stage == "texture, all planes" else None
+            times, peer_ms = [], []
             for i, f in enumerate(frames):
                 t = time.perf_counter()
                 builder.build(f)
                 builder.synchronize()
                 if i >= 2:
                     times.append((time.perf_counter() - t) * 1e3)
+                if peer is not None:
+                    t = time.perf_counter()
+                    peer(f)
+                    if i >= 2:
+                        peer_ms.append((time.perf_counter() - t) * 1e3)
             synchronized[stage] = statistics.median(times)
-        peers = peer_times(frames[-2], frames[-1], args.frames)
+            if peer_ms:
+                peer_texture_ms = statistics.median(peer_ms)
+        peers = peer_times(frames[-2], frames[-1])
+        if not cuda and peer_texture_ms is not None:
+            peers["texture, all planes"] = peer_texture_ms
         for stage, b in nbytes.items():
             if stage in synchronized:
                 ms = synchronized[stage]

@@ -93,6 +93,18 @@ Status Pipeline::process(const FrameView& frame, const float* query_map, Pipelin
   })
 }
 
+// The allocator runs last, on the frame's stream: its pack and its done event cover the frame.
+Status Pipeline::copy_to_host(TokenPack* out, void* cuda_stream) noexcept {
+  return impl_->allocator->copy_to_host(out, cuda_stream);
+}
+
+Status Pipeline::gather_features(const float* features, int channels, int height, int width, float* out,
+                                 void* cuda_stream) noexcept {
+  return impl_->allocator->gather_features(features, channels, height, width, out, cuda_stream);
+}
+
+Status Pipeline::wait_on_stream(void* stream) noexcept { return impl_->allocator->wait_on_stream(stream); }
+
 Status Pipeline::set_weights(const BalanceWeights& weights) noexcept { return impl_->allocator->set_weights(weights); }
 
 Status Pipeline::synchronize() noexcept {

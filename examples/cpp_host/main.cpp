@@ -53,11 +53,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "frame %d failed: %s\n", f, s.message().c_str());
       return 1;
     }
-    const arrcoc::TokenPack& t = r.tokens;
-    if (cuda) {  // the pack lives on the GPU: copy what is printed
-      std::printf("frame %d: texture %.2f ms, cascade %.2f ms, allocation %.2f ms\n", f, r.stage_ms[0], r.stage_ms[1],
-                  r.stage_ms[2]);
-      continue;
+    // On CUDA r.tokens lives on the GPU: one copy into the pipeline's page-locked memory and one
+    // wait bring it here (on the CPU copy_to_host gives the pack itself).
+    arrcoc::TokenPack t;
+    s = pipeline->copy_to_host(&t);
+    if (!s.ok()) {
+      std::fprintf(stderr, "frame %d: copy_to_host failed: %s\n", f, s.message().c_str());
+      return 1;
     }
     int best = -1;
     for (int i = t.num_gestalt; i < t.num_tokens; ++i)

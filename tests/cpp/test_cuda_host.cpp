@@ -725,6 +725,61 @@ void test_caller_mistakes_are_statuses() {
   ok(arrcoc::cuda_stream_destroy(s1), "destroy stream");
 }
 
+// A C++ host reads a CUDA pipeline's pack with one call (it had to copy each field itself), gathers
+// features on the device and orders its own stream after the frame, as the allocator lets it.
+void test_pipeline_hands_its_pack_to_the_host() {
+  const auto f1 = random_frame(21);
+  std::unique_ptr<arrcoc::Pipeline> cpu, p;
+  ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCPU), &cpu), "cpu pipeline");
+  arrcoc::PipelineResult want;
+  ok(cpu->process(frame_of(f1.data()), nullptr, &want), "cpu process");
+  arrcoc::TokenPack cpu_host;
+  ok(cpu->copy_to_host(&cpu_host), "cpu copy_to_host");
+  check(cpu_host.budgets == want.tokens.budgets && cpu_host.num_tokens == want.tokens.num_tokens,
+        "CPU: copy_to_host gives the pack itself");
+
+  ok(arrcoc::Pipeline::create(pipeline_config(arrcoc::Device::kCUDA), &p), "cuda pipeline");
+  arrcoc::TokenPack host;
+  check(p->copy_to_host(&host).code() == arrcoc::StatusCode::kInvalidArgument, "no pack before the first frame");
+  void* s = new_stream();
+  arrcoc::PipelineResult r;
+  ok(p->process(frame_of(f1.data(), s), nullptr, &r), "process");
+  ok(p->copy_to_host(&host, s), "copy_to_host on the frame's stream");
+  const int n = host.num_tokens;
+  check(host.device == arrcoc::Device::kCPU && n == want.tokens.num_tokens, "a host pack of the same size");
+  const Tokens expected = tokens_of(want);
+  check(std::vector<int32_t>(host.budgets, host.budgets + n) == expected.budgets &&
+            std::vector<int32_t>(host.patches, host.patches + n) == expected.patches &&
+            std::vector<float>(host.positions, host.positions + 2 * n) == expected.positions,
+        "the host pack equals the CPU backend's");
+
+  // gather on the device: features of ones give 1 per valid token, 0 for padding
+  const int C = 3, fh = 5, fw = 7;
+  std::vector<float> ones(static_cast<size_t>(C) * fh * fw, 1.0f);
+  void *features = nullptr, *out = nullptr;
+  ok(arrcoc::cuda_malloc(0, ones.size() * sizeof(float), &features), "features");
+  ok(arrcoc::cuda_malloc(0, static_cast<size_t>(n) * C * sizeof(float), &out), "out");
+  void* other = new_stream();  // the host's own stream: its upload, then the gather, in order
+  ok(arrcoc::cuda_copy_to_device(features, ones.data(), ones.size() * sizeof(float), other), "upload");
+  ok(p->gather_features(static_cast<const float*>(features), C, fh, fw, static_cast<float*>(out), other), "gather");
+  ok(arrcoc::cuda_stream_synchronize(other), "wait");
+  std::vector<float> got(static_cast<size_t>(n) * C);
+  ok(arrcoc::cuda_copy_to_host(got.data(), out, got.size() * sizeof(float)), "download");
+  bool right = true;
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < C; ++c)  // a mean of ones: 1 within float32 rounding of the sum
+      right &= std::fabs(got[static_cast<size_t>(i) * C + c] - (host.kinds[i] >= 0 ? 1.0f : 0.0f)) <= 1e-6f;
+  if (!right || std::getenv("ARRCOC_TEST_VERBOSE"))
+    for (int i = 0; i < n; ++i) std::printf("token %d kind %d: %g %g %g\n", i, host.kinds[i], got[i * C], got[i * C + 1], got[i * C + 2]);
+  check(right, "gather_features: 1 for every token, 0 for padding");
+  check(p->gather_features(static_cast<const float*>(features), C, fh, fw, nullptr, other).code() ==
+            arrcoc::StatusCode::kInvalidArgument, "gather_features into null is refused");
+  ok(p->wait_on_stream(other), "wait_on_stream");
+  arrcoc::cuda_free(features);
+  arrcoc::cuda_free(out);
+  check(arrcoc::cuda_stream_destroy(other).ok() && arrcoc::cuda_stream_destroy(s).ok(), "streams destroyed");
+}
+
 int main() {
   if (!arrcoc::built_with_cuda() || arrcoc::cuda_device_count() == 0) {
     std::printf("no CUDA device (built with CUDA: %s): nothing to check\n", arrcoc::built_with_cuda() ? "yes" : "no");
@@ -746,5 +801,6 @@ int main() {
   test_candidate_list_matches_the_cpu();
   test_negative_ordinals_are_refused();
   test_caller_mistakes_are_statuses();
+  test_pipeline_hands_its_pack_to_the_host();
   return arrcoc_test::finish();
 }

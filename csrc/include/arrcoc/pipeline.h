@@ -51,6 +51,19 @@ class ARRCOC_API Pipeline {
 
   // One frame. `query_map` (nullable): host float32 similarity per patch, [ceil(h/16), ceil(w/16)].
   Status process(const FrameView& frame, const float* query_map, PipelineResult* out) noexcept;
+  // The token pack of the last frame process() completed, in host memory: the one call a host needs
+  // to read it on either backend. CUDA: copied into page-locked memory the pipeline owns (allocated at the first call,
+  // then reused), queued on `cuda_stream` after the frame, and waited for (one host wait); CPU: the
+  // pack itself. *out views that memory until the next copy_to_host or process.
+  Status copy_to_host(TokenPack* out, void* cuda_stream = nullptr) noexcept;
+  // Running back: each token of the last frame gets the mean of `features` (float32 [C, h, w],
+  // row-major, covering the whole frame, in the pipeline's memory) over the 2^level x 2^level cells
+  // around its centre, written to `out` ([N, C], same memory). Padding tokens get 0.
+  Status gather_features(const float* features, int channels, int height, int width, float* out,
+                         void* cuda_stream = nullptr) noexcept;
+  // CUDA: work queued on `stream` from now on waits for the last frame's work (no host wait), so
+  // a host's own kernels can read the pack on its stream; no-op on the CPU.
+  Status wait_on_stream(void* stream) noexcept;
   // CUDA: waits on the host for the last frame's work, then copies (weights change rarely).
   Status set_weights(const BalanceWeights& weights) noexcept;
   // Block the host until the last frame's work has finished (CUDA; no-op on the CPU).
