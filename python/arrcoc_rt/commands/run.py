@@ -1,0 +1,251 @@
+"""`arrcoc-rt demo` and `arrcoc-rt run`: a source through a Stream, with the overlay, tokens per
+frame (JSONL) and a summary."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import _budget_option, _error, _output_file, _output_folder, _plot, _summary
+
+
+def _stream_options(args) -> dict:
+    """Query and encoder options for Stream from --query / --query-image / --encoder."""
+    if args.query and args.query_image:
+        raise _error("give --query or --query-image, not both")
+    if args.query and not args.encoder.startswith(("clip:", "siglip:")):
+        raise _error("--query TEXT needs a text encoder (--encoder clip:PATH or siglip:PATH); the built-in "
+                     "encoder understands exemplar images (--query-image)")
+    if args.encoder != "builtin" and not args.encoder.startswith(("clip:", "siglip:")):
+        raise _error(f"--encoder {args.encoder!r}: expected builtin, clip:PATH or siglip:PATH")
+    if args.query_image and not Path(args.query_image).exists():
+        raise _error(f"--query-image {args.query_image!r} does not exist")
+    query = args.query or args.query_image
+    encoder = args.encoder if (query or args.encoder != "builtin") else None
+    return {"query_text": args.query, "query_image": args.query_image, "encoder": encoder}
+
+
+def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
+    from tqdm import tqdm  # rate and ETA on a terminal; nothing otherwise
+
+    bar = tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True, leave=True)
+    """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts, churn
+    (per frame after the first), the frames where the size or pixel format changed (the stream's
+    state was reset there, so no cut can be found in them) and whether Ctrl-C stopped it (what was
+    processed is kept)."""
+    import json
+
+    timings, cuts, saccades, resized = [], [], [], []
+    churn = []  # share of saccades on new content, per frame after the first
+    out = open(jsonl, "w") if jsonl else None
+    interrupted = False
+    try:
+        for frame in frames_iter:
+            t0 = time.perf_counter()
+            r = stream.process(frame)
+            timings.append(dict(r.timings, wall=(time.perf_counter() - t0) * 1e3))
+            saccades.append(r.num_saccades)
+            if r.churn is not None:
+                churn.append(r.churn)
+            if r.scene_cut:
+                cuts.append(r.frame_index)
+            if r.resized:
+                resized.append(r.frame_index)
+            question = getattr(stream, "question", None)
+            if question and r.frame_index % stream.ask_every == 0:
+                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1), passes=getattr(stream, "ask_passes", 1),
+                               budget=getattr(stream, "ask_budget", None))
+                t = f"t={a.pts:.2f}s " if a.pts is not None else ""
+                over = f" over {len(a.frame_indices)} frames" if len(a.frame_indices) > 1 else ""
+                (bar.write if progress else print)(f"{t}frame {a.frame_index}: {a.text!r} ({a.visual_tokens} visual "
+                                                   f"tokens{over}, {a.latency_ms['total']:.0f} ms)")
+            if writer is not None:
+                rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
+                writer.write(rgb, r)
+            if out is not None:
+                keep = r.kinds >= 0
+                out.write(json.dumps({
+                    "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
+                    **({"reconnected": True, "gap_s": round(r.gap_s, 3)} if r.reconnected else {}),
+                    **({"resized": True} if r.resized else {}),
+                    **({"dropped_before": r.dropped_before} if r.dropped_before else {}),
+                    "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
+                               "padding": int(np.sum(r.kinds < 0))},
+                    "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
+                    "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "box": [round(float(v), 1) for v in box],
+                                "level": int(lv), "budget": int(b), "kind": "saccade" if k == 1 else "gestalt",
+                                "patch": int(pa), "score": round(float(s), 5), "reuse": int(ru)}
+                               for (x, y), box, lv, b, k, pa, s, ru in zip(
+                                   r.positions[keep], r.boxes[keep], r.levels[keep], r.budgets[keep], r.kinds[keep],
+                                   r.patches[keep], r.scores[keep], r.reuse[keep])]}) + "\n")
+            bar.set_postfix_str(f"{timings[-1]['wall']:.1f} ms/frame", refresh=False)
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        if out is not None:
+            out.close()
+    return timings, cuts, saccades, churn, resized, interrupted
+
+
+def _cmd_demo(args) -> int:
+    import json
+
+    from ..samples import demo_clip
+    from ..stream import Stream
+    from ..visualize import OverlayWriter
+
+    _output_folder(args.out, "--out")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = demo_clip()
+    try:
+        stream = Stream(device=args.device)
+    except ValueError as e:
+        raise _error(str(e)) from None
+    writer = OverlayWriter(out / "overlay.mp4", fps=12)
+    try:
+        timings, cuts, saccades, churn, _, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
+                                                  sys.stderr.isatty())
+    finally:
+        writer.close()
+    from PIL import Image
+
+    summary = {
+        "frames": len(timings), "tokens_per_frame": int(stream.pipeline.config["gestalt_x"] * stream.pipeline.config["gestalt_y"]
+                                + stream.pipeline.config["saccades"]),
+        "device": stream.pipeline.device, "saccades_mean": float(np.mean(saccades)),
+        "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
+        "stage_median_ms": {k: float(np.median([t[k] for t in timings])) for k in ("texture", "cascade",
+                                                                                    "allocate_and_gather")},
+        "scene_cuts": cuts, "expected_scene_cuts": [24],
+        "churn_median": float(np.median(churn)) if churn else None,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        import matplotlib  # noqa: F401
+
+        _plot(timings, out / "latency.png")
+    except ImportError:
+        pass
+    Image.fromarray(writer.first).save(out / "overlay_first.png")
+    print(f"arrcoc-rt demo: built-in clip, {len(frames)} frames of 640x360 with a scene cut at frame 24, "
+          f"on {summary['device']}")
+    print(_summary(timings, cuts, saccades, churn))
+    print(f"wrote {out / 'overlay.mp4'}, {out / 'overlay_first.png'}, {out / 'tokens.jsonl'}, {out / 'summary.json'}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from ..sources import SourceError, open as open_source
+    from ..stream import Stream
+    from ..visualize import OVERLAY_LAYERS, OverlayWriter
+
+    options = _stream_options(args)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise _error(f"--max-frames {args.max_frames}: expected at least 1 (leave it out for every frame)")
+    if args.ray is None:  # (with --ray, --out is the output folder: checked there)
+        for flag in ("out", "jsonl", "summary", "plot"):
+            _output_file(getattr(args, flag), f"--{flag}")
+    _output_folder(args.png_dir, "--png-dir")
+    hidden = {v.strip() for v in (args.hide or "").split(",") if v.strip()}
+    if hidden - set(OVERLAY_LAYERS):
+        raise _error(f"--hide {args.hide}: {', '.join(sorted(hidden - set(OVERLAY_LAYERS)))} is no overlay layer; "
+                     f"expected some of {', '.join(OVERLAY_LAYERS)}")
+    if args.ray is not None:  # many sources on a Ray cluster
+        from ..distributed.cli import run_on_ray
+
+        return run_on_ray(args, options)
+    if len(args.source) > 1:
+        raise _error(f"{len(args.source)} sources given; several sources run on Ray: add --ray (a local cluster) "
+                     "or --ray ADDRESS")
+    args.source = args.source[0]
+    source = int(args.source) if args.source.isdigit() else args.source
+    ranged = {k: getattr(args, k) for k in ("start", "end", "fps") if getattr(args, k) is not None}
+    try:
+        if args.reconnect is not None:
+            ranged["reconnect_attempts"] = args.reconnect
+        if args.follow is not None:
+            ranged["follow"] = args.follow
+        src = open_source(source, drop_oldest=True, **ranged) if args.drop_oldest else open_source(source, **ranged)
+    except (SourceError, ValueError) as e:
+        raise _error(str(e)) from None
+    if args.ask is not None and not args.ask.strip():
+        raise _error("--ask: the question is empty")
+    if bool(args.vlm) != bool(args.ask):
+        raise _error("--vlm and --ask go together")
+    if args.every < 1:
+        raise _error(f"--every {args.every}: asks every N frames; expected N >= 1")
+    if args.frames > 1 and not args.ask:
+        raise _error("--frames is the window --ask answers over; it needs --vlm and --ask")
+    if args.tokens is not None and (not args.ask or args.tokens < 1):
+        raise _error(f"--tokens {args.tokens}: the visual tokens --ask's model sees per frame; at least 1, and "
+                     "it needs --vlm and --ask")
+    try:
+        stream = Stream(device=args.device, strategy=args.strategy, saccades=args.saccades,
+                        total_budget=args.total_budget, weights=args.weights, vlm=args.vlm,
+                        ask_frames=args.frames, **options)
+    except (ValueError, TypeError, OSError) as e:
+        raise _error(str(e)) from None
+    if args.passes < 1 or (args.passes > 1 and not args.ask) or (args.passes > 1 and args.frames > 1):
+        raise _error(f"--passes {args.passes}: looks again at the latest frame for --ask; at least 1, and not "
+                     "with --frames")
+    stream.question, stream.ask_every, stream.ask_passes = args.ask, args.every, args.passes
+    if args.tokens is not None:
+        stream.adapter.tokens = args.tokens
+    stream.ask_budget = _budget_option(args.budget)
+    if stream.ask_budget is not None and (not args.ask or args.frames > 1):
+        raise _error(f"--budget {args.budget}: sets the budget of --ask's question on the latest frame; not "
+                     "without --ask, not with --frames")
+    fps = 30.0
+    if args.fps:
+        fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
+    elif hasattr(src, "stream") and src.stream.average_rate:
+        fps = float(src.stream.average_rate)
+    writer = (OverlayWriter(args.out, png_folder=args.png_dir, fps=fps, layers=set(OVERLAY_LAYERS) - hidden)
+              if (args.out or args.png_dir) else None)
+    frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
+    try:
+        timings, cuts, saccades, churn, resized, interrupted = _process_all(frames, stream, writer, args.jsonl,
+                                                            getattr(src, "frame_count", 0),
+                                                            not args.quiet and sys.stderr.isatty())
+    except SourceError as e:
+        raise _error(str(e)) from None
+    finally:
+        if writer is not None:
+            writer.close()
+        src.close()
+    if args.plot and timings:
+        _plot(timings, args.plot)
+    st = src.stats
+    summary_path = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl) if p),
+                                        None)
+    if summary_path and timings:
+        import json
+
+        cfg = stream.pipeline.config
+        Path(summary_path).write_text(json.dumps({
+            "source": str(args.source), "frames": len(timings), "device": stream.pipeline.device,
+            "settings": {k: cfg[k] for k in ("strategy", "saccades", "total_budget", "gestalt_x", "gestalt_y")} |
+                        {"weights": args.weights or "default", "encoder": options.get("encoder") or None},
+            "saccades_mean": float(np.mean(saccades)),
+            "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
+            "churn_median": float(np.median(churn)) if churn else None, "scene_cuts": cuts,
+            "resized_at": resized,
+            "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
+            "disconnects": st.disconnects, "reconnects": st.reconnects, "gap_s": round(st.gap_s, 3),
+            "interrupted": interrupted}, indent=2))
+    print(_summary(timings, cuts, saccades, churn,
+                   f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
+                   f"{st.dropped} frames dropped"
+                   + (f", {st.disconnects} connection(s) lost, {st.reconnects} reconnected ({st.gap_s:.1f} s without "
+                      "frames)" if st.disconnects else "")
+                   + (f"\nframe size or pixel format changed at frame(s) {resized}: the state was reset there, so a "
+                      "cut in the same frame cannot be told" if resized else "")
+                   + ("\ninterrupted (Ctrl-C)" if interrupted else "")))
+    return 130 if interrupted else 0
