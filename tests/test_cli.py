@@ -1,11 +1,14 @@
 """The command line and the examples, run as a user would (subprocess)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from arrcoc_rt.samples import sample_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +69,140 @@ def test_texture_bad_input_is_a_clear_error(tmp_path):
 def test_example_runs(tmp_path):
     out = _run([sys.executable, str(ROOT / "examples" / "texture_channels.py")], tmp_path)
     assert "frame 2:" in out and "moving 16x16 patches" in out  # frames count from 0
+
+
+# ----------------------------------------------------------------------------- outputs, from a CLI trial
+
+def _main(args, capsys):
+    from arrcoc_rt.cli import main
+
+    rc = main(args)
+    return rc, capsys.readouterr()
+
+
+def test_outputs_never_overwrite_the_source_or_each_other(tmp_path, capsys):
+    """--jsonl naming the video being read destroyed it mid-run; --out and --jsonl (or --summary)
+    naming one file clobbered one of them. All refused before any work, the files untouched."""
+    from conftest import write_video
+
+    src = write_video(tmp_path / "v.mp4", sample_frames(64, 48, 4))
+    before = src.read_bytes()
+    for extra, flags in ((["--jsonl", str(src)], "the source"), (["--out", str(tmp_path / "x.mp4"), "--jsonl",
+                          str(tmp_path / "x.mp4")], "--out and --jsonl"),
+                         (["--jsonl", str(tmp_path / "t.jsonl"), "--summary", str(tmp_path / "t.jsonl")], "--jsonl and --summary"),
+                         (["--out", str(tmp_path / "summary.json")], "the summary")):
+        rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", *extra], capsys)
+        assert rc == 2 and flags.split()[0] in out.err, (extra, out.err)
+    assert src.read_bytes() == before and not (tmp_path / "x.mp4").exists() and not (tmp_path / "t.jsonl").exists()
+
+
+def test_a_run_that_gives_no_frame_leaves_earlier_outputs(tmp_path, capsys):
+    """Start past the end: an error (it exited 0, 'no frames processed'), and the JSONL and summary
+    of an earlier run stay as they were (the JSONL was truncated to nothing)."""
+    from conftest import write_video
+
+    src = write_video(tmp_path / "v.mp4", sample_frames(64, 48, 4))
+    jsonl = tmp_path / "t.jsonl"
+    assert _main(["run", str(src), "--device", "cpu", "--quiet", "--jsonl", str(jsonl)], capsys)[0] == 0
+    kept, summary = jsonl.read_text(), (tmp_path / "summary.json").read_text()
+    assert kept.count("\n") == 4 and '"encoder": "builtin"' in summary
+    rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--jsonl", str(jsonl), "--start", "100"], capsys)
+    assert rc == 2 and "no frames processed" in out.err and "--start" in out.err
+    assert jsonl.read_text() == kept and (tmp_path / "summary.json").read_text() == summary
+
+
+def test_unwritable_outputs_are_found_before_the_run(tmp_path, capsys):
+    """A folder that cannot be written (a read-only place; root ignores permission bits, so /proc)
+    is named before any frame: the PNGs' folder failed at the first frame after the JSONL was
+    truncated, the summary's after the whole run."""
+    from conftest import write_video
+
+    src = write_video(tmp_path / "v.mp4", sample_frames(64, 48, 3))
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text("earlier\n")
+    for extra, flag in ((["--png-dir", "/proc/arrcoc-pngs"], "--png-dir"), (["--summary", "/proc/s.json"], "--summary"),
+                        (["--out", "/proc/o.mp4"], "--out")):
+        rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--jsonl", str(jsonl), *extra], capsys)
+        assert rc == 2 and flag in out.err and "/proc" in out.err and "Traceback" not in out.err, out.err
+    assert jsonl.read_text() == "earlier\n"
+
+
+def test_tokens_to_stdout_and_options_that_do_not_apply(tmp_path, capsys):
+    from conftest import write_video
+
+    src = write_video(tmp_path / "v.mp4", sample_frames(64, 48, 3))
+    rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--jsonl", "-"], capsys)
+    lines = out.out.splitlines()
+    assert rc == 0 and len(lines) == 3 and all(json.loads(line)["tokens"] for line in lines)  # stdout: only the tokens
+    assert "frames: 3" in out.err and not (tmp_path / "-").exists()
+    for flag in (["--format", "parquet"], ["--actors", "2"], ["--resume", "skip"]):  # Ray's own: were ignored
+        rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", *flag], capsys)
+        assert rc == 2 and flag[0] in out.err and "--ray" in out.err
+    rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--max-frames", str(10**20)], capsys)
+    assert rc == 0 and "frames: 3" in out.out  # (islice's own error, before)
+    for fps, said in (("-1", "> 0"), ("0", "no frame")):
+        rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--fps", fps], capsys)
+        assert rc == 2 and said in out.err
+
+
+def test_bench_and_ask_check_their_arguments_first(tmp_path, capsys):
+    """bench --size 100000x100000 made 30 GB of frames before the size was checked (a traceback or
+    the OOM killer); a folder was 'Is a directory'. ask's options were checked after the model
+    loaded (minutes for a large one): here the model folder does not exist, so any model error
+    would mean the option was not checked first."""
+    rc, out = _main(["bench", "--size", "100000x100000"], capsys)
+    assert rc == 2 and "1..16384" in out.err
+    rc, out = _main(["bench", str(tmp_path)], capsys)
+    assert rc == 2 and "is a folder" in out.err
+    from PIL import Image
+
+    Image.fromarray(sample_frames(32, 32, 1)[0]).save(tmp_path / "a.png")
+    for flag, value in (("--tokens", "0"), ("--max-new-tokens", "0"), ("--passes", "0"), ("--budget", "bogus")):
+        rc, out = _main(["ask", str(tmp_path / "a.png"), "what?", "--vlm", f"llava:{tmp_path / 'no-model'}",
+                         flag, value], capsys)
+        assert rc == 2 and flag in out.err, (flag, out.err)
+
+
+def test_experiment_checks_its_output_folder_before_the_study(tmp_path, capsys):
+    rc, out = _main(["experiment", "--vlm", f"llava:{tmp_path / 'no-model'}", "--out", "/proc/arrcoc-x"], capsys)
+    assert rc == 2 and "--out" in out.err and "/proc" in out.err
+
+
+def test_demo_ctrl_c_says_so(tmp_path):
+    """Ctrl-C in demo exited 0 and its summary read as finished: now 130, "interrupted": true, and
+    the JSONL and the summary hold the same frames."""
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "arrcoc_rt.cli", "demo", "--out", "d", "--device", "cpu"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    jsonl = tmp_path / "d" / "tokens.jsonl"
+    while time.time() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= 3):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    if p.returncode == 0:  # the built-in clip ended before the signal arrived
+        pytest.skip("the demo finished before the signal")
+    assert p.returncode == 130 and summary["interrupted"] and "Traceback" not in err, err
+    assert summary["frames"] == jsonl.read_text().count("\n") < 48
+
+
+def test_run_png_dir_holds_this_runs_frames_and_serve_refuses_what_it_cannot_play(tmp_path, capsys):
+    from conftest import write_video
+
+    src = write_video(tmp_path / "v.mp4", sample_frames(64, 48, 5))
+    pngs = tmp_path / "pngs"
+    assert _main(["run", str(src), "--device", "cpu", "--quiet", "--png-dir", str(pngs)], capsys)[0] == 0
+    (pngs / "mine.png").write_bytes(b"x")  # not an overlay: kept
+    assert _main(["run", str(src), "--device", "cpu", "--quiet", "--png-dir", str(pngs), "--max-frames", "2"],
+                 capsys)[0] == 0
+    assert sorted(p.name for p in pngs.iterdir()) == ["mine.png", "overlay_00000.png", "overlay_00001.png"]
+    (tmp_path / "notavideo.mp4").write_bytes(b"not a video at all")
+    rc, out = _main(["serve", str(tmp_path / "notavideo.mp4")], capsys)  # it served a page that could not play it
+    assert rc == 2 and "cannot open" in out.err and "Errno" not in out.err
+    with pytest.raises(SystemExit):
+        _main(["serve", "--max-upload", "0mb"], capsys)
+    assert "no upload would fit" in capsys.readouterr().err

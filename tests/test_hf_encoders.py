@@ -97,3 +97,7 @@ def test_loading_errors(tmp_path, checkpoint):
     other = "siglip" if kind == "clip" else "clip"
     with pytest.raises(ValueError, match=f"holds a '{kind}' model, not '{other}'"):
         HFEncoder(folder, other)
+    (tmp_path / "no_type").mkdir()  # a config.json without model_type: said so
+    (tmp_path / "no_type" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="model_type"):
+        HFEncoder(tmp_path / "no_type", kind)

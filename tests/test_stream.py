@@ -299,7 +299,9 @@ def test_examples_run(tmp_path, example):
 
 
 def test_cli_ctrl_c_prints_a_summary(tmp_path):
-    """SIGINT mid-run: exit code 130 and a summary of what was processed, no traceback."""
+    """SIGINT mid-run: exit code 130 and a summary of what was processed, no traceback; the frame in
+    hand is finished first, so the JSONL, the overlay and the summary hold the same frames (they
+    differed by one when the signal landed between their writes)."""
     import signal
     import time
 
@@ -308,7 +310,8 @@ def test_cli_ctrl_c_prints_a_summary(tmp_path):
     # A shell's background job ignores SIGINT, and Python keeps an ignored SIGINT ignored: the child
     # starts with the default disposition, as a command typed at a terminal does.
     p = subprocess.Popen([sys.executable, "-m", "arrcoc_rt.cli", "run", "long.mp4", "--device", "cpu", "--quiet",
-                          "--jsonl", "t.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          "--jsonl", "t.jsonl", "--out", "o.mp4", "--summary", "s.json"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:  # signal once a few frames are done, long before the 3000th
@@ -321,6 +324,11 @@ def test_cli_ctrl_c_prints_a_summary(tmp_path):
     assert p.returncode == 130, (out, err)
     assert "interrupted (Ctrl-C)" in out and "frames:" in out and "Traceback" not in err
     assert "frames: 3000" not in out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        overlay = sum(1 for _ in c.decode(video=0))
+    lines = (tmp_path / "t.jsonl").read_text().count("\n")
+    assert summary["interrupted"] and summary["frames"] == lines == overlay >= 5, (summary["frames"], lines, overlay)
 
 
 def test_cli_png_dir(tmp_path):

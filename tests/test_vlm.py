@@ -1,5 +1,8 @@
 """arrcoc_rt.vlm: a tiny random LLaVA (built here, loaded through the adapter) fed with token packs."""
 
+import ast
+import json
+
 import numpy as np
 import pytest
 
@@ -270,6 +273,16 @@ def test_cli_run_asks_over_the_last_frames(llava_dir, tmp_path, capsys):
     lines = [line for line in out.splitlines() if "visual tokens" in line]
     assert len(lines) == 2 and lines[0].startswith("frame 0:") and lines[1].startswith("frame 3:")
     assert "over" not in lines[0] and "visual tokens over 2 frames" in lines[1]
+    # the answers go into the JSONL too, on the frames they were asked on (they went to stdout only)
+    jsonl = tmp_path / "t.jsonl"
+    assert main(["run", str(folder), "--vlm", f"llava:{llava_dir}", "--ask", "what is here ?", "--every", "3",
+                 "--frames", "2", "--device", "cpu", "--quiet", "--jsonl", str(jsonl)]) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    asked = {r["frame"]: r["answer"] for r in records if "answer" in r}
+    assert sorted(asked) == [0, 3] and asked[3]["frame_indices"] == [2, 3] and asked[3]["visual_tokens"] > 0
+    printed = [line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in capsys.readouterr().out.splitlines()
+               if "visual tokens" in line]  # frame N: 'text' (...)
+    assert [a["text"] for a in asked.values()] == [ast.literal_eval(text) for text in printed]
     assert main(["run", str(folder), "--frames", "2", "--device", "cpu", "--quiet"]) == 2
     assert "--frames" in capsys.readouterr().err
     # --tokens caps what the model sees per frame, as `ask --tokens` does.

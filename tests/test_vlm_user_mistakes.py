@@ -103,3 +103,6 @@ def test_a_corrupt_checkpoint_config_names_its_file(tmp_path):
     (tmp_path / "config.json").write_text("{'model_type': llava}")
     with pytest.raises(ValueError, match="config.json.*not valid JSON"):
         check_model_type(tmp_path, "llava")
+    (tmp_path / "config.json").write_text("{}")  # no model_type: said so (it read "holds a None model")
+    with pytest.raises(ValueError, match="names no model_type; expected 'llava'"):
+        check_model_type(tmp_path, "llava")

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--encoder", default="builtin", help="builtin (default) | clip:PATH | siglip:PATH")
     r.add_argument("--out", help="overlay video to write (.mp4); with --ray: the output folder")
     r.add_argument("--jsonl", help="tokens per frame, one JSON object per line")
-    r.add_argument("--png-dir", help="also write one overlay PNG per frame into this folder")
+    r.add_argument("--png-dir", help="also write one overlay PNG per frame into this folder (overlay_NNNNN.png; "
+                                     "those of an earlier run there are removed first)")
     r.add_argument("--hide", metavar="LAYER,...", help="overlay layers not to draw: heat, saccades, gestalt, cuts, "
                                                    "legend, caption (default: all drawn)")
     r.add_argument("--plot", help="latency per stage over the run, as a PNG (needs matplotlib)")
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reconnect", type=int, metavar="N",
                    help="live sources: reconnection attempts in a row after a lost connection (default 5; 0: none)")
     r.add_argument("--follow", type=float, metavar="SECONDS",
-                   help="a file still being written: wait for new data, end after SECONDS without any")
+                   help="a file still being written (MPEG-TS or MKV; not MP4, whose index comes last): wait for new "
+                        "data, end after SECONDS without any (FFmpeg's timeout: up to about twice that)")
     r.add_argument("--strategy", default="balanced", choices=list(STRATEGIES),
                    help="how saccades are chosen (default: balanced)")
     r.add_argument("--saccades", type=int, default=273, help="saccade slots per frame (default: 273)")
@@ -94,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
     sub.add_parser("info", help="version, build (CUDA compiled?), GPUs found").set_defaults(func=_cmd_info)
     a = sub.add_parser("ask", help="ask a frozen VLM about one image, fed only the allocated tokens")
-    a.add_argument("image", help="an image file")
+    a.add_argument("image", help="an image file (or a video file: its first frame)")
     a.add_argument("question", help="the question")
     a.add_argument("--vlm", required=True, help="llava:PATH, llava_next:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH (a local "
                                                 "checkpoint folder; nothing is downloaded)")
@@ -146,6 +148,14 @@ def main(argv=None) -> int:
         raise
     except (ValueError, TypeError, SourceError) as e:  # bad input found deeper (device, sizes, files)
         return _fail(str(e))
+    except KeyboardInterrupt:  # Ctrl-C where a command has nothing to save: no traceback
+        print("arrcoc-rt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout closed early (`arrcoc-rt bench | head`): quiet, as other tools are
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
     except OSError as e:  # a file that cannot be written or read (permissions, a full disk)
         return _fail(f"{e.strerror or e}{f': {e.filename!r}' if getattr(e, 'filename', None) else ''}")
 

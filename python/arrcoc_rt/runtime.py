@@ -36,11 +36,11 @@ def resolve_device(device: str) -> tuple[str, int]:
         except ValueError:
             raise ValueError(f"device: {device!r} is not understood; expected 'cuda' or 'cuda:N'") from None
         if not cuda_built():
-            raise ValueError("device: 'cuda' was requested but arrcoc_rt was built without CUDA "
+            raise ValueError(f"device: {device!r} was requested but arrcoc_rt was built without CUDA "
                              "(no nvcc at build time, or ARRCOC_CUDA=OFF); use device='cpu' or 'auto'")
         n = _native.cuda_device_count()
         if n == 0:
-            raise ValueError("device: 'cuda' was requested but no CUDA GPU is usable on this machine "
+            raise ValueError(f"device: {device!r} was requested but no CUDA GPU is usable on this machine "
                              "(no GPU or no driver); use device='cpu' or 'auto'")
         if ordinal >= n:
             raise ValueError(f"device: {device!r} does not exist; this machine has {n} CUDA device(s)")

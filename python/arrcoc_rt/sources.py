@@ -191,7 +191,8 @@ class VideoSource:
         try:
             container = av.open(self.url, format=format, options=opts, timeout=timeout)
         except (av.error.FFmpegError, OSError) as e:
-            raise SourceError(f"cannot open {self.url!r}: {e}") from None
+            # FFmpeg's reason without its negative errno ("[Errno 1094995529] ... : 'path'")
+            raise SourceError(f"cannot open {self.url!r}: {getattr(e, 'strerror', None) or e}") from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.url!r} has no video stream")
@@ -587,11 +588,12 @@ def _check_source_values(*, start=None, end=None, fps=None, stride=1, on_full=No
                          reconnect_backoff=(0.5, 8.0), follow=None) -> tuple[float, float]:
     """ValueError for a source option's value that no source takes (whatever it turns out to be);
     returns reconnect_backoff as (first_s, max_s)."""
-    for name, v in (("start", start), ("end", end), ("fps", fps)):
+    for name, v in (("start", start), ("end", end)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
-            raise ValueError(f"{name}: {v!r} must be a number >= 0 ({'frames per second' if name == 'fps' else 'seconds'})")
-    if fps is not None and fps == 0:
-        raise ValueError("fps: 0 would sample no frame; expected > 0 (e.g. 1 or 2 for a VLM)")
+            raise ValueError(f"{name}: {v!r} must be a number >= 0 (seconds)")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps):
+        raise ValueError(f"fps: {fps!r}; expected a number > 0 (frames per second, e.g. 1 or 2 for a VLM)"
+                         + (": 0 would sample no frame" if fps == 0 else ""))
     if start is not None and end is not None and end <= start:
         raise ValueError(f"end: {end} must be after start {start}")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:

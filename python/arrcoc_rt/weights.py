@@ -136,6 +136,13 @@ def read_npz(path, what: str) -> dict:
     # zipfile and NumPy's readers raise many types for a bad file (BadZipFile, EOFError,
     # NotImplementedError for an unknown zip version or compression, RuntimeError for an encrypted
     # member, zlib.error, ...): all of them mean "not a usable .npz"; running out of memory does not.
+    try:  # what np.load would try next is no help to read: a pickle (refused) or a text file's bytes
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise ValueError(f"{what}: {str(path)!r} cannot be read: {e.strerror or e}") from None
+    if not head.startswith((b"PK", b"\x93NUMPY")):
+        raise ValueError(f"{what}: {str(path)!r} is not an .npz file (not a zip archive, as np.savez writes)")
     try:
         z = np.load(path, allow_pickle=False)
     except (MemoryError, RecursionError):

@@ -16,14 +16,20 @@ def _cmd_ask(args) -> int:
 
     if not args.question.strip():
         raise _error("question: expected a non-empty question")
+    # every option before the model loads (minutes for a large one)
+    if args.passes < 1:
+        raise _error(f"--passes {args.passes}: expected at least 1")
+    if args.tokens is not None and args.tokens < 1:
+        raise _error(f"--tokens {args.tokens}: the visual tokens that reach the model; expected at least 1 "
+                     "(leave it out for all kept)")
+    if args.max_new_tokens < 1:
+        raise _error(f"--max-new-tokens {args.max_new_tokens}: the longest answer in tokens; expected at least 1")
+    budget = _budget_option(args.budget)
     frames = _read_frames(Path(args.image), 1)
     h, w = frames[0].shape[:2]
     kind, ordinal = resolve_device(args.device)
     vlm = make_adapter(args.vlm, device="cpu" if kind == "cpu" else f"cuda:{ordinal}", tokens=args.tokens)
     result = Pipeline(w, h, device=args.device).process(frames[0])
-    if args.passes < 1:
-        raise _error(f"--passes {args.passes}: expected at least 1")
-    budget = _budget_option(args.budget)
     tier = total = None
     if budget is not None:
         from ..vlm.tiers import question_tier, tier_budget

@@ -103,6 +103,8 @@ def _cmd_bench(args) -> int:
         except (ValueError, TypeError) as e:
             raise _error(f"--device: {str(e).removeprefix('device: ')}") from None
     on_cuda = any(d != "cpu" for d in devices)
+    if args.input and Path(args.input).is_dir():
+        raise _error(f"input {args.input}: is a folder; expected a video or an image file")
     if args.input and _is_video(Path(args.input)):
         if not Path(args.input).exists():
             raise _error(f"input {args.input!r} does not exist")
@@ -127,7 +129,8 @@ def _cmd_bench(args) -> int:
         frames = sample_frames(w, h, 2)
     h, w = frames[0].shape[:2]
     pipes = {dev: Pipeline(w, h, device=dev) for dev in devices}  # a refused size stops before the table
-    print(f"arrcoc-rt bench: {w}x{h}, {args.frames} frames per device (after 3 warm-up frames)")
+    print(f"arrcoc-rt bench: {Path(args.input).name + ', ' if args.input else ''}{w}x{h}, {args.frames} frames per "
+          f"device (after 3 warm-up frames)")
     print(f"{'device':6s} {'stage':20s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
     for dev, pipe in pipes.items():
         ts, interrupted = [], False

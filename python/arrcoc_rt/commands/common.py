@@ -56,7 +56,8 @@ def _percentiles(values) -> str:
 
 def _output_file(path, flag: str) -> None:
     """--flag PATH names a file the command writes: checked before any work (a path found wrong
-    only when the results are written would lose them)."""
+    only when the results are written would lose them), by writing in its folder; an existing file
+    is opened for appending (nothing in it changes) to see that it can be replaced."""
     if path is None:
         return
     p = Path(path)
@@ -64,12 +65,54 @@ def _output_file(path, flag: str) -> None:
         raise _error(f"{flag} {path}: is a folder; expected a file path")
     if not p.parent.is_dir():
         raise _error(f"{flag} {path}: the folder {str(p.parent)!r} does not exist")
+    _check_writable(p.parent, flag, path)
+    if p.exists():
+        try:
+            open(p, "ab").close()
+        except OSError as e:
+            raise _error(f"{flag} {path}: cannot be written ({e.strerror or e})") from None
 
 
-def _output_folder(path, flag: str) -> None:
-    """--flag PATH names a folder the command creates or fills: not an existing file."""
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
+def _output_folder(path, flag: str, create: bool = False) -> None:
+    """--flag PATH names a folder the command creates or fills: not an existing file; with
+    ``create``, it is made now and checked by writing in it."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
         raise _error(f"{flag} {path}: is a file; expected a folder")
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _error(f"{flag} {path}: cannot be created ({e.strerror or e})") from None
+        _check_writable(p, flag, path)
+
+
+def _check_writable(folder: Path, flag: str, path) -> None:
+    # A real write: permission bits say nothing to root, an immutable or read-only mount does.
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".arrcoc-rt-write-check-"):
+            pass
+    except OSError as e:
+        raise _error(f"{flag} {path}: cannot write in {str(folder)!r} ({e.strerror or e})") from None
+
+
+def _distinct_outputs(outputs: dict, source=None) -> None:
+    """Output files ({flag: path}) that name the same file, or the source being read, are refused:
+    one would overwrite the other (or the input, while it is read)."""
+    seen = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if source is not None and Path(str(source)).exists() and key == Path(str(source)).resolve():
+            raise _error(f"{flag} {path}: is the source being read; write somewhere else")
+        if key in seen:
+            raise _error(f"{seen[key]} and {flag} name the same file ({path}); give each its own")
+        seen[key] = flag
 
 
 def _error(msg: str) -> SystemExit:

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import _budget_option, _error, _output_file, _output_folder, _plot, _summary
+from .common import _budget_option, _distinct_outputs, _error, _output_file, _output_folder, _plot, _summary
+
+# Options of `run` that apply to runs on Ray only (distributed/cli.py), with their defaults.
+_RAY_ONLY = {"format": "jsonl", "actors": None, "resume": "exact", "cpus_per_actor": 1.0, "gpus_per_actor": None}
 
 
 def _stream_options(args) -> dict:
@@ -29,67 +32,123 @@ def _stream_options(args) -> dict:
     return {"query_text": args.query, "query_image": args.query_image, "encoder": encoder}
 
 
-def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
-    from tqdm import tqdm  # rate and ETA on a terminal; nothing otherwise
+class _DeferredInterrupt:
+    """Ctrl-C while a frame is in hand finishes that frame first (said on stderr), so the overlay,
+    the JSONL and the summary hold the same frames; a second Ctrl-C, or one while waiting for the
+    source, stops at once. Only the main thread receives signals: elsewhere nothing changes."""
 
-    bar = tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True, leave=True)
+    def __init__(self):
+        self.in_frame = self.asked = False
+        self._old = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+    def _on_sigint(self, signum, frame):
+        if self.in_frame and not self.asked:
+            self.asked = True
+            print("\narrcoc-rt: stopping after this frame (Ctrl-C again to stop now)", file=sys.stderr)
+            return
+        raise KeyboardInterrupt
+
+
+def _token_record(r, answer=None) -> dict:
+    """One JSONL line: the frame's counts, timings and kept tokens (and --ask's answer, if any)."""
+    keep = r.kinds >= 0
+    record = {
+        "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
+        **({"reconnected": True, "gap_s": round(r.gap_s, 3)} if r.reconnected else {}),
+        **({"resized": True} if r.resized else {}),
+        **({"dropped_before": r.dropped_before} if r.dropped_before else {}),
+        "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
+                   "padding": int(np.sum(r.kinds < 0))},
+        "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
+        "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "box": [round(float(v), 1) for v in box],
+                    "level": int(lv), "budget": int(b), "kind": "saccade" if k == 1 else "gestalt",
+                    "patch": int(pa), "score": round(float(s), 5), "reuse": int(ru)}
+                   for (x, y), box, lv, b, k, pa, s, ru in zip(
+                       r.positions[keep], r.boxes[keep], r.levels[keep], r.budgets[keep], r.kinds[keep],
+                       r.patches[keep], r.scores[keep], r.reuse[keep])]}
+    if answer is not None:
+        record["answer"] = {"text": answer.text, "frame_indices": list(answer.frame_indices),
+                            "visual_tokens": int(answer.visual_tokens),
+                            "latency_ms": round(float(answer.latency_ms["total"]), 1)}
+    return record
+
+
+def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
     """Runs the stream over frames; returns per-frame timings, cut frames, saccade counts, churn
     (per frame after the first), the frames where the size or pixel format changed (the stream's
     state was reset there, so no cut can be found in them) and whether Ctrl-C stopped it (what was
-    processed is kept)."""
+    processed is kept). ``jsonl``: a path, opened at the first frame (a run that gives no frame
+    leaves an earlier file as it was), or "-" for stdout."""
     import json
 
+    from tqdm import tqdm  # rate and ETA on a terminal; nothing otherwise
+
+    bar = tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True, leave=True)
     timings, cuts, saccades, resized = [], [], [], []
     churn = []  # share of saccades on new content, per frame after the first
-    out = open(jsonl, "w") if jsonl else None
+    out = None
     interrupted = False
     try:
-        for frame in frames_iter:
-            t0 = time.perf_counter()
-            r = stream.process(frame)
-            timings.append(dict(r.timings, wall=(time.perf_counter() - t0) * 1e3))
-            saccades.append(r.num_saccades)
-            if r.churn is not None:
-                churn.append(r.churn)
-            if r.scene_cut:
-                cuts.append(r.frame_index)
-            if r.resized:
-                resized.append(r.frame_index)
-            question = getattr(stream, "question", None)
-            if question and r.frame_index % stream.ask_every == 0:
-                a = stream.ask(question, frames=getattr(stream, "ask_frames", 1), passes=getattr(stream, "ask_passes", 1),
-                               budget=getattr(stream, "ask_budget", None))
-                t = f"t={a.pts:.2f}s " if a.pts is not None else ""
-                over = f" over {len(a.frame_indices)} frames" if len(a.frame_indices) > 1 else ""
-                (bar.write if progress else print)(f"{t}frame {a.frame_index}: {a.text!r} ({a.visual_tokens} visual "
-                                                   f"tokens{over}, {a.latency_ms['total']:.0f} ms)")
-            if writer is not None:
-                rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
-                writer.write(rgb, r)
-            if out is not None:
-                keep = r.kinds >= 0
-                out.write(json.dumps({
-                    "frame": r.frame_index, "pts": r.pts, "scene_cut": r.scene_cut, "churn": r.churn,
-                    **({"reconnected": True, "gap_s": round(r.gap_s, 3)} if r.reconnected else {}),
-                    **({"resized": True} if r.resized else {}),
-                    **({"dropped_before": r.dropped_before} if r.dropped_before else {}),
-                    "counts": {"gestalt": int(np.sum(r.kinds == 0)), "saccades": int(r.num_saccades),
-                               "padding": int(np.sum(r.kinds < 0))},
-                    "timings_ms": {k: round(float(v), 3) for k, v in r.timings.items()},
-                    "tokens": [{"x": round(float(x), 2), "y": round(float(y), 2), "box": [round(float(v), 1) for v in box],
-                                "level": int(lv), "budget": int(b), "kind": "saccade" if k == 1 else "gestalt",
-                                "patch": int(pa), "score": round(float(s), 5), "reuse": int(ru)}
-                               for (x, y), box, lv, b, k, pa, s, ru in zip(
-                                   r.positions[keep], r.boxes[keep], r.levels[keep], r.budgets[keep], r.kinds[keep],
-                                   r.patches[keep], r.scores[keep], r.reuse[keep])]}) + "\n")
-            bar.set_postfix_str(f"{timings[-1]['wall']:.1f} ms/frame", refresh=False)
-            bar.update(1)
+        with _DeferredInterrupt() as ctrl_c:
+            for frame in frames_iter:
+                ctrl_c.in_frame = True
+                t0 = time.perf_counter()
+                r = stream.process(frame)
+                wall = (time.perf_counter() - t0) * 1e3
+                answer = None
+                question = getattr(stream, "question", None)
+                if question and r.frame_index % stream.ask_every == 0:
+                    answer = stream.ask(question, frames=getattr(stream, "ask_frames", 1),
+                                        passes=getattr(stream, "ask_passes", 1), budget=getattr(stream, "ask_budget", None))
+                    t = f"t={answer.pts:.2f}s " if answer.pts is not None else ""
+                    over = f" over {len(answer.frame_indices)} frames" if len(answer.frame_indices) > 1 else ""
+                    (bar.write if progress else print)(
+                        f"{t}frame {answer.frame_index}: {answer.text!r} ({answer.visual_tokens} visual "
+                        f"tokens{over}, {answer.latency_ms['total']:.0f} ms)", file=sys.stderr if jsonl == "-" else None)
+                if writer is not None:
+                    rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
+                    writer.write(rgb, r)
+                if jsonl:
+                    if out is None:
+                        out = sys.stdout if jsonl == "-" else open(jsonl, "w")
+                    out.write(json.dumps(_token_record(r, answer)) + "\n")
+                timings.append(dict(r.timings, wall=wall))
+                saccades.append(r.num_saccades)
+                if r.churn is not None:
+                    churn.append(r.churn)
+                if r.scene_cut:
+                    cuts.append(r.frame_index)
+                if r.resized:
+                    resized.append(r.frame_index)
+                bar.set_postfix_str(f"{wall:.1f} ms/frame", refresh=False)
+                bar.update(1)
+                ctrl_c.in_frame = False
+                if ctrl_c.asked:
+                    interrupted = True
+                    break
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
-        if out is not None:
+        if out is not None and out is not sys.stdout:
             out.close()
+        elif out is sys.stdout:
+            out.flush()
     return timings, cuts, saccades, churn, resized, interrupted
 
 
@@ -100,9 +159,8 @@ def _cmd_demo(args) -> int:
     from ..stream import Stream
     from ..visualize import OverlayWriter
 
-    _output_folder(args.out, "--out")
+    _output_folder(args.out, "--out", create=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     frames = demo_clip()
     try:
         stream = Stream(device=args.device)
@@ -110,8 +168,8 @@ def _cmd_demo(args) -> int:
         raise _error(str(e)) from None
     writer = OverlayWriter(out / "overlay.mp4", fps=12)
     try:
-        timings, cuts, saccades, churn, _, _ = _process_all(frames, stream, writer, out / "tokens.jsonl", len(frames),
-                                                  sys.stderr.isatty())
+        timings, cuts, saccades, churn, _, interrupted = _process_all(frames, stream, writer, out / "tokens.jsonl",
+                                                                      len(frames), sys.stderr.isatty())
     finally:
         writer.close()
     from PIL import Image
@@ -124,7 +182,7 @@ def _cmd_demo(args) -> int:
         "stage_median_ms": {k: float(np.median([t[k] for t in timings])) for k in ("texture", "cascade",
                                                                                     "allocate_and_gather")},
         "scene_cuts": cuts, "expected_scene_cuts": [24],
-        "churn_median": float(np.median(churn)) if churn else None,
+        "churn_median": float(np.median(churn)) if churn else None, "interrupted": interrupted,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
@@ -136,9 +194,9 @@ def _cmd_demo(args) -> int:
     Image.fromarray(writer.first).save(out / "overlay_first.png")
     print(f"arrcoc-rt demo: built-in clip, {len(frames)} frames of 640x360 with a scene cut at frame 24, "
           f"on {summary['device']}")
-    print(_summary(timings, cuts, saccades, churn))
+    print(_summary(timings, cuts, saccades, churn, "\ninterrupted (Ctrl-C)" if interrupted else ""))
     print(f"wrote {out / 'overlay.mp4'}, {out / 'overlay_first.png'}, {out / 'tokens.jsonl'}, {out / 'summary.json'}")
-    return 0
+    return 130 if interrupted else 0
 
 
 def _cmd_run(args) -> int:
@@ -150,9 +208,20 @@ def _cmd_run(args) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise _error(f"--max-frames {args.max_frames}: expected at least 1 (leave it out for every frame)")
     if args.ray is None:  # (with --ray, --out is the output folder: checked there)
-        for flag in ("out", "jsonl", "summary", "plot"):
-            _output_file(getattr(args, flag), f"--{flag}")
-    _output_folder(args.png_dir, "--png-dir")
+        ray_only = [f"--{flag.replace('_', '-')}" for flag, default in _RAY_ONLY.items() if getattr(args, flag) != default]
+        if ray_only:
+            raise _error(f"{', '.join(ray_only)}: for runs on Ray only; add --ray (a local cluster) or --ray ADDRESS")
+        files = {f"--{flag}": getattr(args, flag) for flag in ("out", "jsonl", "summary", "plot")}
+        if args.jsonl == "-":
+            files.pop("--jsonl")
+        summary = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, files.get("--jsonl"))
+                                        if p), None)
+        if args.summary is None and summary is not None:
+            files["the summary (beside --out or --jsonl; --summary to move it)"] = summary
+        for flag, path in files.items():
+            _output_file(path, flag)
+        _distinct_outputs(files, args.source[0] if len(args.source) == 1 else None)
+    _output_folder(args.png_dir, "--png-dir", create=args.ray is None)
     hidden = {v.strip() for v in (args.hide or "").split(",") if v.strip()}
     if hidden - set(OVERLAY_LAYERS):
         raise _error(f"--hide {args.hide}: {', '.join(sorted(hidden - set(OVERLAY_LAYERS)))} is no overlay layer; "
@@ -207,9 +276,12 @@ def _cmd_run(args) -> int:
         fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
     elif hasattr(src, "stream") and src.stream.average_rate:
         fps = float(src.stream.average_rate)
+    if args.png_dir:  # an earlier, longer run's frames would read as this run's
+        for old in Path(args.png_dir).glob("overlay_[0-9]*.png"):
+            old.unlink()
     writer = (OverlayWriter(args.out, png_folder=args.png_dir, fps=fps, layers=set(OVERLAY_LAYERS) - hidden)
               if (args.out or args.png_dir) else None)
-    frames = src if args.max_frames is None else itertools.islice(src, args.max_frames)
+    frames = src if args.max_frames is None else itertools.islice(src, min(args.max_frames, sys.maxsize))
     try:
         timings, cuts, saccades, churn, resized, interrupted = _process_all(frames, stream, writer, args.jsonl,
                                                             getattr(src, "frame_count", 0),
@@ -220,11 +292,15 @@ def _cmd_run(args) -> int:
         if writer is not None:
             writer.close()
         src.close()
+    if not timings and not interrupted:  # nothing was written: earlier outputs stay as they were
+        ranged_note = " in the range asked for (--start/--end)" if (args.start or args.end is not None) else ""
+        raise _error(f"no frames processed: {args.source!r} gave none{ranged_note}; "
+                     f"{src.stats.decoded} decoded, {src.stats.corrupt_packets} corrupt packets")
     if args.plot and timings:
         _plot(timings, args.plot)
     st = src.stats
-    summary_path = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl) if p),
-                                        None)
+    summary_path = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl)
+                                         if p and p != "-"), None)
     if summary_path and timings:
         import json
 
@@ -232,7 +308,7 @@ def _cmd_run(args) -> int:
         Path(summary_path).write_text(json.dumps({
             "source": str(args.source), "frames": len(timings), "device": stream.pipeline.device,
             "settings": {k: cfg[k] for k in ("strategy", "saccades", "total_budget", "gestalt_x", "gestalt_y")} |
-                        {"weights": args.weights or "default", "encoder": options.get("encoder") or None},
+                        {"weights": args.weights or "default", "encoder": options.get("encoder") or "builtin"},
             "saccades_mean": float(np.mean(saccades)),
             "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},
             "churn_median": float(np.median(churn)) if churn else None, "scene_cuts": cuts,
@@ -240,7 +316,8 @@ def _cmd_run(args) -> int:
             "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
             "disconnects": st.disconnects, "reconnects": st.reconnects, "gap_s": round(st.gap_s, 3),
             "interrupted": interrupted}, indent=2))
-    print(_summary(timings, cuts, saccades, churn,
+    report = print if args.jsonl != "-" else (lambda text: print(text, file=sys.stderr))  # stdout: the tokens
+    report(_summary(timings, cuts, saccades, churn,
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
                    f"{st.dropped} frames dropped"
                    + (f", {st.disconnects} connection(s) lost, {st.reconnects} reconnected ({st.gap_s:.1f} s without "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .. import runtime
 from ..samples import sample_frames
 from ..texture import TextureBuilder
@@ -62,8 +64,10 @@ def _cmd_texture(args) -> int:
 
     Image.fromarray(frames[-1]).save(out / "input.png")
     print(f"input: {source} ({w}x{h}, {len(frames)} frame(s))")
-    print(f"backend: {builder.device}, storage {builder.dtype}; build time per frame: "
-          + ", ".join(f"{t:.2f} ms" for t in times) + " (first includes warm-up)")
+    per_frame = (", ".join(f"{t:.2f} ms" for t in times) + " (first includes warm-up)" if len(times) <= 8 else
+                 f"first {times[0]:.2f} ms (warm-up), then median {np.median(times[1:]):.2f} ms, "
+                 f"max {np.max(times[1:]):.2f} ms over {len(times) - 1} frames")
+    print(f"backend: {builder.device}, storage {builder.dtype}; build time per frame: {per_frame}")
     print(f"motion between the last two frames: {'yes' if tex.motion_valid else 'no (single frame)'}")
     print(f"cluster cascade: {result.grid[0] * result.grid[1]} clusters, kept {result.kept_clusters.tolist()}, "
           f"{len(result.candidate_patches())} candidate patches")

@@ -163,6 +163,9 @@ def run(args) -> int:
         return _error(str(e))
     if args.encoder and not args.encoder.startswith(("clip:", "siglip:")):
         return _error(f"--encoder {args.encoder!r}: expected clip:PATH or siglip:PATH (a text encoder)")
+    from ..commands.common import _output_folder
+
+    _output_folder(args.out, "--out", create=True)  # now, not after the whole study (its results were lost)
     tier_classifier = None
     if args.tier_classifier:
         from ..vlm.tiers import TierClassifier

@@ -28,7 +28,10 @@ def _size(text: str) -> str:
     import re
 
     if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb)\s*", text, re.IGNORECASE):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; expected a number and b, kb, mb, gb or tb (e.g. 500mb)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; expected a number and b, kb, mb, gb or tb (e.g. 500mb)"
+                                         + ("; a number alone has no unit" if re.fullmatch(r"\s*\d+(\.\d+)?\s*", text) else ""))
+    if float(re.match(r"\s*(\d+(\.\d+)?)", text).group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: no upload would fit; expected a size above 0 (e.g. 500mb)")
     return text.strip().lower()
 
 
@@ -50,8 +53,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--encoder", default="builtin",
                    help="builtin (default: exemplar queries) | clip:PATH | siglip:PATH (also text queries)")
-    p.add_argument("--vlm", help="a frozen VLM to answer questions: llava:PATH, qwen2_vl:PATH or qwen2_5_vl:PATH "
-                                 "(a local checkpoint folder)")
+    p.add_argument("--vlm", help="a frozen VLM to answer questions: llava:PATH, llava_next:PATH, qwen2_vl:PATH or "
+                                 "qwen2_5_vl:PATH (a local checkpoint folder)")
     p.add_argument("--max-width", type=int, default=1280,
                    help="frames wider than this are scaled down before processing (default: 1280; 0: never)")
     p.set_defaults(func=run)
@@ -75,8 +78,15 @@ def _check(args) -> None:
         if camera is not None:
             if sys.platform.startswith("linux") and not Path(camera).exists():
                 raise SystemExit(f"arrcoc-rt: error: SOURCE {source!r}: no camera {camera} on this machine")
-        elif not source.startswith(LIVE_PREFIXES) and not Path(source).exists():
-            raise SystemExit(f"arrcoc-rt: error: SOURCE {source!r} does not exist")
+        elif not source.startswith(LIVE_PREFIXES):
+            if not Path(source).exists():
+                raise SystemExit(f"arrcoc-rt: error: SOURCE {source!r} does not exist")
+            from ..sources import SourceError, open as open_source
+
+            try:  # a file the page could not play is refused now, as `run` refuses it (not at Play)
+                open_source(source).close()
+            except (SourceError, ValueError) as e:
+                raise SystemExit(f"arrcoc-rt: error: SOURCE {source!r}: {e}") from None
 
 
 def _check_port(host: str, port: int) -> None:

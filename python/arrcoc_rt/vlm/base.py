@@ -176,6 +176,9 @@ def check_model_type(folder: Path, expected: str) -> None:
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"vlm: {str(cfg_file)!r} is not valid JSON ({e})") from None
         model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
+        if model_type is None:
+            raise ValueError(f"vlm: {str(folder)!r}'s config.json names no model_type; expected {expected!r} "
+                             "(a transformers checkpoint folder, as save_pretrained writes it)")
         if model_type != expected:
             raise ValueError(f"vlm: {str(folder)!r} holds a {model_type!r} model, not {expected!r}")
 
