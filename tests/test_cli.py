@@ -206,3 +206,55 @@ def test_run_png_dir_holds_this_runs_frames_and_serve_refuses_what_it_cannot_pla
     with pytest.raises(SystemExit):
         _main(["serve", "--max-upload", "0mb"], capsys)
     assert "no upload would fit" in capsys.readouterr().err
+
+
+def test_outputs_into_pipes_and_png_folders_that_are_inputs(tmp_path, capsys):
+    """From a review: a FIFO given as --jsonl (a shell's >(jq .)) was probed by opening it, which gave
+    its reader an end of file, and the run then hung; a --png-dir that is the image folder being
+    read lost its files; a run with no frame emptied an earlier run's PNG folder."""
+    import os
+    import threading
+
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(sample_frames(48, 32, 3)):
+        Image.fromarray(f).save(folder / f"overlay_{i:05d}.png")  # named as overlays: the worst case
+    fifo = tmp_path / "tokens.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(open(fifo).read().splitlines()), daemon=True)
+    reader.start()
+    rc, out = _main(["run", str(folder), "--device", "cpu", "--quiet", "--jsonl", str(fifo)], capsys)
+    reader.join(60)
+    assert rc == 0 and len(got) == 3 and all(json.loads(line)["tokens"] for line in got), out.err
+    rc, out = _main(["run", str(folder), "--device", "cpu", "--quiet", "--png-dir", str(folder)], capsys)
+    assert rc == 2 and "source" in out.err and len(list(folder.glob("overlay_*.png"))) == 3
+    pngs = tmp_path / "pngs"
+    assert _main(["run", str(folder), "--device", "cpu", "--quiet", "--png-dir", str(pngs)], capsys)[0] == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, out = _main(["run", str(empty), "--device", "cpu", "--quiet", "--png-dir", str(pngs)], capsys)
+    assert rc == 2 and len(list(pngs.glob("overlay_*.png"))) == 3  # nothing ran: the earlier PNGs stay
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """A run started with SIGINT ignored (a script's `cmd &`) is not stopped by one: the deferred
+    Ctrl-C replaces only Python's own handler."""
+    import signal
+    import time
+
+    from conftest import write_video
+
+    write_video(tmp_path / "v.mp4", sample_frames(64, 48, 2) * 40)
+    p = subprocess.Popen([sys.executable, "-m", "arrcoc_rt.cli", "run", "v.mp4", "--device", "cpu", "--quiet",
+                          "--jsonl", "t.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 120
+    jsonl = tmp_path / "t.jsonl"
+    while time.time() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= 3):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "frames: 80" in out and "interrupted" not in out, (out, err)

@@ -611,7 +611,9 @@ class Pipeline:
         ``copy=False``: the token arrays are zero-copy views (read-only NumPy on the CPU, DLPack
         ``DeviceArray`` on CUDA, e.g. ``torch.from_dlpack``), valid until the next ``process``; on CUDA
         nothing then waits for the device (``scene_cut`` and ``num_saccades`` are read when first used).
-        With copies, CUDA waits once per frame."""
+        With copies, CUDA waits once per frame. ``stream`` (CUDA): the frame's work is queued there
+        (None: the legacy default stream); a CPU pipeline checks the handle and runs on the host, so
+        the same call works on either backend."""
         with self._frame_lock:  # a frame at a time: two threads' stages must not interleave
             self._check_open()
             return self._process(frame, query, query_text=query_text, query_image=query_image,

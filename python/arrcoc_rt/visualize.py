@@ -41,7 +41,9 @@ def _shown_level(tex: Texture, c: Channel) -> int:
 
 def contact_sheet(tex: Texture, title: str = "", tile_width: int = 200) -> Image.Image:
     """All 40 channels on one sheet (each at its base level, nearest-upsampled), labelled with
-    index, name, level and value range; then one row with the luminance at mip levels 0..4."""
+    index, name, level and value range; then one row with the luminance at mip levels 0..4. A
+    constant channel that a later stage writes is marked with that stage (encoder's: 17-32, an
+    encoder's projections; query's: 33; allocator's: 34, 37-39): a texture alone leaves them 0."""
     font = ImageFont.load_default()
     aspect = tex.height / tex.width
     tw, th = tile_width, max(1, round(tile_width * aspect))
@@ -60,7 +62,10 @@ def contact_sheet(tex: Texture, title: str = "", tile_width: int = 200) -> Image
         lo, hi = float(plane.min()), float(plane.max())
         draw.text((x0, y0 + th + 2), f"{int(c)} {c.name.lower()}" + (f" (L{k})" if k else ""),
                   fill=(230, 230, 230), font=font)
-        draw.text((x0, y0 + th + 14), f"[{lo:.3g}, {hi:.3g}]", fill=(150, 150, 160), font=font)
+        note = ""
+        if lo == hi and (17 <= int(c) <= 34 or int(c) >= 37):  # why a panel is blank
+            note = "  encoder's" if int(c) <= 32 else "  query's" if int(c) == 33 else "  allocator's"
+        draw.text((x0, y0 + th + 14), f"[{lo:.3g}, {hi:.3g}]{note}", fill=(150, 150, 160), font=font)
     y0 = 30 + 5 * (th + label_h + pad)
     for k in range(5):
         if not tex.has_plane(Channel.LUMINANCE, k):

@@ -51,12 +51,14 @@ class ARRCOC_API Pipeline {
 
   // One frame. `query_map` (nullable): host float32 similarity per patch, [ceil(h/16), ceil(w/16)].
   Status process(const FrameView& frame, const float* query_map, PipelineResult* out) noexcept;
-  // The token pack of the last frame process() completed, in host memory: the one call a host needs
-  // to read it on either backend. CUDA: copied into page-locked memory the pipeline owns (allocated at the first call,
+  // The token pack of the last frame that reached the allocation step, in host memory: the one
+  // call a host needs to read it on either backend. kInvalidArgument before the first frame, or when
+  // that step failed (no pack is left); a frame refused before it (a bad FrameView) leaves the pack
+  // before. CUDA: copied into page-locked memory the pipeline owns (allocated at the first call,
   // then reused), queued on `cuda_stream` after the frame, and waited for (one host wait); CPU: the
   // pack itself. *out views that memory until the next copy_to_host or process.
   Status copy_to_host(TokenPack* out, void* cuda_stream = nullptr) noexcept;
-  // Running back: each token of the last frame gets the mean of `features` (float32 [C, h, w],
+  // Running back: each token of that pack gets the mean of `features` (float32 [C, h, w],
   // row-major, covering the whole frame, in the pipeline's memory) over the 2^level x 2^level cells
   // around its centre, written to `out` ([N, C], same memory). Padding tokens get 0.
   Status gather_features(const float* features, int channels, int height, int width, float* out,

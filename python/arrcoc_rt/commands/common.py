@@ -65,12 +65,17 @@ def _output_file(path, flag: str) -> None:
         raise _error(f"{flag} {path}: is a folder; expected a file path")
     if not p.parent.is_dir():
         raise _error(f"{flag} {path}: the folder {str(p.parent)!r} does not exist")
-    _check_writable(p.parent, flag, path)
     if p.exists():
+        import stat
+
+        if not stat.S_ISREG(p.stat().st_mode):  # a pipe, /dev/stdout, /dev/null: written as it is, not probed
+            return  # (opening a FIFO to probe it would give its reader an end of file)
         try:
             open(p, "ab").close()
         except OSError as e:
             raise _error(f"{flag} {path}: cannot be written ({e.strerror or e})") from None
+    else:
+        _check_writable(p.parent, flag, path)
 
 
 def _output_folder(path, flag: str, create: bool = False) -> None:
@@ -103,28 +108,35 @@ def _check_writable(folder: Path, flag: str, path) -> None:
 def _distinct_outputs(outputs: dict, source=None) -> None:
     """Output files ({flag: path}) that name the same file, or the source being read, are refused:
     one would overwrite the other (or the input, while it is read)."""
-    seen = {}
+    import os
+
+    def same(a, b) -> bool:  # hard links and symbolic ones too, where both exist
+        if Path(a).exists() and Path(b).exists():
+            return os.path.samefile(a, b)
+        return Path(a).resolve() == Path(b).resolve()
+
+    seen = []
     for flag, path in outputs.items():
         if path is None:
             continue
-        key = Path(path).resolve()
-        if source is not None and Path(str(source)).exists() and key == Path(str(source)).resolve():
+        if source is not None and Path(str(source)).exists() and same(path, str(source)):
             raise _error(f"{flag} {path}: is the source being read; write somewhere else")
-        if key in seen:
-            raise _error(f"{seen[key]} and {flag} name the same file ({path}); give each its own")
-        seen[key] = flag
+        for other_flag, other in seen:
+            if same(path, other):
+                raise _error(f"{other_flag} and {flag} name the same file ({path}); give each its own")
+        seen.append((flag, path))
 
 
 def _error(msg: str) -> SystemExit:
     return SystemExit(f"arrcoc-rt: error: {msg}")
 
 
-def _plot(timings, path) -> None:
+def _plot(timings, path, report=print) -> None:
     from ..visualize import latency_plot
 
     try:
         latency_plot(timings, path)
-        print(f"wrote {path}")
+        report(f"wrote {path}")
     except RuntimeError as e:  # matplotlib missing: the requested plot cannot be written
         raise _error(f"--plot {path}: {e}; install it with pip install 'arrcoc_rt[plot]'") from None
 

@@ -35,7 +35,8 @@ def _stream_options(args) -> dict:
 class _DeferredInterrupt:
     """Ctrl-C while a frame is in hand finishes that frame first (said on stderr), so the overlay,
     the JSONL and the summary hold the same frames; a second Ctrl-C, or one while waiting for the
-    source, stops at once. Only the main thread receives signals: elsewhere nothing changes."""
+    source, stops at once. Only the main thread receives signals, and only Python's own handler is
+    replaced (an ignored SIGINT stays ignored): elsewhere nothing changes."""
 
     def __init__(self):
         self.in_frame = self.asked = False
@@ -45,7 +46,10 @@ class _DeferredInterrupt:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
+        # only where Ctrl-C is Python's KeyboardInterrupt: an ignored SIGINT (a script's `cmd &`) stays
+        # ignored, and a handler set outside Python (getsignal: None) is left alone
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._old = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
@@ -123,10 +127,17 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
                 if writer is not None:
                     rgb = frame.to_ndarray(format="rgb24") if hasattr(frame, "planes") else np.asarray(frame)
                     writer.write(rgb, r)
-                if jsonl:
-                    if out is None:
-                        out = sys.stdout if jsonl == "-" else open(jsonl, "w")
+                if jsonl == "-":
+                    out = sys.stdout
                     out.write(json.dumps(_token_record(r, answer)) + "\n")
+                elif jsonl:
+                    try:  # (a pipe whose reader left, a full disk): named, not a bare BrokenPipeError
+                        if out is None:
+                            out = open(jsonl, "w")
+                        out.write(json.dumps(_token_record(r, answer)) + "\n")
+                    except OSError as e:
+                        raise _error(f"--jsonl {jsonl}: cannot be written ({e.strerror or e}) at frame "
+                                     f"{r.frame_index}") from None
                 timings.append(dict(r.timings, wall=wall))
                 saccades.append(r.num_saccades)
                 if r.churn is not None:
@@ -146,7 +157,10 @@ def _process_all(frames_iter, stream, writer, jsonl, total, progress: bool):
     finally:
         bar.close()
         if out is not None and out is not sys.stdout:
-            out.close()
+            try:
+                out.close()
+            except OSError:  # its write error, if any, is the one raised
+                pass
         elif out is sys.stdout:
             out.flush()
     return timings, cuts, saccades, churn, resized, interrupted
@@ -174,6 +188,9 @@ def _cmd_demo(args) -> int:
         writer.close()
     from PIL import Image
 
+    if not timings:  # Ctrl-C during the first frame
+        print("arrcoc-rt demo: interrupted before the first frame; nothing written", file=sys.stderr)
+        return 130
     summary = {
         "frames": len(timings), "tokens_per_frame": int(stream.pipeline.config["gestalt_x"] * stream.pipeline.config["gestalt_y"]
                                 + stream.pipeline.config["saccades"]),
@@ -220,8 +237,13 @@ def _cmd_run(args) -> int:
             files["the summary (beside --out or --jsonl; --summary to move it)"] = summary
         for flag, path in files.items():
             _output_file(path, flag)
-        _distinct_outputs(files, args.source[0] if len(args.source) == 1 else None)
-    _output_folder(args.png_dir, "--png-dir", create=args.ray is None)
+        if args.plot:  # not after the whole run (the summary was lost with it)
+            import importlib.util
+
+            if importlib.util.find_spec("matplotlib") is None:
+                raise _error(f"--plot {args.plot}: needs matplotlib; install it with pip install 'arrcoc_rt[plot]'")
+        _distinct_outputs(dict(files, **{"--png-dir": args.png_dir}), args.source[0] if len(args.source) == 1 else None)
+    _output_folder(args.png_dir, "--png-dir")
     hidden = {v.strip() for v in (args.hide or "").split(",") if v.strip()}
     if hidden - set(OVERLAY_LAYERS):
         raise _error(f"--hide {args.hide}: {', '.join(sorted(hidden - set(OVERLAY_LAYERS)))} is no overlay layer; "
@@ -276,9 +298,7 @@ def _cmd_run(args) -> int:
         fps = float(args.fps)  # the overlay plays the sampled frames at their sampling rate
     elif hasattr(src, "stream") and src.stream.average_rate:
         fps = float(src.stream.average_rate)
-    if args.png_dir:  # an earlier, longer run's frames would read as this run's
-        for old in Path(args.png_dir).glob("overlay_[0-9]*.png"):
-            old.unlink()
+    _output_folder(args.png_dir, "--png-dir", create=True)  # made now: every other check has passed
     writer = (OverlayWriter(args.out, png_folder=args.png_dir, fps=fps, layers=set(OVERLAY_LAYERS) - hidden)
               if (args.out or args.png_dir) else None)
     frames = src if args.max_frames is None else itertools.islice(src, min(args.max_frames, sys.maxsize))
@@ -296,8 +316,11 @@ def _cmd_run(args) -> int:
         ranged_note = " in the range asked for (--start/--end)" if (args.start or args.end is not None) else ""
         raise _error(f"no frames processed: {args.source!r} gave none{ranged_note}; "
                      f"{src.stats.decoded} decoded, {src.stats.corrupt_packets} corrupt packets")
-    if args.plot and timings:
-        _plot(timings, args.plot)
+    if args.png_dir and writer is not None:  # an earlier, longer run's frames would read as this run's
+        for old in Path(args.png_dir).glob("overlay_[0-9]*.png"):
+            if old.stem[len("overlay_"):].isdigit() and int(old.stem[len("overlay_"):]) >= writer.frames:
+                old.unlink()
+    report = print if args.jsonl != "-" else (lambda text: print(text, file=sys.stderr))  # stdout: the tokens
     st = src.stats
     summary_path = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl)
                                          if p and p != "-"), None)
@@ -316,7 +339,8 @@ def _cmd_run(args) -> int:
             "decoded": st.decoded, "corrupt_packets": st.corrupt_packets, "dropped": st.dropped,
             "disconnects": st.disconnects, "reconnects": st.reconnects, "gap_s": round(st.gap_s, 3),
             "interrupted": interrupted}, indent=2))
-    report = print if args.jsonl != "-" else (lambda text: print(text, file=sys.stderr))  # stdout: the tokens
+    if args.plot and timings:
+        _plot(timings, args.plot, report)
     report(_summary(timings, cuts, saccades, churn,
                    f"\nsource: {st.decoded} frames decoded, {st.corrupt_packets} corrupt packets skipped, "
                    f"{st.dropped} frames dropped"

@@ -71,6 +71,8 @@ def _cmd_texture(args) -> int:
     print(f"motion between the last two frames: {'yes' if tex.motion_valid else 'no (single frame)'}")
     print(f"cluster cascade: {result.grid[0] * result.grid[1]} clusters, kept {result.kept_clusters.tolist()}, "
           f"{len(result.candidate_patches())} candidate patches")
+    print("channels 17-34 and 37-39 are written by later stages (an encoder, a query, the allocator: "
+          "arrcoc-rt run): here they are 0, blank on the sheet")
     print(f"wrote {sheet_path} (all 40 channels + mip levels), {out / 'channels'}/ (one PNG per channel), "
           f"{out / 'input.png'}")
     return 0

@@ -77,6 +77,12 @@ def run_on_ray(args, stream_options: dict) -> int:
 
     sources, address = _split_address(args.source, args.ray)
     sources = [int(s) if s.isdigit() else s for s in sources]  # webcam numbers, as without --ray
+    if args.summary:  # written at the end: checked now (a bad path lost the run's summary)
+        from ..commands.common import _distinct_outputs, _output_file
+
+        _output_file(args.summary, "--summary")
+        for source in sources:
+            _distinct_outputs({"--summary": args.summary}, source)
     out = Path(args.out or "arrcoc-ray-run")
     out.mkdir(parents=True, exist_ok=True)
     source_options = {k: getattr(args, k) for k in ("start", "end", "fps", "follow") if getattr(args, k) is not None}
@@ -183,7 +189,7 @@ def add_batch_parser(subparsers) -> None:
 
 def _cmd_batch(args) -> int:
     _need_ray("arrcoc-rt batch")
-    from ..cli import _stream_options
+    from ..commands.run import _stream_options
     from .batch import run_batch
 
     stream_options = {k: v for k, v in _stream_options(args).items() if v is not None}
