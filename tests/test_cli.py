@@ -258,3 +258,19 @@ def test_an_ignored_sigint_stays_ignored(tmp_path):
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0 and "frames: 80" in out and "interrupted" not in out, (out, err)
+
+
+def test_run_takes_the_allocation_training_used(tmp_path, capsys):
+    """`arrcoc-rt train --gestalt K --text-floor N` had no counterpart in `run`: weights trained so
+    could not be run as trained from the CLI (docs/TRAINING.md)."""
+    from conftest import write_video
+
+    src = write_video(tmp_path / "v.mp4", sample_frames(64, 48, 2))
+    rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--jsonl", str(tmp_path / "t.jsonl"),
+                     "--gestalt", "8", "--text-floor", "0"], capsys)
+    assert rc == 0, out.err
+    record = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
+    settings = json.loads((tmp_path / "summary.json").read_text())["settings"]
+    assert record["counts"]["gestalt"] == 64 and (settings["gestalt_x"], settings["text_floor"]) == (8, 0)
+    rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--gestalt", "0"], capsys)
+    assert rc == 2 and "gestalt_x: 0 is out of range" in out.err

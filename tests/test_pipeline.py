@@ -439,19 +439,28 @@ def test_gather_features_matches_reference(device, source, rng):
     poisoned = np.full((len(host(r.kinds)), 8), np.nan, np.float32)
     if device == "cpu":
         got = r.gather_features(feats, out=poisoned)
+        assert got is poisoned  # written in place (out= was ignored: a new array came back)
+        fresh = r.gather_features(feats)
     else:
         from arrcoc_rt import cuda
 
         out = cuda.to_device(poisoned, pipe.cuda_device)
-        r.gather_features(cuda.to_device(feats, pipe.cuda_device), out)
+        assert r.gather_features(cuda.to_device(feats, pipe.cuda_device), out) is out
         pipe.synchronize()
         got = host(out)
+        fresh = host(r.gather_features(cuda.to_device(feats, pipe.cuda_device)))  # no out=: a new device array
+        with pytest.raises(ValueError, match="pass the features as a CUDA tensor"):
+            r.gather_features(feats)  # host features on a CUDA pipeline
     want = R.gather_features(feats, host(r.positions).astype(np.float64), host(r.levels), w, h)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_array_equal(fresh, got)
     if device == "cpu":
         with pytest.raises(TypeError, match="float32"):
             r.gather_features(feats.astype(np.float64))
+        for bad in (np.zeros((len(got), 7), np.float32), np.zeros(got.shape, np.float64), np.zeros(got.shape[::-1], np.float32).T):
+            with pytest.raises(ValueError, match="out: expected a writable C-contiguous float32"):
+                r.gather_features(feats, out=bad)
 
 
 @pytest.mark.parametrize("kwargs,exc,pattern", [

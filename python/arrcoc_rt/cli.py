@@ -27,6 +27,14 @@ from .commands.texture import _cmd_info, _cmd_texture
 from .pipeline import STRATEGIES
 
 
+def add_allocation_options(parser) -> None:
+    """--gestalt and --text-floor, as `arrcoc-rt train` takes them (run and batch)."""
+    parser.add_argument("--gestalt", type=int, metavar="K",
+                        help="a K x K gestalt grid (default: the pipeline's, 16; as trained: docs/TRAINING.md)")
+    parser.add_argument("--text-floor", type=int, metavar="N",
+                        help="the text guardrail's level-of-detail floor (default 256; 0: off, ranking as trained)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arrcoc-rt", description="Where should a frozen VLM look? (arrcoc_rt)")
     p.add_argument("--version", action="version", version=f"arrcoc-rt {runtime.info()['version']}")
@@ -62,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--total-budget", type=int, default=100000,
                    help="levels of detail of all tokens together (default: 100000)")
     r.add_argument("--weights", help="balancer weights file (.npz or .json; default: the untrained default)")
+    add_allocation_options(r)
     r.add_argument("--summary", help="summary JSON to write (default: summary.json beside --out or --jsonl; with "
                                      "--ray: _summary.json in the --out folder)")
     r.add_argument("--vlm", help="a frozen VLM to ask (--ask): llava:PATH, llava_next:PATH, qwen2_vl:PATH or "

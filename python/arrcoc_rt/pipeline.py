@@ -224,8 +224,9 @@ class FrameResult:
         ``features`` ([C, h, w] float32 over the whole frame) over the 2^level x 2^level cells around
         the token. CPU: NumPy in and out; NaN or inf features are refused. CUDA: a CUDA tensor in, and
         ``out`` a CUDA float32 [N, C] (both C-contiguous, on the pipeline's device), written on
-        ``stream``; device features are not scanned (that would be a wait for the host), so a NaN
-        there reaches the tokens whose cells hold it."""
+        ``stream`` and returned; without ``out`` a new DeviceArray (an allocation and a copy each call:
+        pass ``out`` in a loop); device features are not scanned (that would be a wait for the host),
+        so a NaN there reaches the tokens whose cells hold it."""
         if self._pipeline is None:
             raise ValueError("gather_features: this FrameResult was pickled or copied and holds no pipeline; "
                              "gather on the result Pipeline.process returned, before the next frame")
@@ -697,6 +698,10 @@ class Pipeline:
             return self._gather_open(result, features, out, stream)
 
     def _gather_open(self, result: FrameResult, features, out, stream=None):
+        def describe_host(a):
+            return (f"{a.dtype} {a.shape}" + ("" if a.flags.c_contiguous else ", not C-contiguous")
+                    + ("" if a.flags.writeable else ", read-only")) if isinstance(a, np.ndarray) else type(a).__name__
+
         self._check_open()
         if result.texture is not None:
             result.texture._check_fresh()
@@ -710,14 +715,27 @@ class Pipeline:
             f = np.ascontiguousarray(f)
             if not np.all(np.isfinite(f)):
                 raise ValueError("features: contains NaN or inf")
-            res = np.empty((n, f.shape[0]), np.float32)
+            if out is None:
+                res = np.empty((n, f.shape[0]), np.float32)
+            else:  # the caller's array, written in place (it was ignored: a new array came back)
+                res = out
+                if not isinstance(res, np.ndarray) or res.dtype != np.float32 or res.shape != (n, f.shape[0]) \
+                        or not res.flags.c_contiguous or not res.flags.writeable:
+                    raise ValueError(f"out: expected a writable C-contiguous float32 NumPy array of shape "
+                                     f"[{n}, {f.shape[0]}]; got {describe_host(res)}")
             self._allocator.gather(f.__array_interface__["data"][0], f.shape[0], f.shape[1], f.shape[2],
                                    res.__array_interface__["data"][0], 0)
             return res
         handle = device_stream_handle(stream, self.cuda_device, "Pipeline")
         d = describe_array(features, "features", handle, dtype="float32")
-        if out is None:
-            raise ValueError("out: on CUDA pass a float32 CUDA tensor of shape [N, C] to receive the features")
+        if d.device != 1:
+            raise ValueError(f"features: this pipeline runs on cuda:{self.cuda_device}; pass the features as a CUDA "
+                             "tensor (float32 [C, h, w] on that device), e.g. arrcoc_rt.cuda.to_device(array)")
+        if out is None:  # a new device array (a copy of zeros, complete now); out= reuses the caller's memory
+            from .cuda import to_device
+
+            out = to_device(np.zeros((n, d.shape[0] if len(d.shape) == 3 else 0), np.float32), self.cuda_device,
+                            stream=stream)
         o = describe_array(out, "out", handle, dtype="float32")
         if o.read_only:  # e.g. a copy=False result of this pipeline (its own token buffers)
             raise ValueError("out: the array is read-only (its producer says so); pass a writable float32 CUDA "

@@ -29,7 +29,12 @@ def _stream_options(args) -> dict:
         raise _error(f"--query-image {args.query_image!r} does not exist")
     query = args.query or args.query_image
     encoder = args.encoder if (query or args.encoder != "builtin") else None
-    return {"query_text": args.query, "query_image": args.query_image, "encoder": encoder}
+    allocation = {}  # as `arrcoc-rt train` has them: run weights with the allocation they were trained for
+    if getattr(args, "gestalt", None) is not None:
+        allocation.update(gestalt_x=args.gestalt, gestalt_y=args.gestalt)
+    if getattr(args, "text_floor", None) is not None:
+        allocation["text_floor"] = args.text_floor
+    return {"query_text": args.query, "query_image": args.query_image, "encoder": encoder, **allocation}
 
 
 class _DeferredInterrupt:
@@ -330,7 +335,7 @@ def _cmd_run(args) -> int:
         cfg = stream.pipeline.config
         Path(summary_path).write_text(json.dumps({
             "source": str(args.source), "frames": len(timings), "device": stream.pipeline.device,
-            "settings": {k: cfg[k] for k in ("strategy", "saccades", "total_budget", "gestalt_x", "gestalt_y")} |
+            "settings": {k: cfg[k] for k in ("strategy", "saccades", "total_budget", "gestalt_x", "gestalt_y", "text_floor")} |
                         {"weights": args.weights or "default", "encoder": options.get("encoder") or "builtin"},
             "saccades_mean": float(np.mean(saccades)),
             "latency_ms": {q: float(np.percentile([t["wall"] for t in timings], q)) for q in (50, 95, 99)},

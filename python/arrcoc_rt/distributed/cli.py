@@ -179,6 +179,9 @@ def add_batch_parser(subparsers) -> None:
     b.add_argument("--saccades", type=int, default=273, help="saccade slots per frame (default: 273)")
     b.add_argument("--total-budget", type=int, default=100000, help="levels of detail of all tokens (default 100000)")
     b.add_argument("--weights", help="balancer weights file (.npz or .json)")
+    from ..cli import add_allocation_options
+
+    add_allocation_options(b)
     b.add_argument("--start", type=float, help="seconds into each file to start at")
     b.add_argument("--end", type=float, help="seconds into each file to stop at")
     b.add_argument("--fps", type=float, help="sample at most this many frames per second")

@@ -139,7 +139,7 @@ def run(args) -> int:
     except DatasetError as e:
         return _error(str(e))
     report = write_report({"images": images, "video": video}, args.out)
-    print(f"wrote results.json, report.txt and {len(report['files']) - 2} PNG(s) to {args.out}/")
+    print(f"wrote results.json, report.txt and {len(report['files']) - 2} PNG(s) to {args.out.rstrip('/') or '/'}/")
     return 0
 
 
