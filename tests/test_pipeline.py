@@ -31,7 +31,8 @@ def _history(result):
     return dict(previous_relevance=result.relevance.astype(np.float64), previous_tokens=tokens.reshape(h4, w4),
                 previous_budgets=budgets.reshape(h4, w4), previous_drift=drift.reshape(h4, w4),
                 previous_gestalt_drift=result.reuse_drift[result.kinds == 0],
-                previous_lum=host(result.texture.channel(3, 4)).astype(np.float64))
+                previous_lum=host(result.texture.channel(3, 4)).astype(np.float64),
+                previous_size=(result.texture.width, result.texture.height))
 
 
 def _reference_once(pipe, result, previous, has_query=False, level4=None, **kw):

@@ -216,3 +216,34 @@ def test_reuse_chains_stay_within_a_grey_level_of_their_start(device):
     print(f"worst {worst * 255:.2f} grey levels, longest chain {longest} frames, reused {np.median(reused):.2f}")
     assert worst <= 1.6 / 255, worst * 255  # per link only: 6 grey levels by the last frame
     assert longest < 15 and np.median(reused) > 0.3, (longest, reused)  # chains restart, and form
+
+
+@pytest.mark.parametrize("device", devices())
+def test_a_reused_token_is_where_its_cache_was(device):
+    """A VLM user's trial: on a scene that brightens a grey level a frame, spurious motion vectors
+    carried held saccades to a neighbouring patch and `reuse` still named the old token (its glimpse
+    16 px away, up to 54 grey levels off): the pixel check compares the same place, so a token is
+    reused only where it stayed. And a Pipeline given a frame a few pixels smaller moved every
+    gestalt centre yet reused 305 of 362 tokens: reuse needs the same frame size (`previous`, the
+    content link, is kept)."""
+    yy, xx = np.mgrid[0:240, 0:320]
+    img = np.stack([128 + 60 * np.sin(xx / 17) * np.cos(yy / 23), 128 + 50 * np.sin((xx + yy) / 31), 100 + 0 * xx], -1)
+    pipe = arrcoc_rt.Pipeline(320, 240, device=device)
+    results = [pipe.process(np.clip(img + k, 0, 255).astype(np.uint8)) for k in range(6)]
+    reused = 0
+    for prev, r in zip(results, results[1:]):
+        links = np.flatnonzero(np.asarray(r.reuse) >= 0)
+        reused += len(links)
+        src = np.asarray(r.reuse)[links]
+        np.testing.assert_array_equal(np.asarray(r.positions)[links], np.asarray(prev.positions)[src])
+        np.testing.assert_array_equal(np.asarray(r.levels)[links], np.asarray(prev.levels)[src])
+        diff = np.abs(np.asarray(r.glimpses)[links] - np.asarray(prev.glimpses)[src]).max(axis=(1, 2, 3))
+        assert diff.max(initial=0) <= 2.5 / 255, float(diff.max()) * 255
+    assert reused > 100  # the scene is still: most tokens are reused
+    frame = np.clip(img, 0, 255).astype(np.uint8)
+    pipe = arrcoc_rt.Pipeline(320, 240, device=device)
+    pipe.process(frame)
+    smaller = pipe.process(np.ascontiguousarray(frame[:, :316]))
+    assert np.all(np.asarray(smaller.reuse) == -1) and np.any(np.asarray(smaller.previous) >= 0)
+    again = pipe.process(np.ascontiguousarray(frame[:, :316]))  # the same size again: reuse resumes
+    assert np.sum(np.asarray(again.reuse) >= 0) > 100

@@ -145,7 +145,7 @@ def test_errors(tmp_path, adapter):
         adapter.prepare(f[:50], r, "what")
 
 
-def test_a_stream_answers_questions_sync_and_async(llava_dir):
+def test_a_stream_answers_questions_sync_and_async(llava_dir, adapter):
     stream = arrcoc_rt.Stream(device="cpu", vlm=f"llava:{llava_dir}", gestalt_x=4, gestalt_y=3, saccades=12)
     with pytest.raises(ValueError, match="no frame processed yet"):
         stream.ask("what is here ?")
@@ -172,6 +172,17 @@ def test_a_stream_answers_questions_sync_and_async(llava_dir):
     plain.process(frame(0))
     with pytest.raises(ValueError, match="has no VLM"):
         plain.ask("what ?")
+    hooked = arrcoc_rt.Stream(device="cpu", vlm=lambda r: None)  # a per-frame hook answers no questions
+    hooked.process(frame(0))
+    with pytest.raises(ValueError, match="vlm= is a callable"):
+        hooked.ask("what ?")
+    live = arrcoc_rt.Stream(device="cpu", vlm=adapter)
+    live.process(frame(0))
+    with pytest.raises(ValueError, match="max_new_tokens"):  # were accepted silently
+        live.ask("what ?", max_new_tokens="3")
+    with pytest.raises(TypeError, match="asynchronous"):
+        live.ask("what ?", asynchronous="yes")
+    live.close()
 
 
 def test_frames_are_the_stock_multi_image_input(llava_dir, adapter):
@@ -351,7 +362,13 @@ def test_user_mistakes_are_named_before_the_model_loads(llava_dir, adapter):
         adapter.prepare(Image.fromarray(f), r, "what")
     with pytest.raises(TypeError, match="result: expected the FrameResult"):
         adapter.prepare(f, None, "what")
+    import av  # an av.VideoFrame, as arrcoc_rt.open yields, is the picture it holds (it was refused)
+
+    vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+    torch.testing.assert_close(adapter.prepare(vf, r, "what")["inputs_embeds"], adapter.prepare(f, r, "what")["inputs_embeds"])
     with pytest.raises(ValueError, match="channels-first"):
         adapter.prepare(np.ascontiguousarray(f.transpose(2, 0, 1)), r, "what")
     with pytest.raises(ValueError, match=r"features: expected \[N, 32\]"):
         adapter.prepare_features(np.zeros((3, 7), np.float32), "what")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        adapter.prepare_features(np.full((3, 32), np.nan, np.float32), "what")

@@ -174,6 +174,8 @@ def test_prepare_features_rows_and_the_experiment(adapter):
     torch.testing.assert_close(inputs["inputs_embeds"][0, at], want)
     with pytest.raises(ValueError, match="positions"):
         adapter.prepare_features(feats, PROMPT)
+    with pytest.raises(ValueError, match="off the 6 x 8 grid"):  # pixel positions, not cells
+        adapter.prepare_features(feats, PROMPT, positions=np.asarray(pos) * 32, grid=(6, 8))
     q = synthetic_questions(count=1, width=W, height=H)[0]
     store = FrameStore([q], 1, None, 64.0)
     meter = MemoryMeter(False)

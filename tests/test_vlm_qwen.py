@@ -454,3 +454,8 @@ def test_prepare_features_keeps_the_full_grids_positions(adapters, kind):
         ad.prepare_features(feats, PROMPT)
     with pytest.raises(ValueError, match=r"\[N, 32\]"):
         ad.prepare_features(feats[:, :8], PROMPT, positions=pos, grid=(3, 5))
+    # a trial passed a pack's pixel positions: every token fell on the last cell, silently
+    with pytest.raises(ValueError, match="off the 3 x 5 grid"):
+        ad.prepare_features(feats, PROMPT, positions=pos * 28, grid=(3, 5))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ad.prepare_features(feats * float("nan"), PROMPT, positions=pos, grid=(3, 5))

@@ -365,6 +365,7 @@ struct TokenAllocator::Impl {
     p.num_tokens = p.num_gestalt + config.saccades;
     p.room = config.total_budget - p.num_gestalt * config.gestalt_lod;
     p.has_history = has_history && hist_w4 == p.w4 && hist_h4 == p.h4;
+    p.reuse_valid = p.has_history && last_width == p.width && last_height == p.height && p.motion_valid;
     p.prev_rel = rel[0];
     p.new_rel = rel[1];
     p.prev_token = token_of_patch[0];

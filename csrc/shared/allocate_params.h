@@ -90,6 +90,10 @@ struct AllocateParams {
 
   const float* prev_rel;                // [w4*h4] relevance of the previous frame (valid when has_history)
   bool has_history;                     // previous frame exists with the same patch grid
+  // Cached keys/values may apply: the previous frame had this very size (a few pixels less move every
+  // gestalt centre and change the model's image) and the frame difference that checks the pixels is
+  // valid (motion_valid).
+  bool reuse_valid;
   float* new_rel;                       // [w4*h4] relevance carried to the next frame
   float* cached;                        // [w4*h4] warped previous relevance
   const int32_t* prev_token;            // [w4*h4] saccade token per patch in the previous frame, -1
@@ -517,7 +521,8 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carrie
     patch = math::patch_of(x, y, p.w4, p.h4);
     // A gestalt cell shows the same content when nothing moved under it.
     if (carried && plane_value<T>(p.mvx4, patch) == 0.0f && plane_value<T>(p.mvy4, patch) == 0.0f) {
-      previous = reuse = t;
+      previous = t;
+      reuse = p.reuse_valid ? t : -1;
       drift = p.prev_gdrift[t];
     }
   } else if (t - G < kept) {
@@ -529,7 +534,12 @@ ARRCOC_HD void write_token(const AllocateParams& p, int t, int kept, bool carrie
     kind = 1;
     score = p.rank_key[i];  // what it was ranked by (the key, plus the hold bonus)
     previous = p.held_token[patch];
-    reuse = previous >= 0 && p.held_budget[patch] == budget ? previous : -1;
+    // Reused only where it stayed on its patch: the pixel check below compares this frame with the
+    // last at the same place, which says nothing of a token carried in from another patch (a
+    // spurious motion vector on a brightening scene carried one 16 px with 54 grey levels between).
+    const bool stayed = math::warp_source(patch / p.w4, patch % p.w4, plane_value<T>(p.mvx4, patch),
+                                          plane_value<T>(p.mvy4, patch), p.w4, p.h4) == patch;
+    reuse = previous >= 0 && stayed && p.reuse_valid && p.held_budget[patch] == budget ? previous : -1;
     drift = p.held_drift[patch];
     p.new_token[patch] = t;  // saccades are on distinct patches
     p.new_budget[patch] = budget;

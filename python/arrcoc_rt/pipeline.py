@@ -112,7 +112,12 @@ class FrameResult:
     pipeline, and with it the pipeline's buffers (tens of MB at 1080p), as a NumPy view holds its
     base: close the pipeline (``Pipeline.close()``, ``Stream.close()``) to free them while results
     are kept (one per clip of a corpus, say), or keep ``copy.deepcopy(result)``, which holds nothing
-    else."""
+    else.
+
+    Per token, across frames: ``previous`` (the previous frame's token whose content this one shows,
+    followed along the motion vectors), ``reuse`` (the same where its pixels are those of that token:
+    a model may keep its cached keys/values) and ``reuse_drift`` (how far the pixels moved along the
+    reuse chain, at most a grey level); each indexes the previous frame's result (docs/VLM.md)."""
 
     frame_index: int
     glimpses: np.ndarray      # [N, 3, P, P] float32 RGB glimpses at each token's mip level
@@ -133,10 +138,11 @@ class FrameResult:
     balanced_score: np.ndarray  # [slots] after opponent processing
     previous: np.ndarray | None = None  # [N] int32 token of the previous frame whose content (along
     #                                     the motion vectors) this token shows, -1 if none
-    reuse: np.ndarray | None = None     # [N] int32 = previous where the level of detail is unchanged too
-    #                                     and every patch the glimpse samples changed by at most one grey
-    #                                     level along its whole reuse chain: a model may keep that token's
-    #                                     cached keys/values
+    reuse: np.ndarray | None = None     # [N] int32 = previous where the token stayed on its place (same
+    #                                     position and level of detail, a frame of the same size) and every
+    #                                     patch the glimpse samples changed by at most one grey level along
+    #                                     its whole reuse chain: a model may keep that token's cached
+    #                                     keys/values (the previous frame's result only: docs/VLM.md)
     reuse_drift: np.ndarray | None = None  # [N] float32 where reuse >= 0: the content change summed along
     #                                     its reuse chain (<= 1/255; the chain starts again past it), else 0
     context_weights: np.ndarray | None = None  # [3] the context network's weights of (information,
@@ -229,7 +235,8 @@ class FrameResult:
         so a NaN there reaches the tokens whose cells hold it."""
         if self._pipeline is None:
             raise ValueError("gather_features: this FrameResult was pickled or copied and holds no pipeline; "
-                             "gather on the result Pipeline.process returned, before the next frame")
+                             "gather on the result Pipeline.process returned, before the next frame (or keep "
+                             "arrcoc_rt.vlm.PackSnapshot(result): the pack's arrays, usable at any time)")
         return self._pipeline._gather(self, features, out, stream)
 
     def __getstate__(self) -> dict:

@@ -791,7 +791,8 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
                     gestalt_overlap=True, cut_motion=0.2, cut_share=0.25, previous_tokens=None,
                     previous_budgets=None, previous_drift=None, previous_gestalt_drift=None, hysteresis=0.15, lod_band=24.0, max_candidates=1024,
                     patch_contrast=None, previous_lum=None, cut_correlation=0.5, text_floor=256,
-                    text_threshold=0.02, query_embedding=None, glimpse_size=16) -> ReferenceAllocation:
+                    text_threshold=0.02, query_embedding=None, glimpse_size=16,
+                    previous_size=None) -> ReferenceAllocation:
     """Stages 3-5 of one frame on the texture's level-4 planes (``level4[c]`` for c in 5, 9, 10,
     11, 12, 14, 33, 35, 36; 8 too for the 'sobel' strategy) and the cascade's candidates (patch ids, -1 padding ignored).
     ``previous_tokens`` / ``previous_budgets``: the previous frame's ``token_map`` / ``budget_map``
@@ -800,7 +801,9 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     zeros when not given). Candidates are the cascade's, then
     the held patches it did not propose (patch order), up to ``max_candidates``. ``patch_contrast``:
     the cascade's contrast per patch ([h4, w4]; ``cluster_cascade(...).patch_contrast``).
-    ``previous_lum``: the previous frame's level-4 luminance (channel 3), with the history."""
+    ``previous_lum``: the previous frame's level-4 luminance (channel 3), with the history.
+    ``previous_size``: the previous frame's (width, height) (None: this frame's); reuse (cached
+    keys/values) needs the same size and a valid frame difference (``motion_valid``)."""
     h4, w4 = np.asarray(level4[11]).shape
     mvx = np.asarray(level4[35], np.float64)
     mvy = np.asarray(level4[36], np.float64)
@@ -908,10 +911,14 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     previous = np.full(N, -1, np.int64)
     reuse = np.full(N, -1, np.int64)
     drift = np.zeros(N, np.float32)  # before this frame's change: the chain's so far
+    reuse_valid = has_prev and motion_valid and (previous_size is None or tuple(previous_size) == (width, height))
+    # a saccade is reused only where it stayed on its patch (the pixel check compares the same place)
+    stayed = (warp_relevance(np.arange(h4 * w4, dtype=np.int64).reshape(h4, w4), mvx, mvy).ravel()
+              == np.arange(h4 * w4))
     if has_prev:  # gestalt cells that nothing moved under show the same content
         still = (mvx.ravel()[gest_patch] == 0) & (mvy.ravel()[gest_patch] == 0)
         previous[:G] = np.where(still, np.arange(G), -1)
-        reuse[:G] = previous[:G]
+        reuse[:G] = previous[:G] if reuse_valid else -1
         if previous_gestalt_drift is not None:
             drift[:G] = np.where(still, np.asarray(previous_gestalt_drift, np.float32), np.float32(0))
     token_map = np.full(h4 * w4, -1, np.int64)
@@ -919,7 +926,7 @@ def allocate_tokens(level4: dict, motion_level0: np.ndarray, motion_valid: bool,
     for s in range(keep):
         q, t = int(cand[order[s]]), G + s
         previous[t] = held_token[q]
-        reuse[t] = previous[t] if previous[t] >= 0 and held_budget[q] == lod[s] else -1
+        reuse[t] = previous[t] if previous[t] >= 0 and reuse_valid and stayed[q] and held_budget[q] == lod[s] else -1
         drift[t] = held_drift[q]
         token_map[q], budget_map[q] = t, lod[s]
     # Reuse (cached keys/values) also needs the pixels unchanged: the frame difference under the

@@ -402,7 +402,14 @@ class Stream:
             raise ValueError(f"ask: frames={frames} is more than this Stream keeps (ask_frames={self.ask_frames}); "
                              f"create it with ask_frames={frames}")
         if self.adapter is None:
-            raise ValueError("ask: this Stream has no VLM; create it with vlm='llava:PATH' or an arrcoc_rt.vlm adapter")
+            hook = " (its vlm= is a callable: called with each frame's result, it answers no questions)" \
+                if getattr(self, "vlm", None) is not None else ""
+            raise ValueError(f"ask: this Stream has no VLM adapter{hook}; create it with vlm='llava:PATH' or an "
+                             "arrcoc_rt.vlm adapter")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: {max_new_tokens!r} is not a positive int")
+        if not isinstance(asynchronous, (bool, np.bool_)):
+            raise TypeError(f"asynchronous: expected True or False; got {asynchronous!r}")
         if not isinstance(question, str):
             raise TypeError(f"question: expected a non-empty str; got {type(question).__name__}")
         if not question.strip():

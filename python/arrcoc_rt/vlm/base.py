@@ -191,6 +191,8 @@ def check_frames(frames_rgb, results, tokens):
                          "at least one")
     arrays, keeps = [], []
     for f, result in zip(frames_rgb, results):
+        if hasattr(f, "to_ndarray") and hasattr(f, "planes"):  # an av.VideoFrame, as arrcoc_rt.open yields
+            f = f.to_ndarray(format="rgb24")                     # (Stream.ask takes them too)
         a = host(f, "frame")
         if not hasattr(result, "frame_size") or not hasattr(result, "kinds"):
             raise TypeError(f"result: expected the FrameResult of Pipeline.process or Stream.process; got "
@@ -349,6 +351,36 @@ class VLMAdapter(ABC):
 
 
 KINDS = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
+
+
+def check_features(torch, features):
+    """``features`` as a 2-D tensor [N, C], N >= 1, finite (a NaN or inf would reach every answer
+    silently; the pack's own gather refuses them too)."""
+    f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+    if f.ndim != 2 or f.shape[0] < 1:
+        raise ValueError(f"features: expected [N, C] with N >= 1; got shape {tuple(f.shape)}")
+    if not bool(torch.isfinite(f).all()):
+        raise ValueError("features: contains NaN or inf")
+    return f
+
+
+def check_cells(positions, n: int, grid) -> tuple:
+    """``positions`` [n, 2] (x, y) in cells of a ``grid`` (h, w): finite and on the grid (a pack's
+    pixel positions passed as they are fell on its last cell, silently). Returns (positions, h, w)."""
+    try:
+        h, w = (int(v) for v in grid)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid: {grid!r} is not (h, w) of a grid of cells") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"grid: {grid!r} is not (h, w) of a grid of cells")
+    pos = np.asarray(positions, np.float64)
+    if pos.shape != (n, 2) or not np.all(np.isfinite(pos)):
+        raise ValueError(f"positions: expected [{n}, 2] finite (x, y) in cells; got shape {pos.shape}")
+    if n and (pos[:, 0].min() < 0 or pos[:, 0].max() > w or pos[:, 1].min() < 0 or pos[:, 1].max() > h):
+        raise ValueError(f"positions: x in [{pos[:, 0].min():g}, {pos[:, 0].max():g}], y in [{pos[:, 1].min():g}, "
+                         f"{pos[:, 1].max():g}] is off the {h} x {w} grid; expected cells (a pack's pixel positions "
+                         f"times (w / width, h / height))")
+    return pos, h, w
 
 
 def make_adapter(spec, **options) -> VLMAdapter:

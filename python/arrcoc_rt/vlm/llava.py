@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from .base import (VLMAdapter, call_tokens, check_frames, check_model_type, check_template, check_tokens, checkpoint_folder, host,
-                   load_checkpoint, model_device, torch_dtype)
+from .base import (VLMAdapter, call_tokens, check_features, check_frames, check_model_type, check_template,
+                   check_tokens, checkpoint_folder, host, load_checkpoint, model_device, torch_dtype)
 
 _CLIP_NORM = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -153,10 +153,7 @@ class LlavaAdapter(VLMAdapter):
         torch = self._torch
         fs = []
         for f in blocks:
-            f = f if isinstance(f, torch.Tensor) else torch.as_tensor(np.asarray(f))
-            if f.ndim != 2 or f.shape[0] < 1:
-                raise ValueError(f"features: expected [N, C] with N >= 1; got shape {tuple(f.shape)}")
-            fs.append(f.to(self.device, self.dtype))
+            fs.append(check_features(torch, f).to(self.device, self.dtype))
         counts = [int(f.shape[0]) for f in fs]
         visual = self._project(torch.cat(fs))                                            # [sum N_i, D]
         return self._scatter(list(visual.split(counts)), prompt)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (call_tokens, check_frames, check_model_type, checkpoint_folder, host, load_checkpoint, model_device, token_cells,
-                   torch_dtype)
+from .base import (call_tokens, check_cells, check_features, check_frames, check_model_type, checkpoint_folder, host,
+                   load_checkpoint, model_device, token_cells, torch_dtype)
 from .llava import DEFAULT_TEMPLATE, LlavaAdapter
 
 
@@ -172,14 +172,8 @@ class LlavaNextAdapter(LlavaAdapter):
         if positions is None or grid is None:
             raise ValueError("LLaVA-NeXT closes each row of its high-resolution grid with a newline token: "
                              "prepare_features needs positions [N, 2] (x, y in cells) and grid (H, W)")
-        f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
-        if f.ndim != 2 or f.shape[0] < 1:
-            raise ValueError(f"features: expected [N, C] with N >= 1; got shape {tuple(f.shape)}")
-        h, w = (int(v) for v in grid)
-        pos = np.asarray(positions, np.float64)
-        if pos.shape != (f.shape[0], 2) or not np.all(np.isfinite(pos)) or h < 1 or w < 1:
-            raise ValueError(f"positions / grid: expected [{f.shape[0]}, 2] finite (x, y) in cells on an (H, W) "
-                             f"grid; got {pos.shape} and {grid!r}")
+        f = check_features(torch, features)
+        pos, h, w = check_cells(positions, f.shape[0], grid)
         cells = (np.clip(np.floor(pos[:, 1]), 0, h - 1).astype(np.int64) * w
                  + np.clip(np.floor(pos[:, 0]), 0, w - 1).astype(np.int64))
         order = np.argsort(cells, kind="stable")

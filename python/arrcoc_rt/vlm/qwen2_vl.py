@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from .base import (VLMAdapter, call_tokens, check_frames, check_template, check_tokens, checkpoint_folder, host, load_checkpoint,
-                   model_device, token_cells, torch_dtype)
+from .base import (VLMAdapter, call_tokens, check_cells, check_features, check_frames, check_template, check_tokens,
+                   checkpoint_folder, host, load_checkpoint, model_device, token_cells, torch_dtype)
 
 # Qwen's chat format (the default system prompt its chat template adds); "<image>" marks where the
 # adapter puts the visual tokens, between the vision start / end markers.
@@ -216,17 +216,12 @@ class Qwen2VLAdapter(VLMAdapter):
         if positions is None or grid is None:
             raise ValueError("Qwen2-VL's visual tokens carry 2-D positions: prepare_features needs positions "
                              "[N, 2] (x, y in cells) and grid (h, w) of the merged grid")
-        f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+        f = check_features(torch, features)
         width = self.model.config.text_config.hidden_size
-        if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] != width:
+        if f.shape[1] != width:
             raise ValueError(f"features: expected [N, {width}] with N >= 1 (the merged grid's channels); got shape "
                              f"{tuple(f.shape)}")
-        h, w = (int(v) for v in grid)
-        if h < 1 or w < 1:
-            raise ValueError(f"grid: {grid!r} is not (h, w) of a merged grid")
-        pos = np.asarray(positions, np.float64)
-        if pos.shape != (f.shape[0], 2) or not np.all(np.isfinite(pos)):
-            raise ValueError(f"positions: expected [{f.shape[0]}, 2] finite (x, y) in cells; got shape {pos.shape}")
+        pos, h, w = check_cells(positions, f.shape[0], grid)
         cj = np.clip(np.floor(pos[:, 0]), 0, w - 1).astype(np.int64)
         ci = np.clip(np.floor(pos[:, 1]), 0, h - 1).astype(np.int64)
         cells = ci * w + cj
