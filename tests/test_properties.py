@@ -49,6 +49,11 @@ def test_every_pack_keeps_its_invariants(device, w, h, seed, gx, gy, saccades, s
             linked = r.previous >= 0
             assert np.all(r.previous[linked] < len(prev.kinds))
             assert np.all(prev.kinds[r.previous[linked & (r.kinds == 1)]] == 1)
+            # a reused token is its cache's token in place: same position and level, same frame size
+            reused = np.flatnonzero(r.reuse >= 0)
+            assert np.array_equal(r.positions[reused], prev.positions[r.reuse[reused]])
+            assert np.array_equal(r.levels[reused], prev.levels[r.reuse[reused]])
+            assert not len(reused) or tuple(r.frame_size) == tuple(prev.frame_size)
         else:
             assert np.all(r.previous == -1)
         prev = r
