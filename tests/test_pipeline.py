@@ -456,6 +456,11 @@ def test_gather_features_matches_reference(device, source, rng):
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_array_equal(fresh, got)
+    from arrcoc_rt.vlm import PackSnapshot  # the pack kept for later: the same features, out= written too
+
+    snap_out = np.full(got.shape, np.nan, np.float32)
+    assert PackSnapshot(r).gather_features(feats, out=snap_out) is snap_out
+    np.testing.assert_allclose(snap_out, want, atol=1e-5)
     if device == "cpu":
         with pytest.raises(TypeError, match="float32"):
             r.gather_features(feats.astype(np.float64))

@@ -247,3 +247,36 @@ def test_a_reused_token_is_where_its_cache_was(device):
     assert np.all(np.asarray(smaller.reuse) == -1) and np.any(np.asarray(smaller.previous) >= 0)
     again = pipe.process(np.ascontiguousarray(frame[:, :316]))  # the same size again: reuse resumes
     assert np.sum(np.asarray(again.reuse) >= 0) > 100
+
+
+def test_a_frame_that_failed_after_its_texture_breaks_the_history():
+    """A review: a frame that fails between its texture and its allocation (here a caller's encoder
+    raising) left the texture builder one frame ahead of the allocator's history; the next frame's
+    difference was measured against that failed frame, so it saw no change, and 317 of 529 tokens
+    reused the frame before it, 167 grey levels off. The allocator now takes the history only from
+    the texture built right after its last run."""
+    yy, xx = np.mgrid[0:240, 0:320]
+    a = np.stack([128 + 60 * np.sin(xx / 17) * np.cos(yy / 23), 128 + 50 * np.sin((xx + yy) / 31), 100 + 0 * xx],
+                 -1).astype(np.uint8)
+    b = np.stack([128 + 60 * np.cos(xx / 9) * np.sin(yy / 13), 60 + 50 * np.sin((xx - yy) / 11), 200 + 0 * xx],
+                 -1).astype(np.uint8)
+
+    class FlakyEncoder:
+        dims, name, fail = 8, "flaky", False
+
+        def encode_image(self, img):
+            if self.fail:
+                raise RuntimeError("encoder down")
+            return np.random.default_rng(0).random((8, 8, 10)).astype(np.float32)
+
+    enc = FlakyEncoder()
+    pipe = arrcoc_rt.Pipeline(320, 240, device="cpu", encoder=enc, pca_frames=1)
+    pipe.process(a)
+    assert np.sum(pipe.process(a).reuse >= 0) > 100  # a still scene: reused
+    enc.fail = True
+    with pytest.raises(RuntimeError, match="encoder down"):
+        pipe.process(b)
+    enc.fail = False
+    r = pipe.process(b)
+    assert np.all(r.reuse == -1) and np.all(r.previous == -1)
+    assert np.sum(pipe.process(b).reuse >= 0) > 100  # and the history starts again from this frame

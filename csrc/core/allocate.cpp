@@ -144,6 +144,7 @@ struct TokenAllocator::Impl {
   bool has_history = false;
   int32_t hist_w4 = 0, hist_h4 = 0;
   int32_t last_width = 0, last_height = 0;  // frame size of the last run
+  uint64_t last_texture = 0;                 // TextureView::frame_index of the last run's texture
   uint32_t frame_index = 0;
   void* done_event = nullptr;
   StreamOrder order;
@@ -364,7 +365,13 @@ struct TokenAllocator::Impl {
     p.num_gestalt = config.gestalt_x * config.gestalt_y;
     p.num_tokens = p.num_gestalt + config.saccades;
     p.room = config.total_budget - p.num_gestalt * config.gestalt_lod;
-    p.has_history = has_history && hist_w4 == p.w4 && hist_h4 == p.h4;
+    // The history is the last frame's only if this texture is the one built right after that
+    // frame's: a frame that failed between its build and this run (a caller's encoder, Ctrl-C) left
+    // the builder one frame ahead, its motion and frame difference measured against a frame the
+    // history never saw (a review found reuse serving a cache 167 grey levels off).
+    // (A caller's own view, frame_index 0, is taken as following the last.)
+    const bool next_frame = t.frame_index == 0 || t.frame_index == last_texture + 1;
+    p.has_history = has_history && next_frame && hist_w4 == p.w4 && hist_h4 == p.h4;
     p.reuse_valid = p.has_history && last_width == p.width && last_height == p.height && p.motion_valid;
     p.prev_rel = rel[0];
     p.new_rel = rel[1];
@@ -413,6 +420,7 @@ struct TokenAllocator::Impl {
     hist_h4 = p.h4;
     last_width = p.width;
     last_height = p.height;
+    last_texture = t.frame_index;
     ++frame_index;
 
     TokenPack v;

@@ -125,8 +125,9 @@ struct TokenPack {
   const float* scores = nullptr;     // [N] ranking key of saccades (key + hysteresis if held), 0 for gestalt
   // [N] the token of the previous frame whose content (followed along the motion vectors) this
   // token shows, or -1: a new saccade, a cut, a moved gestalt cell, padding. `reuse` is the same
-  // where the level of detail is also unchanged (the token's pixels are those of that token: a
-  // model may keep its cached keys/values for it), else -1.
+  // where the token's pixels are those of that token (a model may keep its cached keys/values for
+  // it): it stayed on its patch, at the same level of detail, in a frame of the same size built
+  // right after the previous one, with at most one grey level of change along its chain; else -1.
   const int32_t* previous = nullptr;
   const int32_t* reuse = nullptr;
   // [N] where `reuse` >= 0: how much the token's pixels changed along its whole reuse chain (the

@@ -267,10 +267,21 @@ class PackSnapshot:
         self._pipeline = None
 
     def gather_features(self, features, out=None, *, stream=None):
+        """As FrameResult.gather_features, on the host (the float64 reference's formula): features a
+        NumPy array or a tensor anywhere (copied to the host); ``out`` (a float32 NumPy [N, C]) is
+        written and returned."""
         from ..reference import gather_features
 
         w, h = self.frame_size
-        return gather_features(np.asarray(features, np.float64), self.positions, self.levels, w, h).astype(np.float32)
+        got = gather_features(np.asarray(host(features, "features"), np.float64), self.positions, self.levels, w,
+                              h).astype(np.float32)
+        if out is None:
+            return got
+        if not isinstance(out, np.ndarray) or out.shape != got.shape or out.dtype != np.float32:
+            raise ValueError(f"out: expected a float32 NumPy array of shape {list(got.shape)}; got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        out[...] = got
+        return out
 
 
 class VLMAdapter(ABC):
