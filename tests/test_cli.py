@@ -273,4 +273,6 @@ def test_run_takes_the_allocation_training_used(tmp_path, capsys):
     settings = json.loads((tmp_path / "summary.json").read_text())["settings"]
     assert record["counts"]["gestalt"] == 64 and (settings["gestalt_x"], settings["text_floor"]) == (8, 0)
     rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--gestalt", "0"], capsys)
-    assert rc == 2 and "gestalt_x: 0 is out of range" in out.err
+    assert rc == 2 and "--gestalt 0 is out of range" in out.err  # the flag, not the keyword (gestalt_x)
+    rc, out = _main(["run", str(src), "--device", "cpu", "--quiet", "--saccades", "-1"], capsys)
+    assert rc == 2 and "--saccades -1 is out of range" in out.err

@@ -156,7 +156,9 @@ def main(argv=None) -> int:
             return 2
         raise
     except (ValueError, TypeError, SourceError) as e:  # bad input found deeper (device, sizes, files)
-        return _fail(str(e))
+        from .commands.common import _as_flags
+
+        return _fail(_as_flags(str(e)))
     except KeyboardInterrupt:  # Ctrl-C where a command has nothing to save: no traceback
         print("arrcoc-rt: interrupted", file=sys.stderr)
         return 130

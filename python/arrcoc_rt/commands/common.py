@@ -127,6 +127,19 @@ def _distinct_outputs(outputs: dict, source=None) -> None:
         seen.append((flag, path))
 
 
+# Pipeline keywords that the CLI takes as flags (run, batch, train): messages name the flag.
+_FLAG_OF = {"saccades": "--saccades", "total_budget": "--total-budget", "gestalt_x": "--gestalt",
+            "gestalt_y": "--gestalt", "text_floor": "--text-floor"}
+
+
+def _as_flags(message: str) -> str:
+    """A Pipeline error as the command line's user reads it: 'saccades: -1 ...' -> '--saccades -1 ...'."""
+    name, sep, rest = message.partition(":")
+    if sep and name in _FLAG_OF:
+        message = f"{_FLAG_OF[name]}{rest}"
+    return message.replace("shrink the gestalt grid", "shrink the gestalt grid (--gestalt)")
+
+
 def _error(msg: str) -> SystemExit:
     return SystemExit(f"arrcoc-rt: error: {msg}")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import _budget_option, _distinct_outputs, _error, _output_file, _output_folder, _plot, _summary
+from .common import (_as_flags, _budget_option, _distinct_outputs, _error, _output_file, _output_folder, _plot,
+                     _summary)
 
 # Options of `run` that apply to runs on Ray only (distributed/cli.py), with their defaults.
 _RAY_ONLY = {"format": "jsonl", "actors": None, "resume": "exact", "cpus_per_actor": 1.0, "gpus_per_actor": None}
@@ -287,7 +288,7 @@ def _cmd_run(args) -> int:
                         total_budget=args.total_budget, weights=args.weights, vlm=args.vlm,
                         ask_frames=args.frames, **options)
     except (ValueError, TypeError, OSError) as e:
-        raise _error(str(e)) from None
+        raise _error(_as_flags(str(e))) from None
     if args.passes < 1 or (args.passes > 1 and not args.ask) or (args.passes > 1 and args.frames > 1):
         raise _error(f"--passes {args.passes}: looks again at the latest frame for --ask; at least 1, and not "
                      "with --frames")
