@@ -78,7 +78,7 @@ def test_bad_values_and_files_are_one_line_errors(llava_dir, tmp_path):
     vlm = f"llava:{llava_dir}"
     cases = [
         (["ask", "rgb.png", "", "--vlm", vlm, "--device", "cpu"], "non-empty question"),
-        (["ask", "rgb.png", "is it red", "--vlm", vlm, "--device", "cpu", "--budget", "0"], "total_budget: 0"),
+        (["ask", "rgb.png", "is it red", "--vlm", vlm, "--device", "cpu", "--budget", "0"], "--budget 0 is out of range"),
         (["train", "--vlm", vlm, "--data", "synthetic", "--sample", "2", "--steps", "1", "--max-side", "-5",
           "--out", "t"], "--max-side -5"),
     ]

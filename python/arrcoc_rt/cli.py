@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, SourceError) as e:  # bad input found deeper (device, sizes, files)
         from .commands.common import _as_flags
 
-        return _fail(_as_flags(str(e)))
+        return _fail(_as_flags(str(e), getattr(args, "command", "")))
     except KeyboardInterrupt:  # Ctrl-C where a command has nothing to save: no traceback
         print("arrcoc-rt: interrupted", file=sys.stderr)
         return 130

@@ -127,17 +127,23 @@ def _distinct_outputs(outputs: dict, source=None) -> None:
         seen.append((flag, path))
 
 
-# Pipeline keywords that the CLI takes as flags (run, batch, train): messages name the flag.
-_FLAG_OF = {"saccades": "--saccades", "total_budget": "--total-budget", "gestalt_x": "--gestalt",
-            "gestalt_y": "--gestalt", "text_floor": "--text-floor"}
+# Pipeline keywords that a command takes as flags: its messages name the flag.
+_ALLOCATION_FLAGS = {"saccades": "--saccades", "total_budget": "--total-budget", "gestalt_x": "--gestalt",
+                     "gestalt_y": "--gestalt", "text_floor": "--text-floor"}
+_FLAG_OF = {"run": _ALLOCATION_FLAGS, "batch": _ALLOCATION_FLAGS, "train": _ALLOCATION_FLAGS,
+            "ask": {"total_budget": "--budget"}}
 
 
-def _as_flags(message: str) -> str:
-    """A Pipeline error as the command line's user reads it: 'saccades: -1 ...' -> '--saccades -1 ...'."""
+def _as_flags(message: str, command: str = "run") -> str:
+    """A Pipeline error as the command line's user reads it: 'saccades: -1 ...' -> '--saccades -1 ...'
+    (for ``command``'s own flags; other messages as they are)."""
+    flags = _FLAG_OF.get(command, {})
     name, sep, rest = message.partition(":")
-    if sep and name in _FLAG_OF:
-        message = f"{_FLAG_OF[name]}{rest}"
-    return message.replace("shrink the gestalt grid", "shrink the gestalt grid (--gestalt)")
+    if sep and name in flags:
+        message = f"{flags[name]}{rest}"
+    if "--gestalt" in flags.values():
+        message = message.replace("shrink the gestalt grid", "shrink the gestalt grid (--gestalt)")
+    return message
 
 
 def _error(msg: str) -> SystemExit:
