@@ -222,6 +222,13 @@ def _cmd_demo(args) -> int:
     return 130 if interrupted else 0
 
 
+def _summary_path(args) -> str | None:
+    """Where `run` writes its summary: --summary, else summary.json beside --out or --jsonl (not
+    beside stdout's "-"), else nowhere."""
+    return args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl)
+                                 if p and p != "-"), None)
+
+
 def _cmd_run(args) -> int:
     from ..sources import SourceError, open as open_source
     from ..stream import Stream
@@ -237,8 +244,7 @@ def _cmd_run(args) -> int:
         files = {f"--{flag}": getattr(args, flag) for flag in ("out", "jsonl", "summary", "plot")}
         if args.jsonl == "-":
             files.pop("--jsonl")
-        summary = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, files.get("--jsonl"))
-                                        if p), None)
+        summary = _summary_path(args)
         if args.summary is None and summary is not None:
             files["the summary (beside --out or --jsonl; --summary to move it)"] = summary
         for flag, path in files.items():
@@ -328,8 +334,7 @@ def _cmd_run(args) -> int:
                 old.unlink()
     report = print if args.jsonl != "-" else (lambda text: print(text, file=sys.stderr))  # stdout: the tokens
     st = src.stats
-    summary_path = args.summary or next((str(Path(p).with_name("summary.json")) for p in (args.out, args.jsonl)
-                                         if p and p != "-"), None)
+    summary_path = _summary_path(args)
     if summary_path and timings:
         import json
 
